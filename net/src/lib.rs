@@ -1,1 +1,14 @@
-//! placeholder
+//! navarch-net: QUIC transport with mutual TLS, a bincode wire codec, the cluster PKI,
+//! kubeadm-style node join, fault injection and wire tracing for the rest of navarch.
+
+pub mod codec;
+pub mod fault;
+pub mod pki;
+pub mod rpc;
+pub mod trace;
+
+pub use codec::{CodecError, FORMAT_VERSION};
+pub use fault::{Fault, FaultDirection, FaultInjector, FaultRule};
+pub use pki::{BootstrapToken, ClusterCa, Identity, PeerIdentity, PkiError, TokenStore};
+pub use rpc::*;
+pub use trace::{CorrelationId, Direction, WireEvent, WireTap};

@@ -1,0 +1,866 @@
+//! The cluster PKI: the cluster CA (create, load, issue leaves, sign node CSRs), identities on
+//! disk, peer identities read from certificates, and kubeadm-style bootstrap tokens.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+
+/// DNS name every navarch server certificate carries and every client verifies.
+pub const CLUSTER_SERVER_NAME: &str = "navarch.cluster";
+
+/// Clock skew tolerated on freshly issued certificates.
+const BACKDATE: Duration = Duration::from_secs(300);
+
+/// Validity of a newly created cluster CA.
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Errors of the PKI.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// rcgen refused to build a key, certificate or CSR.
+    #[error("certificate generation failed for {what}: {reason}")]
+    Generate {
+        /// What was being generated.
+        what: String,
+        /// rcgen's error.
+        reason: String,
+    },
+    /// A certificate could not be parsed.
+    #[error("invalid certificate {what}: {reason}")]
+    Certificate {
+        /// Which certificate.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A private key could not be parsed (the key itself is never printed).
+    #[error("invalid private key {what}: {reason}")]
+    Key {
+        /// Which key.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The CA key on disk does not belong to the CA certificate.
+    #[error("ca key {key} does not match ca certificate {cert}")]
+    KeyMismatch {
+        /// Key file.
+        key: PathBuf,
+        /// Certificate file.
+        cert: PathBuf,
+    },
+    /// A certificate signing request was refused.
+    #[error("invalid certificate signing request: {0}")]
+    Csr(String),
+    /// A common name or organization cannot be put in a certificate.
+    #[error("invalid subject {field} {value:?}: {reason}")]
+    Subject {
+        /// "common name" or "organization".
+        field: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A validity period is unusable.
+    #[error("invalid validity {0:?}: must be between 1 second and 100 years")]
+    Validity(Duration),
+    /// A bootstrap token is malformed.
+    #[error(transparent)]
+    Token(#[from] TokenParseError),
+    /// The token store file is corrupt.
+    #[error("token store {path} is corrupt: {reason}")]
+    TokenStore {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
+    move |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
+    move |e| PkiError::Generate {
+        what: what.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes `contents` to `path` atomically (temp file + rename) with the given mode.
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(&tmp))?;
+    f.write_all(contents).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(io_err(path))
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes the first PEM certificate of `pem` to DER.
+pub(crate) fn cert_der_from_pem(pem: &str, what: &str) -> Result<Vec<u8>, PkiError> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map(|c| c.as_ref().to_vec())
+        .map_err(|e| PkiError::Certificate {
+            what: what.to_string(),
+            reason: format!("bad pem: {e}"),
+        })
+}
+
+/// `"sha256:<64 hex>"` of the SubjectPublicKeyInfo of a DER certificate (kubeadm's CA
+/// discovery hash).
+pub fn spki_sha256_of_der(cert_der: &[u8]) -> Result<String, PkiError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| PkiError::Certificate {
+            what: "for spki hash".to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(format!(
+        "sha256:{}",
+        sha256_hex(cert.tbs_certificate.subject_pki.raw)
+    ))
+}
+
+fn random_serial() -> SerialNumber {
+    let mut b: [u8; 16] = rand::random();
+    b[0] &= 0x7f;
+    b[0] |= 0x01;
+    SerialNumber::from_slice(&b)
+}
+
+fn check_validity(validity: Duration) -> Result<(), PkiError> {
+    if validity < Duration::from_secs(1) || validity > Duration::from_secs(100 * 365 * 24 * 3600) {
+        return Err(PkiError::Validity(validity));
+    }
+    Ok(())
+}
+
+fn check_subject(field: &'static str, value: &str) -> Result<(), PkiError> {
+    let reason = if value.is_empty() {
+        "must not be empty"
+    } else if value.len() > 300 {
+        "longer than 300 bytes"
+    } else if value.chars().any(|c| c.is_control()) {
+        "contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(PkiError::Subject {
+        field,
+        value: value.chars().take(80).collect(),
+        reason: reason.to_string(),
+    })
+}
+
+/// Parameters of a leaf certificate (server and client auth) with navarch's SANs.
+fn leaf_params(
+    common_name: &str,
+    organizations: &[&str],
+    validity: Duration,
+) -> Result<CertificateParams, PkiError> {
+    check_validity(validity)?;
+    check_subject("common name", common_name)?;
+    for o in organizations {
+        check_subject("organization", o)?;
+    }
+    if organizations.len() > 2 {
+        return Err(PkiError::Subject {
+            field: "organization",
+            value: organizations.join(","),
+            reason: format!(
+                "at most 2 organizations supported, got {}",
+                organizations.len()
+            ),
+        });
+    }
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    if let Some(o) = organizations.first() {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    if let Some(o) = organizations.get(1) {
+        // rcgen keeps one value per attribute type; a second O goes in under its raw OID.
+        dn.push(DnType::CustomDnType(vec![2, 5, 4, 10]), *o);
+    }
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![
+        SanType::DnsName(
+            CLUSTER_SERVER_NAME
+                .try_into()
+                .map_err(gen_err("subject alt name"))?,
+        ),
+        SanType::DnsName(
+            "localhost"
+                .try_into()
+                .map_err(gen_err("subject alt name"))?,
+        ),
+        SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+    ];
+    let now = SystemTime::now();
+    params.not_before = (now - BACKDATE).into();
+    params.not_after = (now + validity).into();
+    params.serial_number = Some(random_serial());
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// The cluster's certificate authority.
+pub struct ClusterCa {
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterCa")
+            .field("spki_sha256", &self.spki_sha256())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterCa {
+    /// Loads the CA from `dir/ca.crt` and `dir/ca.key`, or creates and saves a new one.
+    /// The flag is true when a CA was created.
+    pub fn load_or_create(dir: &Path) -> Result<(ClusterCa, bool), PkiError> {
+        let cert = dir.join("ca.crt");
+        let key = dir.join("ca.key");
+        if cert.exists() || key.exists() {
+            return Ok((Self::load(dir)?, false));
+        }
+        let ca = Self::create()?;
+        write_file(&key, ca.issuer.key().serialize_pem().as_bytes(), 0o600)?;
+        write_file(&cert, ca.cert_pem.as_bytes(), 0o644)?;
+        tracing::info!(dir = %dir.display(), spki = %ca.spki_sha256(), "created cluster ca");
+        Ok((ca, true))
+    }
+
+    fn create() -> Result<ClusterCa, PkiError> {
+        let key = KeyPair::generate().map_err(gen_err("ca key"))?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "navarch-ca");
+        dn.push(DnType::OrganizationName, "navarch");
+        params.distinguished_name = dn;
+        let now = SystemTime::now();
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = (now + CA_VALIDITY).into();
+        params.serial_number = Some(random_serial());
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params
+            .self_signed(&key)
+            .map_err(gen_err("ca certificate"))?;
+        Ok(ClusterCa {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().as_ref().to_vec(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Loads an existing CA from `dir/ca.crt` and `dir/ca.key`.
+    pub fn load(dir: &Path) -> Result<ClusterCa, PkiError> {
+        let cert_path = dir.join("ca.crt");
+        let key_path = dir.join("ca.key");
+        let cert_pem = read_file(&cert_path)?;
+        let key_pem = read_file(&key_path)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::Key {
+            what: key_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let cert_der = cert_der_from_pem(&cert_pem, &cert_path.display().to_string())?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(&cert_der).map_err(|e| PkiError::Certificate {
+                what: cert_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        if parsed
+            .tbs_certificate
+            .subject_pki
+            .subject_public_key
+            .data
+            .as_ref()
+            != key.public_key_raw()
+        {
+            return Err(PkiError::KeyMismatch {
+                key: key_path,
+                cert: cert_path,
+            });
+        }
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| PkiError::Certificate {
+                what: cert_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(ClusterCa {
+            cert_pem,
+            cert_der,
+            issuer,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// `"sha256:<64 hex>"` of the CA's SubjectPublicKeyInfo (kubeadm's discovery hash).
+    pub fn spki_sha256(&self) -> String {
+        // The DER was produced or parsed when the CA was built, so it parses again.
+        spki_sha256_of_der(&self.cert_der).unwrap_or_else(|_| String::from("sha256:invalid"))
+    }
+
+    /// Issues a new key and leaf certificate (server+client auth) for `common_name`.
+    pub fn issue(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        validity: Duration,
+    ) -> Result<Identity, PkiError> {
+        let params = leaf_params(common_name, organizations, validity)?;
+        let key = KeyPair::generate().map_err(gen_err(common_name))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(gen_err(common_name))?;
+        tracing::info!(cn = common_name, orgs = ?organizations, "issued certificate");
+        Ok(Identity {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: self.cert_pem.clone(),
+        })
+    }
+
+    /// Signs a CSR, imposing `common_name` and `organizations` whatever the CSR asked for.
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        common_name: &str,
+        organizations: &[&str],
+        validity: Duration,
+    ) -> Result<String, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::Csr(e.to_string()))?;
+        let params = leaf_params(common_name, organizations, validity)?;
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(gen_err(common_name))?;
+        tracing::info!(cn = common_name, orgs = ?organizations, "signed certificate request");
+        Ok(cert.pem())
+    }
+}
+
+/// A certificate, its private key and the cluster CA certificate, all PEM.
+#[derive(Clone)]
+pub struct Identity {
+    /// Leaf certificate.
+    pub cert_pem: String,
+    /// Private key of the leaf (PKCS#8). Never logged.
+    pub key_pem: String,
+    /// The cluster CA certificate.
+    pub ca_pem: String,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let subject = self
+            .peer_identity()
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|e| format!("<{e}>"));
+        f.debug_struct("Identity")
+            .field("subject", &subject)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Identity {
+    /// Writes `<name>.crt`, `<name>.key` (0600) and `ca.crt` into `dir`.
+    pub fn save(&self, dir: &Path, name: &str) -> Result<(), PkiError> {
+        write_file(
+            &dir.join(format!("{name}.key")),
+            self.key_pem.as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &dir.join(format!("{name}.crt")),
+            self.cert_pem.as_bytes(),
+            0o644,
+        )?;
+        write_file(&dir.join("ca.crt"), self.ca_pem.as_bytes(), 0o644)?;
+        Ok(())
+    }
+
+    /// Reads what [`Identity::save`] wrote.
+    pub fn load(dir: &Path, name: &str) -> Result<Identity, PkiError> {
+        Ok(Identity {
+            cert_pem: read_file(&dir.join(format!("{name}.crt")))?,
+            key_pem: read_file(&dir.join(format!("{name}.key")))?,
+            ca_pem: read_file(&dir.join("ca.crt"))?,
+        })
+    }
+
+    /// An identity without certificate or key, holding only the CA: a dial-only endpoint
+    /// built with it presents no client certificate (it may only call `net.join`).
+    pub fn anonymous(ca_pem: impl Into<String>) -> Identity {
+        Identity {
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            ca_pem: ca_pem.into(),
+        }
+    }
+
+    /// True for [`Identity::anonymous`].
+    pub fn is_anonymous(&self) -> bool {
+        self.cert_pem.trim().is_empty()
+    }
+
+    /// CN and O of this identity's certificate.
+    pub fn peer_identity(&self) -> Result<PeerIdentity, PkiError> {
+        PeerIdentity::from_der(&cert_der_from_pem(&self.cert_pem, "identity certificate")?)
+    }
+}
+
+/// Who a peer is, read from its leaf certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerIdentity {
+    /// Subject common name.
+    pub common_name: String,
+    /// Subject organizations.
+    pub organizations: Vec<String>,
+}
+
+impl PeerIdentity {
+    /// Parses CN and O out of a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<PeerIdentity, PkiError> {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Certificate {
+                what: "of peer".to_string(),
+                reason: e.to_string(),
+            })?;
+        let subject = cert.subject();
+        let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| {
+            a.as_str()
+                .map(str::to_string)
+                .map_err(|e| PkiError::Certificate {
+                    what: "of peer".to_string(),
+                    reason: format!("subject attribute is not a string: {e}"),
+                })
+        };
+        let common_name = match subject.iter_common_name().next() {
+            Some(a) => text(a)?,
+            None => {
+                return Err(PkiError::Certificate {
+                    what: "of peer".to_string(),
+                    reason: "no common name in subject".to_string(),
+                })
+            }
+        };
+        let organizations = subject
+            .iter_organization()
+            .map(text)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PeerIdentity {
+            common_name,
+            organizations,
+        })
+    }
+}
+
+/// A malformed bootstrap token. Never carries the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenParseError {
+    /// No '.' between id and secret.
+    #[error("bootstrap token must have the form <6 chars>.<16 chars> ([a-z0-9]): no '.' found")]
+    MissingDot,
+    /// The id part has the wrong length.
+    #[error("bootstrap token id must be 6 characters of [a-z0-9], got {0} characters")]
+    IdLength(usize),
+    /// The secret part has the wrong length.
+    #[error("bootstrap token secret must be 16 characters of [a-z0-9], got {0} characters")]
+    SecretLength(usize),
+    /// A character outside [a-z0-9].
+    #[error("bootstrap token {part} has a character outside [a-z0-9] at position {position}")]
+    BadChar {
+        /// "id" or "secret".
+        part: &'static str,
+        /// 0-based position within that part.
+        position: usize,
+    },
+}
+
+/// A kubeadm-format bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapToken {
+    id: String,
+    secret: String,
+}
+
+const TOKEN_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+fn random_token_part(len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| TOKEN_ALPHABET[rng.gen_range(0..TOKEN_ALPHABET.len())] as char)
+        .collect()
+}
+
+impl BootstrapToken {
+    /// A new random token.
+    pub fn generate() -> BootstrapToken {
+        BootstrapToken {
+            id: random_token_part(6),
+            secret: random_token_part(16),
+        }
+    }
+
+    /// The public id part.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The secret part.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+fn check_token_part(part: &'static str, s: &str, len: usize) -> Result<(), TokenParseError> {
+    if let Some(position) = s
+        .bytes()
+        .position(|b| !(b.is_ascii_lowercase() || b.is_ascii_digit()))
+    {
+        return Err(TokenParseError::BadChar { part, position });
+    }
+    if s.len() != len {
+        return Err(if part == "id" {
+            TokenParseError::IdLength(s.len())
+        } else {
+            TokenParseError::SecretLength(s.len())
+        });
+    }
+    Ok(())
+}
+
+impl FromStr for BootstrapToken {
+    type Err = TokenParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (id, secret) = s.split_once('.').ok_or(TokenParseError::MissingDot)?;
+        check_token_part("id", id, 6)?;
+        check_token_part("secret", secret, 16)?;
+        Ok(BootstrapToken {
+            id: id.to_string(),
+            secret: secret.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for BootstrapToken {
+    /// The full token: only for printing it once to the operator.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.id, self.secret)
+    }
+}
+
+impl fmt::Debug for BootstrapToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BootstrapToken({}.<redacted>)", self.id)
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredToken {
+    id: String,
+    /// Hex SHA-256 of the secret: the secret itself is not stored.
+    secret_sha256: String,
+    expires_unix: u64,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Equality of two byte strings without an early exit.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Bootstrap tokens accepted for joining, kept in `tokens.json` (hashed secrets, 0600).
+pub struct TokenStore {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl TokenStore {
+    /// Opens (creating the directory if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<TokenStore, PkiError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let store = TokenStore {
+            path: dir.join("tokens.json"),
+            lock: Mutex::new(()),
+        };
+        store.read()?;
+        Ok(store)
+    }
+
+    fn read(&self) -> Result<Vec<StoredToken>, PkiError> {
+        match fs::read(&self.path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| PkiError::TokenStore {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(PkiError::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Accepts `token` for `ttl` from now (replacing a token with the same id); drops
+    /// expired tokens.
+    pub fn add(&self, token: &BootstrapToken, ttl: Duration) -> Result<(), PkiError> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = unix_now();
+        let mut tokens = self.read()?;
+        tokens.retain(|t| t.expires_unix > now && t.id != token.id);
+        tokens.push(StoredToken {
+            id: token.id.clone(),
+            secret_sha256: sha256_hex(token.secret.as_bytes()),
+            expires_unix: now.saturating_add(ttl.as_secs()),
+        });
+        let json = serde_json::to_vec_pretty(&tokens).map_err(|e| PkiError::TokenStore {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        write_file(&self.path, &json, 0o600)?;
+        tracing::info!(token_id = %token.id, ttl_secs = ttl.as_secs(), "bootstrap token added");
+        Ok(())
+    }
+
+    /// True if `presented` is a well-formed, known, unexpired token.
+    pub fn verify(&self, presented: &str) -> bool {
+        let Ok(token) = presented.parse::<BootstrapToken>() else {
+            return false;
+        };
+        let tokens = {
+            let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            match self.read() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read token store");
+                    return false;
+                }
+            }
+        };
+        let now = unix_now();
+        let presented_hash = sha256_hex(token.secret.as_bytes());
+        tokens.iter().any(|t| {
+            t.id == token.id
+                && t.expires_unix > now
+                && constant_time_eq(t.secret_sha256.as_bytes(), presented_hash.as_bytes())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_issue_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, created) = ClusterCa::load_or_create(dir.path()).unwrap();
+        assert!(created);
+        let mode = fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (ca2, created2) = ClusterCa::load_or_create(dir.path()).unwrap();
+        assert!(!created2);
+        assert_eq!(ca.spki_sha256(), ca2.spki_sha256());
+        assert!(ca.spki_sha256().starts_with("sha256:"));
+        assert_eq!(ca.spki_sha256().len(), 7 + 64);
+
+        let id = ca2
+            .issue("node-a", &["system:nodes"], Duration::from_secs(3600))
+            .unwrap();
+        let who = id.peer_identity().unwrap();
+        assert_eq!(who.common_name, "node-a");
+        assert_eq!(who.organizations, vec!["system:nodes".to_string()]);
+        assert!(!format!("{id:?}").contains("PRIVATE"));
+
+        let two = ca
+            .issue("admin", &["system:masters", "ops"], Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            two.peer_identity().unwrap().organizations,
+            vec!["system:masters".to_string(), "ops".to_string()]
+        );
+
+        id.save(dir.path(), "node").unwrap();
+        let back = Identity::load(dir.path(), "node").unwrap();
+        assert_eq!(back.cert_pem, id.cert_pem);
+        let mode = fs::metadata(dir.path().join("node.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn sign_csr_imposes_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _) = ClusterCa::load_or_create(dir.path()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "system:admin");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = ca
+            .sign_csr(
+                &csr,
+                "system:node:n1",
+                &["system:nodes"],
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let who = PeerIdentity::from_der(&cert_der_from_pem(&pem, "t").unwrap()).unwrap();
+        assert_eq!(who.common_name, "system:node:n1");
+        assert_eq!(who.organizations, vec!["system:nodes".to_string()]);
+        assert!(matches!(
+            ca.sign_csr("garbage", "x", &[], Duration::from_secs(60)),
+            Err(PkiError::Csr(_))
+        ));
+    }
+
+    #[test]
+    fn tokens() {
+        let t = BootstrapToken::generate();
+        let s = t.to_string();
+        assert_eq!(s.len(), 23);
+        assert_eq!(s.parse::<BootstrapToken>().unwrap(), t);
+        assert!(!format!("{t:?}").contains(t.secret()));
+        assert_eq!(
+            "abc".parse::<BootstrapToken>(),
+            Err(TokenParseError::MissingDot)
+        );
+        assert_eq!(
+            "abcde.0123456789abcdef".parse::<BootstrapToken>(),
+            Err(TokenParseError::IdLength(5))
+        );
+        assert_eq!(
+            "abcdef.0123456789abcde".parse::<BootstrapToken>(),
+            Err(TokenParseError::SecretLength(15))
+        );
+        assert_eq!(
+            "abcdef.0123456789Abcdef".parse::<BootstrapToken>(),
+            Err(TokenParseError::BadChar {
+                part: "secret",
+                position: 10
+            })
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::open(dir.path()).unwrap();
+        assert!(!store.verify(&s));
+        store.add(&t, Duration::from_secs(600)).unwrap();
+        assert!(store.verify(&s));
+        let other = BootstrapToken {
+            id: t.id.clone(),
+            secret: "0000000000000000".to_string(),
+        };
+        assert!(!store.verify(&other.to_string()));
+        assert!(!store.verify("nonsense"));
+        let expired = BootstrapToken::generate();
+        store.add(&expired, Duration::ZERO).unwrap();
+        assert!(!store.verify(&expired.to_string()));
+        let reopened = TokenStore::open(dir.path()).unwrap();
+        assert!(reopened.verify(&s));
+        let raw = fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+        assert!(!raw.contains(t.secret()));
+    }
+}

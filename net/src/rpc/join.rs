@@ -1,0 +1,342 @@
+//! kubeadm-style node join: the node pins the CA by its public key hash, presents a bootstrap
+//! token and a CSR over an anonymous connection, and receives a node certificate.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use super::{tls, wire, CallContext, EpInner, NetError, RpcError};
+use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
+use crate::pki::{
+    cert_der_from_pem, spki_sha256_of_der, BootstrapToken, Identity, PkiError, TokenParseError,
+    CLUSTER_SERVER_NAME,
+};
+use crate::trace::current_correlation;
+
+/// The one method an anonymous peer may call.
+pub const JOIN_METHOD: &str = "net.join";
+
+/// Overall time allowed for a join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Body of `net.join`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The bootstrap token `<id>.<secret>`.
+    pub token: String,
+    /// The node's CSR, PEM.
+    pub csr_pem: String,
+    /// The node name (DNS-1123 subdomain).
+    pub node_name: String,
+    /// Requested certificate validity in seconds (capped by the server).
+    pub validity_secs: u64,
+}
+
+impl fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("token", &"<redacted>")
+            .field("node_name", &self.node_name)
+            .field("validity_secs", &self.validity_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answer of `net.join`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JoinResponse {
+    /// The node certificate, PEM.
+    pub cert_pem: String,
+    /// The cluster CA certificate, PEM.
+    pub ca_pem: String,
+}
+
+/// Errors of [`join`].
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The CA hash is not `sha256:<64 hex>`.
+    #[error("invalid ca hash {0:?}: expected sha256:<64 hex characters>")]
+    InvalidCaHash(String),
+    /// The node name is not a DNS-1123 subdomain.
+    #[error("invalid node name {name:?}: {reason}")]
+    InvalidNodeName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The token is malformed.
+    #[error(transparent)]
+    Token(#[from] TokenParseError),
+    /// Key, CSR or certificate handling failed.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The local endpoint could not be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The master could not be reached or failed verification.
+    #[error("cannot connect to master {master}: {reason}")]
+    Connect {
+        /// The master's address.
+        master: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The master answered with an error (a wrong token is `Rpc(Refused(..))`).
+    #[error("join rejected: {0}")]
+    Rpc(#[from] RpcError),
+    /// The master sent a CA other than the pinned one.
+    #[error("master returned a ca with hash {got}, expected {expected}")]
+    CaMismatch {
+        /// The pinned hash.
+        expected: String,
+        /// The returned CA's hash.
+        got: String,
+    },
+    /// The returned certificate is not for our key.
+    #[error("master returned a certificate for another public key")]
+    CertMismatch,
+}
+
+/// Checks a DNS-1123 subdomain (Kubernetes node names).
+pub fn validate_node_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if name.len() > 253 {
+        return Err(format!("{} characters, at most 253 allowed", name.len()));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("empty label".to_string());
+        }
+        if label.len() > 63 {
+            return Err(format!("label {label:?} is longer than 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(format!("character {c:?} outside [a-z0-9.-]"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} must start and end with [a-z0-9]"));
+        }
+    }
+    Ok(())
+}
+
+fn normalize_ca_hash(ca_hash: &str) -> Result<String, JoinError> {
+    let lower = ca_hash.trim().to_ascii_lowercase();
+    let ok = lower
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(lower)
+    } else {
+        Err(JoinError::InvalidCaHash(ca_hash.chars().take(80).collect()))
+    }
+}
+
+/// Joins the cluster through `master`: returns a node identity (CN `system:node:<name>`,
+/// O `system:nodes`) usable for mutual TLS.
+pub async fn join(
+    master: SocketAddr,
+    token: &str,
+    ca_hash: &str,
+    node_name: &str,
+    validity: Duration,
+) -> Result<Identity, JoinError> {
+    let pin = normalize_ca_hash(ca_hash)?;
+    let token_parsed: BootstrapToken = token.parse()?;
+    validate_node_name(node_name).map_err(|reason| JoinError::InvalidNodeName {
+        name: node_name.to_string(),
+        reason,
+    })?;
+
+    let key = KeyPair::generate().map_err(|e| PkiError::Generate {
+        what: "node key".to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("system:node:{node_name}"));
+    dn.push(DnType::OrganizationName, "system:nodes");
+    params.distinguished_name = dn;
+    let csr_pem = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(|e| PkiError::Generate {
+            what: "node csr".to_string(),
+            reason: e.to_string(),
+        })?;
+
+    let req = JoinRequest {
+        token: token_parsed.to_string(),
+        csr_pem,
+        node_name: node_name.to_string(),
+        validity_secs: validity.as_secs(),
+    };
+    let body = codec::encode(&req).map_err(|e| RpcError::Decode(e.to_string()))?;
+    let frame = wire::encode_request(
+        &wire::RequestHeader {
+            kind: wire::RequestKind::Call,
+            method: JOIN_METHOD.to_string(),
+            correlation: current_correlation(),
+        },
+        &body,
+    )?;
+
+    let client_cfg = tls::join_client_config(&pin)?;
+    let bind: SocketAddr = if master.is_ipv6() {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let endpoint =
+        quinn::Endpoint::client(bind).map_err(|source| NetError::Bind { addr: bind, source })?;
+
+    tracing::info!(%master, node = node_name, token_id = token_parsed.id(), "joining cluster");
+    let exchange = async {
+        let conn = endpoint
+            .connect_with(client_cfg, master, CLUSTER_SERVER_NAME)
+            .map_err(|e| JoinError::Connect {
+                master,
+                reason: e.to_string(),
+            })?
+            .await
+            .map_err(|e| JoinError::Connect {
+                master,
+                reason: e.to_string(),
+            })?;
+        let answer = wire::exchange_call(&conn, frame, DEFAULT_MAX_FRAME_BYTES).await;
+        conn.close(wire::CODE_DONE, b"joined");
+        Ok::<_, JoinError>(answer?)
+    };
+    let answer = tokio::time::timeout(JOIN_TIMEOUT, exchange).await;
+    endpoint.close(wire::CODE_DONE, b"joined");
+    let answer = match answer {
+        Ok(r) => r?,
+        Err(_) => return Err(JoinError::Rpc(RpcError::Timeout)),
+    };
+    let resp: JoinResponse =
+        codec::decode(&answer).map_err(|e| RpcError::Decode(format!("join response: {e}")))?;
+
+    let got = spki_sha256_of_der(&cert_der_from_pem(&resp.ca_pem, "returned ca")?)?;
+    if got != pin {
+        return Err(JoinError::CaMismatch { expected: pin, got });
+    }
+    let cert_der = cert_der_from_pem(&resp.cert_pem, "returned node certificate")?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(&cert_der).map_err(|e| PkiError::Certificate {
+            what: "returned node certificate".to_string(),
+            reason: e.to_string(),
+        })?;
+    if parsed
+        .tbs_certificate
+        .subject_pki
+        .subject_public_key
+        .data
+        .as_ref()
+        != key.public_key_raw()
+    {
+        return Err(JoinError::CertMismatch);
+    }
+    tracing::info!(%master, node = node_name, "joined cluster");
+    Ok(Identity {
+        cert_pem: resp.cert_pem,
+        key_pem: key.serialize_pem(),
+        ca_pem: resp.ca_pem,
+    })
+}
+
+/// Server side of `net.join`.
+pub(super) async fn serve_join(
+    ep: &EpInner,
+    ctx: &CallContext,
+    body: Bytes,
+) -> Result<Bytes, RpcError> {
+    let Some(auth) = ep.join.clone() else {
+        tracing::warn!(name = %ep.name, remote = %ctx.remote, "join attempted on an endpoint that does not accept joins");
+        return Err(RpcError::Unsupported(format!(
+            "endpoint {} does not accept joins",
+            ep.name
+        )));
+    };
+    let req: JoinRequest =
+        codec::decode(&body).map_err(|e| RpcError::Decode(format!("join request: {e}")))?;
+    if let Err(reason) = validate_node_name(&req.node_name) {
+        tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %reason, "join refused: invalid node name");
+        return Err(RpcError::Refused(format!(
+            "invalid node name {:?}: {reason}",
+            req.node_name
+        )));
+    }
+    let token_id = req
+        .token
+        .parse::<BootstrapToken>()
+        .map(|t| t.id().to_string())
+        .unwrap_or_else(|_| "<malformed>".to_string());
+    let tokens = auth.tokens.clone();
+    let presented = req.token.clone();
+    let valid = tokio::task::spawn_blocking(move || tokens.verify(&presented))
+        .await
+        .unwrap_or(false);
+    if !valid {
+        tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %token_id, "join refused: invalid or expired bootstrap token");
+        return Err(RpcError::Refused(
+            "invalid or expired bootstrap token".to_string(),
+        ));
+    }
+    let validity = Duration::from_secs(req.validity_secs.max(1)).min(auth.node_cert_validity);
+    let cn = format!("system:node:{}", req.node_name);
+    let ca = auth.ca.clone();
+    let csr = req.csr_pem.clone();
+    let cn2 = cn.clone();
+    let signed =
+        tokio::task::spawn_blocking(move || ca.sign_csr(&csr, &cn2, &["system:nodes"], validity))
+            .await
+            .map_err(|e| RpcError::Remote(format!("signing task failed: {e}")))?;
+    let cert_pem = match signed {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, error = %e, "join refused: cannot sign csr");
+            return Err(RpcError::Refused(format!("cannot sign csr: {e}")));
+        }
+    };
+    tracing::info!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %token_id, cn = %cn, validity_secs = validity.as_secs(), "node joined");
+    let resp = JoinResponse {
+        cert_pem,
+        ca_pem: auth.ca.cert_pem().to_string(),
+    };
+    codec::encode(&resp)
+        .map(Bytes::from)
+        .map_err(|e| RpcError::Remote(format!("encode join response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names() {
+        assert!(validate_node_name("node-1.example").is_ok());
+        assert!(validate_node_name("").is_err());
+        assert!(validate_node_name("Node").is_err());
+        assert!(validate_node_name("-a").is_err());
+        assert!(validate_node_name("a..b").is_err());
+        assert!(validate_node_name(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn ca_hash_format() {
+        let h = format!("sha256:{}", "A".repeat(64));
+        assert_eq!(normalize_ca_hash(&h).unwrap(), h.to_ascii_lowercase());
+        assert!(normalize_ca_hash("sha256:abc").is_err());
+        assert!(normalize_ca_hash(&"a".repeat(64)).is_err());
+    }
+}
