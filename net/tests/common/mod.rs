@@ -1,0 +1,153 @@
+//! Shared fixtures for the QUIC integration tests: a CA, identities, a test service and a
+//! recording wire tap.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use navarch_net::codec;
+use navarch_net::trace::current_correlation;
+use navarch_net::{
+    CallContext, ClusterCa, CorrelationId, Endpoint, Identity, NetConfig, PeerIdentity, RpcError,
+    Service, WireEvent, WireTap,
+};
+use serde::{Deserialize, Serialize};
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: Arc<ClusterCa>,
+}
+
+pub fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, created) = ClusterCa::load_or_create(dir.path()).unwrap();
+    assert!(created);
+    Pki {
+        dir,
+        ca: Arc::new(ca),
+    }
+}
+
+impl Pki {
+    pub fn identity(&self, cn: &str) -> Identity {
+        self.ca
+            .issue(cn, &["system:nodes"], Duration::from_secs(3600))
+            .unwrap()
+    }
+}
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// What `whoami` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub peer: Option<PeerIdentity>,
+    pub ctx_correlation: Option<CorrelationId>,
+    pub task_correlation: Option<CorrelationId>,
+}
+
+/// Methods: `echo` (body back), `whoami`, `sleep` (u64 millis), `fail` (Remote error);
+/// streams: `ticks` (u64 counter every 10 ms, forever), `count` (u64 0..n).
+pub struct TestService;
+
+impl Service for TestService {
+    fn call(
+        &self,
+        ctx: CallContext,
+        method: String,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        let task_correlation = current_correlation();
+        Box::pin(async move {
+            match method.as_str() {
+                "echo" => Ok(body),
+                "whoami" => {
+                    // Read the task-local again after an await point.
+                    tokio::task::yield_now().await;
+                    assert_eq!(current_correlation(), task_correlation);
+                    let w = WhoAmI {
+                        peer: ctx.peer,
+                        ctx_correlation: ctx.correlation,
+                        task_correlation,
+                    };
+                    Ok(Bytes::from(codec::encode(&w).unwrap()))
+                }
+                "sleep" => {
+                    let ms: u64 =
+                        codec::decode(&body).map_err(|e| RpcError::Decode(e.to_string()))?;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(Bytes::from(codec::encode(&ms).unwrap()))
+                }
+                "fail" => Err(RpcError::Remote("asked to fail".to_string())),
+                other => Err(RpcError::Unsupported(format!("no method {other}"))),
+            }
+        })
+    }
+
+    fn stream(
+        &self,
+        _ctx: CallContext,
+        method: String,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError>> {
+        Box::pin(async move {
+            match method.as_str() {
+                "ticks" => {
+                    let s = futures::stream::unfold(0u64, |i| async move {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Some((Ok(Bytes::from(codec::encode(&i).unwrap())), i + 1))
+                    });
+                    Ok(s.boxed())
+                }
+                "count" => {
+                    let n: u64 =
+                        codec::decode(&body).map_err(|e| RpcError::Decode(e.to_string()))?;
+                    Ok(futures::stream::iter(
+                        (0..n).map(|i| Ok(Bytes::from(codec::encode(&i).unwrap()))),
+                    )
+                    .boxed())
+                }
+                other => Err(RpcError::Unsupported(format!("no stream {other}"))),
+            }
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct RecordingTap {
+    pub events: Mutex<Vec<WireEvent>>,
+}
+
+impl WireTap for RecordingTap {
+    fn record(&self, event: WireEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+impl RecordingTap {
+    pub fn snapshot(&self) -> Vec<WireEvent> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+pub fn server(cfg: NetConfig) -> Endpoint {
+    Endpoint::bind(loopback(), cfg, Arc::new(TestService)).unwrap()
+}
+
+/// Logs to the test output, filtered by RUST_LOG (default: warnings).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
