@@ -27,7 +27,7 @@ use crate::pki::{ClusterCa, Identity, PeerIdentity, PkiError, TokenStore, CLUSTE
 use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, WireTap};
 
 pub use join::{join, JoinError, JoinRequest, JoinResponse, JOIN_METHOD};
-pub use tls::ALPN;
+pub use tls::{crypto_provider, install_default_crypto_provider, rustls_server_config, ALPN};
 
 /// Default timeout of a unary call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);

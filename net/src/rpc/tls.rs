@@ -27,12 +27,28 @@ const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// Idle timeout in milliseconds.
 const IDLE_TIMEOUT_MS: u32 = 5_000;
 
-/// The one crypto provider navarch uses (ring), never the process default.
-pub(crate) fn provider() -> Arc<CryptoProvider> {
+/// The one crypto provider navarch uses (ring), passed explicitly to every rustls builder.
+/// Other TLS users in the process (the HTTPS API) should build from this one too.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
         .clone()
+}
+
+/// Also installs [`crypto_provider`] as the process default, for libraries that only use the
+/// default. Idempotent; navarch-net itself never relies on it.
+pub fn install_default_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let provider = (*crypto_provider()).clone();
+        if provider.install_default().is_err() {
+            tracing::debug!("a default crypto provider was installed concurrently");
+        }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    crypto_provider()
 }
 
 pub(crate) fn transport() -> Arc<TransportConfig> {
@@ -82,6 +98,21 @@ pub(crate) fn server_config(
     identity: &Identity,
     name: &str,
 ) -> Result<quinn::ServerConfig, NetError> {
+    let cfg = rustls_server_config(identity, name, vec![ALPN.to_vec()])?;
+    let quic = QuicServerConfig::try_from(cfg).map_err(|e| tls_err(name)(e.to_string()))?;
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    sc.transport_config(transport());
+    Ok(sc)
+}
+
+/// A rustls server configuration like the QUIC endpoint's (TLS 1.3, chain `[leaf, ca]`,
+/// client certificates verified against the cluster CA but optional) with the given ALPN
+/// protocols, for other servers of the process (the HTTPS API). `name` is only for errors.
+pub fn rustls_server_config(
+    identity: &Identity,
+    name: &str,
+    alpn: Vec<Vec<u8>>,
+) -> Result<rustls::ServerConfig, NetError> {
     let mut chain = certs(&identity.cert_pem, "certificate", name)?;
     chain.extend(certs(&identity.ca_pem, "ca certificate", name)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(identity, name)?, provider())
@@ -94,11 +125,8 @@ pub(crate) fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key(identity, name)?)
         .map_err(|e| tls_err(name)(format!("server certificate: {e}")))?;
-    cfg.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = QuicServerConfig::try_from(cfg).map_err(|e| tls_err(name)(e.to_string()))?;
-    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    sc.transport_config(transport());
-    Ok(sc)
+    cfg.alpn_protocols = alpn;
+    Ok(cfg)
 }
 
 fn finish_client(
