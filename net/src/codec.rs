@@ -102,39 +102,46 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Frame decoder: tokio-util's [`LengthDelimitedCodec`] plus an early check that reports the
-/// announced size of an oversized frame.
+/// Frame decoder for the frames [`length_delimited`] writes (a 4-byte big-endian length, then
+/// the frame), refusing one whose announced size is over the cap before reading it.
+///
+/// It keeps no state between calls: a frame that arrives in several reads is decoded once
+/// all of it is buffered, and the length is always read from the frame's own header.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    inner: LengthDelimitedCodec,
     max: usize,
 }
 
 impl FrameDecoder {
     /// A decoder refusing frames over `max` bytes.
     pub fn new(max: usize) -> Self {
-        FrameDecoder {
-            inner: length_delimited(max),
-            max,
-        }
+        FrameDecoder { max }
     }
 }
+
+const LENGTH_BYTES: usize = 4;
 
 impl Decoder for FrameDecoder {
     type Item = BytesMut;
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
-        if src.len() >= 4 {
-            let size = (&src[..4]).get_u32() as usize;
-            if size > self.max {
-                return Err(FrameError::TooLarge {
-                    size,
-                    max: self.max,
-                });
-            }
+        if src.len() < LENGTH_BYTES {
+            return Ok(None);
         }
-        Ok(self.inner.decode(src)?)
+        let size = (&src[..LENGTH_BYTES]).get_u32() as usize;
+        if size > self.max {
+            return Err(FrameError::TooLarge {
+                size,
+                max: self.max,
+            });
+        }
+        if src.len() < LENGTH_BYTES + size {
+            src.reserve(LENGTH_BYTES + size - src.len());
+            return Ok(None);
+        }
+        src.advance(LENGTH_BYTES);
+        Ok(Some(src.split_to(size)))
     }
 }
 
@@ -279,5 +286,27 @@ mod tests {
         }
         let mut buf = BytesMut::from(&[0u8, 0, 0, 2, 7, 8][..]);
         assert_eq!(&d.decode(&mut buf).unwrap().unwrap()[..], &[7, 8]);
+    }
+
+    #[test]
+    fn frame_arriving_in_pieces_is_decoded_once_whole() {
+        use tokio_util::codec::Encoder;
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = BytesMut::new();
+        length_delimited(1 << 20)
+            .encode(bytes::Bytes::from(payload.clone()), &mut wire)
+            .unwrap();
+        let mut d = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::new();
+        let mut got = None;
+        for chunk in wire.chunks(1200) {
+            buf.extend_from_slice(chunk);
+            if let Some(frame) = d.decode(&mut buf).unwrap() {
+                assert!(got.is_none(), "one frame decoded once");
+                got = Some(frame);
+            }
+        }
+        assert_eq!(got.expect("the frame").to_vec(), payload);
+        assert!(buf.is_empty());
     }
 }
