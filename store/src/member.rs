@@ -1,0 +1,445 @@
+//! One store member: opens RocksDB, runs openraft over QUIC, and serves writes (forwarded to
+//! the leader from any member), linearizable and at-least-revision reads, watches and backups.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use navarch_net::{Endpoint, NetConfig};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, ServerState, SnapshotPolicy};
+use rocksdb::DB;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::log_store::LogStore;
+use crate::network::RaftNet;
+use crate::raft_types::{Applied, Member as RaftMember, MemberId, Raft};
+use crate::service::{self, StoreClient, StoreService};
+use crate::state_machine::{dump_state, HistoryLimits, Progress, StateMachine};
+use crate::types::{
+    KeyRange, ListResult, Object, ObjectKey, ReadConsistency, Revision, Txn, TxnOutcome,
+};
+use crate::watch::{WatchHub, WatchReceiver};
+use crate::{backup, rocks, StoreError};
+
+/// Whether this member may create a new cluster (etcd's `--initial-cluster-state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialState {
+    /// The first member of the list initializes the cluster if its data dir is new.
+    New,
+    /// Join an existing cluster: never initialize (a member whose data dir was wiped).
+    Existing,
+}
+
+/// How to run one member.
+pub struct MemberConfig {
+    /// This member's name; must appear in `initial_cluster`.
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// Every member, in a fixed order: `(name, QUIC address)`. A member's Raft id is its
+    /// position, from 1.
+    pub initial_cluster: Vec<(String, SocketAddr)>,
+    pub initial_state: InitialState,
+    pub history: HistoryLimits,
+    /// Build a snapshot (and purge the log behind it) every this many applied entries.
+    pub snapshot_every: u64,
+    pub heartbeat: Duration,
+    pub election_timeout: (Duration, Duration),
+    /// How long a write or read may wait for a leader and a quorum.
+    pub request_timeout: Duration,
+}
+
+impl MemberConfig {
+    pub fn new(
+        name: impl Into<String>,
+        data_dir: PathBuf,
+        initial_cluster: Vec<(String, SocketAddr)>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            data_dir,
+            initial_cluster,
+            initial_state: InitialState::New,
+            history: HistoryLimits::default(),
+            snapshot_every: 10_000,
+            heartbeat: Duration::from_millis(150),
+            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A member's role as `/debug/store` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Shutdown,
+}
+
+/// A member's view of the cluster, for `/debug/store` and readiness.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub name: String,
+    pub id: MemberId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<String>,
+    pub applied: u64,
+    pub committed: u64,
+    pub revision: u64,
+    pub compacted: u64,
+    pub snapshot: Option<u64>,
+    pub purged: Option<u64>,
+    pub members: Vec<String>,
+}
+
+/// One running store member.
+pub struct Member {
+    pub(crate) name: String,
+    pub(crate) id: MemberId,
+    pub(crate) raft: Raft,
+    pub(crate) members: BTreeMap<MemberId, RaftMember>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) db: Arc<DB>,
+    pub(crate) watch: WatchHub,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) committed: Arc<AtomicU64>,
+    pub(crate) request_timeout: Duration,
+}
+
+impl Member {
+    /// Opens the data dir, binds the QUIC endpoint on this member's address and starts Raft.
+    pub async fn start(cfg: MemberConfig, net: NetConfig) -> Result<Arc<Member>, StoreError> {
+        let pos = cfg
+            .initial_cluster
+            .iter()
+            .position(|(n, _)| *n == cfg.name)
+            .ok_or_else(|| {
+                StoreError::InvalidKey(format!("member {} is not in the initial cluster", cfg.name))
+            })?;
+        let id = pos as MemberId + 1;
+        let listen = cfg.initial_cluster[pos].1;
+        let members: BTreeMap<MemberId, RaftMember> = cfg
+            .initial_cluster
+            .iter()
+            .enumerate()
+            .map(|(i, (n, a))| {
+                (
+                    i as MemberId + 1,
+                    RaftMember {
+                        name: n.clone(),
+                        addr: a.to_string(),
+                    },
+                )
+            })
+            .collect();
+
+        let db_dir = cfg.data_dir.join("db");
+        let db = rocks::open(&db_dir)
+            .map_err(|e| StoreError::Storage(format!("open {}: {e}", db_dir.display())))?;
+        let watch = WatchHub::new(db.clone());
+        let committed = Arc::new(AtomicU64::new(0));
+        let log = LogStore::new(db.clone(), committed.clone());
+        let sm = StateMachine::open(db.clone(), watch.clone(), cfg.history).map_err(storage)?;
+        let progress = sm.progress();
+
+        let slot: Arc<OnceLock<Arc<Member>>> = Arc::new(OnceLock::new());
+        let endpoint = Endpoint::bind(listen, net, Arc::new(StoreService::new(slot.clone())))
+            .map_err(|e| StoreError::Network(format!("bind {listen}: {e}")))?;
+
+        let raft_config = Config {
+            cluster_name: "navarch".into(),
+            heartbeat_interval: cfg.heartbeat.as_millis() as u64,
+            election_timeout_min: cfg.election_timeout.0.as_millis() as u64,
+            election_timeout_max: cfg.election_timeout.1.as_millis() as u64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: cfg.snapshot_every.min(1000),
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| StoreError::InvalidKey(e.to_string()))?,
+        );
+        let raft = Raft::new(
+            id,
+            raft_config,
+            RaftNet {
+                endpoint: endpoint.clone(),
+            },
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StoreError::Storage(e.to_string()))?;
+
+        let member = Arc::new(Member {
+            name: cfg.name.clone(),
+            id,
+            raft,
+            members: members.clone(),
+            endpoint,
+            db,
+            watch,
+            progress,
+            committed,
+            request_timeout: cfg.request_timeout,
+        });
+        let _ = slot.set(member.clone());
+
+        let initialized = member
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))?;
+        // A new cluster is created once, by the first listed member; a member whose data dir
+        // was wiped must be started with `InitialState::Existing` and catches up from the leader.
+        if !initialized && pos == 0 && cfg.initial_state == InitialState::New {
+            info!(member = %cfg.name, members = members.len(), "initializing a new cluster");
+            if let Err(e) = member.raft.initialize(members).await {
+                warn!(error = %e, "initialize failed");
+            }
+        }
+        info!(member = %cfg.name, id, %listen, "store member started");
+        Ok(member)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub(crate) fn member_by_id(&self, id: MemberId) -> Option<&RaftMember> {
+        self.members.get(&id)
+    }
+
+    fn leader_client(&self, leader: MemberId) -> Result<StoreClient, StoreError> {
+        let m = self
+            .member_by_id(leader)
+            .ok_or_else(|| StoreError::Unavailable(format!("unknown leader {leader}")))?;
+        let addr: SocketAddr = m
+            .addr
+            .parse()
+            .map_err(|e| StoreError::Network(format!("{}: {e}", m.addr)))?;
+        Ok(StoreClient::new(self.endpoint.peer(&m.name, addr)))
+    }
+
+    /// The current leader, waiting up to the request timeout for one to be elected.
+    async fn wait_leader(&self) -> Result<MemberId, StoreError> {
+        let mut rx = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        loop {
+            if let Some(l) = rx.borrow().current_leader {
+                return Ok(l);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(StoreError::Unavailable("no leader elected".into()));
+            }
+        }
+    }
+
+    /// Commits `txn` through Raft, forwarding it to the leader when this member is not it.
+    pub async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        txn.validate()?;
+        let timeout = self.request_timeout;
+        let attempt = async {
+            for _ in 0..5 {
+                match self.raft.client_write(txn.clone()).await {
+                    Ok(resp) => {
+                        return match resp.data {
+                            Applied::Txn(outcome) => Ok(outcome),
+                            Applied::Nothing => {
+                                Err(StoreError::Storage("transaction applied as no-op".into()))
+                            }
+                        }
+                    }
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        let leader = match f.leader_id {
+                            Some(l) if l != self.id => l,
+                            _ => self.wait_leader().await?,
+                        };
+                        if leader == self.id {
+                            continue;
+                        }
+                        return self.leader_client(leader)?.forward_txn(&txn).await;
+                    }
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                        return Err(StoreError::Storage(e.to_string()))
+                    }
+                    Err(RaftError::Fatal(e)) => {
+                        warn!(error = %e, "raft stopped");
+                        return Err(StoreError::ShuttingDown);
+                    }
+                }
+            }
+            Err(StoreError::Unavailable("leadership kept changing".into()))
+        };
+        tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| StoreError::Timeout(timeout))?
+    }
+
+    /// Waits until a read here reflects every write committed before the call (read index).
+    pub async fn linearize(&self) -> Result<(), StoreError> {
+        let timeout = self.request_timeout;
+        let wait = async {
+            let leader = self.wait_leader().await?;
+            let index = if leader == self.id {
+                self.read_index().await?
+            } else {
+                self.leader_client(leader)?.read_index().await?
+            };
+            self.wait_applied(index, timeout).await
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| StoreError::Unavailable("read index timed out".into()))?
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the index a read must see.
+    pub(crate) async fn read_index(&self) -> Result<u64, StoreError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(StoreError::ShuttingDown),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), StoreError> {
+        if self.progress.applied_index.load(Ordering::SeqCst) >= index {
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn wait_revision(&self, rev: Revision) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut rx = self.raft.metrics();
+        while self.progress.revision.load(Ordering::SeqCst) < rev.0 {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "revision {rev} not reached here"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare_read(&self, consistency: ReadConsistency) -> Result<(), StoreError> {
+        match consistency {
+            ReadConsistency::Linearizable => self.linearize().await,
+            ReadConsistency::AtLeast(rev) => self.wait_revision(rev).await,
+        }
+    }
+
+    pub async fn get(
+        &self,
+        key: &ObjectKey,
+        consistency: ReadConsistency,
+    ) -> Result<Option<Object>, StoreError> {
+        key.validate()?;
+        self.prepare_read(consistency).await?;
+        service::read_object(&self.db, key)
+    }
+
+    pub async fn list(
+        &self,
+        range: &KeyRange,
+        consistency: ReadConsistency,
+    ) -> Result<ListResult, StoreError> {
+        self.prepare_read(consistency).await?;
+        service::read_range(&self.db, range)
+    }
+
+    /// Watches `range` for changes after `after` (`None`: after the current revision).
+    pub fn watch(
+        &self,
+        range: KeyRange,
+        after: Option<Revision>,
+    ) -> Result<WatchReceiver, StoreError> {
+        let after = after.unwrap_or(Revision(self.progress.revision.load(Ordering::SeqCst)));
+        self.watch.watch(range, after)
+    }
+
+    /// A consistent backup of every object and the revision, after a linearizable barrier.
+    pub async fn backup(&self) -> Result<Vec<u8>, StoreError> {
+        self.linearize().await?;
+        let (payload, _, _) = dump_state(&self.db).map_err(storage)?;
+        backup::encode(&payload)
+    }
+
+    pub fn status(&self) -> StoreStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Shutdown,
+        };
+        StoreStatus {
+            name: self.name.clone(),
+            id: self.id,
+            role,
+            term: m.current_term,
+            leader: m
+                .current_leader
+                .and_then(|l| self.member_by_id(l))
+                .map(|m| m.name.clone()),
+            applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            committed: self.committed.load(Ordering::Relaxed),
+            revision: self.progress.revision.load(Ordering::SeqCst),
+            compacted: self.progress.compacted.load(Ordering::SeqCst),
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
+            members: self.members.values().map(|m| m.name.clone()).collect(),
+        }
+    }
+
+    /// Asks Raft to build a snapshot now (and purge the log behind it).
+    pub async fn trigger_snapshot(&self) -> Result<(), StoreError> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "raft shutdown");
+        }
+        self.endpoint.close();
+    }
+}
+
+fn storage(e: openraft::StorageError<MemberId>) -> StoreError {
+    StoreError::Storage(e.to_string())
+}

@@ -1,0 +1,100 @@
+//! Raft's network over QUIC: openraft's `RaftNetworkFactory` and `RaftNetwork` on top of
+//! `navarch_net`'s mutual-TLS RPC, one QUIC stream per RPC.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use navarch_net::{Endpoint, PeerClient, RpcError};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+
+use crate::raft_types::{Member, MemberId, TypeConfig};
+
+pub const METHOD_APPEND: &str = "raft.append";
+pub const METHOD_VOTE: &str = "raft.vote";
+pub const METHOD_SNAPSHOT: &str = "raft.snapshot";
+
+pub struct RaftNet {
+    pub endpoint: Endpoint,
+}
+
+impl RaftNetworkFactory<TypeConfig> for RaftNet {
+    type Network = RaftPeer;
+
+    async fn new_client(&mut self, target: MemberId, node: &Member) -> RaftPeer {
+        let client = node
+            .addr
+            .parse::<SocketAddr>()
+            .map(|addr| self.endpoint.peer(&node.name, addr));
+        RaftPeer {
+            target,
+            addr: node.addr.clone(),
+            client,
+        }
+    }
+}
+
+pub struct RaftPeer {
+    target: MemberId,
+    addr: String,
+    client: Result<PeerClient, std::net::AddrParseError>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<MemberId, Member, RaftError<MemberId, E>>>;
+
+impl RaftPeer {
+    async fn send<Req, Resp, E>(&self, method: &str, req: &Req, ttl: Duration) -> RpcResult<Resp, E>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
+        let reply: Result<Result<Resp, RaftError<MemberId, E>>, RpcError> =
+            client.call_with_timeout(method, req, ttl).await;
+        match reply {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
+            Err(e @ (RpcError::Unreachable(_) | RpcError::Refused(_) | RpcError::Closed)) => {
+                tracing::trace!(target_member = self.target, addr = %self.addr, error = %e, "raft peer unreachable");
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for RaftPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<MemberId>, openraft::error::Infallible> {
+        self.send(METHOD_APPEND, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<MemberId>, InstallSnapshotError> {
+        self.send(METHOD_SNAPSHOT, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<MemberId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<MemberId>, openraft::error::Infallible> {
+        self.send(METHOD_VOTE, &rpc, option.hard_ttl()).await
+    }
+}
