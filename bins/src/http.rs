@@ -7,7 +7,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use navarch_net::fault::FaultRule;
 use navarch_net::trace::CorrelationId;
 use navarch_store::Member;
@@ -45,6 +49,22 @@ pub fn correlation_of(req: &HttpRequest) -> CorrelationId {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(CorrelationId::new_random)
+}
+
+/// Middleware: gives every request a correlation id (the caller's, or a new one), keeps it in
+/// the request's extensions for handlers, and returns it in the `x-correlation-id` header.
+pub async fn correlation(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = correlation_of(req.request());
+    req.extensions_mut().insert(id);
+    let mut res = next.call(req).await?;
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(CORRELATION_HEADER), v);
+    }
+    Ok(res)
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -9,8 +9,9 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use navarch_actors::{ActorPath, Root, TapConfig};
 use navarch_bins::http::{self, AppState};
-use navarch_bins::{credentials, init_logging};
+use navarch_bins::{credentials, debug_actors, init_logging};
 use navarch_net::fault::FaultInjector;
 use navarch_net::{JoinAuthority, NetConfig};
 use navarch_store::{HistoryLimits, InitialState, Member, MemberConfig};
@@ -81,6 +82,9 @@ struct RunArgs {
     /// Raft heartbeat interval in milliseconds (elections time out after 7-14 heartbeats).
     #[arg(long, default_value_t = 150)]
     heartbeat_ms: u64,
+    /// Messages the actor message tap keeps in memory (`/debug/messages`).
+    #[arg(long, default_value_t = 10_000)]
+    tap_capacity: usize,
 }
 
 fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
@@ -141,8 +145,19 @@ async fn run(args: RunArgs) -> Result<()> {
         );
     }
     let creds = credentials::master(&args.data_dir, args.ca_dir.as_deref(), &args.name)?;
+    // The actor root of this process; its tap also records every QUIC message.
+    let root_path = ActorPath::parse(&format!("/master/{}", args.name))
+        .with_context(|| format!("--name {:?} is not usable in an actor path", args.name))?;
+    let root = Root::new(
+        root_path,
+        TapConfig {
+            capacity: args.tap_capacity,
+            ..TapConfig::default()
+        },
+    );
     let mut net = NetConfig::new(args.name.clone(), creds.member.clone());
     net.faults = FaultInjector::default();
+    net.tap = Some(Arc::new(root.tap()));
     net.join = Some(JoinAuthority {
         ca: Arc::new(creds.ca),
         tokens: Arc::new(creds.tokens),
@@ -168,9 +183,12 @@ async fn run(args: RunArgs) -> Result<()> {
         runtime: tokio::runtime::Handle::current(),
     };
     let server = HttpServer::new(move || {
+        let (registry, tap) = (root.registry(), root.tap());
         App::new()
+            .wrap(actix_web::middleware::from_fn(http::correlation))
             .app_data(web::Data::new(state.clone()))
             .configure(http::configure)
+            .configure(|cfg| debug_actors::configure(cfg, registry, tap))
     })
     .workers(2)
     .bind(args.listen_api)
