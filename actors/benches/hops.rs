@@ -145,6 +145,7 @@ fn tap_record_alone() -> f64 {
     for _ in 0..MESSAGES {
         let started = Instant::now();
         tap.record(TapRecord {
+            time: tap.wall_time(started),
             handling: started.elapsed(),
             ..TapRecord::local(receiver.clone(), Cow::Borrowed("Hop"))
         });

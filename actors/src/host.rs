@@ -20,7 +20,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
@@ -253,8 +253,16 @@ impl<L: ObjectLogic> ChildRef<L> {
     /// # Cancel safety
     /// Dropping the future after its first poll does not unqueue the message; it is still handled.
     pub fn send(&self, event: L::Event) -> impl Future<Output = Result<(), HostError>> + 'static {
-        let this = self.clone();
-        async move { this.send_with(event, Meta::current()).await }
+        let slot = self.slot.clone();
+        async move {
+            let request = slot.with_addr(|addr| {
+                addr.send(Envelope {
+                    event,
+                    meta: Meta::current(),
+                })
+            });
+            Self::answer(&slot, request).await
+        }
     }
 
     /// Like [`send`](Self::send) with explicit metadata (for messages that arrive from another
@@ -268,13 +276,18 @@ impl<L: ObjectLogic> ChildRef<L> {
             .slot
             .with_addr(|addr| addr.send(Envelope { event, meta }));
         let slot = self.slot.clone();
-        async move {
-            match request?.await {
-                Ok(result) => result,
-                Err(_) => Err(HostError::Lost {
-                    path: slot.path.to_string(),
-                }),
-            }
+        async move { Self::answer(&slot, request).await }
+    }
+
+    async fn answer(
+        slot: &Slot<L>,
+        request: Result<Request<ObjectHost<L>, Envelope<L::Event>>, HostError>,
+    ) -> Result<(), HostError> {
+        match request?.await {
+            Ok(result) => result,
+            Err(_) => Err(HostError::Lost {
+                path: slot.path.to_string(),
+            }),
         }
     }
 
@@ -335,7 +348,7 @@ enum Input<L: ObjectLogic> {
 
 /// What the tap will need, captured before the input is consumed.
 struct Pending {
-    time: SystemTime,
+    started: Instant,
     message_type: Cow<'static, str>,
     encoded_size: usize,
     summary: Option<String>,
@@ -348,7 +361,7 @@ impl<L: ObjectLogic> Input<L> {
             Input::Changed(_) => (Cow::Borrowed("ObjectChanged"), 0, None),
         };
         Pending {
-            time: SystemTime::now(),
+            started: Instant::now(),
             message_type,
             encoded_size,
             summary,
@@ -411,19 +424,17 @@ impl<L: ObjectLogic> ObjectHost<L> {
                 self.entry.set_status(Status::Running);
                 tracing::debug!(actor = %self.path, "actor started");
                 let pending = self.shared.tap.enabled().then(|| Pending {
-                    time: SystemTime::now(),
+                    started: Instant::now(),
                     message_type: Cow::Borrowed("Started"),
                     encoded_size: 0,
                     summary: None,
                 });
                 match decision {
                     Ok(actions) if actions.is_empty() => {
-                        let _ =
-                            self.finish(Ok(()), Instant::now(), pending, Meta::default(), false);
+                        let _ = self.finish(Ok(()), pending, Meta::default(), false);
                     }
                     Ok(actions) => {
-                        let fut =
-                            self.perform(actions, Instant::now(), pending, Meta::default(), false);
+                        let fut = self.perform(actions, pending, Meta::default(), false);
                         ctx.wait(fut.map(|_, _, _| ()));
                     }
                     Err(fatal) => self.die(ExitReason::Fatal(fatal.0), ctx),
@@ -441,7 +452,6 @@ impl<L: ObjectLogic> ObjectHost<L> {
                 path: self.path.to_string(),
             }));
         }
-        let started = Instant::now();
         let pending = self.shared.tap.enabled().then(|| input.describe());
         let Some(state) = self.state.as_mut() else {
             return HostReply::Ready(Err(HostError::Unavailable {
@@ -449,6 +459,9 @@ impl<L: ObjectLogic> ObjectHost<L> {
             }));
         };
         let logic = &self.shared.logic;
+        // The registry's summary is recomputed when the mailbox is empty, so a burst pays for
+        // it once, at its end, and an idle actor always shows its current state.
+        let want_summary = self.entry.stats().mailbox_depth() == 0;
         let _span =
             tracing::debug_span!("handle", actor = %self.path, correlation = ?meta.correlation)
                 .entered();
@@ -457,26 +470,28 @@ impl<L: ObjectLogic> ObjectHost<L> {
                 Input::Event(e) => logic.handle(state, e),
                 Input::Changed(o) => logic.on_change(state, o),
             };
-            (decision, logic.summary(state))
+            (decision, want_summary.then(|| logic.summary(state)))
         }));
         match step {
             Ok((Ok(actions), summary)) => {
-                self.entry.set_summary(summary);
+                if let Some(summary) = summary {
+                    self.entry.set_summary(summary);
+                }
                 if actions.is_empty() {
-                    HostReply::Ready(self.finish(Ok(()), started, pending, meta, true))
+                    HostReply::Ready(self.finish(Ok(()), pending, meta, true))
                 } else {
-                    HostReply::Later(Box::pin(
-                        self.perform(actions, started, pending, meta, true),
-                    ))
+                    HostReply::Later(Box::pin(self.perform(actions, pending, meta, true)))
                 }
             }
             Ok((Err(fatal), summary)) => {
-                self.entry.set_summary(summary);
+                if let Some(summary) = summary {
+                    self.entry.set_summary(summary);
+                }
                 let err = HostError::Fatal {
                     path: self.path.to_string(),
                     message: fatal.0.clone(),
                 };
-                let result = self.finish(Err(err), started, pending, meta, true);
+                let result = self.finish(Err(err), pending, meta, true);
                 self.die(ExitReason::Fatal(fatal.0), ctx);
                 HostReply::Ready(result)
             }
@@ -486,7 +501,7 @@ impl<L: ObjectLogic> ObjectHost<L> {
                     path: self.path.to_string(),
                     message: message.clone(),
                 };
-                let result = self.finish(Err(err), started, pending, meta, true);
+                let result = self.finish(Err(err), pending, meta, true);
                 self.die(ExitReason::Panicked(message), ctx);
                 HostReply::Ready(result)
             }
@@ -498,7 +513,6 @@ impl<L: ObjectLogic> ObjectHost<L> {
     fn perform(
         &mut self,
         actions: Vec<L::Action>,
-        started: Instant,
         pending: Option<Pending>,
         meta: Meta,
         message: bool,
@@ -512,7 +526,7 @@ impl<L: ObjectLogic> ObjectHost<L> {
         fut.into_actor(self).map(move |outcome, act, ctx| {
             let path = act.path.to_string();
             match outcome {
-                Ok(Ok(())) => act.finish(Ok(()), started, pending, meta, message),
+                Ok(Ok(())) => act.finish(Ok(()), pending, meta, message),
                 Ok(Err(e)) if !e.fatal => {
                     tracing::warn!(actor = %act.path, error = %e, "effects failed");
                     act.finish(
@@ -520,7 +534,6 @@ impl<L: ObjectLogic> ObjectHost<L> {
                             path,
                             message: e.message,
                         }),
-                        started,
                         pending,
                         meta,
                         message,
@@ -531,7 +544,7 @@ impl<L: ObjectLogic> ObjectHost<L> {
                         path,
                         message: e.message.clone(),
                     };
-                    let result = act.finish(Err(err), started, pending, meta, message);
+                    let result = act.finish(Err(err), pending, meta, message);
                     act.die(ExitReason::Fatal(e.message), ctx);
                     result
                 }
@@ -541,7 +554,7 @@ impl<L: ObjectLogic> ObjectHost<L> {
                         path,
                         message: text.clone(),
                     };
-                    let result = act.finish(Err(err), started, pending, meta, message);
+                    let result = act.finish(Err(err), pending, meta, message);
                     act.die(ExitReason::Panicked(text), ctx);
                     result
                 }
@@ -553,7 +566,6 @@ impl<L: ObjectLogic> ObjectHost<L> {
     fn finish(
         &self,
         result: Result<(), HostError>,
-        started: Instant,
         pending: Option<Pending>,
         meta: Meta,
         message: bool,
@@ -568,13 +580,13 @@ impl<L: ObjectLogic> ObjectHost<L> {
             };
             self.shared.tap.record(TapRecord {
                 seq: 0,
-                time: p.time,
+                time: self.shared.tap.wall_time(p.started),
                 via: crate::tap::Via::Local,
                 sender: meta.sender.map(|s| s.shared()),
                 receiver: self.receiver.clone(),
                 message_type: p.message_type,
                 encoded_size: p.encoded_size,
-                handling: started.elapsed(),
+                handling: p.started.elapsed(),
                 outcome,
                 correlation: meta.correlation,
                 summary: p.summary,

@@ -12,9 +12,9 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use serde::{Serialize, Serializer};
@@ -159,6 +159,21 @@ struct TapInner {
     capacity: usize,
     ring: Mutex<Ring>,
     live: broadcast::Sender<Arc<TapRecord>>,
+    /// Live followers; records are broadcast only when there is one. Changed under `ring`.
+    followers: AtomicUsize,
+    /// A wall-clock time and the monotonic instant it was taken at, to date records from an
+    /// `Instant` the writer already has instead of reading the clock again.
+    epoch: (SystemTime, Instant),
+}
+
+/// Unsubscribes a follower when its stream is dropped.
+struct Follower(Arc<TapInner>);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ring = self.0.ring.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.followers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct Ring {
@@ -195,6 +210,8 @@ impl MessageTap {
                     records: VecDeque::with_capacity(capacity.min(65_536)),
                 }),
                 live,
+                followers: AtomicUsize::new(0),
+                epoch: (SystemTime::now(), Instant::now()),
             }),
         }
     }
@@ -208,6 +225,12 @@ impl MessageTap {
     /// Turns recording on or off; what is in the ring stays.
     pub fn set_enabled(&self, on: bool) {
         self.inner.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// The wall-clock time of `at`, without reading the clock.
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        let (wall, mono) = self.inner.epoch;
+        wall + at.saturating_duration_since(mono)
     }
 
     /// The ring's size limit.
@@ -247,8 +270,10 @@ impl MessageTap {
             ring.records.pop_front();
         }
         ring.records.push_back(record.clone());
-        // Sent under the lock so followers see records in seq order; no receivers is fine.
-        let _ = self.inner.live.send(record);
+        // Sent under the lock so followers see records in seq order.
+        if self.inner.followers.load(Ordering::Relaxed) > 0 {
+            let _ = self.inner.live.send(record);
+        }
         Some(seq)
     }
 
@@ -273,9 +298,11 @@ impl MessageTap {
     ///
     /// The stream ends only when the tap is dropped; dropping the stream unsubscribes.
     pub fn follow(&self, filter: TapFilter) -> impl Stream<Item = FollowItem> + Send + 'static {
-        let (backlog, rx) = {
+        let (backlog, rx, follower) = {
             let ring = self.ring();
             let rx = self.inner.live.subscribe();
+            self.inner.followers.fetch_add(1, Ordering::Relaxed);
+            let follower = Follower(self.inner.clone());
             let backlog: VecDeque<_> = match filter.since {
                 Some(_) => ring
                     .records
@@ -285,22 +312,22 @@ impl MessageTap {
                     .collect(),
                 None => VecDeque::new(),
             };
-            (backlog, rx)
+            (backlog, rx, follower)
         };
         futures::stream::unfold(
-            (backlog, rx, filter),
-            |(mut backlog, mut rx, filter)| async move {
+            (backlog, rx, filter, follower),
+            |(mut backlog, mut rx, filter, follower)| async move {
                 if let Some(r) = backlog.pop_front() {
-                    return Some((FollowItem::Record(r), (backlog, rx, filter)));
+                    return Some((FollowItem::Record(r), (backlog, rx, filter, follower)));
                 }
                 loop {
                     match rx.recv().await {
                         Ok(r) if filter.matches(&r) => {
-                            return Some((FollowItem::Record(r), (backlog, rx, filter)));
+                            return Some((FollowItem::Record(r), (backlog, rx, filter, follower)));
                         }
                         Ok(_) => continue,
                         Err(broadcast::error::RecvError::Lagged(n)) => {
-                            return Some((FollowItem::Lagged(n), (backlog, rx, filter)));
+                            return Some((FollowItem::Lagged(n), (backlog, rx, filter, follower)));
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
@@ -477,6 +504,21 @@ mod tests {
         }
         assert_eq!(tap.recent(&TapFilter::default(), 2).len(), 2);
         assert_eq!(tap.recent(&TapFilter::default(), 2)[0].seq, 2);
+    }
+
+    #[test]
+    fn followers_are_counted_until_their_stream_is_dropped() {
+        let tap = MessageTap::default();
+        let a = tap.follow(TapFilter::default());
+        let b = tap.follow(TapFilter::default());
+        assert_eq!(tap.inner.followers.load(Ordering::Relaxed), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(tap.inner.followers.load(Ordering::Relaxed), 0);
+        let t = Instant::now();
+        let wall = tap.wall_time(t);
+        let now = SystemTime::now();
+        assert!(now.duration_since(wall).unwrap_or_default() < Duration::from_secs(1));
     }
 
     #[test]
