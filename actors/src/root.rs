@@ -105,7 +105,13 @@ impl Root {
 
     fn kind_path<L: ObjectLogic>(&self, spec: &KindSpec<L>) -> Result<ActorPath, SupervisorError> {
         let path = self.inner.path.join(spec.relative_path())?;
-        if self.inner.registry.entry(&path).is_some() {
+        // A supervisor that gave up stays visible as failed; supervising its kind again
+        // replaces it.
+        let taken = self.inner.registry.entry(&path).is_some_and(|e| {
+            let info = e.info();
+            !(info.role == Role::Supervisor && info.status == Status::Failed)
+        });
+        if taken {
             return Err(SupervisorError::Duplicate {
                 path: path.to_string(),
             });

@@ -178,7 +178,8 @@ impl Drop for Follower {
 
 struct Ring {
     next_seq: u64,
-    records: VecDeque<Arc<TapRecord>>,
+    /// Records by value: appending to a full ring reuses its storage, with no allocation.
+    records: VecDeque<TapRecord>,
 }
 
 impl std::fmt::Debug for MessageTap {
@@ -265,20 +266,19 @@ impl MessageTap {
         let seq = ring.next_seq;
         ring.next_seq += 1;
         record.seq = seq;
-        let record = Arc::new(record);
+        // Sent under the lock so followers see records in seq order.
+        if self.inner.followers.load(Ordering::Relaxed) > 0 {
+            let _ = self.inner.live.send(Arc::new(record.clone()));
+        }
         if ring.records.len() >= self.inner.capacity {
             ring.records.pop_front();
         }
-        ring.records.push_back(record.clone());
-        // Sent under the lock so followers see records in seq order.
-        if self.inner.followers.load(Ordering::Relaxed) > 0 {
-            let _ = self.inner.live.send(record);
-        }
+        ring.records.push_back(record);
         Some(seq)
     }
 
     /// The most recent `limit` records matching `filter`, oldest first.
-    pub fn recent(&self, filter: &TapFilter, limit: usize) -> Vec<Arc<TapRecord>> {
+    pub fn recent(&self, filter: &TapFilter, limit: usize) -> Vec<TapRecord> {
         let ring = self.ring();
         let mut out: Vec<_> = ring
             .records
@@ -296,7 +296,7 @@ impl MessageTap {
     /// Follows matching records live. With `filter.since` set, records after it that are still
     /// in the ring come first, then live ones, with no gap and no duplicate.
     ///
-    /// The stream ends only when the tap is dropped; dropping the stream unsubscribes.
+    /// The stream never ends; dropping it unsubscribes.
     pub fn follow(&self, filter: TapFilter) -> impl Stream<Item = FollowItem> + Send + 'static {
         let (backlog, rx, follower) = {
             let ring = self.ring();
@@ -308,7 +308,7 @@ impl MessageTap {
                     .records
                     .iter()
                     .filter(|r| filter.matches(r))
-                    .cloned()
+                    .map(|r| Arc::new(r.clone()))
                     .collect(),
                 None => VecDeque::new(),
             };
@@ -533,7 +533,7 @@ mod tests {
         });
         let r = &tap.recent(&TapFilter::default(), 1)[0];
         assert!(!r.summary.as_deref().unwrap_or("").contains("abcdef"));
-        let json = serde_json::to_value(&**r).unwrap();
+        let json = serde_json::to_value(r).unwrap();
         assert_eq!(json["receiver"], "/a");
         assert_eq!(json["outcome"], "ok");
         assert!(json["time"].as_str().unwrap().ends_with('Z'));

@@ -362,6 +362,34 @@ async fn child_that_keeps_failing_restarts_its_kind_then_the_kind_gives_up() {
     assert_eq!((info.summary.as_str(), info.restarts), ("value=6", 0));
     let root_info = reg.get(root.path()).unwrap();
     assert!(root_info.last_error.unwrap().contains("KindFailed"));
+
+    // The failed kind can be supervised again; a live one cannot be supervised twice.
+    source.put(&poisoned, 1);
+    let again = root
+        .supervise(KindSpec::new("counter", Counter, source.clone()))
+        .unwrap();
+    again.object_changed(poisoned.clone(), 1).await.unwrap();
+    let p = again.child(&poisoned).await.unwrap().unwrap();
+    p.send(CounterEvent::Add(1)).await.unwrap();
+    assert_eq!(reg.get(again.path()).unwrap().status, Status::Running);
+    assert!(root
+        .supervise(KindSpec::new("other", Counter, source.clone()))
+        .is_err());
+}
+
+/// Handles and their futures can move to other threads (a QUIC handler on a tokio worker
+/// sends to an actor on an arbiter).
+#[test]
+fn handles_and_their_futures_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    fn check(kind: navarch_actors::KindHandle<Counter>, child: navarch_actors::ChildRef<Counter>) {
+        is_send(&kind.object_changed(key("a"), 1));
+        is_send(&kind.child(&key("a")));
+        is_send(&child.send(CounterEvent::Add(1)));
+        is_send(&child);
+        is_send(&kind);
+    }
+    let _ = check;
 }
 
 #[actix_rt::test]

@@ -235,7 +235,7 @@ fn quic_events_land_in_the_same_ring() {
         (inbound.via, inbound.sender.as_deref(), &*inbound.receiver),
         (Via::QuicIn, Some("node-n1"), "master-1")
     );
-    let json = serde_json::to_value(&**out).unwrap();
+    let json = serde_json::to_value(out).unwrap();
     assert_eq!(json["via"], "quic_out");
     assert_eq!(json["correlation"], id.to_string());
     assert_eq!(json["handling_us"], 250);

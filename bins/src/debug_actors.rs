@@ -94,9 +94,7 @@ async fn messages(state: web::Data<DebugState>, query: web::Query<MessagesQuery>
     };
     if !query.follow {
         let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-        let records: Vec<_> = state.tap.recent(&filter, limit);
-        let records: Vec<_> = records.iter().map(|r| &**r).collect();
-        return HttpResponse::Ok().json(records);
+        return HttpResponse::Ok().json(state.tap.recent(&filter, limit));
     }
     let lines = state.tap.follow(filter).map(|item| {
         let mut line = match item {
