@@ -1,1 +1,239 @@
-fn main() {}
+//! `navctl`: the operator's CLI — store status, objects, watches and backups over QUIC with
+//! the admin certificate, the PKI bootstrap, and benchmarks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use navarch_bins::credentials;
+use navarch_net::pki::ClusterCa;
+use navarch_net::{Endpoint, NetConfig};
+use navarch_store::{
+    KeyRange, ObjectKey, Op, ReadConsistency, Revision, StoreClient, Txn, TxnOutcome,
+};
+
+#[derive(Parser)]
+#[command(name = "navctl", about = "Operate a navarch cluster")]
+struct Cli {
+    /// A master's QUIC address.
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:7001",
+        env = "NAVARCH_SERVER"
+    )]
+    server: SocketAddr,
+    /// Directory holding admin.crt, admin.key and ca.crt (a master's data dir has them).
+    #[arg(
+        long,
+        global = true,
+        default_value = "navarch-data",
+        env = "NAVARCH_CREDENTIALS"
+    )]
+    credentials: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the store member's status (role, term, leader, applied, revision).
+    Status,
+    /// Write a consistent backup of the running cluster to a file.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Describe a backup file.
+    BackupInfo { file: PathBuf },
+    /// Read one object: KIND NAMESPACE NAME (use "" for cluster-scoped objects).
+    Get {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    /// List objects of a kind, optionally in one namespace.
+    List {
+        kind: String,
+        namespace: Option<String>,
+    },
+    /// Create or replace an object's value.
+    Put {
+        kind: String,
+        namespace: String,
+        name: String,
+        value: String,
+    },
+    /// Delete an object.
+    Delete {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    /// Follow changes of a kind after a revision.
+    Watch {
+        kind: String,
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Create the cluster CA in a directory to share between masters (--ca-dir).
+    PkiInit {
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+    /// Benchmarks: `navctl bench store [--vs-etcd]` starts its own clusters on loopback.
+    Bench {
+        #[command(subcommand)]
+        what: navarch_bins::bench::BenchCommand,
+    },
+}
+
+fn main() -> Result<()> {
+    navarch_bins::init_logging();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(cli))
+}
+
+fn client(cli: &Cli) -> Result<StoreClient> {
+    let identity = credentials::admin(&cli.credentials)?;
+    let endpoint = Endpoint::client(NetConfig::new("navctl", identity))?;
+    Ok(StoreClient::new(endpoint.peer("master", cli.server)))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Bench { what } => navarch_bins::bench::run(what).await?,
+        Command::PkiInit { ca_dir } => {
+            let (ca, created) = ClusterCa::load_or_create(ca_dir)?;
+            println!(
+                "{} cluster CA in {}",
+                if created { "created" } else { "found" },
+                ca_dir.display()
+            );
+            println!("ca-hash: {}", ca.spki_sha256());
+        }
+        Command::BackupInfo { file } => {
+            let data = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+            let s = navarch_store::backup::summarize(&data)?;
+            println!("revision: {}\nobjects: {}", s.revision, s.objects);
+        }
+        Command::Status => {
+            let status = client(&cli)?.status().await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        Command::Backup { out } => {
+            let data = client(&cli)?.backup().await?;
+            let s = navarch_store::backup::summarize(&data)?;
+            let tmp = out.with_extension("partial");
+            std::fs::write(&tmp, &data).with_context(|| format!("write {}", tmp.display()))?;
+            std::fs::rename(&tmp, out)?;
+            println!(
+                "backup of {} objects at revision {} written to {}",
+                s.objects,
+                s.revision,
+                out.display()
+            );
+        }
+        Command::Get {
+            kind,
+            namespace,
+            name,
+        } => {
+            let key = ObjectKey::new(kind, namespace, name);
+            match client(&cli)?
+                .get(&key, ReadConsistency::Linearizable)
+                .await?
+            {
+                Some(o) => println!(
+                    "{}\t{}\t{}",
+                    o.key,
+                    o.mod_revision,
+                    String::from_utf8_lossy(&o.value)
+                ),
+                None => bail!("{key} not found"),
+            }
+        }
+        Command::List { kind, namespace } => {
+            let range = KeyRange {
+                kind: kind.clone(),
+                namespace: namespace.clone(),
+            };
+            let list = client(&cli)?
+                .list(&range, ReadConsistency::Linearizable)
+                .await?;
+            for o in &list.objects {
+                println!(
+                    "{}\t{}\t{}",
+                    o.key,
+                    o.mod_revision,
+                    String::from_utf8_lossy(&o.value)
+                );
+            }
+            println!(
+                "# {} objects at revision {}",
+                list.objects.len(),
+                list.revision
+            );
+        }
+        Command::Put {
+            kind,
+            namespace,
+            name,
+            value,
+        } => {
+            let key = ObjectKey::new(kind, namespace, name);
+            let txn = Txn::new(vec![Op::Put {
+                key: key.clone(),
+                value: value.as_bytes().to_vec(),
+            }]);
+            print_outcome(client(&cli)?.txn(&txn).await?)?;
+        }
+        Command::Delete {
+            kind,
+            namespace,
+            name,
+        } => {
+            let key = ObjectKey::new(kind, namespace, name);
+            let txn = Txn::new(vec![Op::Delete {
+                key,
+                expected: None,
+            }]);
+            print_outcome(client(&cli)?.txn(&txn).await?)?;
+        }
+        Command::Watch { kind, after } => {
+            let mut s = client(&cli)?
+                .watch(&KeyRange::kind(kind), after.map(Revision))
+                .await?;
+            while let Some(batch) =
+                tokio::time::timeout(Duration::from_secs(3600), s.next()).await?
+            {
+                for ev in batch?.events {
+                    println!(
+                        "{}\t{:?}\t{}\t{}",
+                        ev.revision,
+                        ev.kind,
+                        ev.key,
+                        String::from_utf8_lossy(&ev.value)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_outcome(outcome: TxnOutcome) -> Result<()> {
+    match outcome {
+        TxnOutcome::Committed { revision, .. } => {
+            println!("committed at revision {revision}");
+            Ok(())
+        }
+        TxnOutcome::Refused { failure, .. } => bail!("refused: {failure}"),
+    }
+}

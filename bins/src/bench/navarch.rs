@@ -1,0 +1,170 @@
+//! The navarch side of the benchmark: three `navarch-master` processes on 127.0.0.1-3 sharing
+//! one cluster CA, and admin store clients over QUIC with mutual TLS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use navarch_net::pki::ClusterCa;
+use navarch_net::{Endpoint, NetConfig};
+use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome, ORG_ADMINS};
+use serde_json::Value;
+
+use super::procs::{free_port, wait_for, Procs};
+
+const CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+
+struct Master {
+    name: String,
+    peer: SocketAddr,
+    api: SocketAddr,
+}
+
+/// A running 3-member navarch store cluster; dropping it kills the masters.
+pub(crate) struct NavarchCluster {
+    procs: Procs,
+    members: Vec<Master>,
+    ca_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl NavarchCluster {
+    /// Starts `bin` three times (m1..m3 on 127.0.0.1..3) with data dirs and a shared CA under
+    /// `dir`. `log_filter` is the masters' `RUST_LOG`.
+    pub(crate) fn start(bin: &Path, dir: &Path, log_filter: &str) -> Result<NavarchCluster> {
+        let ca_dir = dir.join("ca");
+        ClusterCa::load_or_create(&ca_dir)
+            .with_context(|| format!("cluster CA in {}", ca_dir.display()))?;
+        let mut members = Vec::new();
+        for i in 0..3 {
+            let ip = format!("127.0.0.{}", i + 1);
+            members.push(Master {
+                name: format!("m{}", i + 1),
+                peer: format!("{ip}:{}", free_port(&ip)?).parse()?,
+                api: format!("{ip}:{}", free_port(&ip)?).parse()?,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut procs = Procs::default();
+        for m in &members {
+            let mut cmd = Command::new(bin);
+            cmd.arg("--name")
+                .arg(&m.name)
+                .arg("--data-dir")
+                .arg(dir.join(&m.name))
+                .arg("--initial-cluster")
+                .arg(&initial_cluster)
+                .arg("--listen-api")
+                .arg(m.api.to_string())
+                .arg("--ca-dir")
+                .arg(&ca_dir)
+                .env("RUST_LOG", log_filter)
+                .env_remove("NAVARCH_LOG_FORMAT");
+            procs.spawn(&m.name, cmd, &dir.join(format!("{}.log", m.name)))?;
+            tracing::info!(member = %m.name, peer = %m.peer, api = %m.api, "started navarch master");
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(NavarchCluster {
+            procs,
+            members,
+            ca_dir,
+            http,
+        })
+    }
+
+    /// `/debug/store` of member `i`, if it answers.
+    async fn status(http: &reqwest::Client, api: SocketAddr) -> Option<Value> {
+        let resp = http
+            .get(format!("http://{api}/debug/store"))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// Waits until the three masters name the same leader, opens one admin client per member
+    /// (one QUIC connection each, shared by the benchmark clients bound to it), and checks that
+    /// a write through each member commits.
+    pub(crate) async fn connect_ready(&mut self, timeout: Duration) -> Result<Vec<StoreClient>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let leader = {
+            let procs = &mut self.procs;
+            let http = &self.http;
+            let members = &self.members;
+            wait_for(timeout, "the navarch masters to agree on a leader", || {
+                let r = procs.check_running();
+                async move {
+                    r?;
+                    let mut leader: Option<String> = None;
+                    for m in members {
+                        let Some(s) = Self::status(http, m.api).await else {
+                            return Ok(None);
+                        };
+                        let Some(l) = s["leader"].as_str() else {
+                            return Ok(None);
+                        };
+                        if leader.as_ref().is_some_and(|x| x != l) {
+                            return Ok(None);
+                        }
+                        leader = Some(l.to_string());
+                    }
+                    Ok(leader)
+                }
+            })
+            .await
+            .map_err(|e| self.with_logs(e))?
+        };
+        tracing::info!(%leader, "navarch cluster has a leader");
+        let ca = ClusterCa::load(&self.ca_dir)?;
+        let id = ca
+            .issue("bench-admin", &[ORG_ADMINS], CERT_VALIDITY)
+            .context("issue the bench admin certificate")?;
+        let ep = Endpoint::client(NetConfig::new("bench", id)).context("QUIC client endpoint")?;
+        let clients: Vec<StoreClient> = self
+            .members
+            .iter()
+            .map(|m| StoreClient::new(ep.peer(&m.name, m.peer)))
+            .collect();
+        for (i, c) in clients.iter().enumerate() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let key = ObjectKey::new("BenchProbe", "", format!("probe-{i}"));
+            wait_for(left, "a first write through each navarch master", || {
+                let txn = Txn::new(vec![Op::Put {
+                    key: key.clone(),
+                    value: b"probe".to_vec(),
+                }]);
+                async move {
+                    Ok(matches!(c.txn(&txn).await, Ok(TxnOutcome::Committed { .. })).then_some(()))
+                }
+            })
+            .await
+            .map_err(|e| self.with_logs(e))?;
+        }
+        Ok(clients)
+    }
+
+    fn with_logs(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!(
+            "navarch cluster failed to start\n{}",
+            self.procs.log_tails(15)
+        ))
+    }
+
+    /// Fails if a master has exited.
+    pub(crate) fn check_running(&mut self) -> Result<()> {
+        self.procs.check_running()
+    }
+
+    /// Kills the masters.
+    pub(crate) fn stop(&mut self) {
+        self.procs.kill_all();
+    }
+}

@@ -1,0 +1,210 @@
+//! The workload both systems run: N closed-loop clients, each bound round-robin to one member,
+//! writing unique keys with a fixed-size value; a warm-up, then a measured window in which
+//! every completed write's latency goes into an HDR histogram.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome};
+use rand::RngCore;
+use tokio::time::Instant;
+
+use super::etcd::EtcdKv;
+
+/// Longest a single write may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client gives up after this many failures in a row (the cluster is not answering).
+const MAX_CONSECUTIVE_ERRORS: u32 = 100;
+/// Upper bound on the writes one client issues in a run, whatever the duration.
+const MAX_WRITES_PER_CLIENT: u64 = 10_000_000;
+/// Latencies are recorded in microseconds up to this bound.
+const MAX_LATENCY_US: u64 = 120_000_000;
+
+/// A connection to one member of the system under test.
+#[derive(Clone)]
+pub(crate) enum Writer {
+    Navarch(StoreClient),
+    Etcd(EtcdKv),
+}
+
+impl Writer {
+    /// Writes one new key: `run`, the client and its sequence number make it unique.
+    async fn write(
+        &self,
+        run: &str,
+        client: usize,
+        seq: u64,
+        value: Vec<u8>,
+    ) -> Result<(), String> {
+        match self {
+            Writer::Navarch(c) => {
+                let key = ObjectKey::new("Bench", run, format!("c{client}-{seq}"));
+                match c.txn(&Txn::new(vec![Op::Create { key, value }])).await {
+                    Ok(TxnOutcome::Committed { .. }) => Ok(()),
+                    Ok(TxnOutcome::Refused { failure, .. }) => Err(format!("refused: {failure}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Writer::Etcd(kv) => {
+                let key = format!("/bench/{run}/c{client}-{seq}").into_bytes();
+                kv.put(key, value).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// What one run measured.
+pub(crate) struct RunResult {
+    pub clients: usize,
+    pub completed: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub window: Duration,
+    pub latency_us: Histogram<u64>,
+}
+
+impl RunResult {
+    pub fn writes_per_sec(&self) -> f64 {
+        self.completed as f64 / self.window.as_secs_f64()
+    }
+
+    pub fn p50_ms(&self) -> f64 {
+        self.latency_us.value_at_quantile(0.50) as f64 / 1000.0
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        self.latency_us.value_at_quantile(0.99) as f64 / 1000.0
+    }
+}
+
+struct ClientStats {
+    completed: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latency_us: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Bounds are constants within hdrhistogram's limits.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// Runs `clients` closed-loop writers against `members` (client i uses member i mod n):
+/// `warmup` unrecorded, then `measure` recorded. Writes completing inside the measured window
+/// count; clients stop issuing at its end.
+pub(crate) async fn run(
+    members: &[Writer],
+    run: &str,
+    clients: usize,
+    value_size: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> Result<RunResult> {
+    if members.is_empty() || clients == 0 {
+        bail!(
+            "nothing to run: {} members, {clients} clients",
+            members.len()
+        );
+    }
+    let start = Instant::now();
+    let window_start = start + warmup;
+    let window_end = window_start + measure;
+    let run: Arc<str> = Arc::from(run);
+    let mut tasks = Vec::with_capacity(clients);
+    for id in 0..clients {
+        let writer = members[id % members.len()].clone();
+        let run = run.clone();
+        let mut value = vec![0u8; value_size];
+        rand::thread_rng().fill_bytes(&mut value);
+        tasks.push(tokio::spawn(async move {
+            client_loop(writer, &run, id, value, window_start, window_end).await
+        }));
+    }
+    let mut result = RunResult {
+        clients,
+        completed: 0,
+        errors: 0,
+        first_error: None,
+        window: measure,
+        latency_us: histogram(),
+    };
+    for t in tasks {
+        let s = t.await.context("benchmark client task")?;
+        result.completed += s.completed;
+        result.errors += s.errors;
+        if result.first_error.is_none() {
+            result.first_error = s.first_error;
+        }
+        result
+            .latency_us
+            .add(&s.latency_us)
+            .context("merge latency histograms")?;
+    }
+    if result.completed == 0 {
+        bail!(
+            "no write completed in the measured window with {clients} clients ({} errors; first: {})",
+            result.errors,
+            result.first_error.as_deref().unwrap_or("none")
+        );
+    }
+    Ok(result)
+}
+
+async fn client_loop(
+    writer: Writer,
+    run: &str,
+    id: usize,
+    value: Vec<u8>,
+    window_start: Instant,
+    window_end: Instant,
+) -> ClientStats {
+    let mut stats = ClientStats {
+        completed: 0,
+        errors: 0,
+        first_error: None,
+        latency_us: histogram(),
+    };
+    let mut consecutive_errors = 0;
+    for seq in 0..MAX_WRITES_PER_CLIENT {
+        let sent = Instant::now();
+        if sent >= window_end {
+            break;
+        }
+        let outcome =
+            match tokio::time::timeout(REQUEST_TIMEOUT, writer.write(run, id, seq, value.clone()))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
+            };
+        let done = Instant::now();
+        let in_window = done >= window_start && done <= window_end;
+        match outcome {
+            Ok(()) => {
+                consecutive_errors = 0;
+                if in_window {
+                    stats.completed += 1;
+                    let us = done.duration_since(sent).as_micros().max(1) as u64;
+                    stats.latency_us.saturating_record(us);
+                }
+            }
+            Err(e) => {
+                consecutive_errors += 1;
+                if in_window {
+                    stats.errors += 1;
+                }
+                if stats.first_error.is_none() {
+                    tracing::warn!(client = id, seq, error = %e, "write failed");
+                    stats.first_error = Some(e);
+                }
+                if consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+                    tracing::warn!(client = id, consecutive_errors, "client giving up");
+                    break;
+                }
+            }
+        }
+    }
+    stats
+}
