@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::correlation::in_actor_scope;
@@ -146,22 +147,27 @@ pub(crate) struct Slot<L: ObjectLogic> {
 impl<L: ObjectLogic> Slot<L> {
     pub(crate) fn new(path: ActorPath, kind: &str, supervisor: ActorPath) -> Arc<Self> {
         Arc::new_cyclic(|weak: &Weak<Slot<L>>| {
-            let weak = weak.clone();
+            let for_kill = weak.clone();
             let kill_path = path.to_string();
-            let killer = Box::new(move || match weak.upgrade() {
+            let killer = Box::new(move || match for_kill.upgrade() {
                 Some(slot) => slot.kill(),
                 None => Err(KillError::NotRunning {
                     path: kill_path.clone(),
                 }),
             });
+            let for_refresh = weak.clone();
+            let refresher = Box::new(move || {
+                let slot = for_refresh.upgrade()?;
+                let request = slot.read().as_ref()?.addr.send(Summarize);
+                Some(Box::pin(async move {
+                    let _ = request.await;
+                }) as BoxFuture<'static, ()>)
+            });
+            let entry = Entry::new(path.clone(), kind, Role::Object, Some(supervisor))
+                .with_killer(killer)
+                .with_refresher(refresher);
             Slot {
-                entry: Entry::new(
-                    path.clone(),
-                    kind,
-                    Role::Object,
-                    Some(supervisor),
-                    Some(killer),
-                ),
+                entry: Arc::new(entry),
                 path,
                 current: RwLock::new(None),
             }
@@ -327,6 +333,13 @@ impl<O: 'static> Message for Changed<O> {
     type Result = Result<(), HostError>;
 }
 
+/// Publish your summary in the registry.
+pub(crate) struct Summarize;
+
+impl Message for Summarize {
+    type Result = ();
+}
+
 /// Kill switch: stop now, as if crashed.
 pub(crate) struct Kill;
 
@@ -459,34 +472,22 @@ impl<L: ObjectLogic> ObjectHost<L> {
             }));
         };
         let logic = &self.shared.logic;
-        // The registry's summary is recomputed when the mailbox is empty, so a burst pays for
-        // it once, at its end, and an idle actor always shows its current state.
-        let want_summary = self.entry.stats().mailbox_depth() == 0;
         let _span =
             tracing::debug_span!("handle", actor = %self.path, correlation = ?meta.correlation)
                 .entered();
-        let step = catch_unwind(AssertUnwindSafe(|| {
-            let decision = match input {
-                Input::Event(e) => logic.handle(state, e),
-                Input::Changed(o) => logic.on_change(state, o),
-            };
-            (decision, want_summary.then(|| logic.summary(state)))
+        let step = catch_unwind(AssertUnwindSafe(|| match input {
+            Input::Event(e) => logic.handle(state, e),
+            Input::Changed(o) => logic.on_change(state, o),
         }));
         match step {
-            Ok((Ok(actions), summary)) => {
-                if let Some(summary) = summary {
-                    self.entry.set_summary(summary);
-                }
+            Ok(Ok(actions)) => {
                 if actions.is_empty() {
                     HostReply::Ready(self.finish(Ok(()), pending, meta, true))
                 } else {
                     HostReply::Later(Box::pin(self.perform(actions, pending, meta, true)))
                 }
             }
-            Ok((Err(fatal), summary)) => {
-                if let Some(summary) = summary {
-                    self.entry.set_summary(summary);
-                }
+            Ok(Err(fatal)) => {
                 let err = HostError::Fatal {
                     path: self.path.to_string(),
                     message: fatal.0.clone(),
@@ -689,6 +690,21 @@ impl<L: ObjectLogic> Handler<Changed<L::Object>> for ObjectHost<L> {
 
     fn handle(&mut self, msg: Changed<L::Object>, ctx: &mut Context<Self>) -> HostReply<L> {
         self.deliver(Input::Changed(msg.object), msg.meta, ctx)
+    }
+}
+
+impl<L: ObjectLogic> Handler<Summarize> for ObjectHost<L> {
+    type Result = ();
+
+    fn handle(&mut self, _: Summarize, ctx: &mut Context<Self>) {
+        let Some(state) = self.state.as_ref() else {
+            return;
+        };
+        let logic = &self.shared.logic;
+        match catch_unwind(AssertUnwindSafe(|| logic.summary(state))) {
+            Ok(summary) => self.entry.set_summary(summary),
+            Err(panic) => self.die(ExitReason::Panicked(panic_message(&*panic)), ctx),
+        }
     }
 }
 

@@ -48,7 +48,8 @@ pub trait ObjectLogic: Send + Sync + 'static {
     /// A message arrived.
     fn handle(&self, state: &mut Self::State, event: Self::Event) -> Decision<Self::Action>;
 
-    /// One line for the registry (`replicas 3/3, revision 7`). Never include secrets.
+    /// One line for the registry (`replicas 3/3, revision 7`), computed when an incarnation
+    /// starts and whenever the registry is refreshed, never per message. Never include secrets.
     fn summary(&self, state: &Self::State) -> String;
 }
 

@@ -5,13 +5,16 @@
 //! Ours, not actix's (`actix::Registry` holds one service per type). An entry belongs to an
 //! actor *slot* (one object under one supervisor), not to one incarnation: it survives restarts,
 //! which is what lets it count them. Counters are atomics written by the actor on its hot path;
-//! readers take a consistent-enough snapshot ([`ActorInfo`]) without messaging the actor.
+//! readers take a consistent-enough snapshot ([`ActorInfo`]) without messaging the actor. The
+//! state summary is the exception: computing it on every message would tax the hot path, so an
+//! actor publishes it when it starts and when asked ([`Registry::refresh`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use rand::seq::SliceRandom;
 use serde::{Serialize, Serializer};
 
@@ -56,7 +59,11 @@ pub enum KillError {
     NoneUnder { prefix: String },
 }
 
-type Killer = Box<dyn Fn() -> Result<(), KillError> + Send + Sync>;
+/// The kill switch of one actor.
+pub type Killer = Box<dyn Fn() -> Result<(), KillError> + Send + Sync>;
+
+/// Asks one actor to publish its summary; the future resolves once it has (or cannot).
+pub type Refresher = Box<dyn Fn() -> Option<BoxFuture<'static, ()>> + Send + Sync>;
 
 /// Counters an actor updates on its hot path.
 #[derive(Debug, Default)]
@@ -127,6 +134,7 @@ pub struct Entry {
     stats: ActorStats,
     dynamic: Mutex<Dynamic>,
     killer: Option<Killer>,
+    refresher: Option<Refresher>,
 }
 
 impl std::fmt::Debug for Entry {
@@ -139,15 +147,9 @@ impl std::fmt::Debug for Entry {
 }
 
 impl Entry {
-    /// A new entry in status `starting`. `killer` is the kill switch (objects only).
-    pub fn new(
-        path: ActorPath,
-        kind: &str,
-        role: Role,
-        supervisor: Option<ActorPath>,
-        killer: Option<Killer>,
-    ) -> Arc<Self> {
-        Arc::new(Entry {
+    /// A new entry in status `starting`, without kill switch or summary refresher.
+    pub fn new(path: ActorPath, kind: &str, role: Role, supervisor: Option<ActorPath>) -> Self {
+        Entry {
             path,
             kind: Arc::from(kind),
             role,
@@ -160,8 +162,21 @@ impl Entry {
                 started_at: SystemTime::now(),
                 incarnation: 0,
             }),
-            killer,
-        })
+            killer: None,
+            refresher: None,
+        }
+    }
+
+    /// With a kill switch (object actors).
+    pub fn with_killer(mut self, killer: Killer) -> Self {
+        self.killer = Some(killer);
+        self
+    }
+
+    /// With a way to ask the actor for a fresh summary.
+    pub fn with_refresher(mut self, refresher: Refresher) -> Self {
+        self.refresher = Some(refresher);
+        self
     }
 
     fn dynamic(&self) -> MutexGuard<'_, Dynamic> {
@@ -315,6 +330,20 @@ impl Registry {
             .collect()
     }
 
+    /// Asks every actor at or under `prefix` to publish its current summary, and waits for
+    /// them, `within` at most (an actor busy with a long message answers after it).
+    ///
+    /// # Cancel safety
+    /// Cancelling only stops the waiting; the actors still publish.
+    pub async fn refresh(&self, prefix: &ActorPath, within: Duration) {
+        let asks: Vec<_> = self
+            .under(prefix)
+            .iter()
+            .filter_map(|e| e.refresher.as_ref().and_then(|r| r()))
+            .collect();
+        let _ = tokio::time::timeout(within, futures::future::join_all(asks)).await;
+    }
+
     /// Number of registered actors.
     pub fn len(&self) -> usize {
         self.read().len()
@@ -385,7 +414,7 @@ mod tests {
             "/m/c/rs/ns/x",
             "/n/1",
         ] {
-            r.register(Entry::new(p(path), "k", Role::Object, None, None));
+            r.register(Arc::new(Entry::new(p(path), "k", Role::Object, None)));
         }
         let got: Vec<_> = r
             .list(&p("/m/c/dep"))
@@ -401,9 +430,9 @@ mod tests {
     #[test]
     fn deregister_leaves_a_newer_entry_alone() {
         let r = Registry::new();
-        let old = Entry::new(p("/a"), "k", Role::Object, None, None);
+        let old = Arc::new(Entry::new(p("/a"), "k", Role::Object, None));
         r.register(old.clone());
-        let new = Entry::new(p("/a"), "k", Role::Object, None, None);
+        let new = Arc::new(Entry::new(p("/a"), "k", Role::Object, None));
         r.register(new.clone());
         r.deregister(&old);
         assert!(r.entry(&p("/a")).is_some_and(|e| Arc::ptr_eq(&e, &new)));
@@ -414,18 +443,16 @@ mod tests {
     #[test]
     fn kill_switch_refuses_what_it_cannot_kill() {
         let r = Registry::new();
-        r.register(Entry::new(p("/m"), "root", Role::Root, None, None));
+        r.register(Arc::new(Entry::new(p("/m"), "root", Role::Root, None)));
         let killed = Arc::new(AtomicU32::new(0));
         let k = killed.clone();
-        let e = Entry::new(
-            p("/m/x"),
-            "k",
-            Role::Object,
-            Some(p("/m")),
-            Some(Box::new(move || {
-                k.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            })),
+        let e = Arc::new(
+            Entry::new(p("/m/x"), "k", Role::Object, Some(p("/m"))).with_killer(Box::new(
+                move || {
+                    k.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                },
+            )),
         );
         r.register(e.clone());
         assert!(matches!(

@@ -49,7 +49,7 @@ impl Root {
     /// A root at `path` using an existing registry and tap (for example, the tap already given
     /// to the QUIC layer as its `WireTap`).
     pub fn with_parts(path: ActorPath, registry: Registry, tap: MessageTap) -> Self {
-        let entry = Entry::new(path.clone(), "root", Role::Root, None, None);
+        let entry = Arc::new(Entry::new(path.clone(), "root", Role::Root, None));
         entry.starting(1);
         entry.set_status(Status::Running);
         registry.register(entry.clone());

@@ -171,13 +171,12 @@ pub struct KindSupervisor<L: ObjectLogic> {
 impl<L: ObjectLogic> KindSupervisor<L> {
     pub(crate) fn new(path: ActorPath, spec: KindSpec<L>, root: Root) -> Self {
         let tap = root.tap();
-        let entry = Entry::new(
+        let entry = Arc::new(Entry::new(
             path.clone(),
             &spec.kind,
             crate::registry::Role::Supervisor,
             Some(root.path().clone()),
-            None,
-        );
+        ));
         root.registry().register(entry.clone());
         KindSupervisor {
             path,

@@ -11,6 +11,8 @@
 //! Errors are `{"error": "..."}` with 400 (bad query), 404 (no such actor) or 409 (not
 //! killable now). Admin-only once the API has authentication: mount it behind that check.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use futures::StreamExt;
@@ -18,6 +20,10 @@ use navarch_actors::{
     ActorPath, CorrelationId, FollowItem, KillError, MessageTap, Registry, TapFilter,
 };
 use serde::Deserialize;
+
+/// How long `/debug/actors` waits for actors to publish fresh summaries; a busy actor shows
+/// its previous one.
+const REFRESH_BUDGET: Duration = Duration::from_millis(250);
 
 /// Records returned by a non-following `/debug/messages` without `limit`.
 const DEFAULT_LIMIT: usize = 100;
@@ -51,6 +57,7 @@ async fn actors(state: web::Data<DebugState>, query: web::Query<ActorsQuery>) ->
             Ok(p) => p,
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };
+        state.registry.refresh(&path, REFRESH_BUDGET).await;
         return match state.registry.get(&path) {
             Some(info) => HttpResponse::Ok().json(info),
             None => error(StatusCode::NOT_FOUND, format!("no actor at {path}")),
@@ -60,6 +67,7 @@ async fn actors(state: web::Data<DebugState>, query: web::Query<ActorsQuery>) ->
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    state.registry.refresh(&prefix, REFRESH_BUDGET).await;
     HttpResponse::Ok().json(state.registry.list(&prefix))
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use navarch_actors::{
     current_actor, current_correlation, ActorPath, ChildRef, CorrelationId, Decision, EffectError,
-    Effects, Fatal, ObjectKey, ObjectLogic, Source, SourceError, TapInfo,
+    Effects, Fatal, ObjectKey, ObjectLogic, Registry, Source, SourceError, TapInfo,
 };
 
 /// A counter per object: its stored value is the starting point; events add to it.
@@ -213,6 +213,12 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// The summary of the actor at `p`, freshly published.
+pub async fn summary(reg: &Registry, p: &ActorPath) -> String {
+    reg.refresh(p, LIMIT).await;
+    reg.get(p).map(|i| i.summary).unwrap_or_default()
 }
 
 pub fn key(s: &str) -> ObjectKey {
