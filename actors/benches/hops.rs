@@ -15,8 +15,27 @@ use navarch_actors::{
     Status, TapConfig, TapInfo, TapRecord,
 };
 
-const MESSAGES: u64 = 200_000;
-const ROUNDS: usize = 7;
+/// `cargo bench` passes `--bench`: measure for real. Under `cargo test` the binary only runs a
+/// short smoke pass, so the suite checks that it works without timing anything.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+fn messages() -> u64 {
+    if measuring() {
+        200_000
+    } else {
+        2_000
+    }
+}
+
+fn rounds() -> usize {
+    if measuring() {
+        7
+    } else {
+        1
+    }
+}
 
 struct Bare {
     handled: u64,
@@ -105,44 +124,44 @@ fn per_msg(d: Duration, n: u64) -> f64 {
 async fn bare_do_send(addr: &Addr<Bare>) -> f64 {
     let before = addr.send(Count).await.unwrap();
     let t = Instant::now();
-    for _ in 0..MESSAGES {
+    for _ in 0..messages() {
         addr.do_send(Ping);
     }
     let after = addr.send(Count).await.unwrap();
-    assert_eq!(after - before, MESSAGES);
-    per_msg(t.elapsed(), MESSAGES)
+    assert_eq!(after - before, messages());
+    per_msg(t.elapsed(), messages())
 }
 
 async fn bare_send(addr: &Addr<Bare>) -> f64 {
     let t = Instant::now();
-    for _ in 0..MESSAGES {
+    for _ in 0..messages() {
         addr.send(Ping).await.unwrap();
     }
-    per_msg(t.elapsed(), MESSAGES)
+    per_msg(t.elapsed(), messages())
 }
 
 async fn supervised_do_send(child: &navarch_actors::ChildRef<Counting>) -> f64 {
     let t = Instant::now();
-    for _ in 0..MESSAGES {
+    for _ in 0..messages() {
         child.do_send(Hop).unwrap();
     }
     child.send(Hop).await.unwrap();
-    per_msg(t.elapsed(), MESSAGES + 1)
+    per_msg(t.elapsed(), messages() + 1)
 }
 
 async fn supervised_send(child: &navarch_actors::ChildRef<Counting>) -> f64 {
     let t = Instant::now();
-    for _ in 0..MESSAGES {
+    for _ in 0..messages() {
         child.send(Hop).await.unwrap();
     }
-    per_msg(t.elapsed(), MESSAGES)
+    per_msg(t.elapsed(), messages())
 }
 
 fn tap_record_alone() -> f64 {
     let tap = MessageTap::new(TapConfig::default());
     let receiver: Arc<str> = Arc::from("/master/controllers/deployment/default/web");
     let t = Instant::now();
-    for _ in 0..MESSAGES {
+    for _ in 0..messages() {
         let started = Instant::now();
         tap.record(TapRecord {
             time: tap.wall_time(started),
@@ -150,7 +169,7 @@ fn tap_record_alone() -> f64 {
             ..TapRecord::local(receiver.clone(), Cow::Borrowed("Hop"))
         });
     }
-    per_msg(t.elapsed(), MESSAGES)
+    per_msg(t.elapsed(), messages())
 }
 
 fn main() {
@@ -189,7 +208,7 @@ fn main() {
             ("supervised send().await, tap on", vec![]),
             ("tap record alone", vec![]),
         ];
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds() {
             rows[0].1.push(bare_do_send(&bare).await);
             rows[1].1.push(bare_send(&bare).await);
             tap.set_enabled(false);
@@ -201,7 +220,16 @@ fn main() {
             rows[6].1.push(tap_record_alone());
         }
         let m: Vec<f64> = rows.iter().map(|(_, v)| median(v.clone())).collect();
-        println!("message hops, {MESSAGES} messages x {ROUNDS} rounds, median ns per message");
+        if !measuring() {
+            println!(
+                "smoke run only: figures come from `cargo bench -p navarch-actors --bench hops`"
+            );
+        }
+        println!(
+            "message hops, {} messages x {} rounds, median ns per message",
+            messages(),
+            rounds()
+        );
         println!("{:<36} {:>10} {:>12}", "hop", "ns/msg", "vs bare");
         let vs = [None, None, Some(0), Some(1), Some(0), Some(1), None];
         for (i, (name, _)) in rows.iter().enumerate() {
