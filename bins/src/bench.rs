@@ -136,6 +136,13 @@ async fn store(args: &StoreBenchArgs, root: &Path) -> Result<()> {
         args.warmup_seconds, args.seconds
     );
     println!("  data dirs: {} ({fs})", root.display());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "  machine: {cpus} CPUs, load average {} at start (clients and servers share these CPUs; other work skews the figures)",
+        load()
+    );
     if fs == "tmpfs" || fs == "ramfs" {
         println!("  WARNING: the data dirs are on {fs}, where fsync costs nothing; pass --dir on a real disk");
     }
@@ -159,6 +166,7 @@ async fn store(args: &StoreBenchArgs, root: &Path) -> Result<()> {
     for (i, &n) in args.clients.iter().enumerate() {
         let r = workload::run(
             &writers,
+            &cluster.pids(),
             &format!("run{i}-c{n}"),
             n,
             args.value_size,
@@ -208,6 +216,7 @@ async fn store(args: &StoreBenchArgs, root: &Path) -> Result<()> {
         for (i, &n) in args.clients.iter().enumerate() {
             let r = workload::run(
                 &writers,
+                &cluster.pids(),
                 &format!("run{i}-c{n}"),
                 n,
                 args.value_size,
@@ -244,8 +253,15 @@ async fn store(args: &StoreBenchArgs, root: &Path) -> Result<()> {
             etcd,
         })
         .collect();
+    println!("  load average at end: {}", load());
     print_table(&rows);
     Ok(())
+}
+
+fn load() -> String {
+    procs::load_average()
+        .map(|l| format!("{l:.2}"))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn list(v: &[usize]) -> String {
@@ -279,6 +295,17 @@ fn progress(system: &str, r: &RunResult) {
         p50_ms = r.p50_ms(),
         p99_ms = r.p99_ms(),
         "run finished"
+    );
+    let cores = |c: Option<f64>| c.map(|c| format!("{c:.2}")).unwrap_or_else(|| "?".into());
+    println!(
+        "  {system:<7} {:>4} clients: {:>7} writes in {}s, {} errors; CPU cores busy: servers {} ({} ms/write), bench clients {}",
+        r.clients,
+        r.completed,
+        r.window.as_secs(),
+        r.errors,
+        cores(r.server_cores()),
+        r.server_cpu_ms_per_write().map(|m| format!("{m:.3}")).unwrap_or_else(|| "?".into()),
+        cores(r.client_cores()),
     );
     if let Some(e) = &r.first_error {
         println!(

@@ -361,6 +361,11 @@ impl EtcdCluster {
         self.procs.check_running()
     }
 
+    /// The members' process ids.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.procs.pids()
+    }
+
     /// Kills the members.
     pub(crate) fn stop(&mut self) {
         self.procs.kill_all();

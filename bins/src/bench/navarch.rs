@@ -163,6 +163,11 @@ impl NavarchCluster {
         self.procs.check_running()
     }
 
+    /// The masters' process ids.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.procs.pids()
+    }
+
     /// Kills the masters.
     pub(crate) fn stop(&mut self) {
         self.procs.kill_all();

@@ -77,6 +77,11 @@ impl Procs {
         out
     }
 
+    /// The process ids, for CPU accounting.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(|p| p.child.id()).collect()
+    }
+
     /// SIGKILLs and reaps every process.
     pub(crate) fn kill_all(&mut self) {
         for mut p in self.children.drain(..) {
@@ -149,6 +154,32 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system, all threads) used so far by process `pid` ("self" for this
+/// one), from `/proc/<pid>/stat`; `None` if it cannot be read.
+pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may contain spaces:
+    // state is the 3rd field of the line, utime the 14th and stime the 15th.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// The 1-minute load average of the machine.
+pub(crate) fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The filesystem type `path` lives on, from /proc/self/mounts (longest matching mount point).

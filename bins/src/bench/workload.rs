@@ -12,6 +12,7 @@ use rand::RngCore;
 use tokio::time::Instant;
 
 use super::etcd::EtcdKv;
+use super::procs;
 
 /// Longest a single write may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +64,10 @@ pub(crate) struct RunResult {
     pub first_error: Option<String>,
     pub window: Duration,
     pub latency_us: Histogram<u64>,
+    /// CPU seconds the system's server processes used during the measured window.
+    pub server_cpu_s: Option<f64>,
+    /// CPU seconds the benchmark process (the clients) used during the measured window.
+    pub client_cpu_s: Option<f64>,
 }
 
 impl RunResult {
@@ -77,6 +82,30 @@ impl RunResult {
     pub fn p99_ms(&self) -> f64 {
         self.latency_us.value_at_quantile(0.99) as f64 / 1000.0
     }
+
+    /// CPU cores the servers kept busy on average during the window.
+    pub fn server_cores(&self) -> Option<f64> {
+        Some(self.server_cpu_s? / self.window.as_secs_f64())
+    }
+
+    /// CPU cores the benchmark's clients kept busy on average during the window.
+    pub fn client_cores(&self) -> Option<f64> {
+        Some(self.client_cpu_s? / self.window.as_secs_f64())
+    }
+
+    /// Server CPU milliseconds per completed write.
+    pub fn server_cpu_ms_per_write(&self) -> Option<f64> {
+        Some(self.server_cpu_s? * 1000.0 / self.completed as f64)
+    }
+}
+
+/// CPU seconds used so far by the server processes `pids` and by this process.
+fn cpu_snapshot(pids: &[u32]) -> (Option<f64>, Option<f64>) {
+    let servers = pids
+        .iter()
+        .map(|p| procs::cpu_seconds(&p.to_string()))
+        .sum::<Option<f64>>();
+    (servers, procs::cpu_seconds("self"))
 }
 
 struct ClientStats {
@@ -93,9 +122,11 @@ fn histogram() -> Histogram<u64> {
 
 /// Runs `clients` closed-loop writers against `members` (client i uses member i mod n):
 /// `warmup` unrecorded, then `measure` recorded. Writes completing inside the measured window
-/// count; clients stop issuing at its end.
+/// count; clients stop issuing at its end. The CPU time of `server_pids` and of this process
+/// is read at both ends of the window.
 pub(crate) async fn run(
     members: &[Writer],
+    server_pids: &[u32],
     run: &str,
     clients: usize,
     value_size: usize,
@@ -112,6 +143,15 @@ pub(crate) async fn run(
     let window_start = start + warmup;
     let window_end = window_start + measure;
     let run: Arc<str> = Arc::from(run);
+    let pids = server_pids.to_vec();
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(window_start).await;
+        let before = cpu_snapshot(&pids);
+        tokio::time::sleep_until(window_end).await;
+        let after = cpu_snapshot(&pids);
+        let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+        (delta(before.0, after.0), delta(before.1, after.1))
+    });
     let mut tasks = Vec::with_capacity(clients);
     for id in 0..clients {
         let writer = members[id % members.len()].clone();
@@ -129,6 +169,8 @@ pub(crate) async fn run(
         first_error: None,
         window: measure,
         latency_us: histogram(),
+        server_cpu_s: None,
+        client_cpu_s: None,
     };
     for t in tasks {
         let s = t.await.context("benchmark client task")?;
@@ -142,6 +184,7 @@ pub(crate) async fn run(
             .add(&s.latency_us)
             .context("merge latency histograms")?;
     }
+    (result.server_cpu_s, result.client_cpu_s) = cpu.await.context("CPU accounting task")?;
     if result.completed == 0 {
         bail!(
             "no write completed in the measured window with {clients} clients ({} errors; first: {})",
