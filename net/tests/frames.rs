@@ -94,9 +94,9 @@ async fn oversized_response_becomes_an_error() {
     ccfg.max_frame_bytes = 128 * 1024;
     let cli = Endpoint::client(ccfg).unwrap();
     let peer = cli.peer("server", srv.local_addr().unwrap());
-    // Fits the server's request cap, but the echoed answer plus its header does not.
+    // Fits the server's request cap, but the doubled answer does not fit its response cap.
     let err = peer
-        .call_raw("echo", bytes::Bytes::from(vec![1u8; 64 * 1024 - 40]))
+        .call_raw("double", bytes::Bytes::from(vec![1u8; 40 * 1024]))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::FrameTooLarge { .. }), "got {err:?}");

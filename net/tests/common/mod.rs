@@ -68,6 +68,8 @@ impl Service for TestService {
         Box::pin(async move {
             match method.as_str() {
                 "echo" => Ok(body),
+                // Answers twice the request's size: a response that can outgrow the frame cap.
+                "double" => Ok(bytes::Bytes::from([&body[..], &body[..]].concat())),
                 "whoami" => {
                     // Read the task-local again after an await point.
                     tokio::task::yield_now().await;
