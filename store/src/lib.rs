@@ -15,6 +15,7 @@ pub mod backup;
 mod log_store;
 mod member;
 mod network;
+mod proposer;
 pub mod raft_types;
 mod rocks;
 mod service;

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use navarch_net::{Endpoint, NetConfig};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,8 @@ use tracing::{info, warn};
 
 use crate::log_store::LogStore;
 use crate::network::RaftNet;
-use crate::raft_types::{Applied, Member as RaftMember, MemberId, Raft};
+use crate::proposer::{ProposeError, Proposer};
+use crate::raft_types::{Member as RaftMember, MemberId, Raft};
 use crate::service::{self, StoreClient, StoreService};
 use crate::state_machine::{dump_state, HistoryLimits, Progress, StateMachine};
 use crate::types::{
@@ -106,6 +107,7 @@ pub struct Member {
     pub(crate) name: String,
     pub(crate) id: MemberId,
     pub(crate) raft: Raft,
+    proposer: Proposer,
     pub(crate) members: BTreeMap<MemberId, RaftMember>,
     pub(crate) endpoint: Endpoint,
     pub(crate) db: Arc<DB>,
@@ -185,6 +187,7 @@ impl Member {
         let member = Arc::new(Member {
             name: cfg.name.clone(),
             id,
+            proposer: Proposer::start(raft.clone()),
             raft,
             members: members.clone(),
             endpoint,
@@ -257,38 +260,26 @@ impl Member {
         }
     }
 
-    /// Commits `txn` through Raft, forwarding it to the leader when this member is not it.
+    /// Commits `txn` through Raft: on the leader it joins the next batched proposal; on a
+    /// follower it is forwarded to the leader over QUIC.
     pub async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         txn.validate()?;
         let timeout = self.request_timeout;
         let attempt = async {
+            let mut hint = None;
             for _ in 0..5 {
-                match self.raft.client_write(txn.clone()).await {
-                    Ok(resp) => {
-                        return match resp.data {
-                            Applied::Txn(outcome) => Ok(outcome),
-                            Applied::Nothing => {
-                                Err(StoreError::Storage("transaction applied as no-op".into()))
-                            }
-                        }
-                    }
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                        let leader = match f.leader_id {
-                            Some(l) if l != self.id => l,
-                            _ => self.wait_leader().await?,
-                        };
-                        if leader == self.id {
-                            continue;
-                        }
-                        return self.leader_client(leader)?.forward_txn(&txn).await;
-                    }
-                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                        return Err(StoreError::Storage(e.to_string()))
-                    }
-                    Err(RaftError::Fatal(e)) => {
-                        warn!(error = %e, "raft stopped");
-                        return Err(StoreError::ShuttingDown);
-                    }
+                let leader = match hint.take() {
+                    Some(l) => l,
+                    None => self.wait_leader().await?,
+                };
+                if leader != self.id {
+                    return self.leader_client(leader)?.forward_txn(&txn).await;
+                }
+                match self.proposer.propose(txn.clone()).await {
+                    Ok(outcome) => return Ok(outcome),
+                    Err(ProposeError::NotLeader(Some(l))) if l != self.id => hint = Some(l),
+                    Err(ProposeError::NotLeader(_)) => self.wait_leader_change().await,
+                    Err(ProposeError::Failed(e)) => return Err(e),
                 }
             }
             Err(StoreError::Unavailable("leadership kept changing".into()))
@@ -296,6 +287,12 @@ impl Member {
         tokio::time::timeout(timeout, attempt)
             .await
             .map_err(|_| StoreError::Timeout(timeout))?
+    }
+
+    /// Waits (briefly) for Raft's view of the leader to change after this member lost it.
+    async fn wait_leader_change(&self) {
+        let mut rx = self.raft.metrics();
+        let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
     }
 
     /// Waits until a read here reflects every write committed before the call (read index).

@@ -16,18 +16,26 @@ pub struct Member {
     pub addr: String,
 }
 
+/// What one Raft log entry carries: the write transactions the leader batched together.
+/// Each applies on its own (all or nothing) and gets its own revision, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub txns: Vec<Txn>,
+}
+
 /// The result of applying one log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     /// A blank or membership entry: nothing for a client.
     Nothing,
-    Txn(TxnOutcome),
+    /// One outcome per transaction of the proposal, in order.
+    Txns(Vec<TxnOutcome>),
 }
 
 openraft::declare_raft_types!(
-    /// navarch's Raft: transactions in, outcomes out, members addressed over QUIC.
+    /// navarch's Raft: batches of transactions in, outcomes out, members addressed over QUIC.
     pub TypeConfig:
-        D = Txn,
+        D = Proposal,
         R = Applied,
         NodeId = MemberId,
         Node = Member,

@@ -4,6 +4,7 @@
 //! An applied entry writes its objects, its event batch, the new revision and the applied log
 //! id in one RocksDB batch; only after that write are its events published to watchers.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -254,7 +255,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 KEY_APPLIED,
                 codec::encode(&Some(log_id)).map_err(io_write)?,
             );
-            let mut published = None;
+            let mut published = Vec::new();
             let applied = match entry.payload {
                 EntryPayload::Blank => Applied::Nothing,
                 EntryPayload::Membership(m) => {
@@ -266,53 +267,73 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     );
                     Applied::Nothing
                 }
-                EntryPayload::Normal(txn) => {
-                    let next = Revision(self.progress.revision.load(Ordering::SeqCst) + 1);
-                    let mut lookup_err = None;
-                    let ev = evaluate(&txn, next, |k| match self.lookup(k) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            lookup_err = Some(e);
-                            None
+                EntryPayload::Normal(proposal) => {
+                    // Transactions of one entry see each other's changes through `overlay`.
+                    let mut overlay: HashMap<ObjectKey, Option<StoredRecord>> = HashMap::new();
+                    let mut revision = self.progress.revision.load(Ordering::SeqCst);
+                    let mut outcomes = Vec::with_capacity(proposal.txns.len());
+                    for txn in proposal.txns {
+                        let next = Revision(revision + 1);
+                        let mut lookup_err = None;
+                        let ev = evaluate(&txn, next, |k| match overlay.get(k) {
+                            Some(v) => v.clone(),
+                            None => self.lookup(k).unwrap_or_else(|e| {
+                                lookup_err = Some(e);
+                                None
+                            }),
+                        });
+                        if let Some(e) = lookup_err {
+                            return Err(e);
                         }
-                    });
-                    if let Some(e) = lookup_err {
-                        return Err(e);
-                    }
-                    if let TxnOutcome::Committed { .. } = ev.outcome {
-                        let objects = cf(&self.db, CF_OBJECTS);
-                        for change in &ev.changes {
-                            match change {
-                                Change::Put(k, rec) => batch.put_cf(
-                                    objects,
-                                    k.encode(),
-                                    codec::encode(rec).map_err(io_write)?,
-                                ),
-                                Change::Delete(k) => batch.delete_cf(objects, k.encode()),
+                        if let TxnOutcome::Committed { .. } = ev.outcome {
+                            let objects = cf(&self.db, CF_OBJECTS);
+                            for change in ev.changes {
+                                match change {
+                                    Change::Put(k, rec) => {
+                                        batch.put_cf(
+                                            objects,
+                                            k.encode(),
+                                            codec::encode(&rec).map_err(io_write)?,
+                                        );
+                                        overlay.insert(k, Some(rec));
+                                    }
+                                    Change::Delete(k) => {
+                                        batch.delete_cf(objects, k.encode());
+                                        overlay.insert(k, None);
+                                    }
+                                }
                             }
+                            let eb = EventBatch {
+                                revision: next,
+                                at_ms: txn.proposed_at_ms,
+                                events: ev.events,
+                            };
+                            batch.put_cf(
+                                cf(&self.db, CF_EVENTS),
+                                u64_key(next.0),
+                                codec::encode(&eb).map_err(io_write)?,
+                            );
+                            self.compact(&mut batch, next.0, txn.proposed_at_ms)?;
+                            revision = next.0;
+                            published.push(eb);
                         }
-                        let eb = EventBatch {
-                            revision: next,
-                            at_ms: txn.proposed_at_ms,
-                            events: ev.events,
-                        };
-                        batch.put_cf(
-                            cf(&self.db, CF_EVENTS),
-                            u64_key(next.0),
-                            codec::encode(&eb).map_err(io_write)?,
-                        );
-                        batch.put_cf(sm, KEY_REVISION, codec::encode(&next.0).map_err(io_write)?);
-                        self.compact(&mut batch, next.0, txn.proposed_at_ms)?;
-                        published = Some(eb);
+                        outcomes.push(ev.outcome);
                     }
-                    Applied::Txn(ev.outcome)
+                    if !published.is_empty() {
+                        batch.put_cf(
+                            sm,
+                            KEY_REVISION,
+                            codec::encode(&revision).map_err(io_write)?,
+                        );
+                    }
+                    Applied::Txns(outcomes)
                 }
             };
             rocks::write_unsynced(&self.db, batch).map_err(io_write)?;
             self.progress
                 .applied_index
                 .store(log_id.index, Ordering::SeqCst);
-            if let Some(eb) = published {
+            for eb in published {
                 self.progress
                     .revision
                     .store(eb.revision.0, Ordering::SeqCst);

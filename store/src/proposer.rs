@@ -1,0 +1,128 @@
+//! Batches concurrent writes on the leader into one Raft entry: while a few proposals are in
+//! flight, new transactions queue up and go together in the next one, so the log fsync, the
+//! replication round trip and the apply are shared under load. Each transaction still
+//! applies on its own and gets its own revision.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::warn;
+
+use crate::raft_types::{Applied, MemberId, Proposal, Raft};
+use crate::types::{Txn, TxnOutcome};
+use crate::StoreError;
+
+/// Transactions in one entry at most.
+const MAX_BATCH: usize = 256;
+/// Proposals waiting for commit at once; more writes wait and join the next batch.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Why a proposal did not produce an outcome.
+#[derive(Debug)]
+pub(crate) enum ProposeError {
+    /// This member is not the leader (any more); the leader, if known.
+    NotLeader(Option<MemberId>),
+    Failed(StoreError),
+}
+
+struct Pending {
+    txn: Txn,
+    reply: oneshot::Sender<Result<TxnOutcome, ProposeError>>,
+}
+
+/// The leader-side write queue of one member.
+pub(crate) struct Proposer {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Proposer {
+    pub(crate) fn start(raft: Raft) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * MAX_IN_FLIGHT);
+        tokio::spawn(run(raft, rx));
+        Self { tx }
+    }
+
+    /// Proposes `txn` and waits for its outcome once its entry is committed and applied.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not withdraw the transaction: it may still commit.
+    pub(crate) async fn propose(&self, txn: Txn) -> Result<TxnOutcome, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { txn, reply })
+            .await
+            .map_err(|_| ProposeError::Failed(StoreError::ShuttingDown))?;
+        rx.await
+            .map_err(|_| ProposeError::Failed(StoreError::ShuttingDown))?
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    loop {
+        // Wait for room first, so that writes arriving meanwhile form the next batch.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (txns, replies): (Vec<Txn>, Vec<_>) =
+                batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
+            let n = txns.len();
+            let result = raft.client_write(Proposal { txns }).await;
+            drop(permit);
+            match result {
+                Ok(resp) => match resp.data {
+                    Applied::Txns(outcomes) if outcomes.len() == n => {
+                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                    }
+                    other => {
+                        warn!(
+                            ?other,
+                            expected = n,
+                            "proposal applied with a mismatched result"
+                        );
+                        fail_all(replies, || {
+                            ProposeError::Failed(StoreError::Storage(
+                                "mismatched apply result".into(),
+                            ))
+                        });
+                    }
+                },
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    fail_all(replies, || ProposeError::NotLeader(f.leader_id));
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    let msg = e.to_string();
+                    fail_all(replies, || {
+                        ProposeError::Failed(StoreError::Storage(msg.clone()))
+                    });
+                }
+                Err(RaftError::Fatal(e)) => {
+                    warn!(error = %e, "raft stopped");
+                    fail_all(replies, || ProposeError::Failed(StoreError::ShuttingDown));
+                }
+            }
+        });
+    }
+}
+
+fn fail_all(
+    replies: Vec<oneshot::Sender<Result<TxnOutcome, ProposeError>>>,
+    err: impl Fn() -> ProposeError,
+) {
+    for reply in replies {
+        let _ = reply.send(Err(err()));
+    }
+}
