@@ -165,6 +165,7 @@ impl Member {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             max_in_snapshot_log_to_keep: cfg.snapshot_every.min(1000),
             install_snapshot_timeout: 10_000,
+            max_payload_entries: crate::proposer::MAX_ENTRIES_PER_APPEND,
             ..Default::default()
         };
         let raft_config = Arc::new(

@@ -15,6 +15,11 @@ use crate::StoreError;
 
 /// Transactions in one entry at most.
 const MAX_BATCH: usize = 256;
+/// Bytes of keys and values in one entry at most (a larger transaction goes alone). With
+/// `MAX_ENTRIES_PER_APPEND` this keeps a replication message well under the QUIC frame cap.
+pub(crate) const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// Log entries in one AppendEntries at most (openraft's `max_payload_entries`).
+pub(crate) const MAX_ENTRIES_PER_APPEND: u64 = 16;
 /// Proposals waiting for commit at once; more writes wait and join the next batch.
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -60,19 +65,37 @@ impl Proposer {
 
 async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut carried: Option<Pending> = None;
     loop {
         // Wait for room first, so that writes arriving meanwhile form the next batch.
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = rx.recv().await else { return };
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = txn_bytes(&first.txn);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        // A transaction that would overflow this batch waits at the head of the next one.
+        let mut held = None;
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) if bytes + txn_bytes(&p.txn) > MAX_BATCH_BYTES => {
+                    held = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes += txn_bytes(&p.txn);
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
+        carried = held;
         let raft = raft.clone();
         tokio::spawn(async move {
             let (txns, replies): (Vec<Txn>, Vec<_>) =
@@ -116,6 +139,24 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
             }
         });
     }
+}
+
+/// The size a transaction adds to an entry, roughly: its keys and values.
+fn txn_bytes(txn: &Txn) -> usize {
+    use crate::types::Op;
+    txn.ops
+        .iter()
+        .map(|op| {
+            let k = op.key();
+            let key = k.kind.len() + k.namespace.len() + k.name.len() + 16;
+            match op {
+                Op::Create { value, .. } | Op::Update { value, .. } | Op::Put { value, .. } => {
+                    key + value.len()
+                }
+                Op::Delete { .. } | Op::Check { .. } => key,
+            }
+        })
+        .sum()
 }
 
 fn fail_all(
