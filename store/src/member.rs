@@ -67,8 +67,8 @@ impl MemberConfig {
             initial_state: InitialState::New,
             history: HistoryLimits::default(),
             snapshot_every: 10_000,
-            heartbeat: Duration::from_millis(150),
-            election_timeout: (Duration::from_millis(1000), Duration::from_millis(2000)),
+            heartbeat: Duration::from_millis(250),
+            election_timeout: (Duration::from_millis(1750), Duration::from_millis(3500)),
             request_timeout: Duration::from_secs(5),
         }
     }

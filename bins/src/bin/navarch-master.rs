@@ -79,8 +79,9 @@ struct RunArgs {
     /// Drop watch history older than this many seconds.
     #[arg(long, default_value_t = 3600)]
     history_seconds: u64,
-    /// Raft heartbeat interval in milliseconds (elections time out after 7-14 heartbeats).
-    #[arg(long, default_value_t = 150)]
+    /// Raft heartbeat interval in milliseconds; it is also openraft's deadline for one
+    /// AppendEntries (a follower's fsync included), and elections time out after 7-14 of them.
+    #[arg(long, default_value_t = 250)]
     heartbeat_ms: u64,
     /// Messages the actor message tap keeps in memory (`/debug/messages`).
     #[arg(long, default_value_t = 10_000)]
