@@ -66,7 +66,7 @@ impl MemberConfig {
             initial_cluster,
             initial_state: InitialState::New,
             history: HistoryLimits::default(),
-            snapshot_every: 10_000,
+            snapshot_every: 100_000,
             heartbeat: Duration::from_millis(250),
             election_timeout: (Duration::from_millis(1750), Duration::from_millis(3500)),
             request_timeout: Duration::from_secs(5),
@@ -163,7 +163,8 @@ impl Member {
             election_timeout_min: cfg.election_timeout.0.as_millis() as u64,
             election_timeout_max: cfg.election_timeout.1.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
-            max_in_snapshot_log_to_keep: cfg.snapshot_every.min(1000),
+            // Log kept behind a snapshot, so a briefly lagging follower catches up from the log.
+            max_in_snapshot_log_to_keep: cfg.snapshot_every.min(5000),
             install_snapshot_timeout: 10_000,
             max_payload_entries: crate::proposer::MAX_ENTRIES_PER_APPEND,
             ..Default::default()

@@ -70,8 +70,9 @@ struct RunArgs {
     /// Directory of the cluster CA shared by the masters (default: DATA_DIR/pki).
     #[arg(long)]
     ca_dir: Option<PathBuf>,
-    /// Build a Raft snapshot and purge the log behind it every this many entries.
-    #[arg(long, default_value_t = 10_000)]
+    /// Build a Raft snapshot and purge the log behind it every this many entries (etcd's
+    /// default too: a snapshot holds the whole state, so it is not cheap).
+    #[arg(long, default_value_t = 100_000)]
     snapshot_every: u64,
     /// Keep at most this many revisions of watch history.
     #[arg(long, default_value_t = 100_000)]
