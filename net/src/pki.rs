@@ -144,6 +144,23 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// Decodes the first PEM certificate of `pem` to DER.
+/// Whether the certificate `cert_der` carries the public key of `key`. `what` names the
+/// certificate in errors.
+pub(crate) fn cert_holds_key(cert_der: &[u8], key: &KeyPair, what: &str) -> Result<bool, PkiError> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| PkiError::Certificate {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(parsed
+        .tbs_certificate
+        .subject_pki
+        .subject_public_key
+        .data
+        .as_ref()
+        == key.public_key_raw())
+}
+
 pub(crate) fn cert_der_from_pem(pem: &str, what: &str) -> Result<Vec<u8>, PkiError> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
@@ -329,20 +346,9 @@ impl ClusterCa {
             what: key_path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let cert_der = cert_der_from_pem(&cert_pem, &cert_path.display().to_string())?;
-        let (_, parsed) =
-            x509_parser::parse_x509_certificate(&cert_der).map_err(|e| PkiError::Certificate {
-                what: cert_path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        if parsed
-            .tbs_certificate
-            .subject_pki
-            .subject_public_key
-            .data
-            .as_ref()
-            != key.public_key_raw()
-        {
+        let what = cert_path.display().to_string();
+        let cert_der = cert_der_from_pem(&cert_pem, &what)?;
+        if !cert_holds_key(&cert_der, &key, &what)? {
             return Err(PkiError::KeyMismatch {
                 key: key_path,
                 cert: cert_path,

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{tls, wire, CallContext, EpInner, NetError, RpcError};
 use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::pki::{
-    cert_der_from_pem, spki_sha256_of_der, BootstrapToken, Identity, PkiError, TokenParseError,
-    CLUSTER_SERVER_NAME,
+    cert_der_from_pem, cert_holds_key, spki_sha256_of_der, BootstrapToken, Identity, PkiError,
+    TokenParseError, CLUSTER_SERVER_NAME,
 };
 use crate::trace::current_correlation;
 
@@ -230,20 +230,8 @@ pub async fn join(
     if got != pin {
         return Err(JoinError::CaMismatch { expected: pin, got });
     }
-    let cert_der = cert_der_from_pem(&resp.cert_pem, "returned node certificate")?;
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(&cert_der).map_err(|e| PkiError::Certificate {
-            what: "returned node certificate".to_string(),
-            reason: e.to_string(),
-        })?;
-    if parsed
-        .tbs_certificate
-        .subject_pki
-        .subject_public_key
-        .data
-        .as_ref()
-        != key.public_key_raw()
-    {
+    let what = "returned node certificate";
+    if !cert_holds_key(&cert_der_from_pem(&resp.cert_pem, what)?, &key, what)? {
         return Err(JoinError::CertMismatch);
     }
     tracing::info!(%master, node = node_name, "joined cluster");
