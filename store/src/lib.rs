@@ -56,13 +56,3 @@ pub enum StoreError {
     #[error("the member is shutting down")]
     ShuttingDown,
 }
-
-impl StoreError {
-    /// Whether the same request may succeed if retried (possibly at another member).
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Unavailable(_) | StoreError::Network(_) | StoreError::ShuttingDown
-        )
-    }
-}

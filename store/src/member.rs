@@ -226,10 +226,6 @@ impl Member {
         &self.endpoint
     }
 
-    pub fn raft(&self) -> &Raft {
-        &self.raft
-    }
-
     pub(crate) fn member_by_id(&self, id: MemberId) -> Option<&RaftMember> {
         self.members.get(&id)
     }
@@ -275,7 +271,7 @@ impl Member {
                     None => self.wait_leader().await?,
                 };
                 if leader != self.id {
-                    return self.leader_client(leader)?.forward_txn(&txn).await;
+                    return self.leader_client(leader)?.txn(&txn).await;
                 }
                 match self.proposer.propose(txn.clone()).await {
                     Ok(outcome) => return Ok(outcome),

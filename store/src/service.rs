@@ -276,10 +276,6 @@ impl StoreClient {
         self.call(methods::TXN, txn).await
     }
 
-    pub(crate) async fn forward_txn(&self, txn: &Txn) -> Result<TxnOutcome, StoreError> {
-        self.txn(txn).await
-    }
-
     pub(crate) async fn read_index(&self) -> Result<u64, StoreError> {
         self.call(methods::READ_INDEX, &()).await
     }

@@ -113,16 +113,17 @@ impl StateMachine {
         }
     }
 
-    /// Drops history past the limits; called after applies, a cheap check most of the time.
+    /// Drops history past the limits into `batch`, raising `compacted` (this entry's running
+    /// value); the caller publishes it once the batch is written. A cheap check most of the time.
     fn compact(
         &self,
         batch: &mut WriteBatch,
+        compacted: &mut u64,
         revision: u64,
         now_ms: u64,
     ) -> Result<(), StorageError> {
-        let compacted = self.progress.compacted.load(Ordering::SeqCst);
-        let mut upto = compacted;
-        if revision.saturating_sub(compacted) > self.limits.max_revisions {
+        let mut upto = *compacted;
+        if revision.saturating_sub(upto) > self.limits.max_revisions {
             upto = revision - self.limits.max_revisions;
         }
         // By age: look at the oldest retained batch only every 64 revisions.
@@ -139,16 +140,14 @@ impl StateMachine {
                 it.next();
             }
         }
-        if upto > compacted {
+        if upto > *compacted {
             batch.delete_range_cf(cf(&self.db, CF_EVENTS), u64_key(0), u64_key(upto + 1));
             batch.put_cf(
                 cf(&self.db, CF_SM),
                 KEY_COMPACTED,
                 codec::encode(&upto).map_err(io_write)?,
             );
-            self.progress.compacted.store(upto, Ordering::SeqCst);
-            self.watch.set_compacted(Revision(upto));
-            debug!(compacted = upto, "event history compacted");
+            *compacted = upto;
         }
         Ok(())
     }
@@ -256,6 +255,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 codec::encode(&Some(log_id)).map_err(io_write)?,
             );
             let mut published = Vec::new();
+            let compacted_before = self.progress.compacted.load(Ordering::SeqCst);
+            let mut compacted = compacted_before;
             let applied = match entry.payload {
                 EntryPayload::Blank => Applied::Nothing,
                 EntryPayload::Membership(m) => {
@@ -313,7 +314,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 u64_key(next.0),
                                 codec::encode(&eb).map_err(io_write)?,
                             );
-                            self.compact(&mut batch, next.0, txn.proposed_at_ms)?;
+                            self.compact(&mut batch, &mut compacted, next.0, txn.proposed_at_ms)?;
                             revision = next.0;
                             published.push(eb);
                         }
@@ -333,6 +334,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.progress
                 .applied_index
                 .store(log_id.index, Ordering::SeqCst);
+            if compacted > compacted_before {
+                self.progress.compacted.store(compacted, Ordering::SeqCst);
+                self.watch.set_compacted(Revision(compacted));
+                debug!(compacted, "event history compacted");
+            }
             for eb in published {
                 self.progress
                     .revision
