@@ -92,8 +92,7 @@ impl Cluster {
     /// Starts `n` masters (m1 on 127.0.0.1, m2 on 127.0.0.2, ...) with extra flags, and
     /// waits until they agree on a leader.
     pub async fn start(n: usize, extra_args: &[&str]) -> Result<Cluster> {
-        let c = Self::create(n, extra_args)?;
-        let mut c = c;
+        let mut c = Self::create(n, extra_args)?;
         for i in 0..n {
             c.spawn(i, false)?;
         }

@@ -330,12 +330,12 @@ async fn backup_restores_same_objects_and_revision() -> Result<()> {
     );
 
     // The restored cluster accepts writes, at revisions after the backup's.
-    let rc = clients_of(&restored)?;
+    let rc = restored.client(0)?;
     let txn = Txn::new(vec![Op::Create {
         key: key("new"),
         value: b"n".to_vec(),
     }]);
-    match rc[0].txn(&txn).await? {
+    match rc.txn(&txn).await? {
         TxnOutcome::Committed { revision, .. } => {
             assert_eq!(revision, Revision(before.revision.0 + 1))
         }
@@ -344,10 +344,6 @@ async fn backup_restores_same_objects_and_revision() -> Result<()> {
     cluster.passed();
     restored.passed();
     Ok(())
-}
-
-fn clients_of(c: &Cluster) -> Result<Vec<StoreClient>> {
-    clients(c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
