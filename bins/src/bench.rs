@@ -162,25 +162,13 @@ async fn store(args: &StoreBenchArgs, root: &Path) -> Result<()> {
         .into_iter()
         .map(Writer::Navarch)
         .collect();
-    let mut navarch_results = Vec::new();
-    for (i, &n) in args.clients.iter().enumerate() {
-        let r = workload::run(
-            &writers,
-            &cluster.pids(),
-            &format!("run{i}-c{n}"),
-            n,
-            args.value_size,
-            warmup,
-            measure,
-        )
-        .await;
+    let pids = cluster.pids();
+    let navarch_results = run_series("navarch", &writers, &pids, args, warmup, measure, || {
         cluster
             .check_running()
-            .context("a navarch master died during the run")?;
-        let r = r.with_context(|| format!("navarch run with {n} clients"))?;
-        progress("navarch", &r);
-        navarch_results.push(r);
-    }
+            .context("a navarch master died during the run")
+    })
+    .await?;
     drop(writers);
     cluster.stop();
     drop(cluster);
@@ -213,24 +201,14 @@ async fn store(args: &StoreBenchArgs, root: &Path) -> Result<()> {
             .into_iter()
             .map(Writer::Etcd)
             .collect();
-        for (i, &n) in args.clients.iter().enumerate() {
-            let r = workload::run(
-                &writers,
-                &cluster.pids(),
-                &format!("run{i}-c{n}"),
-                n,
-                args.value_size,
-                warmup,
-                measure,
-            )
-            .await;
+        let pids = cluster.pids();
+        let results = run_series("etcd", &writers, &pids, args, warmup, measure, || {
             cluster
                 .check_running()
-                .context("an etcd member died during the run")?;
-            let r = r.with_context(|| format!("etcd run with {n} clients"))?;
-            progress("etcd", &r);
-            etcd_results[i] = Some(r);
-        }
+                .context("an etcd member died during the run")
+        })
+        .await?;
+        etcd_results = results.into_iter().map(Some).collect();
         drop(writers);
         cluster.stop();
         if ca.is_some() {
@@ -256,6 +234,37 @@ async fn store(args: &StoreBenchArgs, root: &Path) -> Result<()> {
     println!("  load average at end: {}", load());
     print_table(&rows);
     Ok(())
+}
+
+/// Runs the workload once per concurrency against one system, checking after each run that
+/// none of its processes died.
+async fn run_series(
+    system: &str,
+    writers: &[Writer],
+    pids: &[u32],
+    args: &StoreBenchArgs,
+    warmup: Duration,
+    measure: Duration,
+    mut check_running: impl FnMut() -> Result<()>,
+) -> Result<Vec<RunResult>> {
+    let mut results = Vec::with_capacity(args.clients.len());
+    for (i, &n) in args.clients.iter().enumerate() {
+        let r = workload::run(
+            writers,
+            pids,
+            &format!("run{i}-c{n}"),
+            n,
+            args.value_size,
+            warmup,
+            measure,
+        )
+        .await;
+        check_running()?;
+        let r = r.with_context(|| format!("{system} run with {n} clients"))?;
+        progress(system, &r);
+        results.push(r);
+    }
+    Ok(results)
 }
 
 fn load() -> String {
