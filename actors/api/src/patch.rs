@@ -508,7 +508,8 @@ fn merge_map_fields<'p>(
             .iter()
             .find(|(k, v)| !is_directive(k) && !v.is_null() && !keys.contains(&k.as_str()))
         {
-            return Err(malformed(format!(
+            // Kubernetes answers this one (ErrPatchContentNotMatchRetainKeys) with 422.
+            return Err(unprocessable(format!(
                 "the key {key:?} at {} is not present in the $retainKeys list {retain}",
                 dotted(path)
             )));
@@ -1195,7 +1196,7 @@ mod tests {
             PatchType::StrategicMerge,
         )
         .unwrap_err();
-        assert!(matches!(err, PatchError::Malformed(m) if m.contains("$retainKeys")));
+        assert!(matches!(err, PatchError::Unprocessable(m) if m.contains("$retainKeys")));
         let err = apply(
             "Deployment",
             &deployment(),
