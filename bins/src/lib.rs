@@ -1,10 +1,12 @@
 //! Wiring shared by navarch's binaries: data-dir layout and credentials, logging, and the
 //! master's HTTP endpoint.
 //!
-//! The binaries are thin: `bin/navarch-master.rs` starts a store member and the HTTP
-//! endpoint, `bin/navarch-node.rs` joins a node, `bin/navctl.rs` is the operator's CLI.
+//! The binaries are thin: `bin/navarch-master.rs` starts a store member and the API server
+//! (`api`), `bin/navarch-node.rs` joins a node, `bin/navctl.rs` is the operator's CLI.
 
+pub mod api;
 pub mod bench;
+pub mod client;
 pub mod credentials;
 pub mod debug_actors;
 pub mod http;

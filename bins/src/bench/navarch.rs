@@ -35,8 +35,9 @@ impl NavarchCluster {
     /// `dir`. `log_filter` is the masters' `RUST_LOG`.
     pub(crate) fn start(bin: &Path, dir: &Path, log_filter: &str) -> Result<NavarchCluster> {
         let ca_dir = dir.join("ca");
-        ClusterCa::load_or_create(&ca_dir)
+        let (ca, _) = ClusterCa::load_or_create(&ca_dir)
             .with_context(|| format!("cluster CA in {}", ca_dir.display()))?;
+        let admin = ca.issue("bench-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let mut members = Vec::new();
         for i in 0..3 {
             let ip = format!("127.0.0.{}", i + 1);
@@ -69,9 +70,7 @@ impl NavarchCluster {
             procs.spawn(&m.name, cmd, &dir.join(format!("{}.log", m.name)))?;
             tracing::info!(member = %m.name, peer = %m.peer, api = %m.api, "started navarch master");
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
+        let http = crate::client::https_client(&admin, Duration::from_secs(2))?;
         Ok(NavarchCluster {
             procs,
             members,
@@ -83,7 +82,7 @@ impl NavarchCluster {
     /// `/debug/store` of member `i`, if it answers.
     async fn status(http: &reqwest::Client, api: SocketAddr) -> Option<Value> {
         let resp = http
-            .get(format!("http://{api}/debug/store"))
+            .get(format!("https://{api}/debug/store"))
             .send()
             .await
             .ok()?;

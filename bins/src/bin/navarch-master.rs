@@ -1,4 +1,4 @@
-//! `navarch-master`: runs a master — today the replicated store member and its HTTP endpoint —
+//! `navarch-master`: runs a master — the replicated store member and the API server over HTTPS —
 //! and restores a store backup into a fresh data dir.
 
 use std::net::SocketAddr;
@@ -10,6 +10,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use navarch_actors::{ActorPath, Root, TapConfig};
+use navarch_api::authz::{Authorizer, Binding};
+use navarch_bins::api::{self, audit::AuditLog, auth::TokenFile, core::Core, ApiState};
 use navarch_bins::http::{self, AppState};
 use navarch_bins::{credentials, debug_actors, init_logging};
 use navarch_net::fault::FaultInjector;
@@ -64,9 +66,24 @@ struct RunArgs {
     /// `existing`: join the cluster without initializing it (a member whose data dir was wiped).
     #[arg(long, value_enum, default_value = "new")]
     initial_cluster_state: ClusterState,
-    /// The HTTP endpoint (health, readiness, debug views).
+    /// The API server's HTTPS address (Kubernetes API, health, readiness, debug views).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen_api: SocketAddr,
+    /// Bearer tokens, one `token,user,uid,"group1,group2"` per line (kube-apiserver's format).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Extra role bindings: a JSON list of `{"user"|"group": ..., "role": "cluster-admin"|"view"|"node"}`.
+    #[arg(long)]
+    authorization_policy_file: Option<PathBuf>,
+    /// Requests in flight before the API answers 429 (watches and log streams not counted).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Rotate the audit log (DATA_DIR/audit.log) when it reaches this many bytes.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    audit_log_max_bytes: u64,
+    /// Rotated audit logs kept (audit.log.1 ... audit.log.N).
+    #[arg(long, default_value_t = 5)]
+    audit_log_keep: usize,
     /// Directory of the cluster CA shared by the masters (default: DATA_DIR/pki).
     #[arg(long)]
     ca_dir: Option<PathBuf>,
@@ -147,6 +164,33 @@ async fn run(args: RunArgs) -> Result<()> {
         );
     }
     let creds = credentials::master(&args.data_dir, args.ca_dir.as_deref(), &args.name)?;
+    let serving = api::tls::serving_identity(&creds.ca, &args.name, args.listen_api)
+        .context("issue the API server's certificate")?;
+    let tls = api::tls::server_config(&serving, &args.name)?;
+    let server_url = api::tls::server_url(args.listen_api);
+    api::tls::write_admin_kubeconfig(
+        &args.data_dir,
+        &server_url,
+        &credentials::admin(&args.data_dir)?,
+    )
+    .context("write admin.kubeconfig")?;
+    let tokens = match &args.token_auth_file {
+        Some(p) => TokenFile::load(p).map_err(anyhow::Error::msg)?,
+        None => TokenFile::default(),
+    };
+    let bindings: Vec<Binding> = match &args.authorization_policy_file {
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("read {}", p.display()))?,
+        )
+        .with_context(|| format!("{}: not a JSON list of role bindings", p.display()))?,
+        None => Vec::new(),
+    };
+    let audit = AuditLog::open(
+        &args.data_dir.join("audit.log"),
+        args.audit_log_max_bytes,
+        args.audit_log_keep,
+    )
+    .context("open the audit log")?;
     // The actor root of this process; its tap also records every QUIC message.
     let root_path = ActorPath::parse(&format!("/master/{}", args.name))
         .with_context(|| format!("--name {:?} is not usable in an actor path", args.name))?;
@@ -184,19 +228,49 @@ async fn run(args: RunArgs) -> Result<()> {
         member: member.clone(),
         runtime: tokio::runtime::Handle::current(),
     };
+    let core = Core::new(member.clone());
+    let api_state = ApiState {
+        core: core.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        tokens: Arc::new(tokens),
+        authz: Arc::new(Authorizer::new(bindings)),
+        audit: Arc::new(audit),
+        inflight: Arc::new(tokio::sync::Semaphore::new(
+            args.max_requests_inflight.max(1),
+        )),
+        server_address: server_url.trim_start_matches("https://").to_string(),
+    };
+    tokio::spawn(async move {
+        // Every master makes sure the system namespaces exist once a leader is known.
+        loop {
+            match core.ensure_system_namespaces().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "system namespaces not created yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
     let server = HttpServer::new(move || {
         let (registry, tap) = (root.registry(), root.tap());
         App::new()
+            .wrap(actix_web::middleware::from_fn(api::gate))
             .wrap(actix_web::middleware::from_fn(http::correlation))
             .app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(api_state.clone()))
+            .app_data(web::PayloadConfig::new(api::rest::MAX_BODY + 1))
             .configure(http::configure)
+            .configure(api::configure)
             .configure(|cfg| debug_actors::configure(cfg, registry, tap))
+            .default_service(web::to(api::rest::not_found))
     })
     .workers(2)
-    .bind(args.listen_api)
+    .on_connect(api::auth::on_connect)
+    .bind_rustls_0_23(args.listen_api, tls)
     .with_context(|| format!("bind --listen-api {}", args.listen_api))?
     .run();
-    tracing::info!(api = %args.listen_api, data_dir = %args.data_dir.display(), "master ready to serve");
+    tracing::info!(api = %server_url, data_dir = %args.data_dir.display(), "master ready to serve");
     let handle = server.handle();
     tokio::select! {
         r = server => r.context("http server")?,

@@ -1,0 +1,160 @@
+//! Authentication: client certificates signed by the cluster CA (user = CN, groups = O) and
+//! bearer tokens from a token file in kube-apiserver's format.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::Path;
+
+use actix_web::dev::Extensions;
+use actix_web::HttpRequest;
+use navarch_api::authz::{User, GROUP_AUTHENTICATED};
+use navarch_api::ApiError;
+use navarch_net::pki::PeerIdentity;
+
+/// The verified client certificate of a TLS connection (set when the connection opens).
+#[derive(Clone, Debug)]
+pub struct ClientCert(pub PeerIdentity);
+
+/// `HttpServer::on_connect` hook: records the client certificate rustls verified against the
+/// cluster CA, if the client presented one.
+pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    if let Some(tls) = conn.downcast_ref::<Tls>() {
+        let (_, session) = tls.get_ref();
+        if let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) {
+            match PeerIdentity::from_der(leaf.as_ref()) {
+                Ok(id) => {
+                    ext.insert(ClientCert(id));
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable client certificate"),
+            }
+        }
+    }
+}
+
+/// Bearer tokens: `token,user,uid,"group1,group2"` per line, like kube-apiserver's
+/// `--token-auth-file`. Tokens are kept only as SHA-256 digests.
+#[derive(Clone, Debug, Default)]
+pub struct TokenFile {
+    users: HashMap<[u8; 32], User>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Splits one CSV line, honouring double quotes.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().map(|s| s.trim().to_string()).collect()
+}
+
+impl TokenFile {
+    pub fn parse(text: &str) -> Result<TokenFile, String> {
+        let mut users = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let f = csv_fields(line);
+            if f.len() < 3 || f[0].is_empty() || f[1].is_empty() {
+                return Err(format!(
+                    "line {}: expected token,user,uid[,\"group1,group2\"]",
+                    i + 1
+                ));
+            }
+            let mut groups: Vec<String> = f
+                .get(3)
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            groups.push(GROUP_AUTHENTICATED.to_string());
+            if users
+                .insert(digest(&f[0]), User::new(f[1].clone(), groups))
+                .is_some()
+            {
+                return Err(format!("line {}: duplicate token", i + 1));
+            }
+        }
+        Ok(TokenFile { users })
+    }
+
+    pub fn load(path: &Path) -> Result<TokenFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("read token file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("token file {}: {e}", path.display()))
+    }
+
+    pub fn lookup(&self, token: &str) -> Option<&User> {
+        self.users.get(&digest(token))
+    }
+}
+
+/// Who sent `req`: `Ok(None)` for an anonymous request, 401 for bad credentials.
+pub fn authenticate(req: &HttpRequest, tokens: &TokenFile) -> Result<Option<User>, ApiError> {
+    if let Some(auth) = req.headers().get("authorization") {
+        let value = auth.to_str().map_err(|_| ApiError::unauthorized())?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthorized)?;
+        return match tokens.lookup(token) {
+            Some(u) => Ok(Some(u.clone())),
+            None => Err(ApiError::unauthorized()),
+        };
+    }
+    if let Some(ClientCert(id)) = req.conn_data::<ClientCert>() {
+        let mut groups = id.organizations.clone();
+        groups.push(GROUP_AUTHENTICATED.to_string());
+        return Ok(Some(User::new(id.common_name.clone(), groups)));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_lines_give_users_and_groups() {
+        let tf = TokenFile::parse(
+            "# comment\nsecret1,alice,1,\"navarch:viewers,dev\"\nsecret2,system:node:n1,2,system:nodes\n",
+        )
+        .unwrap();
+        let a = tf.lookup("secret1").unwrap();
+        assert_eq!(a.name, "alice");
+        assert_eq!(
+            a.groups,
+            vec!["navarch:viewers", "dev", GROUP_AUTHENTICATED]
+        );
+        assert_eq!(tf.lookup("secret2").unwrap().node_name(), Some("n1"));
+        assert!(tf.lookup("nope").is_none());
+        assert!(TokenFile::parse("onlytoken\n").is_err());
+        assert!(TokenFile::parse("t,a,1\nt,b,2\n").is_err());
+    }
+}
