@@ -252,6 +252,12 @@ impl Cluster {
         format!("https://{}{path}", self.members[i].api)
     }
 
+    /// A certificate from the cluster CA for `cn` in `orgs` (e.g. a node or a viewer).
+    pub fn identity(&self, cn: &str, orgs: &[&str]) -> Result<Identity> {
+        let ca = ClusterCa::load(&self.ca_dir)?;
+        Ok(ca.issue(cn, orgs, Duration::from_secs(3600))?)
+    }
+
     /// An HTTPS client that trusts the cluster CA and presents an admin certificate.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
@@ -297,10 +303,16 @@ impl Drop for Cluster {
 /// An HTTPS client trusting the cluster CA of `id` and presenting `id`'s certificate (an
 /// anonymous identity presents none).
 pub fn https_client(id: &Identity) -> Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_secs(10))
-        .add_root_certificate(reqwest::Certificate::from_pem(id.ca_pem.as_bytes())?);
+    https_client_with(id, Some(Duration::from_secs(10)))
+}
+
+/// Like [`https_client`], with a total request timeout of `timeout` (`None` for streams).
+pub fn https_client_with(id: &Identity, timeout: Option<Duration>) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder().use_rustls_tls();
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b = b.add_root_certificate(reqwest::Certificate::from_pem(id.ca_pem.as_bytes())?);
     if !id.is_anonymous() {
         let pem = format!("{}\n{}", id.cert_pem, id.key_pem);
         b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
