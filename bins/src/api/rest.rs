@@ -357,6 +357,25 @@ async fn dispatch_inner(
         namespace: ns.clone(),
         name: name.clone(),
     });
+    // Write bodies are read before authorization: a create is authorized with the name in
+    // its body (a node may create only its own Node and Lease).
+    let body = if matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    ) && target.subresource.as_deref() != Some("exec")
+    {
+        read_body(payload).await?
+    } else {
+        Bytes::new()
+    };
+    let authz_name = if verb == "create" && target.subresource.is_none() {
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|b| b["metadata"]["name"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    } else {
+        name.clone()
+    };
     // Authorization.
     let user = user_of(req);
     let attrs = Attributes {
@@ -365,7 +384,7 @@ async fn dispatch_inner(
         resource: kind.plural,
         subresource: &sub,
         namespace: &ns,
-        name: &name,
+        name: &authz_name,
         path: &path,
     };
     let core = state.core.clone();
@@ -477,7 +496,7 @@ async fn dispatch_inner(
                 .streaming(stream))
         }
         ("create", Some("binding")) => {
-            let body = json_body(req, &read_body(payload).await?)?;
+            let body = json_body(req, &body)?;
             let v = state
                 .run(async move { core.bind(&ns, &name, body).await })
                 .await?;
@@ -493,7 +512,7 @@ async fn dispatch_inner(
                 )));
             }
             let opts = write_options(&q)?;
-            let body = json_body(req, &read_body(payload).await?)?;
+            let body = json_body(req, &body)?;
             let (v, warnings) = state
                 .run(async move { core.create(kind, &ns, body, opts).await })
                 .await?;
@@ -505,7 +524,7 @@ async fn dispatch_inner(
         }
         ("update", s) => {
             let opts = write_options(&q)?;
-            let body = json_body(req, &read_body(payload).await?)?;
+            let body = json_body(req, &body)?;
             let s = s.map(str::to_string);
             let (v, warnings) = state
                 .run(async move {
@@ -520,7 +539,6 @@ async fn dispatch_inner(
             let ct = content_type(req);
             let ty = PatchType::from_content_type(&ct)
                 .ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
-            let body = read_body(payload).await?;
             let patch: Value = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
             let s = s.map(str::to_string);
@@ -540,14 +558,14 @@ async fn dispatch_inner(
             Ok(json_response(200, &v, &warnings))
         }
         ("delete", _) => {
-            let opts = delete_options(req, &q, &read_body(payload).await?)?;
+            let opts = delete_options(req, &q, &body)?;
             let v = state
                 .run(async move { core.delete(kind, &ns, &name, &opts).await })
                 .await?;
             Ok(json_response(200, &v, &[]))
         }
         ("deletecollection", _) => {
-            let opts = delete_options(req, &q, &read_body(payload).await?)?;
+            let opts = delete_options(req, &q, &body)?;
             let list = list_options(kind, &q)?;
             let nsopt = target.namespace.clone();
             let items = state
