@@ -112,6 +112,15 @@ impl DeleteOptions {
     }
 }
 
+/// Which checks an update goes through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UpdateMode {
+    /// Kubernetes' update validation (immutable fields included).
+    Validated,
+    /// A binding: the object is checked as a whole, `spec.nodeName` may be set.
+    Binding,
+}
+
 /// A patch: its format and its document.
 #[derive(Clone, Debug)]
 pub struct Patch {
@@ -797,6 +806,7 @@ impl Core {
         ns: &str,
         name: &str,
         opts: WriteOptions,
+        mode: UpdateMode,
         mut change: F,
     ) -> Result<(Value, Vec<String>), ApiError>
     where
@@ -830,7 +840,11 @@ impl Core {
             if strip_rv(&new) == strip_rv(&current) {
                 return Ok((current, warnings));
             }
-            let causes = validate::validate_update(kind, &current, &new);
+            let causes = match mode {
+                UpdateMode::Validated => validate::validate_update(kind, &current, &new),
+                // The binding subresource owns spec.nodeName, which updates may not change.
+                UpdateMode::Binding => validate::validate_create(kind, &new),
+            };
             if !causes.is_empty() {
                 return Err(Self::invalid(kind, name, causes));
             }
@@ -969,7 +983,7 @@ impl Core {
         }
         let (admitted, warnings) = Self::admit(kind, &body, opts.field_validation, name)?;
         let rv = meta_str(&body, "resourceVersion").map(str::to_string);
-        self.guaranteed_update(kind, ns, name, opts, |current| {
+        self.guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
             let mut new = admitted.clone();
             if let Some(rv) = &rv {
                 meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
@@ -1035,7 +1049,7 @@ impl Core {
         };
         if sub == Some("scale") {
             let result = self
-                .guaranteed_update(kind, ns, name, opts, |current| {
+                .guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
                     let scale = to_scale(kind, current)?;
                     let patched = patch::apply("Scale", &scale, &patch, ty).map_err(patch_err)?;
                     let new = apply_scale(kind, current, &patched)?;
@@ -1044,7 +1058,7 @@ impl Core {
                 .await?;
             return Ok((to_scale(kind, &result.0)?, result.1));
         }
-        self.guaranteed_update(kind, ns, name, opts, |current| {
+        self.guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
             let mut patched = patch::apply(kind.kind, current, &patch, ty).map_err(patch_err)?;
             // The patch may pin a resourceVersion; otherwise the one read is not a precondition.
             let pinned = patch["metadata"]["resourceVersion"]
@@ -1094,7 +1108,7 @@ impl Core {
             }
         }
         let (obj, w) = self
-            .guaranteed_update(kind, ns, name, opts, |current| {
+            .guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
                 let mut new = apply_scale(kind, current, &body)?;
                 if let Some(rv) = meta_str(&body, "resourceVersion") {
                     meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
@@ -1135,28 +1149,35 @@ impl Core {
                 ));
             }
         }
-        self.guaranteed_update(pods, ns, name, WriteOptions::default(), |current| {
-            if !current["metadata"]["deletionTimestamp"].is_null() {
-                return Err(ApiError::conflict(
-                    "pods",
-                    name,
-                    "pod is being deleted, cannot be assigned to a host",
-                ));
-            }
-            match current["spec"]["nodeName"].as_str() {
-                Some(n) if !n.is_empty() => Err(ApiError::conflict(
-                    "pods/binding",
-                    name,
-                    &format!("pod {name} is already assigned to node {n:?}"),
-                )),
-                _ => {
-                    let mut new = current.clone();
-                    new["spec"]["nodeName"] = json!(node);
-                    meta_mut(&mut new).remove("resourceVersion");
-                    Ok((new, Vec::new()))
+        self.guaranteed_update(
+            pods,
+            ns,
+            name,
+            WriteOptions::default(),
+            UpdateMode::Binding,
+            |current| {
+                if !current["metadata"]["deletionTimestamp"].is_null() {
+                    return Err(ApiError::conflict(
+                        "pods",
+                        name,
+                        "pod is being deleted, cannot be assigned to a host",
+                    ));
                 }
-            }
-        })
+                match current["spec"]["nodeName"].as_str() {
+                    Some(n) if !n.is_empty() => Err(ApiError::conflict(
+                        "pods/binding",
+                        name,
+                        &format!("pod {name} is already assigned to node {n:?}"),
+                    )),
+                    _ => {
+                        let mut new = current.clone();
+                        new["spec"]["nodeName"] = json!(node);
+                        meta_mut(&mut new).remove("resourceVersion");
+                        Ok((new, Vec::new()))
+                    }
+                }
+            },
+        )
         .await?;
         Ok(
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -1354,7 +1375,8 @@ impl Core {
                         &dns,
                         &dname,
                         WriteOptions::default(),
-                        move |cur| {
+                        UpdateMode::Validated,
+                        move |cur: &Value| {
                             let mut new = cur.clone();
                             if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
                                 refs.retain(|r| r["uid"].as_str() != Some(uid.as_str()));

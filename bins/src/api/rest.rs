@@ -326,7 +326,9 @@ async fn dispatch_inner(
     let target = parse_target(group, version, rest)?;
     let q = query(req)?;
     let kind = target.kind;
-    let verb = verb_of(&method, target.name.is_some(), &q).ok_or_else(|| {
+    // A POST to an object's subresource (binding, exec) creates it.
+    let item = target.name.is_some() && !(method == "POST" && target.subresource.is_some());
+    let verb = verb_of(&method, item, &q).ok_or_else(|| {
         ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {})",
             kind.qualified_resource()
