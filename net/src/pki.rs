@@ -221,6 +221,7 @@ fn leaf_params(
     common_name: &str,
     organizations: &[&str],
     validity: Duration,
+    extra_ips: &[std::net::IpAddr],
 ) -> Result<CertificateParams, PkiError> {
     check_validity(validity)?;
     check_subject("common name", common_name)?;
@@ -261,6 +262,12 @@ fn leaf_params(
         ),
         SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
     ];
+    for ip in extra_ips {
+        let san = SanType::IpAddress(*ip);
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
     let now = SystemTime::now();
     params.not_before = (now - BACKDATE).into();
     params.not_after = (now + validity).into();
@@ -389,7 +396,19 @@ impl ClusterCa {
         organizations: &[&str],
         validity: Duration,
     ) -> Result<Identity, PkiError> {
-        let params = leaf_params(common_name, organizations, validity)?;
+        self.issue_for(common_name, organizations, validity, &[])
+    }
+
+    /// Like [`ClusterCa::issue`], with extra IP addresses in the certificate's subject alt
+    /// names (a serving certificate for an address other than 127.0.0.1).
+    pub fn issue_for(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        validity: Duration,
+        ips: &[std::net::IpAddr],
+    ) -> Result<Identity, PkiError> {
+        let params = leaf_params(common_name, organizations, validity, ips)?;
         let key = KeyPair::generate().map_err(gen_err(common_name))?;
         let cert = params
             .signed_by(&key, &self.issuer)
@@ -412,7 +431,7 @@ impl ClusterCa {
     ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Csr(e.to_string()))?;
-        let params = leaf_params(common_name, organizations, validity)?;
+        let params = leaf_params(common_name, organizations, validity, &[])?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(gen_err(common_name))?;
