@@ -1,5 +1,7 @@
-//! `navctl`: the operator's CLI — store status, objects, watches and backups over QUIC with
-//! the admin certificate, the PKI bootstrap, and benchmarks.
+//! `navctl`: the operator's CLI — `get`, `apply`, `delete` and `describe` over the Kubernetes
+//! API with a kubeconfig (`navarch_bins::navctl`), and store status, raw objects
+//! (`navctl store ...`), watches and backups over QUIC with the admin certificate, the PKI
+//! bootstrap, and benchmarks.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use navarch_bins::credentials;
+use navarch_bins::{credentials, navctl};
 use navarch_net::pki::ClusterCa;
 use navarch_net::{Endpoint, NetConfig};
 use navarch_store::{
@@ -49,6 +51,35 @@ enum Command {
     },
     /// Describe a backup file.
     BackupInfo { file: PathBuf },
+    /// Show objects: `navctl get deploy`, `get pods -A -o wide`, `get svc/web -o yaml`.
+    Get(navctl::GetArgs),
+    /// Create or update objects from manifests (merge patch; does not prune, see --help).
+    #[command(long_about = navctl::APPLY_HELP)]
+    Apply(navctl::ApplyArgs),
+    /// Delete objects by type and name or from manifests.
+    Delete(navctl::DeleteArgs),
+    /// Show objects in detail, with their events.
+    Describe(navctl::DescribeArgs),
+    /// The store's raw keys and values over QUIC: get, list, put, delete, watch.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Create the cluster CA in a directory to share between masters (--ca-dir).
+    PkiInit {
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+    /// Benchmarks: `navctl bench store [--vs-etcd]` starts its own clusters on loopback.
+    Bench {
+        #[command(subcommand)]
+        what: navarch_bins::bench::BenchCommand,
+    },
+}
+
+/// Raw store access (keys are KIND NAMESPACE NAME, values opaque bytes).
+#[derive(Subcommand)]
+enum StoreCommand {
     /// Read one object: KIND NAMESPACE NAME (use "" for cluster-scoped objects).
     Get {
         kind: String,
@@ -79,16 +110,6 @@ enum Command {
         #[arg(long)]
         after: Option<u64>,
     },
-    /// Create the cluster CA in a directory to share between masters (--ca-dir).
-    PkiInit {
-        #[arg(long)]
-        ca_dir: PathBuf,
-    },
-    /// Benchmarks: `navctl bench store [--vs-etcd]` starts its own clusters on loopback.
-    Bench {
-        #[command(subcommand)]
-        what: navarch_bins::bench::BenchCommand,
-    },
 }
 
 fn main() -> Result<()> {
@@ -97,7 +118,11 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(cli))
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("{}", navctl::report(&e));
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn client(cli: &Cli) -> Result<StoreClient> {
@@ -108,6 +133,11 @@ fn client(cli: &Cli) -> Result<StoreClient> {
 
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
+        Command::Get(a) => navctl::get(a).await?,
+        Command::Apply(a) => navctl::apply(a).await?,
+        Command::Delete(a) => navctl::delete(a).await?,
+        Command::Describe(a) => navctl::describe(a).await?,
+        Command::Store { command } => store(&cli, command).await?,
         Command::Bench { what } => navarch_bins::bench::run(what).await?,
         Command::PkiInit { ca_dir } => {
             let (ca, created) = ClusterCa::load_or_create(ca_dir)?;
@@ -140,13 +170,19 @@ async fn run(cli: Cli) -> Result<()> {
                 out.display()
             );
         }
-        Command::Get {
+    }
+    Ok(())
+}
+
+async fn store(cli: &Cli, command: &StoreCommand) -> Result<()> {
+    match command {
+        StoreCommand::Get {
             kind,
             namespace,
             name,
         } => {
             let key = ObjectKey::new(kind, namespace, name);
-            match client(&cli)?
+            match client(cli)?
                 .get(&key, ReadConsistency::Linearizable)
                 .await?
             {
@@ -159,12 +195,12 @@ async fn run(cli: Cli) -> Result<()> {
                 None => bail!("{key} not found"),
             }
         }
-        Command::List { kind, namespace } => {
+        StoreCommand::List { kind, namespace } => {
             let range = KeyRange {
                 kind: kind.clone(),
                 namespace: namespace.clone(),
             };
-            let list = client(&cli)?
+            let list = client(cli)?
                 .list(&range, ReadConsistency::Linearizable)
                 .await?;
             for o in &list.objects {
@@ -181,7 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
                 list.revision
             );
         }
-        Command::Put {
+        StoreCommand::Put {
             kind,
             namespace,
             name,
@@ -192,9 +228,9 @@ async fn run(cli: Cli) -> Result<()> {
                 key: key.clone(),
                 value: value.as_bytes().to_vec(),
             }]);
-            print_outcome(client(&cli)?.txn(&txn).await?)?;
+            print_outcome(client(cli)?.txn(&txn).await?)?;
         }
-        Command::Delete {
+        StoreCommand::Delete {
             kind,
             namespace,
             name,
@@ -204,10 +240,10 @@ async fn run(cli: Cli) -> Result<()> {
                 key,
                 expected: None,
             }]);
-            print_outcome(client(&cli)?.txn(&txn).await?)?;
+            print_outcome(client(cli)?.txn(&txn).await?)?;
         }
-        Command::Watch { kind, after } => {
-            let mut s = client(&cli)?
+        StoreCommand::Watch { kind, after } => {
+            let mut s = client(cli)?
                 .watch(&KeyRange::kind(kind), after.map(Revision))
                 .await?;
             while let Some(batch) =
