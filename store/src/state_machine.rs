@@ -34,7 +34,8 @@ const KEY_SNAPSHOT: &[u8] = b"snapshot";
 /// How much event history a member keeps for watches.
 #[derive(Clone, Copy, Debug)]
 pub struct HistoryLimits {
-    /// Keep at most this many revisions of events.
+    /// Keep this many revisions of events; older ones are dropped in steps of
+    /// `max_revisions / 16` (1 to 1024), so at most that many more are held at a time.
     pub max_revisions: u64,
     /// Drop events older than this.
     pub max_age: Duration,
@@ -123,7 +124,11 @@ impl StateMachine {
         now_ms: u64,
     ) -> Result<(), StorageError> {
         let mut upto = *compacted;
-        if revision.saturating_sub(upto) > self.limits.max_revisions {
+        // By count, in steps: each compaction is a RocksDB range tombstone that every later
+        // read of the history column must step over, so one per revision would pile up
+        // thousands of them under load. Compact once a step's worth is due.
+        let step = (self.limits.max_revisions / 16).clamp(1, 1024);
+        if revision.saturating_sub(upto) >= self.limits.max_revisions + step {
             upto = revision - self.limits.max_revisions;
         }
         // By age: look at the oldest retained batch only every 64 revisions.

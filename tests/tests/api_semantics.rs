@@ -200,6 +200,43 @@ async fn the_server_keeps_kubernetes_semantics() -> Result<()> {
     let (code, _) = call(h.get(url("/api/v1/namespaces/default/pods/page-0"))).await?;
     assert_eq!(code, 404);
 
+    // Delete preconditions: a wrong uid or resourceVersion is a conflict, and nothing goes.
+    let (code, s) = call(
+        h.delete(url("/api/v1/namespaces/default/pods/page-1"))
+            .json(&json!({"preconditions": {"uid": "00000000-0000-4000-8000-000000000000"}})),
+    )
+    .await?;
+    assert_eq!(code, 409, "{s}");
+    let (code, s) = call(
+        h.delete(url("/api/v1/namespaces/default/pods/page-1"))
+            .json(&json!({"preconditions": {"resourceVersion": "1"}})),
+    )
+    .await?;
+    assert_eq!(code, 409, "{s}");
+    let (code, _) = call(h.get(url("/api/v1/namespaces/default/pods/page-1"))).await?;
+    assert_eq!(code, 200);
+
+    // Unknown fields under the default fieldValidation (Warn) are dropped with a warning.
+    let mut typo = pod("warned", json!({}));
+    typo["spec"]["containers"][0]["imagee"] = json!("x");
+    let r = h.post(&pods).json(&typo).send().await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let warning = r
+        .headers()
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        warning.contains("unknown field") && warning.contains("imagee"),
+        "{warning:?}"
+    );
+    let stored: Value = r.json().await?;
+    assert!(
+        stored["spec"]["containers"][0].get("imagee").is_none(),
+        "{stored}"
+    );
+
     // Dry run changes nothing; deletecollection removes what the selector matches.
     let (code, _) = call(
         h.post(format!("{pods}?dryRun=All"))
@@ -213,7 +250,11 @@ async fn the_server_keeps_kubernetes_semantics() -> Result<()> {
     assert_eq!(code, 200, "{gone}");
     assert_eq!(names(&gone).len(), 4, "{gone}");
     let (_, left) = call(h.get(&pods)).await?;
-    assert_eq!(names(&left).len(), 2, "the generated pods remain: {left}");
+    assert_eq!(
+        names(&left).len(),
+        3,
+        "the generated and the warned pods remain: {left}"
+    );
 
     // A namespace goes with its content; the system ones may not be deleted.
     let (code, _) = call(

@@ -659,9 +659,7 @@ impl Core {
         let last = ops.len() - 1;
         match self.write(ops).await? {
             TxnOutcome::Committed { objects, .. } => {
-                let o = objects[last].as_ref().ok_or_else(|| {
-                    ApiError::internal("the store returned no object for a create")
-                })?;
+                let o = committed(&objects, last)?;
                 Ok((decode_object(o)?, warnings))
             }
             TxnOutcome::Refused { op_index, failure } => {
@@ -889,9 +887,7 @@ impl Core {
                 .await?;
             match outcome {
                 TxnOutcome::Committed { objects, .. } => {
-                    let o = objects[0].as_ref().ok_or_else(|| {
-                        ApiError::internal("the store returned no object for an update")
-                    })?;
+                    let o = committed(&objects, 0)?;
                     return Ok((decode_object(o)?, warnings));
                 }
                 TxnOutcome::Refused {
@@ -1277,9 +1273,7 @@ impl Core {
                     .await?
                 {
                     TxnOutcome::Committed { objects, .. } => {
-                        let o = objects[0].as_ref().ok_or_else(|| {
-                            ApiError::internal("the store returned no object for an update")
-                        })?;
+                        let o = committed(&objects, 0)?;
                         return decode_object(o);
                     }
                     TxnOutcome::Refused {
@@ -1447,6 +1441,14 @@ impl Core {
         }
         Ok(deleted)
     }
+}
+
+/// The object a committed transaction's op `i` left (create and update ops have one).
+fn committed(objects: &[Option<Object>], i: usize) -> Result<&Object, ApiError> {
+    objects
+        .get(i)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| ApiError::internal("the store returned no object for a write"))
 }
 
 /// Pods bound to a node end gracefully: their node stops them, then deletes them.

@@ -96,26 +96,21 @@ fn json_response(code: u16, v: &Value, warnings: &[String]) -> HttpResponse {
     r.content_type("application/json").body(v.to_string())
 }
 
-fn wants_table(req: &HttpRequest) -> bool {
+/// Whether the client's first (preferred) Accept entry contains `needle`.
+fn prefers(req: &HttpRequest, needle: &str) -> bool {
     req.headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.split(',')
-                .next()
-                .is_some_and(|first| first.contains("as=Table"))
-        })
+        .and_then(|a| a.split(',').next())
+        .is_some_and(|first| first.contains(needle))
+}
+
+fn wants_table(req: &HttpRequest) -> bool {
+    prefers(req, "as=Table")
 }
 
 fn wants_aggregated(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            a.split(',')
-                .next()
-                .is_some_and(|first| first.contains("as=APIGroupDiscoveryList"))
-        })
+    prefers(req, "as=APIGroupDiscoveryList")
 }
 
 type Query = HashMap<String, String>;
