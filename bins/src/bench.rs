@@ -3,9 +3,13 @@
 //! workload on the same machine, printed side by side with one machine-readable summary line
 //! per concurrency.
 //!
+//! `navctl bench api` (see `api`): create, get and list of pods through the Kubernetes API over
+//! HTTPS against the same kind of 3-master cluster, beside the raw store figures of the same run.
+//!
 //! Both clusters are started by the benchmark from temporary data dirs and killed when it ends,
 //! fails or is interrupted. The systems run one after the other, never at the same time.
 
+mod api;
 mod etcd;
 mod navarch;
 mod procs;
@@ -33,6 +37,47 @@ pub enum BenchCommand {
     /// Replicated write throughput and latency of a 3-member store cluster on loopback
     /// (and of a 3-member etcd cluster with --vs-etcd).
     Store(StoreBenchArgs),
+    /// Create, get and list of pods over HTTPS against 3 masters, beside the raw store's
+    /// create and get of the same bytes and keys in the same run (the API's cost as a ratio).
+    Api(ApiBenchArgs),
+}
+
+/// How the HTTPS clients of `navctl bench api` hold their connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiConnections {
+    /// Every benchmark client has its own HTTPS client (own TLS session, one keep-alive
+    /// connection): a fleet of independent clients, like kubelets and controllers.
+    PerClient,
+    /// One HTTPS client per master shared by the benchmark clients bound to it (a pool that
+    /// grows to one keep-alive connection per concurrent request: HTTP/1.1, no multiplexing).
+    PerMember,
+}
+
+/// Flags of `navctl bench api`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ApiBenchArgs {
+    /// Concurrent clients, comma separated: one measured run per operation and value.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    pub clients: Vec<usize>,
+    /// Measured seconds per operation and client count.
+    #[arg(long, default_value_t = 6)]
+    pub seconds: u64,
+    /// Unrecorded warm-up seconds before each measured run.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_seconds: u64,
+    /// Pods in the namespace the list operation reads (created before the runs).
+    #[arg(long, default_value_t = 100)]
+    pub list_size: usize,
+    /// How the HTTPS clients hold their connections.
+    #[arg(long, value_enum, default_value = "per-client")]
+    pub connections: ApiConnections,
+    /// Where to create the temporary data dirs (default: the system temp dir). Use a real
+    /// disk: on tmpfs an fsync costs nothing.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the data dirs and logs afterwards, for debugging.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// Flags of `navctl bench store`.
@@ -73,25 +118,47 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Store(args) => {
             validate(args)?;
-            let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-            let tmp = tempfile::Builder::new()
-                .prefix("navarch-bench-")
-                .tempdir_in(&base)
-                .with_context(|| format!("create a temp dir in {}", base.display()))?;
-            let result = tokio::select! {
-                r = store(args, tmp.path()) => r,
-                r = tokio::signal::ctrl_c() => {
-                    r.context("wait for Ctrl-C")?;
-                    Err(anyhow::anyhow!("interrupted; the clusters were stopped"))
-                }
-            };
-            if args.keep {
-                let kept = tmp.keep();
-                eprintln!("kept data dirs and logs in {}", kept.display());
-            }
-            result
+            in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
+                store(args, &root).await
+            })
+            .await
+        }
+        BenchCommand::Api(args) => {
+            api::validate(args)?;
+            in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
+                api::run(args, &root).await
+            })
+            .await
         }
     }
+}
+
+/// Runs `bench` in a fresh temporary directory under `dir` (default: the system temp dir),
+/// removed afterwards unless `keep`; Ctrl-C stops it (dropping the clusters kills them).
+async fn in_temp_dir<F, Fut>(dir: Option<&Path>, keep: bool, bench: F) -> Result<()>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let base = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("navarch-bench-")
+        .tempdir_in(&base)
+        .with_context(|| format!("create a temp dir in {}", base.display()))?;
+    let result = tokio::select! {
+        r = bench(tmp.path().to_path_buf()) => r,
+        r = tokio::signal::ctrl_c() => {
+            r.context("wait for Ctrl-C")?;
+            Err(anyhow::anyhow!("interrupted; the clusters were stopped"))
+        }
+    };
+    if keep {
+        let kept = tmp.keep();
+        eprintln!("kept data dirs and logs in {}", kept.display());
+    }
+    result
 }
 
 fn validate(args: &StoreBenchArgs) -> Result<()> {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use navarch_net::pki::ClusterCa;
+use navarch_net::pki::{ClusterCa, Identity};
 use navarch_net::{Endpoint, NetConfig};
 use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome, ORG_ADMINS};
 use serde_json::Value;
@@ -28,6 +28,7 @@ pub(crate) struct NavarchCluster {
     members: Vec<Master>,
     ca_dir: PathBuf,
     http: reqwest::Client,
+    admin: Identity,
 }
 
 impl NavarchCluster {
@@ -76,6 +77,7 @@ impl NavarchCluster {
             members,
             ca_dir,
             http,
+            admin,
         })
     }
 
@@ -160,6 +162,16 @@ impl NavarchCluster {
     /// Fails if a master has exited.
     pub(crate) fn check_running(&mut self) -> Result<()> {
         self.procs.check_running()
+    }
+
+    /// The API server address (`host:port`, HTTPS) of each member, in member order.
+    pub(crate) fn api_addrs(&self) -> Vec<SocketAddr> {
+        self.members.iter().map(|m| m.api).collect()
+    }
+
+    /// The admin identity (group `system:masters`) issued from the cluster CA at start.
+    pub(crate) fn admin(&self) -> &Identity {
+        &self.admin
     }
 
     /// The masters' process ids.

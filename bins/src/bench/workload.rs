@@ -1,11 +1,13 @@
 //! The workload both systems run: N closed-loop clients, each bound round-robin to one member,
 //! writing unique keys with a fixed-size value; a warm-up, then a measured window in which
-//! every completed write's latency goes into an HDR histogram.
+//! every completed write's latency goes into an HDR histogram. The closed loop itself
+//! (`run_requests`) takes any request, so `navctl bench api` runs its HTTPS requests through it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome};
 use rand::RngCore;
@@ -14,12 +16,12 @@ use tokio::time::Instant;
 use super::etcd::EtcdKv;
 use super::procs;
 
-/// Longest a single write may take before it counts as failed.
+/// Longest a single request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client gives up after this many failures in a row (the cluster is not answering).
 const MAX_CONSECUTIVE_ERRORS: u32 = 100;
-/// Upper bound on the writes one client issues in a run, whatever the duration.
-const MAX_WRITES_PER_CLIENT: u64 = 10_000_000;
+/// Upper bound on the requests one client issues in a run, whatever the duration.
+const MAX_REQUESTS_PER_CLIENT: u64 = 10_000_000;
 /// Latencies are recorded in microseconds up to this bound.
 const MAX_LATENCY_US: u64 = 120_000_000;
 
@@ -133,16 +135,49 @@ pub(crate) async fn run(
     warmup: Duration,
     measure: Duration,
 ) -> Result<RunResult> {
-    if members.is_empty() || clients == 0 {
-        bail!(
-            "nothing to run: {} members, {clients} clients",
-            members.len()
-        );
+    if members.is_empty() {
+        bail!("nothing to run: no members");
+    }
+    let run: Arc<str> = Arc::from(run);
+    let members: Arc<[Writer]> = Arc::from(members);
+    let values: Arc<[Arc<[u8]>]> = (0..clients)
+        .map(|_| {
+            let mut value = vec![0u8; value_size];
+            rand::thread_rng().fill_bytes(&mut value);
+            Arc::from(value)
+        })
+        .collect();
+    let requests: Requests = Arc::new(move |id, seq| {
+        let writer = members[id % members.len()].clone();
+        let run = run.clone();
+        let value = values[id].to_vec();
+        Box::pin(async move { writer.write(&run, id, seq, value).await })
+    });
+    run_requests(requests, server_pids, clients, warmup, measure).await
+}
+
+/// One request of a closed-loop client: `Ok` when it succeeded, else what went wrong.
+pub(crate) type Request = BoxFuture<'static, Result<(), String>>;
+/// Makes client `id`'s request number `seq`.
+pub(crate) type Requests = Arc<dyn Fn(usize, u64) -> Request + Send + Sync>;
+
+/// Runs `clients` closed-loop clients, each issuing `requests(id, seq)` one after the other:
+/// `warmup` unrecorded, then `measure` recorded. Requests completing inside the measured window
+/// count; clients stop issuing at its end. The CPU time of `server_pids` and of this process is
+/// read at both ends of the window.
+pub(crate) async fn run_requests(
+    requests: Requests,
+    server_pids: &[u32],
+    clients: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> Result<RunResult> {
+    if clients == 0 {
+        bail!("nothing to run: 0 clients");
     }
     let start = Instant::now();
     let window_start = start + warmup;
     let window_end = window_start + measure;
-    let run: Arc<str> = Arc::from(run);
     let pids = server_pids.to_vec();
     let cpu = tokio::spawn(async move {
         tokio::time::sleep_until(window_start).await;
@@ -154,12 +189,9 @@ pub(crate) async fn run(
     });
     let mut tasks = Vec::with_capacity(clients);
     for id in 0..clients {
-        let writer = members[id % members.len()].clone();
-        let run = run.clone();
-        let mut value = vec![0u8; value_size];
-        rand::thread_rng().fill_bytes(&mut value);
+        let requests = requests.clone();
         tasks.push(tokio::spawn(async move {
-            client_loop(writer, &run, id, value, window_start, window_end).await
+            client_loop(&*requests, id, window_start, window_end).await
         }));
     }
     let mut result = RunResult {
@@ -187,7 +219,7 @@ pub(crate) async fn run(
     (result.server_cpu_s, result.client_cpu_s) = cpu.await.context("CPU accounting task")?;
     if result.completed == 0 {
         bail!(
-            "no write completed in the measured window with {clients} clients ({} errors; first: {})",
+            "no request completed in the measured window with {clients} clients ({} errors; first: {})",
             result.errors,
             result.first_error.as_deref().unwrap_or("none")
         );
@@ -196,10 +228,8 @@ pub(crate) async fn run(
 }
 
 async fn client_loop(
-    writer: Writer,
-    run: &str,
+    requests: &(dyn Fn(usize, u64) -> Request + Send + Sync),
     id: usize,
-    value: Vec<u8>,
     window_start: Instant,
     window_end: Instant,
 ) -> ClientStats {
@@ -210,18 +240,15 @@ async fn client_loop(
         latency_us: histogram(),
     };
     let mut consecutive_errors = 0;
-    for seq in 0..MAX_WRITES_PER_CLIENT {
+    for seq in 0..MAX_REQUESTS_PER_CLIENT {
         let sent = Instant::now();
         if sent >= window_end {
             break;
         }
-        let outcome =
-            match tokio::time::timeout(REQUEST_TIMEOUT, writer.write(run, id, seq, value.clone()))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
-            };
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, requests(id, seq)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
+        };
         let done = Instant::now();
         let in_window = done >= window_start && done <= window_end;
         match outcome {
@@ -239,7 +266,7 @@ async fn client_loop(
                     stats.errors += 1;
                 }
                 if stats.first_error.is_none() {
-                    tracing::warn!(client = id, seq, error = %e, "write failed");
+                    tracing::warn!(client = id, seq, error = %e, "request failed");
                     stats.first_error = Some(e);
                 }
                 if consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
