@@ -136,6 +136,7 @@ impl KeyRange {
 /// What RocksDB keeps for one object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub create_revision: Revision,
     pub mod_revision: Revision,
@@ -145,6 +146,7 @@ pub struct StoredRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Object {
     pub key: ObjectKey,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub create_revision: Revision,
     /// The revision of the object's last change: its resourceVersion.
@@ -155,15 +157,24 @@ pub struct Object {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Fails with `AlreadyExists` if the key is present.
-    Create { key: ObjectKey, value: Vec<u8> },
+    Create {
+        key: ObjectKey,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Fails with `NotFound` if absent, `Conflict` if `expected` is set and stale.
     Update {
         key: ObjectKey,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         expected: Option<Revision>,
     },
     /// Creates or replaces, unconditionally.
-    Put { key: ObjectKey, value: Vec<u8> },
+    Put {
+        key: ObjectKey,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Fails with `NotFound` if absent, `Conflict` if `expected` is set and stale.
     Delete {
         key: ObjectKey,
@@ -262,6 +273,7 @@ pub struct Event {
     pub revision: Revision,
     pub kind: EventKind,
     pub key: ObjectKey,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub create_revision: Revision,
 }

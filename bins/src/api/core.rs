@@ -659,8 +659,10 @@ impl Core {
         let last = ops.len() - 1;
         match self.write(ops).await? {
             TxnOutcome::Committed { objects, .. } => {
-                let o = committed(&objects, last)?;
-                Ok((decode_object(o)?, warnings))
+                // The stored bytes are `obj`'s; only the revision is new.
+                let rev = committed(&objects, last)?.mod_revision;
+                meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.0.to_string()));
+                Ok((obj, warnings))
             }
             TxnOutcome::Refused { op_index, failure } => {
                 if op_index == last {
@@ -887,8 +889,9 @@ impl Core {
                 .await?;
             match outcome {
                 TxnOutcome::Committed { objects, .. } => {
-                    let o = committed(&objects, 0)?;
-                    return Ok((decode_object(o)?, warnings));
+                    let rev = committed(&objects, 0)?.mod_revision;
+                    meta_mut(&mut new).insert("resourceVersion".into(), json!(rev.0.to_string()));
+                    return Ok((new, warnings));
                 }
                 TxnOutcome::Refused {
                     failure: TxnFailure::Conflict { .. },
