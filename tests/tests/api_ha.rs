@@ -61,6 +61,34 @@ async fn follower_writes_commit_and_a_follower_watch_survives_leader_kill() -> R
         .await?;
     assert_eq!(on_leader.status().as_u16(), 200);
 
+    // The request's correlation id follows the forwarded write into the leader's tap.
+    let id = navarch_net::trace::CorrelationId::new_random().to_string();
+    let r = admin
+        .post(cluster.url(g, "/api/v1/namespaces/ha/pods"))
+        .header("x-correlation-id", &id)
+        .json(&pod("traced"))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        r.headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok()),
+        Some(id.as_str())
+    );
+    let tap_url = cluster.url(leader, &format!("/debug/messages?correlation={id}"));
+    let records = wait_for(
+        Duration::from_secs(10),
+        "the leader's tap to record the write",
+        || async {
+            let v: Value = admin.get(&tap_url).send().await.ok()?.json().await.ok()?;
+            let text = v.to_string();
+            (v.as_array().is_some_and(|a| !a.is_empty()) && text.contains("store.txn")).then_some(v)
+        },
+    )
+    .await?;
+    assert!(records.to_string().contains(&id), "{records}");
+
     // Open a watch on follower f from the current list's resourceVersion.
     let pods_f = cluster.url(f, "/api/v1/namespaces/ha/pods");
     let list: Value = admin.get(&pods_f).send().await?.json().await?;

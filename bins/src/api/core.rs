@@ -504,10 +504,17 @@ impl Core {
             return Ok(());
         }
         let nsk = kinds::lookup("", "v1", "namespaces").expect("namespaces are served");
-        match self
+        // A local read first; a miss is confirmed linearizably (the namespace may have been
+        // created through another master a moment ago).
+        let mut found = self
             .read(nsk, "", ns, ReadConsistency::AtLeast(Revision(0)))
-            .await?
-        {
+            .await?;
+        if found.is_none() {
+            found = self
+                .read(nsk, "", ns, ReadConsistency::Linearizable)
+                .await?;
+        }
+        match found {
             None => Err(ApiError::not_found("namespaces", ns).about("namespaces", "", ns)),
             Some((n, _)) if !n["metadata"]["deletionTimestamp"].is_null() => {
                 Err(ApiError::forbidden(format!(
@@ -826,6 +833,11 @@ impl Core {
             let pinned = match meta_str(&new, "resourceVersion") {
                 Some(rv) if !rv.is_empty() => {
                     if parse_rv(rv)? != rev {
+                        if attempt == 0 {
+                            // This member may not have applied the caller's revision yet:
+                            // decide on a linearizable read.
+                            continue;
+                        }
                         return Err(ApiError::stale(&kind.qualified_resource(), name).about(
                             kind.plural,
                             kind.group,

@@ -15,6 +15,7 @@ use navarch_api::patch::PatchType;
 use navarch_api::selector::{FieldSelector, LabelSelector};
 use navarch_api::validate::FieldValidation;
 use navarch_api::{discovery, openapi, status, table, ApiError};
+use navarch_net::trace::{current_correlation, with_correlation, CorrelationId};
 use serde_json::{json, Value};
 
 use super::core::{unix_now, Core, DeleteOptions, ListOptions, Patch, WriteOptions};
@@ -253,7 +254,13 @@ pub async fn dispatch(
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> HttpResponse {
-    match dispatch_inner(&req, payload, &state).await {
+    // The request's correlation id follows its store calls (and their QUIC hops).
+    let id = req
+        .extensions()
+        .get::<CorrelationId>()
+        .copied()
+        .unwrap_or_else(CorrelationId::new_random);
+    match with_correlation(id, dispatch_inner(&req, payload, &state)).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
@@ -680,9 +687,11 @@ impl ApiState {
         F: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Send + 'static,
     {
-        self.runtime
-            .spawn(f)
-            .await
+        let task = match current_correlation() {
+            Some(id) => self.runtime.spawn(with_correlation(id, f)),
+            None => self.runtime.spawn(f),
+        };
+        task.await
             .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
     }
 
