@@ -53,6 +53,15 @@ pub enum ApiConnections {
     PerMember,
 }
 
+/// The value the raw store baseline of `bench api` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiBaseline {
+    /// The pod as the API stores it.
+    Stored,
+    /// The body a client posts.
+    Posted,
+}
+
 /// Flags of `navctl bench api`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ApiBenchArgs {
@@ -71,6 +80,10 @@ pub struct ApiBenchArgs {
     /// How the HTTPS clients hold their connections.
     #[arg(long, value_enum, default_value = "per-client")]
     pub connections: ApiConnections,
+    /// What the raw store baseline writes: the pod as the API stores it (with Kubernetes'
+    /// defaults, about 570 bytes), or the body a client posts (about 140 bytes).
+    #[arg(long, value_enum, default_value = "stored")]
+    pub baseline: ApiBaseline,
     /// Where to create the temporary data dirs (default: the system temp dir). Use a real
     /// disk: on tmpfs an fsync costs nothing.
     #[arg(long)]

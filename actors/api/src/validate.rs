@@ -169,7 +169,20 @@ pub type SupportedPaths = Vec<(String, Option<&'static [&'static str]>)>;
 
 /// The supported paths of `kind`, PodSpecs expanded. `None` when the kind's `spec` is not
 /// checked at all.
-pub fn supported_paths(kind: &str) -> Option<SupportedPaths> {
+pub fn supported_paths(kind: &str) -> Option<&'static SupportedPaths> {
+    // Built once per kind: validation consults it on every write.
+    static CACHE: std::sync::OnceLock<Vec<(&'static str, SupportedPaths)>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| {
+        SUPPORTED_FIELDS
+            .iter()
+            .filter_map(|(k, _)| build_supported_paths(k).map(|p| (*k, p)))
+            .collect()
+    });
+    cache.iter().find(|(k, _)| *k == kind).map(|(_, p)| p)
+}
+
+fn build_supported_paths(kind: &str) -> Option<SupportedPaths> {
     let (_, entries) = SUPPORTED_FIELDS.iter().find(|(k, _)| *k == kind)?;
     let mut out = Vec::new();
     for e in entries.iter() {
@@ -205,7 +218,7 @@ fn check_supported(kind: &Kind, object: &Value, out: &mut Vec<Cause>) {
         return;
     };
     if let Some(spec) = object.get("spec") {
-        walk_supported(spec, "spec", "spec", &rules, out);
+        walk_supported(spec, "spec", "spec", rules, out);
     }
 }
 

@@ -19,7 +19,8 @@ use super::navarch::NavarchCluster;
 use super::procs::{self, wait_for};
 use super::workload::{self, Requests, RunResult};
 use super::{
-    list, load, ms, ApiBenchArgs, ApiConnections, MAX_CLIENTS, MAX_SECONDS, STARTUP_TIMEOUT,
+    list, load, ms, ApiBaseline, ApiBenchArgs, ApiConnections, MAX_CLIENTS, MAX_SECONDS,
+    STARTUP_TIMEOUT,
 };
 
 /// The namespace holding the pods the get and list operations read.
@@ -165,6 +166,7 @@ fn requests(
     targets: &Arc<[Target]>,
     stores: &Arc<[StoreClient]>,
     list_size: usize,
+    template: Option<Arc<serde_json::Value>>,
 ) -> Requests {
     let tag: Arc<str> = Arc::from(tag);
     let targets = targets.clone();
@@ -176,7 +178,14 @@ fn requests(
         Phase::StoreCreate => Arc::new(move |id, seq| {
             let store = stores[id % stores.len()].clone();
             let name = format!("p-{tag}-{id}-{seq}");
-            let value = pod_body(&name);
+            let value = match &template {
+                Some(t) => {
+                    let mut v = t.as_ref().clone();
+                    v["metadata"]["name"] = serde_json::Value::String(name.clone());
+                    serde_json::to_vec(&v).unwrap_or_default()
+                }
+                None => pod_body(&name),
+            };
             let key = ObjectKey::new(BASELINE_KIND, CREATE_NAMESPACE, name);
             Box::pin(async move {
                 match store.txn(&Txn::new(vec![Op::Create { key, value }])).await {
@@ -238,13 +247,13 @@ fn requests(
 
 /// Waits for the `default` namespace (the masters create it once a leader is elected) on every
 /// master, then fills the list namespace and checks that every master lists all of it.
-/// Returns the bytes of one posted pod body, of one stored pod as GET returns it, and of
-/// one list response.
+/// Returns the bytes of one posted pod body, one stored pod as GET returns it, and the bytes
+/// of one list response.
 async fn prepare(
     admin: &Identity,
     bases: &[Arc<str>],
     list_size: usize,
-) -> Result<(usize, usize, usize)> {
+) -> Result<(usize, serde_json::Value, usize)> {
     let http = crate::client::https_client(admin, HTTP_TIMEOUT)?;
     for base in bases {
         let http = &http;
@@ -306,16 +315,17 @@ async fn prepare(
         }
         list_bytes = serde_json::to_vec(&v)?.len();
     }
-    let stored = expect(
-        http.get(format!(
+    let stored: serde_json::Value = http
+        .get(format!(
             "{}/api/v1/namespaces/{LIST_NAMESPACE}/pods/{}",
             bases[0],
             list_pod(0)
-        )),
-        StatusCode::OK,
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     Ok((pod_body(&list_pod(0)).len(), stored, list_bytes))
 }
 
@@ -370,11 +380,32 @@ pub(super) async fn run(args: &ApiBenchArgs, root: &std::path::Path) -> Result<(
         .iter()
         .map(|a| Arc::from(format!("https://{a}")))
         .collect();
-    let (body_bytes, stored_bytes, list_bytes) = prepare(&admin, &bases, args.list_size)
+    let (body_bytes, stored, list_bytes) = prepare(&admin, &bases, args.list_size)
         .await
         .context("prepare the API benchmark")?;
+    let stored_bytes = serde_json::to_vec(&stored)?.len();
+    // The store baseline writes either the pod as the API stores it (defaults filled in) or
+    // the bytes a client posts.
+    let template = match args.baseline {
+        ApiBaseline::Stored => {
+            let mut t = stored.clone();
+            if let Some(m) = t["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+            }
+            Some(Arc::new(t))
+        }
+        ApiBaseline::Posted => None,
+    };
+    let baseline_bytes = match &template {
+        Some(t) => serde_json::to_vec(t.as_ref())?.len(),
+        None => body_bytes,
+    };
     println!(
-        "  bytes: {body_bytes} per posted pod (and per store baseline value); {stored_bytes} per pod as GET returns it; {list_bytes} per list of {} pods",
+        "  bytes: {body_bytes} per posted pod; {stored_bytes} per pod as GET returns it; {baseline_bytes} per store baseline value ({}); {list_bytes} per list of {} pods",
+        match args.baseline {
+            ApiBaseline::Stored => "the pod as the API stores it",
+            ApiBaseline::Posted => "the posted body",
+        },
         args.list_size
     );
     let max_clients = args.clients.iter().copied().max().unwrap_or(1);
@@ -386,7 +417,14 @@ pub(super) async fn run(args: &ApiBenchArgs, root: &std::path::Path) -> Result<(
         let tag = format!("r{i}c{n}");
         let mut measured = Vec::new();
         for phase in Phase::ALL {
-            let reqs = requests(phase, &tag, &targets, &stores, args.list_size);
+            let reqs = requests(
+                phase,
+                &tag,
+                &targets,
+                &stores,
+                args.list_size,
+                template.clone(),
+            );
             let r = workload::run_requests(reqs, &pids, n, warmup, measure).await;
             cluster
                 .check_running()
@@ -571,6 +609,7 @@ mod tests {
             warmup_seconds: 0,
             list_size: 10,
             connections: ApiConnections::PerClient,
+            baseline: ApiBaseline::Stored,
             dir: None,
             keep: false,
         };
