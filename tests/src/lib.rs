@@ -348,7 +348,8 @@ pub struct Output {
 }
 
 impl Output {
-    fn from(o: std::process::Output) -> Output {
+    /// What a finished `std::process::Command` printed.
+    pub fn from(o: std::process::Output) -> Output {
         Output {
             ok: o.status.success(),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),

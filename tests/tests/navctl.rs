@@ -5,38 +5,22 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use navarch_tests::{bin, Cluster};
+use navarch_tests::{bin, Cluster, Output};
 use serde_json::Value;
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn navctl(kubeconfig: &Path, args: &[&str], stdin_file: Option<&Path>) -> Result<Run> {
+fn navctl(kubeconfig: &Path, args: &[&str], stdin_file: Option<&Path>) -> Result<Output> {
     let mut cmd = Command::new(bin("navctl"));
     cmd.args(args).arg("--kubeconfig").arg(kubeconfig);
     if let Some(f) = stdin_file {
         cmd.stdin(std::fs::File::open(f)?);
     }
-    let o = cmd.output().context("run navctl")?;
-    Ok(Run {
-        ok: o.status.success(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    })
+    Ok(Output::from(cmd.output().context("run navctl")?))
 }
 
 fn ok(kubeconfig: &Path, args: &[&str]) -> Result<String> {
-    let r = navctl(kubeconfig, args, None)?;
-    anyhow::ensure!(
-        r.ok,
-        "navctl {args:?} failed\nstdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
-    Ok(r.stdout)
+    Ok(navctl(kubeconfig, args, None)?
+        .expect_ok(&format!("navctl {args:?}"))?
+        .stdout)
 }
 
 fn manifest(replicas: u32) -> String {

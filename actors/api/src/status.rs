@@ -222,15 +222,6 @@ impl ApiError {
     }
 }
 
-/// A `Status` reporting success, as a delete of a gone object answers.
-pub fn success(plural: &str, group: &str, name: &str, uid: Option<&str>) -> Value {
-    let mut details = json!({"name": name, "group": group, "kind": plural});
-    if let Some(uid) = uid {
-        details["uid"] = json!(uid);
-    }
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

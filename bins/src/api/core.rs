@@ -264,12 +264,17 @@ pub fn decode_object(o: &Object) -> Result<Value, ApiError> {
 }
 
 fn encode_object(v: &Value) -> Vec<u8> {
-    let mut v = v.clone();
-    if let Some(m) = v["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
+    let unstored =
+        |m: &Map<String, Value>| m.contains_key("resourceVersion") || m.contains_key("selfLink");
+    if v["metadata"].as_object().is_some_and(unstored) {
+        let mut v = v.clone();
+        if let Some(m) = v["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+            m.remove("selfLink");
+        }
+        return serde_json::to_vec(&v).expect("a JSON value serializes");
     }
-    serde_json::to_vec(&v).expect("a JSON value serializes")
+    serde_json::to_vec(v).expect("a JSON value serializes")
 }
 
 fn parse_rv(s: &str) -> Result<Revision, ApiError> {
@@ -527,18 +532,14 @@ impl Core {
     }
 
     /// Checks `apiVersion`/`kind` of a body and sets them when absent.
-    fn check_type(kind: &Kind, body: &mut Value, expect_kind: &str) -> Result<(), ApiError> {
+    fn check_type(kind: &Kind, body: &mut Value) -> Result<(), ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request(
                 "the request body must be a JSON object",
             ));
         }
         let api_version = kind.api_version();
-        let api_version = if expect_kind == "Scale" {
-            "autoscaling/v1".to_string()
-        } else {
-            api_version
-        };
+        let expect_kind = kind.kind;
         match body["kind"].as_str() {
             None | Some("") => body["kind"] = json!(expect_kind),
             Some(k) if k == expect_kind => {}
@@ -606,7 +607,7 @@ impl Core {
         mut body: Value,
         opts: WriteOptions,
     ) -> Result<(Value, Vec<String>), ApiError> {
-        Self::check_type(kind, &mut body, kind.kind)?;
+        Self::check_type(kind, &mut body)?;
         Self::check_namespace_field(kind, ns, &mut body)?;
         {
             let m = meta_mut(&mut body);
@@ -983,7 +984,7 @@ impl Core {
         if sub == Some("scale") {
             return self.update_scale(kind, ns, name, body, opts).await;
         }
-        Self::check_type(kind, &mut body, kind.kind)?;
+        Self::check_type(kind, &mut body)?;
         Self::check_namespace_field(kind, ns, &mut body)?;
         if let Some(n) = meta_str(&body, "name") {
             if n != name {
@@ -1061,13 +1062,13 @@ impl Core {
         if sub == Some("scale") {
             let result = self
                 .guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
-                    let scale = to_scale(kind, current)?;
+                    let scale = to_scale(current)?;
                     let patched = patch::apply("Scale", &scale, &patch, ty).map_err(patch_err)?;
-                    let new = apply_scale(kind, current, &patched)?;
+                    let new = apply_scale(current, &patched)?;
                     Ok((new, Vec::new()))
                 })
                 .await?;
-            return Ok((to_scale(kind, &result.0)?, result.1));
+            return Ok((to_scale(&result.0)?, result.1));
         }
         self.guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
             let mut patched = patch::apply(kind.kind, current, &patch, ty).map_err(patch_err)?;
@@ -1075,7 +1076,7 @@ impl Core {
             let pinned = patch["metadata"]["resourceVersion"]
                 .as_str()
                 .map(str::to_string);
-            Self::check_type(kind, &mut patched, kind.kind)?;
+            Self::check_type(kind, &mut patched)?;
             let (mut admitted, warnings) =
                 Self::admit(kind, &patched, opts.field_validation, name)?;
             match pinned {
@@ -1094,7 +1095,7 @@ impl Core {
     /// GET of a `scale` subresource.
     pub async fn get_scale(&self, kind: &Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
         let obj = self.get(kind, ns, name, None).await?;
-        to_scale(kind, &obj)
+        to_scale(&obj)
     }
 
     async fn update_scale(
@@ -1120,14 +1121,14 @@ impl Core {
         }
         let (obj, w) = self
             .guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
-                let mut new = apply_scale(kind, current, &body)?;
+                let mut new = apply_scale(current, &body)?;
                 if let Some(rv) = meta_str(&body, "resourceVersion") {
                     meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
                 }
                 Ok((new, Vec::new()))
             })
             .await?;
-        Ok((to_scale(kind, &obj)?, w))
+        Ok((to_scale(&obj)?, w))
     }
 
     /// POST `pods/<name>/binding`: assigns the pod to a node, once.
@@ -1487,7 +1488,7 @@ fn strip_rv(v: &Value) -> Value {
 }
 
 /// The autoscaling/v1 Scale view of a Deployment or ReplicaSet.
-pub fn to_scale(kind: &Kind, obj: &Value) -> Result<Value, ApiError> {
+pub fn to_scale(obj: &Value) -> Result<Value, ApiError> {
     let selector = match obj["spec"]["selector"].as_object() {
         Some(_) => LabelSelector::from_object(&obj["spec"]["selector"])
             .map(|s| s.to_string())
@@ -1495,7 +1496,6 @@ pub fn to_scale(kind: &Kind, obj: &Value) -> Result<Value, ApiError> {
         None => String::new(),
     };
     let m = meta(obj);
-    let _ = kind;
     Ok(json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1515,7 +1515,7 @@ pub fn to_scale(kind: &Kind, obj: &Value) -> Result<Value, ApiError> {
 }
 
 /// Applies a Scale's `spec.replicas` to the object it scales.
-fn apply_scale(kind: &Kind, current: &Value, scale: &Value) -> Result<Value, ApiError> {
+fn apply_scale(current: &Value, scale: &Value) -> Result<Value, ApiError> {
     let name = meta_str(current, "name").unwrap_or("");
     let replicas = match &scale["spec"]["replicas"] {
         Value::Null => 0,
@@ -1543,7 +1543,6 @@ fn apply_scale(kind: &Kind, current: &Value, scale: &Value) -> Result<Value, Api
             )],
         ));
     }
-    let _ = kind;
     let mut new = current.clone();
     new["spec"]["replicas"] = json!(replicas);
     meta_mut(&mut new).remove("resourceVersion");

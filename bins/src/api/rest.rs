@@ -14,11 +14,11 @@ use navarch_api::kinds::{self, Kind};
 use navarch_api::patch::PatchType;
 use navarch_api::selector::{FieldSelector, LabelSelector};
 use navarch_api::validate::FieldValidation;
-use navarch_api::{discovery, openapi, status, table, ApiError};
+use navarch_api::{discovery, openapi, table, ApiError};
 use navarch_net::trace::{current_correlation, with_correlation, CorrelationId};
 use serde_json::{json, Value};
 
-use super::core::{unix_now, Core, DeleteOptions, ListOptions, Patch, WriteOptions};
+use super::core::{unix_now, DeleteOptions, ListOptions, Patch, WriteOptions};
 use super::watch::{self, WatchParams};
 use super::{ApiState, AuditInfo};
 
@@ -675,11 +675,6 @@ pub async fn not_found() -> HttpResponse {
     error_response(&ApiError::path_not_found())
 }
 
-/// A `Status` reporting success (`kind` is the resource).
-pub fn success(kind: &Kind, name: &str, uid: Option<&str>) -> Value {
-    status::success(kind.plural, kind.group, name, uid)
-}
-
 impl ApiState {
     /// Runs `f` on the store's runtime (handlers run on actix-web's workers).
     pub async fn run<F, T>(&self, f: F) -> Result<T, ApiError>
@@ -693,10 +688,6 @@ impl ApiState {
         };
         task.await
             .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
-    }
-
-    pub fn core(&self) -> &Core {
-        &self.core
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use navarch_api::kinds::Kind;
 use navarch_api::selector::{FieldSelector, LabelSelector};
 use navarch_api::{table, ApiError};
-use navarch_store::{EventKind, KeyRange, Revision, StoreError};
+use navarch_store::{EventKind, KeyRange, Revision};
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -167,7 +167,6 @@ impl Watcher {
             tokio::select! {
                 batch = rx.recv() => match batch {
                     None => return,
-                    Some(Err(e @ StoreError::Expired { .. })) => return self.error(store_error(e)).await,
                     Some(Err(e)) => return self.error(store_error(e)).await,
                     Some(Ok(batch)) => {
                         last = batch.revision;
