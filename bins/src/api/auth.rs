@@ -7,8 +7,8 @@ use std::path::Path;
 
 use actix_web::dev::Extensions;
 use actix_web::HttpRequest;
-use navarch_api::authz::{User, GROUP_AUTHENTICATED};
-use navarch_api::ApiError;
+use navarch_model::authz::{User, GROUP_AUTHENTICATED};
+use navarch_model::ApiError;
 use navarch_net::pki::PeerIdentity;
 
 /// The verified client certificate of a TLS connection (set when the connection opens).

@@ -1,5 +1,5 @@
 //! The API server's core: the verbs of the Kubernetes REST dialect carried out on the
-//! replicated store, with the object rules of `navarch-api` applied in between.
+//! replicated store, with the object rules of `navarch-model` applied in between.
 //!
 //! Objects are stored as JSON bytes under `(qualified resource, namespace, name)`; the store's
 //! revision of an object's last change is its `resourceVersion`, set on the way out and never
@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use navarch_api::kinds::{self, Kind};
-use navarch_api::patch::{self, PatchError, PatchType};
-use navarch_api::selector::{FieldSelector, LabelSelector};
-use navarch_api::status::Cause;
-use navarch_api::validate::{self, FieldValidation};
-use navarch_api::ApiError;
+use navarch_model::kinds::{self, Kind};
+use navarch_model::patch::{self, PatchError, PatchType};
+use navarch_model::selector::{FieldSelector, LabelSelector};
+use navarch_model::status::Cause;
+use navarch_model::validate::{self, FieldValidation};
+use navarch_model::ApiError;
 use navarch_store::{
     KeyRange, ListResult, Member, Object, ObjectKey, Op, ReadConsistency, Revision, StoreError,
     Txn, TxnFailure, TxnOutcome,

@@ -1,7 +1,7 @@
 //! The API server: Kubernetes' REST dialect over HTTPS (actix-web), with authentication,
 //! authorization, audit and admission, on the replicated store.
 //!
-//! - `core`: the verbs on the store (pure object rules come from `navarch-api`);
+//! - `core`: the verbs on the store (pure object rules come from `navarch-model`);
 //! - `rest`: the HTTP shell (paths, queries, bodies, content negotiation);
 //! - `watch`: watch streams from the store's apply path;
 //! - `auth`, `audit`: who is calling, and the record of what they did;
@@ -21,8 +21,8 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
-use navarch_api::authz::{Attributes, Authorizer, Decision, User};
-use navarch_api::ApiError;
+use navarch_model::authz::{Attributes, Authorizer, Decision, User};
+use navarch_model::ApiError;
 use navarch_net::trace::CorrelationId;
 
 use self::audit::{AuditLog, Record};

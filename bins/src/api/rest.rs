@@ -9,12 +9,12 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use navarch_api::authz::{Attributes, Decision, User};
-use navarch_api::kinds::{self, Kind};
-use navarch_api::patch::PatchType;
-use navarch_api::selector::{FieldSelector, LabelSelector};
-use navarch_api::validate::FieldValidation;
-use navarch_api::{discovery, openapi, table, ApiError};
+use navarch_model::authz::{Attributes, Decision, User};
+use navarch_model::kinds::{self, Kind};
+use navarch_model::patch::PatchType;
+use navarch_model::selector::{FieldSelector, LabelSelector};
+use navarch_model::validate::FieldValidation;
+use navarch_model::{discovery, openapi, table, ApiError};
 use navarch_net::trace::{current_correlation, with_correlation, CorrelationId};
 use serde_json::{json, Value};
 

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use navarch_api::kinds::Kind;
-use navarch_api::selector::{FieldSelector, LabelSelector};
-use navarch_api::{table, ApiError};
+use navarch_model::kinds::Kind;
+use navarch_model::selector::{FieldSelector, LabelSelector};
+use navarch_model::{table, ApiError};
 use navarch_store::{EventKind, KeyRange, Revision};
 use rand::Rng;
 use serde_json::{json, Value};

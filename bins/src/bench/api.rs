@@ -171,7 +171,7 @@ fn requests(
     let tag: Arc<str> = Arc::from(tag);
     let targets = targets.clone();
     let stores = stores.clone();
-    let pods = navarch_api::kinds::lookup("", "v1", "pods")
+    let pods = navarch_model::kinds::lookup("", "v1", "pods")
         .map(|k| k.store_kind())
         .unwrap_or_else(|| "pods".into());
     match phase {

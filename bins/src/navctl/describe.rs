@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use navarch_api::kinds::Kind;
-use navarch_api::table::{format_label_selector, human_duration, parse_time};
+use navarch_model::kinds::Kind;
+use navarch_model::table::{format_label_selector, human_duration, parse_time};
 use serde_json::Value;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -417,7 +417,7 @@ fn events_section(o: &mut Out, events: &[Value], now: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use navarch_api::kinds::by_kind;
+    use navarch_model::kinds::by_kind;
     use serde_json::json;
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use navarch_api::kinds::Kind;
+use navarch_model::kinds::Kind;
 use serde_json::{json, Value};
 
 use crate::client::{ApiClient, Kubeconfig};

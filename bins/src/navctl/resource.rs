@@ -2,7 +2,7 @@
 //! one of the kinds navarch serves, and the API paths of that kind.
 
 use anyhow::{anyhow, bail, Result};
-use navarch_api::kinds::{Kind, KINDS};
+use navarch_model::kinds::{Kind, KINDS};
 
 /// The kind named by `name`: its plural, singular, a short name or the kind itself, in any
 /// case, optionally qualified by its group (`deployments.apps`).
