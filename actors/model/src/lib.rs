@@ -11,11 +11,13 @@ pub mod authz;
 pub mod discovery;
 pub mod kinds;
 pub mod openapi;
+pub mod options;
 pub mod patch;
 pub mod selector;
 pub mod status;
 pub mod table;
 pub mod validate;
+pub mod watch;
 
 pub use kinds::Kind;
 pub use status::ApiError;

@@ -178,6 +178,35 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
+    /// Reads a `Status` answered by a server (the inverse of [`to_status`](Self::to_status)).
+    /// A reason Kubernetes does not define reads as `Unknown`; a body that is no `Status`
+    /// gives `None`.
+    pub fn from_status(status: &Value) -> Option<ApiError> {
+        if status["kind"] != "Status" {
+            return None;
+        }
+        let code = status["code"].as_u64().and_then(|c| u16::try_from(c).ok())?;
+        let reason = known_reason(status["reason"].as_str().unwrap_or(""));
+        let mut e = ApiError::new(code, reason, status["message"].as_str().unwrap_or(""));
+        let d = &status["details"];
+        let s = |k: &str| d[k].as_str().map(str::to_string);
+        e.details.name = s("name");
+        e.details.group = s("group");
+        e.details.kind = s("kind");
+        e.details.retry_after = d["retryAfterSeconds"].as_u64();
+        if let Some(causes) = d["causes"].as_array() {
+            e.details.causes = causes
+                .iter()
+                .map(|c| Cause {
+                    reason: known_cause(c["reason"].as_str().unwrap_or("")),
+                    field: c["field"].as_str().unwrap_or("").to_string(),
+                    message: c["message"].as_str().unwrap_or("").to_string(),
+                })
+                .collect();
+        }
+        Some(e)
+    }
+
     pub fn retry_after(&self) -> Option<u64> {
         self.details.retry_after
     }
@@ -222,6 +251,53 @@ impl ApiError {
     }
 }
 
+/// Kubernetes' `StatusReason` values, as `&'static str`.
+const REASONS: &[&str] = &[
+    "",
+    "Unauthorized",
+    "Forbidden",
+    "NotFound",
+    "AlreadyExists",
+    "Conflict",
+    "Gone",
+    "Invalid",
+    "ServerTimeout",
+    "StoreReadError",
+    "Timeout",
+    "TooManyRequests",
+    "BadRequest",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "RequestEntityTooLarge",
+    "UnsupportedMediaType",
+    "InternalError",
+    "Expired",
+    "ServiceUnavailable",
+];
+
+fn known_reason(r: &str) -> &'static str {
+    REASONS.iter().find(|k| **k == r).copied().unwrap_or("Unknown")
+}
+
+const CAUSES: &[&str] = &[
+    "FieldValueNotFound",
+    "FieldValueRequired",
+    "FieldValueDuplicate",
+    "FieldValueInvalid",
+    "FieldValueNotSupported",
+    "FieldValueForbidden",
+    "FieldValueTooLong",
+    "FieldValueTooMany",
+    "FieldValueTypeInvalid",
+    "UnexpectedServerResponse",
+    "FieldManagerConflict",
+    "ResourceVersionTooLarge",
+];
+
+fn known_cause(r: &str) -> &'static str {
+    CAUSES.iter().find(|k| **k == r).copied().unwrap_or("Unknown")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +331,7 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Deployment.apps \"web\" is invalid"));
+        assert_eq!(ApiError::from_status(&s), Some(e));
+        assert_eq!(ApiError::from_status(&serde_json::json!({"kind": "Pod"})), None);
     }
 }
