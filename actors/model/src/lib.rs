@@ -9,6 +9,7 @@
 
 pub mod authz;
 pub mod discovery;
+pub mod json;
 pub mod kinds;
 pub mod openapi;
 pub mod options;

@@ -58,6 +58,10 @@ pub enum PatchError {
     /// `test` or a path that does not exist (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// The patch would make the object, or the work of applying it, larger than the server
+    /// allows (413).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 fn malformed(message: impl Into<String>) -> PatchError {
@@ -243,18 +247,116 @@ fn parse_op(i: usize, op: &Value) -> Result<Op, PatchError> {
     })
 }
 
-/// Applies a JSON patch (RFC 6902). All operations apply or none does.
+/// The largest object a patch may produce, in (estimated) JSON bytes: the request body
+/// limit, since the result is stored and sent back like a body.
+pub const MAX_PATCHED_BYTES: usize = 3 * 1024 * 1024;
+/// At most this many JSON patch operations (Kubernetes' limit).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// The values a JSON patch may copy, add, replace and test, in all, in bytes: applying a
+/// patch costs at most a few times the largest object.
+const MAX_JSON_PATCH_WORK: usize = 4 * MAX_PATCHED_BYTES;
+
+/// The length of `v` as compact JSON, counted up to `cap` (anything past it reads as
+/// `cap + 1`), so measuring costs at most `cap` steps.
+pub fn json_size(v: &Value, cap: usize) -> usize {
+    fn walk(v: &Value, cap: usize, n: &mut usize) {
+        if *n > cap {
+            return;
+        }
+        match v {
+            Value::Null => *n += 4,
+            Value::Bool(b) => *n += if *b { 4 } else { 5 },
+            Value::Number(x) => *n += x.to_string().len(),
+            Value::String(s) => *n += s.len() + 2,
+            Value::Array(a) => {
+                *n += 2 + a.len().saturating_sub(1);
+                for x in a {
+                    walk(x, cap, n);
+                    if *n > cap {
+                        return;
+                    }
+                }
+            }
+            Value::Object(m) => {
+                *n += 2 + m.len().saturating_sub(1);
+                for (k, x) in m {
+                    *n += k.len() + 3;
+                    walk(x, cap, n);
+                    if *n > cap {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let mut n = 0;
+    walk(v, cap, &mut n);
+    n.min(cap.saturating_add(1))
+}
+
+/// The size and work accounting of one JSON patch application.
+struct Budget {
+    size: usize,
+    work: usize,
+}
+
+impl Budget {
+    fn spend(&mut self, v: &Value) -> Result<usize, PatchError> {
+        let n = json_size(v, MAX_PATCHED_BYTES);
+        self.work += n;
+        if self.work > MAX_JSON_PATCH_WORK {
+            return Err(PatchError::TooLarge(format!(
+                "the JSON patch copies, adds or tests more than {MAX_JSON_PATCH_WORK} bytes of values in all"
+            )));
+        }
+        Ok(n)
+    }
+
+    fn grow(&mut self, by: usize, shrink: usize) -> Result<(), PatchError> {
+        self.size = (self.size + by).saturating_sub(shrink);
+        if self.size > MAX_PATCHED_BYTES {
+            return Err(PatchError::TooLarge(format!(
+                "the patched object would be larger than {MAX_PATCHED_BYTES} bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Applies a JSON patch (RFC 6902). All operations apply or none does. The object the
+/// patch builds may not outgrow [`MAX_PATCHED_BYTES`], nor the values it moves around
+/// a few times that, whatever the patch's own size (repeated `copy` operations double a
+/// document at every step).
 pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let ops = parse_json_patch(patch)?;
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooLarge(format!(
+            "the JSON patch has {} operations; at most {MAX_JSON_PATCH_OPERATIONS} are allowed",
+            ops.len()
+        )));
+    }
+    let mut budget = Budget {
+        size: json_size(original, MAX_PATCHED_BYTES),
+        work: 0,
+    };
     let mut doc = original.clone();
     for op in ops {
         match op {
-            Op::Add(path, value) => add(&mut doc, &path, value)?,
+            Op::Add(path, value) => {
+                let n = budget.spend(&value)?;
+                budget.grow(n, 0)?;
+                add(&mut doc, &path, value)?
+            }
             Op::Remove(path) => {
-                remove(&mut doc, &path)?;
+                let gone = remove(&mut doc, &path)?;
+                budget.grow(0, json_size(&gone, MAX_PATCHED_BYTES))?;
             }
             Op::Replace(path, value) => {
-                *get_mut(&mut doc, &path.tokens).ok_or_else(|| path.missing())? = value;
+                let n = budget.spend(&value)?;
+                let slot = get_mut(&mut doc, &path.tokens).ok_or_else(|| path.missing())?;
+                let old = json_size(slot, MAX_PATCHED_BYTES);
+                budget.grow(n, old)?;
+                *slot = value;
             }
             Op::Move { from, path } => {
                 if from.tokens == path.tokens {
@@ -272,12 +374,15 @@ pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> 
                 add(&mut doc, &path, value)?;
             }
             Op::Copy { from, path } => {
-                let value = get_mut(&mut doc, &from.tokens)
-                    .ok_or_else(|| from.missing())?
-                    .clone();
+                let source = get_mut(&mut doc, &from.tokens).ok_or_else(|| from.missing())?;
+                // Measured (and refused) before it is cloned.
+                let n = budget.spend(source)?;
+                budget.grow(n, 0)?;
+                let value = source.clone();
                 add(&mut doc, &path, value)?;
             }
             Op::Test(path, value) => {
+                budget.spend(&value)?;
                 let found = get_mut(&mut doc, &path.tokens).ok_or_else(|| path.missing())?;
                 if *found != value {
                     return Err(unprocessable(format!("testing value {} failed", path.text)));
@@ -810,6 +915,55 @@ fn apply_element_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_patch_cannot_grow_a_document_without_bound() {
+        // Each copy of the whole document into itself doubles it: 60 steps would need
+        // 2^60 times the memory. The budget stops it early with a 413.
+        let original = json!({"k": "v".repeat(100)});
+        let ops: Vec<Value> = (0..60)
+            .map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")}))
+            .collect();
+        let patch = Value::Array(ops);
+        assert!(patch.to_string().len() < 3000);
+        match json_patch(&original, &patch) {
+            Err(PatchError::TooLarge(m)) => assert!(m.contains("larger than"), "{m}"),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // Copying a large value back and forth is bounded by the work budget too.
+        let big = json!({"a": "x".repeat(MAX_PATCHED_BYTES / 4), "b": 1});
+        let mut churn = Vec::new();
+        for _ in 0..20 {
+            churn.push(json!({"op": "copy", "from": "/a", "path": "/c"}));
+            churn.push(json!({"op": "remove", "path": "/c"}));
+        }
+        match json_patch(&big, &Value::Array(churn)) {
+            Err(PatchError::TooLarge(m)) => assert!(m.contains("in all"), "{m}"),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // Too many operations.
+        let many: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS)
+            .map(|_| json!({"op": "test", "path": "/b", "value": 1}))
+            .collect();
+        assert!(matches!(
+            json_patch(&big, &Value::Array(many)),
+            Err(PatchError::TooLarge(_))
+        ));
+        // Ordinary patches are unaffected.
+        let ok = json_patch(
+            &json!({"a": [1]}),
+            &json!([{"op": "copy", "from": "/a", "path": "/b"}]),
+        )
+        .unwrap();
+        assert_eq!(ok, json!({"a": [1], "b": [1]}));
+    }
+
+    #[test]
+    fn json_sizes_match_compact_json_and_stop_at_the_cap() {
+        let v = json!({"a": [1, true, null, "xy"], "b": {"c": -2.5}});
+        assert_eq!(json_size(&v, 1 << 20), v.to_string().len());
+        assert_eq!(json_size(&v, 5), 6);
+    }
     use serde_json::json;
 
     fn smp(kind: &str, original: Value, patch: Value) -> Value {
