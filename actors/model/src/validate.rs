@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service
 use k8s_openapi::schemars::JsonSchema;
 
 use crate::kinds::Kind;
+use crate::selector::LabelSelector;
 use crate::status::Cause;
 
 /// The `fieldValidation` query parameter.
@@ -1146,36 +1147,6 @@ fn selector_is_empty(sel: &Value) -> bool {
         && array_at(sel, "matchExpressions").is_empty()
 }
 
-/// Whether a LabelSelector (JSON) selects `labels`.
-pub fn selector_matches(sel: &Value, labels: &Map<String, Value>) -> bool {
-    let label = |k: &str| labels.get(k).and_then(Value::as_str);
-    if let Some(ml) = object_at(sel, "matchLabels") {
-        for (k, v) in ml {
-            if label(k) != v.as_str() {
-                return false;
-            }
-        }
-    }
-    for e in array_at(sel, "matchExpressions") {
-        let key = str_at(e, "key").unwrap_or("");
-        let values: Vec<&str> = array_at(e, "values")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        let ok = match str_at(e, "operator").unwrap_or("") {
-            "In" => label(key).is_some_and(|v| values.contains(&v)),
-            "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
-            "Exists" => label(key).is_some(),
-            "DoesNotExist" => label(key).is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
 fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     let containers = array_at(spec, "containers");
     if containers.is_empty() {
@@ -1420,7 +1391,10 @@ fn validate_workload(spec: &Value, deployment: bool, out: &mut Vec<Cause>) {
     );
     if let Some(sel) = spec.get("selector").filter(|s| !selector_is_empty(s)) {
         let labels = object_at(tmeta, "labels").cloned().unwrap_or_default();
-        if !selector_matches(sel, &labels) {
+        // A selector that does not parse (its syntax errors are reported above) selects nothing.
+        let selects = LabelSelector::from_object(sel)
+            .is_ok_and(|s| s.matches(&Value::Object(labels.clone())));
+        if !selects {
             out.push(invalid(
                 "spec.template.metadata.labels",
                 &Value::Object(labels),
@@ -2368,6 +2342,99 @@ mod tests {
             d["spec"][k] = v.clone();
         }
         d
+    }
+
+    /// The template-labels check uses `selector::LabelSelector`, the crate's one matcher; these
+    /// are the cases the former JSON matcher of this module decided, with its answers.
+    #[test]
+    fn template_labels_are_matched_by_the_one_selector_matcher() {
+        let labels = json!({"app": "nginx", "tier": "fe"});
+        let cases = [
+            (json!({"matchLabels": {"app": "nginx"}}), true),
+            (json!({"matchLabels": {"app": "nginx", "tier": "fe"}}), true),
+            (json!({"matchLabels": {"app": "web"}}), false),
+            (json!({"matchLabels": {"env": "prod"}}), false),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "nginx"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["nginx"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}),
+                false,
+            ),
+            (
+                json!({"matchLabels": {"app": "nginx"}, "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["fe"]},
+                {"key": "env", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                json!({"matchLabels": {"app": "nginx"}, "matchExpressions": [
+                {"key": "tier", "operator": "NotIn", "values": ["fe"]}]}),
+                false,
+            ),
+        ];
+        for (selector, selects) in cases {
+            let mut d = deployment(json!({"selector": selector}));
+            d["spec"]["template"]["metadata"]["labels"] = labels.clone();
+            let causes = create("Deployment", d);
+            let mismatch = has(
+                &causes,
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+            );
+            assert_eq!(!mismatch, selects, "{selector}: {causes:?}");
+            if selects {
+                assert_eq!(causes, vec![], "{selector}");
+            }
+        }
+        // A selector that does not parse selects nothing, as before (and its error is reported).
+        let d = deployment(
+            json!({"selector": {"matchExpressions": [{"key": "app", "operator": "Near"}]}}),
+        );
+        let causes = create("Deployment", d);
+        assert!(has(
+            &causes,
+            "FieldValueInvalid",
+            "spec.selector.matchExpressions[0].operator"
+        ));
+        assert!(has(
+            &causes,
+            "FieldValueInvalid",
+            "spec.template.metadata.labels"
+        ));
     }
 
     #[test]
