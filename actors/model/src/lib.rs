@@ -9,9 +9,11 @@
 
 pub mod authz;
 pub mod discovery;
+pub mod identity;
 pub mod kinds;
 pub mod openapi;
 pub mod patch;
+pub mod rbac;
 pub mod selector;
 pub mod status;
 pub mod table;

@@ -6,6 +6,8 @@
 //! Which `spec` fields navarch implements is decided by one table, [`SUPPORTED_FIELDS`]
 //! (with [`POD_SPEC_FIELDS`] for every embedded PodSpec): extend it there when a feature lands.
 
+mod rbac;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
@@ -13,8 +15,13 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authorization::v1::{
+    SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::schemars::JsonSchema;
 
 use crate::kinds::Kind;
@@ -101,10 +108,11 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
     // `securityContext` is accepted only empty: no entry, so any field set in it is refused.
 ];
 
-/// THE table of what navarch implements under each kind's `spec`: anything set (non-null,
-/// non-empty) under `spec` that no entry covers is refused with `FieldValueNotSupported`
-/// (`not supported by navarch: ...`). `status` is never checked (controllers and nodes
-/// write it). Kinds absent here (Endpoints, Event) have no `spec`; their data is accepted
+/// THE table of what navarch implements in each kind's top-level fields (`spec`, or `rules`,
+/// `roleRef` and `subjects` for the RBAC kinds): anything set (non-null, non-empty) outside
+/// `apiVersion`, `kind`, `metadata` and `status` that no entry covers is refused with
+/// `FieldValueNotSupported` (`not supported by navarch: ...`). `status` is never checked
+/// (controllers and nodes write it; a review's is the answer). Kinds absent here (Endpoints, Event) have no `spec`; their data is accepted
 /// whole. Later issues that implement a field extend this table (and [`POD_SPEC_FIELDS`]).
 pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
     ("Namespace", &[Supported::Any("spec.finalizers")]),
@@ -163,6 +171,55 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
         ],
     ),
     ("Lease", &[Supported::Any("spec")]),
+    // RBAC objects have no `spec`: their top-level fields are checked. `aggregationRule` is
+    // not implemented (a ClusterRole's rules are its own), so it is refused.
+    ("Role", &[Supported::Any("rules")]),
+    ("ClusterRole", &[Supported::Any("rules")]),
+    (
+        "RoleBinding",
+        &[Supported::Any("roleRef"), Supported::Any("subjects")],
+    ),
+    (
+        "ClusterRoleBinding",
+        &[Supported::Any("roleRef"), Supported::Any("subjects")],
+    ),
+    // Review requests: the attributes navarch's authorizers decide on. Field and label
+    // selectors in resourceAttributes are not.
+    ("SelfSubjectAccessReview", REVIEW_ATTRIBUTES),
+    (
+        "SelfSubjectRulesReview",
+        &[Supported::Any("spec.namespace")],
+    ),
+    (
+        "SubjectAccessReview",
+        &[
+            Supported::Any("spec.resourceAttributes.namespace"),
+            Supported::Any("spec.resourceAttributes.verb"),
+            Supported::Any("spec.resourceAttributes.group"),
+            Supported::Any("spec.resourceAttributes.version"),
+            Supported::Any("spec.resourceAttributes.resource"),
+            Supported::Any("spec.resourceAttributes.subresource"),
+            Supported::Any("spec.resourceAttributes.name"),
+            Supported::Any("spec.nonResourceAttributes"),
+            Supported::Any("spec.user"),
+            Supported::Any("spec.groups"),
+            Supported::Any("spec.uid"),
+            Supported::Any("spec.extra"),
+        ],
+    ),
+    ("SelfSubjectReview", &[]),
+];
+
+/// What a SelfSubjectAccessReview may ask about.
+const REVIEW_ATTRIBUTES: &[Supported] = &[
+    Supported::Any("spec.resourceAttributes.namespace"),
+    Supported::Any("spec.resourceAttributes.verb"),
+    Supported::Any("spec.resourceAttributes.group"),
+    Supported::Any("spec.resourceAttributes.version"),
+    Supported::Any("spec.resourceAttributes.resource"),
+    Supported::Any("spec.resourceAttributes.subresource"),
+    Supported::Any("spec.resourceAttributes.name"),
+    Supported::Any("spec.nonResourceAttributes"),
 ];
 
 /// Supported paths, PodSpecs expanded: `(path, allowed values or None for any)`.
@@ -213,13 +270,19 @@ fn is_under(path: &str, prefix: &str) -> bool {
             && matches!(path.as_bytes().get(prefix.len()), Some(b'.') | Some(b'[')))
 }
 
-/// Refuses every field set under `spec` that the table does not cover.
+/// Refuses every field set outside the object's metadata and status that the table does not
+/// cover.
 fn check_supported(kind: &Kind, object: &Value, out: &mut Vec<Cause>) {
     let Some(rules) = supported_paths(kind.kind) else {
         return;
     };
-    if let Some(spec) = object.get("spec") {
-        walk_supported(spec, "spec", "spec", rules, out);
+    let Some(fields) = object.as_object() else {
+        return;
+    };
+    for (key, value) in fields {
+        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "status") {
+            walk_supported(value, key, key, rules, out);
+        }
     }
 }
 
@@ -361,6 +424,14 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "Deployment" => round_trip::<Deployment>(&input),
         "ReplicaSet" => round_trip::<ReplicaSet>(&input),
         "Lease" => round_trip::<Lease>(&input),
+        "Role" => round_trip::<Role>(&input),
+        "ClusterRole" => round_trip::<ClusterRole>(&input),
+        "RoleBinding" => round_trip::<RoleBinding>(&input),
+        "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(&input),
+        "SelfSubjectAccessReview" => round_trip::<SelfSubjectAccessReview>(&input),
+        "SelfSubjectRulesReview" => round_trip::<SelfSubjectRulesReview>(&input),
+        "SubjectAccessReview" => round_trip::<SubjectAccessReview>(&input),
+        "SelfSubjectReview" => round_trip::<SelfSubjectReview>(&input),
         other => Err(vec![Cause::new(
             "FieldValueNotSupported",
             "kind",
@@ -609,6 +680,7 @@ pub fn default(kind: &Kind, object: &mut Value) {
                 }
             }
         }
+        "RoleBinding" | "ClusterRoleBinding" => rbac::default_binding(obj),
         "Namespace" => {
             let spec = child_object(obj, "spec");
             set_if_absent(spec, "finalizers", json!(["kubernetes"]));
@@ -998,6 +1070,12 @@ fn quantity_str(v: &Value) -> Option<String> {
 /// Validates a new object (metadata and spec). An empty result means valid.
 pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
+    if !kind.stored {
+        // A review: a request, not an object; it has no name.
+        check_supported(kind, object, &mut out);
+        rbac::validate_review(kind.kind, object, &mut out);
+        return out;
+    }
     validate_metadata(kind, object, &mut out);
     check_supported(kind, object, &mut out);
     let empty = json!({});
@@ -1037,6 +1115,10 @@ pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
         }
         "Event" => validate_event(object, &mut out),
         "Endpoints" => validate_endpoints(object, &mut out),
+        "Role" => rbac::validate_rules(object, true, &mut out),
+        "ClusterRole" => rbac::validate_rules(object, false, &mut out),
+        "RoleBinding" => rbac::validate_binding(object, true, &mut out),
+        "ClusterRoleBinding" => rbac::validate_binding(object, false, &mut out),
         _ => {}
     }
     out
@@ -1052,6 +1134,9 @@ fn validate_metadata(kind: &Kind, object: &Value, out: &mut Vec<Cause>) {
         Some(Value::String(name)) if !name.is_empty() => {
             let errs = match kind.kind {
                 "Namespace" | "Service" => dns1123_label(name),
+                "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+                    rbac::path_segment_name(name)
+                }
                 _ => dns1123_subdomain(name),
             };
             push_invalid(out, "metadata.name", &json!(name), errs);
@@ -1721,6 +1806,7 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
             }
         }
         "Pod" => validate_pod_update(old_spec, new_spec, &mut out),
+        "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding_update(old, new, &mut out),
         _ => {}
     }
     out
