@@ -9,6 +9,7 @@
 
 pub mod authz;
 pub mod discovery;
+pub mod escalation;
 pub mod identity;
 pub mod kinds;
 pub mod openapi;
