@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod escalation;
 pub mod identity;
 pub mod kinds;
+pub mod node_restriction;
 pub mod openapi;
 pub mod patch;
 pub mod rbac;
