@@ -16,6 +16,7 @@ pub mod node_restriction;
 pub mod openapi;
 pub mod patch;
 pub mod rbac;
+pub mod review;
 pub mod selector;
 pub mod status;
 pub mod table;
