@@ -3,8 +3,11 @@
 //!
 //! The pipeline the API server runs on a write is [`decode`] (schema check, unknown fields),
 //! [`default`] (Kubernetes' defaults), then [`validate_create`] or [`validate_update`].
-//! Which `spec` fields navarch implements is decided by one table, [`SUPPORTED_FIELDS`]
-//! (with [`POD_SPEC_FIELDS`] for every embedded PodSpec): extend it there when a feature lands.
+//! Which fields navarch implements (under `spec`, or an RBAC object's `rules`, `roleRef` and
+//! `subjects`) is decided by one table, [`SUPPORTED_FIELDS`] (with [`POD_SPEC_FIELDS`] for
+//! every embedded PodSpec): extend it there when a feature lands. The RBAC kinds' and the
+//! review kinds' own rules live in `validate/rbac.rs`; a review kind (not stored) is a request
+//! without a name, validated as Kubernetes validates the request.
 
 mod rbac;
 
