@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::kinds::{self, Kind, KINDS, VERBS};
+use crate::kinds::{self, Kind, KINDS};
 
 /// What a subresource answers with and which verbs it takes, as discovery reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ fn legacy_resource(kind: &Kind) -> Value {
     r.insert("singularName".into(), kind.singular.into());
     r.insert("namespaced".into(), kind.namespaced.into());
     r.insert("kind".into(), kind.kind.into());
-    r.insert("verbs".into(), strs(VERBS));
+    r.insert("verbs".into(), strs(kind.verbs));
     if !kind.short_names.is_empty() {
         r.insert("shortNames".into(), strs(kind.short_names));
     }
@@ -223,7 +223,7 @@ fn aggregated_resource(kind: &Kind) -> Value {
         .into(),
     );
     r.insert("singularResource".into(), kind.singular.into());
-    r.insert("verbs".into(), strs(VERBS));
+    r.insert("verbs".into(), strs(kind.verbs));
     if !kind.short_names.is_empty() {
         r.insert("shortNames".into(), strs(kind.short_names));
     }
@@ -274,6 +274,15 @@ pub fn aggregated(core: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::VERBS;
+
+    const GROUPS: [&str; 5] = [
+        "apps",
+        "coordination.k8s.io",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "rbac.authorization.k8s.io",
+    ];
 
     fn find<'a>(list: &'a Value, name: &str) -> &'a Value {
         list["resources"]
@@ -302,7 +311,7 @@ mod tests {
             .iter()
             .map(|g| g["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["apps", "coordination.k8s.io"]);
+        assert_eq!(names, GROUPS);
         assert_eq!(
             groups["groups"][0]["preferredVersion"],
             json!({"groupVersion": "apps/v1", "version": "v1"})
@@ -383,7 +392,7 @@ mod tests {
             .iter()
             .map(|i| i["metadata"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["apps", "coordination.k8s.io"]);
+        assert_eq!(names, GROUPS);
 
         let mut count = 0;
         for list in [&core, &apis] {
@@ -430,6 +439,50 @@ mod tests {
             .find(|r| r["resource"] == "nodes")
             .unwrap();
         assert_eq!(nodes["scope"], "Cluster");
+    }
+
+    /// The review kinds are create-only, cluster-scoped and have no subresources; the RBAC kinds
+    /// serve every verb, with Role and RoleBinding namespaced.
+    #[test]
+    fn rbac_and_review_kinds() {
+        let authz = resource_list("authorization.k8s.io", "v1").unwrap();
+        for name in [
+            "selfsubjectaccessreviews",
+            "selfsubjectrulesreviews",
+            "subjectaccessreviews",
+        ] {
+            let r = find(&authz, name);
+            assert_eq!(r["verbs"], json!(["create"]), "{name}");
+            assert_eq!(r["namespaced"], false, "{name}");
+        }
+        let authn = resource_list("authentication.k8s.io", "v1").unwrap();
+        assert_eq!(
+            find(&authn, "selfsubjectreviews")["verbs"],
+            json!(["create"])
+        );
+        assert_eq!(
+            find(&authn, "selfsubjectreviews")["kind"],
+            "SelfSubjectReview"
+        );
+        let rbac = resource_list("rbac.authorization.k8s.io", "v1").unwrap();
+        for (name, namespaced) in [
+            ("roles", true),
+            ("rolebindings", true),
+            ("clusterroles", false),
+            ("clusterrolebindings", false),
+        ] {
+            let r = find(&rbac, name);
+            assert_eq!(r["verbs"], strs(VERBS), "{name}");
+            assert_eq!(r["namespaced"], namespaced, "{name}");
+        }
+        let apis = aggregated(false);
+        let ssar = every_resource(&apis)
+            .into_iter()
+            .find(|r| r["resource"] == "selfsubjectaccessreviews")
+            .unwrap();
+        assert_eq!(ssar["verbs"], json!(["create"]));
+        assert_eq!(ssar["scope"], "Cluster");
+        assert!(ssar.get("subresources").is_none());
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub struct Kind {
     pub categories: &'static [&'static str],
     /// Subresources served under `<plural>/<name>/<sub>`.
     pub subresources: &'static [&'static str],
+    /// The verbs served on the main resource, as discovery lists them: [`VERBS`] for stored
+    /// kinds, only `create` for the review kinds.
+    pub verbs: &'static [&'static str],
+    /// Whether objects of this kind are kept in the store. The review kinds
+    /// (SelfSubjectAccessReview, ...) are not: a create is answered and forgotten.
+    pub stored: bool,
 }
 
 const ALL: &[&str] = &["all"];
@@ -32,6 +38,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["ns"],
         categories: &[],
         subresources: &["status"],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "",
@@ -43,6 +51,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["no"],
         categories: &[],
         subresources: &["status"],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "",
@@ -54,6 +64,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["po"],
         categories: ALL,
         subresources: &["status", "binding", "log", "exec"],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "",
@@ -65,6 +77,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["svc"],
         categories: ALL,
         subresources: &["status"],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "",
@@ -76,6 +90,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["ep"],
         categories: &[],
         subresources: &[],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "",
@@ -87,6 +103,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["ev"],
         categories: &[],
         subresources: &[],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "apps",
@@ -98,6 +116,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["deploy"],
         categories: ALL,
         subresources: &["status", "scale"],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "apps",
@@ -109,6 +129,8 @@ pub static KINDS: &[Kind] = &[
         short_names: &["rs"],
         categories: ALL,
         subresources: &["status", "scale"],
+        verbs: VERBS,
+        stored: true,
     },
     Kind {
         group: "coordination.k8s.io",
@@ -120,10 +142,119 @@ pub static KINDS: &[Kind] = &[
         short_names: &[],
         categories: &[],
         subresources: &[],
+        verbs: VERBS,
+        stored: true,
+    },
+    Kind {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: CREATE_ONLY,
+        stored: false,
+    },
+    Kind {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: CREATE_ONLY,
+        stored: false,
+    },
+    Kind {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: CREATE_ONLY,
+        stored: false,
+    },
+    Kind {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SubjectAccessReview",
+        plural: "subjectaccessreviews",
+        singular: "subjectaccessreview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: CREATE_ONLY,
+        stored: false,
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: VERBS,
+        stored: true,
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: VERBS,
+        stored: true,
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: VERBS,
+        stored: true,
+    },
+    Kind {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        kind: "Role",
+        plural: "roles",
+        singular: "role",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: VERBS,
+        stored: true,
     },
 ];
 
-/// The verbs every kind supports on its main resource.
+/// The verbs of the review kinds: they are created (and answered), never read back.
+pub const CREATE_ONLY: &[&str] = &["create"];
+
+/// The verbs of every stored kind on its main resource.
 pub const VERBS: &[&str] = &[
     "create",
     "delete",
@@ -171,6 +302,11 @@ impl Kind {
     pub fn has_subresource(&self, sub: &str) -> bool {
         self.subresources.contains(&sub)
     }
+
+    /// Whether the main resource serves `verb` (`get`, `create`, ...).
+    pub fn serves(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
+    }
 }
 
 /// The kind served at `group/version/plural`.
@@ -217,7 +353,37 @@ mod tests {
         assert!(lookup("apps", "v1", "pods").is_none());
         assert_eq!(
             group_versions(),
-            vec![("", "v1"), ("apps", "v1"), ("coordination.k8s.io", "v1")]
+            vec![
+                ("", "v1"),
+                ("apps", "v1"),
+                ("coordination.k8s.io", "v1"),
+                ("authentication.k8s.io", "v1"),
+                ("authorization.k8s.io", "v1"),
+                ("rbac.authorization.k8s.io", "v1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn review_kinds_are_create_only_and_never_stored() {
+        for kind in KINDS {
+            let review = kind.plural.ends_with("reviews");
+            assert_eq!(kind.stored, !review, "{}", kind.kind);
+            if review {
+                assert_eq!(kind.verbs, CREATE_ONLY, "{}", kind.kind);
+                assert!(!kind.namespaced && kind.subresources.is_empty());
+                assert!(kind.serves("create") && !kind.serves("get"));
+            } else {
+                assert_eq!(kind.verbs, VERBS, "{}", kind.kind);
+            }
+        }
+        let role = lookup("rbac.authorization.k8s.io", "v1", "roles").unwrap();
+        assert!(role.namespaced);
+        assert_eq!(role.qualified_resource(), "roles.rbac.authorization.k8s.io");
+        assert!(!by_kind("ClusterRoleBinding").unwrap().namespaced);
+        assert_eq!(
+            by_kind("SelfSubjectReview").unwrap().api_version(),
+            "authentication.k8s.io/v1"
         );
     }
 }

@@ -1,19 +1,31 @@
 //! The Kubernetes object rules that navarch's API server (and, later, its per-object actors)
 //! apply: the kinds we serve, validation and defaults, patches, selectors, the Table format,
-//! discovery, OpenAPI documents, authorization and `Status` errors.
+//! discovery, OpenAPI documents, authorization (Node and RBAC), admission, the review kinds'
+//! answers and `Status` errors.
 //!
 //! Everything here is pure: JSON in, JSON or a decision out. No store, no actix, no I/O; the
 //! API server in `navarch-bins` is the shell that feeds requests in and carries results out.
 //! Objects travel as `serde_json::Value` shaped like Kubernetes' JSON; typed `k8s-openapi`
 //! structs are used where the schema matters (decoding, unknown fields, OpenAPI).
+//!
+//! Where to start: [`kinds`] (the table everything is driven by), [`validate`] (the write
+//! pipeline), then [`authz`] (who may do what: the Node,RBAC union), [`rbac`] (the RBAC
+//! snapshot, bootstrap policy and its reconcile), [`escalation`] and [`node_restriction`]
+//! (checks on writes), [`review`] (`kubectl auth can-i` and `whoami`) and [`identity`] (the
+//! users navarch's own components are).
 
 pub mod authz;
 pub mod discovery;
+pub mod escalation;
+pub mod identity;
 pub mod json;
 pub mod kinds;
+pub mod node_restriction;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+pub mod rbac;
+pub mod review;
 pub mod selector;
 pub mod status;
 pub mod table;

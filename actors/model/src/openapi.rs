@@ -16,7 +16,8 @@
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{apps::v1 as apps, autoscaling::v1 as autoscaling};
-use k8s_openapi::api::{coordination::v1 as coordination, core::v1 as core};
+use k8s_openapi::api::{authentication::v1 as authentication, authorization::v1 as authorization};
+use k8s_openapi::api::{coordination::v1 as coordination, core::v1 as core, rbac::v1 as rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::JsonSchema;
@@ -140,6 +141,28 @@ fn kind_schema(gen: &mut SchemaGenerator, kind: &Kind) -> String {
         ("apps", "Deployment") => register_kind::<apps::Deployment>(gen, kind),
         ("apps", "ReplicaSet") => register_kind::<apps::ReplicaSet>(gen, kind),
         ("coordination.k8s.io", "Lease") => register_kind::<coordination::Lease>(gen, kind),
+        ("authentication.k8s.io", "SelfSubjectReview") => {
+            register_kind::<authentication::SelfSubjectReview>(gen, kind)
+        }
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => {
+            register_kind::<authorization::SelfSubjectAccessReview>(gen, kind)
+        }
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => {
+            register_kind::<authorization::SelfSubjectRulesReview>(gen, kind)
+        }
+        ("authorization.k8s.io", "SubjectAccessReview") => {
+            register_kind::<authorization::SubjectAccessReview>(gen, kind)
+        }
+        ("rbac.authorization.k8s.io", "Role") => register_kind::<rbac::Role>(gen, kind),
+        ("rbac.authorization.k8s.io", "RoleBinding") => {
+            register_kind::<rbac::RoleBinding>(gen, kind)
+        }
+        ("rbac.authorization.k8s.io", "ClusterRole") => {
+            register_kind::<rbac::ClusterRole>(gen, kind)
+        }
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            register_kind::<rbac::ClusterRoleBinding>(gen, kind)
+        }
         (group, name) => panic!("no schema for served kind {group}/{name}"),
     }
 }
@@ -422,24 +445,33 @@ fn patch_body(patch: &str) -> Value {
     json!({ "content": content, "required": true })
 }
 
-/// `CoreV1`, `AppsV1`, `CoordinationV1`: the group version as operation ids spell it.
-fn gv_camel(group: &str, version: &str) -> String {
-    let group = if group.is_empty() {
-        "core"
-    } else {
-        group.split('.').next().unwrap_or(group)
-    };
-    format!("{}{}", upper_first(group), upper_first(version))
+/// The group as Kubernetes' operation ids and tags spell it: `core`, `apps`, `coordination`,
+/// `rbacAuthorization` (the `.k8s.io` suffix dropped, the other parts camel-cased).
+fn group_camel(group: &str) -> String {
+    if group.is_empty() {
+        return "core".into();
+    }
+    let group = group.strip_suffix(".k8s.io").unwrap_or(group);
+    let mut parts = group.split('.');
+    let mut out = parts.next().unwrap_or("").to_string();
+    for p in parts {
+        out.push_str(&upper_first(p));
+    }
+    out
 }
 
-/// `core_v1`, `apps_v1`, `coordination_v1`: the tag of a group version's operations.
+/// `CoreV1`, `AppsV1`, `RbacAuthorizationV1`: the group version as operation ids spell it.
+fn gv_camel(group: &str, version: &str) -> String {
+    format!(
+        "{}{}",
+        upper_first(&group_camel(group)),
+        upper_first(version)
+    )
+}
+
+/// `core_v1`, `apps_v1`, `rbacAuthorization_v1`: the tag of a group version's operations.
 fn gv_tag(group: &str, version: &str) -> String {
-    let group = if group.is_empty() {
-        "core"
-    } else {
-        group.split('.').next().unwrap_or(group)
-    };
-    format!("{group}_{version}")
+    format!("{}_{version}", group_camel(group))
 }
 
 fn upper_first(s: &str) -> String {
@@ -508,6 +540,27 @@ fn kind_paths(paths: &mut Map<String, Value>, kind: &Kind, schema: &str, names: 
             "401": { "description": "Unauthorized" },
         })
     };
+    if !kind.stored {
+        // A review kind: created (and answered) only, like Kubernetes' `create` operations.
+        paths.insert(
+            collection,
+            path_item(
+                collection_params,
+                vec![(
+                    "post",
+                    op(
+                        format!("create{gv}{ns}{k}"),
+                        "post",
+                        &this,
+                        write_params(),
+                        Some(body(reference(schema), true)),
+                        responses(schema, &["201", "202"]),
+                    ),
+                )],
+            ),
+        );
+        return;
+    }
     let mut deletecollection_params = delete_params();
     deletecollection_params.extend(list_params());
 
@@ -823,7 +876,9 @@ fn build(group: &str, version: &str) -> Value {
             name,
             json!([gvk(kind.group, kind.version, kind.kind)]),
         );
-        schemas.insert(format!("{name}List"), list_schema(kind, name, &list_meta));
+        if kind.stored {
+            schemas.insert(format!("{name}List"), list_schema(kind, name, &list_meta));
+        }
         kind_paths(&mut paths, kind, name, &names);
     }
     tag_gvk(
@@ -864,7 +919,14 @@ fn build(group: &str, version: &str) -> Value {
 mod tests {
     use super::*;
 
-    const PATHS: [&str; 3] = ["api/v1", "apis/apps/v1", "apis/coordination.k8s.io/v1"];
+    const PATHS: [&str; 6] = [
+        "api/v1",
+        "apis/apps/v1",
+        "apis/coordination.k8s.io/v1",
+        "apis/authentication.k8s.io/v1",
+        "apis/authorization.k8s.io/v1",
+        "apis/rbac.authorization.k8s.io/v1",
+    ];
 
     #[test]
     fn index_lists_every_group_version() {
@@ -902,7 +964,7 @@ mod tests {
     /// kind's GVK and a `fieldValidation` query parameter.
     #[test]
     fn every_kind_has_a_patch_kubectl_recognises() {
-        for kind in KINDS {
+        for kind in KINDS.iter().filter(|k| k.serves("patch")) {
             let doc = document_ref(&doc_path(kind.group, kind.version)).unwrap();
             let want = gvk(kind.group, kind.version, kind.kind);
             let found = doc["paths"].as_object().unwrap().values().any(|item| {
@@ -1052,6 +1114,56 @@ mod tests {
             assert!(schemas.contains_key(&format!("{name}List")));
         }
         assert!(schemas.contains_key("io.k8s.api.core.v1.Binding"));
+    }
+
+    /// The review kinds have one operation, a create; the RBAC kinds have Kubernetes' full set,
+    /// with Kubernetes' operation ids.
+    #[test]
+    fn review_kinds_are_create_only_and_rbac_kinds_complete() {
+        let authz = document_ref("apis/authorization.k8s.io/v1").unwrap();
+        let paths = authz["paths"].as_object().unwrap();
+        let ssar = &paths["/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"];
+        let methods: Vec<&String> = ssar
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+            .collect();
+        assert_eq!(methods, ["post"]);
+        assert_eq!(
+            ssar["post"]["operationId"],
+            "createAuthorizationV1SelfSubjectAccessReview"
+        );
+        assert_eq!(ssar["post"]["tags"], json!(["authorization_v1"]));
+        assert_eq!(
+            ssar["post"]["x-kubernetes-group-version-kind"],
+            gvk("authorization.k8s.io", "v1", "SelfSubjectAccessReview")
+        );
+        assert!(
+            !paths.contains_key("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/{name}")
+        );
+        let schemas = authz["components"]["schemas"].as_object().unwrap();
+        assert!(schemas.contains_key("io.k8s.api.authorization.v1.SelfSubjectRulesReview"));
+        assert!(!schemas.contains_key("io.k8s.api.authorization.v1.SelfSubjectAccessReviewList"));
+        let authn = document_ref("apis/authentication.k8s.io/v1").unwrap();
+        assert!(authn["paths"]
+            .as_object()
+            .unwrap()
+            .contains_key("/apis/authentication.k8s.io/v1/selfsubjectreviews"));
+
+        let rbac = document_ref("apis/rbac.authorization.k8s.io/v1").unwrap();
+        let paths = rbac["paths"].as_object().unwrap();
+        let role = &paths["/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}"];
+        assert_eq!(
+            role["patch"]["operationId"],
+            "patchRbacAuthorizationV1NamespacedRole"
+        );
+        assert_eq!(role["patch"]["tags"], json!(["rbacAuthorization_v1"]));
+        assert!(paths.contains_key("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}"));
+        assert!(paths.contains_key("/apis/rbac.authorization.k8s.io/v1/rolebindings"));
+        let schemas = rbac["components"]["schemas"].as_object().unwrap();
+        assert!(schemas.contains_key("io.k8s.api.rbac.v1.ClusterRoleList"));
+        assert!(schemas.contains_key("io.k8s.api.rbac.v1.PolicyRule"));
     }
 
     /// Walks `v`, checking every `$ref` resolves within `schemas` and that nothing outside

@@ -119,6 +119,18 @@ fn column_list(kind: &Kind) -> Vec<Column> {
             ("Holder", "string", 0, "The identity of the holder of the current lease."),
             AGE,
         ],
+        "Role" | "ClusterRole" => vec![
+            NAME,
+            ("Created At", "date", 0, "CreationTimestamp is a timestamp representing the server time when this object was created."),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            NAME,
+            ("Role", "string", 0, "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace."),
+            AGE,
+            ("Users", "string", 1, "Users in the roleBinding"),
+            ("Groups", "string", 1, "Groups in the roleBinding"),
+            ("ServiceAccounts", "string", 1, "ServiceAccounts in the roleBinding"),
+        ],
         _ => vec![NAME, AGE],
     }
 }
@@ -166,6 +178,8 @@ pub fn row(kind: &Kind, object: &Value, now: i64) -> Value {
             json!(s(object, &["spec", "holderIdentity"])),
             json!(age(object, now)),
         ],
+        "Role" | "ClusterRole" => vec![json!(name(object)), json!(created_at(object))],
+        "RoleBinding" | "ClusterRoleBinding" => role_binding_cells(object, now),
         _ => vec![json!(name(object)), json!(age(object, now))],
     };
     json!({
@@ -289,6 +303,16 @@ fn since(object: &Value, path: &[&str], now: i64) -> String {
         Some(secs) => human_duration(secs),
         None => "<unknown>".into(),
     }
+}
+
+/// `creationTimestamp` as Go's `Time.UTC().Format(time.RFC3339)` prints it; the zero time
+/// when absent.
+fn created_at(object: &Value) -> String {
+    get(object, &["metadata", "creationTimestamp"])
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .and_then(|secs| k8s_openapi::jiff::Timestamp::from_second(secs).ok())
+        .map_or_else(|| "0001-01-01T00:00:00Z".into(), |t| t.to_string())
 }
 
 fn age(object: &Value, now: i64) -> String {
@@ -668,6 +692,36 @@ fn format_endpoints(ep: &Value) -> String {
     } else {
         joined
     }
+}
+
+/// NAME, ROLE (`Kind/name`), AGE, then users, groups and service accounts
+/// (`namespace/name`), as kubectl's `printRoleBinding` and `rbac.SubjectsStrings` do.
+fn role_binding_cells(binding: &Value, now: i64) -> Vec<Value> {
+    let role = format!(
+        "{}/{}",
+        s(binding, &["roleRef", "kind"]),
+        s(binding, &["roleRef", "name"])
+    );
+    let (mut users, mut groups, mut service_accounts) = (Vec::new(), Vec::new(), Vec::new());
+    for subject in arr(binding, &["subjects"]) {
+        let name = s(subject, &["name"]);
+        match s(subject, &["kind"]).as_str() {
+            "User" => users.push(name),
+            "Group" => groups.push(name),
+            "ServiceAccount" => {
+                service_accounts.push(format!("{}/{name}", s(subject, &["namespace"])))
+            }
+            _ => {}
+        }
+    }
+    vec![
+        json!(name(binding)),
+        json!(role),
+        json!(age(binding, now)),
+        json!(users.join(", ")),
+        json!(groups.join(", ")),
+        json!(service_accounts.join(", ")),
+    ]
 }
 
 fn event_cells(ev: &Value, now: i64) -> Vec<Value> {
@@ -1162,6 +1216,70 @@ mod tests {
                 json!("9s"),
                 json!(1)
             )
+        );
+    }
+
+    #[test]
+    fn rbac_rows() {
+        for kind in ["Role", "ClusterRole"] {
+            assert_eq!(
+                names(kind),
+                [("Name".to_string(), 0), ("Created At".to_string(), 0)]
+            );
+            assert_eq!(columns(k(kind))[1]["type"], "date");
+        }
+        let role = json!({"metadata": {"name": "pod-reader", "creationTimestamp": "2024-05-01T10:00:00Z"}, "rules": []});
+        assert_eq!(
+            cells("Role", role, T0 + 60),
+            vec![json!("pod-reader"), json!("2024-05-01T10:00:00Z")]
+        );
+        let offset =
+            json!({"metadata": {"name": "c", "creationTimestamp": "2024-05-01T12:00:00+02:00"}});
+        assert_eq!(
+            cells("ClusterRole", offset, T0)[1],
+            json!("2024-05-01T10:00:00Z")
+        );
+        assert_eq!(
+            cells("ClusterRole", json!({"metadata": {"name": "c"}}), T0)[1],
+            json!("0001-01-01T00:00:00Z")
+        );
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            assert_eq!(
+                names(kind),
+                [
+                    ("Name", 0),
+                    ("Role", 0),
+                    ("Age", 0),
+                    ("Users", 1),
+                    ("Groups", 1),
+                    ("ServiceAccounts", 1)
+                ]
+                .map(|(n, p)| (n.to_string(), p))
+                .to_vec()
+            );
+        }
+        let binding = json!({"metadata": meta("devs"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [
+                {"kind": "User", "name": "alice"}, {"kind": "User", "name": "bob"},
+                {"kind": "Group", "name": "dev"},
+                {"kind": "ServiceAccount", "name": "ci", "namespace": "build"},
+                {"kind": "ServiceAccount", "name": "local"}]});
+        assert_eq!(
+            cells("RoleBinding", binding, T0 + 90),
+            vec![
+                json!("devs"),
+                json!("ClusterRole/edit"),
+                json!("90s"),
+                json!("alice, bob"),
+                json!("dev"),
+                json!("build/ci, /local")
+            ]
+        );
+        let empty = json!({"metadata": meta("e"), "roleRef": {"kind": "Role", "name": "r"}});
+        assert_eq!(
+            cells("ClusterRoleBinding", empty, T0)[3..],
+            [json!(""), json!(""), json!("")]
         );
     }
 }

@@ -3,8 +3,13 @@
 //!
 //! The pipeline the API server runs on a write is [`decode`] (schema check, unknown fields),
 //! [`default`] (Kubernetes' defaults), then [`validate_create`] or [`validate_update`].
-//! Which `spec` fields navarch implements is decided by one table, [`SUPPORTED_FIELDS`]
-//! (with [`POD_SPEC_FIELDS`] for every embedded PodSpec): extend it there when a feature lands.
+//! Which fields navarch implements (under `spec`, or an RBAC object's `rules`, `roleRef` and
+//! `subjects`) is decided by one table, [`SUPPORTED_FIELDS`] (with [`POD_SPEC_FIELDS`] for
+//! every embedded PodSpec): extend it there when a feature lands. The RBAC kinds' and the
+//! review kinds' own rules live in `validate/rbac.rs`; a review kind (not stored) is a request
+//! without a name, validated as Kubernetes validates the request.
+
+mod rbac;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,11 +18,17 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authorization::v1::{
+    SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::schemars::JsonSchema;
 
 use crate::kinds::Kind;
+use crate::selector::LabelSelector;
 use crate::status::Cause;
 
 /// The `fieldValidation` query parameter.
@@ -100,10 +111,11 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
     // `securityContext` is accepted only empty: no entry, so any field set in it is refused.
 ];
 
-/// THE table of what navarch implements under each kind's `spec`: anything set (non-null,
-/// non-empty) under `spec` that no entry covers is refused with `FieldValueNotSupported`
-/// (`not supported by navarch: ...`). `status` is never checked (controllers and nodes
-/// write it). Kinds absent here (Endpoints, Event) have no `spec`; their data is accepted
+/// THE table of what navarch implements in each kind's top-level fields (`spec`, or `rules`,
+/// `roleRef` and `subjects` for the RBAC kinds): anything set (non-null, non-empty) outside
+/// `apiVersion`, `kind`, `metadata` and `status` that no entry covers is refused with
+/// `FieldValueNotSupported` (`not supported by navarch: ...`). `status` is never checked
+/// (controllers and nodes write it; a review's is the answer). Kinds absent here (Endpoints, Event) have no `spec`; their data is accepted
 /// whole. Later issues that implement a field extend this table (and [`POD_SPEC_FIELDS`]).
 pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
     ("Namespace", &[Supported::Any("spec.finalizers")]),
@@ -162,6 +174,55 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
         ],
     ),
     ("Lease", &[Supported::Any("spec")]),
+    // RBAC objects have no `spec`: their top-level fields are checked. `aggregationRule` is
+    // not implemented (a ClusterRole's rules are its own), so it is refused.
+    ("Role", &[Supported::Any("rules")]),
+    ("ClusterRole", &[Supported::Any("rules")]),
+    (
+        "RoleBinding",
+        &[Supported::Any("roleRef"), Supported::Any("subjects")],
+    ),
+    (
+        "ClusterRoleBinding",
+        &[Supported::Any("roleRef"), Supported::Any("subjects")],
+    ),
+    // Review requests: the attributes navarch's authorizers decide on. Field and label
+    // selectors in resourceAttributes are not.
+    ("SelfSubjectAccessReview", REVIEW_ATTRIBUTES),
+    (
+        "SelfSubjectRulesReview",
+        &[Supported::Any("spec.namespace")],
+    ),
+    (
+        "SubjectAccessReview",
+        &[
+            Supported::Any("spec.resourceAttributes.namespace"),
+            Supported::Any("spec.resourceAttributes.verb"),
+            Supported::Any("spec.resourceAttributes.group"),
+            Supported::Any("spec.resourceAttributes.version"),
+            Supported::Any("spec.resourceAttributes.resource"),
+            Supported::Any("spec.resourceAttributes.subresource"),
+            Supported::Any("spec.resourceAttributes.name"),
+            Supported::Any("spec.nonResourceAttributes"),
+            Supported::Any("spec.user"),
+            Supported::Any("spec.groups"),
+            Supported::Any("spec.uid"),
+            Supported::Any("spec.extra"),
+        ],
+    ),
+    ("SelfSubjectReview", &[]),
+];
+
+/// What a SelfSubjectAccessReview may ask about.
+const REVIEW_ATTRIBUTES: &[Supported] = &[
+    Supported::Any("spec.resourceAttributes.namespace"),
+    Supported::Any("spec.resourceAttributes.verb"),
+    Supported::Any("spec.resourceAttributes.group"),
+    Supported::Any("spec.resourceAttributes.version"),
+    Supported::Any("spec.resourceAttributes.resource"),
+    Supported::Any("spec.resourceAttributes.subresource"),
+    Supported::Any("spec.resourceAttributes.name"),
+    Supported::Any("spec.nonResourceAttributes"),
 ];
 
 /// Supported paths, PodSpecs expanded: `(path, allowed values or None for any)`.
@@ -212,13 +273,19 @@ fn is_under(path: &str, prefix: &str) -> bool {
             && matches!(path.as_bytes().get(prefix.len()), Some(b'.') | Some(b'[')))
 }
 
-/// Refuses every field set under `spec` that the table does not cover.
+/// Refuses every field set outside the object's metadata and status that the table does not
+/// cover.
 fn check_supported(kind: &Kind, object: &Value, out: &mut Vec<Cause>) {
     let Some(rules) = supported_paths(kind.kind) else {
         return;
     };
-    if let Some(spec) = object.get("spec") {
-        walk_supported(spec, "spec", "spec", rules, out);
+    let Some(fields) = object.as_object() else {
+        return;
+    };
+    for (key, value) in fields {
+        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "status") {
+            walk_supported(value, key, key, rules, out);
+        }
     }
 }
 
@@ -360,6 +427,14 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "Deployment" => round_trip::<Deployment>(&input),
         "ReplicaSet" => round_trip::<ReplicaSet>(&input),
         "Lease" => round_trip::<Lease>(&input),
+        "Role" => round_trip::<Role>(&input),
+        "ClusterRole" => round_trip::<ClusterRole>(&input),
+        "RoleBinding" => round_trip::<RoleBinding>(&input),
+        "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(&input),
+        "SelfSubjectAccessReview" => round_trip::<SelfSubjectAccessReview>(&input),
+        "SelfSubjectRulesReview" => round_trip::<SelfSubjectRulesReview>(&input),
+        "SubjectAccessReview" => round_trip::<SubjectAccessReview>(&input),
+        "SelfSubjectReview" => round_trip::<SelfSubjectReview>(&input),
         other => Err(vec![Cause::new(
             "FieldValueNotSupported",
             "kind",
@@ -608,6 +683,7 @@ pub fn default(kind: &Kind, object: &mut Value) {
                 }
             }
         }
+        "RoleBinding" | "ClusterRoleBinding" => rbac::default_binding(obj),
         "Namespace" => {
             let spec = child_object(obj, "spec");
             set_if_absent(spec, "finalizers", json!(["kubernetes"]));
@@ -997,6 +1073,12 @@ fn quantity_str(v: &Value) -> Option<String> {
 /// Validates a new object (metadata and spec). An empty result means valid.
 pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
+    if !kind.stored {
+        // A review: a request, not an object; it has no name.
+        check_supported(kind, object, &mut out);
+        rbac::validate_review(kind.kind, object, &mut out);
+        return out;
+    }
     validate_metadata(kind, object, &mut out);
     check_supported(kind, object, &mut out);
     let empty = json!({});
@@ -1036,6 +1118,10 @@ pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
         }
         "Event" => validate_event(object, &mut out),
         "Endpoints" => validate_endpoints(object, &mut out),
+        "Role" => rbac::validate_rules(object, true, &mut out),
+        "ClusterRole" => rbac::validate_rules(object, false, &mut out),
+        "RoleBinding" => rbac::validate_binding(object, true, &mut out),
+        "ClusterRoleBinding" => rbac::validate_binding(object, false, &mut out),
         _ => {}
     }
     out
@@ -1051,6 +1137,9 @@ fn validate_metadata(kind: &Kind, object: &Value, out: &mut Vec<Cause>) {
         Some(Value::String(name)) if !name.is_empty() => {
             let errs = match kind.kind {
                 "Namespace" | "Service" => dns1123_label(name),
+                "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+                    rbac::path_segment_name(name)
+                }
                 _ => dns1123_subdomain(name),
             };
             push_invalid(out, "metadata.name", &json!(name), errs);
@@ -1144,36 +1233,6 @@ fn validate_selector_syntax(sel: &Value, path: &str, out: &mut Vec<Cause>) {
 fn selector_is_empty(sel: &Value) -> bool {
     object_at(sel, "matchLabels").is_none_or(Map::is_empty)
         && array_at(sel, "matchExpressions").is_empty()
-}
-
-/// Whether a LabelSelector (JSON) selects `labels`.
-pub fn selector_matches(sel: &Value, labels: &Map<String, Value>) -> bool {
-    let label = |k: &str| labels.get(k).and_then(Value::as_str);
-    if let Some(ml) = object_at(sel, "matchLabels") {
-        for (k, v) in ml {
-            if label(k) != v.as_str() {
-                return false;
-            }
-        }
-    }
-    for e in array_at(sel, "matchExpressions") {
-        let key = str_at(e, "key").unwrap_or("");
-        let values: Vec<&str> = array_at(e, "values")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        let ok = match str_at(e, "operator").unwrap_or("") {
-            "In" => label(key).is_some_and(|v| values.contains(&v)),
-            "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
-            "Exists" => label(key).is_some(),
-            "DoesNotExist" => label(key).is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
 }
 
 fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
@@ -1420,7 +1479,10 @@ fn validate_workload(spec: &Value, deployment: bool, out: &mut Vec<Cause>) {
     );
     if let Some(sel) = spec.get("selector").filter(|s| !selector_is_empty(s)) {
         let labels = object_at(tmeta, "labels").cloned().unwrap_or_default();
-        if !selector_matches(sel, &labels) {
+        // A selector that does not parse (its syntax errors are reported above) selects nothing.
+        let selects = LabelSelector::from_object(sel)
+            .is_ok_and(|s| s.matches(&Value::Object(labels.clone())));
+        if !selects {
             out.push(invalid(
                 "spec.template.metadata.labels",
                 &Value::Object(labels),
@@ -1747,6 +1809,7 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
             }
         }
         "Pod" => validate_pod_update(old_spec, new_spec, &mut out),
+        "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding_update(old, new, &mut out),
         _ => {}
     }
     out
@@ -2368,6 +2431,99 @@ mod tests {
             d["spec"][k] = v.clone();
         }
         d
+    }
+
+    /// The template-labels check uses `selector::LabelSelector`, the crate's one matcher; these
+    /// are the cases the former JSON matcher of this module decided, with its answers.
+    #[test]
+    fn template_labels_are_matched_by_the_one_selector_matcher() {
+        let labels = json!({"app": "nginx", "tier": "fe"});
+        let cases = [
+            (json!({"matchLabels": {"app": "nginx"}}), true),
+            (json!({"matchLabels": {"app": "nginx", "tier": "fe"}}), true),
+            (json!({"matchLabels": {"app": "web"}}), false),
+            (json!({"matchLabels": {"env": "prod"}}), false),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "nginx"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["nginx"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "Exists"}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "env", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}),
+                false,
+            ),
+            (
+                json!({"matchLabels": {"app": "nginx"}, "matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["fe"]},
+                {"key": "env", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                json!({"matchLabels": {"app": "nginx"}, "matchExpressions": [
+                {"key": "tier", "operator": "NotIn", "values": ["fe"]}]}),
+                false,
+            ),
+        ];
+        for (selector, selects) in cases {
+            let mut d = deployment(json!({"selector": selector}));
+            d["spec"]["template"]["metadata"]["labels"] = labels.clone();
+            let causes = create("Deployment", d);
+            let mismatch = has(
+                &causes,
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+            );
+            assert_eq!(!mismatch, selects, "{selector}: {causes:?}");
+            if selects {
+                assert_eq!(causes, vec![], "{selector}");
+            }
+        }
+        // A selector that does not parse selects nothing, as before (and its error is reported).
+        let d = deployment(
+            json!({"selector": {"matchExpressions": [{"key": "app", "operator": "Near"}]}}),
+        );
+        let causes = create("Deployment", d);
+        assert!(has(
+            &causes,
+            "FieldValueInvalid",
+            "spec.selector.matchExpressions[0].operator"
+        ));
+        assert!(has(
+            &causes,
+            "FieldValueInvalid",
+            "spec.template.metadata.labels"
+        ));
     }
 
     #[test]
