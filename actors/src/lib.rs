@@ -22,6 +22,7 @@
 //! - Every message a host handles carries a [`Meta`] (correlation id, sender) and runs its
 //!   effects with the correlation id in the task-local scope `navarch_net::trace` defines.
 
+pub mod clock;
 pub mod correlation;
 pub mod error;
 pub mod host;
@@ -36,6 +37,7 @@ pub mod source;
 pub mod supervisor;
 pub mod tap;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use correlation::{
     current_actor, current_correlation, in_actor_scope, with_correlation, CorrelationId,
 };
