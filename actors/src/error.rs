@@ -27,12 +27,17 @@ pub enum HostError {
     Killed { path: String },
 }
 
-/// Why a request to a kind supervisor failed.
+/// Why a request to a supervisor (kind, singleton or group) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SupervisorError {
-    /// The supervisor gave up (restart intensity exceeded) or was shut down.
+    /// The supervisor gave up (restart intensity exceeded) with nobody above to restart it, or
+    /// was shut down. Retrying will not help.
     #[error("supervisor {path} is not running")]
     Stopped { path: String },
+    /// No incarnation runs now: its group stopped it (a controller manager on a master that is
+    /// not the leader) or is restarting it. Retrying later may help.
+    #[error("supervisor {path} is not running now (stopped or restarting)")]
+    Unavailable { path: String },
     /// Another actor already has the supervisor's path.
     #[error("an actor is already registered at {path}")]
     Duplicate { path: String },

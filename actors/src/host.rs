@@ -6,7 +6,7 @@
 //! under `catch_unwind`, hands the actions to the kind's [`Effects`] (also under
 //! `catch_unwind`, with the message's correlation id in scope), updates its registry entry and
 //! records the delivery in the tap. Any panic, fatal error or kill ends this incarnation only:
-//! the state is dropped, never reused, and an [`ExitGuard`] tells the supervisor why, even when
+//! the state is dropped, never reused, and an `ExitGuard` tells the supervisor why, even when
 //! the actor's task unwinds past every `catch_unwind` (a panic while loading from the source).
 //!
 //! Architecture invariant: nothing outside this module holds an `Addr<ObjectHost<_>>`; senders
@@ -20,13 +20,14 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
+use crate::clock::Clock;
 use crate::correlation::in_actor_scope;
 use crate::error::HostError;
 use crate::logic::{Effects, ObjectLogic};
@@ -43,6 +44,7 @@ pub(crate) struct KindShared<L: ObjectLogic> {
     pub(crate) source: Arc<dyn Source<L::Object>>,
     pub(crate) effects: Arc<dyn Effects<L::Action>>,
     pub(crate) tap: MessageTap,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) mailbox_capacity: usize,
 }
 
@@ -137,7 +139,8 @@ struct Current<L: ObjectLogic> {
 }
 
 /// One object's place under its supervisor: its path, registry entry and, while an incarnation
-/// runs, that incarnation's address.
+/// runs, that incarnation's address. It outlives the incarnations, and those of the supervisor
+/// while a [`ChildRef`] holds it. A singleton has one, made with its spec.
 pub(crate) struct Slot<L: ObjectLogic> {
     pub(crate) path: ActorPath,
     pub(crate) entry: Arc<Entry>,
@@ -145,7 +148,7 @@ pub(crate) struct Slot<L: ObjectLogic> {
 }
 
 impl<L: ObjectLogic> Slot<L> {
-    pub(crate) fn new(path: ActorPath, kind: &str, supervisor: ActorPath) -> Arc<Self> {
+    pub(crate) fn new(path: ActorPath, kind: &str, role: Role, supervisor: ActorPath) -> Arc<Self> {
         Arc::new_cyclic(|weak: &Weak<Slot<L>>| {
             let for_kill = weak.clone();
             let kill_path = path.to_string();
@@ -163,7 +166,7 @@ impl<L: ObjectLogic> Slot<L> {
                     let _ = request.await;
                 }) as BoxFuture<'static, ()>)
             });
-            let entry = Entry::new(path.clone(), kind, Role::Object, Some(supervisor))
+            let entry = Entry::new(path.clone(), kind, role, Some(supervisor))
                 .with_killer(killer)
                 .with_refresher(refresher);
             Slot {
@@ -174,11 +177,36 @@ impl<L: ObjectLogic> Slot<L> {
         })
     }
 
+    /// Starts incarnation `incarnation` of the actor for `key` on the current arbiter; its
+    /// exit is reported to `notify` under `id`.
+    pub(crate) fn spawn(
+        &self,
+        key: &ObjectKey,
+        shared: &Arc<KindShared<L>>,
+        notify: Recipient<ChildExited>,
+        id: u64,
+        incarnation: u64,
+        at: SystemTime,
+    ) {
+        self.entry.starting(incarnation, at);
+        let kill = Arc::new(AtomicBool::new(false));
+        let guard = ExitGuard::new(notify, key.clone(), id);
+        let host = ObjectHost::new(
+            key.clone(),
+            self.path.clone(),
+            shared.clone(),
+            self.entry.clone(),
+            kill.clone(),
+            guard,
+        );
+        self.set(host.start(), kill);
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<Current<L>>> {
         self.current.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn set(&self, addr: Addr<ObjectHost<L>>, kill: Arc<AtomicBool>) {
+    fn set(&self, addr: Addr<ObjectHost<L>>, kill: Arc<AtomicBool>) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Current { addr, kill });
     }
 
@@ -223,7 +251,10 @@ impl<L: ObjectLogic> Slot<L> {
     }
 }
 
-/// A stable handle to a supervised object actor: it always reaches the current incarnation.
+/// A stable handle to a supervised object actor: it always reaches the current incarnation,
+/// also after its kind supervisor was restarted, or stopped and started again by its group
+/// (the new supervisor reuses the slot of every key a handle still holds). Convert it into a
+/// [`Sender`](crate::Sender) to hand it to code that should not know the receiver's logic.
 pub struct ChildRef<L: ObjectLogic> {
     slot: Arc<Slot<L>>,
 }
@@ -299,14 +330,20 @@ impl<L: ObjectLogic> ChildRef<L> {
 
     /// Queues `event` without waiting, even past the mailbox capacity.
     pub fn do_send(&self, event: L::Event) -> Result<(), HostError> {
-        let meta = Meta::current();
+        self.do_send_meta(event, Meta::current())
+    }
+
+    pub(crate) fn do_send_meta(&self, event: L::Event, meta: Meta) -> Result<(), HostError> {
         self.slot
             .with_addr(|addr| addr.do_send(Envelope { event, meta }))
     }
 
     /// Queues `event` without waiting, failing if the mailbox is full.
     pub fn try_send(&self, event: L::Event) -> Result<(), HostError> {
-        let meta = Meta::current();
+        self.try_send_meta(event, Meta::current())
+    }
+
+    pub(crate) fn try_send_meta(&self, event: L::Event, meta: Meta) -> Result<(), HostError> {
         self.slot
             .with_addr(|addr| addr.try_send(Envelope { event, meta }))?
             .map_err(|e| {
@@ -368,13 +405,13 @@ struct Pending {
 }
 
 impl<L: ObjectLogic> Input<L> {
-    fn describe(&self) -> Pending {
+    fn describe(&self, now: Instant) -> Pending {
         let (message_type, encoded_size, summary) = match self {
             Input::Event(e) => (e.message_type(), e.encoded_size(), e.summary()),
             Input::Changed(_) => (Cow::Borrowed("ObjectChanged"), 0, None),
         };
         Pending {
-            started: Instant::now(),
+            started: now,
             message_type,
             encoded_size,
             summary,
@@ -382,7 +419,7 @@ impl<L: ObjectLogic> Input<L> {
     }
 }
 
-/// The actor hosting one object. Created only by its [`KindSupervisor`](crate::KindSupervisor).
+/// The actor hosting one object (or a singleton). Created only by its supervisor.
 pub struct ObjectHost<L: ObjectLogic> {
     key: ObjectKey,
     path: ActorPath,
@@ -437,7 +474,7 @@ impl<L: ObjectLogic> ObjectHost<L> {
                 self.entry.set_status(Status::Running);
                 tracing::debug!(actor = %self.path, "actor started");
                 let pending = self.shared.tap.enabled().then(|| Pending {
-                    started: Instant::now(),
+                    started: self.shared.clock.now(),
                     message_type: Cow::Borrowed("Started"),
                     encoded_size: 0,
                     summary: None,
@@ -465,7 +502,11 @@ impl<L: ObjectLogic> ObjectHost<L> {
                 path: self.path.to_string(),
             }));
         }
-        let pending = self.shared.tap.enabled().then(|| input.describe());
+        let pending = self
+            .shared
+            .tap
+            .enabled()
+            .then(|| input.describe(self.shared.clock.now()));
         let Some(state) = self.state.as_mut() else {
             return HostReply::Ready(Err(HostError::Unavailable {
                 path: self.path.to_string(),
@@ -587,7 +628,7 @@ impl<L: ObjectLogic> ObjectHost<L> {
                 receiver: self.receiver.clone(),
                 message_type: p.message_type,
                 encoded_size: p.encoded_size,
-                handling: p.started.elapsed(),
+                handling: self.shared.clock.now().saturating_duration_since(p.started),
                 outcome,
                 correlation: meta.correlation,
                 summary: p.summary,

@@ -12,12 +12,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use rand::seq::SliceRandom;
 use serde::{Serialize, Serializer};
 
+use crate::clock::{Clock, SystemClock};
 use crate::path::ActorPath;
 use crate::tap::Rfc3339;
 
@@ -27,10 +28,14 @@ use crate::tap::Rfc3339;
 pub enum Role {
     /// The root of a process (`/master`, `/node/n1`).
     Root,
+    /// A supervisor of supervisors (a controller manager).
+    Group,
     /// A per-kind supervisor.
     Supervisor,
     /// A host actor for one object.
     Object,
+    /// The one actor of its kind (the scheduler), supervised on its own.
+    Singleton,
 }
 
 /// Where an actor is in its life.
@@ -44,6 +49,9 @@ pub enum Status {
     Restarting,
     /// Exceeded its restart intensity and was not restarted.
     Failed,
+    /// Stopped by its supervisor on purpose (a controller manager on a master that is not the
+    /// leader); it starts again when its supervisor starts its children.
+    Stopped,
 }
 
 /// Why the kill switch did not kill.
@@ -147,7 +155,8 @@ impl std::fmt::Debug for Entry {
 }
 
 impl Entry {
-    /// A new entry in status `starting`, without kill switch or summary refresher.
+    /// A new entry in status `starting`, without kill switch or summary refresher. Its start
+    /// time reads the Unix epoch until [`starting`](Self::starting) is called.
     pub fn new(path: ActorPath, kind: &str, role: Role, supervisor: Option<ActorPath>) -> Self {
         Entry {
             path,
@@ -159,7 +168,7 @@ impl Entry {
                 status: Status::Starting,
                 summary: String::new(),
                 last_error: None,
-                started_at: SystemTime::now(),
+                started_at: UNIX_EPOCH,
                 incarnation: 0,
             }),
             killer: None,
@@ -191,12 +200,27 @@ impl Entry {
         &self.stats
     }
 
-    /// A new incarnation is starting.
-    pub fn starting(&self, incarnation: u64) {
+    /// A new incarnation is starting, at wall-clock time `at`.
+    pub fn starting(&self, incarnation: u64, at: SystemTime) {
         let mut d = self.dynamic();
         d.status = Status::Starting;
         d.incarnation = incarnation;
-        d.started_at = SystemTime::now();
+        d.started_at = at;
+    }
+
+    /// The incarnation last started (0 before the first).
+    pub fn incarnation(&self) -> u64 {
+        self.dynamic().incarnation
+    }
+
+    /// The kind, as the registry shows it.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// What the actor is in the tree.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     pub fn set_status(&self, status: Status) {
@@ -266,9 +290,16 @@ fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// The registry of one process. Cheap to clone; all clones share one map.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
     entries: Arc<RwLock<BTreeMap<ActorPath, Arc<Entry>>>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::with_clock(SystemClock::shared())
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -280,9 +311,17 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// An empty registry.
+    /// An empty registry on the system clock.
     pub fn new() -> Self {
         Registry::default()
+    }
+
+    /// An empty registry whose [`refresh`](Self::refresh) budget runs on `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Registry {
+            entries: Arc::default(),
+            clock,
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<ActorPath, Arc<Entry>>> {
@@ -316,6 +355,15 @@ impl Registry {
         self.entry(path).map(|e| e.info())
     }
 
+    /// Snapshots of the actors whose supervisor is `supervisor`, in path order.
+    pub fn children(&self, supervisor: &ActorPath) -> Vec<ActorInfo> {
+        self.under(supervisor)
+            .iter()
+            .filter(|e| e.supervisor.as_ref() == Some(supervisor))
+            .map(|e| e.info())
+            .collect()
+    }
+
     /// Snapshots of every actor at or under `prefix`, in path order.
     pub fn list(&self, prefix: &ActorPath) -> Vec<ActorInfo> {
         self.under(prefix).iter().map(|e| e.info()).collect()
@@ -331,7 +379,11 @@ impl Registry {
     }
 
     /// Asks every actor at or under `prefix` to publish its current summary, and waits for
-    /// them, `within` at most (an actor busy with a long message answers after it).
+    /// them, `within` at most on the registry's clock (an actor busy with a long message
+    /// answers after it).
+    ///
+    /// On a [`ManualClock`](crate::ManualClock) the budget runs out only when the clock is
+    /// advanced past it.
     ///
     /// # Cancel safety
     /// Cancelling only stops the waiting; the actors still publish.
@@ -341,7 +393,8 @@ impl Registry {
             .iter()
             .filter_map(|e| e.refresher.as_ref().and_then(|r| r()))
             .collect();
-        let _ = tokio::time::timeout(within, futures::future::join_all(asks)).await;
+        let clock = self.clock.clone();
+        let _ = crate::clock::timeout(&*clock, within, futures::future::join_all(asks)).await;
     }
 
     /// Number of registered actors.

@@ -21,4 +21,16 @@ pub enum SourceError {
 /// forgets it.
 pub trait Source<O>: Send + Sync + 'static {
     fn load(&self, key: &ObjectKey) -> BoxFuture<'static, Result<Option<O>, SourceError>>;
+
+    /// The keys of every object that exists now, if this source can enumerate them (`None`,
+    /// the default, when it cannot: the kind then waits to be fed).
+    ///
+    /// Each incarnation of a kind supervisor lists its source when it starts, and starts an
+    /// actor for each listed key that has none (which then loads its object as usual). So a
+    /// kind that its group stopped and started again, or that restarted after a failure, comes
+    /// back with its objects, like an informer's initial list. A failed listing is retried
+    /// with the kind's `supervisor_policy`.
+    fn list(&self) -> Option<BoxFuture<'static, Result<Vec<ObjectKey>, SourceError>>> {
+        None
+    }
 }

@@ -1,38 +1,49 @@
-//! [`KindSupervisor`]: one actor per object kind, owning one [`ObjectHost`] per live object.
+//! [`KindSupervisor`]: one actor per object kind, owning one [`ObjectHost`](crate::ObjectHost) per
+//! live object.
 //!
 //! It is fed the objects of its kind ([`KindHandle::object_changed`],
 //! [`KindHandle::object_removed`]; later from the store's watch), starts a child for each new
-//! key, forwards changes to running children and stops children whose object went away.
+//! key, forwards changes to running children and stops children whose object went away. When
+//! its [`Source`] can list (`Source::list`), every incarnation of the supervisor also starts a
+//! child for each listed key, so a kind stopped and started again by its group (or restarted
+//! after a failure) comes back with its objects without being fed again.
 //!
 //! When a child dies (panic, fatal error, kill, failed load) the supervisor restarts it after
-//! an exponential backoff; the new incarnation rebuilds its state from the source. A child that
-//! fails more than its intensity allows escalates: see [`Escalation`] for the two policies.
-//! Restarts are counted on the child's registry entry, which outlives its incarnations.
+//! an exponential backoff on the root's [`Clock`]; the new incarnation rebuilds its state from
+//! the source. A child that fails more than its intensity allows escalates: see [`Escalation`]
+//! for the two policies. Restarts are counted on the child's registry entry, which outlives its
+//! incarnations. A supervisor that gives up reports to its parent: the root records it and
+//! leaves it failed, a [group](crate::GroupHandle) restarts it.
+//!
+//! [`KindHandle`] is the supervisor's stable handle: like [`ChildRef`] for objects, it reaches
+//! whichever incarnation of the supervisor runs now.
 //!
 //! Cancellation: the `KindHandle` methods send a message and wait for the supervisor to take
 //! it; dropping their future after the send does not undo it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
+use crate::clock::Clock;
 use crate::error::SupervisorError;
-use crate::host::{
-    Changed, ChildExited, ChildRef, ExitGuard, ExitReason, KindShared, ObjectHost, Slot, Stop,
-};
+use crate::host::{Changed, ChildExited, ChildRef, ExitReason, KindShared, Slot, Stop};
 use crate::logic::{Effects, NoEffects, ObjectLogic};
 use crate::message::Meta;
 use crate::path::{ActorPath, ObjectKey};
 use crate::policy::{Backoff, Escalation, Intensity, RestartPolicy, RestartTracker, Verdict};
-use crate::registry::{Entry, Status};
+use crate::registry::{Entry, Role, Status};
 use crate::root::Root;
-use crate::source::Source;
-use crate::tap::{TapRecord, Via};
+use crate::source::{Source, SourceError};
+use crate::tap::Via;
+use crate::tree::{ChildSupervisor, Parent, SupervisorExit, SupervisorGuard};
 
 /// How a kind's supervisor treats its children.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +52,8 @@ pub struct KindConfig {
     pub child_policy: RestartPolicy,
     /// What a child exceeding its intensity does.
     pub escalation: Escalation,
-    /// Backoff and intensity of the supervisor itself (with [`Escalation::RestartKind`]).
+    /// Backoff and intensity of the supervisor itself (with [`Escalation::RestartKind`], and
+    /// for retrying a failed listing of its source).
     pub supervisor_policy: RestartPolicy,
     /// Mailbox capacity of each child (actix's default is 16).
     pub mailbox_capacity: usize,
@@ -79,7 +91,7 @@ pub struct KindSpec<L: ObjectLogic> {
 }
 
 impl<L: ObjectLogic> KindSpec<L> {
-    /// Kind `kind` (`deployment`), supervised at `<root>/<kind>` unless [`at`](Self::at) says
+    /// Kind `kind` (`deployment`), supervised at `<parent>/<kind>` unless [`at`](Self::at) says
     /// otherwise, with no effects and the default config.
     pub fn new(kind: &str, logic: L, source: Arc<dyn Source<L::Object>>) -> Self {
         KindSpec {
@@ -92,7 +104,7 @@ impl<L: ObjectLogic> KindSpec<L> {
         }
     }
 
-    /// Supervise at `<root>/<relative>` (`controllers/deployment`).
+    /// Supervise at `<parent>/<relative>` (`controllers/deployment`).
     pub fn at(mut self, relative: &str) -> Self {
         relative.clone_into(&mut self.relative_path);
         self
@@ -123,6 +135,11 @@ pub enum EscalationAction {
     KindRestarted,
     /// The kind supervisor exceeded its own intensity and stopped with all its children.
     KindFailed,
+    /// A singleton exceeded its restart intensity and its supervisor stopped.
+    SingletonFailed,
+    /// A child supervisor of a group exceeded its intensity; the group stopped all its
+    /// children and itself.
+    GroupFailed,
 }
 
 /// One escalation, as the root records it.
@@ -133,6 +150,9 @@ pub struct EscalationReport {
     /// The child whose failures escalated.
     pub child: ActorPath,
     pub supervisor: ActorPath,
+    /// The supervisor's parent: the one that deals with a supervisor that failed (the root
+    /// leaves it failed; a group restarts it).
+    pub parent: ActorPath,
     /// Failures of the child within its intensity window.
     pub failures: u32,
     /// The last failure.
@@ -156,76 +176,238 @@ struct Child<L: ObjectLogic> {
     phase: Phase,
 }
 
-/// The supervisor of one object kind. Create with [`Root::supervise`].
-pub struct KindSupervisor<L: ObjectLogic> {
+/// A kind supervisor's place in the tree: what outlives its incarnations (its path, registry
+/// entry, logic, source and config) and the incarnation running now.
+pub(crate) struct KindSlot<L: ObjectLogic> {
     path: ActorPath,
+    entry: Arc<Entry>,
     shared: Arc<KindShared<L>>,
     config: KindConfig,
-    root: Root,
-    entry: Arc<Entry>,
-    children: BTreeMap<ObjectKey, Child<L>>,
-    tracker: RestartTracker,
-    next_id: u64,
+    current: RwLock<Option<(u64, Addr<KindSupervisor<L>>)>>,
+    incarnations: AtomicU64,
+    /// Stopped for good: shut down, or given up with nobody above to restart it.
+    ended: AtomicBool,
+    /// The children's slots that somebody still holds (through a `ChildRef`), so that a later
+    /// incarnation of the supervisor reuses them and those handles reach its actors.
+    hosts: Mutex<HashMap<ObjectKey, Weak<Slot<L>>>>,
 }
 
-impl<L: ObjectLogic> KindSupervisor<L> {
-    pub(crate) fn new(path: ActorPath, spec: KindSpec<L>, root: Root) -> Self {
-        let tap = root.tap();
+impl<L: ObjectLogic> KindSlot<L> {
+    /// The slot of `spec` at `path` under `parent`, registered in `root`'s registry.
+    pub(crate) fn new(
+        path: ActorPath,
+        spec: KindSpec<L>,
+        parent: ActorPath,
+        root: &Root,
+    ) -> Arc<Self> {
         let entry = Arc::new(Entry::new(
             path.clone(),
             &spec.kind,
-            crate::registry::Role::Supervisor,
-            Some(root.path().clone()),
+            Role::Supervisor,
+            Some(parent),
         ));
         root.registry().register(entry.clone());
-        KindSupervisor {
+        Arc::new(KindSlot {
             path,
+            entry,
             shared: Arc::new(KindShared {
                 kind: Arc::from(spec.kind.as_str()),
                 logic: spec.logic,
                 source: spec.source,
                 effects: spec.effects,
-                tap,
+                tap: root.tap(),
+                clock: root.clock(),
                 mailbox_capacity: spec.config.mailbox_capacity.max(1),
             }),
             config: spec.config,
+            current: RwLock::new(None),
+            incarnations: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The slot of the child at `key`: the one an earlier incarnation made, if a handle still
+    /// holds it, or a new one.
+    fn host(&self, key: &ObjectKey) -> Arc<Slot<L>> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = hosts.get(key).and_then(Weak::upgrade) {
+            return slot;
+        }
+        hosts.retain(|_, w| w.strong_count() > 0);
+        let slot = Slot::new(
+            self.path.child(key),
+            &self.shared.kind,
+            Role::Object,
+            self.path.clone(),
+        );
+        hosts.insert(key.clone(), Arc::downgrade(&slot));
+        slot
+    }
+
+    /// Starts an incarnation on `arbiter` (the current one if `None`); resolves once it is up.
+    pub(crate) fn start_on(
+        self: &Arc<Self>,
+        arbiter: Option<&ArbiterHandle>,
+        parent: Parent,
+    ) -> BoxFuture<'static, ()> {
+        let (ready, up) = oneshot::channel();
+        let incarnation = self.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
+        let slot = self.clone();
+        let make = move || KindSupervisor::new(slot, parent, incarnation, ready);
+        let addr = match arbiter {
+            Some(arbiter) => KindSupervisor::start_in_arbiter(arbiter, move |_| make()),
+            None => make().start(),
+        };
+        self.ended.store(false, Ordering::Relaxed);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((incarnation, addr));
+        Box::pin(async move {
+            let _ = up.await;
+        })
+    }
+
+    fn addr(&self) -> Option<Addr<KindSupervisor<L>>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.as_ref().map(|(_, a)| a.clone())
+    }
+
+    /// Forgets incarnation `incarnation` if it is still the current one.
+    fn clear(&self, incarnation: u64) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|(n, _)| *n == incarnation) {
+            *current = None;
+        }
+    }
+
+    /// Asks the running incarnation to stop and waits until it and its children have.
+    fn stop_with(&self, exit: SupervisorExit) -> BoxFuture<'static, ()> {
+        let addr = self.addr();
+        Box::pin(async move {
+            let Some(addr) = addr else { return };
+            let (reply, done) = oneshot::channel();
+            let stop = StopKind {
+                exit,
+                reply: Some(reply),
+            };
+            if addr.send(stop).await.is_ok() {
+                let _ = done.await;
+            }
+        })
+    }
+}
+
+/// A kind supervisor as a group's child.
+pub(crate) struct KindChild<L: ObjectLogic>(pub(crate) Arc<KindSlot<L>>);
+
+impl<L: ObjectLogic> ChildSupervisor for KindChild<L> {
+    fn path(&self) -> &ActorPath {
+        &self.0.path
+    }
+
+    fn entry(&self) -> &Arc<Entry> {
+        &self.0.entry
+    }
+
+    fn start(&self, parent: Parent) -> BoxFuture<'static, ()> {
+        self.0.start_on(None, parent)
+    }
+
+    fn stop(&self) -> BoxFuture<'static, ()> {
+        self.0.stop_with(SupervisorExit::Stopped)
+    }
+}
+
+/// A stop in progress: the exit to report once every child has ended, and who waits for it.
+struct Stopping {
+    exit: SupervisorExit,
+    replies: Vec<oneshot::Sender<()>>,
+}
+
+/// The supervisor of one object kind. Create with [`Root::supervise`] or
+/// [`GroupHandle::supervise`](crate::GroupHandle::supervise).
+pub struct KindSupervisor<L: ObjectLogic> {
+    path: ActorPath,
+    slot: Arc<KindSlot<L>>,
+    shared: Arc<KindShared<L>>,
+    entry: Arc<Entry>,
+    root: Root,
+    clock: Arc<dyn Clock>,
+    guard: SupervisorGuard,
+    incarnation: u64,
+    children: BTreeMap<ObjectKey, Child<L>>,
+    tracker: RestartTracker,
+    next_id: u64,
+    /// Incarnations told to stop whose exit has not arrived yet.
+    dying: HashSet<u64>,
+    stopping: Option<Stopping>,
+    /// Told once this incarnation is up (its first listing done).
+    ready: Option<oneshot::Sender<()>>,
+}
+
+impl<L: ObjectLogic> KindSupervisor<L> {
+    fn new(
+        slot: Arc<KindSlot<L>>,
+        parent: Parent,
+        incarnation: u64,
+        ready: oneshot::Sender<()>,
+    ) -> Self {
+        let root = parent.root().clone();
+        KindSupervisor {
+            path: slot.path.clone(),
+            shared: slot.shared.clone(),
+            entry: slot.entry.clone(),
+            clock: root.clock(),
             root,
-            entry,
+            guard: SupervisorGuard::new(parent, slot.path.clone()),
+            slot,
+            incarnation,
             children: BTreeMap::new(),
             tracker: RestartTracker::default(),
             next_id: 0,
+            dying: HashSet::new(),
+            stopping: None,
+            ready: Some(ready),
         }
+    }
+
+    fn config(&self) -> &KindConfig {
+        &self.slot.config
     }
 
     fn object_changed(
         &mut self,
         key: ObjectKey,
-        object: L::Object,
+        object: Option<L::Object>,
         meta: Meta,
         ctx: &mut Context<Self>,
     ) {
         match self.children.get_mut(&key) {
             None => {
-                let slot = Slot::new(self.path.child(&key), &self.shared.kind, self.path.clone());
+                let slot = self.slot.host(&key);
                 self.root.registry().register(slot.entry.clone());
                 tracing::debug!(actor = %slot.path, "object appeared, starting actor");
+                let incarnation = slot.entry.incarnation();
                 self.children.insert(
                     key.clone(),
                     Child {
                         slot,
                         tracker: RestartTracker::default(),
                         id: 0,
-                        incarnation: 0,
+                        incarnation,
                         phase: Phase::Parked,
                     },
                 );
                 self.spawn(&key, ctx);
             }
+            // A listed key that already has an actor: nothing new to tell it.
+            Some(_) if object.is_none() => {}
             Some(child) => match child.phase {
                 Phase::Running => {
-                    let _ = child
-                        .slot
-                        .with_addr(|addr| addr.do_send(Changed { object, meta }));
+                    if let Some(object) = object {
+                        let _ = child
+                            .slot
+                            .with_addr(|addr| addr.do_send(Changed { object, meta }));
+                    }
                 }
                 // The next incarnation loads the object as it is then.
                 Phase::Backoff(_) => {}
@@ -248,12 +430,13 @@ impl<L: ObjectLogic> KindSupervisor<L> {
     }
 
     /// Stops a child for good and forgets it.
-    fn retire(&self, child: Child<L>, ctx: &mut Context<Self>) {
+    fn retire(&mut self, child: Child<L>, ctx: &mut Context<Self>) {
         if let Phase::Backoff(handle) = child.phase {
             ctx.cancel_future(handle);
         }
         if let Some(addr) = child.slot.clear() {
             addr.do_send(Stop);
+            self.dying.insert(child.id);
         }
         self.root.registry().deregister(&child.slot.entry);
     }
@@ -266,22 +449,81 @@ impl<L: ObjectLogic> KindSupervisor<L> {
         self.next_id += 1;
         child.id = self.next_id;
         child.incarnation += 1;
-        child.slot.entry.starting(child.incarnation);
-        let kill = Arc::new(AtomicBool::new(false));
-        let guard = ExitGuard::new(ctx.address().recipient(), key.clone(), child.id);
-        let host = ObjectHost::new(
-            key.clone(),
-            child.slot.path.clone(),
-            self.shared.clone(),
-            child.slot.entry.clone(),
-            kill.clone(),
-            guard,
+        child.slot.spawn(
+            key,
+            &self.shared,
+            ctx.address().recipient(),
+            child.id,
+            child.incarnation,
+            self.clock.wall(),
         );
-        child.slot.set(host.start(), kill);
         child.phase = Phase::Running;
     }
 
+    /// Lists the source's keys, if it can, and starts an actor for each key that has none.
+    fn list(&mut self, ctx: &mut Context<Self>) {
+        let Some(listing) = self.shared.source.list() else {
+            if self.entry.status() == Status::Starting {
+                self.entry.set_status(Status::Running);
+            }
+            self.up();
+            return;
+        };
+        ctx.spawn(
+            listing
+                .into_actor(self)
+                .map(|result, act, ctx| act.listed(result, ctx)),
+        );
+    }
+
+    fn listed(&mut self, result: Result<Vec<ObjectKey>, SourceError>, ctx: &mut Context<Self>) {
+        if self.stopping.is_some() {
+            self.ready.take();
+            return;
+        }
+        match result {
+            Ok(keys) => {
+                tracing::debug!(supervisor = %self.path, objects = keys.len(), "source listed");
+                for key in keys {
+                    self.object_changed(key, None, Meta::default(), ctx);
+                }
+                if self.entry.status() == Status::Starting {
+                    self.entry.set_status(Status::Running);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(supervisor = %self.path, error = %e, "listing the kind's objects failed");
+                let error = format!("listing failed: {e}");
+                self.entry.set_last_error(error.clone());
+                let policy = self.config().supervisor_policy;
+                match self.tracker.on_failure(&policy, self.clock.now()) {
+                    Verdict::Restart { after, .. } => {
+                        let retry = self.clock.sleep(after);
+                        ctx.spawn(retry.into_actor(self).map(|(), act, ctx| act.list(ctx)));
+                    }
+                    Verdict::Escalate { .. } => self.give_up(error, ctx),
+                }
+            }
+        }
+        self.up();
+    }
+
+    /// This incarnation is up: whoever started it may go on.
+    fn up(&mut self) {
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
+    }
+
     fn child_exited(&mut self, msg: ChildExited, ctx: &mut Context<Self>) {
+        let was_dying = self.dying.remove(&msg.id);
+        if self.stopping.is_some() {
+            self.finish_stop_if_done(ctx);
+            return;
+        }
+        if was_dying {
+            return;
+        }
         let Some(child) = self.children.get_mut(&msg.key) else {
             return;
         };
@@ -302,10 +544,10 @@ impl<L: ObjectLogic> KindSupervisor<L> {
         child.slot.entry.set_last_error(msg.reason.to_string());
         let verdict = child
             .tracker
-            .on_failure(&self.config.child_policy, Instant::now());
+            .on_failure(&self.slot.config.child_policy, self.clock.now());
         self.lifecycle(
-            Some(&path),
-            &self.path,
+            Some(&self.path),
+            &path,
             "ActorExited",
             msg.reason.to_string(),
         );
@@ -326,13 +568,21 @@ impl<L: ObjectLogic> KindSupervisor<L> {
     }
 
     fn schedule_restart(&mut self, key: &ObjectKey, after: Duration, ctx: &mut Context<Self>) {
+        let sleep = self.clock.sleep(after);
         let Some(child) = self.children.get_mut(key) else {
             return;
         };
         child.slot.entry.set_status(Status::Restarting);
         let id = child.id;
         let k = key.clone();
-        let handle = ctx.run_later(after, move |act, ctx| act.restart_child(&k, id, ctx));
+        let handle = ctx.spawn(
+            sleep
+                .into_actor(self)
+                .map(move |(), act, ctx| act.restart_child(&k, id, ctx)),
+        );
+        let Some(child) = self.children.get_mut(key) else {
+            return;
+        };
         if let Phase::Backoff(old) = std::mem::replace(&mut child.phase, Phase::Backoff(handle)) {
             ctx.cancel_future(old);
         }
@@ -370,14 +620,15 @@ impl<L: ObjectLogic> KindSupervisor<L> {
         };
         let child_path = child.slot.path.clone();
         let mut report = EscalationReport {
-            time: SystemTime::now(),
+            time: self.clock.wall(),
             child: child_path.clone(),
             supervisor: self.path.clone(),
+            parent: self.guard.parent().path().clone(),
             failures,
             reason: reason.to_string(),
             action: EscalationAction::ChildParked,
         };
-        match self.config.escalation {
+        match self.slot.config.escalation {
             Escalation::ParkChild => {
                 child.phase = Phase::Parked;
                 child.slot.entry.set_status(Status::Failed);
@@ -385,11 +636,9 @@ impl<L: ObjectLogic> KindSupervisor<L> {
             }
             Escalation::RestartKind => {
                 let error = format!("child {child_path} failed {failures} times, last: {reason}");
-                self.entry.set_last_error(error);
-                match self
-                    .tracker
-                    .on_failure(&self.config.supervisor_policy, Instant::now())
-                {
+                self.entry.set_last_error(error.clone());
+                let policy = self.slot.config.supervisor_policy;
+                match self.tracker.on_failure(&policy, self.clock.now()) {
                     Verdict::Restart { after, .. } => {
                         report.action = EscalationAction::KindRestarted;
                         self.root.escalated(report);
@@ -398,42 +647,104 @@ impl<L: ObjectLogic> KindSupervisor<L> {
                     Verdict::Escalate { .. } => {
                         report.action = EscalationAction::KindFailed;
                         self.root.escalated(report);
-                        self.give_up(ctx);
+                        self.give_up(error, ctx);
                     }
                 }
             }
         }
     }
 
-    /// Erlang's supervisor restart: every child stops and starts again from its source.
+    /// Erlang's supervisor restart: every child stops and starts again from its source (and
+    /// the source is listed again, if it can be).
     fn restart_all(&mut self, after: Duration, ctx: &mut Context<Self>) {
         self.entry.restarted();
         self.entry.set_status(Status::Restarting);
         let keys: Vec<ObjectKey> = self.children.keys().cloned().collect();
         for key in &keys {
             if let Some(child) = self.children.get_mut(key) {
-                // A new id first, so the exit of the incarnation stopped here is ignored.
+                if let Some(addr) = child.slot.clear() {
+                    addr.do_send(Stop);
+                    self.dying.insert(child.id);
+                }
+                // A new id, so the exit of the incarnation stopped here is ignored.
                 self.next_id += 1;
                 child.id = self.next_id;
                 child.tracker.reset();
-                if let Some(addr) = child.slot.clear() {
-                    addr.do_send(Stop);
-                }
             }
             self.schedule_restart(key, after, ctx);
         }
-        ctx.run_later(after, |act, _| act.entry.set_status(Status::Running));
+        let sleep = self.clock.sleep(after);
+        ctx.spawn(sleep.into_actor(self).map(|(), act, ctx| {
+            act.entry.set_status(Status::Running);
+            act.list(ctx);
+        }));
     }
 
-    /// Past its own intensity: stop every child and this supervisor, and stay visible as failed.
-    fn give_up(&mut self, ctx: &mut Context<Self>) {
-        tracing::error!(supervisor = %self.path, "kind supervisor exceeded its restart intensity, stopping its children");
+    /// Past its own intensity: stop every child and this supervisor, and tell the parent.
+    fn give_up(&mut self, error: String, ctx: &mut Context<Self>) {
+        if self.guard.parent().is_root() {
+            tracing::error!(supervisor = %self.path, "kind supervisor exceeded its restart intensity, stopping its children");
+        } else {
+            tracing::warn!(supervisor = %self.path, parent = %self.guard.parent().path(), "kind supervisor exceeded its restart intensity, stopping; its group restarts it");
+        }
+        self.entry.set_status(Status::Failed);
+        self.begin_stop(SupervisorExit::Failed(error), None, ctx);
+    }
+
+    /// Stops every child; once all have ended, this incarnation ends with `exit`.
+    fn begin_stop(
+        &mut self,
+        exit: SupervisorExit,
+        reply: Option<oneshot::Sender<()>>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(stopping) = &mut self.stopping {
+            // A shutdown asked for during a stop still forgets the supervisor.
+            if exit == SupervisorExit::Removed {
+                stopping.exit = exit;
+            }
+            stopping.replies.extend(reply);
+            return;
+        }
+        tracing::debug!(supervisor = %self.path, exit = %exit, "stopping kind supervisor");
+        self.stopping = Some(Stopping {
+            exit,
+            replies: reply.into_iter().collect(),
+        });
         let children = std::mem::take(&mut self.children);
         for child in children.into_values() {
             self.retire(child, ctx);
         }
-        self.entry.set_status(Status::Failed);
         self.refresh_summary();
+        self.finish_stop_if_done(ctx);
+    }
+
+    fn finish_stop_if_done(&mut self, ctx: &mut Context<Self>) {
+        if !self.dying.is_empty() {
+            return;
+        }
+        let Some(stopping) = self.stopping.take() else {
+            return;
+        };
+        match &stopping.exit {
+            SupervisorExit::Stopped => self.entry.set_status(Status::Stopped),
+            SupervisorExit::Removed => {
+                self.slot.ended.store(true, Ordering::Relaxed);
+                self.root.registry().deregister(&self.entry);
+            }
+            SupervisorExit::Failed(_) => {
+                self.entry.set_status(Status::Failed);
+                if self.guard.parent().is_root() {
+                    self.slot.ended.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        self.slot.clear(self.incarnation);
+        self.guard.set(stopping.exit);
+        self.ready.take();
+        for reply in stopping.replies {
+            let _ = reply.send(());
+        }
         ctx.stop();
     }
 
@@ -446,11 +757,11 @@ impl<L: ObjectLogic> KindSupervisor<L> {
     ) {
         let tap = &self.shared.tap;
         if tap.enabled() {
-            tap.record(TapRecord {
+            tap.record(crate::tap::TapRecord {
                 via: Via::Local,
                 sender: sender.map(ActorPath::shared),
                 outcome: outcome.into(),
-                ..TapRecord::local(receiver.shared(), message_type.into())
+                ..tap.local_record(receiver.shared(), message_type.into())
             });
         }
     }
@@ -476,10 +787,11 @@ impl<L: ObjectLogic> Actor for KindSupervisor<L> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
-        self.entry.starting(1);
-        self.entry.set_status(Status::Running);
+        self.entry.starting(self.incarnation, self.clock.wall());
         self.refresh_summary();
-        tracing::debug!(supervisor = %self.path, "kind supervisor started");
+        tracing::debug!(supervisor = %self.path, incarnation = self.incarnation, "kind supervisor started");
+        // Status `starting` until the first listing is done, if the source lists.
+        self.list(ctx);
     }
 }
 
@@ -512,9 +824,13 @@ impl<L: ObjectLogic> Message for GetChild<L> {
     type Result = Option<ChildRef<L>>;
 }
 
-pub(crate) struct Shutdown;
+/// Stop every child, then this incarnation; `reply` is told once all have ended.
+pub(crate) struct StopKind {
+    exit: SupervisorExit,
+    reply: Option<oneshot::Sender<()>>,
+}
 
-impl Message for Shutdown {
+impl Message for StopKind {
     type Result = ();
 }
 
@@ -522,7 +838,9 @@ impl<L: ObjectLogic> Handler<ObjectChanged<L::Object>> for KindSupervisor<L> {
     type Result = ();
 
     fn handle(&mut self, msg: ObjectChanged<L::Object>, ctx: &mut Context<Self>) {
-        self.object_changed(msg.key, msg.object, msg.meta, ctx);
+        if self.stopping.is_none() {
+            self.object_changed(msg.key, Some(msg.object), msg.meta, ctx);
+        }
     }
 }
 
@@ -530,7 +848,9 @@ impl<L: ObjectLogic> Handler<ObjectRemoved> for KindSupervisor<L> {
     type Result = ();
 
     fn handle(&mut self, msg: ObjectRemoved, ctx: &mut Context<Self>) {
-        self.object_removed(&msg.key, ctx);
+        if self.stopping.is_none() {
+            self.object_removed(&msg.key, ctx);
+        }
     }
 }
 
@@ -552,54 +872,56 @@ impl<L: ObjectLogic> Handler<GetChild<L>> for KindSupervisor<L> {
     }
 }
 
-impl<L: ObjectLogic> Handler<Shutdown> for KindSupervisor<L> {
+impl<L: ObjectLogic> Handler<StopKind> for KindSupervisor<L> {
     type Result = ();
 
-    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        let children = std::mem::take(&mut self.children);
-        for child in children.into_values() {
-            self.retire(child, ctx);
-        }
-        self.root.registry().deregister(&self.entry);
-        ctx.stop();
+    fn handle(&mut self, msg: StopKind, ctx: &mut Context<Self>) {
+        self.begin_stop(msg.exit, msg.reply, ctx);
     }
 }
 
-/// A cloneable handle to a kind supervisor.
+/// A cloneable handle to a kind supervisor. It reaches whichever incarnation runs now, so it
+/// survives the supervisor's restarts by its group.
 pub struct KindHandle<L: ObjectLogic> {
-    addr: Addr<KindSupervisor<L>>,
-    path: ActorPath,
+    slot: Arc<KindSlot<L>>,
 }
 
 impl<L: ObjectLogic> Clone for KindHandle<L> {
     fn clone(&self) -> Self {
         KindHandle {
-            addr: self.addr.clone(),
-            path: self.path.clone(),
+            slot: self.slot.clone(),
         }
     }
 }
 
 impl<L: ObjectLogic> std::fmt::Debug for KindHandle<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("KindHandle").field(&self.path).finish()
+        f.debug_tuple("KindHandle").field(&self.slot.path).finish()
     }
 }
 
 impl<L: ObjectLogic> KindHandle<L> {
-    pub(crate) fn new(addr: Addr<KindSupervisor<L>>, path: ActorPath) -> Self {
-        KindHandle { addr, path }
+    pub(crate) fn new(slot: Arc<KindSlot<L>>) -> Self {
+        KindHandle { slot }
     }
 
     /// The supervisor's path.
     pub fn path(&self) -> &ActorPath {
-        &self.path
+        &self.slot.path
     }
 
-    fn stopped(&self) -> SupervisorError {
-        SupervisorError::Stopped {
-            path: self.path.to_string(),
+    /// Why no incarnation took the message.
+    fn down(&self) -> SupervisorError {
+        let path = self.slot.path.to_string();
+        if self.slot.ended.load(Ordering::Relaxed) {
+            SupervisorError::Stopped { path }
+        } else {
+            SupervisorError::Unavailable { path }
         }
+    }
+
+    fn addr(&self) -> Result<Addr<KindSupervisor<L>>, SupervisorError> {
+        self.slot.addr().ok_or_else(|| self.down())
     }
 
     /// The object at `key` exists (new or changed). Starts its actor if it has none; otherwise
@@ -614,15 +936,15 @@ impl<L: ObjectLogic> KindHandle<L> {
             object,
             meta: Meta::current(),
         };
-        self.addr.send(msg).await.map_err(|_| self.stopped())
+        self.addr()?.send(msg).await.map_err(|_| self.down())
     }
 
     /// The object at `key` is gone: its actor stops and is forgotten.
     pub async fn object_removed(&self, key: ObjectKey) -> Result<(), SupervisorError> {
-        self.addr
+        self.addr()?
             .send(ObjectRemoved { key })
             .await
-            .map_err(|_| self.stopped())
+            .map_err(|_| self.down())
     }
 
     /// A handle to the actor of `key`, if the supervisor has one.
@@ -631,16 +953,19 @@ impl<L: ObjectLogic> KindHandle<L> {
             key: key.clone(),
             _logic: PhantomData,
         };
-        self.addr.send(msg).await.map_err(|_| self.stopped())
+        self.addr()?.send(msg).await.map_err(|_| self.down())
     }
 
-    /// Stops every child and the supervisor, and removes them from the registry.
+    /// Stops every child and the supervisor, waits until they have all ended, and removes them
+    /// from the registry (and from its group, if it has one).
     pub async fn shutdown(&self) -> Result<(), SupervisorError> {
-        self.addr.send(Shutdown).await.map_err(|_| self.stopped())
+        self.addr()?;
+        self.slot.stop_with(SupervisorExit::Removed).await;
+        Ok(())
     }
 
-    /// True while the supervisor runs.
+    /// True while an incarnation of the supervisor runs.
     pub fn is_running(&self) -> bool {
-        self.addr.connected()
+        self.slot.addr().is_some_and(|a| a.connected())
     }
 }

@@ -20,6 +20,7 @@ use futures::Stream;
 use serde::{Serialize, Serializer};
 use tokio::sync::broadcast;
 
+use crate::clock::{Clock, SystemClock};
 use crate::correlation::{CorrelationId, Direction, WireEvent, WireTap};
 use crate::path::path_has_prefix;
 
@@ -84,7 +85,8 @@ pub struct TapRecord {
 }
 
 impl TapRecord {
-    /// A record of an in-process delivery; `seq` is assigned by the tap.
+    /// A record of an in-process delivery, dated by the system's wall clock; `seq` is assigned
+    /// by the tap. Inside the kit, [`MessageTap::local_record`] dates it by the tap's clock.
     pub fn local(receiver: Arc<str>, message_type: Cow<'static, str>) -> Self {
         TapRecord {
             seq: 0,
@@ -164,6 +166,7 @@ struct TapInner {
     /// A wall-clock time and the monotonic instant it was taken at, to date records from an
     /// `Instant` the writer already has instead of reading the clock again.
     epoch: (SystemTime, Instant),
+    clock: Arc<dyn Clock>,
 }
 
 /// Unsubscribes a follower when its stream is dropped.
@@ -198,8 +201,13 @@ impl Default for MessageTap {
 }
 
 impl MessageTap {
-    /// A new, empty tap.
+    /// A new, empty tap on the system clock.
     pub fn new(config: TapConfig) -> Self {
+        MessageTap::with_clock(config, SystemClock::shared())
+    }
+
+    /// A new, empty tap that dates its records by `clock`.
+    pub fn with_clock(config: TapConfig, clock: Arc<dyn Clock>) -> Self {
         let capacity = config.capacity.max(1);
         let (live, _) = broadcast::channel(config.follow_buffer.max(1));
         MessageTap {
@@ -212,7 +220,8 @@ impl MessageTap {
                 }),
                 live,
                 followers: AtomicUsize::new(0),
-                epoch: (SystemTime::now(), Instant::now()),
+                epoch: (clock.wall(), clock.now()),
+                clock,
             }),
         }
     }
@@ -226,6 +235,19 @@ impl MessageTap {
     /// Turns recording on or off; what is in the ring stays.
     pub fn set_enabled(&self, on: bool) {
         self.inner.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// The clock records are dated by (the root's clock).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// A record of an in-process delivery at the tap clock's current time.
+    pub fn local_record(&self, receiver: Arc<str>, message_type: Cow<'static, str>) -> TapRecord {
+        TapRecord {
+            time: self.inner.clock.wall(),
+            ..TapRecord::local(receiver, message_type)
+        }
     }
 
     /// The wall-clock time of `at`, without reading the clock.

@@ -1,5 +1,6 @@
 //! The inspector's HTTP endpoints (`bins/src/debug_actors.rs`, compiled here against this
-//! crate): list and get actors, read and follow messages, kill by path and by prefix.
+//! crate): list and get actors, read and follow messages, kill by path and by prefix; a tree of
+//! groups, kinds and singletons as they show it.
 
 mod common;
 
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::{test, App};
 use common::*;
-use navarch_actors::{with_correlation, CorrelationId, KindSpec, Root, Status, TapConfig};
+use navarch_actors::{
+    with_correlation, CorrelationId, GroupSpec, KindSpec, Root, SingletonSpec, Status, TapConfig,
+};
 use serde_json::Value;
 
 #[actix_rt::test]
@@ -169,4 +172,110 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
         let resp = test::call_service(&app, test::TestRequest::post().uri(uri).to_request()).await;
         assert_eq!(resp.status().as_u16(), status, "{uri}");
     }
+}
+
+#[actix_rt::test]
+async fn inspector_shows_the_supervision_tree_and_kills_a_singleton() {
+    let root = Root::new(path("/master"), TapConfig::default());
+    let source = Arc::new(MemSource::listable());
+    source.put(&key("default/web"), 1);
+    let cm = root
+        .group(GroupSpec::new("controllers").kind("controller-manager"))
+        .unwrap();
+    cm.supervise(KindSpec::new("deployment", Counter, source.clone()))
+        .await
+        .unwrap();
+    let sched = cm
+        .singleton(SingletonSpec::new(
+            "scheduler",
+            Placer::default(),
+            MemNodes::with(&[("n1", 1)]),
+        ))
+        .await
+        .unwrap();
+    let (registry, tap) = (root.registry(), root.tap());
+    let app = test::init_service(
+        App::new().configure(move |cfg| debug_actors::configure(cfg, registry, tap)),
+    )
+    .await;
+    let reg = root.registry();
+    eventually(LIMIT, "all running", || {
+        reg.list(cm.path())
+            .iter()
+            .all(|i| i.status == Status::Running)
+            && reg.list(cm.path()).len() == 4
+    })
+    .await;
+
+    let list = |uri: &'static str| {
+        let app = &app;
+        async move {
+            let req = test::TestRequest::get().uri(uri).to_request();
+            let list: Vec<Value> = test::call_and_read_body_json(app, req).await;
+            list.iter()
+                .map(|v| {
+                    format!(
+                        "{} {} {} <- {}",
+                        v["path"].as_str().unwrap(),
+                        v["role"].as_str().unwrap(),
+                        v["status"].as_str().unwrap(),
+                        v["supervisor"].as_str().unwrap_or("-"),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list("/debug/actors?prefix=/master/controllers").await,
+        [
+            "/master/controllers group running <- /master",
+            "/master/controllers/deployment supervisor running <- /master/controllers",
+            "/master/controllers/deployment/default/web object running <- /master/controllers/deployment",
+            "/master/controllers/scheduler singleton running <- /master/controllers",
+        ]
+    );
+    let req = test::TestRequest::get()
+        .uri("/debug/actors?path=/master/controllers/scheduler")
+        .to_request();
+    let one: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(one["summary"], "placed 0, free n1=1");
+    assert_eq!(one["kind"], "scheduler");
+
+    // The singleton is killable; the group and the kind are not.
+    let req = test::TestRequest::post()
+        .uri("/debug/kill?path=/master/controllers/scheduler")
+        .to_request();
+    let killed: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(killed["killed"], "/master/controllers/scheduler");
+    eventually(LIMIT, "scheduler restarted", || {
+        reg.get(sched.path())
+            .is_some_and(|i| i.restarts == 1 && i.status == Status::Running)
+    })
+    .await;
+    for uri in [
+        "/debug/kill?path=/master/controllers",
+        "/debug/kill?path=/master/controllers/deployment",
+    ] {
+        let resp = test::call_service(&app, test::TestRequest::post().uri(uri).to_request()).await;
+        assert_eq!(resp.status().as_u16(), 409, "{uri}");
+    }
+
+    // Stopped (not the leader): the tree stays visible, nothing under it runs or can be killed.
+    cm.stop_children().await.unwrap();
+    assert_eq!(
+        list("/debug/actors?prefix=/master/controllers").await,
+        [
+            "/master/controllers group running <- /master",
+            "/master/controllers/deployment supervisor stopped <- /master/controllers",
+            "/master/controllers/scheduler singleton stopped <- /master/controllers",
+        ]
+    );
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/debug/kill?prefix=/master/controllers")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 404);
 }

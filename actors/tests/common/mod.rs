@@ -1,16 +1,19 @@
-//! Test kit shared by the integration tests: a counter kind, an in-memory source, recording
-//! effects and a wait-for-condition helper.
+//! Test kit shared by the integration tests: a counter kind (also with its live states
+//! counted), an in-memory source, recording effects, a scheduler-like singleton with its
+//! snapshot source, and wait-for-condition helpers.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use navarch_actors::{
     current_actor, current_correlation, ActorPath, ChildRef, CorrelationId, Decision, EffectError,
-    Effects, Fatal, ObjectKey, ObjectLogic, Registry, Source, SourceError, TapInfo,
+    Effects, Fatal, ObjectKey, ObjectLogic, Registry, Sender, SingletonLogic, SnapshotSource,
+    Source, SourceError, TapInfo,
 };
 
 /// A counter per object: its stored value is the starting point; events add to it.
@@ -97,16 +100,32 @@ impl ObjectLogic for Counter {
     }
 }
 
-/// An in-memory store of counters, with switches to make loads fail or panic.
+/// An in-memory store of counters, with switches to make loads fail or panic. It lists its
+/// keys only if made with [`MemSource::listable`].
 #[derive(Default)]
 pub struct MemSource {
     pub values: Mutex<HashMap<ObjectKey, i64>>,
     pub loads: Mutex<HashMap<ObjectKey, u32>>,
     pub failing: Mutex<HashSet<ObjectKey>>,
     pub panicking: Mutex<HashSet<ObjectKey>>,
+    pub listing: bool,
+    pub list_failing: Mutex<bool>,
+    pub lists: Mutex<u32>,
 }
 
 impl MemSource {
+    /// A source that kind supervisors list on every start.
+    pub fn listable() -> Self {
+        MemSource {
+            listing: true,
+            ..MemSource::default()
+        }
+    }
+
+    pub fn lists(&self) -> u32 {
+        *self.lists.lock().unwrap()
+    }
+
     pub fn put(&self, key: &ObjectKey, value: i64) {
         self.values.lock().unwrap().insert(key.clone(), value);
     }
@@ -134,6 +153,22 @@ impl Source<i64> for MemSource {
             }
             Ok(value)
         })
+    }
+
+    fn list(&self) -> Option<BoxFuture<'static, Result<Vec<ObjectKey>, SourceError>>> {
+        if !self.listing {
+            return None;
+        }
+        *self.lists.lock().unwrap() += 1;
+        let failing = *self.list_failing.lock().unwrap();
+        let mut keys: Vec<ObjectKey> = self.values.lock().unwrap().keys().cloned().collect();
+        keys.sort();
+        Some(Box::pin(async move {
+            if failing {
+                return Err(SourceError::Unavailable("the store is unreachable".into()));
+            }
+            Ok(keys)
+        }))
     }
 }
 
@@ -230,3 +265,198 @@ pub fn path(s: &str) -> ActorPath {
 }
 
 pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// Counts live actor states: +1 when made, -1 when dropped. A state is dropped when its
+/// incarnation ends, so the count says how many actors run.
+pub struct Live(Arc<AtomicIsize>);
+
+impl Live {
+    pub fn new(count: &Arc<AtomicIsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// [`Counter`], with its live states counted.
+#[derive(Clone, Default)]
+pub struct Tracked {
+    pub live: Arc<AtomicIsize>,
+}
+
+pub struct TrackedState {
+    pub inner: CounterState,
+    _live: Live,
+}
+
+impl ObjectLogic for Tracked {
+    type Object = i64;
+    type State = TrackedState;
+    type Event = CounterEvent;
+    type Action = Act;
+
+    fn rebuild(&self, key: &ObjectKey, object: i64) -> TrackedState {
+        TrackedState {
+            inner: Counter.rebuild(key, object),
+            _live: Live::new(&self.live),
+        }
+    }
+
+    fn on_change(&self, state: &mut TrackedState, object: i64) -> Decision<Act> {
+        Counter.on_change(&mut state.inner, object)
+    }
+
+    fn handle(&self, state: &mut TrackedState, event: CounterEvent) -> Decision<Act> {
+        Counter.handle(&mut state.inner, event)
+    }
+
+    fn summary(&self, state: &TrackedState) -> String {
+        Counter.summary(&state.inner)
+    }
+}
+
+/// A scheduler-like singleton: places each pod on the node with the most free cpu (ties by
+/// name), or reports it unschedulable.
+#[derive(Clone, Default)]
+pub struct Placer {
+    pub live: Arc<AtomicIsize>,
+}
+
+pub struct PlacerState {
+    pub free: BTreeMap<String, u32>,
+    pub placed: u32,
+    _live: Live,
+}
+
+#[derive(Debug)]
+pub enum PlacerEvent {
+    Place { pod: String, cpu: u32 },
+    Panic,
+}
+
+impl TapInfo for PlacerEvent {
+    fn message_type(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            PlacerEvent::Place { .. } => "Place",
+            PlacerEvent::Panic => "Panic",
+        }
+        .into()
+    }
+
+    fn summary(&self) -> Option<String> {
+        match self {
+            PlacerEvent::Place { pod, cpu } => Some(format!("{pod} cpu={cpu}")),
+            PlacerEvent::Panic => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Bind { pod: String, node: String },
+    Unschedulable { pod: String },
+}
+
+impl SingletonLogic for Placer {
+    type Snapshot = Vec<(String, u32)>;
+    type State = PlacerState;
+    type Event = PlacerEvent;
+    type Action = Placement;
+
+    fn rebuild(&self, nodes: Vec<(String, u32)>) -> PlacerState {
+        PlacerState {
+            free: nodes.into_iter().collect(),
+            placed: 0,
+            _live: Live::new(&self.live),
+        }
+    }
+
+    fn handle(&self, state: &mut PlacerState, event: PlacerEvent) -> Decision<Placement> {
+        match event {
+            PlacerEvent::Place { pod, cpu } => {
+                let best = state
+                    .free
+                    .iter()
+                    .filter(|(_, free)| **free >= cpu)
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                    .map(|(node, _)| node.clone());
+                Ok(vec![match best {
+                    Some(node) => {
+                        *state.free.get_mut(&node).unwrap() -= cpu;
+                        state.placed += 1;
+                        Placement::Bind { pod, node }
+                    }
+                    None => Placement::Unschedulable { pod },
+                }])
+            }
+            PlacerEvent::Panic => panic!("placer asked to panic"),
+        }
+    }
+
+    fn summary(&self, state: &PlacerState) -> String {
+        let free: Vec<String> = state.free.iter().map(|(n, f)| format!("{n}={f}")).collect();
+        format!("placed {}, free {}", state.placed, free.join(" "))
+    }
+}
+
+/// The nodes a [`Placer`] rebuilds from, with a switch to make loads fail.
+#[derive(Default)]
+pub struct MemNodes {
+    pub nodes: Mutex<Vec<(String, u32)>>,
+    pub loads: Mutex<u32>,
+    pub failing: Mutex<bool>,
+}
+
+impl MemNodes {
+    pub fn with(nodes: &[(&str, u32)]) -> Arc<Self> {
+        let m = MemNodes::default();
+        *m.nodes.lock().unwrap() = nodes.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect();
+        Arc::new(m)
+    }
+
+    pub fn loads(&self) -> u32 {
+        *self.loads.lock().unwrap()
+    }
+}
+
+impl SnapshotSource<Vec<(String, u32)>> for MemNodes {
+    fn load(&self) -> BoxFuture<'static, Result<Vec<(String, u32)>, SourceError>> {
+        *self.loads.lock().unwrap() += 1;
+        let nodes = self.nodes.lock().unwrap().clone();
+        let failing = *self.failing.lock().unwrap();
+        Box::pin(async move {
+            if failing {
+                return Err(SourceError::Unavailable("nodes are unreachable".into()));
+            }
+            Ok(nodes)
+        })
+    }
+}
+
+/// Effects that hand each placement to a typed sender, as a scheduler hands bindings to the
+/// API layer.
+pub struct PlacementEffects(pub Sender<Placement>);
+
+impl Effects<Placement> for PlacementEffects {
+    fn perform(
+        &self,
+        _: &ActorPath,
+        actions: Vec<Placement>,
+    ) -> BoxFuture<'static, Result<(), EffectError>> {
+        let out = self.0.clone();
+        Box::pin(async move {
+            for placement in actions {
+                out.send(placement).await.map_err(|e| EffectError {
+                    message: e.to_string(),
+                    fatal: false,
+                })?;
+            }
+            Ok(())
+        })
+    }
+}
