@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod kinds;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod selector;
 pub mod status;
 pub mod table;
