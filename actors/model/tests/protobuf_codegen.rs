@@ -736,6 +736,10 @@ struct Message {
 struct Model {
     messages: BTreeMap<String, Message>,
     order: Vec<String>,
+    /// JSON fields of k8s-openapi's (newer) Kubernetes that k8s-pb's protobuf lacks.
+    missing: Vec<String>,
+    /// k8s-pb fields k8s-openapi no longer has (named from Go).
+    removed: Vec<String>,
 }
 
 fn special_stem(path: &str) -> Option<&'static str> {
@@ -778,6 +782,8 @@ fn build_model(go: &BTreeMap<(String, String), GoStruct>) -> Model {
     let order = reachable(&pb);
     let defs = openapi_definitions();
     let mut messages = BTreeMap::new();
+    let mut removed = Vec::new();
+    let mut schemas: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for path in &order {
         let m = pb[path].clone();
         let pkg = go_package(&m.module);
@@ -835,6 +841,7 @@ fn build_model(go: &BTreeMap<(String, String), GoStruct>) -> Model {
                         }
                         (true, []) => {
                             // A field k8s-openapi's Kubernetes version no longer has: Go's name.
+                            removed.push(format!("{}.{go_name}", m.name));
                             Some(go_name.clone())
                         }
                         (true, many) => panic!("{path}.{}: ambiguous JSON names {many:?}", f.rust),
@@ -866,6 +873,9 @@ fn build_model(go: &BTreeMap<(String, String), GoStruct>) -> Model {
                 keep_zero: true,
             });
         }
+        if schema.is_some() {
+            schemas.insert(path.clone(), props.clone());
+        }
         messages.insert(
             path.clone(),
             Message {
@@ -876,7 +886,23 @@ fn build_model(go: &BTreeMap<(String, String), GoStruct>) -> Model {
             },
         );
     }
-    Model { messages, order }
+    let mut model = Model {
+        messages,
+        order,
+        missing: Vec::new(),
+        removed,
+    };
+    for (path, props) in schemas {
+        let mut ks = Vec::new();
+        keys(&model, &path, &mut ks);
+        let name = &model.messages[&path].pb.name;
+        for p in props {
+            if !ks.contains(&p) && p != "apiVersion" && p != "kind" {
+                model.missing.push(format!("{name}.{p}"));
+            }
+        }
+    }
+    model
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -956,6 +982,21 @@ fn generate(model: &Model, go_fields_header: &str) -> String {
     )
     .unwrap();
     let _ = tag_line;
+    s.push_str("// Fields of k8s-openapi's Kubernetes that this k8s-pb's protobuf has no place for\n// (encoding an object that sets one fails, naming it):\n");
+    for m in &model.missing {
+        writeln!(s, "//   {m}").unwrap();
+    }
+    if model.missing.is_empty() {
+        s.push_str("//   (none)\n");
+    }
+    s.push_str("// Fields k8s-openapi no longer has, named from the Go structs:\n");
+    for m in &model.removed {
+        writeln!(s, "//   {m}").unwrap();
+    }
+    if model.removed.is_empty() {
+        s.push_str("//   (none)\n");
+    }
+    s.push('\n');
     s.push_str("// Unused variables: `p` in messages with no nested field; dead code: the standalone\n// converters of structs only ever inlined in another (`ProbeHandler`).\n#![allow(clippy::all, clippy::pedantic, unused_variables, dead_code)]\n\n");
     s.push_str("use k8s_pb as pb;\nuse serde_json::{Map, Value};\n\n");
     s.push_str("use super::bounds::{Shape, Sub};\nuse super::convert::*;\nuse super::{KindCodec, ProtobufError};\n\n");

@@ -768,3 +768,88 @@ pub(crate) mod go_duration {
         Ok(if neg { -t } else { t } as i64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_and_write_like_go() {
+        // (nanoseconds, time.Duration.String())
+        let cases: &[(i64, &str)] = &[
+            (0, "0s"),
+            (1, "1ns"),
+            (1_100, "1.1µs"),
+            (2_200_000, "2.2ms"),
+            (1_000_000_000, "1s"),
+            (1_500_000_000, "1.5s"),
+            (60_000_000_000, "1m0s"),
+            (3_723_000_000_000, "1h2m3s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (-90_000_000_000, "-1m30s"),
+            (123_000_000_004, "2m3.000000004s"),
+            (i64::MAX, "2562047h47m16.854775807s"),
+            (i64::MIN, "-2562047h47m16.854775808s"),
+        ];
+        for (n, s) in cases {
+            assert_eq!(go_duration::format(*n), *s, "format {n}");
+            assert_eq!(go_duration::parse(s), Ok(*n), "parse {s}");
+        }
+        for (s, n) in [
+            ("1h30m", 5_400_000_000_000),
+            ("1.5h", 5_400_000_000_000),
+            ("300ms", 300_000_000),
+            ("2us", 2_000),
+            ("+5s", 5_000_000_000),
+            (".5s", 500_000_000),
+        ] {
+            assert_eq!(go_duration::parse(s), Ok(n), "{s}");
+        }
+        for bad in ["", "5", "1x", "1..5s", "h", "3000000h"] {
+            assert!(go_duration::parse(bad).is_err(), "{bad}");
+        }
+        let d = duration_from_json(&Value::from("1m30s"), &Pos::ROOT).unwrap();
+        assert_eq!(d.duration, Some(90_000_000_000));
+        assert_eq!(
+            duration_to_json(&d, &Pos::ROOT).unwrap(),
+            Value::from("1m30s")
+        );
+    }
+
+    #[test]
+    fn paths_print_like_kubernetes_field_paths() {
+        let root = Pos::ROOT;
+        let spec = root.key("spec");
+        let containers = spec.key("containers");
+        let first = containers.index(0);
+        let image = first.key("image");
+        assert_eq!(image.to_string(), "spec.containers[0].image");
+        let labels = root.key("metadata");
+        let labels = labels.key("labels");
+        assert_eq!(
+            labels.map_key("app.kubernetes.io/name").to_string(),
+            "metadata.labels[\"app.kubernetes.io/name\"]"
+        );
+        assert_eq!(root.to_string(), "");
+    }
+
+    #[test]
+    fn raw_extensions_embed_json_but_not_protobuf() {
+        let r = raw_extension_from_json(&serde_json::json!({"a": [1, 2]}), &Pos::ROOT).unwrap();
+        assert_eq!(
+            raw_extension_to_json(&r, &Pos::ROOT).unwrap(),
+            serde_json::json!({"a": [1, 2]})
+        );
+        let pb = RawExtension {
+            raw: Some(b"k8s\x00\x0a".to_vec()),
+        };
+        assert!(raw_extension_to_json(&pb, &Pos::ROOT).is_err());
+        let bad = FieldsV1 {
+            raw: Some(b"{not json".to_vec()),
+        };
+        assert!(matches!(
+            fields_v1_to_json(&bad, &Pos::ROOT),
+            Err(ProtobufError::InvalidJson { .. })
+        ));
+    }
+}

@@ -3,6 +3,34 @@
 //! JSON for every message reachable from the roots. Do not edit; regenerate with
 //! `NAVARCH_REGENERATE=1 cargo test -p navarch-model --test protobuf_codegen`.
 
+// Fields of k8s-openapi's Kubernetes that this k8s-pb's protobuf has no place for
+// (encoding an object that sets one fails, naming it):
+//   TokenRequestSpec.attestations
+//   ClusterTrustBundleProjection.user
+//   ConfigMapVolumeSource.defaultUser
+//   DownwardAPIVolumeFile.user
+//   DownwardAPIVolumeSource.defaultUser
+//   EmptyDirVolumeSource.mode
+//   GrpcAction.mode
+//   HttpGetAction.protocol
+//   KeyToPath.user
+//   NodeSpec.podPreemptionPolicy
+//   NodeSystemInfo.runningInUserNamespace
+//   PodCertificateProjection.user
+//   PodSpec.evictionResponders
+//   PodSpec.schedulingGroup
+//   PodStatus.nodeAllocatableResourceClaimStatuses
+//   PodStatus.volumeHealth
+//   ProjectedVolumeSource.defaultUser
+//   ResourceHealth.message
+//   SecretVolumeSource.defaultUser
+//   ServiceAccountTokenProjection.user
+//   VolumeMount.bindMountOptions
+//   VolumeMountStatus.volumeStatus
+//   ListMeta.shardInfo
+// Fields k8s-openapi no longer has, named from the Go structs:
+//   PodSpec.workloadRef
+
 // Unused variables: `p` in messages with no nested field; dead code: the standalone
 // converters of structs only ever inlined in another (`ProbeHandler`).
 #![allow(clippy::all, clippy::pedantic, unused_variables, dead_code)]
