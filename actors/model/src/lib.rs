@@ -1,6 +1,7 @@
 //! The Kubernetes object rules that navarch's API server (and, later, its per-object actors)
 //! apply: the kinds we serve, validation and defaults, patches, selectors, the Table format,
-//! discovery, OpenAPI documents, authorization and `Status` errors.
+//! discovery, OpenAPI documents, authorization, `Status` errors, and Kubernetes' protobuf wire
+//! format converted to and from that JSON (`protobuf`).
 //!
 //! Everything here is pure: JSON in, JSON or a decision out. No store, no actix, no I/O; the
 //! API server in `navarch-bins` is the shell that feeds requests in and carries results out.

@@ -133,6 +133,15 @@ fn kubectl_bodies_decode_to_what_the_commands_mean() {
             }),
         ),
         (
+            "auth-can-i-list.pb",
+            json!({
+                "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                "metadata": {}, "spec": {"namespace": "default"},
+                // `resourceRules`, `nonResourceRules` and `incomplete` have no omitempty.
+                "status": {"resourceRules": [], "nonResourceRules": [], "incomplete": false}
+            }),
+        ),
+        (
             "auth-whoami.pb",
             json!({
                 "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
