@@ -1001,3 +1001,46 @@ fn unknown_protobuf_fields_are_refused_unless_zero() {
         })
     );
 }
+
+#[test]
+fn kubectl_creates_pass_navarchs_own_validation() {
+    use navarch_model::kinds;
+    use navarch_model::validate::{self, FieldValidation};
+    // The served kinds among kubectl's bodies: what the API server would run them through.
+    for (name, kind) in [
+        ("create-namespace-a1.pb", "Namespace"),
+        ("create-deployment-d1.pb", "Deployment"),
+        ("create-service-clusterip-s1.pb", "Service"),
+    ] {
+        let kind = kinds::by_kind(kind).unwrap();
+        let object = protobuf::decode(&fixture(name)).unwrap();
+        let decoded = validate::decode(kind, &object, FieldValidation::Strict)
+            .unwrap_or_else(|c| panic!("{name}: {c:?}"));
+        let mut object = decoded.object;
+        if kind.namespaced {
+            object["metadata"]["namespace"] = json!("default");
+        }
+        validate::default(kind, &mut object);
+        let causes = validate::validate_create(kind, &object);
+        assert!(causes.is_empty(), "{name}: {causes:?}");
+    }
+}
+
+#[test]
+fn kubectl_bodies_decode_to_kubectls_own_json() {
+    // `<command>.json` is what the same kubectl prints for `<command> --dry-run=client -o json`:
+    // Go's JSON of the very object it sends as `<command>.pb`.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubectl");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let want: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let pb = path.with_extension("pb");
+            let got = protobuf::decode(&std::fs::read(&pb).unwrap()).unwrap();
+            assert_eq!(got, want, "{}", pb.display());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 11);
+}
