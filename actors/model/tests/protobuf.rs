@@ -1044,3 +1044,45 @@ fn kubectl_bodies_decode_to_kubectls_own_json() {
     }
     assert_eq!(checked, 11);
 }
+
+/// Responses in our protobuf that kubectl 1.37.1 was fed from a loopback stub and accepted:
+/// `create namespace -o json` printed the Namespace, `logs deploy/web` found its pod in
+/// the PodList, and `logs deploy/lonely` read the pod from the watch stream's ADDED frame.
+/// The bytes are pinned so a change to the encoding is seen (and re-checked with kubectl).
+/// `NAVARCH_REGENERATE=1` rewrites them.
+#[test]
+fn responses_kubectl_accepted_are_still_what_we_encode() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubectl/responses");
+    let pod = |name: &str, app: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "default", "uid": "7c1e", "resourceVersion": "5",
+                            "creationTimestamp": "2026-11-25T21:54:07Z", "labels": {"app": app}},
+               "spec": {"containers": [{"name": "main", "image": "busybox"}], "nodeName": "node-1"},
+               "status": {"phase": "Running", "podIP": "10.244.0.9", "startTime": "2026-11-25T21:54:08Z"}})
+    };
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "a1", "uid": "3f2a", "resourceVersion": "17", "creationTimestamp": "2026-11-25T21:54:07Z",
+                     "labels": {"kubernetes.io/metadata.name": "a1"}},
+        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+    let mut pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "21"}, "items": [pod("web-1", "web")]});
+    pods["items"][0].as_object_mut().unwrap().remove("apiVersion");
+    pods["items"][0].as_object_mut().unwrap().remove("kind");
+    let empty = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "21"}, "items": []});
+    let mut watch = protobuf::encode_watch_event("ADDED", &pod("lonely-1", "lonely")).unwrap();
+    watch.extend(protobuf::encode_watch_event("MODIFIED", &pod("lonely-1", "lonely")).unwrap());
+    let cases = [
+        ("namespace-a1.pb", protobuf::encode(&namespace).unwrap()),
+        ("podlist-web.pb", protobuf::encode(&pods).unwrap()),
+        ("podlist-empty.pb", protobuf::encode(&empty).unwrap()),
+        ("watch-lonely.pb", watch),
+    ];
+    let regenerate = std::env::var_os("NAVARCH_REGENERATE").is_some();
+    for (name, bytes) in cases {
+        let path = dir.join(name);
+        if regenerate {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}");
+    }
+}
