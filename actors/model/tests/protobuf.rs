@@ -1065,7 +1065,10 @@ fn responses_kubectl_accepted_are_still_what_we_encode() {
                      "labels": {"kubernetes.io/metadata.name": "a1"}},
         "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
     let mut pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "21"}, "items": [pod("web-1", "web")]});
-    pods["items"][0].as_object_mut().unwrap().remove("apiVersion");
+    pods["items"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("apiVersion");
     pods["items"][0].as_object_mut().unwrap().remove("kind");
     let empty = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "21"}, "items": []});
     let mut watch = protobuf::encode_watch_event("ADDED", &pod("lonely-1", "lonely")).unwrap();
