@@ -283,18 +283,26 @@ fn k8s_pb_package() -> (PathBuf, String) {
         .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
         .expect("rustc -vV names the host");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = std::process::Command::new(cargo)
-        .args([
+    let metadata = |offline: bool| {
+        let mut cmd = std::process::Command::new(&cargo);
+        cmd.args([
             "metadata",
             "--format-version",
             "1",
-            "--offline",
             "--filter-platform",
             &host,
         ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo metadata");
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.output().expect("run cargo metadata")
+    };
+    // Offline first (the build has everything); online if the local index lacks something.
+    let mut out = metadata(true);
+    if !out.status.success() {
+        out = metadata(false);
+    }
     assert!(
         out.status.success(),
         "cargo metadata: {}",
@@ -806,6 +814,13 @@ fn build_model(go: &BTreeMap<(String, String), GoStruct>) -> Model {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(&schema_name))
             .map(|(_, v)| v);
+        let is_root = ROOTS
+            .iter()
+            .any(|(md, n, _)| *md == m.module && *n == m.name);
+        assert!(
+            schema.is_some() || !is_root || m.name.ends_with("List"),
+            "root {path} has no k8s-openapi schema: add its type to openapi_definitions"
+        );
         let props: Vec<String> = schema
             .and_then(|s| s.get("properties"))
             .and_then(Value::as_object)
