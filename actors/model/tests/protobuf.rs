@@ -1089,3 +1089,21 @@ fn responses_kubectl_accepted_are_still_what_we_encode() {
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name}");
     }
 }
+
+#[test]
+fn realistic_large_lists_fit_the_bounds() {
+    // 1,000 full pods: about 1.3 MB of protobuf, well inside the allocation estimate.
+    let items: Vec<Value> = (0..1000)
+        .map(|i| {
+            let mut p = pod();
+            p["metadata"]["name"] = json!(format!("web-{i}"));
+            p.as_object_mut().unwrap().remove("apiVersion");
+            p.as_object_mut().unwrap().remove("kind");
+            p
+        })
+        .collect();
+    let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "9"}, "items": items});
+    let bytes = protobuf::encode(&list).unwrap();
+    assert!(bytes.len() > 1_000_000, "{}", bytes.len());
+    assert_eq!(protobuf::decode(&bytes).unwrap(), list);
+}

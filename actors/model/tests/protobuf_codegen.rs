@@ -13,6 +13,11 @@
 //!   cargo test -p navarch-model --test protobuf_codegen
 //! ```
 //!
+//! The generator runs inside the crate's test build, so the crate must compile first: if a
+//! change to `protobuf/bounds.rs` or `convert.rs` breaks the old `generated.rs`, replace it
+//! with the three lines `use super::KindCodec; pub(super) static KINDS: &[KindCodec] = &[];`
+//! (after a `//!` line) and regenerate.
+//!
 //! Inputs, all read from their own definitions, none restated by hand:
 //! - **k8s-pb's sources** (`src/**/mod.rs`, found through `cargo metadata`): every message,
 //!   its fields, their prost kind (`string, optional`, `message, repeated`, `btree_map`...)
@@ -1065,9 +1070,10 @@ fn gen_message(model: &Model, path: &str, s: &mut String) {
         };
         write!(
             s,
-            "({}, {:?}, {sub}), ",
+            "({}, {:?}, {}, {sub}), ",
             f.pb.tag,
-            f.json.as_deref().unwrap_or("")
+            f.json.as_deref().unwrap_or(""),
+            f.pb.repeated
         )
         .unwrap();
     }

@@ -5,11 +5,13 @@
 //! Why a pass of our own: prost limits nesting (to 100) but not memory. An empty element of
 //! a repeated message field costs two bytes on the wire and a whole struct in memory (a
 //! `Container` is several hundred bytes), then a JSON object; a 3 MiB body of them would
-//! allocate gigabytes. Here every message is charged twice its struct size (a `Vec` may
-//! double while it grows) plus the JSON it becomes, every field a fixed overhead, every
-//! string or bytes value three times its length (the prost copy, the JSON copy, slack), and
-//! every embedded JSON document (`FieldsV1`, `RawExtension`) 32 times its length (a JSON
-//! value per two bytes). The estimate must stay under [`super::MAX_DECODED_BYTES`].
+//! allocate gigabytes. Here every element of a repeated field or a map is charged twice its
+//! struct size (a `Vec` may double while it grows; a singular message lives inside its
+//! parent's struct and costs nothing more), every message the JSON object it becomes, every
+//! field a fixed overhead, every string or bytes value three times its length (the prost
+//! copy, the JSON copy, slack), and every embedded value with its own JSON form (`FieldsV1`,
+//! `RawExtension`, times, quantities) 32 times its length (a JSON value per two bytes). The
+//! estimate must stay under [`super::MAX_DECODED_BYTES`].
 //!
 //! Unknown fields: prost skips them silently. A field our k8s-pb release does not know but
 //! a newer client sets to its zero value (Go writes every non-pointer field) is harmless and
@@ -24,8 +26,9 @@ pub(crate) struct Shape {
     pub name: &'static str,
     /// `size_of` the k8s-pb struct.
     pub size: usize,
-    /// `(tag, JSON name, what the field holds)`; the JSON name is empty for inline structs.
-    pub fields: &'static [(u32, &'static str, Sub)],
+    /// `(tag, JSON name, repeated, what the field holds)`; the JSON name is empty for
+    /// inline structs.
+    pub fields: &'static [(u32, &'static str, bool, Sub)],
 }
 
 #[derive(Debug)]
@@ -80,6 +83,7 @@ pub(crate) fn check(buf: &[u8], shape: &'static Shape) -> Result<(), ProtobufErr
         left: MAX_DECODED_BYTES,
         path: Vec::new(),
     };
+    walk.charge(shape.size)?;
     message(buf, shape, 1, &mut walk)
 }
 
@@ -153,11 +157,11 @@ fn message(
             limit: MAX_DEPTH,
         });
     }
-    walk.charge(2 * shape.size + MESSAGE_COST)?;
+    walk.charge(MESSAGE_COST)?;
     while !buf.is_empty() {
         let (tag, value) = next_field(&mut buf)?;
         walk.charge(FIELD_COST)?;
-        let Some((_, name, sub)) = shape.fields.iter().find(|(t, _, _)| *t == tag) else {
+        let Some((_, name, repeated, sub)) = shape.fields.iter().find(|(t, ..)| *t == tag) else {
             let zero = match value {
                 Value::Number(n) => n == 0,
                 Value::Bytes(b) => b.is_empty(),
@@ -176,14 +180,26 @@ fn message(
             // Numbers cost nothing beyond the field; prost refuses a number for a message.
             Value::Number(_) => continue,
         };
+        // A repeated element or a map value is a new struct; a singular message is inside
+        // its parent's.
+        let element = |size: usize| if *repeated { 2 * size } else { 0 };
         walk.path.push(name);
         match sub {
             Sub::Scalar | Sub::MapOfScalar => walk.charge(3 * payload.len())?,
-            Sub::Message(s) => message(payload, s, depth + 1, walk)?,
-            Sub::Special(size) | Sub::MapOfSpecial(size) => {
-                walk.charge(2 * size + MESSAGE_COST + EMBEDDED_JSON_FACTOR * payload.len())?
+            Sub::Message(s) => {
+                walk.charge(element(s.size))?;
+                message(payload, s, depth + 1, walk)?;
             }
-            Sub::MapOf(s) => map_entry(payload, s, depth + 1, walk)?,
+            Sub::Special(size) => {
+                walk.charge(element(*size) + MESSAGE_COST + EMBEDDED_JSON_FACTOR * payload.len())?;
+            }
+            Sub::MapOfSpecial(size) => {
+                walk.charge(2 * size + MESSAGE_COST + EMBEDDED_JSON_FACTOR * payload.len())?;
+            }
+            Sub::MapOf(s) => {
+                walk.charge(2 * s.size)?;
+                map_entry(payload, s, depth + 1, walk)?;
+            }
         }
         walk.path.pop();
     }

@@ -503,9 +503,24 @@ pub(super) static SHAPE_APPS_V1_DEPLOYMENT: Shape = Shape {
     name: "Deployment",
     size: std::mem::size_of::<pb::api::apps::v1::Deployment>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT_SPEC)),
-        (3, "status", Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT_STATUS)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "spec",
+            false,
+            Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT_SPEC),
+        ),
+        (
+            3,
+            "status",
+            false,
+            Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT_STATUS),
+        ),
     ],
 };
 
@@ -576,11 +591,12 @@ pub(super) static SHAPE_APPS_V1_DEPLOYMENT_CONDITION: Shape = Shape {
     name: "DeploymentCondition",
     size: std::mem::size_of::<pb::api::apps::v1::DeploymentCondition>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (2, "status", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (2, "status", false, Sub::Scalar),
         (
             6,
             "lastUpdateTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -588,12 +604,13 @@ pub(super) static SHAPE_APPS_V1_DEPLOYMENT_CONDITION: Shape = Shape {
         (
             7,
             "lastTransitionTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (4, "reason", Sub::Scalar),
-        (5, "message", Sub::Scalar),
+        (4, "reason", false, Sub::Scalar),
+        (5, "message", false, Sub::Scalar),
     ],
 };
 
@@ -673,8 +690,8 @@ pub(super) static SHAPE_APPS_V1_DEPLOYMENT_LIST: Shape = Shape {
     name: "DeploymentList",
     size: std::mem::size_of::<pb::api::apps::v1::DeploymentList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT)),
     ],
 };
 
@@ -727,22 +744,29 @@ pub(super) static SHAPE_APPS_V1_DEPLOYMENT_SPEC: Shape = Shape {
     name: "DeploymentSpec",
     size: std::mem::size_of::<pb::api::apps::v1::DeploymentSpec>(),
     fields: &[
-        (1, "replicas", Sub::Scalar),
-        (2, "selector", Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR)),
+        (1, "replicas", false, Sub::Scalar),
+        (
+            2,
+            "selector",
+            false,
+            Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
+        ),
         (
             3,
             "template",
+            false,
             Sub::Message(&SHAPE_CORE_V1_POD_TEMPLATE_SPEC),
         ),
         (
             4,
             "strategy",
+            false,
             Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT_STRATEGY),
         ),
-        (5, "minReadySeconds", Sub::Scalar),
-        (6, "revisionHistoryLimit", Sub::Scalar),
-        (7, "paused", Sub::Scalar),
-        (9, "progressDeadlineSeconds", Sub::Scalar),
+        (5, "minReadySeconds", false, Sub::Scalar),
+        (6, "revisionHistoryLimit", false, Sub::Scalar),
+        (7, "paused", false, Sub::Scalar),
+        (9, "progressDeadlineSeconds", false, Sub::Scalar),
     ],
 };
 
@@ -846,19 +870,20 @@ pub(super) static SHAPE_APPS_V1_DEPLOYMENT_STATUS: Shape = Shape {
     name: "DeploymentStatus",
     size: std::mem::size_of::<pb::api::apps::v1::DeploymentStatus>(),
     fields: &[
-        (1, "observedGeneration", Sub::Scalar),
-        (2, "replicas", Sub::Scalar),
-        (3, "updatedReplicas", Sub::Scalar),
-        (7, "readyReplicas", Sub::Scalar),
-        (4, "availableReplicas", Sub::Scalar),
-        (5, "unavailableReplicas", Sub::Scalar),
-        (9, "terminatingReplicas", Sub::Scalar),
+        (1, "observedGeneration", false, Sub::Scalar),
+        (2, "replicas", false, Sub::Scalar),
+        (3, "updatedReplicas", false, Sub::Scalar),
+        (7, "readyReplicas", false, Sub::Scalar),
+        (4, "availableReplicas", false, Sub::Scalar),
+        (5, "unavailableReplicas", false, Sub::Scalar),
+        (9, "terminatingReplicas", false, Sub::Scalar),
         (
             6,
             "conditions",
+            true,
             Sub::Message(&SHAPE_APPS_V1_DEPLOYMENT_CONDITION),
         ),
-        (8, "collisionCount", Sub::Scalar),
+        (8, "collisionCount", false, Sub::Scalar),
     ],
 };
 
@@ -945,10 +970,11 @@ pub(super) static SHAPE_APPS_V1_DEPLOYMENT_STRATEGY: Shape = Shape {
     name: "DeploymentStrategy",
     size: std::mem::size_of::<pb::api::apps::v1::DeploymentStrategy>(),
     fields: &[
-        (1, "type", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
         (
             2,
             "rollingUpdate",
+            false,
             Sub::Message(&SHAPE_APPS_V1_ROLLING_UPDATE_DEPLOYMENT),
         ),
     ],
@@ -1010,9 +1036,24 @@ pub(super) static SHAPE_APPS_V1_REPLICA_SET: Shape = Shape {
     name: "ReplicaSet",
     size: std::mem::size_of::<pb::api::apps::v1::ReplicaSet>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_APPS_V1_REPLICA_SET_SPEC)),
-        (3, "status", Sub::Message(&SHAPE_APPS_V1_REPLICA_SET_STATUS)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "spec",
+            false,
+            Sub::Message(&SHAPE_APPS_V1_REPLICA_SET_SPEC),
+        ),
+        (
+            3,
+            "status",
+            false,
+            Sub::Message(&SHAPE_APPS_V1_REPLICA_SET_STATUS),
+        ),
     ],
 };
 
@@ -1083,17 +1124,18 @@ pub(super) static SHAPE_APPS_V1_REPLICA_SET_CONDITION: Shape = Shape {
     name: "ReplicaSetCondition",
     size: std::mem::size_of::<pb::api::apps::v1::ReplicaSetCondition>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (2, "status", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (2, "status", false, Sub::Scalar),
         (
             3,
             "lastTransitionTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (4, "reason", Sub::Scalar),
-        (5, "message", Sub::Scalar),
+        (4, "reason", false, Sub::Scalar),
+        (5, "message", false, Sub::Scalar),
     ],
 };
 
@@ -1158,8 +1200,8 @@ pub(super) static SHAPE_APPS_V1_REPLICA_SET_LIST: Shape = Shape {
     name: "ReplicaSetList",
     size: std::mem::size_of::<pb::api::apps::v1::ReplicaSetList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_APPS_V1_REPLICA_SET)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_APPS_V1_REPLICA_SET)),
     ],
 };
 
@@ -1212,12 +1254,18 @@ pub(super) static SHAPE_APPS_V1_REPLICA_SET_SPEC: Shape = Shape {
     name: "ReplicaSetSpec",
     size: std::mem::size_of::<pb::api::apps::v1::ReplicaSetSpec>(),
     fields: &[
-        (1, "replicas", Sub::Scalar),
-        (4, "minReadySeconds", Sub::Scalar),
-        (2, "selector", Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR)),
+        (1, "replicas", false, Sub::Scalar),
+        (4, "minReadySeconds", false, Sub::Scalar),
+        (
+            2,
+            "selector",
+            false,
+            Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
+        ),
         (
             3,
             "template",
+            false,
             Sub::Message(&SHAPE_CORE_V1_POD_TEMPLATE_SPEC),
         ),
     ],
@@ -1287,15 +1335,16 @@ pub(super) static SHAPE_APPS_V1_REPLICA_SET_STATUS: Shape = Shape {
     name: "ReplicaSetStatus",
     size: std::mem::size_of::<pb::api::apps::v1::ReplicaSetStatus>(),
     fields: &[
-        (1, "replicas", Sub::Scalar),
-        (2, "fullyLabeledReplicas", Sub::Scalar),
-        (4, "readyReplicas", Sub::Scalar),
-        (5, "availableReplicas", Sub::Scalar),
-        (7, "terminatingReplicas", Sub::Scalar),
-        (3, "observedGeneration", Sub::Scalar),
+        (1, "replicas", false, Sub::Scalar),
+        (2, "fullyLabeledReplicas", false, Sub::Scalar),
+        (4, "readyReplicas", false, Sub::Scalar),
+        (5, "availableReplicas", false, Sub::Scalar),
+        (7, "terminatingReplicas", false, Sub::Scalar),
+        (3, "observedGeneration", false, Sub::Scalar),
         (
             6,
             "conditions",
+            true,
             Sub::Message(&SHAPE_APPS_V1_REPLICA_SET_CONDITION),
         ),
     ],
@@ -1384,6 +1433,7 @@ pub(super) static SHAPE_APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Shape = Shape {
         (
             1,
             "maxUnavailable",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::util::intstr::IntOrString,
             >()),
@@ -1391,6 +1441,7 @@ pub(super) static SHAPE_APPS_V1_ROLLING_UPDATE_DEPLOYMENT: Shape = Shape {
         (
             2,
             "maxSurge",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::util::intstr::IntOrString,
             >()),
@@ -1457,10 +1508,10 @@ pub(super) static SHAPE_AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: Shape = Shape 
     name: "BoundObjectReference",
     size: std::mem::size_of::<pb::api::authentication::v1::BoundObjectReference>(),
     fields: &[
-        (1, "kind", Sub::Scalar),
-        (2, "apiVersion", Sub::Scalar),
-        (3, "name", Sub::Scalar),
-        (4, "uid", Sub::Scalar),
+        (1, "kind", false, Sub::Scalar),
+        (2, "apiVersion", false, Sub::Scalar),
+        (3, "name", false, Sub::Scalar),
+        (4, "uid", false, Sub::Scalar),
     ],
 };
 
@@ -1517,7 +1568,7 @@ fn authentication_v1_bound_object_reference_from_map(
 pub(super) static SHAPE_AUTHENTICATION_V1_EXTRA_VALUE: Shape = Shape {
     name: "ExtraValue",
     size: std::mem::size_of::<pb::api::authentication::v1::ExtraValue>(),
-    fields: &[(1, "items", Sub::Scalar)],
+    fields: &[(1, "items", true, Sub::Scalar)],
 };
 
 pub(super) fn authentication_v1_extra_value_to_json(
@@ -1546,10 +1597,16 @@ pub(super) static SHAPE_AUTHENTICATION_V1_SELF_SUBJECT_REVIEW: Shape = Shape {
     name: "SelfSubjectReview",
     size: std::mem::size_of::<pb::api::authentication::v1::SelfSubjectReview>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "status",
+            false,
             Sub::Message(&SHAPE_AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS),
         ),
     ],
@@ -1620,6 +1677,7 @@ pub(super) static SHAPE_AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS: Shape = Sh
     fields: &[(
         1,
         "userInfo",
+        false,
         Sub::Message(&SHAPE_AUTHENTICATION_V1_USER_INFO),
     )],
 };
@@ -1672,15 +1730,22 @@ pub(super) static SHAPE_AUTHENTICATION_V1_TOKEN_REQUEST: Shape = Shape {
     name: "TokenRequest",
     size: std::mem::size_of::<pb::api::authentication::v1::TokenRequest>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "spec",
+            false,
             Sub::Message(&SHAPE_AUTHENTICATION_V1_TOKEN_REQUEST_SPEC),
         ),
         (
             3,
             "status",
+            false,
             Sub::Message(&SHAPE_AUTHENTICATION_V1_TOKEN_REQUEST_STATUS),
         ),
     ],
@@ -1759,11 +1824,12 @@ pub(super) static SHAPE_AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: Shape = Shape {
     name: "TokenRequestSpec",
     size: std::mem::size_of::<pb::api::authentication::v1::TokenRequestSpec>(),
     fields: &[
-        (1, "audiences", Sub::Scalar),
-        (4, "expirationSeconds", Sub::Scalar),
+        (1, "audiences", true, Sub::Scalar),
+        (4, "expirationSeconds", false, Sub::Scalar),
         (
             3,
             "boundObjectRef",
+            false,
             Sub::Message(&SHAPE_AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE),
         ),
     ],
@@ -1831,10 +1897,11 @@ pub(super) static SHAPE_AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: Shape = Shape {
     name: "TokenRequestStatus",
     size: std::mem::size_of::<pb::api::authentication::v1::TokenRequestStatus>(),
     fields: &[
-        (1, "token", Sub::Scalar),
+        (1, "token", false, Sub::Scalar),
         (
             2,
             "expirationTimestamp",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -1895,15 +1962,22 @@ pub(super) static SHAPE_AUTHENTICATION_V1_TOKEN_REVIEW: Shape = Shape {
     name: "TokenReview",
     size: std::mem::size_of::<pb::api::authentication::v1::TokenReview>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "spec",
+            false,
             Sub::Message(&SHAPE_AUTHENTICATION_V1_TOKEN_REVIEW_SPEC),
         ),
         (
             3,
             "status",
+            false,
             Sub::Message(&SHAPE_AUTHENTICATION_V1_TOKEN_REVIEW_STATUS),
         ),
     ],
@@ -1981,7 +2055,10 @@ fn authentication_v1_token_review_from_map(
 pub(super) static SHAPE_AUTHENTICATION_V1_TOKEN_REVIEW_SPEC: Shape = Shape {
     name: "TokenReviewSpec",
     size: std::mem::size_of::<pb::api::authentication::v1::TokenReviewSpec>(),
-    fields: &[(1, "token", Sub::Scalar), (2, "audiences", Sub::Scalar)],
+    fields: &[
+        (1, "token", false, Sub::Scalar),
+        (2, "audiences", true, Sub::Scalar),
+    ],
 };
 
 pub(super) fn authentication_v1_token_review_spec_to_json(
@@ -2028,10 +2105,15 @@ pub(super) static SHAPE_AUTHENTICATION_V1_TOKEN_REVIEW_STATUS: Shape = Shape {
     name: "TokenReviewStatus",
     size: std::mem::size_of::<pb::api::authentication::v1::TokenReviewStatus>(),
     fields: &[
-        (1, "authenticated", Sub::Scalar),
-        (2, "user", Sub::Message(&SHAPE_AUTHENTICATION_V1_USER_INFO)),
-        (4, "audiences", Sub::Scalar),
-        (3, "error", Sub::Scalar),
+        (1, "authenticated", false, Sub::Scalar),
+        (
+            2,
+            "user",
+            false,
+            Sub::Message(&SHAPE_AUTHENTICATION_V1_USER_INFO),
+        ),
+        (4, "audiences", true, Sub::Scalar),
+        (3, "error", false, Sub::Scalar),
     ],
 };
 
@@ -2095,10 +2177,15 @@ pub(super) static SHAPE_AUTHENTICATION_V1_USER_INFO: Shape = Shape {
     name: "UserInfo",
     size: std::mem::size_of::<pb::api::authentication::v1::UserInfo>(),
     fields: &[
-        (1, "username", Sub::Scalar),
-        (2, "uid", Sub::Scalar),
-        (3, "groups", Sub::Scalar),
-        (4, "extra", Sub::MapOf(&SHAPE_AUTHENTICATION_V1_EXTRA_VALUE)),
+        (1, "username", false, Sub::Scalar),
+        (2, "uid", false, Sub::Scalar),
+        (3, "groups", true, Sub::Scalar),
+        (
+            4,
+            "extra",
+            false,
+            Sub::MapOf(&SHAPE_AUTHENTICATION_V1_EXTRA_VALUE),
+        ),
     ],
 };
 
@@ -2159,7 +2246,7 @@ fn authentication_v1_user_info_from_map(
 pub(super) static SHAPE_AUTHORIZATION_V1_EXTRA_VALUE: Shape = Shape {
     name: "ExtraValue",
     size: std::mem::size_of::<pb::api::authorization::v1::ExtraValue>(),
-    fields: &[(1, "items", Sub::Scalar)],
+    fields: &[(1, "items", true, Sub::Scalar)],
 };
 
 pub(super) fn authorization_v1_extra_value_to_json(
@@ -2188,10 +2275,11 @@ pub(super) static SHAPE_AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: Shape = Shap
     name: "FieldSelectorAttributes",
     size: std::mem::size_of::<pb::api::authorization::v1::FieldSelectorAttributes>(),
     fields: &[
-        (1, "rawSelector", Sub::Scalar),
+        (1, "rawSelector", false, Sub::Scalar),
         (
             2,
             "requirements",
+            true,
             Sub::Message(&SHAPE_META_V1_FIELD_SELECTOR_REQUIREMENT),
         ),
     ],
@@ -2256,10 +2344,11 @@ pub(super) static SHAPE_AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: Shape = Shap
     name: "LabelSelectorAttributes",
     size: std::mem::size_of::<pb::api::authorization::v1::LabelSelectorAttributes>(),
     fields: &[
-        (1, "rawSelector", Sub::Scalar),
+        (1, "rawSelector", false, Sub::Scalar),
         (
             2,
             "requirements",
+            true,
             Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR_REQUIREMENT),
         ),
     ],
@@ -2323,7 +2412,10 @@ fn authorization_v1_label_selector_attributes_from_map(
 pub(super) static SHAPE_AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: Shape = Shape {
     name: "NonResourceAttributes",
     size: std::mem::size_of::<pb::api::authorization::v1::NonResourceAttributes>(),
-    fields: &[(1, "path", Sub::Scalar), (2, "verb", Sub::Scalar)],
+    fields: &[
+        (1, "path", false, Sub::Scalar),
+        (2, "verb", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn authorization_v1_non_resource_attributes_to_json(
@@ -2370,8 +2462,8 @@ pub(super) static SHAPE_AUTHORIZATION_V1_NON_RESOURCE_RULE: Shape = Shape {
     name: "NonResourceRule",
     size: std::mem::size_of::<pb::api::authorization::v1::NonResourceRule>(),
     fields: &[
-        (1, "verbs", Sub::Scalar),
-        (2, "nonResourceURLs", Sub::Scalar),
+        (1, "verbs", true, Sub::Scalar),
+        (2, "nonResourceURLs", true, Sub::Scalar),
     ],
 };
 
@@ -2429,21 +2521,23 @@ pub(super) static SHAPE_AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: Shape = Shape {
     name: "ResourceAttributes",
     size: std::mem::size_of::<pb::api::authorization::v1::ResourceAttributes>(),
     fields: &[
-        (1, "namespace", Sub::Scalar),
-        (2, "verb", Sub::Scalar),
-        (3, "group", Sub::Scalar),
-        (4, "version", Sub::Scalar),
-        (5, "resource", Sub::Scalar),
-        (6, "subresource", Sub::Scalar),
-        (7, "name", Sub::Scalar),
+        (1, "namespace", false, Sub::Scalar),
+        (2, "verb", false, Sub::Scalar),
+        (3, "group", false, Sub::Scalar),
+        (4, "version", false, Sub::Scalar),
+        (5, "resource", false, Sub::Scalar),
+        (6, "subresource", false, Sub::Scalar),
+        (7, "name", false, Sub::Scalar),
         (
             8,
             "fieldSelector",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES),
         ),
         (
             9,
             "labelSelector",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES),
         ),
     ],
@@ -2549,10 +2643,10 @@ pub(super) static SHAPE_AUTHORIZATION_V1_RESOURCE_RULE: Shape = Shape {
     name: "ResourceRule",
     size: std::mem::size_of::<pb::api::authorization::v1::ResourceRule>(),
     fields: &[
-        (1, "verbs", Sub::Scalar),
-        (2, "apiGroups", Sub::Scalar),
-        (3, "resources", Sub::Scalar),
-        (4, "resourceNames", Sub::Scalar),
+        (1, "verbs", true, Sub::Scalar),
+        (2, "apiGroups", true, Sub::Scalar),
+        (3, "resources", true, Sub::Scalar),
+        (4, "resourceNames", true, Sub::Scalar),
     ],
 };
 
@@ -2615,15 +2709,22 @@ pub(super) static SHAPE_AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: Shape = Sha
     name: "SelfSubjectAccessReview",
     size: std::mem::size_of::<pb::api::authorization::v1::SelfSubjectAccessReview>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "spec",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC),
         ),
         (
             3,
             "status",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS),
         ),
     ],
@@ -2712,11 +2813,13 @@ pub(super) static SHAPE_AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: Shape 
         (
             1,
             "resourceAttributes",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_RESOURCE_ATTRIBUTES),
         ),
         (
             2,
             "nonResourceAttributes",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES),
         ),
     ],
@@ -2792,15 +2895,22 @@ pub(super) static SHAPE_AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW: Shape = Shap
     name: "SelfSubjectRulesReview",
     size: std::mem::size_of::<pb::api::authorization::v1::SelfSubjectRulesReview>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "spec",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC),
         ),
         (
             3,
             "status",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS),
         ),
     ],
@@ -2885,7 +2995,7 @@ fn authorization_v1_self_subject_rules_review_from_map(
 pub(super) static SHAPE_AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC: Shape = Shape {
     name: "SelfSubjectRulesReviewSpec",
     size: std::mem::size_of::<pb::api::authorization::v1::SelfSubjectRulesReviewSpec>(),
-    fields: &[(1, "namespace", Sub::Scalar)],
+    fields: &[(1, "namespace", false, Sub::Scalar)],
 };
 
 pub(super) fn authorization_v1_self_subject_rules_review_spec_to_json(
@@ -2930,15 +3040,22 @@ pub(super) static SHAPE_AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW: Shape = Shape {
     name: "SubjectAccessReview",
     size: std::mem::size_of::<pb::api::authorization::v1::SubjectAccessReview>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "spec",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC),
         ),
         (
             3,
             "status",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS),
         ),
     ],
@@ -3027,17 +3144,24 @@ pub(super) static SHAPE_AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC: Shape = Sha
         (
             1,
             "resourceAttributes",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_RESOURCE_ATTRIBUTES),
         ),
         (
             2,
             "nonResourceAttributes",
+            false,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES),
         ),
-        (3, "user", Sub::Scalar),
-        (4, "groups", Sub::Scalar),
-        (5, "extra", Sub::MapOf(&SHAPE_AUTHORIZATION_V1_EXTRA_VALUE)),
-        (6, "uid", Sub::Scalar),
+        (3, "user", false, Sub::Scalar),
+        (4, "groups", true, Sub::Scalar),
+        (
+            5,
+            "extra",
+            false,
+            Sub::MapOf(&SHAPE_AUTHORIZATION_V1_EXTRA_VALUE),
+        ),
+        (6, "uid", false, Sub::Scalar),
     ],
 };
 
@@ -3136,10 +3260,10 @@ pub(super) static SHAPE_AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: Shape = S
     name: "SubjectAccessReviewStatus",
     size: std::mem::size_of::<pb::api::authorization::v1::SubjectAccessReviewStatus>(),
     fields: &[
-        (1, "allowed", Sub::Scalar),
-        (4, "denied", Sub::Scalar),
-        (2, "reason", Sub::Scalar),
-        (3, "evaluationError", Sub::Scalar),
+        (1, "allowed", false, Sub::Scalar),
+        (4, "denied", false, Sub::Scalar),
+        (2, "reason", false, Sub::Scalar),
+        (3, "evaluationError", false, Sub::Scalar),
     ],
 };
 
@@ -3205,15 +3329,17 @@ pub(super) static SHAPE_AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS: Shape = Sh
         (
             1,
             "resourceRules",
+            true,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_RESOURCE_RULE),
         ),
         (
             2,
             "nonResourceRules",
+            true,
             Sub::Message(&SHAPE_AUTHORIZATION_V1_NON_RESOURCE_RULE),
         ),
-        (3, "incomplete", Sub::Scalar),
-        (4, "evaluationError", Sub::Scalar),
+        (3, "incomplete", false, Sub::Scalar),
+        (4, "evaluationError", false, Sub::Scalar),
     ],
 };
 
@@ -3304,11 +3430,22 @@ pub(super) static SHAPE_AUTOSCALING_V1_SCALE: Shape = Shape {
     name: "Scale",
     size: std::mem::size_of::<pb::api::autoscaling::v1::Scale>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_AUTOSCALING_V1_SCALE_SPEC)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "spec",
+            false,
+            Sub::Message(&SHAPE_AUTOSCALING_V1_SCALE_SPEC),
+        ),
         (
             3,
             "status",
+            false,
             Sub::Message(&SHAPE_AUTOSCALING_V1_SCALE_STATUS),
         ),
     ],
@@ -3380,7 +3517,7 @@ fn autoscaling_v1_scale_from_map(
 pub(super) static SHAPE_AUTOSCALING_V1_SCALE_SPEC: Shape = Shape {
     name: "ScaleSpec",
     size: std::mem::size_of::<pb::api::autoscaling::v1::ScaleSpec>(),
-    fields: &[(1, "replicas", Sub::Scalar)],
+    fields: &[(1, "replicas", false, Sub::Scalar)],
 };
 
 pub(super) fn autoscaling_v1_scale_spec_to_json(
@@ -3422,7 +3559,10 @@ fn autoscaling_v1_scale_spec_from_map(
 pub(super) static SHAPE_AUTOSCALING_V1_SCALE_STATUS: Shape = Shape {
     name: "ScaleStatus",
     size: std::mem::size_of::<pb::api::autoscaling::v1::ScaleStatus>(),
-    fields: &[(1, "replicas", Sub::Scalar), (2, "selector", Sub::Scalar)],
+    fields: &[
+        (1, "replicas", false, Sub::Scalar),
+        (2, "selector", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn autoscaling_v1_scale_status_to_json(
@@ -3467,8 +3607,18 @@ pub(super) static SHAPE_COORDINATION_V1_LEASE: Shape = Shape {
     name: "Lease",
     size: std::mem::size_of::<pb::api::coordination::v1::Lease>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_COORDINATION_V1_LEASE_SPEC)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "spec",
+            false,
+            Sub::Message(&SHAPE_COORDINATION_V1_LEASE_SPEC),
+        ),
     ],
 };
 
@@ -3527,8 +3677,8 @@ pub(super) static SHAPE_COORDINATION_V1_LEASE_LIST: Shape = Shape {
     name: "LeaseList",
     size: std::mem::size_of::<pb::api::coordination::v1::LeaseList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_COORDINATION_V1_LEASE)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_COORDINATION_V1_LEASE)),
     ],
 };
 
@@ -3588,11 +3738,12 @@ pub(super) static SHAPE_COORDINATION_V1_LEASE_SPEC: Shape = Shape {
     name: "LeaseSpec",
     size: std::mem::size_of::<pb::api::coordination::v1::LeaseSpec>(),
     fields: &[
-        (1, "holderIdentity", Sub::Scalar),
-        (2, "leaseDurationSeconds", Sub::Scalar),
+        (1, "holderIdentity", false, Sub::Scalar),
+        (2, "leaseDurationSeconds", false, Sub::Scalar),
         (
             3,
             "acquireTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::MicroTime,
             >()),
@@ -3600,13 +3751,14 @@ pub(super) static SHAPE_COORDINATION_V1_LEASE_SPEC: Shape = Shape {
         (
             4,
             "renewTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::MicroTime,
             >()),
         ),
-        (5, "leaseTransitions", Sub::Scalar),
-        (6, "strategy", Sub::Scalar),
-        (7, "preferredHolder", Sub::Scalar),
+        (5, "leaseTransitions", false, Sub::Scalar),
+        (6, "strategy", false, Sub::Scalar),
+        (7, "preferredHolder", false, Sub::Scalar),
     ],
 };
 
@@ -3698,12 +3850,19 @@ pub(super) static SHAPE_CORE_V1_AFFINITY: Shape = Shape {
         (
             1,
             "nodeAffinity",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_AFFINITY),
         ),
-        (2, "podAffinity", Sub::Message(&SHAPE_CORE_V1_POD_AFFINITY)),
+        (
+            2,
+            "podAffinity",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_POD_AFFINITY),
+        ),
         (
             3,
             "podAntiAffinity",
+            false,
             Sub::Message(&SHAPE_CORE_V1_POD_ANTI_AFFINITY),
         ),
     ],
@@ -3780,8 +3939,8 @@ pub(super) static SHAPE_CORE_V1_APP_ARMOR_PROFILE: Shape = Shape {
     name: "AppArmorProfile",
     size: std::mem::size_of::<pb::api::core::v1::AppArmorProfile>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (2, "localhostProfile", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (2, "localhostProfile", false, Sub::Scalar),
     ],
 };
 
@@ -3834,7 +3993,10 @@ fn core_v1_app_armor_profile_from_map(
 pub(super) static SHAPE_CORE_V1_ATTACHED_VOLUME: Shape = Shape {
     name: "AttachedVolume",
     size: std::mem::size_of::<pb::api::core::v1::AttachedVolume>(),
-    fields: &[(1, "name", Sub::Scalar), (2, "devicePath", Sub::Scalar)],
+    fields: &[
+        (1, "name", false, Sub::Scalar),
+        (2, "devicePath", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_attached_volume_to_json(
@@ -3879,10 +4041,10 @@ pub(super) static SHAPE_CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: Shape = S
     name: "AwsElasticBlockStoreVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::AwsElasticBlockStoreVolumeSource>(),
     fields: &[
-        (1, "volumeID", Sub::Scalar),
-        (2, "fsType", Sub::Scalar),
-        (3, "partition", Sub::Scalar),
-        (4, "readOnly", Sub::Scalar),
+        (1, "volumeID", false, Sub::Scalar),
+        (2, "fsType", false, Sub::Scalar),
+        (3, "partition", false, Sub::Scalar),
+        (4, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -3940,12 +4102,12 @@ pub(super) static SHAPE_CORE_V1_AZURE_DISK_VOLUME_SOURCE: Shape = Shape {
     name: "AzureDiskVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::AzureDiskVolumeSource>(),
     fields: &[
-        (1, "diskName", Sub::Scalar),
-        (2, "diskURI", Sub::Scalar),
-        (3, "cachingMode", Sub::Scalar),
-        (4, "fsType", Sub::Scalar),
-        (5, "readOnly", Sub::Scalar),
-        (6, "kind", Sub::Scalar),
+        (1, "diskName", false, Sub::Scalar),
+        (2, "diskURI", false, Sub::Scalar),
+        (3, "cachingMode", false, Sub::Scalar),
+        (4, "fsType", false, Sub::Scalar),
+        (5, "readOnly", false, Sub::Scalar),
+        (6, "kind", false, Sub::Scalar),
     ],
 };
 
@@ -4015,9 +4177,9 @@ pub(super) static SHAPE_CORE_V1_AZURE_FILE_VOLUME_SOURCE: Shape = Shape {
     name: "AzureFileVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::AzureFileVolumeSource>(),
     fields: &[
-        (1, "secretName", Sub::Scalar),
-        (2, "shareName", Sub::Scalar),
-        (3, "readOnly", Sub::Scalar),
+        (1, "secretName", false, Sub::Scalar),
+        (2, "shareName", false, Sub::Scalar),
+        (3, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -4071,8 +4233,18 @@ pub(super) static SHAPE_CORE_V1_BINDING: Shape = Shape {
     name: "Binding",
     size: std::mem::size_of::<pb::api::core::v1::Binding>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "target", Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "target",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE),
+        ),
     ],
 };
 
@@ -4131,13 +4303,14 @@ pub(super) static SHAPE_CORE_V1_C_S_I_VOLUME_SOURCE: Shape = Shape {
     name: "CSIVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::CSIVolumeSource>(),
     fields: &[
-        (1, "driver", Sub::Scalar),
-        (2, "readOnly", Sub::Scalar),
-        (3, "fsType", Sub::Scalar),
-        (4, "volumeAttributes", Sub::MapOfScalar),
+        (1, "driver", false, Sub::Scalar),
+        (2, "readOnly", false, Sub::Scalar),
+        (3, "fsType", false, Sub::Scalar),
+        (4, "volumeAttributes", false, Sub::MapOfScalar),
         (
             5,
             "nodePublishSecretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
     ],
@@ -4220,7 +4393,10 @@ fn core_v1_c_s_i_volume_source_from_map(
 pub(super) static SHAPE_CORE_V1_CAPABILITIES: Shape = Shape {
     name: "Capabilities",
     size: std::mem::size_of::<pb::api::core::v1::Capabilities>(),
-    fields: &[(1, "add", Sub::Scalar), (2, "drop", Sub::Scalar)],
+    fields: &[
+        (1, "add", true, Sub::Scalar),
+        (2, "drop", true, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_capabilities_to_json(
@@ -4265,16 +4441,17 @@ pub(super) static SHAPE_CORE_V1_CEPH_FS_VOLUME_SOURCE: Shape = Shape {
     name: "CephFsVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::CephFsVolumeSource>(),
     fields: &[
-        (1, "monitors", Sub::Scalar),
-        (2, "path", Sub::Scalar),
-        (3, "user", Sub::Scalar),
-        (4, "secretFile", Sub::Scalar),
+        (1, "monitors", true, Sub::Scalar),
+        (2, "path", false, Sub::Scalar),
+        (3, "user", false, Sub::Scalar),
+        (4, "secretFile", false, Sub::Scalar),
         (
             5,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
-        (6, "readOnly", Sub::Scalar),
+        (6, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -4348,12 +4525,13 @@ pub(super) static SHAPE_CORE_V1_CINDER_VOLUME_SOURCE: Shape = Shape {
     name: "CinderVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::CinderVolumeSource>(),
     fields: &[
-        (1, "volumeID", Sub::Scalar),
-        (2, "fsType", Sub::Scalar),
-        (3, "readOnly", Sub::Scalar),
+        (1, "volumeID", false, Sub::Scalar),
+        (2, "fsType", false, Sub::Scalar),
+        (3, "readOnly", false, Sub::Scalar),
         (
             4,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
     ],
@@ -4415,7 +4593,7 @@ fn core_v1_cinder_volume_source_from_map(
 pub(super) static SHAPE_CORE_V1_CLIENT_IP_CONFIG: Shape = Shape {
     name: "ClientIpConfig",
     size: std::mem::size_of::<pb::api::core::v1::ClientIpConfig>(),
-    fields: &[(1, "timeoutSeconds", Sub::Scalar)],
+    fields: &[(1, "timeoutSeconds", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_client_ip_config_to_json(
@@ -4458,15 +4636,16 @@ pub(super) static SHAPE_CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION: Shape = Shape {
     name: "ClusterTrustBundleProjection",
     size: std::mem::size_of::<pb::api::core::v1::ClusterTrustBundleProjection>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "signerName", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "signerName", false, Sub::Scalar),
         (
             3,
             "labelSelector",
+            false,
             Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
         ),
-        (5, "optional", Sub::Scalar),
-        (4, "path", Sub::Scalar),
+        (5, "optional", false, Sub::Scalar),
+        (4, "path", false, Sub::Scalar),
     ],
 };
 
@@ -4533,10 +4712,15 @@ pub(super) static SHAPE_CORE_V1_CONFIG_MAP: Shape = Shape {
     name: "ConfigMap",
     size: std::mem::size_of::<pb::api::core::v1::ConfigMap>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (4, "immutable", Sub::Scalar),
-        (2, "data", Sub::MapOfScalar),
-        (3, "binaryData", Sub::MapOfScalar),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (4, "immutable", false, Sub::Scalar),
+        (2, "data", false, Sub::MapOfScalar),
+        (3, "binaryData", false, Sub::MapOfScalar),
     ],
 };
 
@@ -4605,8 +4789,13 @@ pub(super) static SHAPE_CORE_V1_CONFIG_MAP_ENV_SOURCE: Shape = Shape {
     name: "ConfigMapEnvSource",
     size: std::mem::size_of::<pb::api::core::v1::ConfigMapEnvSource>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE)),
-        (2, "optional", Sub::Scalar),
+        (
+            1,
+            "",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
+        ),
+        (2, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -4657,9 +4846,14 @@ pub(super) static SHAPE_CORE_V1_CONFIG_MAP_KEY_SELECTOR: Shape = Shape {
     name: "ConfigMapKeySelector",
     size: std::mem::size_of::<pb::api::core::v1::ConfigMapKeySelector>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE)),
-        (2, "key", Sub::Scalar),
-        (3, "optional", Sub::Scalar),
+        (
+            1,
+            "",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
+        ),
+        (2, "key", false, Sub::Scalar),
+        (3, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -4713,8 +4907,8 @@ pub(super) static SHAPE_CORE_V1_CONFIG_MAP_LIST: Shape = Shape {
     name: "ConfigMapList",
     size: std::mem::size_of::<pb::api::core::v1::ConfigMapList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_CONFIG_MAP)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_CONFIG_MAP)),
     ],
 };
 
@@ -4767,11 +4961,11 @@ pub(super) static SHAPE_CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE: Shape = Shape {
     name: "ConfigMapNodeConfigSource",
     size: std::mem::size_of::<pb::api::core::v1::ConfigMapNodeConfigSource>(),
     fields: &[
-        (1, "namespace", Sub::Scalar),
-        (2, "name", Sub::Scalar),
-        (3, "uid", Sub::Scalar),
-        (4, "resourceVersion", Sub::Scalar),
-        (5, "kubeletConfigKey", Sub::Scalar),
+        (1, "namespace", false, Sub::Scalar),
+        (2, "name", false, Sub::Scalar),
+        (3, "uid", false, Sub::Scalar),
+        (4, "resourceVersion", false, Sub::Scalar),
+        (5, "kubeletConfigKey", false, Sub::Scalar),
     ],
 };
 
@@ -4847,9 +5041,14 @@ pub(super) static SHAPE_CORE_V1_CONFIG_MAP_PROJECTION: Shape = Shape {
     name: "ConfigMapProjection",
     size: std::mem::size_of::<pb::api::core::v1::ConfigMapProjection>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
-        (4, "optional", Sub::Scalar),
+        (
+            1,
+            "",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
+        ),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
+        (4, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -4910,10 +5109,15 @@ pub(super) static SHAPE_CORE_V1_CONFIG_MAP_VOLUME_SOURCE: Shape = Shape {
     name: "ConfigMapVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::ConfigMapVolumeSource>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
-        (3, "defaultMode", Sub::Scalar),
-        (4, "optional", Sub::Scalar),
+        (
+            1,
+            "",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
+        ),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
+        (3, "defaultMode", false, Sub::Scalar),
+        (4, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -4980,51 +5184,91 @@ pub(super) static SHAPE_CORE_V1_CONTAINER: Shape = Shape {
     name: "Container",
     size: std::mem::size_of::<pb::api::core::v1::Container>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "image", Sub::Scalar),
-        (3, "command", Sub::Scalar),
-        (4, "args", Sub::Scalar),
-        (5, "workingDir", Sub::Scalar),
-        (6, "ports", Sub::Message(&SHAPE_CORE_V1_CONTAINER_PORT)),
-        (19, "envFrom", Sub::Message(&SHAPE_CORE_V1_ENV_FROM_SOURCE)),
-        (7, "env", Sub::Message(&SHAPE_CORE_V1_ENV_VAR)),
+        (1, "name", false, Sub::Scalar),
+        (2, "image", false, Sub::Scalar),
+        (3, "command", true, Sub::Scalar),
+        (4, "args", true, Sub::Scalar),
+        (5, "workingDir", false, Sub::Scalar),
+        (
+            6,
+            "ports",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER_PORT),
+        ),
+        (
+            19,
+            "envFrom",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_ENV_FROM_SOURCE),
+        ),
+        (7, "env", true, Sub::Message(&SHAPE_CORE_V1_ENV_VAR)),
         (
             8,
             "resources",
+            false,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_REQUIREMENTS),
         ),
         (
             23,
             "resizePolicy",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_RESIZE_POLICY),
         ),
-        (24, "restartPolicy", Sub::Scalar),
+        (24, "restartPolicy", false, Sub::Scalar),
         (
             25,
             "restartPolicyRules",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_RESTART_RULE),
         ),
-        (9, "volumeMounts", Sub::Message(&SHAPE_CORE_V1_VOLUME_MOUNT)),
+        (
+            9,
+            "volumeMounts",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_VOLUME_MOUNT),
+        ),
         (
             21,
             "volumeDevices",
+            true,
             Sub::Message(&SHAPE_CORE_V1_VOLUME_DEVICE),
         ),
-        (10, "livenessProbe", Sub::Message(&SHAPE_CORE_V1_PROBE)),
-        (11, "readinessProbe", Sub::Message(&SHAPE_CORE_V1_PROBE)),
-        (22, "startupProbe", Sub::Message(&SHAPE_CORE_V1_PROBE)),
-        (12, "lifecycle", Sub::Message(&SHAPE_CORE_V1_LIFECYCLE)),
-        (13, "terminationMessagePath", Sub::Scalar),
-        (20, "terminationMessagePolicy", Sub::Scalar),
-        (14, "imagePullPolicy", Sub::Scalar),
+        (
+            10,
+            "livenessProbe",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_PROBE),
+        ),
+        (
+            11,
+            "readinessProbe",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_PROBE),
+        ),
+        (
+            22,
+            "startupProbe",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_PROBE),
+        ),
+        (
+            12,
+            "lifecycle",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LIFECYCLE),
+        ),
+        (13, "terminationMessagePath", false, Sub::Scalar),
+        (20, "terminationMessagePolicy", false, Sub::Scalar),
+        (14, "imagePullPolicy", false, Sub::Scalar),
         (
             15,
             "securityContext",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SECURITY_CONTEXT),
         ),
-        (16, "stdin", Sub::Scalar),
-        (17, "stdinOnce", Sub::Scalar),
-        (18, "tty", Sub::Scalar),
+        (16, "stdin", false, Sub::Scalar),
+        (17, "stdinOnce", false, Sub::Scalar),
+        (18, "tty", false, Sub::Scalar),
     ],
 };
 
@@ -5271,9 +5515,9 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST: Shape = Sha
     name: "ContainerExtendedResourceRequest",
     size: std::mem::size_of::<pb::api::core::v1::ContainerExtendedResourceRequest>(),
     fields: &[
-        (1, "containerName", Sub::Scalar),
-        (2, "resourceName", Sub::Scalar),
-        (3, "requestName", Sub::Scalar),
+        (1, "containerName", false, Sub::Scalar),
+        (2, "resourceName", false, Sub::Scalar),
+        (3, "requestName", false, Sub::Scalar),
     ],
 };
 
@@ -5327,7 +5571,10 @@ fn core_v1_container_extended_resource_request_from_map(
 pub(super) static SHAPE_CORE_V1_CONTAINER_IMAGE: Shape = Shape {
     name: "ContainerImage",
     size: std::mem::size_of::<pb::api::core::v1::ContainerImage>(),
-    fields: &[(1, "names", Sub::Scalar), (2, "sizeBytes", Sub::Scalar)],
+    fields: &[
+        (1, "names", true, Sub::Scalar),
+        (2, "sizeBytes", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_container_image_to_json(
@@ -5372,11 +5619,11 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_PORT: Shape = Shape {
     name: "ContainerPort",
     size: std::mem::size_of::<pb::api::core::v1::ContainerPort>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "hostPort", Sub::Scalar),
-        (3, "containerPort", Sub::Scalar),
-        (4, "protocol", Sub::Scalar),
-        (5, "hostIP", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "hostPort", false, Sub::Scalar),
+        (3, "containerPort", false, Sub::Scalar),
+        (4, "protocol", false, Sub::Scalar),
+        (5, "hostIP", false, Sub::Scalar),
     ],
 };
 
@@ -5435,8 +5682,8 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_RESIZE_POLICY: Shape = Shape {
     name: "ContainerResizePolicy",
     size: std::mem::size_of::<pb::api::core::v1::ContainerResizePolicy>(),
     fields: &[
-        (1, "resourceName", Sub::Scalar),
-        (2, "restartPolicy", Sub::Scalar),
+        (1, "resourceName", false, Sub::Scalar),
+        (2, "restartPolicy", false, Sub::Scalar),
     ],
 };
 
@@ -5485,10 +5732,11 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_RESTART_RULE: Shape = Shape {
     name: "ContainerRestartRule",
     size: std::mem::size_of::<pb::api::core::v1::ContainerRestartRule>(),
     fields: &[
-        (1, "action", Sub::Scalar),
+        (1, "action", false, Sub::Scalar),
         (
             2,
             "exitCodes",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES),
         ),
     ],
@@ -5546,7 +5794,10 @@ fn core_v1_container_restart_rule_from_map(
 pub(super) static SHAPE_CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES: Shape = Shape {
     name: "ContainerRestartRuleOnExitCodes",
     size: std::mem::size_of::<pb::api::core::v1::ContainerRestartRuleOnExitCodes>(),
-    fields: &[(1, "operator", Sub::Scalar), (2, "values", Sub::Scalar)],
+    fields: &[
+        (1, "operator", false, Sub::Scalar),
+        (2, "values", true, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_container_restart_rule_on_exit_codes_to_json(
@@ -5596,16 +5847,19 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_STATE: Shape = Shape {
         (
             1,
             "waiting",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATE_WAITING),
         ),
         (
             2,
             "running",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATE_RUNNING),
         ),
         (
             3,
             "terminated",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATE_TERMINATED),
         ),
     ],
@@ -5684,6 +5938,7 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_STATE_RUNNING: Shape = Shape {
     fields: &[(
         1,
         "startedAt",
+        false,
         Sub::Special(std::mem::size_of::<
             pb::apimachinery::pkg::apis::meta::v1::Time,
         >()),
@@ -5730,13 +5985,14 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_STATE_TERMINATED: Shape = Shape {
     name: "ContainerStateTerminated",
     size: std::mem::size_of::<pb::api::core::v1::ContainerStateTerminated>(),
     fields: &[
-        (1, "exitCode", Sub::Scalar),
-        (2, "signal", Sub::Scalar),
-        (3, "reason", Sub::Scalar),
-        (4, "message", Sub::Scalar),
+        (1, "exitCode", false, Sub::Scalar),
+        (2, "signal", false, Sub::Scalar),
+        (3, "reason", false, Sub::Scalar),
+        (4, "message", false, Sub::Scalar),
         (
             5,
             "startedAt",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -5744,11 +6000,12 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_STATE_TERMINATED: Shape = Shape {
         (
             6,
             "finishedAt",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (7, "containerID", Sub::Scalar),
+        (7, "containerID", false, Sub::Scalar),
     ],
 };
 
@@ -5821,7 +6078,10 @@ fn core_v1_container_state_terminated_from_map(
 pub(super) static SHAPE_CORE_V1_CONTAINER_STATE_WAITING: Shape = Shape {
     name: "ContainerStateWaiting",
     size: std::mem::size_of::<pb::api::core::v1::ContainerStateWaiting>(),
-    fields: &[(1, "reason", Sub::Scalar), (2, "message", Sub::Scalar)],
+    fields: &[
+        (1, "reason", false, Sub::Scalar),
+        (2, "message", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_container_state_waiting_to_json(
@@ -5866,18 +6126,29 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_STATUS: Shape = Shape {
     name: "ContainerStatus",
     size: std::mem::size_of::<pb::api::core::v1::ContainerStatus>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "state", Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATE)),
-        (3, "lastState", Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATE)),
-        (4, "ready", Sub::Scalar),
-        (5, "restartCount", Sub::Scalar),
-        (6, "image", Sub::Scalar),
-        (7, "imageID", Sub::Scalar),
-        (8, "containerID", Sub::Scalar),
-        (9, "started", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (
+            2,
+            "state",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATE),
+        ),
+        (
+            3,
+            "lastState",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATE),
+        ),
+        (4, "ready", false, Sub::Scalar),
+        (5, "restartCount", false, Sub::Scalar),
+        (6, "image", false, Sub::Scalar),
+        (7, "imageID", false, Sub::Scalar),
+        (8, "containerID", false, Sub::Scalar),
+        (9, "started", false, Sub::Scalar),
         (
             10,
             "allocatedResources",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -5885,20 +6156,28 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_STATUS: Shape = Shape {
         (
             11,
             "resources",
+            false,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_REQUIREMENTS),
         ),
         (
             12,
             "volumeMounts",
+            true,
             Sub::Message(&SHAPE_CORE_V1_VOLUME_MOUNT_STATUS),
         ),
-        (13, "user", Sub::Message(&SHAPE_CORE_V1_CONTAINER_USER)),
+        (
+            13,
+            "user",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER_USER),
+        ),
         (
             14,
             "allocatedResourcesStatus",
+            true,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_STATUS),
         ),
-        (15, "stopSignal", Sub::Scalar),
+        (15, "stopSignal", false, Sub::Scalar),
     ],
 };
 
@@ -6054,6 +6333,7 @@ pub(super) static SHAPE_CORE_V1_CONTAINER_USER: Shape = Shape {
     fields: &[(
         1,
         "linux",
+        false,
         Sub::Message(&SHAPE_CORE_V1_LINUX_CONTAINER_USER),
     )],
 };
@@ -6103,7 +6383,7 @@ fn core_v1_container_user_from_map(
 pub(super) static SHAPE_CORE_V1_DAEMON_ENDPOINT: Shape = Shape {
     name: "DaemonEndpoint",
     size: std::mem::size_of::<pb::api::core::v1::DaemonEndpoint>(),
-    fields: &[(1, "Port", Sub::Scalar)],
+    fields: &[(1, "Port", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_daemon_endpoint_to_json(
@@ -6148,6 +6428,7 @@ pub(super) static SHAPE_CORE_V1_DOWNWARD_A_P_I_PROJECTION: Shape = Shape {
     fields: &[(
         1,
         "items",
+        true,
         Sub::Message(&SHAPE_CORE_V1_DOWNWARD_A_P_I_VOLUME_FILE),
     )],
 };
@@ -6201,18 +6482,20 @@ pub(super) static SHAPE_CORE_V1_DOWNWARD_A_P_I_VOLUME_FILE: Shape = Shape {
     name: "DownwardAPIVolumeFile",
     size: std::mem::size_of::<pb::api::core::v1::DownwardAPIVolumeFile>(),
     fields: &[
-        (1, "path", Sub::Scalar),
+        (1, "path", false, Sub::Scalar),
         (
             2,
             "fieldRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_OBJECT_FIELD_SELECTOR),
         ),
         (
             3,
             "resourceFieldRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_FIELD_SELECTOR),
         ),
-        (4, "mode", Sub::Scalar),
+        (4, "mode", false, Sub::Scalar),
     ],
 };
 
@@ -6290,9 +6573,10 @@ pub(super) static SHAPE_CORE_V1_DOWNWARD_A_P_I_VOLUME_SOURCE: Shape = Shape {
         (
             1,
             "items",
+            true,
             Sub::Message(&SHAPE_CORE_V1_DOWNWARD_A_P_I_VOLUME_FILE),
         ),
-        (2, "defaultMode", Sub::Scalar),
+        (2, "defaultMode", false, Sub::Scalar),
     ],
 };
 
@@ -6350,10 +6634,11 @@ pub(super) static SHAPE_CORE_V1_EMPTY_DIR_VOLUME_SOURCE: Shape = Shape {
     name: "EmptyDirVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::EmptyDirVolumeSource>(),
     fields: &[
-        (1, "medium", Sub::Scalar),
+        (1, "medium", false, Sub::Scalar),
         (
             2,
             "sizeLimit",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -6409,12 +6694,13 @@ pub(super) static SHAPE_CORE_V1_ENDPOINT_ADDRESS: Shape = Shape {
     name: "EndpointAddress",
     size: std::mem::size_of::<pb::api::core::v1::EndpointAddress>(),
     fields: &[
-        (1, "ip", Sub::Scalar),
-        (3, "hostname", Sub::Scalar),
-        (4, "nodeName", Sub::Scalar),
+        (1, "ip", false, Sub::Scalar),
+        (3, "hostname", false, Sub::Scalar),
+        (4, "nodeName", false, Sub::Scalar),
         (
             2,
             "targetRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE),
         ),
     ],
@@ -6477,10 +6763,10 @@ pub(super) static SHAPE_CORE_V1_ENDPOINT_PORT: Shape = Shape {
     name: "EndpointPort",
     size: std::mem::size_of::<pb::api::core::v1::EndpointPort>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "port", Sub::Scalar),
-        (3, "protocol", Sub::Scalar),
-        (4, "appProtocol", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "port", false, Sub::Scalar),
+        (3, "protocol", false, Sub::Scalar),
+        (4, "appProtocol", false, Sub::Scalar),
     ],
 };
 
@@ -6538,14 +6824,16 @@ pub(super) static SHAPE_CORE_V1_ENDPOINT_SUBSET: Shape = Shape {
         (
             1,
             "addresses",
+            true,
             Sub::Message(&SHAPE_CORE_V1_ENDPOINT_ADDRESS),
         ),
         (
             2,
             "notReadyAddresses",
+            true,
             Sub::Message(&SHAPE_CORE_V1_ENDPOINT_ADDRESS),
         ),
-        (3, "ports", Sub::Message(&SHAPE_CORE_V1_ENDPOINT_PORT)),
+        (3, "ports", true, Sub::Message(&SHAPE_CORE_V1_ENDPOINT_PORT)),
     ],
 };
 
@@ -6623,8 +6911,18 @@ pub(super) static SHAPE_CORE_V1_ENDPOINTS: Shape = Shape {
     name: "Endpoints",
     size: std::mem::size_of::<pb::api::core::v1::Endpoints>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "subsets", Sub::Message(&SHAPE_CORE_V1_ENDPOINT_SUBSET)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "subsets",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_ENDPOINT_SUBSET),
+        ),
     ],
 };
 
@@ -6684,8 +6982,8 @@ pub(super) static SHAPE_CORE_V1_ENDPOINTS_LIST: Shape = Shape {
     name: "EndpointsList",
     size: std::mem::size_of::<pb::api::core::v1::EndpointsList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_ENDPOINTS)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_ENDPOINTS)),
     ],
 };
 
@@ -6738,15 +7036,17 @@ pub(super) static SHAPE_CORE_V1_ENV_FROM_SOURCE: Shape = Shape {
     name: "EnvFromSource",
     size: std::mem::size_of::<pb::api::core::v1::EnvFromSource>(),
     fields: &[
-        (1, "prefix", Sub::Scalar),
+        (1, "prefix", false, Sub::Scalar),
         (
             2,
             "configMapRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONFIG_MAP_ENV_SOURCE),
         ),
         (
             3,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SECRET_ENV_SOURCE),
         ),
     ],
@@ -6817,9 +7117,14 @@ pub(super) static SHAPE_CORE_V1_ENV_VAR: Shape = Shape {
     name: "EnvVar",
     size: std::mem::size_of::<pb::api::core::v1::EnvVar>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "value", Sub::Scalar),
-        (3, "valueFrom", Sub::Message(&SHAPE_CORE_V1_ENV_VAR_SOURCE)),
+        (1, "name", false, Sub::Scalar),
+        (2, "value", false, Sub::Scalar),
+        (
+            3,
+            "valueFrom",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_ENV_VAR_SOURCE),
+        ),
     ],
 };
 
@@ -6880,26 +7185,31 @@ pub(super) static SHAPE_CORE_V1_ENV_VAR_SOURCE: Shape = Shape {
         (
             1,
             "fieldRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_OBJECT_FIELD_SELECTOR),
         ),
         (
             2,
             "resourceFieldRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_FIELD_SELECTOR),
         ),
         (
             3,
             "configMapKeyRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONFIG_MAP_KEY_SELECTOR),
         ),
         (
             4,
             "secretKeyRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SECRET_KEY_SELECTOR),
         ),
         (
             5,
             "fileKeyRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_FILE_KEY_SELECTOR),
         ),
     ],
@@ -7008,9 +7318,10 @@ pub(super) static SHAPE_CORE_V1_EPHEMERAL_CONTAINER: Shape = Shape {
         (
             1,
             "",
+            false,
             Sub::Message(&SHAPE_CORE_V1_EPHEMERAL_CONTAINER_COMMON),
         ),
-        (2, "targetContainerName", Sub::Scalar),
+        (2, "targetContainerName", false, Sub::Scalar),
     ],
 };
 
@@ -7093,51 +7404,91 @@ pub(super) static SHAPE_CORE_V1_EPHEMERAL_CONTAINER_COMMON: Shape = Shape {
     name: "EphemeralContainerCommon",
     size: std::mem::size_of::<pb::api::core::v1::EphemeralContainerCommon>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "image", Sub::Scalar),
-        (3, "command", Sub::Scalar),
-        (4, "args", Sub::Scalar),
-        (5, "workingDir", Sub::Scalar),
-        (6, "ports", Sub::Message(&SHAPE_CORE_V1_CONTAINER_PORT)),
-        (19, "envFrom", Sub::Message(&SHAPE_CORE_V1_ENV_FROM_SOURCE)),
-        (7, "env", Sub::Message(&SHAPE_CORE_V1_ENV_VAR)),
+        (1, "name", false, Sub::Scalar),
+        (2, "image", false, Sub::Scalar),
+        (3, "command", true, Sub::Scalar),
+        (4, "args", true, Sub::Scalar),
+        (5, "workingDir", false, Sub::Scalar),
+        (
+            6,
+            "ports",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER_PORT),
+        ),
+        (
+            19,
+            "envFrom",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_ENV_FROM_SOURCE),
+        ),
+        (7, "env", true, Sub::Message(&SHAPE_CORE_V1_ENV_VAR)),
         (
             8,
             "resources",
+            false,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_REQUIREMENTS),
         ),
         (
             23,
             "resizePolicy",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_RESIZE_POLICY),
         ),
-        (24, "restartPolicy", Sub::Scalar),
+        (24, "restartPolicy", false, Sub::Scalar),
         (
             25,
             "restartPolicyRules",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_RESTART_RULE),
         ),
-        (9, "volumeMounts", Sub::Message(&SHAPE_CORE_V1_VOLUME_MOUNT)),
+        (
+            9,
+            "volumeMounts",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_VOLUME_MOUNT),
+        ),
         (
             21,
             "volumeDevices",
+            true,
             Sub::Message(&SHAPE_CORE_V1_VOLUME_DEVICE),
         ),
-        (10, "livenessProbe", Sub::Message(&SHAPE_CORE_V1_PROBE)),
-        (11, "readinessProbe", Sub::Message(&SHAPE_CORE_V1_PROBE)),
-        (22, "startupProbe", Sub::Message(&SHAPE_CORE_V1_PROBE)),
-        (12, "lifecycle", Sub::Message(&SHAPE_CORE_V1_LIFECYCLE)),
-        (13, "terminationMessagePath", Sub::Scalar),
-        (20, "terminationMessagePolicy", Sub::Scalar),
-        (14, "imagePullPolicy", Sub::Scalar),
+        (
+            10,
+            "livenessProbe",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_PROBE),
+        ),
+        (
+            11,
+            "readinessProbe",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_PROBE),
+        ),
+        (
+            22,
+            "startupProbe",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_PROBE),
+        ),
+        (
+            12,
+            "lifecycle",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LIFECYCLE),
+        ),
+        (13, "terminationMessagePath", false, Sub::Scalar),
+        (20, "terminationMessagePolicy", false, Sub::Scalar),
+        (14, "imagePullPolicy", false, Sub::Scalar),
         (
             15,
             "securityContext",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SECURITY_CONTEXT),
         ),
-        (16, "stdin", Sub::Scalar),
-        (17, "stdinOnce", Sub::Scalar),
-        (18, "tty", Sub::Scalar),
+        (16, "stdin", false, Sub::Scalar),
+        (17, "stdinOnce", false, Sub::Scalar),
+        (18, "tty", false, Sub::Scalar),
     ],
 };
 
@@ -7388,6 +7739,7 @@ pub(super) static SHAPE_CORE_V1_EPHEMERAL_VOLUME_SOURCE: Shape = Shape {
     fields: &[(
         1,
         "volumeClaimTemplate",
+        false,
         Sub::Message(&SHAPE_CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE),
     )],
 };
@@ -7445,18 +7797,30 @@ pub(super) static SHAPE_CORE_V1_EVENT: Shape = Shape {
     name: "Event",
     size: std::mem::size_of::<pb::api::core::v1::Event>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "involvedObject",
+            false,
             Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE),
         ),
-        (3, "reason", Sub::Scalar),
-        (4, "message", Sub::Scalar),
-        (5, "source", Sub::Message(&SHAPE_CORE_V1_EVENT_SOURCE)),
+        (3, "reason", false, Sub::Scalar),
+        (4, "message", false, Sub::Scalar),
+        (
+            5,
+            "source",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_EVENT_SOURCE),
+        ),
         (
             6,
             "firstTimestamp",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -7464,24 +7828,36 @@ pub(super) static SHAPE_CORE_V1_EVENT: Shape = Shape {
         (
             7,
             "lastTimestamp",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (8, "count", Sub::Scalar),
-        (9, "type", Sub::Scalar),
+        (8, "count", false, Sub::Scalar),
+        (9, "type", false, Sub::Scalar),
         (
             10,
             "eventTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::MicroTime,
             >()),
         ),
-        (11, "series", Sub::Message(&SHAPE_CORE_V1_EVENT_SERIES)),
-        (12, "action", Sub::Scalar),
-        (13, "related", Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE)),
-        (14, "reportingComponent", Sub::Scalar),
-        (15, "reportingInstance", Sub::Scalar),
+        (
+            11,
+            "series",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_EVENT_SERIES),
+        ),
+        (12, "action", false, Sub::Scalar),
+        (
+            13,
+            "related",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE),
+        ),
+        (14, "reportingComponent", false, Sub::Scalar),
+        (15, "reportingInstance", false, Sub::Scalar),
     ],
 };
 
@@ -7646,8 +8022,8 @@ pub(super) static SHAPE_CORE_V1_EVENT_LIST: Shape = Shape {
     name: "EventList",
     size: std::mem::size_of::<pb::api::core::v1::EventList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_EVENT)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_EVENT)),
     ],
 };
 
@@ -7700,10 +8076,11 @@ pub(super) static SHAPE_CORE_V1_EVENT_SERIES: Shape = Shape {
     name: "EventSeries",
     size: std::mem::size_of::<pb::api::core::v1::EventSeries>(),
     fields: &[
-        (1, "count", Sub::Scalar),
+        (1, "count", false, Sub::Scalar),
         (
             2,
             "lastObservedTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::MicroTime,
             >()),
@@ -7761,7 +8138,10 @@ fn core_v1_event_series_from_map(
 pub(super) static SHAPE_CORE_V1_EVENT_SOURCE: Shape = Shape {
     name: "EventSource",
     size: std::mem::size_of::<pb::api::core::v1::EventSource>(),
-    fields: &[(1, "component", Sub::Scalar), (2, "host", Sub::Scalar)],
+    fields: &[
+        (1, "component", false, Sub::Scalar),
+        (2, "host", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_event_source_to_json(
@@ -7805,7 +8185,7 @@ fn core_v1_event_source_from_map(
 pub(super) static SHAPE_CORE_V1_EXEC_ACTION: Shape = Shape {
     name: "ExecAction",
     size: std::mem::size_of::<pb::api::core::v1::ExecAction>(),
-    fields: &[(1, "command", Sub::Scalar)],
+    fields: &[(1, "command", true, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_exec_action_to_json(
@@ -7848,11 +8228,11 @@ pub(super) static SHAPE_CORE_V1_FC_VOLUME_SOURCE: Shape = Shape {
     name: "FcVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::FcVolumeSource>(),
     fields: &[
-        (1, "targetWWNs", Sub::Scalar),
-        (2, "lun", Sub::Scalar),
-        (3, "fsType", Sub::Scalar),
-        (4, "readOnly", Sub::Scalar),
-        (5, "wwids", Sub::Scalar),
+        (1, "targetWWNs", true, Sub::Scalar),
+        (2, "lun", false, Sub::Scalar),
+        (3, "fsType", false, Sub::Scalar),
+        (4, "readOnly", false, Sub::Scalar),
+        (5, "wwids", true, Sub::Scalar),
     ],
 };
 
@@ -7911,10 +8291,10 @@ pub(super) static SHAPE_CORE_V1_FILE_KEY_SELECTOR: Shape = Shape {
     name: "FileKeySelector",
     size: std::mem::size_of::<pb::api::core::v1::FileKeySelector>(),
     fields: &[
-        (1, "volumeName", Sub::Scalar),
-        (2, "path", Sub::Scalar),
-        (3, "key", Sub::Scalar),
-        (4, "optional", Sub::Scalar),
+        (1, "volumeName", false, Sub::Scalar),
+        (2, "path", false, Sub::Scalar),
+        (3, "key", false, Sub::Scalar),
+        (4, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -7969,15 +8349,16 @@ pub(super) static SHAPE_CORE_V1_FLEX_VOLUME_SOURCE: Shape = Shape {
     name: "FlexVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::FlexVolumeSource>(),
     fields: &[
-        (1, "driver", Sub::Scalar),
-        (2, "fsType", Sub::Scalar),
+        (1, "driver", false, Sub::Scalar),
+        (2, "fsType", false, Sub::Scalar),
         (
             3,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
-        (4, "readOnly", Sub::Scalar),
-        (5, "options", Sub::MapOfScalar),
+        (4, "readOnly", false, Sub::Scalar),
+        (5, "options", false, Sub::MapOfScalar),
     ],
 };
 
@@ -8042,8 +8423,8 @@ pub(super) static SHAPE_CORE_V1_FLOCKER_VOLUME_SOURCE: Shape = Shape {
     name: "FlockerVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::FlockerVolumeSource>(),
     fields: &[
-        (1, "datasetName", Sub::Scalar),
-        (2, "datasetUUID", Sub::Scalar),
+        (1, "datasetName", false, Sub::Scalar),
+        (2, "datasetUUID", false, Sub::Scalar),
     ],
 };
 
@@ -8092,10 +8473,10 @@ pub(super) static SHAPE_CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: Shape = Shape
     name: "GcePersistentDiskVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::GcePersistentDiskVolumeSource>(),
     fields: &[
-        (1, "pdName", Sub::Scalar),
-        (2, "fsType", Sub::Scalar),
-        (3, "partition", Sub::Scalar),
-        (4, "readOnly", Sub::Scalar),
+        (1, "pdName", false, Sub::Scalar),
+        (2, "fsType", false, Sub::Scalar),
+        (3, "partition", false, Sub::Scalar),
+        (4, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -8153,9 +8534,9 @@ pub(super) static SHAPE_CORE_V1_GIT_REPO_VOLUME_SOURCE: Shape = Shape {
     name: "GitRepoVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::GitRepoVolumeSource>(),
     fields: &[
-        (1, "repository", Sub::Scalar),
-        (2, "revision", Sub::Scalar),
-        (3, "directory", Sub::Scalar),
+        (1, "repository", false, Sub::Scalar),
+        (2, "revision", false, Sub::Scalar),
+        (3, "directory", false, Sub::Scalar),
     ],
 };
 
@@ -8207,9 +8588,9 @@ pub(super) static SHAPE_CORE_V1_GLUSTERFS_VOLUME_SOURCE: Shape = Shape {
     name: "GlusterfsVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::GlusterfsVolumeSource>(),
     fields: &[
-        (1, "endpoints", Sub::Scalar),
-        (2, "path", Sub::Scalar),
-        (3, "readOnly", Sub::Scalar),
+        (1, "endpoints", false, Sub::Scalar),
+        (2, "path", false, Sub::Scalar),
+        (3, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -8260,7 +8641,10 @@ fn core_v1_glusterfs_volume_source_from_map(
 pub(super) static SHAPE_CORE_V1_GRPC_ACTION: Shape = Shape {
     name: "GrpcAction",
     size: std::mem::size_of::<pb::api::core::v1::GrpcAction>(),
-    fields: &[(1, "port", Sub::Scalar), (2, "service", Sub::Scalar)],
+    fields: &[
+        (1, "port", false, Sub::Scalar),
+        (2, "service", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_grpc_action_to_json(
@@ -8304,7 +8688,10 @@ fn core_v1_grpc_action_from_map(
 pub(super) static SHAPE_CORE_V1_HOST_ALIAS: Shape = Shape {
     name: "HostAlias",
     size: std::mem::size_of::<pb::api::core::v1::HostAlias>(),
-    fields: &[(1, "ip", Sub::Scalar), (2, "hostnames", Sub::Scalar)],
+    fields: &[
+        (1, "ip", false, Sub::Scalar),
+        (2, "hostnames", true, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_host_alias_to_json(
@@ -8348,7 +8735,7 @@ fn core_v1_host_alias_from_map(
 pub(super) static SHAPE_CORE_V1_HOST_IP: Shape = Shape {
     name: "HostIp",
     size: std::mem::size_of::<pb::api::core::v1::HostIp>(),
-    fields: &[(1, "ip", Sub::Scalar)],
+    fields: &[(1, "ip", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_host_ip_to_json(
@@ -8390,7 +8777,10 @@ fn core_v1_host_ip_from_map(
 pub(super) static SHAPE_CORE_V1_HOST_PATH_VOLUME_SOURCE: Shape = Shape {
     name: "HostPathVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::HostPathVolumeSource>(),
-    fields: &[(1, "path", Sub::Scalar), (2, "type", Sub::Scalar)],
+    fields: &[
+        (1, "path", false, Sub::Scalar),
+        (2, "type", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_host_path_volume_source_to_json(
@@ -8435,17 +8825,23 @@ pub(super) static SHAPE_CORE_V1_HTTP_GET_ACTION: Shape = Shape {
     name: "HttpGetAction",
     size: std::mem::size_of::<pb::api::core::v1::HttpGetAction>(),
     fields: &[
-        (1, "path", Sub::Scalar),
+        (1, "path", false, Sub::Scalar),
         (
             2,
             "port",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::util::intstr::IntOrString,
             >()),
         ),
-        (3, "host", Sub::Scalar),
-        (4, "scheme", Sub::Scalar),
-        (5, "httpHeaders", Sub::Message(&SHAPE_CORE_V1_HTTP_HEADER)),
+        (3, "host", false, Sub::Scalar),
+        (4, "scheme", false, Sub::Scalar),
+        (
+            5,
+            "httpHeaders",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_HTTP_HEADER),
+        ),
     ],
 };
 
@@ -8509,7 +8905,10 @@ fn core_v1_http_get_action_from_map(
 pub(super) static SHAPE_CORE_V1_HTTP_HEADER: Shape = Shape {
     name: "HttpHeader",
     size: std::mem::size_of::<pb::api::core::v1::HttpHeader>(),
-    fields: &[(1, "name", Sub::Scalar), (2, "value", Sub::Scalar)],
+    fields: &[
+        (1, "name", false, Sub::Scalar),
+        (2, "value", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_http_header_to_json(
@@ -8554,8 +8953,8 @@ pub(super) static SHAPE_CORE_V1_IMAGE_VOLUME_SOURCE: Shape = Shape {
     name: "ImageVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::ImageVolumeSource>(),
     fields: &[
-        (1, "reference", Sub::Scalar),
-        (2, "pullPolicy", Sub::Scalar),
+        (1, "reference", false, Sub::Scalar),
+        (2, "pullPolicy", false, Sub::Scalar),
     ],
 };
 
@@ -8604,21 +9003,22 @@ pub(super) static SHAPE_CORE_V1_ISCSI_VOLUME_SOURCE: Shape = Shape {
     name: "IscsiVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::IscsiVolumeSource>(),
     fields: &[
-        (1, "targetPortal", Sub::Scalar),
-        (2, "iqn", Sub::Scalar),
-        (3, "lun", Sub::Scalar),
-        (4, "iscsiInterface", Sub::Scalar),
-        (5, "fsType", Sub::Scalar),
-        (6, "readOnly", Sub::Scalar),
-        (7, "portals", Sub::Scalar),
-        (8, "chapAuthDiscovery", Sub::Scalar),
-        (11, "chapAuthSession", Sub::Scalar),
+        (1, "targetPortal", false, Sub::Scalar),
+        (2, "iqn", false, Sub::Scalar),
+        (3, "lun", false, Sub::Scalar),
+        (4, "iscsiInterface", false, Sub::Scalar),
+        (5, "fsType", false, Sub::Scalar),
+        (6, "readOnly", false, Sub::Scalar),
+        (7, "portals", true, Sub::Scalar),
+        (8, "chapAuthDiscovery", false, Sub::Scalar),
+        (11, "chapAuthSession", false, Sub::Scalar),
         (
             10,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
-        (12, "initiatorName", Sub::Scalar),
+        (12, "initiatorName", false, Sub::Scalar),
     ],
 };
 
@@ -8712,9 +9112,9 @@ pub(super) static SHAPE_CORE_V1_KEY_TO_PATH: Shape = Shape {
     name: "KeyToPath",
     size: std::mem::size_of::<pb::api::core::v1::KeyToPath>(),
     fields: &[
-        (1, "key", Sub::Scalar),
-        (2, "path", Sub::Scalar),
-        (3, "mode", Sub::Scalar),
+        (1, "key", false, Sub::Scalar),
+        (2, "path", false, Sub::Scalar),
+        (3, "mode", false, Sub::Scalar),
     ],
 };
 
@@ -8765,10 +9165,16 @@ pub(super) static SHAPE_CORE_V1_LIFECYCLE: Shape = Shape {
         (
             1,
             "postStart",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LIFECYCLE_HANDLER),
         ),
-        (2, "preStop", Sub::Message(&SHAPE_CORE_V1_LIFECYCLE_HANDLER)),
-        (3, "stopSignal", Sub::Scalar),
+        (
+            2,
+            "preStop",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LIFECYCLE_HANDLER),
+        ),
+        (3, "stopSignal", false, Sub::Scalar),
     ],
 };
 
@@ -8832,14 +9238,20 @@ pub(super) static SHAPE_CORE_V1_LIFECYCLE_HANDLER: Shape = Shape {
     name: "LifecycleHandler",
     size: std::mem::size_of::<pb::api::core::v1::LifecycleHandler>(),
     fields: &[
-        (1, "exec", Sub::Message(&SHAPE_CORE_V1_EXEC_ACTION)),
-        (2, "httpGet", Sub::Message(&SHAPE_CORE_V1_HTTP_GET_ACTION)),
+        (1, "exec", false, Sub::Message(&SHAPE_CORE_V1_EXEC_ACTION)),
+        (
+            2,
+            "httpGet",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_HTTP_GET_ACTION),
+        ),
         (
             3,
             "tcpSocket",
+            false,
             Sub::Message(&SHAPE_CORE_V1_TCP_SOCKET_ACTION),
         ),
-        (4, "sleep", Sub::Message(&SHAPE_CORE_V1_SLEEP_ACTION)),
+        (4, "sleep", false, Sub::Message(&SHAPE_CORE_V1_SLEEP_ACTION)),
     ],
 };
 
@@ -8918,9 +9330,9 @@ pub(super) static SHAPE_CORE_V1_LINUX_CONTAINER_USER: Shape = Shape {
     name: "LinuxContainerUser",
     size: std::mem::size_of::<pb::api::core::v1::LinuxContainerUser>(),
     fields: &[
-        (1, "uid", Sub::Scalar),
-        (2, "gid", Sub::Scalar),
-        (3, "supplementalGroups", Sub::Scalar),
+        (1, "uid", false, Sub::Scalar),
+        (2, "gid", false, Sub::Scalar),
+        (3, "supplementalGroups", true, Sub::Scalar),
     ],
 };
 
@@ -8979,10 +9391,10 @@ pub(super) static SHAPE_CORE_V1_LOAD_BALANCER_INGRESS: Shape = Shape {
     name: "LoadBalancerIngress",
     size: std::mem::size_of::<pb::api::core::v1::LoadBalancerIngress>(),
     fields: &[
-        (1, "ip", Sub::Scalar),
-        (2, "hostname", Sub::Scalar),
-        (3, "ipMode", Sub::Scalar),
-        (4, "ports", Sub::Message(&SHAPE_CORE_V1_PORT_STATUS)),
+        (1, "ip", false, Sub::Scalar),
+        (2, "hostname", false, Sub::Scalar),
+        (3, "ipMode", false, Sub::Scalar),
+        (4, "ports", true, Sub::Message(&SHAPE_CORE_V1_PORT_STATUS)),
     ],
 };
 
@@ -9046,6 +9458,7 @@ pub(super) static SHAPE_CORE_V1_LOAD_BALANCER_STATUS: Shape = Shape {
     fields: &[(
         1,
         "ingress",
+        true,
         Sub::Message(&SHAPE_CORE_V1_LOAD_BALANCER_INGRESS),
     )],
 };
@@ -9096,7 +9509,7 @@ fn core_v1_load_balancer_status_from_map(
 pub(super) static SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE: Shape = Shape {
     name: "LocalObjectReference",
     size: std::mem::size_of::<pb::api::core::v1::LocalObjectReference>(),
-    fields: &[(1, "name", Sub::Scalar)],
+    fields: &[(1, "name", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_local_object_reference_to_json(
@@ -9139,9 +9552,24 @@ pub(super) static SHAPE_CORE_V1_NAMESPACE: Shape = Shape {
     name: "Namespace",
     size: std::mem::size_of::<pb::api::core::v1::Namespace>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_CORE_V1_NAMESPACE_SPEC)),
-        (3, "status", Sub::Message(&SHAPE_CORE_V1_NAMESPACE_STATUS)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "spec",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_NAMESPACE_SPEC),
+        ),
+        (
+            3,
+            "status",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_NAMESPACE_STATUS),
+        ),
     ],
 };
 
@@ -9212,17 +9640,18 @@ pub(super) static SHAPE_CORE_V1_NAMESPACE_CONDITION: Shape = Shape {
     name: "NamespaceCondition",
     size: std::mem::size_of::<pb::api::core::v1::NamespaceCondition>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (2, "status", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (2, "status", false, Sub::Scalar),
         (
             4,
             "lastTransitionTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (5, "reason", Sub::Scalar),
-        (6, "message", Sub::Scalar),
+        (5, "reason", false, Sub::Scalar),
+        (6, "message", false, Sub::Scalar),
     ],
 };
 
@@ -9287,8 +9716,8 @@ pub(super) static SHAPE_CORE_V1_NAMESPACE_LIST: Shape = Shape {
     name: "NamespaceList",
     size: std::mem::size_of::<pb::api::core::v1::NamespaceList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_NAMESPACE)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_NAMESPACE)),
     ],
 };
 
@@ -9340,7 +9769,7 @@ fn core_v1_namespace_list_from_map(
 pub(super) static SHAPE_CORE_V1_NAMESPACE_SPEC: Shape = Shape {
     name: "NamespaceSpec",
     size: std::mem::size_of::<pb::api::core::v1::NamespaceSpec>(),
-    fields: &[(1, "finalizers", Sub::Scalar)],
+    fields: &[(1, "finalizers", true, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_namespace_spec_to_json(
@@ -9383,10 +9812,11 @@ pub(super) static SHAPE_CORE_V1_NAMESPACE_STATUS: Shape = Shape {
     name: "NamespaceStatus",
     size: std::mem::size_of::<pb::api::core::v1::NamespaceStatus>(),
     fields: &[
-        (1, "phase", Sub::Scalar),
+        (1, "phase", false, Sub::Scalar),
         (
             2,
             "conditions",
+            true,
             Sub::Message(&SHAPE_CORE_V1_NAMESPACE_CONDITION),
         ),
     ],
@@ -9441,9 +9871,9 @@ pub(super) static SHAPE_CORE_V1_NFS_VOLUME_SOURCE: Shape = Shape {
     name: "NfsVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::NfsVolumeSource>(),
     fields: &[
-        (1, "server", Sub::Scalar),
-        (2, "path", Sub::Scalar),
-        (3, "readOnly", Sub::Scalar),
+        (1, "server", false, Sub::Scalar),
+        (2, "path", false, Sub::Scalar),
+        (3, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -9495,9 +9925,14 @@ pub(super) static SHAPE_CORE_V1_NODE: Shape = Shape {
     name: "Node",
     size: std::mem::size_of::<pb::api::core::v1::Node>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_CORE_V1_NODE_SPEC)),
-        (3, "status", Sub::Message(&SHAPE_CORE_V1_NODE_STATUS)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "spec", false, Sub::Message(&SHAPE_CORE_V1_NODE_SPEC)),
+        (3, "status", false, Sub::Message(&SHAPE_CORE_V1_NODE_STATUS)),
     ],
 };
 
@@ -9561,7 +9996,10 @@ fn core_v1_node_from_map(
 pub(super) static SHAPE_CORE_V1_NODE_ADDRESS: Shape = Shape {
     name: "NodeAddress",
     size: std::mem::size_of::<pb::api::core::v1::NodeAddress>(),
-    fields: &[(1, "type", Sub::Scalar), (2, "address", Sub::Scalar)],
+    fields: &[
+        (1, "type", false, Sub::Scalar),
+        (2, "address", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_node_address_to_json(
@@ -9609,11 +10047,13 @@ pub(super) static SHAPE_CORE_V1_NODE_AFFINITY: Shape = Shape {
         (
             1,
             "requiredDuringSchedulingIgnoredDuringExecution",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_SELECTOR),
         ),
         (
             2,
             "preferredDuringSchedulingIgnoredDuringExecution",
+            true,
             Sub::Message(&SHAPE_CORE_V1_PREFERRED_SCHEDULING_TERM),
         ),
     ],
@@ -9690,11 +10130,12 @@ pub(super) static SHAPE_CORE_V1_NODE_CONDITION: Shape = Shape {
     name: "NodeCondition",
     size: std::mem::size_of::<pb::api::core::v1::NodeCondition>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (2, "status", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (2, "status", false, Sub::Scalar),
         (
             3,
             "lastHeartbeatTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -9702,12 +10143,13 @@ pub(super) static SHAPE_CORE_V1_NODE_CONDITION: Shape = Shape {
         (
             4,
             "lastTransitionTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (5, "reason", Sub::Scalar),
-        (6, "message", Sub::Scalar),
+        (5, "reason", false, Sub::Scalar),
+        (6, "message", false, Sub::Scalar),
     ],
 };
 
@@ -9789,6 +10231,7 @@ pub(super) static SHAPE_CORE_V1_NODE_CONFIG_SOURCE: Shape = Shape {
     fields: &[(
         2,
         "configMap",
+        false,
         Sub::Message(&SHAPE_CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE),
     )],
 };
@@ -9847,15 +10290,22 @@ pub(super) static SHAPE_CORE_V1_NODE_CONFIG_STATUS: Shape = Shape {
         (
             1,
             "assigned",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_CONFIG_SOURCE),
         ),
-        (2, "active", Sub::Message(&SHAPE_CORE_V1_NODE_CONFIG_SOURCE)),
+        (
+            2,
+            "active",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_NODE_CONFIG_SOURCE),
+        ),
         (
             3,
             "lastKnownGood",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_CONFIG_SOURCE),
         ),
-        (4, "error", Sub::Scalar),
+        (4, "error", false, Sub::Scalar),
     ],
 };
 
@@ -9930,6 +10380,7 @@ pub(super) static SHAPE_CORE_V1_NODE_DAEMON_ENDPOINTS: Shape = Shape {
     fields: &[(
         1,
         "kubeletEndpoint",
+        false,
         Sub::Message(&SHAPE_CORE_V1_DAEMON_ENDPOINT),
     )],
 };
@@ -9979,7 +10430,7 @@ fn core_v1_node_daemon_endpoints_from_map(
 pub(super) static SHAPE_CORE_V1_NODE_FEATURES: Shape = Shape {
     name: "NodeFeatures",
     size: std::mem::size_of::<pb::api::core::v1::NodeFeatures>(),
-    fields: &[(1, "supplementalGroupsPolicy", Sub::Scalar)],
+    fields: &[(1, "supplementalGroupsPolicy", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_node_features_to_json(
@@ -10029,8 +10480,8 @@ pub(super) static SHAPE_CORE_V1_NODE_LIST: Shape = Shape {
     name: "NodeList",
     size: std::mem::size_of::<pb::api::core::v1::NodeList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_NODE)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_NODE)),
     ],
 };
 
@@ -10083,10 +10534,11 @@ pub(super) static SHAPE_CORE_V1_NODE_RUNTIME_HANDLER: Shape = Shape {
     name: "NodeRuntimeHandler",
     size: std::mem::size_of::<pb::api::core::v1::NodeRuntimeHandler>(),
     fields: &[
-        (1, "name", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
         (
             2,
             "features",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_RUNTIME_HANDLER_FEATURES),
         ),
     ],
@@ -10145,8 +10597,8 @@ pub(super) static SHAPE_CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: Shape = Shape {
     name: "NodeRuntimeHandlerFeatures",
     size: std::mem::size_of::<pb::api::core::v1::NodeRuntimeHandlerFeatures>(),
     fields: &[
-        (1, "recursiveReadOnlyMounts", Sub::Scalar),
-        (2, "userNamespaces", Sub::Scalar),
+        (1, "recursiveReadOnlyMounts", false, Sub::Scalar),
+        (2, "userNamespaces", false, Sub::Scalar),
     ],
 };
 
@@ -10205,6 +10657,7 @@ pub(super) static SHAPE_CORE_V1_NODE_SELECTOR: Shape = Shape {
     fields: &[(
         1,
         "nodeSelectorTerms",
+        true,
         Sub::Message(&SHAPE_CORE_V1_NODE_SELECTOR_TERM),
     )],
 };
@@ -10263,9 +10716,9 @@ pub(super) static SHAPE_CORE_V1_NODE_SELECTOR_REQUIREMENT: Shape = Shape {
     name: "NodeSelectorRequirement",
     size: std::mem::size_of::<pb::api::core::v1::NodeSelectorRequirement>(),
     fields: &[
-        (1, "key", Sub::Scalar),
-        (2, "operator", Sub::Scalar),
-        (3, "values", Sub::Scalar),
+        (1, "key", false, Sub::Scalar),
+        (2, "operator", false, Sub::Scalar),
+        (3, "values", true, Sub::Scalar),
     ],
 };
 
@@ -10322,11 +10775,13 @@ pub(super) static SHAPE_CORE_V1_NODE_SELECTOR_TERM: Shape = Shape {
         (
             1,
             "matchExpressions",
+            true,
             Sub::Message(&SHAPE_CORE_V1_NODE_SELECTOR_REQUIREMENT),
         ),
         (
             2,
             "matchFields",
+            true,
             Sub::Message(&SHAPE_CORE_V1_NODE_SELECTOR_REQUIREMENT),
         ),
     ],
@@ -10401,17 +10856,18 @@ pub(super) static SHAPE_CORE_V1_NODE_SPEC: Shape = Shape {
     name: "NodeSpec",
     size: std::mem::size_of::<pb::api::core::v1::NodeSpec>(),
     fields: &[
-        (1, "podCIDR", Sub::Scalar),
-        (7, "podCIDRs", Sub::Scalar),
-        (3, "providerID", Sub::Scalar),
-        (4, "unschedulable", Sub::Scalar),
-        (5, "taints", Sub::Message(&SHAPE_CORE_V1_TAINT)),
+        (1, "podCIDR", false, Sub::Scalar),
+        (7, "podCIDRs", true, Sub::Scalar),
+        (3, "providerID", false, Sub::Scalar),
+        (4, "unschedulable", false, Sub::Scalar),
+        (5, "taints", true, Sub::Message(&SHAPE_CORE_V1_TAINT)),
         (
             6,
             "configSource",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_CONFIG_SOURCE),
         ),
-        (2, "externalID", Sub::Scalar),
+        (2, "externalID", false, Sub::Scalar),
     ],
 };
 
@@ -10492,6 +10948,7 @@ pub(super) static SHAPE_CORE_V1_NODE_STATUS: Shape = Shape {
         (
             1,
             "capacity",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -10499,38 +10956,68 @@ pub(super) static SHAPE_CORE_V1_NODE_STATUS: Shape = Shape {
         (
             2,
             "allocatable",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
         ),
-        (3, "phase", Sub::Scalar),
-        (4, "conditions", Sub::Message(&SHAPE_CORE_V1_NODE_CONDITION)),
-        (5, "addresses", Sub::Message(&SHAPE_CORE_V1_NODE_ADDRESS)),
+        (3, "phase", false, Sub::Scalar),
+        (
+            4,
+            "conditions",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_NODE_CONDITION),
+        ),
+        (
+            5,
+            "addresses",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_NODE_ADDRESS),
+        ),
         (
             6,
             "daemonEndpoints",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_DAEMON_ENDPOINTS),
         ),
-        (7, "nodeInfo", Sub::Message(&SHAPE_CORE_V1_NODE_SYSTEM_INFO)),
-        (8, "images", Sub::Message(&SHAPE_CORE_V1_CONTAINER_IMAGE)),
-        (9, "volumesInUse", Sub::Scalar),
+        (
+            7,
+            "nodeInfo",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_NODE_SYSTEM_INFO),
+        ),
+        (
+            8,
+            "images",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER_IMAGE),
+        ),
+        (9, "volumesInUse", true, Sub::Scalar),
         (
             10,
             "volumesAttached",
+            true,
             Sub::Message(&SHAPE_CORE_V1_ATTACHED_VOLUME),
         ),
         (
             11,
             "config",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_CONFIG_STATUS),
         ),
         (
             12,
             "runtimeHandlers",
+            true,
             Sub::Message(&SHAPE_CORE_V1_NODE_RUNTIME_HANDLER),
         ),
-        (13, "features", Sub::Message(&SHAPE_CORE_V1_NODE_FEATURES)),
-        (14, "declaredFeatures", Sub::Scalar),
+        (
+            13,
+            "features",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_NODE_FEATURES),
+        ),
+        (14, "declaredFeatures", true, Sub::Scalar),
     ],
 };
 
@@ -10719,7 +11206,7 @@ fn core_v1_node_status_from_map(
 pub(super) static SHAPE_CORE_V1_NODE_SWAP_STATUS: Shape = Shape {
     name: "NodeSwapStatus",
     size: std::mem::size_of::<pb::api::core::v1::NodeSwapStatus>(),
-    fields: &[(1, "capacity", Sub::Scalar)],
+    fields: &[(1, "capacity", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_node_swap_status_to_json(
@@ -10762,17 +11249,22 @@ pub(super) static SHAPE_CORE_V1_NODE_SYSTEM_INFO: Shape = Shape {
     name: "NodeSystemInfo",
     size: std::mem::size_of::<pb::api::core::v1::NodeSystemInfo>(),
     fields: &[
-        (1, "machineID", Sub::Scalar),
-        (2, "systemUUID", Sub::Scalar),
-        (3, "bootID", Sub::Scalar),
-        (4, "kernelVersion", Sub::Scalar),
-        (5, "osImage", Sub::Scalar),
-        (6, "containerRuntimeVersion", Sub::Scalar),
-        (7, "kubeletVersion", Sub::Scalar),
-        (8, "kubeProxyVersion", Sub::Scalar),
-        (9, "operatingSystem", Sub::Scalar),
-        (10, "architecture", Sub::Scalar),
-        (11, "swap", Sub::Message(&SHAPE_CORE_V1_NODE_SWAP_STATUS)),
+        (1, "machineID", false, Sub::Scalar),
+        (2, "systemUUID", false, Sub::Scalar),
+        (3, "bootID", false, Sub::Scalar),
+        (4, "kernelVersion", false, Sub::Scalar),
+        (5, "osImage", false, Sub::Scalar),
+        (6, "containerRuntimeVersion", false, Sub::Scalar),
+        (7, "kubeletVersion", false, Sub::Scalar),
+        (8, "kubeProxyVersion", false, Sub::Scalar),
+        (9, "operatingSystem", false, Sub::Scalar),
+        (10, "architecture", false, Sub::Scalar),
+        (
+            11,
+            "swap",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_NODE_SWAP_STATUS),
+        ),
     ],
 };
 
@@ -10876,8 +11368,8 @@ pub(super) static SHAPE_CORE_V1_OBJECT_FIELD_SELECTOR: Shape = Shape {
     name: "ObjectFieldSelector",
     size: std::mem::size_of::<pb::api::core::v1::ObjectFieldSelector>(),
     fields: &[
-        (1, "apiVersion", Sub::Scalar),
-        (2, "fieldPath", Sub::Scalar),
+        (1, "apiVersion", false, Sub::Scalar),
+        (2, "fieldPath", false, Sub::Scalar),
     ],
 };
 
@@ -10926,13 +11418,13 @@ pub(super) static SHAPE_CORE_V1_OBJECT_REFERENCE: Shape = Shape {
     name: "ObjectReference",
     size: std::mem::size_of::<pb::api::core::v1::ObjectReference>(),
     fields: &[
-        (1, "kind", Sub::Scalar),
-        (2, "namespace", Sub::Scalar),
-        (3, "name", Sub::Scalar),
-        (4, "uid", Sub::Scalar),
-        (5, "apiVersion", Sub::Scalar),
-        (6, "resourceVersion", Sub::Scalar),
-        (7, "fieldPath", Sub::Scalar),
+        (1, "kind", false, Sub::Scalar),
+        (2, "namespace", false, Sub::Scalar),
+        (3, "name", false, Sub::Scalar),
+        (4, "uid", false, Sub::Scalar),
+        (5, "apiVersion", false, Sub::Scalar),
+        (6, "resourceVersion", false, Sub::Scalar),
+        (7, "fieldPath", false, Sub::Scalar),
     ],
 };
 
@@ -11009,27 +11501,35 @@ pub(super) static SHAPE_CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: Shape = Shape {
     name: "PersistentVolumeClaimSpec",
     size: std::mem::size_of::<pb::api::core::v1::PersistentVolumeClaimSpec>(),
     fields: &[
-        (1, "accessModes", Sub::Scalar),
-        (4, "selector", Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR)),
+        (1, "accessModes", true, Sub::Scalar),
+        (
+            4,
+            "selector",
+            false,
+            Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
+        ),
         (
             2,
             "resources",
+            false,
             Sub::Message(&SHAPE_CORE_V1_VOLUME_RESOURCE_REQUIREMENTS),
         ),
-        (3, "volumeName", Sub::Scalar),
-        (5, "storageClassName", Sub::Scalar),
-        (6, "volumeMode", Sub::Scalar),
+        (3, "volumeName", false, Sub::Scalar),
+        (5, "storageClassName", false, Sub::Scalar),
+        (6, "volumeMode", false, Sub::Scalar),
         (
             7,
             "dataSource",
+            false,
             Sub::Message(&SHAPE_CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE),
         ),
         (
             8,
             "dataSourceRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_TYPED_OBJECT_REFERENCE),
         ),
-        (9, "volumeAttributesClassName", Sub::Scalar),
+        (9, "volumeAttributesClassName", false, Sub::Scalar),
     ],
 };
 
@@ -11160,10 +11660,16 @@ pub(super) static SHAPE_CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: Shape = Shape 
     name: "PersistentVolumeClaimTemplate",
     size: std::mem::size_of::<pb::api::core::v1::PersistentVolumeClaimTemplate>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "spec",
+            false,
             Sub::Message(&SHAPE_CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC),
         ),
     ],
@@ -11224,7 +11730,10 @@ fn core_v1_persistent_volume_claim_template_from_map(
 pub(super) static SHAPE_CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: Shape = Shape {
     name: "PersistentVolumeClaimVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::PersistentVolumeClaimVolumeSource>(),
-    fields: &[(1, "claimName", Sub::Scalar), (2, "readOnly", Sub::Scalar)],
+    fields: &[
+        (1, "claimName", false, Sub::Scalar),
+        (2, "readOnly", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_persistent_volume_claim_volume_source_to_json(
@@ -11273,7 +11782,10 @@ fn core_v1_persistent_volume_claim_volume_source_from_map(
 pub(super) static SHAPE_CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: Shape = Shape {
     name: "PhotonPersistentDiskVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::PhotonPersistentDiskVolumeSource>(),
-    fields: &[(1, "pdID", Sub::Scalar), (2, "fsType", Sub::Scalar)],
+    fields: &[
+        (1, "pdID", false, Sub::Scalar),
+        (2, "fsType", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_photon_persistent_disk_volume_source_to_json(
@@ -11320,9 +11832,14 @@ pub(super) static SHAPE_CORE_V1_POD: Shape = Shape {
     name: "Pod",
     size: std::mem::size_of::<pb::api::core::v1::Pod>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_CORE_V1_POD_SPEC)),
-        (3, "status", Sub::Message(&SHAPE_CORE_V1_POD_STATUS)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "spec", false, Sub::Message(&SHAPE_CORE_V1_POD_SPEC)),
+        (3, "status", false, Sub::Message(&SHAPE_CORE_V1_POD_STATUS)),
     ],
 };
 
@@ -11390,11 +11907,13 @@ pub(super) static SHAPE_CORE_V1_POD_AFFINITY: Shape = Shape {
         (
             1,
             "requiredDuringSchedulingIgnoredDuringExecution",
+            true,
             Sub::Message(&SHAPE_CORE_V1_POD_AFFINITY_TERM),
         ),
         (
             2,
             "preferredDuringSchedulingIgnoredDuringExecution",
+            true,
             Sub::Message(&SHAPE_CORE_V1_WEIGHTED_POD_AFFINITY_TERM),
         ),
     ],
@@ -11475,17 +11994,19 @@ pub(super) static SHAPE_CORE_V1_POD_AFFINITY_TERM: Shape = Shape {
         (
             1,
             "labelSelector",
+            false,
             Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
         ),
-        (2, "namespaces", Sub::Scalar),
-        (3, "topologyKey", Sub::Scalar),
+        (2, "namespaces", true, Sub::Scalar),
+        (3, "topologyKey", false, Sub::Scalar),
         (
             4,
             "namespaceSelector",
+            false,
             Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
         ),
-        (5, "matchLabelKeys", Sub::Scalar),
-        (6, "mismatchLabelKeys", Sub::Scalar),
+        (5, "matchLabelKeys", true, Sub::Scalar),
+        (6, "mismatchLabelKeys", true, Sub::Scalar),
     ],
 };
 
@@ -11587,11 +12108,13 @@ pub(super) static SHAPE_CORE_V1_POD_ANTI_AFFINITY: Shape = Shape {
         (
             1,
             "requiredDuringSchedulingIgnoredDuringExecution",
+            true,
             Sub::Message(&SHAPE_CORE_V1_POD_AFFINITY_TERM),
         ),
         (
             2,
             "preferredDuringSchedulingIgnoredDuringExecution",
+            true,
             Sub::Message(&SHAPE_CORE_V1_WEIGHTED_POD_AFFINITY_TERM),
         ),
     ],
@@ -11669,13 +12192,13 @@ pub(super) static SHAPE_CORE_V1_POD_CERTIFICATE_PROJECTION: Shape = Shape {
     name: "PodCertificateProjection",
     size: std::mem::size_of::<pb::api::core::v1::PodCertificateProjection>(),
     fields: &[
-        (1, "signerName", Sub::Scalar),
-        (2, "keyType", Sub::Scalar),
-        (3, "maxExpirationSeconds", Sub::Scalar),
-        (4, "credentialBundlePath", Sub::Scalar),
-        (5, "keyPath", Sub::Scalar),
-        (6, "certificateChainPath", Sub::Scalar),
-        (7, "userAnnotations", Sub::MapOfScalar),
+        (1, "signerName", false, Sub::Scalar),
+        (2, "keyType", false, Sub::Scalar),
+        (3, "maxExpirationSeconds", false, Sub::Scalar),
+        (4, "credentialBundlePath", false, Sub::Scalar),
+        (5, "keyPath", false, Sub::Scalar),
+        (6, "certificateChainPath", false, Sub::Scalar),
+        (7, "userAnnotations", false, Sub::MapOfScalar),
     ],
 };
 
@@ -11771,12 +12294,13 @@ pub(super) static SHAPE_CORE_V1_POD_CONDITION: Shape = Shape {
     name: "PodCondition",
     size: std::mem::size_of::<pb::api::core::v1::PodCondition>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (7, "observedGeneration", Sub::Scalar),
-        (2, "status", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (7, "observedGeneration", false, Sub::Scalar),
+        (2, "status", false, Sub::Scalar),
         (
             3,
             "lastProbeTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -11784,12 +12308,13 @@ pub(super) static SHAPE_CORE_V1_POD_CONDITION: Shape = Shape {
         (
             4,
             "lastTransitionTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (5, "reason", Sub::Scalar),
-        (6, "message", Sub::Scalar),
+        (5, "reason", false, Sub::Scalar),
+        (6, "message", false, Sub::Scalar),
     ],
 };
 
@@ -11873,11 +12398,12 @@ pub(super) static SHAPE_CORE_V1_POD_DNS_CONFIG: Shape = Shape {
     name: "PodDnsConfig",
     size: std::mem::size_of::<pb::api::core::v1::PodDnsConfig>(),
     fields: &[
-        (1, "nameservers", Sub::Scalar),
-        (2, "searches", Sub::Scalar),
+        (1, "nameservers", true, Sub::Scalar),
+        (2, "searches", true, Sub::Scalar),
         (
             3,
             "options",
+            true,
             Sub::Message(&SHAPE_CORE_V1_POD_DNS_CONFIG_OPTION),
         ),
     ],
@@ -11937,7 +12463,10 @@ fn core_v1_pod_dns_config_from_map(
 pub(super) static SHAPE_CORE_V1_POD_DNS_CONFIG_OPTION: Shape = Shape {
     name: "PodDnsConfigOption",
     size: std::mem::size_of::<pb::api::core::v1::PodDnsConfigOption>(),
-    fields: &[(1, "name", Sub::Scalar), (2, "value", Sub::Scalar)],
+    fields: &[
+        (1, "name", false, Sub::Scalar),
+        (2, "value", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_pod_dns_config_option_to_json(
@@ -11985,9 +12514,10 @@ pub(super) static SHAPE_CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS: Shape = Shap
         (
             1,
             "requestMappings",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST),
         ),
-        (2, "resourceClaimName", Sub::Scalar),
+        (2, "resourceClaimName", false, Sub::Scalar),
     ],
 };
 
@@ -12055,7 +12585,7 @@ fn core_v1_pod_extended_resource_claim_status_from_map(
 pub(super) static SHAPE_CORE_V1_POD_IP: Shape = Shape {
     name: "PodIp",
     size: std::mem::size_of::<pb::api::core::v1::PodIp>(),
-    fields: &[(1, "ip", Sub::Scalar)],
+    fields: &[(1, "ip", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_pod_ip_to_json(
@@ -12098,8 +12628,8 @@ pub(super) static SHAPE_CORE_V1_POD_LIST: Shape = Shape {
     name: "PodList",
     size: std::mem::size_of::<pb::api::core::v1::PodList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_POD)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_POD)),
     ],
 };
 
@@ -12151,7 +12681,7 @@ fn core_v1_pod_list_from_map(
 pub(super) static SHAPE_CORE_V1_POD_OS: Shape = Shape {
     name: "PodOs",
     size: std::mem::size_of::<pb::api::core::v1::PodOs>(),
-    fields: &[(1, "name", Sub::Scalar)],
+    fields: &[(1, "name", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_pod_os_to_json(
@@ -12193,7 +12723,7 @@ fn core_v1_pod_os_from_map(
 pub(super) static SHAPE_CORE_V1_POD_READINESS_GATE: Shape = Shape {
     name: "PodReadinessGate",
     size: std::mem::size_of::<pb::api::core::v1::PodReadinessGate>(),
-    fields: &[(1, "conditionType", Sub::Scalar)],
+    fields: &[(1, "conditionType", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_pod_readiness_gate_to_json(
@@ -12236,9 +12766,9 @@ pub(super) static SHAPE_CORE_V1_POD_RESOURCE_CLAIM: Shape = Shape {
     name: "PodResourceClaim",
     size: std::mem::size_of::<pb::api::core::v1::PodResourceClaim>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (3, "resourceClaimName", Sub::Scalar),
-        (4, "resourceClaimTemplateName", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (3, "resourceClaimName", false, Sub::Scalar),
+        (4, "resourceClaimTemplateName", false, Sub::Scalar),
     ],
 };
 
@@ -12301,8 +12831,8 @@ pub(super) static SHAPE_CORE_V1_POD_RESOURCE_CLAIM_STATUS: Shape = Shape {
     name: "PodResourceClaimStatus",
     size: std::mem::size_of::<pb::api::core::v1::PodResourceClaimStatus>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "resourceClaimName", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "resourceClaimName", false, Sub::Scalar),
     ],
 };
 
@@ -12357,7 +12887,7 @@ fn core_v1_pod_resource_claim_status_from_map(
 pub(super) static SHAPE_CORE_V1_POD_SCHEDULING_GATE: Shape = Shape {
     name: "PodSchedulingGate",
     size: std::mem::size_of::<pb::api::core::v1::PodSchedulingGate>(),
-    fields: &[(1, "name", Sub::Scalar)],
+    fields: &[(1, "name", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_pod_scheduling_gate_to_json(
@@ -12403,32 +12933,36 @@ pub(super) static SHAPE_CORE_V1_POD_SECURITY_CONTEXT: Shape = Shape {
         (
             1,
             "seLinuxOptions",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SE_LINUX_OPTIONS),
         ),
         (
             8,
             "windowsOptions",
+            false,
             Sub::Message(&SHAPE_CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS),
         ),
-        (2, "runAsUser", Sub::Scalar),
-        (6, "runAsGroup", Sub::Scalar),
-        (3, "runAsNonRoot", Sub::Scalar),
-        (4, "supplementalGroups", Sub::Scalar),
-        (12, "supplementalGroupsPolicy", Sub::Scalar),
-        (5, "fsGroup", Sub::Scalar),
-        (7, "sysctls", Sub::Message(&SHAPE_CORE_V1_SYSCTL)),
-        (9, "fsGroupChangePolicy", Sub::Scalar),
+        (2, "runAsUser", false, Sub::Scalar),
+        (6, "runAsGroup", false, Sub::Scalar),
+        (3, "runAsNonRoot", false, Sub::Scalar),
+        (4, "supplementalGroups", true, Sub::Scalar),
+        (12, "supplementalGroupsPolicy", false, Sub::Scalar),
+        (5, "fsGroup", false, Sub::Scalar),
+        (7, "sysctls", true, Sub::Message(&SHAPE_CORE_V1_SYSCTL)),
+        (9, "fsGroupChangePolicy", false, Sub::Scalar),
         (
             10,
             "seccompProfile",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SECCOMP_PROFILE),
         ),
         (
             11,
             "appArmorProfile",
+            false,
             Sub::Message(&SHAPE_CORE_V1_APP_ARMOR_PROFILE),
         ),
-        (13, "seLinuxChangePolicy", Sub::Scalar),
+        (13, "seLinuxChangePolicy", false, Sub::Scalar),
     ],
 };
 
@@ -12580,57 +13114,87 @@ pub(super) static SHAPE_CORE_V1_POD_SPEC: Shape = Shape {
     name: "PodSpec",
     size: std::mem::size_of::<pb::api::core::v1::PodSpec>(),
     fields: &[
-        (1, "volumes", Sub::Message(&SHAPE_CORE_V1_VOLUME)),
-        (20, "initContainers", Sub::Message(&SHAPE_CORE_V1_CONTAINER)),
-        (2, "containers", Sub::Message(&SHAPE_CORE_V1_CONTAINER)),
+        (1, "volumes", true, Sub::Message(&SHAPE_CORE_V1_VOLUME)),
+        (
+            20,
+            "initContainers",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER),
+        ),
+        (
+            2,
+            "containers",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_CONTAINER),
+        ),
         (
             34,
             "ephemeralContainers",
+            true,
             Sub::Message(&SHAPE_CORE_V1_EPHEMERAL_CONTAINER),
         ),
-        (3, "restartPolicy", Sub::Scalar),
-        (4, "terminationGracePeriodSeconds", Sub::Scalar),
-        (5, "activeDeadlineSeconds", Sub::Scalar),
-        (6, "dnsPolicy", Sub::Scalar),
-        (7, "nodeSelector", Sub::MapOfScalar),
-        (8, "serviceAccountName", Sub::Scalar),
-        (9, "serviceAccount", Sub::Scalar),
-        (21, "automountServiceAccountToken", Sub::Scalar),
-        (10, "nodeName", Sub::Scalar),
-        (11, "hostNetwork", Sub::Scalar),
-        (12, "hostPID", Sub::Scalar),
-        (13, "hostIPC", Sub::Scalar),
-        (27, "shareProcessNamespace", Sub::Scalar),
+        (3, "restartPolicy", false, Sub::Scalar),
+        (4, "terminationGracePeriodSeconds", false, Sub::Scalar),
+        (5, "activeDeadlineSeconds", false, Sub::Scalar),
+        (6, "dnsPolicy", false, Sub::Scalar),
+        (7, "nodeSelector", false, Sub::MapOfScalar),
+        (8, "serviceAccountName", false, Sub::Scalar),
+        (9, "serviceAccount", false, Sub::Scalar),
+        (21, "automountServiceAccountToken", false, Sub::Scalar),
+        (10, "nodeName", false, Sub::Scalar),
+        (11, "hostNetwork", false, Sub::Scalar),
+        (12, "hostPID", false, Sub::Scalar),
+        (13, "hostIPC", false, Sub::Scalar),
+        (27, "shareProcessNamespace", false, Sub::Scalar),
         (
             14,
             "securityContext",
+            false,
             Sub::Message(&SHAPE_CORE_V1_POD_SECURITY_CONTEXT),
         ),
         (
             15,
             "imagePullSecrets",
+            true,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
-        (16, "hostname", Sub::Scalar),
-        (17, "subdomain", Sub::Scalar),
-        (18, "affinity", Sub::Message(&SHAPE_CORE_V1_AFFINITY)),
-        (19, "schedulerName", Sub::Scalar),
-        (22, "tolerations", Sub::Message(&SHAPE_CORE_V1_TOLERATION)),
-        (23, "hostAliases", Sub::Message(&SHAPE_CORE_V1_HOST_ALIAS)),
-        (24, "priorityClassName", Sub::Scalar),
-        (25, "priority", Sub::Scalar),
-        (26, "dnsConfig", Sub::Message(&SHAPE_CORE_V1_POD_DNS_CONFIG)),
+        (16, "hostname", false, Sub::Scalar),
+        (17, "subdomain", false, Sub::Scalar),
+        (18, "affinity", false, Sub::Message(&SHAPE_CORE_V1_AFFINITY)),
+        (19, "schedulerName", false, Sub::Scalar),
+        (
+            22,
+            "tolerations",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_TOLERATION),
+        ),
+        (
+            23,
+            "hostAliases",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_HOST_ALIAS),
+        ),
+        (24, "priorityClassName", false, Sub::Scalar),
+        (25, "priority", false, Sub::Scalar),
+        (
+            26,
+            "dnsConfig",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_POD_DNS_CONFIG),
+        ),
         (
             28,
             "readinessGates",
+            true,
             Sub::Message(&SHAPE_CORE_V1_POD_READINESS_GATE),
         ),
-        (29, "runtimeClassName", Sub::Scalar),
-        (30, "enableServiceLinks", Sub::Scalar),
-        (31, "preemptionPolicy", Sub::Scalar),
+        (29, "runtimeClassName", false, Sub::Scalar),
+        (30, "enableServiceLinks", false, Sub::Scalar),
+        (31, "preemptionPolicy", false, Sub::Scalar),
         (
             32,
             "overhead",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -12638,30 +13202,35 @@ pub(super) static SHAPE_CORE_V1_POD_SPEC: Shape = Shape {
         (
             33,
             "topologySpreadConstraints",
+            true,
             Sub::Message(&SHAPE_CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT),
         ),
-        (35, "setHostnameAsFQDN", Sub::Scalar),
-        (36, "os", Sub::Message(&SHAPE_CORE_V1_POD_OS)),
-        (37, "hostUsers", Sub::Scalar),
+        (35, "setHostnameAsFQDN", false, Sub::Scalar),
+        (36, "os", false, Sub::Message(&SHAPE_CORE_V1_POD_OS)),
+        (37, "hostUsers", false, Sub::Scalar),
         (
             38,
             "schedulingGates",
+            true,
             Sub::Message(&SHAPE_CORE_V1_POD_SCHEDULING_GATE),
         ),
         (
             39,
             "resourceClaims",
+            true,
             Sub::Message(&SHAPE_CORE_V1_POD_RESOURCE_CLAIM),
         ),
         (
             40,
             "resources",
+            false,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_REQUIREMENTS),
         ),
-        (41, "hostnameOverride", Sub::Scalar),
+        (41, "hostnameOverride", false, Sub::Scalar),
         (
             42,
             "workloadRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_WORKLOAD_REFERENCE),
         ),
     ],
@@ -13052,19 +13621,25 @@ pub(super) static SHAPE_CORE_V1_POD_STATUS: Shape = Shape {
     name: "PodStatus",
     size: std::mem::size_of::<pb::api::core::v1::PodStatus>(),
     fields: &[
-        (17, "observedGeneration", Sub::Scalar),
-        (1, "phase", Sub::Scalar),
-        (2, "conditions", Sub::Message(&SHAPE_CORE_V1_POD_CONDITION)),
-        (3, "message", Sub::Scalar),
-        (4, "reason", Sub::Scalar),
-        (11, "nominatedNodeName", Sub::Scalar),
-        (5, "hostIP", Sub::Scalar),
-        (16, "hostIPs", Sub::Message(&SHAPE_CORE_V1_HOST_IP)),
-        (6, "podIP", Sub::Scalar),
-        (12, "podIPs", Sub::Message(&SHAPE_CORE_V1_POD_IP)),
+        (17, "observedGeneration", false, Sub::Scalar),
+        (1, "phase", false, Sub::Scalar),
+        (
+            2,
+            "conditions",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_POD_CONDITION),
+        ),
+        (3, "message", false, Sub::Scalar),
+        (4, "reason", false, Sub::Scalar),
+        (11, "nominatedNodeName", false, Sub::Scalar),
+        (5, "hostIP", false, Sub::Scalar),
+        (16, "hostIPs", true, Sub::Message(&SHAPE_CORE_V1_HOST_IP)),
+        (6, "podIP", false, Sub::Scalar),
+        (12, "podIPs", true, Sub::Message(&SHAPE_CORE_V1_POD_IP)),
         (
             7,
             "startTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -13072,33 +13647,39 @@ pub(super) static SHAPE_CORE_V1_POD_STATUS: Shape = Shape {
         (
             10,
             "initContainerStatuses",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATUS),
         ),
         (
             8,
             "containerStatuses",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATUS),
         ),
-        (9, "qosClass", Sub::Scalar),
+        (9, "qosClass", false, Sub::Scalar),
         (
             13,
             "ephemeralContainerStatuses",
+            true,
             Sub::Message(&SHAPE_CORE_V1_CONTAINER_STATUS),
         ),
-        (14, "resize", Sub::Scalar),
+        (14, "resize", false, Sub::Scalar),
         (
             15,
             "resourceClaimStatuses",
+            true,
             Sub::Message(&SHAPE_CORE_V1_POD_RESOURCE_CLAIM_STATUS),
         ),
         (
             18,
             "extendedResourceClaimStatus",
+            false,
             Sub::Message(&SHAPE_CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS),
         ),
         (
             19,
             "allocatedResources",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -13106,6 +13687,7 @@ pub(super) static SHAPE_CORE_V1_POD_STATUS: Shape = Shape {
         (
             20,
             "resources",
+            false,
             Sub::Message(&SHAPE_CORE_V1_RESOURCE_REQUIREMENTS),
         ),
     ],
@@ -13322,8 +13904,13 @@ pub(super) static SHAPE_CORE_V1_POD_TEMPLATE_SPEC: Shape = Shape {
     name: "PodTemplateSpec",
     size: std::mem::size_of::<pb::api::core::v1::PodTemplateSpec>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_CORE_V1_POD_SPEC)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "spec", false, Sub::Message(&SHAPE_CORE_V1_POD_SPEC)),
     ],
 };
 
@@ -13375,9 +13962,9 @@ pub(super) static SHAPE_CORE_V1_PORT_STATUS: Shape = Shape {
     name: "PortStatus",
     size: std::mem::size_of::<pb::api::core::v1::PortStatus>(),
     fields: &[
-        (1, "port", Sub::Scalar),
-        (2, "protocol", Sub::Scalar),
-        (3, "error", Sub::Scalar),
+        (1, "port", false, Sub::Scalar),
+        (2, "protocol", false, Sub::Scalar),
+        (3, "error", false, Sub::Scalar),
     ],
 };
 
@@ -13429,9 +14016,9 @@ pub(super) static SHAPE_CORE_V1_PORTWORX_VOLUME_SOURCE: Shape = Shape {
     name: "PortworxVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::PortworxVolumeSource>(),
     fields: &[
-        (1, "volumeID", Sub::Scalar),
-        (2, "fsType", Sub::Scalar),
-        (3, "readOnly", Sub::Scalar),
+        (1, "volumeID", false, Sub::Scalar),
+        (2, "fsType", false, Sub::Scalar),
+        (3, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -13483,10 +14070,11 @@ pub(super) static SHAPE_CORE_V1_PREFERRED_SCHEDULING_TERM: Shape = Shape {
     name: "PreferredSchedulingTerm",
     size: std::mem::size_of::<pb::api::core::v1::PreferredSchedulingTerm>(),
     fields: &[
-        (1, "weight", Sub::Scalar),
+        (1, "weight", false, Sub::Scalar),
         (
             2,
             "preference",
+            false,
             Sub::Message(&SHAPE_CORE_V1_NODE_SELECTOR_TERM),
         ),
     ],
@@ -13542,13 +14130,13 @@ pub(super) static SHAPE_CORE_V1_PROBE: Shape = Shape {
     name: "Probe",
     size: std::mem::size_of::<pb::api::core::v1::Probe>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_PROBE_HANDLER)),
-        (2, "initialDelaySeconds", Sub::Scalar),
-        (3, "timeoutSeconds", Sub::Scalar),
-        (4, "periodSeconds", Sub::Scalar),
-        (5, "successThreshold", Sub::Scalar),
-        (6, "failureThreshold", Sub::Scalar),
-        (7, "terminationGracePeriodSeconds", Sub::Scalar),
+        (1, "", false, Sub::Message(&SHAPE_CORE_V1_PROBE_HANDLER)),
+        (2, "initialDelaySeconds", false, Sub::Scalar),
+        (3, "timeoutSeconds", false, Sub::Scalar),
+        (4, "periodSeconds", false, Sub::Scalar),
+        (5, "successThreshold", false, Sub::Scalar),
+        (6, "failureThreshold", false, Sub::Scalar),
+        (7, "terminationGracePeriodSeconds", false, Sub::Scalar),
     ],
 };
 
@@ -13630,14 +14218,20 @@ pub(super) static SHAPE_CORE_V1_PROBE_HANDLER: Shape = Shape {
     name: "ProbeHandler",
     size: std::mem::size_of::<pb::api::core::v1::ProbeHandler>(),
     fields: &[
-        (1, "exec", Sub::Message(&SHAPE_CORE_V1_EXEC_ACTION)),
-        (2, "httpGet", Sub::Message(&SHAPE_CORE_V1_HTTP_GET_ACTION)),
+        (1, "exec", false, Sub::Message(&SHAPE_CORE_V1_EXEC_ACTION)),
+        (
+            2,
+            "httpGet",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_HTTP_GET_ACTION),
+        ),
         (
             3,
             "tcpSocket",
+            false,
             Sub::Message(&SHAPE_CORE_V1_TCP_SOCKET_ACTION),
         ),
-        (4, "grpc", Sub::Message(&SHAPE_CORE_V1_GRPC_ACTION)),
+        (4, "grpc", false, Sub::Message(&SHAPE_CORE_V1_GRPC_ACTION)),
     ],
 };
 
@@ -13716,8 +14310,13 @@ pub(super) static SHAPE_CORE_V1_PROJECTED_VOLUME_SOURCE: Shape = Shape {
     name: "ProjectedVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::ProjectedVolumeSource>(),
     fields: &[
-        (1, "sources", Sub::Message(&SHAPE_CORE_V1_VOLUME_PROJECTION)),
-        (2, "defaultMode", Sub::Scalar),
+        (
+            1,
+            "sources",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_VOLUME_PROJECTION),
+        ),
+        (2, "defaultMode", false, Sub::Scalar),
     ],
 };
 
@@ -13773,12 +14372,12 @@ pub(super) static SHAPE_CORE_V1_QUOBYTE_VOLUME_SOURCE: Shape = Shape {
     name: "QuobyteVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::QuobyteVolumeSource>(),
     fields: &[
-        (1, "registry", Sub::Scalar),
-        (2, "volume", Sub::Scalar),
-        (3, "readOnly", Sub::Scalar),
-        (4, "user", Sub::Scalar),
-        (5, "group", Sub::Scalar),
-        (6, "tenant", Sub::Scalar),
+        (1, "registry", false, Sub::Scalar),
+        (2, "volume", false, Sub::Scalar),
+        (3, "readOnly", false, Sub::Scalar),
+        (4, "user", false, Sub::Scalar),
+        (5, "group", false, Sub::Scalar),
+        (6, "tenant", false, Sub::Scalar),
     ],
 };
 
@@ -13840,18 +14439,19 @@ pub(super) static SHAPE_CORE_V1_RBD_VOLUME_SOURCE: Shape = Shape {
     name: "RbdVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::RbdVolumeSource>(),
     fields: &[
-        (1, "monitors", Sub::Scalar),
-        (2, "image", Sub::Scalar),
-        (3, "fsType", Sub::Scalar),
-        (4, "pool", Sub::Scalar),
-        (5, "user", Sub::Scalar),
-        (6, "keyring", Sub::Scalar),
+        (1, "monitors", true, Sub::Scalar),
+        (2, "image", false, Sub::Scalar),
+        (3, "fsType", false, Sub::Scalar),
+        (4, "pool", false, Sub::Scalar),
+        (5, "user", false, Sub::Scalar),
+        (6, "keyring", false, Sub::Scalar),
         (
             7,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
-        (8, "readOnly", Sub::Scalar),
+        (8, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -13932,7 +14532,10 @@ fn core_v1_rbd_volume_source_from_map(
 pub(super) static SHAPE_CORE_V1_RESOURCE_CLAIM: Shape = Shape {
     name: "ResourceClaim",
     size: std::mem::size_of::<pb::api::core::v1::ResourceClaim>(),
-    fields: &[(1, "name", Sub::Scalar), (2, "request", Sub::Scalar)],
+    fields: &[
+        (1, "name", false, Sub::Scalar),
+        (2, "request", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_resource_claim_to_json(
@@ -13977,11 +14580,12 @@ pub(super) static SHAPE_CORE_V1_RESOURCE_FIELD_SELECTOR: Shape = Shape {
     name: "ResourceFieldSelector",
     size: std::mem::size_of::<pb::api::core::v1::ResourceFieldSelector>(),
     fields: &[
-        (1, "containerName", Sub::Scalar),
-        (2, "resource", Sub::Scalar),
+        (1, "containerName", false, Sub::Scalar),
+        (2, "resource", false, Sub::Scalar),
         (
             3,
             "divisor",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -14036,7 +14640,10 @@ fn core_v1_resource_field_selector_from_map(
 pub(super) static SHAPE_CORE_V1_RESOURCE_HEALTH: Shape = Shape {
     name: "ResourceHealth",
     size: std::mem::size_of::<pb::api::core::v1::ResourceHealth>(),
-    fields: &[(1, "resourceID", Sub::Scalar), (2, "health", Sub::Scalar)],
+    fields: &[
+        (1, "resourceID", false, Sub::Scalar),
+        (2, "health", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_resource_health_to_json(
@@ -14087,6 +14694,7 @@ pub(super) static SHAPE_CORE_V1_RESOURCE_REQUIREMENTS: Shape = Shape {
         (
             1,
             "limits",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -14094,11 +14702,17 @@ pub(super) static SHAPE_CORE_V1_RESOURCE_REQUIREMENTS: Shape = Shape {
         (
             2,
             "requests",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
         ),
-        (3, "claims", Sub::Message(&SHAPE_CORE_V1_RESOURCE_CLAIM)),
+        (
+            3,
+            "claims",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_RESOURCE_CLAIM),
+        ),
     ],
 };
 
@@ -14157,8 +14771,13 @@ pub(super) static SHAPE_CORE_V1_RESOURCE_STATUS: Shape = Shape {
     name: "ResourceStatus",
     size: std::mem::size_of::<pb::api::core::v1::ResourceStatus>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "resources", Sub::Message(&SHAPE_CORE_V1_RESOURCE_HEALTH)),
+        (1, "name", false, Sub::Scalar),
+        (
+            2,
+            "resources",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_RESOURCE_HEALTH),
+        ),
     ],
 };
 
@@ -14211,20 +14830,21 @@ pub(super) static SHAPE_CORE_V1_SCALE_IO_VOLUME_SOURCE: Shape = Shape {
     name: "ScaleIoVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::ScaleIoVolumeSource>(),
     fields: &[
-        (1, "gateway", Sub::Scalar),
-        (2, "system", Sub::Scalar),
+        (1, "gateway", false, Sub::Scalar),
+        (2, "system", false, Sub::Scalar),
         (
             3,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
-        (4, "sslEnabled", Sub::Scalar),
-        (5, "protectionDomain", Sub::Scalar),
-        (6, "storagePool", Sub::Scalar),
-        (7, "storageMode", Sub::Scalar),
-        (8, "volumeName", Sub::Scalar),
-        (9, "fsType", Sub::Scalar),
-        (10, "readOnly", Sub::Scalar),
+        (4, "sslEnabled", false, Sub::Scalar),
+        (5, "protectionDomain", false, Sub::Scalar),
+        (6, "storagePool", false, Sub::Scalar),
+        (7, "storageMode", false, Sub::Scalar),
+        (8, "volumeName", false, Sub::Scalar),
+        (9, "fsType", false, Sub::Scalar),
+        (10, "readOnly", false, Sub::Scalar),
     ],
 };
 
@@ -14319,10 +14939,10 @@ pub(super) static SHAPE_CORE_V1_SE_LINUX_OPTIONS: Shape = Shape {
     name: "SeLinuxOptions",
     size: std::mem::size_of::<pb::api::core::v1::SeLinuxOptions>(),
     fields: &[
-        (1, "user", Sub::Scalar),
-        (2, "role", Sub::Scalar),
-        (3, "type", Sub::Scalar),
-        (4, "level", Sub::Scalar),
+        (1, "user", false, Sub::Scalar),
+        (2, "role", false, Sub::Scalar),
+        (3, "type", false, Sub::Scalar),
+        (4, "level", false, Sub::Scalar),
     ],
 };
 
@@ -14377,8 +14997,8 @@ pub(super) static SHAPE_CORE_V1_SECCOMP_PROFILE: Shape = Shape {
     name: "SeccompProfile",
     size: std::mem::size_of::<pb::api::core::v1::SeccompProfile>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (2, "localhostProfile", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (2, "localhostProfile", false, Sub::Scalar),
     ],
 };
 
@@ -14432,11 +15052,16 @@ pub(super) static SHAPE_CORE_V1_SECRET: Shape = Shape {
     name: "Secret",
     size: std::mem::size_of::<pb::api::core::v1::Secret>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (5, "immutable", Sub::Scalar),
-        (2, "data", Sub::MapOfScalar),
-        (4, "stringData", Sub::MapOfScalar),
-        (3, "type", Sub::Scalar),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (5, "immutable", false, Sub::Scalar),
+        (2, "data", false, Sub::MapOfScalar),
+        (4, "stringData", false, Sub::MapOfScalar),
+        (3, "type", false, Sub::Scalar),
     ],
 };
 
@@ -14509,8 +15134,13 @@ pub(super) static SHAPE_CORE_V1_SECRET_ENV_SOURCE: Shape = Shape {
     name: "SecretEnvSource",
     size: std::mem::size_of::<pb::api::core::v1::SecretEnvSource>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE)),
-        (2, "optional", Sub::Scalar),
+        (
+            1,
+            "",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
+        ),
+        (2, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -14561,9 +15191,14 @@ pub(super) static SHAPE_CORE_V1_SECRET_KEY_SELECTOR: Shape = Shape {
     name: "SecretKeySelector",
     size: std::mem::size_of::<pb::api::core::v1::SecretKeySelector>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE)),
-        (2, "key", Sub::Scalar),
-        (3, "optional", Sub::Scalar),
+        (
+            1,
+            "",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
+        ),
+        (2, "key", false, Sub::Scalar),
+        (3, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -14617,8 +15252,8 @@ pub(super) static SHAPE_CORE_V1_SECRET_LIST: Shape = Shape {
     name: "SecretList",
     size: std::mem::size_of::<pb::api::core::v1::SecretList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_SECRET)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_SECRET)),
     ],
 };
 
@@ -14671,9 +15306,14 @@ pub(super) static SHAPE_CORE_V1_SECRET_PROJECTION: Shape = Shape {
     name: "SecretProjection",
     size: std::mem::size_of::<pb::api::core::v1::SecretProjection>(),
     fields: &[
-        (1, "", Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
-        (4, "optional", Sub::Scalar),
+        (
+            1,
+            "",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
+        ),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
+        (4, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -14734,10 +15374,10 @@ pub(super) static SHAPE_CORE_V1_SECRET_VOLUME_SOURCE: Shape = Shape {
     name: "SecretVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::SecretVolumeSource>(),
     fields: &[
-        (1, "secretName", Sub::Scalar),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
-        (3, "defaultMode", Sub::Scalar),
-        (4, "optional", Sub::Scalar),
+        (1, "secretName", false, Sub::Scalar),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_KEY_TO_PATH)),
+        (3, "defaultMode", false, Sub::Scalar),
+        (4, "optional", false, Sub::Scalar),
     ],
 };
 
@@ -14800,32 +15440,41 @@ pub(super) static SHAPE_CORE_V1_SECURITY_CONTEXT: Shape = Shape {
     name: "SecurityContext",
     size: std::mem::size_of::<pb::api::core::v1::SecurityContext>(),
     fields: &[
-        (1, "capabilities", Sub::Message(&SHAPE_CORE_V1_CAPABILITIES)),
-        (2, "privileged", Sub::Scalar),
+        (
+            1,
+            "capabilities",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_CAPABILITIES),
+        ),
+        (2, "privileged", false, Sub::Scalar),
         (
             3,
             "seLinuxOptions",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SE_LINUX_OPTIONS),
         ),
         (
             10,
             "windowsOptions",
+            false,
             Sub::Message(&SHAPE_CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS),
         ),
-        (4, "runAsUser", Sub::Scalar),
-        (8, "runAsGroup", Sub::Scalar),
-        (5, "runAsNonRoot", Sub::Scalar),
-        (6, "readOnlyRootFilesystem", Sub::Scalar),
-        (7, "allowPrivilegeEscalation", Sub::Scalar),
-        (9, "procMount", Sub::Scalar),
+        (4, "runAsUser", false, Sub::Scalar),
+        (8, "runAsGroup", false, Sub::Scalar),
+        (5, "runAsNonRoot", false, Sub::Scalar),
+        (6, "readOnlyRootFilesystem", false, Sub::Scalar),
+        (7, "allowPrivilegeEscalation", false, Sub::Scalar),
+        (9, "procMount", false, Sub::Scalar),
         (
             11,
             "seccompProfile",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SECCOMP_PROFILE),
         ),
         (
             12,
             "appArmorProfile",
+            false,
             Sub::Message(&SHAPE_CORE_V1_APP_ARMOR_PROFILE),
         ),
     ],
@@ -14969,9 +15618,19 @@ pub(super) static SHAPE_CORE_V1_SERVICE: Shape = Shape {
     name: "Service",
     size: std::mem::size_of::<pb::api::core::v1::Service>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "spec", Sub::Message(&SHAPE_CORE_V1_SERVICE_SPEC)),
-        (3, "status", Sub::Message(&SHAPE_CORE_V1_SERVICE_STATUS)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "spec", false, Sub::Message(&SHAPE_CORE_V1_SERVICE_SPEC)),
+        (
+            3,
+            "status",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_SERVICE_STATUS),
+        ),
     ],
 };
 
@@ -15042,14 +15701,25 @@ pub(super) static SHAPE_CORE_V1_SERVICE_ACCOUNT: Shape = Shape {
     name: "ServiceAccount",
     size: std::mem::size_of::<pb::api::core::v1::ServiceAccount>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "secrets", Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (
+            2,
+            "secrets",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE),
+        ),
         (
             3,
             "imagePullSecrets",
+            true,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
-        (4, "automountServiceAccountToken", Sub::Scalar),
+        (4, "automountServiceAccountToken", false, Sub::Scalar),
     ],
 };
 
@@ -15142,8 +15812,13 @@ pub(super) static SHAPE_CORE_V1_SERVICE_ACCOUNT_LIST: Shape = Shape {
     name: "ServiceAccountList",
     size: std::mem::size_of::<pb::api::core::v1::ServiceAccountList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_SERVICE_ACCOUNT)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (
+            2,
+            "items",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_SERVICE_ACCOUNT),
+        ),
     ],
 };
 
@@ -15203,9 +15878,9 @@ pub(super) static SHAPE_CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION: Shape = Shape 
     name: "ServiceAccountTokenProjection",
     size: std::mem::size_of::<pb::api::core::v1::ServiceAccountTokenProjection>(),
     fields: &[
-        (1, "audience", Sub::Scalar),
-        (2, "expirationSeconds", Sub::Scalar),
-        (3, "path", Sub::Scalar),
+        (1, "audience", false, Sub::Scalar),
+        (2, "expirationSeconds", false, Sub::Scalar),
+        (3, "path", false, Sub::Scalar),
     ],
 };
 
@@ -15260,8 +15935,8 @@ pub(super) static SHAPE_CORE_V1_SERVICE_LIST: Shape = Shape {
     name: "ServiceList",
     size: std::mem::size_of::<pb::api::core::v1::ServiceList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_CORE_V1_SERVICE)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_CORE_V1_SERVICE)),
     ],
 };
 
@@ -15314,18 +15989,19 @@ pub(super) static SHAPE_CORE_V1_SERVICE_PORT: Shape = Shape {
     name: "ServicePort",
     size: std::mem::size_of::<pb::api::core::v1::ServicePort>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "protocol", Sub::Scalar),
-        (6, "appProtocol", Sub::Scalar),
-        (3, "port", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "protocol", false, Sub::Scalar),
+        (6, "appProtocol", false, Sub::Scalar),
+        (3, "port", false, Sub::Scalar),
         (
             4,
             "targetPort",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::util::intstr::IntOrString,
             >()),
         ),
-        (5, "nodePort", Sub::Scalar),
+        (5, "nodePort", false, Sub::Scalar),
     ],
 };
 
@@ -15399,30 +16075,31 @@ pub(super) static SHAPE_CORE_V1_SERVICE_SPEC: Shape = Shape {
     name: "ServiceSpec",
     size: std::mem::size_of::<pb::api::core::v1::ServiceSpec>(),
     fields: &[
-        (1, "ports", Sub::Message(&SHAPE_CORE_V1_SERVICE_PORT)),
-        (2, "selector", Sub::MapOfScalar),
-        (3, "clusterIP", Sub::Scalar),
-        (18, "clusterIPs", Sub::Scalar),
-        (4, "type", Sub::Scalar),
-        (5, "externalIPs", Sub::Scalar),
-        (7, "sessionAffinity", Sub::Scalar),
-        (8, "loadBalancerIP", Sub::Scalar),
-        (9, "loadBalancerSourceRanges", Sub::Scalar),
-        (10, "externalName", Sub::Scalar),
-        (11, "externalTrafficPolicy", Sub::Scalar),
-        (12, "healthCheckNodePort", Sub::Scalar),
-        (13, "publishNotReadyAddresses", Sub::Scalar),
+        (1, "ports", true, Sub::Message(&SHAPE_CORE_V1_SERVICE_PORT)),
+        (2, "selector", false, Sub::MapOfScalar),
+        (3, "clusterIP", false, Sub::Scalar),
+        (18, "clusterIPs", true, Sub::Scalar),
+        (4, "type", false, Sub::Scalar),
+        (5, "externalIPs", true, Sub::Scalar),
+        (7, "sessionAffinity", false, Sub::Scalar),
+        (8, "loadBalancerIP", false, Sub::Scalar),
+        (9, "loadBalancerSourceRanges", true, Sub::Scalar),
+        (10, "externalName", false, Sub::Scalar),
+        (11, "externalTrafficPolicy", false, Sub::Scalar),
+        (12, "healthCheckNodePort", false, Sub::Scalar),
+        (13, "publishNotReadyAddresses", false, Sub::Scalar),
         (
             14,
             "sessionAffinityConfig",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SESSION_AFFINITY_CONFIG),
         ),
-        (19, "ipFamilies", Sub::Scalar),
-        (17, "ipFamilyPolicy", Sub::Scalar),
-        (20, "allocateLoadBalancerNodePorts", Sub::Scalar),
-        (21, "loadBalancerClass", Sub::Scalar),
-        (22, "internalTrafficPolicy", Sub::Scalar),
-        (23, "trafficDistribution", Sub::Scalar),
+        (19, "ipFamilies", true, Sub::Scalar),
+        (17, "ipFamilyPolicy", false, Sub::Scalar),
+        (20, "allocateLoadBalancerNodePorts", false, Sub::Scalar),
+        (21, "loadBalancerClass", false, Sub::Scalar),
+        (22, "internalTrafficPolicy", false, Sub::Scalar),
+        (23, "trafficDistribution", false, Sub::Scalar),
     ],
 };
 
@@ -15614,9 +16291,15 @@ pub(super) static SHAPE_CORE_V1_SERVICE_STATUS: Shape = Shape {
         (
             1,
             "loadBalancer",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOAD_BALANCER_STATUS),
         ),
-        (2, "conditions", Sub::Message(&SHAPE_META_V1_CONDITION)),
+        (
+            2,
+            "conditions",
+            true,
+            Sub::Message(&SHAPE_META_V1_CONDITION),
+        ),
     ],
 };
 
@@ -15677,7 +16360,12 @@ fn core_v1_service_status_from_map(
 pub(super) static SHAPE_CORE_V1_SESSION_AFFINITY_CONFIG: Shape = Shape {
     name: "SessionAffinityConfig",
     size: std::mem::size_of::<pb::api::core::v1::SessionAffinityConfig>(),
-    fields: &[(1, "clientIP", Sub::Message(&SHAPE_CORE_V1_CLIENT_IP_CONFIG))],
+    fields: &[(
+        1,
+        "clientIP",
+        false,
+        Sub::Message(&SHAPE_CORE_V1_CLIENT_IP_CONFIG),
+    )],
 };
 
 pub(super) fn core_v1_session_affinity_config_to_json(
@@ -15725,7 +16413,7 @@ fn core_v1_session_affinity_config_from_map(
 pub(super) static SHAPE_CORE_V1_SLEEP_ACTION: Shape = Shape {
     name: "SleepAction",
     size: std::mem::size_of::<pb::api::core::v1::SleepAction>(),
-    fields: &[(1, "seconds", Sub::Scalar)],
+    fields: &[(1, "seconds", false, Sub::Scalar)],
 };
 
 pub(super) fn core_v1_sleep_action_to_json(
@@ -15768,13 +16456,14 @@ pub(super) static SHAPE_CORE_V1_STORAGE_OS_VOLUME_SOURCE: Shape = Shape {
     name: "StorageOsVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::StorageOsVolumeSource>(),
     fields: &[
-        (1, "volumeName", Sub::Scalar),
-        (2, "volumeNamespace", Sub::Scalar),
-        (3, "fsType", Sub::Scalar),
-        (4, "readOnly", Sub::Scalar),
+        (1, "volumeName", false, Sub::Scalar),
+        (2, "volumeNamespace", false, Sub::Scalar),
+        (3, "fsType", false, Sub::Scalar),
+        (4, "readOnly", false, Sub::Scalar),
         (
             5,
             "secretRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_LOCAL_OBJECT_REFERENCE),
         ),
     ],
@@ -15852,7 +16541,10 @@ fn core_v1_storage_os_volume_source_from_map(
 pub(super) static SHAPE_CORE_V1_SYSCTL: Shape = Shape {
     name: "Sysctl",
     size: std::mem::size_of::<pb::api::core::v1::Sysctl>(),
-    fields: &[(1, "name", Sub::Scalar), (2, "value", Sub::Scalar)],
+    fields: &[
+        (1, "name", false, Sub::Scalar),
+        (2, "value", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_sysctl_to_json(
@@ -15897,12 +16589,13 @@ pub(super) static SHAPE_CORE_V1_TAINT: Shape = Shape {
     name: "Taint",
     size: std::mem::size_of::<pb::api::core::v1::Taint>(),
     fields: &[
-        (1, "key", Sub::Scalar),
-        (2, "value", Sub::Scalar),
-        (3, "effect", Sub::Scalar),
+        (1, "key", false, Sub::Scalar),
+        (2, "value", false, Sub::Scalar),
+        (3, "effect", false, Sub::Scalar),
         (
             4,
             "timeAdded",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -15964,11 +16657,12 @@ pub(super) static SHAPE_CORE_V1_TCP_SOCKET_ACTION: Shape = Shape {
         (
             1,
             "port",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::util::intstr::IntOrString,
             >()),
         ),
-        (2, "host", Sub::Scalar),
+        (2, "host", false, Sub::Scalar),
     ],
 };
 
@@ -16014,11 +16708,11 @@ pub(super) static SHAPE_CORE_V1_TOLERATION: Shape = Shape {
     name: "Toleration",
     size: std::mem::size_of::<pb::api::core::v1::Toleration>(),
     fields: &[
-        (1, "key", Sub::Scalar),
-        (2, "operator", Sub::Scalar),
-        (3, "value", Sub::Scalar),
-        (4, "effect", Sub::Scalar),
-        (5, "tolerationSeconds", Sub::Scalar),
+        (1, "key", false, Sub::Scalar),
+        (2, "operator", false, Sub::Scalar),
+        (3, "value", false, Sub::Scalar),
+        (4, "effect", false, Sub::Scalar),
+        (5, "tolerationSeconds", false, Sub::Scalar),
     ],
 };
 
@@ -16077,18 +16771,19 @@ pub(super) static SHAPE_CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT: Shape = Shape {
     name: "TopologySpreadConstraint",
     size: std::mem::size_of::<pb::api::core::v1::TopologySpreadConstraint>(),
     fields: &[
-        (1, "maxSkew", Sub::Scalar),
-        (2, "topologyKey", Sub::Scalar),
-        (3, "whenUnsatisfiable", Sub::Scalar),
+        (1, "maxSkew", false, Sub::Scalar),
+        (2, "topologyKey", false, Sub::Scalar),
+        (3, "whenUnsatisfiable", false, Sub::Scalar),
         (
             4,
             "labelSelector",
+            false,
             Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
         ),
-        (5, "minDomains", Sub::Scalar),
-        (6, "nodeAffinityPolicy", Sub::Scalar),
-        (7, "nodeTaintsPolicy", Sub::Scalar),
-        (8, "matchLabelKeys", Sub::Scalar),
+        (5, "minDomains", false, Sub::Scalar),
+        (6, "nodeAffinityPolicy", false, Sub::Scalar),
+        (7, "nodeTaintsPolicy", false, Sub::Scalar),
+        (8, "matchLabelKeys", true, Sub::Scalar),
     ],
 };
 
@@ -16194,9 +16889,9 @@ pub(super) static SHAPE_CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: Shape = Shape {
     name: "TypedLocalObjectReference",
     size: std::mem::size_of::<pb::api::core::v1::TypedLocalObjectReference>(),
     fields: &[
-        (1, "apiGroup", Sub::Scalar),
-        (2, "kind", Sub::Scalar),
-        (3, "name", Sub::Scalar),
+        (1, "apiGroup", false, Sub::Scalar),
+        (2, "kind", false, Sub::Scalar),
+        (3, "name", false, Sub::Scalar),
     ],
 };
 
@@ -16250,10 +16945,10 @@ pub(super) static SHAPE_CORE_V1_TYPED_OBJECT_REFERENCE: Shape = Shape {
     name: "TypedObjectReference",
     size: std::mem::size_of::<pb::api::core::v1::TypedObjectReference>(),
     fields: &[
-        (1, "apiGroup", Sub::Scalar),
-        (2, "kind", Sub::Scalar),
-        (3, "name", Sub::Scalar),
-        (4, "namespace", Sub::Scalar),
+        (1, "apiGroup", false, Sub::Scalar),
+        (2, "kind", false, Sub::Scalar),
+        (3, "name", false, Sub::Scalar),
+        (4, "namespace", false, Sub::Scalar),
     ],
 };
 
@@ -16308,8 +17003,8 @@ pub(super) static SHAPE_CORE_V1_VOLUME: Shape = Shape {
     name: "Volume",
     size: std::mem::size_of::<pb::api::core::v1::Volume>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "", Sub::Message(&SHAPE_CORE_V1_VOLUME_SOURCE)),
+        (1, "name", false, Sub::Scalar),
+        (2, "", false, Sub::Message(&SHAPE_CORE_V1_VOLUME_SOURCE)),
     ],
 };
 
@@ -16391,7 +17086,10 @@ fn core_v1_volume_from_map(
 pub(super) static SHAPE_CORE_V1_VOLUME_DEVICE: Shape = Shape {
     name: "VolumeDevice",
     size: std::mem::size_of::<pb::api::core::v1::VolumeDevice>(),
-    fields: &[(1, "name", Sub::Scalar), (2, "devicePath", Sub::Scalar)],
+    fields: &[
+        (1, "name", false, Sub::Scalar),
+        (2, "devicePath", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn core_v1_volume_device_to_json(
@@ -16436,13 +17134,13 @@ pub(super) static SHAPE_CORE_V1_VOLUME_MOUNT: Shape = Shape {
     name: "VolumeMount",
     size: std::mem::size_of::<pb::api::core::v1::VolumeMount>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "readOnly", Sub::Scalar),
-        (7, "recursiveReadOnly", Sub::Scalar),
-        (3, "mountPath", Sub::Scalar),
-        (4, "subPath", Sub::Scalar),
-        (5, "mountPropagation", Sub::Scalar),
-        (6, "subPathExpr", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "readOnly", false, Sub::Scalar),
+        (7, "recursiveReadOnly", false, Sub::Scalar),
+        (3, "mountPath", false, Sub::Scalar),
+        (4, "subPath", false, Sub::Scalar),
+        (5, "mountPropagation", false, Sub::Scalar),
+        (6, "subPathExpr", false, Sub::Scalar),
     ],
 };
 
@@ -16524,10 +17222,10 @@ pub(super) static SHAPE_CORE_V1_VOLUME_MOUNT_STATUS: Shape = Shape {
     name: "VolumeMountStatus",
     size: std::mem::size_of::<pb::api::core::v1::VolumeMountStatus>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "mountPath", Sub::Scalar),
-        (3, "readOnly", Sub::Scalar),
-        (4, "recursiveReadOnly", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "mountPath", false, Sub::Scalar),
+        (3, "readOnly", false, Sub::Scalar),
+        (4, "recursiveReadOnly", false, Sub::Scalar),
     ],
 };
 
@@ -16588,30 +17286,40 @@ pub(super) static SHAPE_CORE_V1_VOLUME_PROJECTION: Shape = Shape {
     name: "VolumeProjection",
     size: std::mem::size_of::<pb::api::core::v1::VolumeProjection>(),
     fields: &[
-        (1, "secret", Sub::Message(&SHAPE_CORE_V1_SECRET_PROJECTION)),
+        (
+            1,
+            "secret",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_SECRET_PROJECTION),
+        ),
         (
             2,
             "downwardAPI",
+            false,
             Sub::Message(&SHAPE_CORE_V1_DOWNWARD_A_P_I_PROJECTION),
         ),
         (
             3,
             "configMap",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONFIG_MAP_PROJECTION),
         ),
         (
             4,
             "serviceAccountToken",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION),
         ),
         (
             5,
             "clusterTrustBundle",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION),
         ),
         (
             6,
             "podCertificate",
+            false,
             Sub::Message(&SHAPE_CORE_V1_POD_CERTIFICATE_PROJECTION),
         ),
     ],
@@ -16740,6 +17448,7 @@ pub(super) static SHAPE_CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Shape = Shape {
         (
             1,
             "limits",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -16747,6 +17456,7 @@ pub(super) static SHAPE_CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: Shape = Shape {
         (
             2,
             "requests",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::api::resource::Quantity,
             >()),
@@ -16801,131 +17511,181 @@ pub(super) static SHAPE_CORE_V1_VOLUME_SOURCE: Shape = Shape {
         (
             1,
             "hostPath",
+            false,
             Sub::Message(&SHAPE_CORE_V1_HOST_PATH_VOLUME_SOURCE),
         ),
         (
             2,
             "emptyDir",
+            false,
             Sub::Message(&SHAPE_CORE_V1_EMPTY_DIR_VOLUME_SOURCE),
         ),
         (
             3,
             "gcePersistentDisk",
+            false,
             Sub::Message(&SHAPE_CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE),
         ),
         (
             4,
             "awsElasticBlockStore",
+            false,
             Sub::Message(&SHAPE_CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE),
         ),
         (
             5,
             "gitRepo",
+            false,
             Sub::Message(&SHAPE_CORE_V1_GIT_REPO_VOLUME_SOURCE),
         ),
         (
             6,
             "secret",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SECRET_VOLUME_SOURCE),
         ),
-        (7, "nfs", Sub::Message(&SHAPE_CORE_V1_NFS_VOLUME_SOURCE)),
-        (8, "iscsi", Sub::Message(&SHAPE_CORE_V1_ISCSI_VOLUME_SOURCE)),
+        (
+            7,
+            "nfs",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_NFS_VOLUME_SOURCE),
+        ),
+        (
+            8,
+            "iscsi",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_ISCSI_VOLUME_SOURCE),
+        ),
         (
             9,
             "glusterfs",
+            false,
             Sub::Message(&SHAPE_CORE_V1_GLUSTERFS_VOLUME_SOURCE),
         ),
         (
             10,
             "persistentVolumeClaim",
+            false,
             Sub::Message(&SHAPE_CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE),
         ),
-        (11, "rbd", Sub::Message(&SHAPE_CORE_V1_RBD_VOLUME_SOURCE)),
+        (
+            11,
+            "rbd",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_RBD_VOLUME_SOURCE),
+        ),
         (
             12,
             "flexVolume",
+            false,
             Sub::Message(&SHAPE_CORE_V1_FLEX_VOLUME_SOURCE),
         ),
         (
             13,
             "cinder",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CINDER_VOLUME_SOURCE),
         ),
         (
             14,
             "cephfs",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CEPH_FS_VOLUME_SOURCE),
         ),
         (
             15,
             "flocker",
+            false,
             Sub::Message(&SHAPE_CORE_V1_FLOCKER_VOLUME_SOURCE),
         ),
         (
             16,
             "downwardAPI",
+            false,
             Sub::Message(&SHAPE_CORE_V1_DOWNWARD_A_P_I_VOLUME_SOURCE),
         ),
-        (17, "fc", Sub::Message(&SHAPE_CORE_V1_FC_VOLUME_SOURCE)),
+        (
+            17,
+            "fc",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_FC_VOLUME_SOURCE),
+        ),
         (
             18,
             "azureFile",
+            false,
             Sub::Message(&SHAPE_CORE_V1_AZURE_FILE_VOLUME_SOURCE),
         ),
         (
             19,
             "configMap",
+            false,
             Sub::Message(&SHAPE_CORE_V1_CONFIG_MAP_VOLUME_SOURCE),
         ),
         (
             20,
             "vsphereVolume",
+            false,
             Sub::Message(&SHAPE_CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE),
         ),
         (
             21,
             "quobyte",
+            false,
             Sub::Message(&SHAPE_CORE_V1_QUOBYTE_VOLUME_SOURCE),
         ),
         (
             22,
             "azureDisk",
+            false,
             Sub::Message(&SHAPE_CORE_V1_AZURE_DISK_VOLUME_SOURCE),
         ),
         (
             23,
             "photonPersistentDisk",
+            false,
             Sub::Message(&SHAPE_CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE),
         ),
         (
             26,
             "projected",
+            false,
             Sub::Message(&SHAPE_CORE_V1_PROJECTED_VOLUME_SOURCE),
         ),
         (
             24,
             "portworxVolume",
+            false,
             Sub::Message(&SHAPE_CORE_V1_PORTWORX_VOLUME_SOURCE),
         ),
         (
             25,
             "scaleIO",
+            false,
             Sub::Message(&SHAPE_CORE_V1_SCALE_IO_VOLUME_SOURCE),
         ),
         (
             27,
             "storageos",
+            false,
             Sub::Message(&SHAPE_CORE_V1_STORAGE_OS_VOLUME_SOURCE),
         ),
-        (28, "csi", Sub::Message(&SHAPE_CORE_V1_C_S_I_VOLUME_SOURCE)),
+        (
+            28,
+            "csi",
+            false,
+            Sub::Message(&SHAPE_CORE_V1_C_S_I_VOLUME_SOURCE),
+        ),
         (
             29,
             "ephemeral",
+            false,
             Sub::Message(&SHAPE_CORE_V1_EPHEMERAL_VOLUME_SOURCE),
         ),
         (
             30,
             "image",
+            false,
             Sub::Message(&SHAPE_CORE_V1_IMAGE_VOLUME_SOURCE),
         ),
     ],
@@ -17326,10 +18086,10 @@ pub(super) static SHAPE_CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE: Shape = Shap
     name: "VsphereVirtualDiskVolumeSource",
     size: std::mem::size_of::<pb::api::core::v1::VsphereVirtualDiskVolumeSource>(),
     fields: &[
-        (1, "volumePath", Sub::Scalar),
-        (2, "fsType", Sub::Scalar),
-        (3, "storagePolicyName", Sub::Scalar),
-        (4, "storagePolicyID", Sub::Scalar),
+        (1, "volumePath", false, Sub::Scalar),
+        (2, "fsType", false, Sub::Scalar),
+        (3, "storagePolicyName", false, Sub::Scalar),
+        (4, "storagePolicyID", false, Sub::Scalar),
     ],
 };
 
@@ -17401,10 +18161,11 @@ pub(super) static SHAPE_CORE_V1_WEIGHTED_POD_AFFINITY_TERM: Shape = Shape {
     name: "WeightedPodAffinityTerm",
     size: std::mem::size_of::<pb::api::core::v1::WeightedPodAffinityTerm>(),
     fields: &[
-        (1, "weight", Sub::Scalar),
+        (1, "weight", false, Sub::Scalar),
         (
             2,
             "podAffinityTerm",
+            false,
             Sub::Message(&SHAPE_CORE_V1_POD_AFFINITY_TERM),
         ),
     ],
@@ -17468,10 +18229,10 @@ pub(super) static SHAPE_CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS: Shape = Shape 
     name: "WindowsSecurityContextOptions",
     size: std::mem::size_of::<pb::api::core::v1::WindowsSecurityContextOptions>(),
     fields: &[
-        (1, "gmsaCredentialSpecName", Sub::Scalar),
-        (2, "gmsaCredentialSpec", Sub::Scalar),
-        (3, "runAsUserName", Sub::Scalar),
-        (4, "hostProcess", Sub::Scalar),
+        (1, "gmsaCredentialSpecName", false, Sub::Scalar),
+        (2, "gmsaCredentialSpec", false, Sub::Scalar),
+        (3, "runAsUserName", false, Sub::Scalar),
+        (4, "hostProcess", false, Sub::Scalar),
     ],
 };
 
@@ -17543,9 +18304,9 @@ pub(super) static SHAPE_CORE_V1_WORKLOAD_REFERENCE: Shape = Shape {
     name: "WorkloadReference",
     size: std::mem::size_of::<pb::api::core::v1::WorkloadReference>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "podGroup", Sub::Scalar),
-        (3, "podGroupReplicaKey", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "podGroup", false, Sub::Scalar),
+        (3, "podGroupReplicaKey", false, Sub::Scalar),
     ],
 };
 
@@ -17602,22 +18363,29 @@ pub(super) static SHAPE_DISCOVERY_V1_ENDPOINT: Shape = Shape {
     name: "Endpoint",
     size: std::mem::size_of::<pb::api::discovery::v1::Endpoint>(),
     fields: &[
-        (1, "addresses", Sub::Scalar),
+        (1, "addresses", true, Sub::Scalar),
         (
             2,
             "conditions",
+            false,
             Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT_CONDITIONS),
         ),
-        (3, "hostname", Sub::Scalar),
+        (3, "hostname", false, Sub::Scalar),
         (
             4,
             "targetRef",
+            false,
             Sub::Message(&SHAPE_CORE_V1_OBJECT_REFERENCE),
         ),
-        (5, "deprecatedTopology", Sub::MapOfScalar),
-        (6, "nodeName", Sub::Scalar),
-        (7, "zone", Sub::Scalar),
-        (8, "hints", Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT_HINTS)),
+        (5, "deprecatedTopology", false, Sub::MapOfScalar),
+        (6, "nodeName", false, Sub::Scalar),
+        (7, "zone", false, Sub::Scalar),
+        (
+            8,
+            "hints",
+            false,
+            Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT_HINTS),
+        ),
     ],
 };
 
@@ -17723,9 +18491,9 @@ pub(super) static SHAPE_DISCOVERY_V1_ENDPOINT_CONDITIONS: Shape = Shape {
     name: "EndpointConditions",
     size: std::mem::size_of::<pb::api::discovery::v1::EndpointConditions>(),
     fields: &[
-        (1, "ready", Sub::Scalar),
-        (2, "serving", Sub::Scalar),
-        (3, "terminating", Sub::Scalar),
+        (1, "ready", false, Sub::Scalar),
+        (2, "serving", false, Sub::Scalar),
+        (3, "terminating", false, Sub::Scalar),
     ],
 };
 
@@ -17779,8 +18547,18 @@ pub(super) static SHAPE_DISCOVERY_V1_ENDPOINT_HINTS: Shape = Shape {
     name: "EndpointHints",
     size: std::mem::size_of::<pb::api::discovery::v1::EndpointHints>(),
     fields: &[
-        (1, "forZones", Sub::Message(&SHAPE_DISCOVERY_V1_FOR_ZONE)),
-        (2, "forNodes", Sub::Message(&SHAPE_DISCOVERY_V1_FOR_NODE)),
+        (
+            1,
+            "forZones",
+            true,
+            Sub::Message(&SHAPE_DISCOVERY_V1_FOR_ZONE),
+        ),
+        (
+            2,
+            "forNodes",
+            true,
+            Sub::Message(&SHAPE_DISCOVERY_V1_FOR_NODE),
+        ),
     ],
 };
 
@@ -17843,10 +18621,10 @@ pub(super) static SHAPE_DISCOVERY_V1_ENDPOINT_PORT: Shape = Shape {
     name: "EndpointPort",
     size: std::mem::size_of::<pb::api::discovery::v1::EndpointPort>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "protocol", Sub::Scalar),
-        (3, "port", Sub::Scalar),
-        (4, "appProtocol", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "protocol", false, Sub::Scalar),
+        (3, "port", false, Sub::Scalar),
+        (4, "appProtocol", false, Sub::Scalar),
     ],
 };
 
@@ -17901,10 +18679,25 @@ pub(super) static SHAPE_DISCOVERY_V1_ENDPOINT_SLICE: Shape = Shape {
     name: "EndpointSlice",
     size: std::mem::size_of::<pb::api::discovery::v1::EndpointSlice>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (4, "addressType", Sub::Scalar),
-        (2, "endpoints", Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT)),
-        (3, "ports", Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT_PORT)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (4, "addressType", false, Sub::Scalar),
+        (
+            2,
+            "endpoints",
+            true,
+            Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT),
+        ),
+        (
+            3,
+            "ports",
+            true,
+            Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT_PORT),
+        ),
     ],
 };
 
@@ -17987,8 +18780,13 @@ pub(super) static SHAPE_DISCOVERY_V1_ENDPOINT_SLICE_LIST: Shape = Shape {
     name: "EndpointSliceList",
     size: std::mem::size_of::<pb::api::discovery::v1::EndpointSliceList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT_SLICE)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (
+            2,
+            "items",
+            true,
+            Sub::Message(&SHAPE_DISCOVERY_V1_ENDPOINT_SLICE),
+        ),
     ],
 };
 
@@ -18049,7 +18847,7 @@ fn discovery_v1_endpoint_slice_list_from_map(
 pub(super) static SHAPE_DISCOVERY_V1_FOR_NODE: Shape = Shape {
     name: "ForNode",
     size: std::mem::size_of::<pb::api::discovery::v1::ForNode>(),
-    fields: &[(1, "name", Sub::Scalar)],
+    fields: &[(1, "name", false, Sub::Scalar)],
 };
 
 pub(super) fn discovery_v1_for_node_to_json(
@@ -18091,7 +18889,7 @@ fn discovery_v1_for_node_from_map(
 pub(super) static SHAPE_DISCOVERY_V1_FOR_ZONE: Shape = Shape {
     name: "ForZone",
     size: std::mem::size_of::<pb::api::discovery::v1::ForZone>(),
-    fields: &[(1, "name", Sub::Scalar)],
+    fields: &[(1, "name", false, Sub::Scalar)],
 };
 
 pub(super) fn discovery_v1_for_zone_to_json(
@@ -18136,6 +18934,7 @@ pub(super) static SHAPE_NODE_V1_OVERHEAD: Shape = Shape {
     fields: &[(
         1,
         "podFixed",
+        false,
         Sub::MapOfSpecial(std::mem::size_of::<
             pb::apimachinery::pkg::api::resource::Quantity,
         >()),
@@ -18182,10 +18981,20 @@ pub(super) static SHAPE_NODE_V1_RUNTIME_CLASS: Shape = Shape {
     name: "RuntimeClass",
     size: std::mem::size_of::<pb::api::node::v1::RuntimeClass>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "handler", Sub::Scalar),
-        (3, "overhead", Sub::Message(&SHAPE_NODE_V1_OVERHEAD)),
-        (4, "scheduling", Sub::Message(&SHAPE_NODE_V1_SCHEDULING)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "handler", false, Sub::Scalar),
+        (3, "overhead", false, Sub::Message(&SHAPE_NODE_V1_OVERHEAD)),
+        (
+            4,
+            "scheduling",
+            false,
+            Sub::Message(&SHAPE_NODE_V1_SCHEDULING),
+        ),
     ],
 };
 
@@ -18266,8 +19075,8 @@ pub(super) static SHAPE_NODE_V1_RUNTIME_CLASS_LIST: Shape = Shape {
     name: "RuntimeClassList",
     size: std::mem::size_of::<pb::api::node::v1::RuntimeClassList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_NODE_V1_RUNTIME_CLASS)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_NODE_V1_RUNTIME_CLASS)),
     ],
 };
 
@@ -18327,8 +19136,13 @@ pub(super) static SHAPE_NODE_V1_SCHEDULING: Shape = Shape {
     name: "Scheduling",
     size: std::mem::size_of::<pb::api::node::v1::Scheduling>(),
     fields: &[
-        (1, "nodeSelector", Sub::MapOfScalar),
-        (2, "tolerations", Sub::Message(&SHAPE_CORE_V1_TOLERATION)),
+        (1, "nodeSelector", false, Sub::MapOfScalar),
+        (
+            2,
+            "tolerations",
+            true,
+            Sub::Message(&SHAPE_CORE_V1_TOLERATION),
+        ),
     ],
 };
 
@@ -18391,10 +19205,16 @@ pub(super) static SHAPE_POLICY_V1_EVICTION: Shape = Shape {
     name: "Eviction",
     size: std::mem::size_of::<pb::api::policy::v1::Eviction>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "deleteOptions",
+            false,
             Sub::Message(&SHAPE_META_V1_DELETE_OPTIONS),
         ),
     ],
@@ -18458,15 +19278,22 @@ pub(super) static SHAPE_POLICY_V1_POD_DISRUPTION_BUDGET: Shape = Shape {
     name: "PodDisruptionBudget",
     size: std::mem::size_of::<pb::api::policy::v1::PodDisruptionBudget>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
         (
             2,
             "spec",
+            false,
             Sub::Message(&SHAPE_POLICY_V1_POD_DISRUPTION_BUDGET_SPEC),
         ),
         (
             3,
             "status",
+            false,
             Sub::Message(&SHAPE_POLICY_V1_POD_DISRUPTION_BUDGET_STATUS),
         ),
     ],
@@ -18545,10 +19372,11 @@ pub(super) static SHAPE_POLICY_V1_POD_DISRUPTION_BUDGET_LIST: Shape = Shape {
     name: "PodDisruptionBudgetList",
     size: std::mem::size_of::<pb::api::policy::v1::PodDisruptionBudgetList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
         (
             2,
             "items",
+            true,
             Sub::Message(&SHAPE_POLICY_V1_POD_DISRUPTION_BUDGET),
         ),
     ],
@@ -18616,19 +19444,26 @@ pub(super) static SHAPE_POLICY_V1_POD_DISRUPTION_BUDGET_SPEC: Shape = Shape {
         (
             1,
             "minAvailable",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::util::intstr::IntOrString,
             >()),
         ),
-        (2, "selector", Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR)),
+        (
+            2,
+            "selector",
+            false,
+            Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
+        ),
         (
             3,
             "maxUnavailable",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::util::intstr::IntOrString,
             >()),
         ),
-        (4, "unhealthyPodEvictionPolicy", Sub::Scalar),
+        (4, "unhealthyPodEvictionPolicy", false, Sub::Scalar),
     ],
 };
 
@@ -18713,19 +19548,25 @@ pub(super) static SHAPE_POLICY_V1_POD_DISRUPTION_BUDGET_STATUS: Shape = Shape {
     name: "PodDisruptionBudgetStatus",
     size: std::mem::size_of::<pb::api::policy::v1::PodDisruptionBudgetStatus>(),
     fields: &[
-        (1, "observedGeneration", Sub::Scalar),
+        (1, "observedGeneration", false, Sub::Scalar),
         (
             2,
             "disruptedPods",
+            false,
             Sub::MapOfSpecial(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (3, "disruptionsAllowed", Sub::Scalar),
-        (4, "currentHealthy", Sub::Scalar),
-        (5, "desiredHealthy", Sub::Scalar),
-        (6, "expectedPods", Sub::Scalar),
-        (7, "conditions", Sub::Message(&SHAPE_META_V1_CONDITION)),
+        (3, "disruptionsAllowed", false, Sub::Scalar),
+        (4, "currentHealthy", false, Sub::Scalar),
+        (5, "desiredHealthy", false, Sub::Scalar),
+        (6, "expectedPods", false, Sub::Scalar),
+        (
+            7,
+            "conditions",
+            true,
+            Sub::Message(&SHAPE_META_V1_CONDITION),
+        ),
     ],
 };
 
@@ -18815,6 +19656,7 @@ pub(super) static SHAPE_RBAC_V1_AGGREGATION_RULE: Shape = Shape {
     fields: &[(
         1,
         "clusterRoleSelectors",
+        true,
         Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR),
     )],
 };
@@ -18873,11 +19715,17 @@ pub(super) static SHAPE_RBAC_V1_CLUSTER_ROLE: Shape = Shape {
     name: "ClusterRole",
     size: std::mem::size_of::<pb::api::rbac::v1::ClusterRole>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "rules", Sub::Message(&SHAPE_RBAC_V1_POLICY_RULE)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "rules", true, Sub::Message(&SHAPE_RBAC_V1_POLICY_RULE)),
         (
             3,
             "aggregationRule",
+            false,
             Sub::Message(&SHAPE_RBAC_V1_AGGREGATION_RULE),
         ),
     ],
@@ -18945,9 +19793,14 @@ pub(super) static SHAPE_RBAC_V1_CLUSTER_ROLE_BINDING: Shape = Shape {
     name: "ClusterRoleBinding",
     size: std::mem::size_of::<pb::api::rbac::v1::ClusterRoleBinding>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "subjects", Sub::Message(&SHAPE_RBAC_V1_SUBJECT)),
-        (3, "roleRef", Sub::Message(&SHAPE_RBAC_V1_ROLE_REF)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "subjects", true, Sub::Message(&SHAPE_RBAC_V1_SUBJECT)),
+        (3, "roleRef", false, Sub::Message(&SHAPE_RBAC_V1_ROLE_REF)),
     ],
 };
 
@@ -19020,10 +19873,11 @@ pub(super) static SHAPE_RBAC_V1_CLUSTER_ROLE_BINDING_LIST: Shape = Shape {
     name: "ClusterRoleBindingList",
     size: std::mem::size_of::<pb::api::rbac::v1::ClusterRoleBindingList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
         (
             2,
             "items",
+            true,
             Sub::Message(&SHAPE_RBAC_V1_CLUSTER_ROLE_BINDING),
         ),
     ],
@@ -19088,8 +19942,8 @@ pub(super) static SHAPE_RBAC_V1_CLUSTER_ROLE_LIST: Shape = Shape {
     name: "ClusterRoleList",
     size: std::mem::size_of::<pb::api::rbac::v1::ClusterRoleList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_RBAC_V1_CLUSTER_ROLE)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_RBAC_V1_CLUSTER_ROLE)),
     ],
 };
 
@@ -19149,11 +20003,11 @@ pub(super) static SHAPE_RBAC_V1_POLICY_RULE: Shape = Shape {
     name: "PolicyRule",
     size: std::mem::size_of::<pb::api::rbac::v1::PolicyRule>(),
     fields: &[
-        (1, "verbs", Sub::Scalar),
-        (2, "apiGroups", Sub::Scalar),
-        (3, "resources", Sub::Scalar),
-        (4, "resourceNames", Sub::Scalar),
-        (5, "nonResourceURLs", Sub::Scalar),
+        (1, "verbs", true, Sub::Scalar),
+        (2, "apiGroups", true, Sub::Scalar),
+        (3, "resources", true, Sub::Scalar),
+        (4, "resourceNames", true, Sub::Scalar),
+        (5, "nonResourceURLs", true, Sub::Scalar),
     ],
 };
 
@@ -19231,8 +20085,13 @@ pub(super) static SHAPE_RBAC_V1_ROLE: Shape = Shape {
     name: "Role",
     size: std::mem::size_of::<pb::api::rbac::v1::Role>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "rules", Sub::Message(&SHAPE_RBAC_V1_POLICY_RULE)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "rules", true, Sub::Message(&SHAPE_RBAC_V1_POLICY_RULE)),
     ],
 };
 
@@ -19285,9 +20144,14 @@ pub(super) static SHAPE_RBAC_V1_ROLE_BINDING: Shape = Shape {
     name: "RoleBinding",
     size: std::mem::size_of::<pb::api::rbac::v1::RoleBinding>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_OBJECT_META)),
-        (2, "subjects", Sub::Message(&SHAPE_RBAC_V1_SUBJECT)),
-        (3, "roleRef", Sub::Message(&SHAPE_RBAC_V1_ROLE_REF)),
+        (
+            1,
+            "metadata",
+            false,
+            Sub::Message(&SHAPE_META_V1_OBJECT_META),
+        ),
+        (2, "subjects", true, Sub::Message(&SHAPE_RBAC_V1_SUBJECT)),
+        (3, "roleRef", false, Sub::Message(&SHAPE_RBAC_V1_ROLE_REF)),
     ],
 };
 
@@ -19360,8 +20224,8 @@ pub(super) static SHAPE_RBAC_V1_ROLE_BINDING_LIST: Shape = Shape {
     name: "RoleBindingList",
     size: std::mem::size_of::<pb::api::rbac::v1::RoleBindingList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_RBAC_V1_ROLE_BINDING)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_RBAC_V1_ROLE_BINDING)),
     ],
 };
 
@@ -19421,8 +20285,8 @@ pub(super) static SHAPE_RBAC_V1_ROLE_LIST: Shape = Shape {
     name: "RoleList",
     size: std::mem::size_of::<pb::api::rbac::v1::RoleList>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "items", Sub::Message(&SHAPE_RBAC_V1_ROLE)),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "items", true, Sub::Message(&SHAPE_RBAC_V1_ROLE)),
     ],
 };
 
@@ -19475,9 +20339,9 @@ pub(super) static SHAPE_RBAC_V1_ROLE_REF: Shape = Shape {
     name: "RoleRef",
     size: std::mem::size_of::<pb::api::rbac::v1::RoleRef>(),
     fields: &[
-        (1, "apiGroup", Sub::Scalar),
-        (2, "kind", Sub::Scalar),
-        (3, "name", Sub::Scalar),
+        (1, "apiGroup", false, Sub::Scalar),
+        (2, "kind", false, Sub::Scalar),
+        (3, "name", false, Sub::Scalar),
     ],
 };
 
@@ -19529,10 +20393,10 @@ pub(super) static SHAPE_RBAC_V1_SUBJECT: Shape = Shape {
     name: "Subject",
     size: std::mem::size_of::<pb::api::rbac::v1::Subject>(),
     fields: &[
-        (1, "kind", Sub::Scalar),
-        (2, "apiGroup", Sub::Scalar),
-        (3, "name", Sub::Scalar),
-        (4, "namespace", Sub::Scalar),
+        (1, "kind", false, Sub::Scalar),
+        (2, "apiGroup", false, Sub::Scalar),
+        (3, "name", false, Sub::Scalar),
+        (4, "namespace", false, Sub::Scalar),
     ],
 };
 
@@ -19587,18 +20451,19 @@ pub(super) static SHAPE_META_V1_CONDITION: Shape = Shape {
     name: "Condition",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::Condition>(),
     fields: &[
-        (1, "type", Sub::Scalar),
-        (2, "status", Sub::Scalar),
-        (3, "observedGeneration", Sub::Scalar),
+        (1, "type", false, Sub::Scalar),
+        (2, "status", false, Sub::Scalar),
+        (3, "observedGeneration", false, Sub::Scalar),
         (
             4,
             "lastTransitionTime",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (5, "reason", Sub::Scalar),
-        (6, "message", Sub::Scalar),
+        (5, "reason", false, Sub::Scalar),
+        (6, "message", false, Sub::Scalar),
     ],
 };
 
@@ -19672,18 +20537,20 @@ pub(super) static SHAPE_META_V1_DELETE_OPTIONS: Shape = Shape {
     name: "DeleteOptions",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::DeleteOptions>(),
     fields: &[
-        (1, "gracePeriodSeconds", Sub::Scalar),
+        (1, "gracePeriodSeconds", false, Sub::Scalar),
         (
             2,
             "preconditions",
+            false,
             Sub::Message(&SHAPE_META_V1_PRECONDITIONS),
         ),
-        (3, "orphanDependents", Sub::Scalar),
-        (4, "propagationPolicy", Sub::Scalar),
-        (5, "dryRun", Sub::Scalar),
+        (3, "orphanDependents", false, Sub::Scalar),
+        (4, "propagationPolicy", false, Sub::Scalar),
+        (5, "dryRun", true, Sub::Scalar),
         (
             6,
             "ignoreStoreReadErrorWithClusterBreakingPotential",
+            false,
             Sub::Scalar,
         ),
     ],
@@ -19776,9 +20643,9 @@ pub(super) static SHAPE_META_V1_FIELD_SELECTOR_REQUIREMENT: Shape = Shape {
     name: "FieldSelectorRequirement",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::FieldSelectorRequirement>(),
     fields: &[
-        (1, "key", Sub::Scalar),
-        (2, "operator", Sub::Scalar),
-        (3, "values", Sub::Scalar),
+        (1, "key", false, Sub::Scalar),
+        (2, "operator", false, Sub::Scalar),
+        (3, "values", true, Sub::Scalar),
     ],
 };
 
@@ -19834,10 +20701,11 @@ pub(super) static SHAPE_META_V1_LABEL_SELECTOR: Shape = Shape {
     name: "LabelSelector",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::LabelSelector>(),
     fields: &[
-        (1, "matchLabels", Sub::MapOfScalar),
+        (1, "matchLabels", false, Sub::MapOfScalar),
         (
             2,
             "matchExpressions",
+            true,
             Sub::Message(&SHAPE_META_V1_LABEL_SELECTOR_REQUIREMENT),
         ),
     ],
@@ -19900,9 +20768,9 @@ pub(super) static SHAPE_META_V1_LABEL_SELECTOR_REQUIREMENT: Shape = Shape {
     name: "LabelSelectorRequirement",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement>(),
     fields: &[
-        (1, "key", Sub::Scalar),
-        (2, "operator", Sub::Scalar),
-        (3, "values", Sub::Scalar),
+        (1, "key", false, Sub::Scalar),
+        (2, "operator", false, Sub::Scalar),
+        (3, "values", true, Sub::Scalar),
     ],
 };
 
@@ -19958,10 +20826,10 @@ pub(super) static SHAPE_META_V1_LIST_META: Shape = Shape {
     name: "ListMeta",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::ListMeta>(),
     fields: &[
-        (1, "selfLink", Sub::Scalar),
-        (2, "resourceVersion", Sub::Scalar),
-        (3, "continue", Sub::Scalar),
-        (4, "remainingItemCount", Sub::Scalar),
+        (1, "selfLink", false, Sub::Scalar),
+        (2, "resourceVersion", false, Sub::Scalar),
+        (3, "continue", false, Sub::Scalar),
+        (4, "remainingItemCount", false, Sub::Scalar),
     ],
 };
 
@@ -20026,25 +20894,27 @@ pub(super) static SHAPE_META_V1_MANAGED_FIELDS_ENTRY: Shape = Shape {
     name: "ManagedFieldsEntry",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>(),
     fields: &[
-        (1, "manager", Sub::Scalar),
-        (2, "operation", Sub::Scalar),
-        (3, "apiVersion", Sub::Scalar),
+        (1, "manager", false, Sub::Scalar),
+        (2, "operation", false, Sub::Scalar),
+        (3, "apiVersion", false, Sub::Scalar),
         (
             4,
             "time",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (6, "fieldsType", Sub::Scalar),
+        (6, "fieldsType", false, Sub::Scalar),
         (
             7,
             "fieldsV1",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::FieldsV1,
             >()),
         ),
-        (8, "subresource", Sub::Scalar),
+        (8, "subresource", false, Sub::Scalar),
     ],
 };
 
@@ -20116,16 +20986,17 @@ pub(super) static SHAPE_META_V1_OBJECT_META: Shape = Shape {
     name: "ObjectMeta",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::ObjectMeta>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "generateName", Sub::Scalar),
-        (3, "namespace", Sub::Scalar),
-        (4, "selfLink", Sub::Scalar),
-        (5, "uid", Sub::Scalar),
-        (6, "resourceVersion", Sub::Scalar),
-        (7, "generation", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "generateName", false, Sub::Scalar),
+        (3, "namespace", false, Sub::Scalar),
+        (4, "selfLink", false, Sub::Scalar),
+        (5, "uid", false, Sub::Scalar),
+        (6, "resourceVersion", false, Sub::Scalar),
+        (7, "generation", false, Sub::Scalar),
         (
             8,
             "creationTimestamp",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
@@ -20133,22 +21004,25 @@ pub(super) static SHAPE_META_V1_OBJECT_META: Shape = Shape {
         (
             9,
             "deletionTimestamp",
+            false,
             Sub::Special(std::mem::size_of::<
                 pb::apimachinery::pkg::apis::meta::v1::Time,
             >()),
         ),
-        (10, "deletionGracePeriodSeconds", Sub::Scalar),
-        (11, "labels", Sub::MapOfScalar),
-        (12, "annotations", Sub::MapOfScalar),
+        (10, "deletionGracePeriodSeconds", false, Sub::Scalar),
+        (11, "labels", false, Sub::MapOfScalar),
+        (12, "annotations", false, Sub::MapOfScalar),
         (
             13,
             "ownerReferences",
+            true,
             Sub::Message(&SHAPE_META_V1_OWNER_REFERENCE),
         ),
-        (14, "finalizers", Sub::Scalar),
+        (14, "finalizers", true, Sub::Scalar),
         (
             17,
             "managedFields",
+            true,
             Sub::Message(&SHAPE_META_V1_MANAGED_FIELDS_ENTRY),
         ),
     ],
@@ -20295,12 +21169,12 @@ pub(super) static SHAPE_META_V1_OWNER_REFERENCE: Shape = Shape {
     name: "OwnerReference",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::OwnerReference>(),
     fields: &[
-        (5, "apiVersion", Sub::Scalar),
-        (1, "kind", Sub::Scalar),
-        (3, "name", Sub::Scalar),
-        (4, "uid", Sub::Scalar),
-        (6, "controller", Sub::Scalar),
-        (7, "blockOwnerDeletion", Sub::Scalar),
+        (5, "apiVersion", false, Sub::Scalar),
+        (1, "kind", false, Sub::Scalar),
+        (3, "name", false, Sub::Scalar),
+        (4, "uid", false, Sub::Scalar),
+        (6, "controller", false, Sub::Scalar),
+        (7, "blockOwnerDeletion", false, Sub::Scalar),
     ],
 };
 
@@ -20367,7 +21241,10 @@ fn meta_v1_owner_reference_from_map(
 pub(super) static SHAPE_META_V1_PRECONDITIONS: Shape = Shape {
     name: "Preconditions",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::Preconditions>(),
-    fields: &[(1, "uid", Sub::Scalar), (2, "resourceVersion", Sub::Scalar)],
+    fields: &[
+        (1, "uid", false, Sub::Scalar),
+        (2, "resourceVersion", false, Sub::Scalar),
+    ],
 };
 
 pub(super) fn meta_v1_preconditions_to_json(
@@ -20415,12 +21292,17 @@ pub(super) static SHAPE_META_V1_STATUS: Shape = Shape {
     name: "Status",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::Status>(),
     fields: &[
-        (1, "metadata", Sub::Message(&SHAPE_META_V1_LIST_META)),
-        (2, "status", Sub::Scalar),
-        (3, "message", Sub::Scalar),
-        (4, "reason", Sub::Scalar),
-        (5, "details", Sub::Message(&SHAPE_META_V1_STATUS_DETAILS)),
-        (6, "code", Sub::Scalar),
+        (1, "metadata", false, Sub::Message(&SHAPE_META_V1_LIST_META)),
+        (2, "status", false, Sub::Scalar),
+        (3, "message", false, Sub::Scalar),
+        (4, "reason", false, Sub::Scalar),
+        (
+            5,
+            "details",
+            false,
+            Sub::Message(&SHAPE_META_V1_STATUS_DETAILS),
+        ),
+        (6, "code", false, Sub::Scalar),
     ],
 };
 
@@ -20503,9 +21385,9 @@ pub(super) static SHAPE_META_V1_STATUS_CAUSE: Shape = Shape {
     name: "StatusCause",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::StatusCause>(),
     fields: &[
-        (1, "reason", Sub::Scalar),
-        (2, "message", Sub::Scalar),
-        (3, "field", Sub::Scalar),
+        (1, "reason", false, Sub::Scalar),
+        (2, "message", false, Sub::Scalar),
+        (3, "field", false, Sub::Scalar),
     ],
 };
 
@@ -20557,12 +21439,12 @@ pub(super) static SHAPE_META_V1_STATUS_DETAILS: Shape = Shape {
     name: "StatusDetails",
     size: std::mem::size_of::<pb::apimachinery::pkg::apis::meta::v1::StatusDetails>(),
     fields: &[
-        (1, "name", Sub::Scalar),
-        (2, "group", Sub::Scalar),
-        (3, "kind", Sub::Scalar),
-        (6, "uid", Sub::Scalar),
-        (4, "causes", Sub::Message(&SHAPE_META_V1_STATUS_CAUSE)),
-        (5, "retryAfterSeconds", Sub::Scalar),
+        (1, "name", false, Sub::Scalar),
+        (2, "group", false, Sub::Scalar),
+        (3, "kind", false, Sub::Scalar),
+        (6, "uid", false, Sub::Scalar),
+        (4, "causes", true, Sub::Message(&SHAPE_META_V1_STATUS_CAUSE)),
+        (5, "retryAfterSeconds", false, Sub::Scalar),
     ],
 };
 
