@@ -1,10 +1,11 @@
 //! The Kubernetes object rules that navarch's API server (and, later, its per-object actors)
 //! apply: the kinds we serve, validation and defaults, patches, selectors, the Table format,
 //! discovery, OpenAPI documents, authorization (Node and RBAC), admission, the review kinds'
-//! answers and `Status` errors.
+//! answers, `Status` errors, and Kubernetes' protobuf wire format converted to and from that
+//! JSON (`protobuf`).
 //!
 //! Everything here is pure: JSON in, JSON or a decision out. No store, no actix, no I/O; the
-//! API server in `navarch-bins` is the shell that feeds requests in and carries results out.
+//! API server (`navarch-apiserver`) is the shell that feeds requests in and carries results out.
 //! Objects travel as `serde_json::Value` shaped like Kubernetes' JSON; typed `k8s-openapi`
 //! structs are used where the schema matters (decoding, unknown fields, OpenAPI).
 //!
@@ -24,6 +25,7 @@ pub mod node_restriction;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+pub mod protobuf;
 pub mod rbac;
 pub mod review;
 pub mod selector;
