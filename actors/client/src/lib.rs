@@ -6,8 +6,19 @@
 //! Objects travel as Kubernetes JSON (`serde_json::Value`), kinds as the typed entries of
 //! `navarch_model::kinds`, errors as `Status`es ([`ApiError`]) whatever the transport.
 //!
+//! Where to start reading:
+//! - [`Client`] (below) and its types;
+//! - [`https`]: [`HttpsClient`], the trait over HTTPS, with [`kubeconfig`] loading;
+//! - [`cache`]: shared watch caches ([`SharedCaches`], [`Cache`]), what controllers read;
+//! - [`testing`]: an in-memory [`testing::FakeClient`] and a fault-injecting decorator;
+//! - `contract` (feature `contract`): the scenarios every `Client` must pass.
+//!
 //! Architecture invariant: this crate knows nothing of the store or of the API server's
 //! insides; it depends on the object model only.
+
+pub mod kubeconfig;
+
+pub use kubeconfig::Kubeconfig;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -77,8 +88,9 @@ pub struct ObjectList {
     pub remaining_item_count: Option<u64>,
 }
 
-/// Events of one watch, in order. The stream ends when the server ends the watch; an
-/// `ERROR` event (e.g. 410 for a compacted revision) is the last one.
+/// Events of one watch, in order. The stream ends (`None`) when the server ends the watch;
+/// an `ERROR` event (e.g. 410 for a compacted revision) is the last one; a connection that
+/// breaks ends it with `Err(ClientError::Transport)` (resume from the last revision seen).
 pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
 
 /// What a write returns: the object as stored (or as it would be with `dryRun`), and the
@@ -190,8 +202,12 @@ pub trait Client: Send + Sync {
     ) -> BoxFuture<'a, Result<Value>>;
 
     /// POST `pods/<pod>/binding`: assigns a pod to a node, once.
-    fn bind<'a>(&'a self, namespace: &'a str, pod: &'a str, node: &'a str)
-        -> BoxFuture<'a, Result<()>>;
+    fn bind<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
 }
 
 /// The kind served under `group`/`version` as `plural` (a convenience over
