@@ -16,8 +16,10 @@
 //! Architecture invariant: this crate knows nothing of the store or of the API server's
 //! insides; it depends on the object model only.
 
+pub mod https;
 pub mod kubeconfig;
 
+pub use https::{HttpsClient, HttpsConfig};
 pub use kubeconfig::Kubeconfig;
 
 use futures::future::BoxFuture;
