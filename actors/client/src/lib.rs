@@ -18,6 +18,7 @@
 
 pub mod https;
 pub mod kubeconfig;
+pub mod testing;
 
 pub use https::{HttpsClient, HttpsConfig};
 pub use kubeconfig::Kubeconfig;
