@@ -16,10 +16,14 @@
 //! Architecture invariant: this crate knows nothing of the store or of the API server's
 //! insides; it depends on the object model only.
 
+pub mod cache;
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod https;
 pub mod kubeconfig;
 pub mod testing;
 
+pub use cache::{Cache, CacheConfig, CacheEvent, Scope, SharedCaches, Subscription};
 pub use https::{HttpsClient, HttpsConfig};
 pub use kubeconfig::Kubeconfig;
 
