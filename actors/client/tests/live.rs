@@ -151,3 +151,116 @@ async fn https_warnings_tables_raw_requests_failover_and_cut_watches() {
 fn contract_namespaces() -> &'static navarch_model::Kind {
     navarch_client::kind("", "v1", "namespaces")
 }
+
+/// Needs a server started with a small watch history (`--history-revisions 8`):
+/// `NAVARCH_COMPACTING_KUBECONFIG=<its admin kubeconfig>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running server with --history-revisions 8: NAVARCH_COMPACTING_KUBECONFIG"]
+async fn a_cache_relists_after_the_server_compacts_past_it() {
+    let path = std::env::var_os("NAVARCH_COMPACTING_KUBECONFIG")
+        .map(PathBuf::from)
+        .expect("set NAVARCH_COMPACTING_KUBECONFIG to the admin kubeconfig of a server run with --history-revisions 8");
+    let k = Kubeconfig::load(&path).expect("kubeconfig");
+    let c = HttpsClient::from_kubeconfig(&k).expect("client");
+    let ns = contract::fresh_namespace(&c, "live-compact")
+        .await
+        .expect("namespace");
+    let leases = navarch_client::kind("coordination.k8s.io", "v1", "leases");
+    let lease = |n: &str| json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": n}, "spec": {}});
+    for n in ["a", "b"] {
+        c.create(leases, Some(&ns), lease(n), &WriteOptions::default())
+            .await
+            .expect("create");
+    }
+    for initial_sync in [
+        navarch_client::cache::InitialSync::List,
+        navarch_client::cache::InitialSync::WatchList,
+    ] {
+        let victim = format!("victim-{initial_sync:?}").to_lowercase();
+        c.create(leases, Some(&ns), lease(&victim), &WriteOptions::default())
+            .await
+            .expect("create");
+        let cut = Arc::new(Interruptible::new(Arc::new(c.clone())));
+        let caches = SharedCaches::with_config(
+            cut.clone(),
+            CacheConfig {
+                initial_sync,
+                backoff_initial: Duration::from_millis(50),
+                ..CacheConfig::default()
+            },
+            tokio::runtime::Handle::current(),
+        );
+        let cache = caches.scoped(navarch_client::Scope::kind(leases).namespace(ns.clone()));
+        tokio::time::timeout(Duration::from_secs(20), cache.wait_synced())
+            .await
+            .expect("synced in time")
+            .expect("running");
+        assert!(!cache.stats().watch_list_fallback, "{:?}", cache.stats());
+        tokio::time::timeout(Duration::from_secs(20), cut.wait_open_watches(1))
+            .await
+            .expect("watching");
+        let mut sub = cache.subscribe();
+        // No watch while the server writes (and compacts) well past the cache's revision.
+        cut.hold_watches(true);
+        cut.cut_watches();
+        c.delete(leases, Some(&ns), &victim, &DeleteOptions::default())
+            .await
+            .expect("delete");
+        for i in 0..30 {
+            let n = format!("{initial_sync:?}-{i}").to_lowercase();
+            c.create(leases, Some(&ns), lease(&n), &WriteOptions::default())
+                .await
+                .expect("create");
+        }
+        cut.hold_watches(false);
+        let mut stats = cache.watch_stats();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            stats.wait_for(|s| s.relists_after_gone >= 1 && s.lists >= 2),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no relist after the compaction: {:?}", cache.stats()))
+        .expect("running");
+        let listed = c
+            .list(leases, Some(&ns), &ListOptions::default())
+            .await
+            .expect("list");
+        let mut got: Vec<String> = cache
+            .list()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        let mut want: Vec<String> = listed
+            .items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        let mut saw_delete = false;
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(20), sub.recv())
+                .await
+                .expect("events in time")
+                .expect("running");
+            match e {
+                navarch_client::CacheEvent::Deleted(o)
+                    if o["metadata"]["name"] == victim.as_str() =>
+                {
+                    saw_delete = true
+                }
+                navarch_client::CacheEvent::Resynced { .. } => break,
+                _ => {}
+            }
+        }
+        assert!(
+            saw_delete,
+            "the relist reports the deletion the watch missed"
+        );
+        caches.shutdown();
+    }
+    let _ = c
+        .delete(contract_namespaces(), None, &ns, &DeleteOptions::default())
+        .await;
+}
