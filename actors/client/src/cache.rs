@@ -13,6 +13,35 @@
 //! as hints to reconcile the objects they name (level-triggered): after a `Lagged` or a
 //! `Resynced` it reconciles everything.
 //!
+//! ```
+//! # use std::sync::Arc;
+//! # use navarch_client::{testing::FakeClient, CacheEvent, Client, SharedCaches};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let client: Arc<dyn Client> = Arc::new(FakeClient::new());
+//! let caches = SharedCaches::new(client.clone()); // one per process, handed to every component
+//! let pods = caches.cache(navarch_client::kind("", "v1", "pods"));
+//! let mut changes = pods.subscribe(); // the first event follows `changes.initial()`
+//! pods.wait_synced().await.expect("the cache runs");
+//! for pod in pods.on_node("node-1") {
+//!     // reconcile(&pod): reads come from memory, shared with every other consumer
+//! #   let _ = pod;
+//! }
+//! while let Some(event) = changes.recv().await {
+//!     match event {
+//!         CacheEvent::Added(p) | CacheEvent::Updated { new: p, .. } | CacheEvent::Deleted(p) => {
+//!             // enqueue the key of `p` for reconciling
+//! #           let _ = p;
+//!         }
+//!         CacheEvent::Resynced { .. } | CacheEvent::Lagged(_) => {
+//!             // enqueue every key of `pods.snapshot()`
+//!         }
+//!     }
+//! #   break;
+//! }
+//! # }
+//! ```
+//!
 //! Architecture invariant: the store changes only in the reflector's task, and each change
 //! is published to subscribers under the same lock, so every subscriber sees the changes in
 //! the order the store made them and a snapshot plus the events after it is always exact.

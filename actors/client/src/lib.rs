@@ -70,6 +70,15 @@ impl ClientError {
         self.code() == Some(409)
     }
 
+    pub fn is_forbidden(&self) -> bool {
+        self.code() == Some(403)
+    }
+
+    /// The call could not be carried; for a write the outcome is unknown.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, ClientError::Transport(_))
+    }
+
     /// 410: the requested revision is compacted; a watcher must list again.
     pub fn is_gone(&self) -> bool {
         self.code() == Some(410)

@@ -572,7 +572,14 @@ impl FakeClient {
             }
             None => {
                 let mut n = object;
-                n["status"] = current["status"].clone();
+                match current.get("status") {
+                    Some(st) if !st.is_null() => n["status"] = st.clone(),
+                    _ => {
+                        if let Some(o) = n.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
                 n
             }
         };
