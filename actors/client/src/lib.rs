@@ -6,8 +6,26 @@
 //! Objects travel as Kubernetes JSON (`serde_json::Value`), kinds as the typed entries of
 //! `navarch_model::kinds`, errors as `Status`es ([`ApiError`]) whatever the transport.
 //!
+//! Where to start reading:
+//! - [`Client`] (below) and its types;
+//! - [`https`]: [`HttpsClient`], the trait over HTTPS, with [`kubeconfig`] loading;
+//! - [`cache`]: shared watch caches ([`SharedCaches`], [`Cache`]), what controllers read;
+//! - [`testing`]: an in-memory [`testing::FakeClient`] and a fault-injecting decorator;
+//! - `contract` (feature `contract`): the scenarios every `Client` must pass.
+//!
 //! Architecture invariant: this crate knows nothing of the store or of the API server's
 //! insides; it depends on the object model only.
+
+pub mod cache;
+#[cfg(feature = "contract")]
+pub mod contract;
+pub mod https;
+pub mod kubeconfig;
+pub mod testing;
+
+pub use cache::{Cache, CacheConfig, CacheEvent, Scope, SharedCaches, Subscription};
+pub use https::{HttpsClient, HttpsConfig};
+pub use kubeconfig::Kubeconfig;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -52,6 +70,15 @@ impl ClientError {
         self.code() == Some(409)
     }
 
+    pub fn is_forbidden(&self) -> bool {
+        self.code() == Some(403)
+    }
+
+    /// The call could not be carried; for a write the outcome is unknown.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, ClientError::Transport(_))
+    }
+
     /// 410: the requested revision is compacted; a watcher must list again.
     pub fn is_gone(&self) -> bool {
         self.code() == Some(410)
@@ -77,8 +104,9 @@ pub struct ObjectList {
     pub remaining_item_count: Option<u64>,
 }
 
-/// Events of one watch, in order. The stream ends when the server ends the watch; an
-/// `ERROR` event (e.g. 410 for a compacted revision) is the last one.
+/// Events of one watch, in order. The stream ends (`None`) when the server ends the watch;
+/// an `ERROR` event (e.g. 410 for a compacted revision) is the last one; a connection that
+/// breaks ends it with `Err(ClientError::Transport)` (resume from the last revision seen).
 pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
 
 /// What a write returns: the object as stored (or as it would be with `dryRun`), and the
@@ -190,8 +218,12 @@ pub trait Client: Send + Sync {
     ) -> BoxFuture<'a, Result<Value>>;
 
     /// POST `pods/<pod>/binding`: assigns a pod to a node, once.
-    fn bind<'a>(&'a self, namespace: &'a str, pod: &'a str, node: &'a str)
-        -> BoxFuture<'a, Result<()>>;
+    fn bind<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
 }
 
 /// The kind served under `group`/`version` as `plural` (a convenience over
