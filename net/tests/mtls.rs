@@ -20,7 +20,7 @@ async fn mutual_tls_call_carries_peer_identity() {
 
     let who: WhoAmI = a
         .peer("node-b", b.local_addr().unwrap())
-        .call("whoami", &())
+        .call("test.whoami", &())
         .await
         .unwrap();
     assert_eq!(
@@ -34,20 +34,20 @@ async fn mutual_tls_call_carries_peer_identity() {
 
     let who: WhoAmI = b
         .peer("node-a", a.local_addr().unwrap())
-        .call("whoami", &())
+        .call("test.whoami", &())
         .await
         .unwrap();
     assert_eq!(who.peer.unwrap().common_name, "node-b");
 
     let echoed: String = a
         .peer("node-b", b.local_addr().unwrap())
-        .call("echo", &"hello".to_string())
+        .call("test.echo", &"hello".to_string())
         .await
         .unwrap();
     assert_eq!(echoed, "hello");
     let err = a
         .peer("node-b", b.local_addr().unwrap())
-        .call::<_, ()>("fail", &())
+        .call::<_, ()>("test.fail", &())
         .await
         .unwrap_err();
     assert_eq!(err, RpcError::Remote("asked to fail".to_string()));
@@ -65,7 +65,7 @@ async fn anonymous_client_is_refused_except_join() {
     .unwrap();
     let err = anon
         .peer("master", srv.local_addr().unwrap())
-        .call::<_, String>("echo", &"x".to_string())
+        .call::<_, String>("test.echo", &"x".to_string())
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Refused(_)), "got {err:?}");
@@ -92,7 +92,7 @@ async fn foreign_ca_certificate_fails() {
     let cli = Endpoint::client(NetConfig::new("intruder", foreign)).unwrap();
     let res = cli
         .peer("master", addr)
-        .call::<_, String>("echo", &"x".to_string())
+        .call::<_, String>("test.echo", &"x".to_string())
         .await;
     assert!(
         res.is_err(),
@@ -103,7 +103,7 @@ async fn foreign_ca_certificate_fails() {
     let cli2 = Endpoint::client(NetConfig::new("other", other.identity("other"))).unwrap();
     let res = cli2
         .peer("master", addr)
-        .call::<_, String>("echo", &"x".to_string())
+        .call::<_, String>("test.echo", &"x".to_string())
         .await;
     assert!(
         res.is_err(),
@@ -153,12 +153,16 @@ async fn join_with_right_token_gives_working_identity() {
 
     // The joined identity works for mutual TLS, as a client and as a server.
     let node = server(NetConfig::new("worker-1", id));
-    let who: WhoAmI = node.peer("master", addr).call("whoami", &()).await.unwrap();
+    let who: WhoAmI = node
+        .peer("master", addr)
+        .call("test.whoami", &())
+        .await
+        .unwrap();
     assert_eq!(who.peer, Some(me));
     let who: WhoAmI = f
         .srv
         .peer("worker-1", node.local_addr().unwrap())
-        .call("whoami", &())
+        .call("test.whoami", &())
         .await
         .unwrap();
     assert_eq!(who.peer.unwrap().common_name, "master");

@@ -1,31 +1,34 @@
 //! One store member: opens RocksDB, runs openraft over QUIC, and serves writes (forwarded to
 //! the leader from any member), linearizable and at-least-revision reads, watches and backups.
+//!
+//! The member dials its peers through an endpoint the binary bound; it serves them once the
+//! binary mounts its services on that endpoint's router (`crate::mount`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::Endpoint;
 use openraft::error::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::client::StoreClient;
 use crate::log_store::LogStore;
 use crate::network::RaftNet;
 use crate::proposer::{ProposeError, Proposer};
 use crate::raft_types::{Member as RaftMember, MemberId, Raft};
-use crate::service::{self, StoreClient, StoreService};
 use crate::state_machine::{dump_state, HistoryLimits, Progress, StateMachine};
 use crate::types::{
     KeyRange, ListResult, Object, ObjectKey, ReadConsistency, Revision, Txn, TxnOutcome,
 };
 use crate::watch::{WatchHub, WatchReceiver};
-use crate::{backup, rocks, StoreError};
+use crate::{backup, read, rocks, StoreError};
 
 /// Whether this member may create a new cluster (etcd's `--initial-cluster-state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,8 +121,10 @@ pub struct Member {
 }
 
 impl Member {
-    /// Opens the data dir, binds the QUIC endpoint on this member's address and starts Raft.
-    pub async fn start(cfg: MemberConfig, net: NetConfig) -> Result<Arc<Member>, StoreError> {
+    /// Opens the data dir and starts Raft, dialing peers through `endpoint`. The endpoint is
+    /// the one the binary bound on this member's address in `initial_cluster`; peers reach this
+    /// member once its services are mounted on that endpoint's router ([`crate::mount`]).
+    pub async fn start(cfg: MemberConfig, endpoint: Endpoint) -> Result<Arc<Member>, StoreError> {
         let pos = cfg
             .initial_cluster
             .iter()
@@ -153,9 +158,13 @@ impl Member {
         let sm = StateMachine::open(db.clone(), watch.clone(), cfg.history).map_err(storage)?;
         let progress = sm.progress();
 
-        let slot: Arc<OnceLock<Arc<Member>>> = Arc::new(OnceLock::new());
-        let endpoint = Endpoint::bind(listen, net, Arc::new(StoreService::new(slot.clone())))
-            .map_err(|e| StoreError::Network(format!("bind {listen}: {e}")))?;
+        if let Ok(local) = endpoint.local_addr() {
+            if local.port() != listen.port()
+                || (!local.ip().is_unspecified() && local.ip() != listen.ip())
+            {
+                warn!(member = %cfg.name, %listen, %local, "the endpoint is not bound on this member's address in the initial cluster");
+            }
+        }
 
         let raft_config = Config {
             cluster_name: "navarch".into(),
@@ -199,7 +208,6 @@ impl Member {
             committed,
             request_timeout: cfg.request_timeout,
         });
-        let _ = slot.set(member.clone());
 
         let initialized = member
             .raft
@@ -222,6 +230,7 @@ impl Member {
         &self.name
     }
 
+    /// The endpoint this member dials its peers through (the binary's).
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
@@ -361,7 +370,7 @@ impl Member {
     ) -> Result<Option<Object>, StoreError> {
         key.validate()?;
         self.prepare_read(consistency).await?;
-        service::read_object(&self.db, key)
+        read::read_object(&self.db, key)
     }
 
     pub async fn list(
@@ -370,7 +379,7 @@ impl Member {
         consistency: ReadConsistency,
     ) -> Result<ListResult, StoreError> {
         self.prepare_read(consistency).await?;
-        service::read_range(&self.db, range)
+        read::read_range(&self.db, range)
     }
 
     /// Watches `range` for changes after `after` (`None`: after the current revision).
@@ -427,11 +436,11 @@ impl Member {
             .map_err(|e| StoreError::Storage(e.to_string()))
     }
 
+    /// Stops Raft. The endpoint is the binary's: it closes it after unmounting the services.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }
-        self.endpoint.close();
     }
 }
 

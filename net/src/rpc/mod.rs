@@ -1,7 +1,9 @@
-//! RPC over QUIC: endpoints that serve a [`Service`] and dial peers, one bidirectional stream
-//! per call or server stream, mutual TLS, fault injection and wire tracing.
+//! RPC over QUIC: endpoints that serve the [`Service`]s mounted on their [`Router`] and dial
+//! peers, one bidirectional stream per call or server stream, mutual TLS, fault injection and
+//! wire tracing.
 
 mod join;
+mod router;
 mod server;
 mod tls;
 mod wire;
@@ -27,6 +29,7 @@ use crate::pki::{ClusterCa, Identity, PeerIdentity, PkiError, TokenStore, CLUSTE
 use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, WireTap};
 
 pub use join::{join, JoinError, JoinRequest, JoinResponse, JOIN_METHOD};
+pub use router::{MountError, Router, RESERVED_PREFIX};
 pub use tls::{crypto_provider, install_default_crypto_provider, rustls_server_config, ALPN};
 
 /// Default timeout of a unary call.
@@ -66,6 +69,23 @@ pub enum RpcError {
     /// The handler failed; carries its error text.
     #[error("remote error: {0}")]
     Remote(String),
+    /// Nothing serves the method's prefix on the peer (yet): it may still be starting.
+    /// Retrying can help.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl RpcError {
+    /// Whether the same call may succeed if retried later: the peer was unreachable, the link
+    /// closed, or the service was not mounted yet. Nothing was done by the peer in these
+    /// cases, except that a `Closed` call may have run without its answer arriving.
+    /// A `Timeout` is not retryable blindly: the call may have taken effect.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            RpcError::Unreachable(_) | RpcError::Closed | RpcError::Unavailable(_)
+        )
+    }
 }
 
 /// Errors setting up an endpoint.
@@ -175,7 +195,8 @@ pub struct CallContext {
     pub correlation: Option<CorrelationId>,
 }
 
-/// Serves inbound calls. Methods are plain strings; bodies are opaque bytes (usually
+/// Serves inbound calls, mounted on a [`Router`] prefix: it gets every method
+/// `<prefix>.<name>` under its prefix, whole. Bodies are opaque bytes (usually
 /// [`codec::encode`]d values).
 pub trait Service: Send + Sync + 'static {
     /// Answers one unary call.
@@ -214,7 +235,8 @@ pub(crate) struct EpInner {
     faults: FaultInjector,
     tap: Option<Arc<dyn WireTap>>,
     join: Option<JoinAuthority>,
-    service: Option<Arc<dyn Service>>,
+    /// The services of a bound endpoint; `None` on a dial-only one.
+    router: Option<Router>,
     peers: Mutex<HashMap<(String, SocketAddr), Arc<PeerShared>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
@@ -292,7 +314,7 @@ impl EpInner {
     }
 }
 
-/// A QUIC endpoint: serves a [`Service`] (when bound with one) and dials peers.
+/// A QUIC endpoint: serves the services mounted on its [`Router`] (when bound) and dials peers.
 #[derive(Clone)]
 pub struct Endpoint {
     inner: Arc<EpInner>,
@@ -308,13 +330,10 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Binds `listen` and serves `service` on it; the endpoint can also dial out.
-    /// Must be called inside a tokio runtime.
-    pub fn bind(
-        listen: SocketAddr,
-        cfg: NetConfig,
-        service: Arc<dyn Service>,
-    ) -> Result<Endpoint, NetError> {
+    /// Binds `listen` and serves the services mounted on `router` (now or later: a call to a
+    /// prefix nothing is mounted on fails with [`RpcError::Unavailable`]); the endpoint can
+    /// also dial out. Must be called inside a tokio runtime.
+    pub fn bind(listen: SocketAddr, cfg: NetConfig, router: Router) -> Result<Endpoint, NetError> {
         if cfg.identity.is_anonymous() {
             return Err(NetError::NoCertificate(cfg.name));
         }
@@ -324,7 +343,7 @@ impl Endpoint {
                 addr: listen,
                 source,
             })?;
-        let ep = Self::build(cfg, quinn, Some(service))?;
+        let ep = Self::build(cfg, quinn, Some(router))?;
         let task = tokio::spawn(server::accept_loop(ep.inner.clone()));
         *ep.inner
             .accept_task
@@ -346,7 +365,7 @@ impl Endpoint {
     fn build(
         cfg: NetConfig,
         quinn: quinn::Endpoint,
-        service: Option<Arc<dyn Service>>,
+        router: Option<Router>,
     ) -> Result<Endpoint, NetError> {
         let client_cfg = tls::client_config(&cfg.identity, &cfg.name)?;
         Ok(Endpoint {
@@ -360,7 +379,7 @@ impl Endpoint {
                 faults: cfg.faults,
                 tap: cfg.tap,
                 join: cfg.join,
-                service,
+                router,
                 peers: Mutex::new(HashMap::new()),
                 accept_task: Mutex::new(None),
                 closed: AtomicBool::new(false),

@@ -240,18 +240,24 @@ async fn in_scope<F: std::future::Future>(id: Option<CorrelationId>, f: F) -> F:
     }
 }
 
+/// The service mounted for `method`'s prefix.
+fn route(ep: &EpInner, method: &str) -> Result<Arc<dyn super::Service>, RpcError> {
+    match &ep.router {
+        Some(router) => router.route(method, &ep.name),
+        None => Err(RpcError::Unsupported(format!(
+            "endpoint {} serves no methods",
+            ep.name
+        ))),
+    }
+}
+
 async fn run_call(
     ep: &EpInner,
     ctx: super::CallContext,
     method: String,
     body: Bytes,
 ) -> Result<Bytes, RpcError> {
-    let Some(service) = ep.service.clone() else {
-        return Err(RpcError::Unsupported(format!(
-            "endpoint {} serves no methods",
-            ep.name
-        )));
-    };
+    let service = route(ep, &method)?;
     let correlation = ctx.correlation;
     let m = method.clone();
     let fut = AssertUnwindSafe(async move { service.call(ctx, m, body).await }).catch_unwind();
@@ -278,12 +284,9 @@ async fn serve_server_stream(
     let max = ep.max_frame;
     let correlation = ctx.correlation;
     let opened: Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError> =
-        match ep.service.clone() {
-            None => Err(RpcError::Unsupported(format!(
-                "endpoint {} serves no methods",
-                ep.name
-            ))),
-            Some(service) => {
+        match route(&ep, &method) {
+            Err(e) => Err(e),
+            Ok(service) => {
                 let m = method.clone();
                 match AssertUnwindSafe(async move { service.stream(ctx, m, body).await })
                     .catch_unwind()
