@@ -19,6 +19,15 @@ use serde::{Deserialize, Serialize};
 /// DNS name every navarch server certificate carries and every client verifies.
 pub const CLUSTER_SERVER_NAME: &str = "navarch.cluster";
 
+/// The certificate organization of the masters' store members.
+pub const ORG_MEMBERS: &str = "navarch:members";
+/// The certificate organization of cluster administrators (Kubernetes' `system:masters`).
+pub const ORG_ADMINS: &str = "system:masters";
+/// The certificate organization of nodes (Kubernetes' `system:nodes`).
+pub const ORG_NODES: &str = "system:nodes";
+/// The common name of node `<name>` is `system:node:<name>` (Kubernetes' convention).
+pub const NODE_CN_PREFIX: &str = "system:node:";
+
 /// Clock skew tolerated on freshly issued certificates.
 const BACKDATE: Duration = Duration::from_secs(300);
 
@@ -557,6 +566,56 @@ impl PeerIdentity {
     }
 }
 
+/// Who a client expects to reach at the address it dials. The TLS handshake has already
+/// checked that the server's certificate comes from the cluster CA, names the cluster server
+/// name and allows serving; this checks whose certificate it is, so that dialing `m2` and
+/// reaching `m3` (an address reused, a wrong flag) or anything that is not a master fails.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ExpectedPeer {
+    /// Any server certificate of the cluster CA (tests, and tools that need nothing more).
+    AnyServer,
+    /// Any master: O=`navarch:members` (a node agent, `navctl`'s raw store commands).
+    Master,
+    /// The master whose store member has this name: CN=name, O=`navarch:members`.
+    Member(String),
+}
+
+impl ExpectedPeer {
+    /// The member called `name`.
+    pub fn member(name: impl Into<String>) -> ExpectedPeer {
+        ExpectedPeer::Member(name.into())
+    }
+
+    /// `Ok` if `peer` is who is expected; otherwise why not.
+    pub fn check(&self, peer: &PeerIdentity) -> Result<(), String> {
+        let is_member = peer.organizations.iter().any(|o| o == ORG_MEMBERS);
+        let ok = match self {
+            ExpectedPeer::AnyServer => true,
+            ExpectedPeer::Master => is_member,
+            ExpectedPeer::Member(name) => is_member && peer.common_name == *name,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "reached CN={} O=[{}], expected {self}",
+                peer.common_name,
+                peer.organizations.join(",")
+            ))
+        }
+    }
+}
+
+impl fmt::Display for ExpectedPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedPeer::AnyServer => write!(f, "any server of the cluster"),
+            ExpectedPeer::Master => write!(f, "a master (O={ORG_MEMBERS})"),
+            ExpectedPeer::Member(n) => write!(f, "member {n} (CN={n}, O={ORG_MEMBERS})"),
+        }
+    }
+}
+
 /// A malformed bootstrap token. Never carries the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenParseError {
@@ -840,6 +899,29 @@ mod tests {
             ca.sign_csr("garbage", "x", &[], Duration::from_secs(60)),
             Err(PkiError::Csr(_))
         ));
+    }
+
+    #[test]
+    fn expected_peers() {
+        let who = |cn: &str, orgs: &[&str]| PeerIdentity {
+            common_name: cn.to_string(),
+            organizations: orgs.iter().map(|o| o.to_string()).collect(),
+        };
+        let m2 = who("m2", &[ORG_MEMBERS]);
+        let m3 = who("m3", &[ORG_MEMBERS]);
+        let node = who("system:node:m2", &[ORG_NODES]);
+        let admin = who("m2", &[ORG_ADMINS]);
+        let want = ExpectedPeer::member("m2");
+        assert!(want.check(&m2).is_ok());
+        for wrong in [&m3, &node, &admin] {
+            let err = want.check(wrong).unwrap_err();
+            assert!(err.contains("expected member m2"), "{err}");
+            assert!(err.contains(&wrong.common_name), "{err}");
+        }
+        assert!(ExpectedPeer::Master.check(&m3).is_ok());
+        assert!(ExpectedPeer::Master.check(&node).is_err());
+        assert!(ExpectedPeer::Master.check(&admin).is_err());
+        assert!(ExpectedPeer::AnyServer.check(&node).is_ok());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::*;
 use futures::StreamExt;
 use navarch_net::trace::with_correlation;
-use navarch_net::{CorrelationId, Direction, Endpoint, NetConfig};
+use navarch_net::{CorrelationId, Direction, Endpoint, ExpectedPeer, NetConfig};
 
 #[tokio::test]
 async fn correlation_reaches_handler_and_both_taps() {
@@ -22,7 +22,11 @@ async fn correlation_reaches_handler_and_both_taps() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.tap = Some(client_tap.clone());
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server-peer", srv.local_addr().unwrap());
+    let peer = cli.peer(
+        "server-peer",
+        srv.local_addr().unwrap(),
+        ExpectedPeer::AnyServer,
+    );
 
     let id = CorrelationId::new_random();
     let who: WhoAmI = with_correlation(id, peer.call("test.whoami", &()))

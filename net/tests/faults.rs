@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures::StreamExt;
-use navarch_net::{Endpoint, Fault, FaultDirection, FaultRule, NetConfig, PeerClient, RpcError};
+use navarch_net::{
+    Endpoint, ExpectedPeer, Fault, FaultDirection, FaultRule, NetConfig, PeerClient, RpcError,
+};
 
 struct Pair {
     _pki: Pki,
@@ -22,7 +24,7 @@ fn pair(call_timeout: Duration) -> Pair {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.call_timeout = call_timeout;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
     Pair {
         _pki: pki,
         srv,

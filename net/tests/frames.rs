@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
-use navarch_net::{Endpoint, NetConfig, RpcError};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig, RpcError};
 
 const MIB: usize = 1024 * 1024;
 
@@ -23,7 +23,7 @@ async fn oversized_request_is_refused_without_hurting_other_streams() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.max_frame_bytes = 8 * MIB;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
 
     let mut ticks = peer.stream::<_, u64>("test.ticks", &()).await.unwrap();
     let first = ticks.next().await.unwrap().unwrap();
@@ -67,7 +67,7 @@ async fn oversized_request_is_refused_locally_before_sending() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.max_frame_bytes = 64 * 1024;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
     let err = peer
         .call_raw("test.echo", bytes::Bytes::from(vec![0u8; 100 * 1024]))
         .await
@@ -96,7 +96,7 @@ async fn oversized_response_becomes_an_error() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.max_frame_bytes = 128 * 1024;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
     // Fits the server's request cap, but the doubled answer does not fit its response cap.
     let err = peer
         .call_raw("test.double", bytes::Bytes::from(vec![1u8; 40 * 1024]))

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use navarch_net::{Endpoint, NetConfig, RpcError};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig, RpcError};
 
 #[tokio::test]
 async fn peer_client_reconnects_to_a_restarted_server() {
@@ -16,7 +16,7 @@ async fn peer_client_reconnects_to_a_restarted_server() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.call_timeout = Duration::from_secs(1);
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", addr);
+    let peer = cli.peer("server", addr, ExpectedPeer::AnyServer);
     let s: String = peer.call("test.echo", &"one".to_string()).await.unwrap();
     assert_eq!(s, "one");
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::*;
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use navarch_net::{CallContext, Endpoint, NetConfig, Router, RpcError, Service};
+use navarch_net::{CallContext, Endpoint, ExpectedPeer, NetConfig, Router, RpcError, Service};
 
 /// Answers every call with its name and the method it got.
 struct Tagged(&'static str);
@@ -38,7 +38,7 @@ async fn services_mount_on_a_bound_endpoint_by_prefix() {
     )
     .unwrap();
     let cli = Endpoint::client(NetConfig::new("client", pki.identity("client"))).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
 
     // Nothing mounted yet: a clear, retryable error naming the prefix.
     let err = peer

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use navarch_net::Endpoint;
+use navarch_net::{Endpoint, ExpectedPeer};
 use openraft::error::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use rocksdb::DB;
@@ -247,7 +247,11 @@ impl Member {
             .addr
             .parse()
             .map_err(|e| StoreError::Network(format!("{}: {e}", m.addr)))?;
-        Ok(StoreClient::new(self.endpoint.peer(&m.name, addr)))
+        Ok(StoreClient::new(self.endpoint.peer(
+            &m.name,
+            addr,
+            ExpectedPeer::member(&m.name),
+        )))
     }
 
     /// The current leader, waiting up to the request timeout for one to be elected.

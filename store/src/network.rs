@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use navarch_net::{CallContext, Endpoint, PeerClient, RpcError, Service};
+use navarch_net::{CallContext, Endpoint, ExpectedPeer, PeerClient, RpcError, Service};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -32,10 +32,10 @@ impl RaftNetworkFactory<TypeConfig> for RaftNet {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: MemberId, node: &Member) -> RaftPeer {
-        let client = node
-            .addr
-            .parse::<SocketAddr>()
-            .map(|addr| self.endpoint.peer(&node.name, addr));
+        let client = node.addr.parse::<SocketAddr>().map(|addr| {
+            self.endpoint
+                .peer(&node.name, addr, ExpectedPeer::member(&node.name))
+        });
         RaftPeer {
             target,
             addr: node.addr.clone(),
@@ -71,6 +71,7 @@ impl RaftPeer {
             Err(
                 e @ (RpcError::Unreachable(_)
                 | RpcError::Unavailable(_)
+                | RpcError::WrongPeer(_)
                 | RpcError::Refused(_)
                 | RpcError::Closed),
             ) => {

@@ -23,10 +23,7 @@ use crate::network::RaftService;
 use crate::types::{EventBatch, Txn};
 use crate::StoreError;
 
-/// The certificate organization of store members.
-pub const ORG_MEMBERS: &str = "navarch:members";
-/// The certificate organization of cluster administrators.
-pub const ORG_ADMINS: &str = "system:masters";
+pub use navarch_net::pki::{ORG_ADMINS, ORG_MEMBERS};
 
 /// The method prefix of the store operations.
 pub const STORE_PREFIX: &str = "store";

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use navarch_net::pki::{ClusterCa, Identity};
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{StoreClient, ORG_ADMINS};
 use serde_json::Value;
 
@@ -223,9 +223,11 @@ impl Cluster {
         let ca = ClusterCa::load(&self.ca_dir)?;
         let id = ca.issue("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let ep = Endpoint::client(NetConfig::new("test-client", id))?;
-        Ok(StoreClient::new(
-            ep.peer(&self.members[i].name, self.members[i].peer),
-        ))
+        Ok(StoreClient::new(ep.peer(
+            &self.members[i].name,
+            self.members[i].peer,
+            ExpectedPeer::member(&self.members[i].name),
+        )))
     }
 
     /// Posts a fault rule (JSON) to member `i`'s fault layer.

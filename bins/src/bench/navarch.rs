@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use navarch_net::pki::{ClusterCa, Identity};
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome, ORG_ADMINS};
 use serde_json::Value;
 
@@ -132,7 +132,7 @@ impl NavarchCluster {
         let clients: Vec<StoreClient> = self
             .members
             .iter()
-            .map(|m| StoreClient::new(ep.peer(&m.name, m.peer)))
+            .map(|m| StoreClient::new(ep.peer(&m.name, m.peer, ExpectedPeer::member(&m.name))))
             .collect();
         for (i, c) in clients.iter().enumerate() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

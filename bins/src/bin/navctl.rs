@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use navarch_bins::{credentials, navctl};
 use navarch_net::pki::ClusterCa;
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{
     KeyRange, ObjectKey, Op, ReadConsistency, Revision, StoreClient, Txn, TxnOutcome,
 };
@@ -128,7 +128,11 @@ fn main() -> Result<()> {
 fn client(cli: &Cli) -> Result<StoreClient> {
     let identity = credentials::admin(&cli.credentials)?;
     let endpoint = Endpoint::client(NetConfig::new("navctl", identity))?;
-    Ok(StoreClient::new(endpoint.peer("master", cli.server)))
+    Ok(StoreClient::new(endpoint.peer(
+        "master",
+        cli.server,
+        ExpectedPeer::Master,
+    )))
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{tls, wire, CallContext, EpInner, NetError, RpcError};
 use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::pki::{
-    cert_der_from_pem, cert_holds_key, spki_sha256_of_der, BootstrapToken, Identity, PkiError,
-    TokenParseError, CLUSTER_SERVER_NAME,
+    cert_der_from_pem, cert_holds_key, spki_sha256_of_der, BootstrapToken, ExpectedPeer, Identity,
+    PkiError, TokenParseError, CLUSTER_SERVER_NAME,
 };
 use crate::trace::current_correlation;
 
@@ -213,6 +213,14 @@ pub async fn join(
                 master,
                 reason: e.to_string(),
             })?;
+        // The pinned CA signed the server's certificate; it must also be a master's.
+        let who = super::peer_identity(&conn)
+            .and_then(|p| p.ok_or_else(|| "the server presented no certificate".to_string()))
+            .and_then(|p| ExpectedPeer::Master.check(&p));
+        if let Err(reason) = who {
+            conn.close(wire::CODE_WRONG_PEER, b"not a master");
+            return Err(JoinError::Connect { master, reason });
+        }
         let answer = wire::exchange_call(&conn, frame, DEFAULT_MAX_FRAME_BYTES).await;
         conn.close(wire::CODE_DONE, b"joined");
         Ok::<_, JoinError>(answer?)

@@ -25,7 +25,9 @@ use tokio::task::JoinHandle;
 
 use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::fault::{FaultDirection, FaultInjector, Verdict};
-use crate::pki::{ClusterCa, Identity, PeerIdentity, PkiError, TokenStore, CLUSTER_SERVER_NAME};
+use crate::pki::{
+    ClusterCa, ExpectedPeer, Identity, PeerIdentity, PkiError, TokenStore, CLUSTER_SERVER_NAME,
+};
 use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, WireTap};
 
 pub use join::{join, JoinError, JoinRequest, JoinResponse, JOIN_METHOD};
@@ -73,6 +75,10 @@ pub enum RpcError {
     /// Retrying can help.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The server's certificate is valid but not the peer's the client expected (another
+    /// member, a node, an admin): nothing was sent to it.
+    #[error("wrong peer: {0}")]
+    WrongPeer(String),
 }
 
 impl RpcError {
@@ -237,9 +243,25 @@ pub(crate) struct EpInner {
     join: Option<JoinAuthority>,
     /// The services of a bound endpoint; `None` on a dial-only one.
     router: Option<Router>,
-    peers: Mutex<HashMap<(String, SocketAddr), Arc<PeerShared>>>,
+    peers: Mutex<HashMap<(String, SocketAddr, ExpectedPeer), Arc<PeerShared>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+}
+
+/// The identity in the peer's leaf certificate; `None` for a peer without one.
+pub(crate) fn peer_identity(conn: &quinn::Connection) -> Result<Option<PeerIdentity>, String> {
+    let Some(any) = conn.peer_identity() else {
+        return Ok(None);
+    };
+    let Ok(certs) = any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>() else {
+        return Err("peer identity is not a certificate chain".to_string());
+    };
+    let Some(leaf) = certs.first() else {
+        return Ok(None);
+    };
+    PeerIdentity::from_der(leaf.as_ref())
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) struct Timing {
@@ -402,16 +424,19 @@ impl Endpoint {
         &self.inner.faults
     }
 
-    /// A client for the peer called `name` at `addr`. Clients for the same name and address
-    /// share one lazily opened connection.
-    pub fn peer(&self, name: &str, addr: SocketAddr) -> PeerClient {
+    /// A client for the peer called `name` (in logs, taps and fault rules) at `addr`, whose
+    /// server certificate must be `expected`'s: a connection to anyone else is closed before a
+    /// request is sent, and the call fails with [`RpcError::WrongPeer`]. Clients for the same
+    /// name, address and expectation share one lazily opened connection.
+    pub fn peer(&self, name: &str, addr: SocketAddr, expected: ExpectedPeer) -> PeerClient {
         let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
         let shared = peers
-            .entry((name.to_string(), addr))
+            .entry((name.to_string(), addr, expected.clone()))
             .or_insert_with(|| {
                 Arc::new(PeerShared {
                     name: name.to_string(),
                     addr,
+                    expected,
                     state: tokio::sync::Mutex::new(ConnState {
                         conn: None,
                         retry_at: None,
@@ -480,6 +505,7 @@ struct ConnState {
 struct PeerShared {
     name: String,
     addr: SocketAddr,
+    expected: ExpectedPeer,
     state: tokio::sync::Mutex<ConnState>,
 }
 
@@ -531,7 +557,10 @@ impl PeerClient {
         let dialer = self.ep.dialer(addr)?;
         let attempt =
             match dialer.connect_with(self.ep.client_cfg.clone(), addr, CLUSTER_SERVER_NAME) {
-                Ok(connecting) => connecting.await.map_err(wire::map_conn_err),
+                Ok(connecting) => match connecting.await.map_err(wire::map_conn_err) {
+                    Ok(c) => self.check_server(c),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(RpcError::Unreachable(format!(
                     "cannot dial {} at {addr}: {e}",
                     self.shared.name
@@ -550,6 +579,26 @@ impl PeerClient {
                 st.retry_at = Some(tokio::time::Instant::now() + st.backoff);
                 st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
                 Err(e)
+            }
+        }
+    }
+
+    /// Keeps `conn` only if the server's certificate is the expected peer's.
+    fn check_server(&self, conn: quinn::Connection) -> Result<quinn::Connection, RpcError> {
+        let verdict = match peer_identity(&conn) {
+            Ok(Some(who)) => self.shared.expected.check(&who),
+            Ok(None) => Err("the server presented no certificate".to_string()),
+            Err(e) => Err(e),
+        };
+        match verdict {
+            Ok(()) => Ok(conn),
+            Err(reason) => {
+                conn.close(wire::CODE_WRONG_PEER, b"unexpected server certificate");
+                tracing::warn!(local = %self.ep.name, peer = %self.shared.name, addr = %self.shared.addr, %reason, "dialed server is not the expected peer; closing");
+                Err(RpcError::WrongPeer(format!(
+                    "dialed {} at {}: {reason}",
+                    self.shared.name, self.shared.addr
+                )))
             }
         }
     }

@@ -12,7 +12,7 @@ use futures::{FutureExt, StreamExt};
 use quinn::{RecvStream, SendStream};
 
 use super::wire::{self, RequestKind, Response, Writer};
-use super::{join, EpInner, RpcError, Timing};
+use super::{join, peer_identity, EpInner, RpcError, Timing};
 use crate::codec::FrameError;
 use crate::fault::{FaultDirection, Verdict};
 use crate::pki::PeerIdentity;
@@ -34,21 +34,6 @@ pub(super) async fn accept_loop(ep: Arc<EpInner>) {
         tokio::spawn(serve_connection(ep.clone(), incoming));
     }
     tracing::debug!(name = %ep.name, "accept loop ended");
-}
-
-fn peer_identity(conn: &quinn::Connection) -> Result<Option<PeerIdentity>, String> {
-    let Some(any) = conn.peer_identity() else {
-        return Ok(None);
-    };
-    let Ok(certs) = any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>() else {
-        return Err("peer identity is not a certificate chain".to_string());
-    };
-    let Some(leaf) = certs.first() else {
-        return Ok(None);
-    };
-    PeerIdentity::from_der(leaf.as_ref())
-        .map(Some)
-        .map_err(|e| e.to_string())
 }
 
 async fn serve_connection(ep: Arc<EpInner>, incoming: quinn::Incoming) {

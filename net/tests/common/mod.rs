@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use navarch_net::codec;
+use navarch_net::pki::ORG_MEMBERS;
 use navarch_net::trace::current_correlation;
 use navarch_net::{
     CallContext, ClusterCa, CorrelationId, Endpoint, Identity, NetConfig, PeerIdentity, Router,
@@ -37,6 +38,13 @@ impl Pki {
     pub fn identity(&self, cn: &str) -> Identity {
         self.ca
             .issue(cn, &["system:nodes"], Duration::from_secs(3600))
+            .unwrap()
+    }
+
+    /// A master's store member certificate: CN `name`, O `navarch:members`.
+    pub fn member(&self, name: &str) -> Identity {
+        self.ca
+            .issue(name, &[ORG_MEMBERS], Duration::from_secs(3600))
             .unwrap()
     }
 }
