@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use navarch_net::pki::{BootstrapToken, ClusterCa, Identity, TokenStore};
-use navarch_store::{ORG_ADMINS, ORG_MEMBERS};
+use navarch_store::ORG_ADMINS;
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -33,14 +33,14 @@ pub fn master(data_dir: &Path, ca_dir: Option<&Path>, name: &str) -> Result<Mast
         tracing::info!(dir = %ca_dir.display(), "created the cluster CA");
     }
     let member = ca
-        .issue(name, &[ORG_MEMBERS], YEAR)
+        .issue_member(name, YEAR)
         .context("issue member certificate")?;
     member
         .save(&pki, "member")
         .context("save member certificate")?;
     if !data_dir.join("admin.crt").exists() {
         let admin = ca
-            .issue("admin", &[ORG_ADMINS], YEAR)
+            .issue_client("admin", &[ORG_ADMINS], YEAR)
             .context("issue admin certificate")?;
         admin
             .save(data_dir, "admin")

@@ -10,7 +10,8 @@ pub mod trace;
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use fault::{Fault, FaultDirection, FaultInjector, FaultRule};
 pub use pki::{
-    BootstrapToken, ClusterCa, ExpectedPeer, Identity, PeerIdentity, PkiError, TokenStore,
+    AltName, BootstrapToken, CertProfile, ClusterCa, ExpectedPeer, Identity, PeerIdentity,
+    PkiError, TokenStore,
 };
 pub use rpc::*;
 pub use trace::{CorrelationId, Direction, WireEvent, WireTap};

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -91,6 +92,9 @@ pub enum PkiError {
         /// Why.
         reason: String,
     },
+    /// A certificate that serves needs a name to serve as.
+    #[error("a serving certificate for {0:?} needs at least one subject alternative name")]
+    NoAltName(String),
     /// A validity period is unusable.
     #[error("invalid validity {0:?}: must be between 1 second and 100 years")]
     Validity(Duration),
@@ -225,12 +229,44 @@ fn check_subject(field: &'static str, value: &str) -> Result<(), PkiError> {
     })
 }
 
-/// Parameters of a leaf certificate (server and client auth) with navarch's SANs.
+/// A subject alternative name of a certificate that serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AltName {
+    /// A DNS name.
+    Dns(String),
+    /// An IP address.
+    Ip(IpAddr),
+}
+
+/// What a leaf certificate may be used for. Clients check `serverAuth` and the name they
+/// dial; servers check `clientAuth`; so a certificate of one profile cannot pose as another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertProfile {
+    /// Serves and authenticates: `serverAuth` and `clientAuth`, valid for these names. A
+    /// master's store member certificate is this with the cluster server name
+    /// ([`ClusterCa::issue_member`]).
+    Peer(Vec<AltName>),
+    /// Only authenticates (nodes, admins): `clientAuth`, no subject alternative names, so no
+    /// TLS client accepts it from a server.
+    Client,
+    /// Only serves (the HTTPS API): `serverAuth`, valid for these names; no server accepts it
+    /// from a client.
+    Serving(Vec<AltName>),
+}
+
+impl CertProfile {
+    /// A store member's profile: serves and authenticates as the cluster server name.
+    pub fn member() -> CertProfile {
+        CertProfile::Peer(vec![AltName::Dns(CLUSTER_SERVER_NAME.to_string())])
+    }
+}
+
+/// Parameters of a leaf certificate of `profile`.
 fn leaf_params(
     common_name: &str,
     organizations: &[&str],
     validity: Duration,
-    extra_ips: &[std::net::IpAddr],
+    profile: &CertProfile,
 ) -> Result<CertificateParams, PkiError> {
     check_validity(validity)?;
     check_subject("common name", common_name)?;
@@ -258,21 +294,27 @@ fn leaf_params(
         dn.push(DnType::CustomDnType(vec![2, 5, 4, 10]), *o);
     }
     params.distinguished_name = dn;
-    params.subject_alt_names = vec![
-        SanType::DnsName(
-            CLUSTER_SERVER_NAME
-                .try_into()
-                .map_err(gen_err("subject alt name"))?,
+    let (names, usages): (&[AltName], Vec<ExtendedKeyUsagePurpose>) = match profile {
+        CertProfile::Peer(names) => (
+            names,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         ),
-        SanType::DnsName(
-            "localhost"
-                .try_into()
-                .map_err(gen_err("subject alt name"))?,
-        ),
-        SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-    ];
-    for ip in extra_ips {
-        let san = SanType::IpAddress(*ip);
+        CertProfile::Client => (&[], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+        CertProfile::Serving(names) => (names, vec![ExtendedKeyUsagePurpose::ServerAuth]),
+    };
+    if names.is_empty() && *profile != CertProfile::Client {
+        return Err(PkiError::NoAltName(common_name.chars().take(80).collect()));
+    }
+    for name in names {
+        let san = match name {
+            AltName::Dns(d) => {
+                SanType::DnsName(d.as_str().try_into().map_err(gen_err("subject alt name"))?)
+            }
+            AltName::Ip(ip) => SanType::IpAddress(*ip),
+        };
         if !params.subject_alt_names.contains(&san) {
             params.subject_alt_names.push(san);
         }
@@ -286,10 +328,7 @@ fn leaf_params(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = usages;
     params.use_authority_key_identifier_extension = true;
     Ok(params)
 }
@@ -398,31 +437,20 @@ impl ClusterCa {
         spki_sha256_of_der(&self.cert_der).unwrap_or_else(|_| String::from("sha256:invalid"))
     }
 
-    /// Issues a new key and leaf certificate (server+client auth) for `common_name`.
+    /// Issues a new key and a leaf certificate of `profile` for `common_name`.
     pub fn issue(
         &self,
         common_name: &str,
         organizations: &[&str],
         validity: Duration,
+        profile: &CertProfile,
     ) -> Result<Identity, PkiError> {
-        self.issue_for(common_name, organizations, validity, &[])
-    }
-
-    /// Like [`ClusterCa::issue`], with extra IP addresses in the certificate's subject alt
-    /// names (a serving certificate for an address other than 127.0.0.1).
-    pub fn issue_for(
-        &self,
-        common_name: &str,
-        organizations: &[&str],
-        validity: Duration,
-        ips: &[std::net::IpAddr],
-    ) -> Result<Identity, PkiError> {
-        let params = leaf_params(common_name, organizations, validity, ips)?;
+        let params = leaf_params(common_name, organizations, validity, profile)?;
         let key = KeyPair::generate().map_err(gen_err(common_name))?;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(gen_err(common_name))?;
-        tracing::info!(cn = common_name, orgs = ?organizations, "issued certificate");
+        tracing::info!(cn = common_name, orgs = ?organizations, ?profile, "issued certificate");
         Ok(Identity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -430,7 +458,35 @@ impl ClusterCa {
         })
     }
 
-    /// Signs a CSR, imposing `common_name` and `organizations` whatever the CSR asked for.
+    /// A master's store member certificate: CN `name`, O [`ORG_MEMBERS`]; serves QUIC as the
+    /// cluster server name and authenticates to the other members.
+    pub fn issue_member(&self, name: &str, validity: Duration) -> Result<Identity, PkiError> {
+        self.issue(name, &[ORG_MEMBERS], validity, &CertProfile::member())
+    }
+
+    /// A client certificate (an admin's, a node's, a tool's): authenticates only.
+    pub fn issue_client(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        validity: Duration,
+    ) -> Result<Identity, PkiError> {
+        self.issue(common_name, organizations, validity, &CertProfile::Client)
+    }
+
+    /// An HTTPS serving certificate (the API server's): serves only, valid for `ips`.
+    pub fn issue_serving(
+        &self,
+        common_name: &str,
+        ips: &[IpAddr],
+        validity: Duration,
+    ) -> Result<Identity, PkiError> {
+        let names = ips.iter().map(|ip| AltName::Ip(*ip)).collect();
+        self.issue(common_name, &[], validity, &CertProfile::Serving(names))
+    }
+
+    /// Signs a CSR as a client certificate (the node profile: authenticates only), imposing
+    /// `common_name` and `organizations` whatever the CSR asked for.
     pub fn sign_csr(
         &self,
         csr_pem: &str,
@@ -440,7 +496,7 @@ impl ClusterCa {
     ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Csr(e.to_string()))?;
-        let params = leaf_params(common_name, organizations, validity, &[])?;
+        let params = leaf_params(common_name, organizations, validity, &CertProfile::Client)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(gen_err(common_name))?;
@@ -849,7 +905,7 @@ mod tests {
         assert_eq!(ca.spki_sha256().len(), 7 + 64);
 
         let id = ca2
-            .issue("node-a", &["system:nodes"], Duration::from_secs(3600))
+            .issue_client("node-a", &["system:nodes"], Duration::from_secs(3600))
             .unwrap();
         let who = id.peer_identity().unwrap();
         assert_eq!(who.common_name, "node-a");
@@ -857,7 +913,7 @@ mod tests {
         assert!(!format!("{id:?}").contains("PRIVATE"));
 
         let two = ca
-            .issue("admin", &["system:masters", "ops"], Duration::from_secs(60))
+            .issue_client("admin", &["system:masters", "ops"], Duration::from_secs(60))
             .unwrap();
         assert_eq!(
             two.peer_identity().unwrap().organizations,
@@ -872,6 +928,85 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// (serverAuth, clientAuth, subject alt names) of a certificate.
+    fn usage(pem: &str) -> (bool, bool, Vec<String>) {
+        use x509_parser::extensions::GeneralName;
+        let der = cert_der_from_pem(pem, "t").unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let (server, client) = c
+            .extended_key_usage()
+            .unwrap()
+            .map(|e| (e.value.server_auth, e.value.client_auth))
+            .unwrap_or((false, false));
+        let names = c
+            .subject_alternative_name()
+            .unwrap()
+            .map(|s| {
+                s.value
+                    .general_names
+                    .iter()
+                    .map(|n| match n {
+                        GeneralName::DNSName(d) => d.to_string(),
+                        GeneralName::IPAddress(b) if b.len() == 4 => {
+                            std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+                        }
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (server, client, names)
+    }
+
+    #[test]
+    fn profiles_fix_usages_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _) = ClusterCa::load_or_create(dir.path()).unwrap();
+        let hour = Duration::from_secs(3600);
+
+        let member = ca.issue_member("m1", hour).unwrap();
+        assert_eq!(
+            usage(&member.cert_pem),
+            (true, true, vec![CLUSTER_SERVER_NAME.to_string()])
+        );
+        assert_eq!(
+            member.peer_identity().unwrap().organizations,
+            vec![ORG_MEMBERS.to_string()]
+        );
+
+        let admin = ca.issue_client("admin", &[ORG_ADMINS], hour).unwrap();
+        assert_eq!(usage(&admin.cert_pem), (false, true, vec![]));
+
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let serving = ca
+            .issue_serving("m1-apiserver", &[IpAddr::from([127, 0, 0, 1]), ip], hour)
+            .unwrap();
+        assert_eq!(
+            usage(&serving.cert_pem),
+            (
+                true,
+                false,
+                vec!["127.0.0.1".to_string(), "127.0.0.7".to_string()]
+            )
+        );
+        assert!(matches!(
+            ca.issue_serving("nothing", &[], hour),
+            Err(PkiError::NoAltName(_))
+        ));
+
+        // A node's certificate from its CSR authenticates only.
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let node = ca
+            .sign_csr(&csr, "system:node:n1", &[ORG_NODES], hour)
+            .unwrap();
+        assert_eq!(usage(&node), (false, true, vec![]));
     }
 
     #[test]

@@ -120,7 +120,12 @@ async fn a_client_checks_that_it_reached_the_peer_it_expected() {
     let admin = server(NetConfig::new(
         "m2",
         pki.ca
-            .issue("m2", &["system:masters"], Duration::from_secs(600))
+            .issue(
+                "m2",
+                &["system:masters"],
+                Duration::from_secs(600),
+                &navarch_net::CertProfile::member(),
+            )
             .unwrap(),
     ));
     let node = server(NetConfig::new("n1", pki.identity("system:node:m2")));
@@ -204,25 +209,29 @@ async fn join_with_right_token_gives_working_identity() {
     assert_eq!(me.common_name, "system:node:worker-1");
     assert_eq!(me.organizations, vec!["system:nodes".to_string()]);
 
-    // The joined identity works for mutual TLS, as a client and as a server.
+    // The joined identity authenticates the node to a master ...
     let node = server(NetConfig::new("worker-1", id));
     let who: WhoAmI = node
-        .peer("master", addr, ExpectedPeer::AnyServer)
+        .peer("master", addr, ExpectedPeer::Master)
         .call("test.whoami", &())
         .await
         .unwrap();
     assert_eq!(who.peer, Some(me));
-    let who: WhoAmI = f
+    // ... but cannot serve: a master dialing it refuses the node's certificate.
+    let err = f
         .srv
         .peer(
             "worker-1",
             node.local_addr().unwrap(),
             ExpectedPeer::AnyServer,
         )
-        .call("test.whoami", &())
+        .call::<_, WhoAmI>("test.whoami", &())
         .await
-        .unwrap();
-    assert_eq!(who.peer.unwrap().common_name, "master");
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::Refused(m) if m.contains("tls handshake")),
+        "got {err:?}"
+    );
 }
 
 #[tokio::test]

@@ -27,9 +27,7 @@ impl Fixture {
     async fn start() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (ca, _) = ClusterCa::load_or_create(&dir.path().join("ca")).unwrap();
-        let id = ca
-            .issue("m1", &[ORG_MEMBERS], Duration::from_secs(600))
-            .unwrap();
+        let id = ca.issue_member("m1", Duration::from_secs(600)).unwrap();
         let router = Router::new();
         let endpoint = Endpoint::bind(
             "127.0.0.1:0".parse().unwrap(),
@@ -56,7 +54,12 @@ impl Fixture {
     }
 
     fn identity(&self, cn: &str, org: &str) -> Identity {
-        self.ca.issue(cn, &[org], Duration::from_secs(600)).unwrap()
+        let hour = Duration::from_secs(3600);
+        if org == ORG_MEMBERS {
+            self.ca.issue_member(cn, hour).unwrap()
+        } else {
+            self.ca.issue_client(cn, &[org], hour).unwrap()
+        }
     }
 
     /// A raw client of m1 presenting `id`.

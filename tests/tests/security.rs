@@ -96,7 +96,7 @@ async fn store_refuses_certificates_from_another_ca_and_non_admins() -> Result<(
 
     let stranger_dir = tempfile::tempdir()?;
     let (stranger_ca, _) = ClusterCa::load_or_create(stranger_dir.path())?;
-    let id = stranger_ca.issue("intruder", &[ORG_ADMINS], Duration::from_secs(600))?;
+    let id = stranger_ca.issue_client("intruder", &[ORG_ADMINS], Duration::from_secs(600))?;
     let c = StoreClient::new(Endpoint::client(NetConfig::new("intruder", id))?.peer(
         "m1",
         peer,
@@ -109,7 +109,7 @@ async fn store_refuses_certificates_from_another_ca_and_non_admins() -> Result<(
 
     // A valid certificate without the admin or member organization is refused by the store.
     let ca = ClusterCa::load(&cluster.ca_dir)?;
-    let id = ca.issue(
+    let id = ca.issue_client(
         "system:node:n9",
         &["system:nodes"],
         Duration::from_secs(600),

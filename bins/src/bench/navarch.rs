@@ -38,7 +38,7 @@ impl NavarchCluster {
         let ca_dir = dir.join("ca");
         let (ca, _) = ClusterCa::load_or_create(&ca_dir)
             .with_context(|| format!("cluster CA in {}", ca_dir.display()))?;
-        let admin = ca.issue("bench-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
+        let admin = ca.issue_client("bench-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let mut members = Vec::new();
         for i in 0..3 {
             let ip = format!("127.0.0.{}", i + 1);
@@ -126,7 +126,7 @@ impl NavarchCluster {
         tracing::info!(%leader, "navarch cluster has a leader");
         let ca = ClusterCa::load(&self.ca_dir)?;
         let id = ca
-            .issue("bench-admin", &[ORG_ADMINS], CERT_VALIDITY)
+            .issue_client("bench-admin", &[ORG_ADMINS], CERT_VALIDITY)
             .context("issue the bench admin certificate")?;
         let ep = Endpoint::client(NetConfig::new("bench", id)).context("QUIC client endpoint")?;
         let clients: Vec<StoreClient> = self

@@ -13,7 +13,7 @@ use super::{tls, wire, CallContext, EpInner, NetError, RpcError};
 use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::pki::{
     cert_der_from_pem, cert_holds_key, spki_sha256_of_der, BootstrapToken, ExpectedPeer, Identity,
-    PkiError, TokenParseError, CLUSTER_SERVER_NAME,
+    PkiError, TokenParseError, CLUSTER_SERVER_NAME, NODE_CN_PREFIX, ORG_NODES,
 };
 use crate::trace::current_correlation;
 
@@ -143,7 +143,8 @@ fn normalize_ca_hash(ca_hash: &str) -> Result<String, JoinError> {
 }
 
 /// Joins the cluster through `master`: returns a node identity (CN `system:node:<name>`,
-/// O `system:nodes`) usable for mutual TLS.
+/// O `system:nodes`) that authenticates the node to masters (it cannot serve: the node
+/// profile has `clientAuth` only).
 pub async fn join(
     master: SocketAddr,
     token: &str,
@@ -164,8 +165,8 @@ pub async fn join(
     })?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("system:node:{node_name}"));
-    dn.push(DnType::OrganizationName, "system:nodes");
+    dn.push(DnType::CommonName, format!("{NODE_CN_PREFIX}{node_name}"));
+    dn.push(DnType::OrganizationName, ORG_NODES);
     params.distinguished_name = dn;
     let csr_pem = params
         .serialize_request(&key)
@@ -289,12 +290,12 @@ pub(super) async fn serve_join(
         ));
     }
     let validity = Duration::from_secs(req.validity_secs.max(1)).min(auth.node_cert_validity);
-    let cn = format!("system:node:{}", req.node_name);
+    let cn = format!("{NODE_CN_PREFIX}{}", req.node_name);
     let ca = auth.ca.clone();
     let csr = req.csr_pem.clone();
     let cn2 = cn.clone();
     let signed =
-        tokio::task::spawn_blocking(move || ca.sign_csr(&csr, &cn2, &["system:nodes"], validity))
+        tokio::task::spawn_blocking(move || ca.sign_csr(&csr, &cn2, &[ORG_NODES], validity))
             .await
             .map_err(|e| RpcError::Remote(format!("signing task failed: {e}")))?;
     let cert_pem = match signed {

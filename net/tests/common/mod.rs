@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use navarch_net::codec;
-use navarch_net::pki::ORG_MEMBERS;
+use navarch_net::pki::{CertProfile, ORG_NODES};
 use navarch_net::trace::current_correlation;
 use navarch_net::{
     CallContext, ClusterCa, CorrelationId, Endpoint, Identity, NetConfig, PeerIdentity, Router,
@@ -35,16 +35,34 @@ pub fn pki() -> Pki {
 }
 
 impl Pki {
+    /// A certificate that serves and authenticates (the member profile), CN `cn`, O
+    /// `system:nodes`: the generic test peer.
     pub fn identity(&self, cn: &str) -> Identity {
         self.ca
-            .issue(cn, &["system:nodes"], Duration::from_secs(3600))
+            .issue(
+                cn,
+                &["system:nodes"],
+                Duration::from_secs(3600),
+                &CertProfile::member(),
+            )
             .unwrap()
     }
 
     /// A master's store member certificate: CN `name`, O `navarch:members`.
     pub fn member(&self, name: &str) -> Identity {
         self.ca
-            .issue(name, &[ORG_MEMBERS], Duration::from_secs(3600))
+            .issue_member(name, Duration::from_secs(3600))
+            .unwrap()
+    }
+
+    /// A node's certificate (the node profile: authenticates only).
+    pub fn node(&self, name: &str) -> Identity {
+        self.ca
+            .issue_client(
+                &format!("system:node:{name}"),
+                &[ORG_NODES],
+                Duration::from_secs(3600),
+            )
             .unwrap()
     }
 }
