@@ -181,11 +181,11 @@ fn join_fixture() -> JoinFixture {
     let token = BootstrapToken::generate();
     tokens.add(&token, Duration::from_secs(600)).unwrap();
     let mut cfg = NetConfig::new("master", pki.member("master"));
-    cfg.join = Some(JoinAuthority {
-        ca: pki.ca.clone(),
-        tokens: Arc::new(tokens),
-        node_cert_validity: Duration::from_secs(3600),
-    });
+    cfg.join = Some(JoinAuthority::new(
+        pki.ca.clone(),
+        Arc::new(tokens),
+        Duration::from_secs(3600),
+    ));
     let srv = server(cfg);
     JoinFixture { pki, srv, token }
 }
@@ -291,11 +291,11 @@ async fn join_refuses_a_server_that_is_not_a_master() {
     tokens.add(&token, Duration::from_secs(600)).unwrap();
     // Signed by the pinned CA, but not a master's certificate.
     let mut cfg = NetConfig::new("impostor", pki.identity("impostor"));
-    cfg.join = Some(JoinAuthority {
-        ca: pki.ca.clone(),
-        tokens: Arc::new(tokens),
-        node_cert_validity: Duration::from_secs(3600),
-    });
+    cfg.join = Some(JoinAuthority::new(
+        pki.ca.clone(),
+        Arc::new(tokens),
+        Duration::from_secs(3600),
+    ));
     let srv = server(cfg);
     let res = join(
         srv.local_addr().unwrap(),

@@ -213,11 +213,11 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut net = NetConfig::new(args.name.clone(), creds.member.clone());
     net.faults = FaultInjector::default();
     net.tap = Some(Arc::new(root.tap()));
-    net.join = Some(JoinAuthority {
-        ca: Arc::new(creds.ca),
-        tokens: Arc::new(creds.tokens),
-        node_cert_validity: Duration::from_secs(365 * 24 * 3600),
-    });
+    net.join = Some(JoinAuthority::new(
+        Arc::new(creds.ca),
+        Arc::new(creds.tokens),
+        Duration::from_secs(365 * 24 * 3600),
+    ));
 
     let mut cfg = MemberConfig::new(args.name.clone(), args.data_dir.clone(), cluster);
     cfg.initial_state = match args.initial_cluster_state {

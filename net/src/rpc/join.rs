@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
@@ -251,23 +251,48 @@ pub async fn join(
     })
 }
 
-/// Server side of `net.join`.
+/// Logs a refused join, at most one line per the limits' interval (with the count of
+/// refusals held back since the previous line). `node` is what the caller claimed, quoted.
+fn log_refusal(ep: &EpInner, ctx: &CallContext, node: Option<&str>, reason: &str) {
+    match ep.join_log.admit(Instant::now()) {
+        Some(suppressed) => {
+            tracing::warn!(name = %ep.name, remote = %ctx.remote, node = ?node, reason, suppressed, "join refused")
+        }
+        None => {
+            tracing::debug!(name = %ep.name, remote = %ctx.remote, node = ?node, reason, "join refused")
+        }
+    }
+}
+
+/// Server side of `net.join`. An attempt is admitted by the rate limits before anything else
+/// (decoding, the token check, signing), so a flood of attempts costs almost nothing.
 pub(super) async fn serve_join(
     ep: &EpInner,
     ctx: &CallContext,
     body: Bytes,
 ) -> Result<Bytes, RpcError> {
     let Some(auth) = ep.join.clone() else {
-        tracing::warn!(name = %ep.name, remote = %ctx.remote, "join attempted on an endpoint that does not accept joins");
+        log_refusal(ep, ctx, None, "this endpoint does not accept joins");
         return Err(RpcError::Unsupported(format!(
             "endpoint {} does not accept joins",
             ep.name
         )));
     };
-    let req: JoinRequest =
-        codec::decode(&body).map_err(|e| RpcError::Decode(format!("join request: {e}")))?;
+    if let Err(wait) = ep.join_limiter.admit(ctx.remote.ip(), Instant::now()) {
+        log_refusal(ep, ctx, None, "rate limited");
+        return Err(RpcError::RateLimited {
+            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+        });
+    }
+    let req: JoinRequest = match codec::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            log_refusal(ep, ctx, None, "undecodable request");
+            return Err(RpcError::Decode(format!("join request: {e}")));
+        }
+    };
     if let Err(reason) = validate_node_name(&req.node_name) {
-        tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %reason, "join refused: invalid node name");
+        log_refusal(ep, ctx, Some(&req.node_name), "invalid node name");
         return Err(RpcError::Refused(format!(
             "invalid node name {:?}: {reason}",
             req.node_name
@@ -284,7 +309,12 @@ pub(super) async fn serve_join(
         .await
         .unwrap_or(false);
     if !valid {
-        tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %token_id, "join refused: invalid or expired bootstrap token");
+        log_refusal(
+            ep,
+            ctx,
+            Some(&req.node_name),
+            "invalid or expired bootstrap token",
+        );
         return Err(RpcError::Refused(
             "invalid or expired bootstrap token".to_string(),
         ));
@@ -301,7 +331,7 @@ pub(super) async fn serve_join(
     let cert_pem = match signed {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, error = %e, "join refused: cannot sign csr");
+            log_refusal(ep, ctx, Some(&req.node_name), "cannot sign csr");
             return Err(RpcError::Refused(format!("cannot sign csr: {e}")));
         }
     };

@@ -3,6 +3,7 @@
 //! wire tracing.
 
 mod join;
+mod limit;
 mod router;
 mod server;
 mod tls;
@@ -31,6 +32,7 @@ use crate::pki::{
 use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, WireTap};
 
 pub use join::{join, JoinError, JoinRequest, JoinResponse, JOIN_METHOD};
+pub use limit::{JoinLimits, Rate};
 pub use router::{MountError, Router, RESERVED_PREFIX};
 pub use tls::{crypto_provider, install_default_crypto_provider, rustls_server_config, ALPN};
 
@@ -38,6 +40,9 @@ pub use tls::{crypto_provider, install_default_crypto_provider, rustls_server_co
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// At most one WARN line per this interval for failed handshakes, and for calls without a
+/// certificate.
+const UNAUTHENTICATED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Transport and authorization errors of a call. Application errors travel inside `Ok` bodies.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +84,13 @@ pub enum RpcError {
     /// member, a node, an admin): nothing was sent to it.
     #[error("wrong peer: {0}")]
     WrongPeer(String),
+    /// Too many attempts (joins) from this source or overall: nothing was done. Retry after
+    /// the delay.
+    #[error("rate limited: retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// How long to wait before the next attempt can be admitted.
+        retry_after_ms: u64,
+    },
 }
 
 impl RpcError {
@@ -89,7 +101,10 @@ impl RpcError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            RpcError::Unreachable(_) | RpcError::Closed | RpcError::Unavailable(_)
+            RpcError::Unreachable(_)
+                | RpcError::Closed
+                | RpcError::Unavailable(_)
+                | RpcError::RateLimited { .. }
         )
     }
 }
@@ -131,6 +146,24 @@ pub struct JoinAuthority {
     pub tokens: Arc<TokenStore>,
     /// Maximum validity of a node certificate.
     pub node_cert_validity: Duration,
+    /// Rate limits of join attempts and of their refusal log lines.
+    pub limits: JoinLimits,
+}
+
+impl JoinAuthority {
+    /// An authority with the default [`JoinLimits`].
+    pub fn new(
+        ca: Arc<ClusterCa>,
+        tokens: Arc<TokenStore>,
+        node_cert_validity: Duration,
+    ) -> JoinAuthority {
+        JoinAuthority {
+            ca,
+            tokens,
+            node_cert_validity,
+            limits: JoinLimits::default(),
+        }
+    }
 }
 
 impl fmt::Debug for JoinAuthority {
@@ -138,6 +171,7 @@ impl fmt::Debug for JoinAuthority {
         f.debug_struct("JoinAuthority")
             .field("ca", &self.ca)
             .field("node_cert_validity", &self.node_cert_validity)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +277,13 @@ pub(crate) struct EpInner {
     join: Option<JoinAuthority>,
     /// The services of a bound endpoint; `None` on a dial-only one.
     router: Option<Router>,
+    /// Join attempts admitted (per source and overall), and their refusals' log lines.
+    join_limiter: limit::JoinLimiter,
+    join_log: limit::LogThrottle,
+    /// Log lines of failed handshakes and of calls without a certificate: peers that are not
+    /// authenticated cannot write one line each.
+    handshake_log: limit::LogThrottle,
+    anonymous_log: limit::LogThrottle,
     peers: Mutex<HashMap<(String, SocketAddr, ExpectedPeer), Arc<PeerShared>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
@@ -390,6 +431,7 @@ impl Endpoint {
         router: Option<Router>,
     ) -> Result<Endpoint, NetError> {
         let client_cfg = tls::client_config(&cfg.identity, &cfg.name)?;
+        let limits = cfg.join.as_ref().map(|j| j.limits).unwrap_or_default();
         Ok(Endpoint {
             inner: Arc::new(EpInner {
                 name: cfg.name,
@@ -402,6 +444,10 @@ impl Endpoint {
                 tap: cfg.tap,
                 join: cfg.join,
                 router,
+                join_limiter: limit::JoinLimiter::new(limits),
+                join_log: limit::LogThrottle::new(limits.log_interval),
+                handshake_log: limit::LogThrottle::new(UNAUTHENTICATED_LOG_INTERVAL),
+                anonymous_log: limit::LogThrottle::new(UNAUTHENTICATED_LOG_INTERVAL),
                 peers: Mutex::new(HashMap::new()),
                 accept_task: Mutex::new(None),
                 closed: AtomicBool::new(false),

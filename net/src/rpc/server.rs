@@ -41,7 +41,12 @@ async fn serve_connection(ep: Arc<EpInner>, incoming: quinn::Incoming) {
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(name = %ep.name, %remote, error = %e, "handshake failed");
+            match ep.handshake_log.admit(std::time::Instant::now()) {
+                Some(suppressed) => {
+                    tracing::warn!(name = %ep.name, %remote, error = %e, suppressed, "handshake failed")
+                }
+                None => tracing::debug!(name = %ep.name, %remote, error = %e, "handshake failed"),
+            }
             return;
         }
     };
@@ -161,7 +166,14 @@ async fn serve_stream(ep: Arc<EpInner>, info: Arc<ConnInfo>, send: SendStream, r
 
     if info.peer.is_none() && method != join::JOIN_METHOD {
         let err = RpcError::Refused(format!("method {method} requires a client certificate"));
-        tracing::warn!(name = %ep.name, remote = %info.remote, %method, "refused a call without a client certificate");
+        match ep.anonymous_log.admit(std::time::Instant::now()) {
+            Some(suppressed) => {
+                tracing::warn!(name = %ep.name, remote = %info.remote, method = ?method, suppressed, "refused a call without a client certificate")
+            }
+            None => {
+                tracing::debug!(name = %ep.name, remote = %info.remote, method = ?method, "refused a call without a client certificate")
+            }
+        }
         let _ = wire::send_response(&mut w, Response::Err(err.clone()), max).await;
         let _ = w.get_mut().finish();
         ep.record::<()>(
