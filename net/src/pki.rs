@@ -125,10 +125,21 @@ fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
     }
 }
 
-/// Writes `contents` to `path` atomically (temp file + rename) with the given mode.
+/// Creates `dir` and missing parents as 0700 (an existing directory keeps its mode).
+fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
+/// Writes `contents` to `path` atomically (temp file + rename) with the given mode, creating
+/// missing directories 0700.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        create_private_dir(parent)?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
@@ -813,9 +824,9 @@ impl fmt::Debug for TokenStore {
 }
 
 impl TokenStore {
-    /// Opens (creating the directory if needed) the store in `dir`.
+    /// Opens (creating the directory 0700 if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<TokenStore, PkiError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        create_private_dir(dir)?;
         let store = TokenStore {
             path: dir.join("tokens.json"),
             lock: Mutex::new(()),

@@ -150,8 +150,7 @@ impl Member {
             .collect();
 
         let db_dir = cfg.data_dir.join("db");
-        let db = rocks::open(&db_dir)
-            .map_err(|e| StoreError::Storage(format!("open {}: {e}", db_dir.display())))?;
+        let db = rocks::open(&db_dir)?;
         let watch = WatchHub::new(db.clone());
         let committed = Arc::new(AtomicU64::new(0));
         let log = LogStore::new(db.clone(), committed.clone());

@@ -184,3 +184,21 @@ async fn calls_before_the_services_are_mounted_are_retryable() {
     f.member.shutdown().await;
     f.endpoint.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_directory_and_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::start().await;
+    let db = f._dir.path().join("m1/db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(files.len() > 3, "{files:?}");
+    for p in files {
+        assert_eq!(mode(&p) & 0o077, 0, "{} is {:o}", p.display(), mode(&p));
+    }
+}

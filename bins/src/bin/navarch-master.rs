@@ -132,6 +132,8 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
 }
 
 fn main() -> Result<()> {
+    // Before anything is created: the store, keys and tokens are for this user only.
+    navarch_bins::private::restrict_umask();
     init_logging();
     let cli = Cli::parse();
     match cli.command {

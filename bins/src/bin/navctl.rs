@@ -113,6 +113,8 @@ enum StoreCommand {
 }
 
 fn main() -> Result<()> {
+    // Before anything is created: backups and CA keys are for this user only.
+    navarch_bins::private::restrict_umask();
     navarch_bins::init_logging();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -165,7 +167,7 @@ async fn run(cli: Cli) -> Result<()> {
             let data = client(&cli)?.backup().await?;
             let s = navarch_store::backup::summarize(&data)?;
             let tmp = out.with_extension("partial");
-            std::fs::write(&tmp, &data).with_context(|| format!("write {}", tmp.display()))?;
+            navarch_bins::private::write_private(&tmp, &data)?;
             std::fs::rename(&tmp, out)?;
             println!(
                 "backup of {} objects at revision {} written to {}",
