@@ -18,6 +18,7 @@ pub mod backup;
 mod client;
 mod log_store;
 mod member;
+mod metrics;
 mod network;
 mod proposer;
 pub mod raft_types;

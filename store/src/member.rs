@@ -9,17 +9,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use navarch_net::{Endpoint, ExpectedPeer};
 use openraft::error::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
+use prometheus_client::registry::Registry;
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::client::StoreClient;
 use crate::log_store::LogStore;
+use crate::metrics::{self, StoreMetrics};
 use crate::network::RaftNet;
 use crate::proposer::{ProposeError, Proposer};
 use crate::raft_types::{Member as RaftMember, MemberId, Raft};
@@ -118,6 +120,7 @@ pub struct Member {
     pub(crate) progress: Arc<Progress>,
     pub(crate) committed: Arc<AtomicU64>,
     pub(crate) request_timeout: Duration,
+    metrics: StoreMetrics,
 }
 
 impl Member {
@@ -154,7 +157,14 @@ impl Member {
         let watch = WatchHub::new(db.clone());
         let committed = Arc::new(AtomicU64::new(0));
         let log = LogStore::new(db.clone(), committed.clone());
-        let sm = StateMachine::open(db.clone(), watch.clone(), cfg.history).map_err(storage)?;
+        let metrics = StoreMetrics::new();
+        let sm = StateMachine::open(
+            db.clone(),
+            watch.clone(),
+            cfg.history,
+            metrics.apply_latency.clone(),
+        )
+        .map_err(storage)?;
         let progress = sm.progress();
 
         if let Ok(local) = endpoint.local_addr() {
@@ -194,6 +204,7 @@ impl Member {
         .await
         .map_err(|e| StoreError::Storage(e.to_string()))?;
 
+        tokio::spawn(metrics::count_leader_changes(raft.clone(), metrics.clone()));
         let member = Arc::new(Member {
             name: cfg.name.clone(),
             id,
@@ -206,6 +217,7 @@ impl Member {
             progress,
             committed,
             request_timeout: cfg.request_timeout,
+            metrics,
         });
 
         let initialized = member
@@ -232,6 +244,19 @@ impl Member {
     /// The endpoint this member dials its peers through (the binary's).
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Registers this member's metrics into `registry`, prefixed `navarch_store_`: commit,
+    /// apply and read-index latencies, leader changes, and (read at each scrape) the Raft term,
+    /// whether it leads, the last log, committed, applied, snapshot and purged indexes, the
+    /// revision and the compacted revision. Call it once per registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(
+            registry.sub_registry_with_prefix("navarch_store"),
+            self.raft.clone(),
+            self.progress.clone(),
+            self.committed.clone(),
+        );
     }
 
     pub(crate) fn member_by_id(&self, id: MemberId) -> Option<&RaftMember> {
@@ -274,6 +299,15 @@ impl Member {
     /// follower it is forwarded to the leader over QUIC.
     pub async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         txn.validate()?;
+        let started = Instant::now();
+        let outcome = self.write_validated(txn).await;
+        self.metrics
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn write_validated(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let timeout = self.request_timeout;
         let attempt = async {
             let mut hint = None;
@@ -307,6 +341,15 @@ impl Member {
 
     /// Waits until a read here reflects every write committed before the call (read index).
     pub async fn linearize(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let done = self.linearize_once().await;
+        self.metrics
+            .read_index_latency
+            .observe(started.elapsed().as_secs_f64());
+        done
+    }
+
+    async fn linearize_once(&self) -> Result<(), StoreError> {
         let timeout = self.request_timeout;
         let wait = async {
             let leader = self.wait_leader().await?;

@@ -25,6 +25,11 @@ struct Fixture {
 impl Fixture {
     /// Member `m1` of a one-member cluster, started but not mounted.
     async fn start() -> Fixture {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`Fixture::start`], with `tune` applied to the member's configuration.
+    async fn start_with(tune: impl FnOnce(&mut MemberConfig)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let (ca, _) = ClusterCa::load_or_create(&dir.path().join("ca")).unwrap();
         let id = ca.issue_member("m1", Duration::from_secs(600)).unwrap();
@@ -39,6 +44,7 @@ impl Fixture {
         let mut cfg = MemberConfig::new("m1", dir.path().join("m1"), vec![("m1".into(), addr)]);
         cfg.heartbeat = Duration::from_millis(50);
         cfg.election_timeout = (Duration::from_millis(150), Duration::from_millis(300));
+        tune(&mut cfg);
         let member = Member::start(cfg, endpoint.clone()).await.unwrap();
         Fixture {
             _dir: dir,
@@ -201,4 +207,85 @@ async fn the_database_directory_and_files_are_private() {
     for p in files {
         assert_eq!(mode(&p) & 0o077, 0, "{} is {:o}", p.display(), mode(&p));
     }
+}
+
+/// The value of the sample `name` (no labels) in a text exposition.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+fn scrape(registry: &prometheus_client::registry::Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_metrics_move_with_writes_reads_and_snapshots() {
+    let f = Fixture::start_with(|cfg| cfg.snapshot_every = 5).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    f.member.register_metrics(&mut registry);
+    f.wait_leader().await;
+
+    let before = scrape(&registry);
+    assert_eq!(
+        sample(&before, "navarch_store_commit_latency_seconds_count"),
+        0.0
+    );
+    assert_eq!(sample(&before, "navarch_store_revision"), 0.0);
+
+    let writes = 12;
+    for i in 0..writes {
+        let out = f.member.write(put(&format!("k{i}"))).await.unwrap();
+        assert!(matches!(out, TxnOutcome::Committed { .. }), "{out:?}");
+    }
+    f.member
+        .get(
+            &ObjectKey::new("Test", "default", "k0"),
+            ReadConsistency::Linearizable,
+        )
+        .await
+        .unwrap()
+        .expect("k0 was written");
+    f.member.trigger_snapshot().await.unwrap();
+    // Snapshots and purges happen in the background: wait for both with a deadline.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let s = f.member.status();
+        if s.snapshot.is_some_and(|i| i > 0) && s.purged.is_some_and(|i| i > 0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot and purge: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let after = scrape(&registry);
+    let n = writes as f64;
+    assert_eq!(
+        sample(&after, "navarch_store_commit_latency_seconds_count"),
+        n
+    );
+    assert!(sample(&after, "navarch_store_commit_latency_seconds_sum") > 0.0);
+    // One entry per write at least, plus the blank entry of the election.
+    assert!(sample(&after, "navarch_store_apply_latency_seconds_count") >= n + 1.0);
+    assert!(sample(&after, "navarch_store_read_index_latency_seconds_count") >= 1.0);
+    assert!(sample(&after, "navarch_store_raft_term") >= 1.0);
+    assert_eq!(sample(&after, "navarch_store_is_leader"), 1.0);
+    assert_eq!(sample(&after, "navarch_store_leader_changes_total"), 1.0);
+    let last = sample(&after, "navarch_store_last_log_index");
+    assert!(last >= n + 1.0, "{after}");
+    assert_eq!(sample(&after, "navarch_store_committed_index"), last);
+    assert_eq!(sample(&after, "navarch_store_applied_index"), last);
+    assert!(sample(&after, "navarch_store_snapshot_index") > 0.0);
+    assert!(sample(&after, "navarch_store_purged_index") > 0.0);
+    assert_eq!(sample(&after, "navarch_store_revision"), n);
+    assert!(
+        after.contains("# UNIT navarch_store_commit_latency_seconds seconds"),
+        "{after}"
+    );
 }
