@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod debug_actors;
 pub mod http;
 pub mod navctl;
+pub mod private;
 
 /// Sets up `tracing` output: human-readable by default, JSON with `NAVARCH_LOG_FORMAT=json`;
 /// the level from `RUST_LOG` (default `info`).

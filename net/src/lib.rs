@@ -9,6 +9,9 @@ pub mod trace;
 
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use fault::{Fault, FaultDirection, FaultInjector, FaultRule};
-pub use pki::{BootstrapToken, ClusterCa, Identity, PeerIdentity, PkiError, TokenStore};
+pub use pki::{
+    AltName, BootstrapToken, CertProfile, ClusterCa, ExpectedPeer, Identity, PeerIdentity,
+    PkiError, TokenStore,
+};
 pub use rpc::*;
 pub use trace::{CorrelationId, Direction, WireEvent, WireTap};

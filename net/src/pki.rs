@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,6 +19,15 @@ use serde::{Deserialize, Serialize};
 
 /// DNS name every navarch server certificate carries and every client verifies.
 pub const CLUSTER_SERVER_NAME: &str = "navarch.cluster";
+
+/// The certificate organization of the masters' store members.
+pub const ORG_MEMBERS: &str = "navarch:members";
+/// The certificate organization of cluster administrators (Kubernetes' `system:masters`).
+pub const ORG_ADMINS: &str = "system:masters";
+/// The certificate organization of nodes (Kubernetes' `system:nodes`).
+pub const ORG_NODES: &str = "system:nodes";
+/// The common name of node `<name>` is `system:node:<name>` (Kubernetes' convention).
+pub const NODE_CN_PREFIX: &str = "system:node:";
 
 /// Clock skew tolerated on freshly issued certificates.
 const BACKDATE: Duration = Duration::from_secs(300);
@@ -82,6 +92,9 @@ pub enum PkiError {
         /// Why.
         reason: String,
     },
+    /// A certificate that serves needs a name to serve as.
+    #[error("a serving certificate for {0:?} needs at least one subject alternative name")]
+    NoAltName(String),
     /// A validity period is unusable.
     #[error("invalid validity {0:?}: must be between 1 second and 100 years")]
     Validity(Duration),
@@ -112,10 +125,21 @@ fn gen_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
     }
 }
 
-/// Writes `contents` to `path` atomically (temp file + rename) with the given mode.
+/// Creates `dir` and missing parents as 0700 (an existing directory keeps its mode).
+fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
+/// Writes `contents` to `path` atomically (temp file + rename) with the given mode, creating
+/// missing directories 0700.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        create_private_dir(parent)?;
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
@@ -216,12 +240,44 @@ fn check_subject(field: &'static str, value: &str) -> Result<(), PkiError> {
     })
 }
 
-/// Parameters of a leaf certificate (server and client auth) with navarch's SANs.
+/// A subject alternative name of a certificate that serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AltName {
+    /// A DNS name.
+    Dns(String),
+    /// An IP address.
+    Ip(IpAddr),
+}
+
+/// What a leaf certificate may be used for. Clients check `serverAuth` and the name they
+/// dial; servers check `clientAuth`; so a certificate of one profile cannot pose as another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertProfile {
+    /// Serves and authenticates: `serverAuth` and `clientAuth`, valid for these names. A
+    /// master's store member certificate is this with the cluster server name
+    /// ([`ClusterCa::issue_member`]).
+    Peer(Vec<AltName>),
+    /// Only authenticates (nodes, admins): `clientAuth`, no subject alternative names, so no
+    /// TLS client accepts it from a server.
+    Client,
+    /// Only serves (the HTTPS API): `serverAuth`, valid for these names; no server accepts it
+    /// from a client.
+    Serving(Vec<AltName>),
+}
+
+impl CertProfile {
+    /// A store member's profile: serves and authenticates as the cluster server name.
+    pub fn member() -> CertProfile {
+        CertProfile::Peer(vec![AltName::Dns(CLUSTER_SERVER_NAME.to_string())])
+    }
+}
+
+/// Parameters of a leaf certificate of `profile`.
 fn leaf_params(
     common_name: &str,
     organizations: &[&str],
     validity: Duration,
-    extra_ips: &[std::net::IpAddr],
+    profile: &CertProfile,
 ) -> Result<CertificateParams, PkiError> {
     check_validity(validity)?;
     check_subject("common name", common_name)?;
@@ -249,21 +305,27 @@ fn leaf_params(
         dn.push(DnType::CustomDnType(vec![2, 5, 4, 10]), *o);
     }
     params.distinguished_name = dn;
-    params.subject_alt_names = vec![
-        SanType::DnsName(
-            CLUSTER_SERVER_NAME
-                .try_into()
-                .map_err(gen_err("subject alt name"))?,
+    let (names, usages): (&[AltName], Vec<ExtendedKeyUsagePurpose>) = match profile {
+        CertProfile::Peer(names) => (
+            names,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         ),
-        SanType::DnsName(
-            "localhost"
-                .try_into()
-                .map_err(gen_err("subject alt name"))?,
-        ),
-        SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-    ];
-    for ip in extra_ips {
-        let san = SanType::IpAddress(*ip);
+        CertProfile::Client => (&[], vec![ExtendedKeyUsagePurpose::ClientAuth]),
+        CertProfile::Serving(names) => (names, vec![ExtendedKeyUsagePurpose::ServerAuth]),
+    };
+    if names.is_empty() && *profile != CertProfile::Client {
+        return Err(PkiError::NoAltName(common_name.chars().take(80).collect()));
+    }
+    for name in names {
+        let san = match name {
+            AltName::Dns(d) => {
+                SanType::DnsName(d.as_str().try_into().map_err(gen_err("subject alt name"))?)
+            }
+            AltName::Ip(ip) => SanType::IpAddress(*ip),
+        };
         if !params.subject_alt_names.contains(&san) {
             params.subject_alt_names.push(san);
         }
@@ -277,10 +339,7 @@ fn leaf_params(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = usages;
     params.use_authority_key_identifier_extension = true;
     Ok(params)
 }
@@ -389,31 +448,20 @@ impl ClusterCa {
         spki_sha256_of_der(&self.cert_der).unwrap_or_else(|_| String::from("sha256:invalid"))
     }
 
-    /// Issues a new key and leaf certificate (server+client auth) for `common_name`.
+    /// Issues a new key and a leaf certificate of `profile` for `common_name`.
     pub fn issue(
         &self,
         common_name: &str,
         organizations: &[&str],
         validity: Duration,
+        profile: &CertProfile,
     ) -> Result<Identity, PkiError> {
-        self.issue_for(common_name, organizations, validity, &[])
-    }
-
-    /// Like [`ClusterCa::issue`], with extra IP addresses in the certificate's subject alt
-    /// names (a serving certificate for an address other than 127.0.0.1).
-    pub fn issue_for(
-        &self,
-        common_name: &str,
-        organizations: &[&str],
-        validity: Duration,
-        ips: &[std::net::IpAddr],
-    ) -> Result<Identity, PkiError> {
-        let params = leaf_params(common_name, organizations, validity, ips)?;
+        let params = leaf_params(common_name, organizations, validity, profile)?;
         let key = KeyPair::generate().map_err(gen_err(common_name))?;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(gen_err(common_name))?;
-        tracing::info!(cn = common_name, orgs = ?organizations, "issued certificate");
+        tracing::info!(cn = common_name, orgs = ?organizations, ?profile, "issued certificate");
         Ok(Identity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -421,7 +469,35 @@ impl ClusterCa {
         })
     }
 
-    /// Signs a CSR, imposing `common_name` and `organizations` whatever the CSR asked for.
+    /// A master's store member certificate: CN `name`, O [`ORG_MEMBERS`]; serves QUIC as the
+    /// cluster server name and authenticates to the other members.
+    pub fn issue_member(&self, name: &str, validity: Duration) -> Result<Identity, PkiError> {
+        self.issue(name, &[ORG_MEMBERS], validity, &CertProfile::member())
+    }
+
+    /// A client certificate (an admin's, a node's, a tool's): authenticates only.
+    pub fn issue_client(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+        validity: Duration,
+    ) -> Result<Identity, PkiError> {
+        self.issue(common_name, organizations, validity, &CertProfile::Client)
+    }
+
+    /// An HTTPS serving certificate (the API server's): serves only, valid for `ips`.
+    pub fn issue_serving(
+        &self,
+        common_name: &str,
+        ips: &[IpAddr],
+        validity: Duration,
+    ) -> Result<Identity, PkiError> {
+        let names = ips.iter().map(|ip| AltName::Ip(*ip)).collect();
+        self.issue(common_name, &[], validity, &CertProfile::Serving(names))
+    }
+
+    /// Signs a CSR as a client certificate (the node profile: authenticates only), imposing
+    /// `common_name` and `organizations` whatever the CSR asked for.
     pub fn sign_csr(
         &self,
         csr_pem: &str,
@@ -431,7 +507,7 @@ impl ClusterCa {
     ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Csr(e.to_string()))?;
-        let params = leaf_params(common_name, organizations, validity, &[])?;
+        let params = leaf_params(common_name, organizations, validity, &CertProfile::Client)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(gen_err(common_name))?;
@@ -554,6 +630,56 @@ impl PeerIdentity {
             common_name,
             organizations,
         })
+    }
+}
+
+/// Who a client expects to reach at the address it dials. The TLS handshake has already
+/// checked that the server's certificate comes from the cluster CA, names the cluster server
+/// name and allows serving; this checks whose certificate it is, so that dialing `m2` and
+/// reaching `m3` (an address reused, a wrong flag) or anything that is not a master fails.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ExpectedPeer {
+    /// Any server certificate of the cluster CA (tests, and tools that need nothing more).
+    AnyServer,
+    /// Any master: O=`navarch:members` (a node agent, `navctl`'s raw store commands).
+    Master,
+    /// The master whose store member has this name: CN=name, O=`navarch:members`.
+    Member(String),
+}
+
+impl ExpectedPeer {
+    /// The member called `name`.
+    pub fn member(name: impl Into<String>) -> ExpectedPeer {
+        ExpectedPeer::Member(name.into())
+    }
+
+    /// `Ok` if `peer` is who is expected; otherwise why not.
+    pub fn check(&self, peer: &PeerIdentity) -> Result<(), String> {
+        let is_member = peer.organizations.iter().any(|o| o == ORG_MEMBERS);
+        let ok = match self {
+            ExpectedPeer::AnyServer => true,
+            ExpectedPeer::Master => is_member,
+            ExpectedPeer::Member(name) => is_member && peer.common_name == *name,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "reached CN={} O=[{}], expected {self}",
+                peer.common_name,
+                peer.organizations.join(",")
+            ))
+        }
+    }
+}
+
+impl fmt::Display for ExpectedPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedPeer::AnyServer => write!(f, "any server of the cluster"),
+            ExpectedPeer::Master => write!(f, "a master (O={ORG_MEMBERS})"),
+            ExpectedPeer::Member(n) => write!(f, "member {n} (CN={n}, O={ORG_MEMBERS})"),
+        }
     }
 }
 
@@ -698,9 +824,9 @@ impl fmt::Debug for TokenStore {
 }
 
 impl TokenStore {
-    /// Opens (creating the directory if needed) the store in `dir`.
+    /// Opens (creating the directory 0700 if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<TokenStore, PkiError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        create_private_dir(dir)?;
         let store = TokenStore {
             path: dir.join("tokens.json"),
             lock: Mutex::new(()),
@@ -790,7 +916,7 @@ mod tests {
         assert_eq!(ca.spki_sha256().len(), 7 + 64);
 
         let id = ca2
-            .issue("node-a", &["system:nodes"], Duration::from_secs(3600))
+            .issue_client("node-a", &["system:nodes"], Duration::from_secs(3600))
             .unwrap();
         let who = id.peer_identity().unwrap();
         assert_eq!(who.common_name, "node-a");
@@ -798,7 +924,7 @@ mod tests {
         assert!(!format!("{id:?}").contains("PRIVATE"));
 
         let two = ca
-            .issue("admin", &["system:masters", "ops"], Duration::from_secs(60))
+            .issue_client("admin", &["system:masters", "ops"], Duration::from_secs(60))
             .unwrap();
         assert_eq!(
             two.peer_identity().unwrap().organizations,
@@ -813,6 +939,85 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// (serverAuth, clientAuth, subject alt names) of a certificate.
+    fn usage(pem: &str) -> (bool, bool, Vec<String>) {
+        use x509_parser::extensions::GeneralName;
+        let der = cert_der_from_pem(pem, "t").unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let (server, client) = c
+            .extended_key_usage()
+            .unwrap()
+            .map(|e| (e.value.server_auth, e.value.client_auth))
+            .unwrap_or((false, false));
+        let names = c
+            .subject_alternative_name()
+            .unwrap()
+            .map(|s| {
+                s.value
+                    .general_names
+                    .iter()
+                    .map(|n| match n {
+                        GeneralName::DNSName(d) => d.to_string(),
+                        GeneralName::IPAddress(b) if b.len() == 4 => {
+                            std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()
+                        }
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (server, client, names)
+    }
+
+    #[test]
+    fn profiles_fix_usages_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _) = ClusterCa::load_or_create(dir.path()).unwrap();
+        let hour = Duration::from_secs(3600);
+
+        let member = ca.issue_member("m1", hour).unwrap();
+        assert_eq!(
+            usage(&member.cert_pem),
+            (true, true, vec![CLUSTER_SERVER_NAME.to_string()])
+        );
+        assert_eq!(
+            member.peer_identity().unwrap().organizations,
+            vec![ORG_MEMBERS.to_string()]
+        );
+
+        let admin = ca.issue_client("admin", &[ORG_ADMINS], hour).unwrap();
+        assert_eq!(usage(&admin.cert_pem), (false, true, vec![]));
+
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let serving = ca
+            .issue_serving("m1-apiserver", &[IpAddr::from([127, 0, 0, 1]), ip], hour)
+            .unwrap();
+        assert_eq!(
+            usage(&serving.cert_pem),
+            (
+                true,
+                false,
+                vec!["127.0.0.1".to_string(), "127.0.0.7".to_string()]
+            )
+        );
+        assert!(matches!(
+            ca.issue_serving("nothing", &[], hour),
+            Err(PkiError::NoAltName(_))
+        ));
+
+        // A node's certificate from its CSR authenticates only.
+        let key = KeyPair::generate().unwrap();
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let node = ca
+            .sign_csr(&csr, "system:node:n1", &[ORG_NODES], hour)
+            .unwrap();
+        assert_eq!(usage(&node), (false, true, vec![]));
     }
 
     #[test]
@@ -840,6 +1045,29 @@ mod tests {
             ca.sign_csr("garbage", "x", &[], Duration::from_secs(60)),
             Err(PkiError::Csr(_))
         ));
+    }
+
+    #[test]
+    fn expected_peers() {
+        let who = |cn: &str, orgs: &[&str]| PeerIdentity {
+            common_name: cn.to_string(),
+            organizations: orgs.iter().map(|o| o.to_string()).collect(),
+        };
+        let m2 = who("m2", &[ORG_MEMBERS]);
+        let m3 = who("m3", &[ORG_MEMBERS]);
+        let node = who("system:node:m2", &[ORG_NODES]);
+        let admin = who("m2", &[ORG_ADMINS]);
+        let want = ExpectedPeer::member("m2");
+        assert!(want.check(&m2).is_ok());
+        for wrong in [&m3, &node, &admin] {
+            let err = want.check(wrong).unwrap_err();
+            assert!(err.contains("expected member m2"), "{err}");
+            assert!(err.contains(&wrong.common_name), "{err}");
+        }
+        assert!(ExpectedPeer::Master.check(&m3).is_ok());
+        assert!(ExpectedPeer::Master.check(&node).is_err());
+        assert!(ExpectedPeer::Master.check(&admin).is_err());
+        assert!(ExpectedPeer::AnyServer.check(&node).is_ok());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use futures::StreamExt;
-use navarch_net::{Endpoint, Fault, FaultDirection, FaultRule, NetConfig, PeerClient, RpcError};
+use navarch_net::{
+    Endpoint, ExpectedPeer, Fault, FaultDirection, FaultRule, NetConfig, PeerClient, RpcError,
+};
 
 struct Pair {
     _pki: Pki,
@@ -22,7 +24,7 @@ fn pair(call_timeout: Duration) -> Pair {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.call_timeout = call_timeout;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
     Pair {
         _pki: pki,
         srv,
@@ -32,7 +34,7 @@ fn pair(call_timeout: Duration) -> Pair {
 }
 
 async fn echo(peer: &PeerClient) -> Result<String, RpcError> {
-    peer.call("echo", &"ping".to_string()).await
+    peer.call("test.echo", &"ping".to_string()).await
 }
 
 fn rule(peer: &str, direction: FaultDirection, fault: Fault) -> FaultRule {
@@ -146,7 +148,7 @@ async fn delay_delays_both_ways() {
     // A delay longer than the call timeout is a timeout.
     let err = p
         .peer
-        .call_with_timeout::<_, String>("echo", &"x".to_string(), Duration::from_millis(100))
+        .call_with_timeout::<_, String>("test.echo", &"x".to_string(), Duration::from_millis(100))
         .await;
     assert!(err.is_ok());
     p.cli.faults().set(rule(
@@ -156,7 +158,7 @@ async fn delay_delays_both_ways() {
     ));
     let err = p
         .peer
-        .call_with_timeout::<_, String>("echo", &"x".to_string(), Duration::from_millis(100))
+        .call_with_timeout::<_, String>("test.echo", &"x".to_string(), Duration::from_millis(100))
         .await
         .unwrap_err();
     assert_eq!(err, RpcError::Timeout);
@@ -168,7 +170,7 @@ async fn cut_ends_open_streams_with_an_error() {
     let p = pair(Duration::from_secs(5));
 
     // Outbound cut on the caller's side.
-    let mut ticks = p.peer.stream::<_, u64>("ticks", &()).await.unwrap();
+    let mut ticks = p.peer.stream::<_, u64>("test.ticks", &()).await.unwrap();
     assert_eq!(ticks.next().await.unwrap().unwrap(), 0);
     p.cli
         .faults()
@@ -188,12 +190,17 @@ async fn cut_ends_open_streams_with_an_error() {
         "got {end:?}"
     );
     assert!(ticks.next().await.is_none());
-    let err = p.peer.stream::<_, u64>("ticks", &()).await.err().unwrap();
+    let err = p
+        .peer
+        .stream::<_, u64>("test.ticks", &())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, RpcError::Unreachable(_)), "got {err:?}");
     p.cli.faults().clear(None);
 
     // Inbound cut on the server's side.
-    let mut ticks = p.peer.stream::<_, u64>("ticks", &()).await.unwrap();
+    let mut ticks = p.peer.stream::<_, u64>("test.ticks", &()).await.unwrap();
     assert_eq!(ticks.next().await.unwrap().unwrap(), 0);
     p.srv
         .faults()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::StreamExt;
-use navarch_net::{Endpoint, NetConfig, RpcError};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig, RpcError};
 
 const MIB: usize = 1024 * 1024;
 
@@ -23,13 +23,13 @@ async fn oversized_request_is_refused_without_hurting_other_streams() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.max_frame_bytes = 8 * MIB;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
 
-    let mut ticks = peer.stream::<_, u64>("ticks", &()).await.unwrap();
+    let mut ticks = peer.stream::<_, u64>("test.ticks", &()).await.unwrap();
     let first = ticks.next().await.unwrap().unwrap();
 
     let big = bytes::Bytes::from(vec![7u8; 2 * MIB]);
-    let err = peer.call_raw("echo", big).await.unwrap_err();
+    let err = peer.call_raw("test.echo", big).await.unwrap_err();
     match err {
         RpcError::FrameTooLarge { size, max } => {
             assert!(size > 2 * MIB, "size {size}");
@@ -51,7 +51,10 @@ async fn oversized_request_is_refused_without_hurting_other_streams() {
     }
 
     // And a normal call on the same PeerClient succeeds.
-    let echoed: String = peer.call("echo", &"still fine".to_string()).await.unwrap();
+    let echoed: String = peer
+        .call("test.echo", &"still fine".to_string())
+        .await
+        .unwrap();
     assert_eq!(echoed, "still fine");
     drop(ticks);
 }
@@ -64,9 +67,9 @@ async fn oversized_request_is_refused_locally_before_sending() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.max_frame_bytes = 64 * 1024;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
     let err = peer
-        .call_raw("echo", bytes::Bytes::from(vec![0u8; 100 * 1024]))
+        .call_raw("test.echo", bytes::Bytes::from(vec![0u8; 100 * 1024]))
         .await
         .unwrap_err();
     assert!(
@@ -74,7 +77,7 @@ async fn oversized_request_is_refused_locally_before_sending() {
         "got {err:?}"
     );
     let n: Vec<u64> = peer
-        .stream::<_, u64>("count", &3u64)
+        .stream::<_, u64>("test.count", &3u64)
         .await
         .unwrap()
         .map(|r| r.unwrap())
@@ -93,10 +96,10 @@ async fn oversized_response_becomes_an_error() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.max_frame_bytes = 128 * 1024;
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", srv.local_addr().unwrap());
+    let peer = cli.peer("server", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
     // Fits the server's request cap, but the doubled answer does not fit its response cap.
     let err = peer
-        .call_raw("double", bytes::Bytes::from(vec![1u8; 40 * 1024]))
+        .call_raw("test.double", bytes::Bytes::from(vec![1u8; 40 * 1024]))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::FrameTooLarge { .. }), "got {err:?}");

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use navarch_net::{
-    join, BootstrapToken, Endpoint, Identity, JoinAuthority, JoinError, NetConfig, PeerIdentity,
-    RpcError, TokenStore,
+    join, BootstrapToken, Endpoint, ExpectedPeer, Identity, JoinAuthority, JoinError, NetConfig,
+    PeerIdentity, RpcError, TokenStore,
 };
 
 #[tokio::test]
@@ -19,8 +19,8 @@ async fn mutual_tls_call_carries_peer_identity() {
     let b = server(NetConfig::new("node-b", pki.identity("node-b")));
 
     let who: WhoAmI = a
-        .peer("node-b", b.local_addr().unwrap())
-        .call("whoami", &())
+        .peer("node-b", b.local_addr().unwrap(), ExpectedPeer::AnyServer)
+        .call("test.whoami", &())
         .await
         .unwrap();
     assert_eq!(
@@ -33,21 +33,21 @@ async fn mutual_tls_call_carries_peer_identity() {
     assert_eq!(who.ctx_correlation, None);
 
     let who: WhoAmI = b
-        .peer("node-a", a.local_addr().unwrap())
-        .call("whoami", &())
+        .peer("node-a", a.local_addr().unwrap(), ExpectedPeer::AnyServer)
+        .call("test.whoami", &())
         .await
         .unwrap();
     assert_eq!(who.peer.unwrap().common_name, "node-b");
 
     let echoed: String = a
-        .peer("node-b", b.local_addr().unwrap())
-        .call("echo", &"hello".to_string())
+        .peer("node-b", b.local_addr().unwrap(), ExpectedPeer::AnyServer)
+        .call("test.echo", &"hello".to_string())
         .await
         .unwrap();
     assert_eq!(echoed, "hello");
     let err = a
-        .peer("node-b", b.local_addr().unwrap())
-        .call::<_, ()>("fail", &())
+        .peer("node-b", b.local_addr().unwrap(), ExpectedPeer::AnyServer)
+        .call::<_, ()>("test.fail", &())
         .await
         .unwrap_err();
     assert_eq!(err, RpcError::Remote("asked to fail".to_string()));
@@ -64,14 +64,14 @@ async fn anonymous_client_is_refused_except_join() {
     ))
     .unwrap();
     let err = anon
-        .peer("master", srv.local_addr().unwrap())
-        .call::<_, String>("echo", &"x".to_string())
+        .peer("master", srv.local_addr().unwrap(), ExpectedPeer::AnyServer)
+        .call::<_, String>("test.echo", &"x".to_string())
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::Refused(_)), "got {err:?}");
     // join is the one method allowed, but this endpoint has no join authority
     let err = anon
-        .peer("master", srv.local_addr().unwrap())
+        .peer("master", srv.local_addr().unwrap(), ExpectedPeer::AnyServer)
         .call_raw("net.join", bytes::Bytes::new())
         .await
         .unwrap_err();
@@ -91,8 +91,8 @@ async fn foreign_ca_certificate_fails() {
     foreign.ca_pem = pki.ca.cert_pem().to_string();
     let cli = Endpoint::client(NetConfig::new("intruder", foreign)).unwrap();
     let res = cli
-        .peer("master", addr)
-        .call::<_, String>("echo", &"x".to_string())
+        .peer("master", addr, ExpectedPeer::AnyServer)
+        .call::<_, String>("test.echo", &"x".to_string())
         .await;
     assert!(
         res.is_err(),
@@ -102,13 +102,71 @@ async fn foreign_ca_certificate_fails() {
     // A client that trusts only another CA refuses the server.
     let cli2 = Endpoint::client(NetConfig::new("other", other.identity("other"))).unwrap();
     let res = cli2
-        .peer("master", addr)
-        .call::<_, String>("echo", &"x".to_string())
+        .peer("master", addr, ExpectedPeer::AnyServer)
+        .call::<_, String>("test.echo", &"x".to_string())
         .await;
     assert!(
         res.is_err(),
         "a server from another CA must not be trusted: {res:?}"
     );
+}
+
+#[tokio::test]
+async fn a_client_checks_that_it_reached_the_peer_it_expected() {
+    init_tracing();
+    let pki = pki();
+    let m2 = server(NetConfig::new("m2", pki.member("m2")));
+    let m3 = server(NetConfig::new("m3", pki.member("m3")));
+    let admin = server(NetConfig::new(
+        "m2",
+        pki.ca
+            .issue(
+                "m2",
+                &["system:masters"],
+                Duration::from_secs(600),
+                &navarch_net::CertProfile::member(),
+            )
+            .unwrap(),
+    ));
+    let node = server(NetConfig::new("n1", pki.identity("system:node:m2")));
+    let cli = Endpoint::client(NetConfig::new("m1", pki.member("m1"))).unwrap();
+
+    let who: WhoAmI = cli
+        .peer("m2", m2.local_addr().unwrap(), ExpectedPeer::member("m2"))
+        .call("test.whoami", &())
+        .await
+        .unwrap();
+    assert_eq!(who.peer.unwrap().common_name, "m1");
+
+    // Dialing m2 and reaching m3, an admin's or a node's certificate fails before any request.
+    for (what, ep) in [("m3", &m3), ("an admin", &admin), ("a node", &node)] {
+        let err = cli
+            .peer("m2", ep.local_addr().unwrap(), ExpectedPeer::member("m2"))
+            .call::<_, WhoAmI>("test.whoami", &())
+            .await
+            .unwrap_err();
+        match &err {
+            RpcError::WrongPeer(m) => assert!(
+                m.contains("expected member m2") && m.contains("dialed m2"),
+                "{what}: {m}"
+            ),
+            other => panic!("{what}: expected a wrong-peer error, got {other:?}"),
+        }
+        assert!(!err.is_retryable());
+    }
+
+    // Any master will do for a node agent or navctl; a node is not one.
+    let ok: Result<WhoAmI, _> = cli
+        .peer("master", m3.local_addr().unwrap(), ExpectedPeer::Master)
+        .call("test.whoami", &())
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
+    let err = cli
+        .peer("master", node.local_addr().unwrap(), ExpectedPeer::Master)
+        .call::<_, WhoAmI>("test.whoami", &())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::WrongPeer(_)), "got {err:?}");
 }
 
 struct JoinFixture {
@@ -122,12 +180,12 @@ fn join_fixture() -> JoinFixture {
     let tokens = TokenStore::open(pki.dir.path()).unwrap();
     let token = BootstrapToken::generate();
     tokens.add(&token, Duration::from_secs(600)).unwrap();
-    let mut cfg = NetConfig::new("master", pki.identity("master"));
-    cfg.join = Some(JoinAuthority {
-        ca: pki.ca.clone(),
-        tokens: Arc::new(tokens),
-        node_cert_validity: Duration::from_secs(3600),
-    });
+    let mut cfg = NetConfig::new("master", pki.member("master"));
+    cfg.join = Some(JoinAuthority::new(
+        pki.ca.clone(),
+        Arc::new(tokens),
+        Duration::from_secs(3600),
+    ));
     let srv = server(cfg);
     JoinFixture { pki, srv, token }
 }
@@ -151,17 +209,29 @@ async fn join_with_right_token_gives_working_identity() {
     assert_eq!(me.common_name, "system:node:worker-1");
     assert_eq!(me.organizations, vec!["system:nodes".to_string()]);
 
-    // The joined identity works for mutual TLS, as a client and as a server.
+    // The joined identity authenticates the node to a master ...
     let node = server(NetConfig::new("worker-1", id));
-    let who: WhoAmI = node.peer("master", addr).call("whoami", &()).await.unwrap();
-    assert_eq!(who.peer, Some(me));
-    let who: WhoAmI = f
-        .srv
-        .peer("worker-1", node.local_addr().unwrap())
-        .call("whoami", &())
+    let who: WhoAmI = node
+        .peer("master", addr, ExpectedPeer::Master)
+        .call("test.whoami", &())
         .await
         .unwrap();
-    assert_eq!(who.peer.unwrap().common_name, "master");
+    assert_eq!(who.peer, Some(me));
+    // ... but cannot serve: a master dialing it refuses the node's certificate.
+    let err = f
+        .srv
+        .peer(
+            "worker-1",
+            node.local_addr().unwrap(),
+            ExpectedPeer::AnyServer,
+        )
+        .call::<_, WhoAmI>("test.whoami", &())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::Refused(m) if m.contains("tls handshake")),
+        "got {err:?}"
+    );
 }
 
 #[tokio::test]
@@ -210,6 +280,32 @@ async fn join_with_wrong_token_is_refused() {
         matches!(err, JoinError::InvalidNodeName { .. }),
         "got {err:?}"
     );
+}
+
+#[tokio::test]
+async fn join_refuses_a_server_that_is_not_a_master() {
+    init_tracing();
+    let pki = pki();
+    let tokens = TokenStore::open(pki.dir.path()).unwrap();
+    let token = BootstrapToken::generate();
+    tokens.add(&token, Duration::from_secs(600)).unwrap();
+    // Signed by the pinned CA, but not a master's certificate.
+    let mut cfg = NetConfig::new("impostor", pki.identity("impostor"));
+    cfg.join = Some(JoinAuthority::new(
+        pki.ca.clone(),
+        Arc::new(tokens),
+        Duration::from_secs(3600),
+    ));
+    let srv = server(cfg);
+    let res = join(
+        srv.local_addr().unwrap(),
+        &token.to_string(),
+        &pki.ca.spki_sha256(),
+        "worker-9",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(matches!(res, Err(JoinError::Connect { .. })), "got {res:?}");
 }
 
 #[tokio::test]

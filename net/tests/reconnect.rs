@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use navarch_net::{Endpoint, NetConfig, RpcError};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig, RpcError};
 
 #[tokio::test]
 async fn peer_client_reconnects_to_a_restarted_server() {
@@ -16,8 +16,8 @@ async fn peer_client_reconnects_to_a_restarted_server() {
     let mut ccfg = NetConfig::new("client", pki.identity("client"));
     ccfg.call_timeout = Duration::from_secs(1);
     let cli = Endpoint::client(ccfg).unwrap();
-    let peer = cli.peer("server", addr);
-    let s: String = peer.call("echo", &"one".to_string()).await.unwrap();
+    let peer = cli.peer("server", addr, ExpectedPeer::AnyServer);
+    let s: String = peer.call("test.echo", &"one".to_string()).await.unwrap();
     assert_eq!(s, "one");
 
     srv.close();
@@ -26,7 +26,7 @@ async fn peer_client_reconnects_to_a_restarted_server() {
 
     // While the server is gone calls fail (quickly, not forever).
     let err = peer
-        .call::<_, String>("echo", &"gone".to_string())
+        .call::<_, String>("test.echo", &"gone".to_string())
         .await
         .unwrap_err();
     assert!(
@@ -43,7 +43,7 @@ async fn peer_client_reconnects_to_a_restarted_server() {
         match Endpoint::bind(
             addr,
             NetConfig::new("server", pki.identity("server")),
-            std::sync::Arc::new(TestService),
+            test_router(),
         ) {
             Ok(ep) => break ep,
             Err(e) => {
@@ -59,7 +59,10 @@ async fn peer_client_reconnects_to_a_restarted_server() {
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match peer.call::<_, String>("echo", &"two".to_string()).await {
+        match peer
+            .call::<_, String>("test.echo", &"two".to_string())
+            .await
+        {
             Ok(s) => {
                 assert_eq!(s, "two");
                 break;
@@ -70,6 +73,6 @@ async fn peer_client_reconnects_to_a_restarted_server() {
             ),
         }
     }
-    let s: String = peer.call("echo", &"three".to_string()).await.unwrap();
+    let s: String = peer.call("test.echo", &"three".to_string()).await.unwrap();
     assert_eq!(s, "three");
 }

@@ -75,7 +75,7 @@ pub fn restore(data: &[u8], data_dir: &Path) -> Result<BackupSummary, StoreError
     }
     std::fs::create_dir_all(data_dir)
         .map_err(|e| StoreError::Storage(format!("{}: {e}", data_dir.display())))?;
-    let db = rocks::open(&db_dir).map_err(|e| StoreError::Storage(e.to_string()))?;
+    let db = rocks::open(&db_dir)?;
     let mut batch = WriteBatch::default();
     replace_state(&db, &mut batch, &payload).map_err(|e| StoreError::Storage(e.to_string()))?;
     rocks::write_synced(&db, batch).map_err(|e| StoreError::Storage(e.to_string()))?;

@@ -2,9 +2,12 @@
 //! log and state in RocksDB, Raft traffic over QUIC with mutual TLS, watches from the apply
 //! path, snapshots, and backup and restore.
 //!
-//! Start reading at [`Member`]: one store member, as the master binary runs it. Its data
-//! model is in [`types`]; the pure transaction logic in [`apply`]; the RocksDB side in
-//! `log_store` and `state_machine`; watches in [`watch`]; the wire in `network` and `service`.
+//! Start reading at [`Member`]: one store member, as the master binary runs it: the binary
+//! binds a `navarch_net::Endpoint` with a `Router`, starts the member with the endpoint and
+//! [`mount`]s the member's services on the router. Its data model is in [`types`]; the pure
+//! transaction logic in [`apply`]; the RocksDB side in `log_store`, `state_machine` and `read`;
+//! watches in [`watch`]; the wire in `network` (Raft, both sides), `service` (`store.*`) and
+//! `client` ([`StoreClient`]).
 
 // openraft's storage traits fix `StorageError` (over 200 bytes) as the error of everything
 // that touches RocksDB; boxing it would only convert back and forth at the trait boundary.
@@ -12,11 +15,14 @@
 
 pub mod apply;
 pub mod backup;
+mod client;
 mod log_store;
 mod member;
+mod metrics;
 mod network;
 mod proposer;
 pub mod raft_types;
+mod read;
 mod rocks;
 mod service;
 mod state_machine;
@@ -25,8 +31,10 @@ pub mod watch;
 
 use serde::{Deserialize, Serialize};
 
+pub use client::{methods, watch_resuming, StoreClient};
 pub use member::{InitialState, Member, MemberConfig, Role, StoreStatus};
-pub use service::{methods, watch_resuming, StoreClient, ORG_ADMINS, ORG_MEMBERS};
+pub use network::RaftService;
+pub use service::{mount, StoreService, ORG_ADMINS, ORG_MEMBERS, RAFT_PREFIX, STORE_PREFIX};
 pub use state_machine::HistoryLimits;
 pub use types::*;
 

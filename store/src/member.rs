@@ -1,31 +1,36 @@
 //! One store member: opens RocksDB, runs openraft over QUIC, and serves writes (forwarded to
 //! the leader from any member), linearizable and at-least-revision reads, watches and backups.
+//!
+//! The member dials its peers through an endpoint the binary bound; it serves them once the
+//! binary mounts its services on that endpoint's router (`crate::mount`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer};
 use openraft::error::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
+use prometheus_client::registry::Registry;
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::client::StoreClient;
 use crate::log_store::LogStore;
+use crate::metrics::{self, StoreMetrics};
 use crate::network::RaftNet;
 use crate::proposer::{ProposeError, Proposer};
 use crate::raft_types::{Member as RaftMember, MemberId, Raft};
-use crate::service::{self, StoreClient, StoreService};
 use crate::state_machine::{dump_state, HistoryLimits, Progress, StateMachine};
 use crate::types::{
     KeyRange, ListResult, Object, ObjectKey, ReadConsistency, Revision, Txn, TxnOutcome,
 };
 use crate::watch::{WatchHub, WatchReceiver};
-use crate::{backup, rocks, StoreError};
+use crate::{backup, read, rocks, StoreError};
 
 /// Whether this member may create a new cluster (etcd's `--initial-cluster-state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,11 +120,14 @@ pub struct Member {
     pub(crate) progress: Arc<Progress>,
     pub(crate) committed: Arc<AtomicU64>,
     pub(crate) request_timeout: Duration,
+    metrics: StoreMetrics,
 }
 
 impl Member {
-    /// Opens the data dir, binds the QUIC endpoint on this member's address and starts Raft.
-    pub async fn start(cfg: MemberConfig, net: NetConfig) -> Result<Arc<Member>, StoreError> {
+    /// Opens the data dir and starts Raft, dialing peers through `endpoint`. The endpoint is
+    /// the one the binary bound on this member's address in `initial_cluster`; peers reach this
+    /// member once its services are mounted on that endpoint's router ([`crate::mount`]).
+    pub async fn start(cfg: MemberConfig, endpoint: Endpoint) -> Result<Arc<Member>, StoreError> {
         let pos = cfg
             .initial_cluster
             .iter()
@@ -145,17 +153,27 @@ impl Member {
             .collect();
 
         let db_dir = cfg.data_dir.join("db");
-        let db = rocks::open(&db_dir)
-            .map_err(|e| StoreError::Storage(format!("open {}: {e}", db_dir.display())))?;
+        let db = rocks::open(&db_dir)?;
         let watch = WatchHub::new(db.clone());
         let committed = Arc::new(AtomicU64::new(0));
         let log = LogStore::new(db.clone(), committed.clone());
-        let sm = StateMachine::open(db.clone(), watch.clone(), cfg.history).map_err(storage)?;
+        let metrics = StoreMetrics::new();
+        let sm = StateMachine::open(
+            db.clone(),
+            watch.clone(),
+            cfg.history,
+            metrics.apply_latency.clone(),
+        )
+        .map_err(storage)?;
         let progress = sm.progress();
 
-        let slot: Arc<OnceLock<Arc<Member>>> = Arc::new(OnceLock::new());
-        let endpoint = Endpoint::bind(listen, net, Arc::new(StoreService::new(slot.clone())))
-            .map_err(|e| StoreError::Network(format!("bind {listen}: {e}")))?;
+        if let Ok(local) = endpoint.local_addr() {
+            if local.port() != listen.port()
+                || (!local.ip().is_unspecified() && local.ip() != listen.ip())
+            {
+                warn!(member = %cfg.name, %listen, %local, "the endpoint is not bound on this member's address in the initial cluster");
+            }
+        }
 
         let raft_config = Config {
             cluster_name: "navarch".into(),
@@ -186,6 +204,7 @@ impl Member {
         .await
         .map_err(|e| StoreError::Storage(e.to_string()))?;
 
+        tokio::spawn(metrics::count_leader_changes(raft.clone(), metrics.clone()));
         let member = Arc::new(Member {
             name: cfg.name.clone(),
             id,
@@ -198,8 +217,8 @@ impl Member {
             progress,
             committed,
             request_timeout: cfg.request_timeout,
+            metrics,
         });
-        let _ = slot.set(member.clone());
 
         let initialized = member
             .raft
@@ -222,8 +241,22 @@ impl Member {
         &self.name
     }
 
+    /// The endpoint this member dials its peers through (the binary's).
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Registers this member's metrics into `registry`, prefixed `navarch_store_`: commit,
+    /// apply and read-index latencies, leader changes, and (read at each scrape) the Raft term,
+    /// whether it leads, the last log, committed, applied, snapshot and purged indexes, the
+    /// revision and the compacted revision. Call it once per registry.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(
+            registry.sub_registry_with_prefix("navarch_store"),
+            self.raft.clone(),
+            self.progress.clone(),
+            self.committed.clone(),
+        );
     }
 
     pub(crate) fn member_by_id(&self, id: MemberId) -> Option<&RaftMember> {
@@ -238,7 +271,11 @@ impl Member {
             .addr
             .parse()
             .map_err(|e| StoreError::Network(format!("{}: {e}", m.addr)))?;
-        Ok(StoreClient::new(self.endpoint.peer(&m.name, addr)))
+        Ok(StoreClient::new(self.endpoint.peer(
+            &m.name,
+            addr,
+            ExpectedPeer::member(&m.name),
+        )))
     }
 
     /// The current leader, waiting up to the request timeout for one to be elected.
@@ -262,6 +299,15 @@ impl Member {
     /// follower it is forwarded to the leader over QUIC.
     pub async fn write(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         txn.validate()?;
+        let started = Instant::now();
+        let outcome = self.write_validated(txn).await;
+        self.metrics
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn write_validated(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let timeout = self.request_timeout;
         let attempt = async {
             let mut hint = None;
@@ -295,6 +341,15 @@ impl Member {
 
     /// Waits until a read here reflects every write committed before the call (read index).
     pub async fn linearize(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let done = self.linearize_once().await;
+        self.metrics
+            .read_index_latency
+            .observe(started.elapsed().as_secs_f64());
+        done
+    }
+
+    async fn linearize_once(&self) -> Result<(), StoreError> {
         let timeout = self.request_timeout;
         let wait = async {
             let leader = self.wait_leader().await?;
@@ -361,7 +416,7 @@ impl Member {
     ) -> Result<Option<Object>, StoreError> {
         key.validate()?;
         self.prepare_read(consistency).await?;
-        service::read_object(&self.db, key)
+        read::read_object(&self.db, key)
     }
 
     pub async fn list(
@@ -370,7 +425,7 @@ impl Member {
         consistency: ReadConsistency,
     ) -> Result<ListResult, StoreError> {
         self.prepare_read(consistency).await?;
-        service::read_range(&self.db, range)
+        read::read_range(&self.db, range)
     }
 
     /// Watches `range` for changes after `after` (`None`: after the current revision).
@@ -427,11 +482,11 @@ impl Member {
             .map_err(|e| StoreError::Storage(e.to_string()))
     }
 
+    /// Stops Raft. The endpoint is the binary's: it closes it after unmounting the services.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }
-        self.endpoint.close();
     }
 }
 

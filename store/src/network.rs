@@ -1,10 +1,13 @@
-//! Raft's network over QUIC: openraft's `RaftNetworkFactory` and `RaftNetwork` on top of
-//! `navarch_net`'s mutual-TLS RPC, one QUIC stream per RPC.
+//! Raft's network over QUIC, both sides: openraft's `RaftNetworkFactory` and `RaftNetwork` on
+//! top of `navarch_net`'s mutual-TLS RPC (one QUIC stream per RPC), and [`RaftService`], which
+//! serves `raft.*` to members only.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use navarch_net::{Endpoint, PeerClient, RpcError};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use navarch_net::{CallContext, Endpoint, ExpectedPeer, PeerClient, RpcError, Service};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -14,7 +17,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
-use crate::raft_types::{Member, MemberId, TypeConfig};
+use crate::raft_types::{Member, MemberId, Raft, TypeConfig};
+use crate::service::{decode, encode, has_org, refuse, ORG_MEMBERS};
 
 pub const METHOD_APPEND: &str = "raft.append";
 pub const METHOD_VOTE: &str = "raft.vote";
@@ -28,10 +32,10 @@ impl RaftNetworkFactory<TypeConfig> for RaftNet {
     type Network = RaftPeer;
 
     async fn new_client(&mut self, target: MemberId, node: &Member) -> RaftPeer {
-        let client = node
-            .addr
-            .parse::<SocketAddr>()
-            .map(|addr| self.endpoint.peer(&node.name, addr));
+        let client = node.addr.parse::<SocketAddr>().map(|addr| {
+            self.endpoint
+                .peer(&node.name, addr, ExpectedPeer::member(&node.name))
+        });
         RaftPeer {
             target,
             addr: node.addr.clone(),
@@ -64,7 +68,13 @@ impl RaftPeer {
         match reply {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(e @ (RpcError::Unreachable(_) | RpcError::Refused(_) | RpcError::Closed)) => {
+            Err(
+                e @ (RpcError::Unreachable(_)
+                | RpcError::Unavailable(_)
+                | RpcError::WrongPeer(_)
+                | RpcError::Refused(_)
+                | RpcError::Closed),
+            ) => {
                 tracing::trace!(target_member = self.target, addr = %self.addr, error = %e, "raft peer unreachable");
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
@@ -96,5 +106,38 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
         option: RPCOption,
     ) -> RpcResult<VoteResponse<MemberId>, openraft::error::Infallible> {
         self.send(METHOD_VOTE, &rpc, option.hard_ttl()).await
+    }
+}
+
+/// Serves `raft.*` (append, vote, snapshot) to other members; anyone else is refused.
+pub struct RaftService {
+    raft: Raft,
+}
+
+impl RaftService {
+    pub(crate) fn new(raft: Raft) -> Self {
+        Self { raft }
+    }
+}
+
+impl Service for RaftService {
+    fn call(
+        &self,
+        ctx: CallContext,
+        method: String,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        let raft = self.raft.clone();
+        Box::pin(async move {
+            if !has_org(&ctx, ORG_MEMBERS) {
+                return Err(refuse(&ctx, &method));
+            }
+            match method.as_str() {
+                METHOD_APPEND => encode(&raft.append_entries(decode(&body)?).await),
+                METHOD_VOTE => encode(&raft.vote(decode(&body)?).await),
+                METHOD_SNAPSHOT => encode(&raft.install_snapshot(decode(&body)?).await),
+                other => Err(RpcError::Unsupported(other.to_string())),
+            }
+        })
     }
 }

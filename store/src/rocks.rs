@@ -1,6 +1,8 @@
-//! The RocksDB database under one member: its column families, options and the group-commit
-//! flusher that makes Raft log appends durable before they are acknowledged.
+//! The RocksDB database under one member: its column families, options, the modes of its
+//! files, and the group-commit flusher that makes Raft log appends durable before they are
+//! acknowledged.
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use openraft::{AnyError, StorageIOError};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use crate::raft_types::StorageError;
+use crate::StoreError;
 
 /// Raft log entries, keyed by big-endian index.
 pub const CF_LOG: &str = "log";
@@ -23,8 +26,36 @@ pub const CF_SM: &str = "sm";
 
 const ALL_CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_OBJECTS, CF_EVENTS, CF_SM];
 
-/// Opens (or creates) the member's database.
-pub fn open(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+/// Opens (or creates) the member's database in `dir`, which is made private: the directory
+/// 0700 and every file in it 0600, before and after the open (RocksDB creates its files 0644
+/// less the process umask; the binaries set a umask of 0o077 so that later files are 0600 too).
+pub fn open(dir: &Path) -> Result<Arc<DB>, StoreError> {
+    let io = |e: std::io::Error| StoreError::Storage(format!("{}: {e}", dir.display()));
+    make_private(dir).map_err(io)?;
+    let db =
+        open_db(dir).map_err(|e| StoreError::Storage(format!("open {}: {e}", dir.display())))?;
+    make_private(dir).map_err(io)?;
+    Ok(db)
+}
+
+/// Creates `dir` if missing; makes it 0700 and the files in it 0600.
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+fn open_db(dir: &Path) -> Result<Arc<DB>, rocksdb::Error> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use navarch_net::codec;
 use openraft::storage::{RaftStateMachine, Snapshot as RaftSnapshot};
 use openraft::{EntryPayload, OptionalSend, RaftLogId, RaftSnapshotBuilder};
+use prometheus_client::metrics::histogram::Histogram;
 use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
@@ -77,10 +78,17 @@ pub struct StateMachine {
     watch: WatchHub,
     progress: Arc<Progress>,
     limits: HistoryLimits,
+    /// Time to apply each entry.
+    apply_latency: Histogram,
 }
 
 impl StateMachine {
-    pub fn open(db: Arc<DB>, watch: WatchHub, limits: HistoryLimits) -> Result<Self, StorageError> {
+    pub fn open(
+        db: Arc<DB>,
+        watch: WatchHub,
+        limits: HistoryLimits,
+        apply_latency: Histogram,
+    ) -> Result<Self, StorageError> {
         let progress = Arc::new(Progress::default());
         let rev: u64 = read_meta(&db, KEY_REVISION)?.unwrap_or(0);
         let compacted: u64 = read_meta(&db, KEY_COMPACTED)?.unwrap_or(0);
@@ -96,6 +104,7 @@ impl StateMachine {
             watch,
             progress,
             limits,
+            apply_latency,
         })
     }
 
@@ -251,6 +260,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         for entry in entries {
+            let started = Instant::now();
             let log_id = *entry.get_log_id();
             let mut batch = WriteBatch::default();
             let sm = cf(&self.db, CF_SM);
@@ -350,6 +360,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     .store(eb.revision.0, Ordering::SeqCst);
                 self.watch.publish(eb);
             }
+            self.apply_latency.observe(started.elapsed().as_secs_f64());
             out.push(applied);
         }
         Ok(out)

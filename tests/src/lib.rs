@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use navarch_net::pki::{ClusterCa, Identity};
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{StoreClient, ORG_ADMINS};
 use serde_json::Value;
 
@@ -105,7 +105,7 @@ impl Cluster {
         let dir = tempfile::tempdir()?;
         let ca_dir = dir.path().join("ca");
         let (ca, _) = ClusterCa::load_or_create(&ca_dir)?;
-        let admin = ca.issue("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
+        let admin = ca.issue_client("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let members: Vec<MasterProc> = (0..n)
             .map(|i| {
                 let ip = format!("127.0.0.{}", i + 1);
@@ -221,11 +221,13 @@ impl Cluster {
     /// An admin client of member `i` over QUIC with mutual TLS.
     pub fn client(&self, i: usize) -> Result<StoreClient> {
         let ca = ClusterCa::load(&self.ca_dir)?;
-        let id = ca.issue("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
+        let id = ca.issue_client("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let ep = Endpoint::client(NetConfig::new("test-client", id))?;
-        Ok(StoreClient::new(
-            ep.peer(&self.members[i].name, self.members[i].peer),
-        ))
+        Ok(StoreClient::new(ep.peer(
+            &self.members[i].name,
+            self.members[i].peer,
+            ExpectedPeer::member(&self.members[i].name),
+        )))
     }
 
     /// Posts a fault rule (JSON) to member `i`'s fault layer.
@@ -252,10 +254,10 @@ impl Cluster {
         format!("https://{}{path}", self.members[i].api)
     }
 
-    /// A certificate from the cluster CA for `cn` in `orgs` (e.g. a node or a viewer).
+    /// A client certificate from the cluster CA for `cn` in `orgs` (e.g. a node or a viewer).
     pub fn identity(&self, cn: &str, orgs: &[&str]) -> Result<Identity> {
         let ca = ClusterCa::load(&self.ca_dir)?;
-        Ok(ca.issue(cn, orgs, Duration::from_secs(3600))?)
+        Ok(ca.issue_client(cn, orgs, Duration::from_secs(3600))?)
     }
 
     /// An HTTPS client that trusts the cluster CA and presents an admin certificate.

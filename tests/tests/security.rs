@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use navarch_net::pki::ClusterCa;
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{StoreClient, ORG_ADMINS};
 use navarch_tests::{bin, Cluster};
 
@@ -96,8 +96,12 @@ async fn store_refuses_certificates_from_another_ca_and_non_admins() -> Result<(
 
     let stranger_dir = tempfile::tempdir()?;
     let (stranger_ca, _) = ClusterCa::load_or_create(stranger_dir.path())?;
-    let id = stranger_ca.issue("intruder", &[ORG_ADMINS], Duration::from_secs(600))?;
-    let c = StoreClient::new(Endpoint::client(NetConfig::new("intruder", id))?.peer("m1", peer));
+    let id = stranger_ca.issue_client("intruder", &[ORG_ADMINS], Duration::from_secs(600))?;
+    let c = StoreClient::new(Endpoint::client(NetConfig::new("intruder", id))?.peer(
+        "m1",
+        peer,
+        ExpectedPeer::member("m1"),
+    ));
     assert!(
         c.status().await.is_err(),
         "a certificate from another CA must be refused"
@@ -105,12 +109,16 @@ async fn store_refuses_certificates_from_another_ca_and_non_admins() -> Result<(
 
     // A valid certificate without the admin or member organization is refused by the store.
     let ca = ClusterCa::load(&cluster.ca_dir)?;
-    let id = ca.issue(
+    let id = ca.issue_client(
         "system:node:n9",
         &["system:nodes"],
         Duration::from_secs(600),
     )?;
-    let c = StoreClient::new(Endpoint::client(NetConfig::new("n9", id))?.peer("m1", peer));
+    let c = StoreClient::new(Endpoint::client(NetConfig::new("n9", id))?.peer(
+        "m1",
+        peer,
+        ExpectedPeer::member("m1"),
+    ));
     let err = c.status().await.expect_err("a node may not call the store");
     assert!(
         err.to_string().contains("may not"),

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use navarch_net::pki::ClusterCa;
+use navarch_net::pki::{AltName, CertProfile, ClusterCa};
 use tonic::codec::ProstCodec;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -75,6 +75,15 @@ pub(crate) struct StatusResponse {
     pub raft_index: u64,
     #[prost(uint64, tag = "6")]
     pub raft_term: u64,
+}
+
+/// etcd members serve clients and peers and authenticate to peers, as `localhost` and
+/// 127.0.0.1.
+fn etcd_peer_profile() -> CertProfile {
+    CertProfile::Peer(vec![
+        AltName::Dns("localhost".into()),
+        AltName::Ip(std::net::Ipv4Addr::LOCALHOST.into()),
+    ])
 }
 
 /// A gRPC client of one etcd member. Clones share the member's HTTP/2 connection.
@@ -209,7 +218,7 @@ impl EtcdCluster {
         if let Some(ca) = ca {
             std::fs::create_dir_all(&pki)?;
             let client = ca
-                .issue("bench-etcd-client", &[], CERT_VALIDITY)
+                .issue_client("bench-etcd-client", &[], CERT_VALIDITY)
                 .context("issue etcd client certificate")?;
             tls = Some(ClientTls {
                 ca_pem: client.ca_pem,
@@ -251,7 +260,7 @@ impl EtcdCluster {
                 .arg("warn");
             if let Some(ca) = ca {
                 let id = ca
-                    .issue(&name, &[], CERT_VALIDITY)
+                    .issue(&name, &[], CERT_VALIDITY, &etcd_peer_profile())
                     .with_context(|| format!("issue {name} certificate"))?;
                 id.save(&pki, &name)
                     .with_context(|| format!("save {name} certificate"))?;

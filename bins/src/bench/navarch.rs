@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use navarch_net::pki::{ClusterCa, Identity};
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome, ORG_ADMINS};
 use serde_json::Value;
 
@@ -38,7 +38,7 @@ impl NavarchCluster {
         let ca_dir = dir.join("ca");
         let (ca, _) = ClusterCa::load_or_create(&ca_dir)
             .with_context(|| format!("cluster CA in {}", ca_dir.display()))?;
-        let admin = ca.issue("bench-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
+        let admin = ca.issue_client("bench-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let mut members = Vec::new();
         for i in 0..3 {
             let ip = format!("127.0.0.{}", i + 1);
@@ -126,13 +126,13 @@ impl NavarchCluster {
         tracing::info!(%leader, "navarch cluster has a leader");
         let ca = ClusterCa::load(&self.ca_dir)?;
         let id = ca
-            .issue("bench-admin", &[ORG_ADMINS], CERT_VALIDITY)
+            .issue_client("bench-admin", &[ORG_ADMINS], CERT_VALIDITY)
             .context("issue the bench admin certificate")?;
         let ep = Endpoint::client(NetConfig::new("bench", id)).context("QUIC client endpoint")?;
         let clients: Vec<StoreClient> = self
             .members
             .iter()
-            .map(|m| StoreClient::new(ep.peer(&m.name, m.peer)))
+            .map(|m| StoreClient::new(ep.peer(&m.name, m.peer, ExpectedPeer::member(&m.name))))
             .collect();
         for (i, c) in clients.iter().enumerate() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

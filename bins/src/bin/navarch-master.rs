@@ -15,7 +15,7 @@ use navarch_bins::http::{self, AppState};
 use navarch_bins::{credentials, debug_actors, init_logging};
 use navarch_model::authz::{Authorizer, Binding};
 use navarch_net::fault::FaultInjector;
-use navarch_net::{JoinAuthority, NetConfig};
+use navarch_net::{Endpoint, JoinAuthority, NetConfig, Router};
 use navarch_store::{HistoryLimits, InitialState, Member, MemberConfig};
 
 /// mimalloc: the master allocates and frees many small JSON values per request; glibc's
@@ -132,6 +132,8 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
 }
 
 fn main() -> Result<()> {
+    // Before anything is created: the store, keys and tokens are for this user only.
+    navarch_bins::private::restrict_umask();
     init_logging();
     let cli = Cli::parse();
     match cli.command {
@@ -162,12 +164,16 @@ async fn run(args: RunArgs) -> Result<()> {
         Some(s) => parse_initial_cluster(s)?,
         None => vec![(args.name.clone(), args.listen_peer)],
     };
-    if !cluster.iter().any(|(n, _)| *n == args.name) {
+    let Some(listen_peer) = cluster
+        .iter()
+        .find(|(n, _)| *n == args.name)
+        .map(|(_, a)| *a)
+    else {
         bail!(
             "--name {} is not one of the --initial-cluster members",
             args.name
         );
-    }
+    };
     let creds = credentials::master(&args.data_dir, args.ca_dir.as_deref(), &args.name)?;
     let serving = api::tls::serving_identity(&creds.ca, &args.name, args.listen_api)
         .context("issue the API server's certificate")?;
@@ -209,11 +215,11 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut net = NetConfig::new(args.name.clone(), creds.member.clone());
     net.faults = FaultInjector::default();
     net.tap = Some(Arc::new(root.tap()));
-    net.join = Some(JoinAuthority {
-        ca: Arc::new(creds.ca),
-        tokens: Arc::new(creds.tokens),
-        node_cert_validity: Duration::from_secs(365 * 24 * 3600),
-    });
+    net.join = Some(JoinAuthority::new(
+        Arc::new(creds.ca),
+        Arc::new(creds.tokens),
+        Duration::from_secs(365 * 24 * 3600),
+    ));
 
     let mut cfg = MemberConfig::new(args.name.clone(), args.data_dir.clone(), cluster);
     cfg.initial_state = match args.initial_cluster_state {
@@ -227,7 +233,12 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     cfg.heartbeat = Duration::from_millis(args.heartbeat_ms);
     cfg.election_timeout = (cfg.heartbeat * 7, cfg.heartbeat * 14);
-    let member = Member::start(cfg, net).await?;
+    // One QUIC endpoint for every service of this master, on its address in the cluster.
+    let router = Router::new();
+    let endpoint = Endpoint::bind(listen_peer, net, router.clone())
+        .with_context(|| format!("bind the QUIC endpoint on {listen_peer}"))?;
+    let member = Member::start(cfg, endpoint.clone()).await?;
+    navarch_store::mount(&router, &member).context("mount the store's services")?;
 
     let state = AppState {
         member: member.clone(),
@@ -289,5 +300,6 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
     member.shutdown().await;
+    endpoint.close();
     Ok(())
 }

@@ -30,6 +30,8 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
+    // Before anything is created: the node's key is for this user only.
+    navarch_bins::private::restrict_umask();
     navarch_bins::init_logging();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -40,7 +42,7 @@ fn main() -> Result<()> {
             navarch_net::join(cli.master, &cli.token, &cli.ca_hash, &cli.name, Duration::from_secs(365 * 24 * 3600))
                 .await
                 .context("join")?;
-        std::fs::create_dir_all(&cli.data_dir)?;
+        navarch_bins::private::private_dir(&cli.data_dir)?;
         identity.save(&cli.data_dir, "node")?;
         tracing::info!(node = %cli.name, dir = %cli.data_dir.display(), "joined: node certificate stored");
         println!("joined as system:node:{}; credentials in {}", cli.name, cli.data_dir.display());

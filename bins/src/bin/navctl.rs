@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use navarch_bins::{credentials, navctl};
 use navarch_net::pki::ClusterCa;
-use navarch_net::{Endpoint, NetConfig};
+use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{
     KeyRange, ObjectKey, Op, ReadConsistency, Revision, StoreClient, Txn, TxnOutcome,
 };
@@ -113,6 +113,8 @@ enum StoreCommand {
 }
 
 fn main() -> Result<()> {
+    // Before anything is created: backups and CA keys are for this user only.
+    navarch_bins::private::restrict_umask();
     navarch_bins::init_logging();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -128,7 +130,11 @@ fn main() -> Result<()> {
 fn client(cli: &Cli) -> Result<StoreClient> {
     let identity = credentials::admin(&cli.credentials)?;
     let endpoint = Endpoint::client(NetConfig::new("navctl", identity))?;
-    Ok(StoreClient::new(endpoint.peer("master", cli.server)))
+    Ok(StoreClient::new(endpoint.peer(
+        "master",
+        cli.server,
+        ExpectedPeer::Master,
+    )))
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -161,7 +167,7 @@ async fn run(cli: Cli) -> Result<()> {
             let data = client(&cli)?.backup().await?;
             let s = navarch_store::backup::summarize(&data)?;
             let tmp = out.with_extension("partial");
-            std::fs::write(&tmp, &data).with_context(|| format!("write {}", tmp.display()))?;
+            navarch_bins::private::write_private(&tmp, &data)?;
             std::fs::rename(&tmp, out)?;
             println!(
                 "backup of {} objects at revision {} written to {}",

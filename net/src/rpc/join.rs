@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::{tls, wire, CallContext, EpInner, NetError, RpcError};
 use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::pki::{
-    cert_der_from_pem, cert_holds_key, spki_sha256_of_der, BootstrapToken, Identity, PkiError,
-    TokenParseError, CLUSTER_SERVER_NAME,
+    cert_der_from_pem, cert_holds_key, spki_sha256_of_der, BootstrapToken, ExpectedPeer, Identity,
+    PkiError, TokenParseError, CLUSTER_SERVER_NAME, NODE_CN_PREFIX, ORG_NODES,
 };
 use crate::trace::current_correlation;
 
@@ -143,7 +143,8 @@ fn normalize_ca_hash(ca_hash: &str) -> Result<String, JoinError> {
 }
 
 /// Joins the cluster through `master`: returns a node identity (CN `system:node:<name>`,
-/// O `system:nodes`) usable for mutual TLS.
+/// O `system:nodes`) that authenticates the node to masters (it cannot serve: the node
+/// profile has `clientAuth` only).
 pub async fn join(
     master: SocketAddr,
     token: &str,
@@ -164,8 +165,8 @@ pub async fn join(
     })?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("system:node:{node_name}"));
-    dn.push(DnType::OrganizationName, "system:nodes");
+    dn.push(DnType::CommonName, format!("{NODE_CN_PREFIX}{node_name}"));
+    dn.push(DnType::OrganizationName, ORG_NODES);
     params.distinguished_name = dn;
     let csr_pem = params
         .serialize_request(&key)
@@ -213,6 +214,14 @@ pub async fn join(
                 master,
                 reason: e.to_string(),
             })?;
+        // The pinned CA signed the server's certificate; it must also be a master's.
+        let who = super::peer_identity(&conn)
+            .and_then(|p| p.ok_or_else(|| "the server presented no certificate".to_string()))
+            .and_then(|p| ExpectedPeer::Master.check(&p));
+        if let Err(reason) = who {
+            conn.close(wire::CODE_WRONG_PEER, b"not a master");
+            return Err(JoinError::Connect { master, reason });
+        }
         let answer = wire::exchange_call(&conn, frame, DEFAULT_MAX_FRAME_BYTES).await;
         conn.close(wire::CODE_DONE, b"joined");
         Ok::<_, JoinError>(answer?)
@@ -242,23 +251,48 @@ pub async fn join(
     })
 }
 
-/// Server side of `net.join`.
+/// Logs a refused join, at most one line per the limits' interval (with the count of
+/// refusals held back since the previous line). `node` is what the caller claimed, quoted.
+fn log_refusal(ep: &EpInner, ctx: &CallContext, node: Option<&str>, reason: &str) {
+    match ep.join_log.admit(Instant::now()) {
+        Some(suppressed) => {
+            tracing::warn!(name = %ep.name, remote = %ctx.remote, node = ?node, reason, suppressed, "join refused")
+        }
+        None => {
+            tracing::debug!(name = %ep.name, remote = %ctx.remote, node = ?node, reason, "join refused")
+        }
+    }
+}
+
+/// Server side of `net.join`. An attempt is admitted by the rate limits before anything else
+/// (decoding, the token check, signing), so a flood of attempts costs almost nothing.
 pub(super) async fn serve_join(
     ep: &EpInner,
     ctx: &CallContext,
     body: Bytes,
 ) -> Result<Bytes, RpcError> {
     let Some(auth) = ep.join.clone() else {
-        tracing::warn!(name = %ep.name, remote = %ctx.remote, "join attempted on an endpoint that does not accept joins");
+        log_refusal(ep, ctx, None, "this endpoint does not accept joins");
         return Err(RpcError::Unsupported(format!(
             "endpoint {} does not accept joins",
             ep.name
         )));
     };
-    let req: JoinRequest =
-        codec::decode(&body).map_err(|e| RpcError::Decode(format!("join request: {e}")))?;
+    if let Err(wait) = ep.join_limiter.admit(ctx.remote.ip(), Instant::now()) {
+        log_refusal(ep, ctx, None, "rate limited");
+        return Err(RpcError::RateLimited {
+            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+        });
+    }
+    let req: JoinRequest = match codec::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            log_refusal(ep, ctx, None, "undecodable request");
+            return Err(RpcError::Decode(format!("join request: {e}")));
+        }
+    };
     if let Err(reason) = validate_node_name(&req.node_name) {
-        tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %reason, "join refused: invalid node name");
+        log_refusal(ep, ctx, Some(&req.node_name), "invalid node name");
         return Err(RpcError::Refused(format!(
             "invalid node name {:?}: {reason}",
             req.node_name
@@ -275,24 +309,29 @@ pub(super) async fn serve_join(
         .await
         .unwrap_or(false);
     if !valid {
-        tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %token_id, "join refused: invalid or expired bootstrap token");
+        log_refusal(
+            ep,
+            ctx,
+            Some(&req.node_name),
+            "invalid or expired bootstrap token",
+        );
         return Err(RpcError::Refused(
             "invalid or expired bootstrap token".to_string(),
         ));
     }
     let validity = Duration::from_secs(req.validity_secs.max(1)).min(auth.node_cert_validity);
-    let cn = format!("system:node:{}", req.node_name);
+    let cn = format!("{NODE_CN_PREFIX}{}", req.node_name);
     let ca = auth.ca.clone();
     let csr = req.csr_pem.clone();
     let cn2 = cn.clone();
     let signed =
-        tokio::task::spawn_blocking(move || ca.sign_csr(&csr, &cn2, &["system:nodes"], validity))
+        tokio::task::spawn_blocking(move || ca.sign_csr(&csr, &cn2, &[ORG_NODES], validity))
             .await
             .map_err(|e| RpcError::Remote(format!("signing task failed: {e}")))?;
     let cert_pem = match signed {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, error = %e, "join refused: cannot sign csr");
+            log_refusal(ep, ctx, Some(&req.node_name), "cannot sign csr");
             return Err(RpcError::Refused(format!("cannot sign csr: {e}")));
         }
     };

@@ -1,7 +1,10 @@
-//! RPC over QUIC: endpoints that serve a [`Service`] and dial peers, one bidirectional stream
-//! per call or server stream, mutual TLS, fault injection and wire tracing.
+//! RPC over QUIC: endpoints that serve the [`Service`]s mounted on their [`Router`] and dial
+//! peers, one bidirectional stream per call or server stream, mutual TLS, fault injection and
+//! wire tracing.
 
 mod join;
+mod limit;
+mod router;
 mod server;
 mod tls;
 mod wire;
@@ -23,16 +26,23 @@ use tokio::task::JoinHandle;
 
 use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::fault::{FaultDirection, FaultInjector, Verdict};
-use crate::pki::{ClusterCa, Identity, PeerIdentity, PkiError, TokenStore, CLUSTER_SERVER_NAME};
+use crate::pki::{
+    ClusterCa, ExpectedPeer, Identity, PeerIdentity, PkiError, TokenStore, CLUSTER_SERVER_NAME,
+};
 use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, WireTap};
 
 pub use join::{join, JoinError, JoinRequest, JoinResponse, JOIN_METHOD};
+pub use limit::{JoinLimits, Rate};
+pub use router::{MountError, Router, RESERVED_PREFIX};
 pub use tls::{crypto_provider, install_default_crypto_provider, rustls_server_config, ALPN};
 
 /// Default timeout of a unary call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_INITIAL: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// At most one WARN line per this interval for failed handshakes, and for calls without a
+/// certificate.
+const UNAUTHENTICATED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Transport and authorization errors of a call. Application errors travel inside `Ok` bodies.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +76,37 @@ pub enum RpcError {
     /// The handler failed; carries its error text.
     #[error("remote error: {0}")]
     Remote(String),
+    /// Nothing serves the method's prefix on the peer (yet): it may still be starting.
+    /// Retrying can help.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The server's certificate is valid but not the peer's the client expected (another
+    /// member, a node, an admin): nothing was sent to it.
+    #[error("wrong peer: {0}")]
+    WrongPeer(String),
+    /// Too many attempts (joins) from this source or overall: nothing was done. Retry after
+    /// the delay.
+    #[error("rate limited: retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// How long to wait before the next attempt can be admitted.
+        retry_after_ms: u64,
+    },
+}
+
+impl RpcError {
+    /// Whether the same call may succeed if retried later: the peer was unreachable, the link
+    /// closed, or the service was not mounted yet. Nothing was done by the peer in these
+    /// cases, except that a `Closed` call may have run without its answer arriving.
+    /// A `Timeout` is not retryable blindly: the call may have taken effect.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            RpcError::Unreachable(_)
+                | RpcError::Closed
+                | RpcError::Unavailable(_)
+                | RpcError::RateLimited { .. }
+        )
+    }
 }
 
 /// Errors setting up an endpoint.
@@ -105,6 +146,24 @@ pub struct JoinAuthority {
     pub tokens: Arc<TokenStore>,
     /// Maximum validity of a node certificate.
     pub node_cert_validity: Duration,
+    /// Rate limits of join attempts and of their refusal log lines.
+    pub limits: JoinLimits,
+}
+
+impl JoinAuthority {
+    /// An authority with the default [`JoinLimits`].
+    pub fn new(
+        ca: Arc<ClusterCa>,
+        tokens: Arc<TokenStore>,
+        node_cert_validity: Duration,
+    ) -> JoinAuthority {
+        JoinAuthority {
+            ca,
+            tokens,
+            node_cert_validity,
+            limits: JoinLimits::default(),
+        }
+    }
 }
 
 impl fmt::Debug for JoinAuthority {
@@ -112,6 +171,7 @@ impl fmt::Debug for JoinAuthority {
         f.debug_struct("JoinAuthority")
             .field("ca", &self.ca)
             .field("node_cert_validity", &self.node_cert_validity)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -175,7 +235,8 @@ pub struct CallContext {
     pub correlation: Option<CorrelationId>,
 }
 
-/// Serves inbound calls. Methods are plain strings; bodies are opaque bytes (usually
+/// Serves inbound calls, mounted on a [`Router`] prefix: it gets every method
+/// `<prefix>.<name>` under its prefix, whole. Bodies are opaque bytes (usually
 /// [`codec::encode`]d values).
 pub trait Service: Send + Sync + 'static {
     /// Answers one unary call.
@@ -214,10 +275,34 @@ pub(crate) struct EpInner {
     faults: FaultInjector,
     tap: Option<Arc<dyn WireTap>>,
     join: Option<JoinAuthority>,
-    service: Option<Arc<dyn Service>>,
-    peers: Mutex<HashMap<(String, SocketAddr), Arc<PeerShared>>>,
+    /// The services of a bound endpoint; `None` on a dial-only one.
+    router: Option<Router>,
+    /// Join attempts admitted (per source and overall), and their refusals' log lines.
+    join_limiter: limit::JoinLimiter,
+    join_log: limit::LogThrottle,
+    /// Log lines of failed handshakes and of calls without a certificate: peers that are not
+    /// authenticated cannot write one line each.
+    handshake_log: limit::LogThrottle,
+    anonymous_log: limit::LogThrottle,
+    peers: Mutex<HashMap<(String, SocketAddr, ExpectedPeer), Arc<PeerShared>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+}
+
+/// The identity in the peer's leaf certificate; `None` for a peer without one.
+pub(crate) fn peer_identity(conn: &quinn::Connection) -> Result<Option<PeerIdentity>, String> {
+    let Some(any) = conn.peer_identity() else {
+        return Ok(None);
+    };
+    let Ok(certs) = any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>() else {
+        return Err("peer identity is not a certificate chain".to_string());
+    };
+    let Some(leaf) = certs.first() else {
+        return Ok(None);
+    };
+    PeerIdentity::from_der(leaf.as_ref())
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) struct Timing {
@@ -292,7 +377,7 @@ impl EpInner {
     }
 }
 
-/// A QUIC endpoint: serves a [`Service`] (when bound with one) and dials peers.
+/// A QUIC endpoint: serves the services mounted on its [`Router`] (when bound) and dials peers.
 #[derive(Clone)]
 pub struct Endpoint {
     inner: Arc<EpInner>,
@@ -308,13 +393,10 @@ impl fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Binds `listen` and serves `service` on it; the endpoint can also dial out.
-    /// Must be called inside a tokio runtime.
-    pub fn bind(
-        listen: SocketAddr,
-        cfg: NetConfig,
-        service: Arc<dyn Service>,
-    ) -> Result<Endpoint, NetError> {
+    /// Binds `listen` and serves the services mounted on `router` (now or later: a call to a
+    /// prefix nothing is mounted on fails with [`RpcError::Unavailable`]); the endpoint can
+    /// also dial out. Must be called inside a tokio runtime.
+    pub fn bind(listen: SocketAddr, cfg: NetConfig, router: Router) -> Result<Endpoint, NetError> {
         if cfg.identity.is_anonymous() {
             return Err(NetError::NoCertificate(cfg.name));
         }
@@ -324,7 +406,7 @@ impl Endpoint {
                 addr: listen,
                 source,
             })?;
-        let ep = Self::build(cfg, quinn, Some(service))?;
+        let ep = Self::build(cfg, quinn, Some(router))?;
         let task = tokio::spawn(server::accept_loop(ep.inner.clone()));
         *ep.inner
             .accept_task
@@ -346,9 +428,10 @@ impl Endpoint {
     fn build(
         cfg: NetConfig,
         quinn: quinn::Endpoint,
-        service: Option<Arc<dyn Service>>,
+        router: Option<Router>,
     ) -> Result<Endpoint, NetError> {
         let client_cfg = tls::client_config(&cfg.identity, &cfg.name)?;
+        let limits = cfg.join.as_ref().map(|j| j.limits).unwrap_or_default();
         Ok(Endpoint {
             inner: Arc::new(EpInner {
                 name: cfg.name,
@@ -360,7 +443,11 @@ impl Endpoint {
                 faults: cfg.faults,
                 tap: cfg.tap,
                 join: cfg.join,
-                service,
+                router,
+                join_limiter: limit::JoinLimiter::new(limits),
+                join_log: limit::LogThrottle::new(limits.log_interval),
+                handshake_log: limit::LogThrottle::new(UNAUTHENTICATED_LOG_INTERVAL),
+                anonymous_log: limit::LogThrottle::new(UNAUTHENTICATED_LOG_INTERVAL),
                 peers: Mutex::new(HashMap::new()),
                 accept_task: Mutex::new(None),
                 closed: AtomicBool::new(false),
@@ -383,16 +470,19 @@ impl Endpoint {
         &self.inner.faults
     }
 
-    /// A client for the peer called `name` at `addr`. Clients for the same name and address
-    /// share one lazily opened connection.
-    pub fn peer(&self, name: &str, addr: SocketAddr) -> PeerClient {
+    /// A client for the peer called `name` (in logs, taps and fault rules) at `addr`, whose
+    /// server certificate must be `expected`'s: a connection to anyone else is closed before a
+    /// request is sent, and the call fails with [`RpcError::WrongPeer`]. Clients for the same
+    /// name, address and expectation share one lazily opened connection.
+    pub fn peer(&self, name: &str, addr: SocketAddr, expected: ExpectedPeer) -> PeerClient {
         let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
         let shared = peers
-            .entry((name.to_string(), addr))
+            .entry((name.to_string(), addr, expected.clone()))
             .or_insert_with(|| {
                 Arc::new(PeerShared {
                     name: name.to_string(),
                     addr,
+                    expected,
                     state: tokio::sync::Mutex::new(ConnState {
                         conn: None,
                         retry_at: None,
@@ -461,6 +551,7 @@ struct ConnState {
 struct PeerShared {
     name: String,
     addr: SocketAddr,
+    expected: ExpectedPeer,
     state: tokio::sync::Mutex<ConnState>,
 }
 
@@ -512,7 +603,10 @@ impl PeerClient {
         let dialer = self.ep.dialer(addr)?;
         let attempt =
             match dialer.connect_with(self.ep.client_cfg.clone(), addr, CLUSTER_SERVER_NAME) {
-                Ok(connecting) => connecting.await.map_err(wire::map_conn_err),
+                Ok(connecting) => match connecting.await.map_err(wire::map_conn_err) {
+                    Ok(c) => self.check_server(c),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(RpcError::Unreachable(format!(
                     "cannot dial {} at {addr}: {e}",
                     self.shared.name
@@ -531,6 +625,26 @@ impl PeerClient {
                 st.retry_at = Some(tokio::time::Instant::now() + st.backoff);
                 st.backoff = (st.backoff * 2).min(BACKOFF_MAX);
                 Err(e)
+            }
+        }
+    }
+
+    /// Keeps `conn` only if the server's certificate is the expected peer's.
+    fn check_server(&self, conn: quinn::Connection) -> Result<quinn::Connection, RpcError> {
+        let verdict = match peer_identity(&conn) {
+            Ok(Some(who)) => self.shared.expected.check(&who),
+            Ok(None) => Err("the server presented no certificate".to_string()),
+            Err(e) => Err(e),
+        };
+        match verdict {
+            Ok(()) => Ok(conn),
+            Err(reason) => {
+                conn.close(wire::CODE_WRONG_PEER, b"unexpected server certificate");
+                tracing::warn!(local = %self.ep.name, peer = %self.shared.name, addr = %self.shared.addr, %reason, "dialed server is not the expected peer; closing");
+                Err(RpcError::WrongPeer(format!(
+                    "dialed {} at {}: {reason}",
+                    self.shared.name, self.shared.addr
+                )))
             }
         }
     }

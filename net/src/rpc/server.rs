@@ -12,7 +12,7 @@ use futures::{FutureExt, StreamExt};
 use quinn::{RecvStream, SendStream};
 
 use super::wire::{self, RequestKind, Response, Writer};
-use super::{join, EpInner, RpcError, Timing};
+use super::{join, peer_identity, EpInner, RpcError, Timing};
 use crate::codec::FrameError;
 use crate::fault::{FaultDirection, Verdict};
 use crate::pki::PeerIdentity;
@@ -36,27 +36,17 @@ pub(super) async fn accept_loop(ep: Arc<EpInner>) {
     tracing::debug!(name = %ep.name, "accept loop ended");
 }
 
-fn peer_identity(conn: &quinn::Connection) -> Result<Option<PeerIdentity>, String> {
-    let Some(any) = conn.peer_identity() else {
-        return Ok(None);
-    };
-    let Ok(certs) = any.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>() else {
-        return Err("peer identity is not a certificate chain".to_string());
-    };
-    let Some(leaf) = certs.first() else {
-        return Ok(None);
-    };
-    PeerIdentity::from_der(leaf.as_ref())
-        .map(Some)
-        .map_err(|e| e.to_string())
-}
-
 async fn serve_connection(ep: Arc<EpInner>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(name = %ep.name, %remote, error = %e, "handshake failed");
+            match ep.handshake_log.admit(std::time::Instant::now()) {
+                Some(suppressed) => {
+                    tracing::warn!(name = %ep.name, %remote, error = %e, suppressed, "handshake failed")
+                }
+                None => tracing::debug!(name = %ep.name, %remote, error = %e, "handshake failed"),
+            }
             return;
         }
     };
@@ -176,7 +166,14 @@ async fn serve_stream(ep: Arc<EpInner>, info: Arc<ConnInfo>, send: SendStream, r
 
     if info.peer.is_none() && method != join::JOIN_METHOD {
         let err = RpcError::Refused(format!("method {method} requires a client certificate"));
-        tracing::warn!(name = %ep.name, remote = %info.remote, %method, "refused a call without a client certificate");
+        match ep.anonymous_log.admit(std::time::Instant::now()) {
+            Some(suppressed) => {
+                tracing::warn!(name = %ep.name, remote = %info.remote, method = ?method, suppressed, "refused a call without a client certificate")
+            }
+            None => {
+                tracing::debug!(name = %ep.name, remote = %info.remote, method = ?method, "refused a call without a client certificate")
+            }
+        }
         let _ = wire::send_response(&mut w, Response::Err(err.clone()), max).await;
         let _ = w.get_mut().finish();
         ep.record::<()>(
@@ -240,18 +237,24 @@ async fn in_scope<F: std::future::Future>(id: Option<CorrelationId>, f: F) -> F:
     }
 }
 
+/// The service mounted for `method`'s prefix.
+fn route(ep: &EpInner, method: &str) -> Result<Arc<dyn super::Service>, RpcError> {
+    match &ep.router {
+        Some(router) => router.route(method, &ep.name),
+        None => Err(RpcError::Unsupported(format!(
+            "endpoint {} serves no methods",
+            ep.name
+        ))),
+    }
+}
+
 async fn run_call(
     ep: &EpInner,
     ctx: super::CallContext,
     method: String,
     body: Bytes,
 ) -> Result<Bytes, RpcError> {
-    let Some(service) = ep.service.clone() else {
-        return Err(RpcError::Unsupported(format!(
-            "endpoint {} serves no methods",
-            ep.name
-        )));
-    };
+    let service = route(ep, &method)?;
     let correlation = ctx.correlation;
     let m = method.clone();
     let fut = AssertUnwindSafe(async move { service.call(ctx, m, body).await }).catch_unwind();
@@ -278,12 +281,9 @@ async fn serve_server_stream(
     let max = ep.max_frame;
     let correlation = ctx.correlation;
     let opened: Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError> =
-        match ep.service.clone() {
-            None => Err(RpcError::Unsupported(format!(
-                "endpoint {} serves no methods",
-                ep.name
-            ))),
-            Some(service) => {
+        match route(&ep, &method) {
+            Err(e) => Err(e),
+            Ok(service) => {
                 let m = method.clone();
                 match AssertUnwindSafe(async move { service.stream(ctx, m, body).await })
                     .catch_unwind()

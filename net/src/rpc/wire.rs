@@ -19,6 +19,8 @@ pub(crate) const CODE_DONE: VarInt = VarInt::from_u32(0);
 pub(crate) const CODE_TOO_LARGE: VarInt = VarInt::from_u32(1);
 pub(crate) const CODE_CUT: VarInt = VarInt::from_u32(2);
 pub(crate) const CODE_BAD_REQUEST: VarInt = VarInt::from_u32(3);
+/// Connection close code: the server is not the peer the client expected.
+pub(crate) const CODE_WRONG_PEER: VarInt = VarInt::from_u32(4);
 
 const TAG_OK: u8 = 0;
 const TAG_ERR: u8 = 1;

@@ -11,10 +11,11 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use navarch_net::codec;
+use navarch_net::pki::{CertProfile, ORG_NODES};
 use navarch_net::trace::current_correlation;
 use navarch_net::{
-    CallContext, ClusterCa, CorrelationId, Endpoint, Identity, NetConfig, PeerIdentity, RpcError,
-    Service, WireEvent, WireTap,
+    CallContext, ClusterCa, CorrelationId, Endpoint, Identity, NetConfig, PeerIdentity, Router,
+    RpcError, Service, WireEvent, WireTap,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +35,34 @@ pub fn pki() -> Pki {
 }
 
 impl Pki {
+    /// A certificate that serves and authenticates (the member profile), CN `cn`, O
+    /// `system:nodes`: the generic test peer.
     pub fn identity(&self, cn: &str) -> Identity {
         self.ca
-            .issue(cn, &["system:nodes"], Duration::from_secs(3600))
+            .issue(
+                cn,
+                &["system:nodes"],
+                Duration::from_secs(3600),
+                &CertProfile::member(),
+            )
+            .unwrap()
+    }
+
+    /// A master's store member certificate: CN `name`, O `navarch:members`.
+    pub fn member(&self, name: &str) -> Identity {
+        self.ca
+            .issue_member(name, Duration::from_secs(3600))
+            .unwrap()
+    }
+
+    /// A node's certificate (the node profile: authenticates only).
+    pub fn node(&self, name: &str) -> Identity {
+        self.ca
+            .issue_client(
+                &format!("system:node:{name}"),
+                &[ORG_NODES],
+                Duration::from_secs(3600),
+            )
             .unwrap()
     }
 }
@@ -53,8 +79,9 @@ pub struct WhoAmI {
     pub task_correlation: Option<CorrelationId>,
 }
 
-/// Methods: `echo` (body back), `whoami`, `sleep` (u64 millis), `fail` (Remote error);
-/// streams: `ticks` (u64 counter every 10 ms, forever), `count` (u64 0..n).
+/// Mounted on `test.*`. Methods: `test.echo` (body back), `test.double`, `test.whoami`,
+/// `test.sleep` (u64 millis), `test.fail` (Remote error); streams: `test.ticks` (u64 counter
+/// every 10 ms, forever), `test.count` (u64 0..n).
 pub struct TestService;
 
 impl Service for TestService {
@@ -67,10 +94,10 @@ impl Service for TestService {
         let task_correlation = current_correlation();
         Box::pin(async move {
             match method.as_str() {
-                "echo" => Ok(body),
+                "test.echo" => Ok(body),
                 // Answers twice the request's size: a response that can outgrow the frame cap.
-                "double" => Ok(bytes::Bytes::from([&body[..], &body[..]].concat())),
-                "whoami" => {
+                "test.double" => Ok(bytes::Bytes::from([&body[..], &body[..]].concat())),
+                "test.whoami" => {
                     // Read the task-local again after an await point.
                     tokio::task::yield_now().await;
                     assert_eq!(current_correlation(), task_correlation);
@@ -81,13 +108,13 @@ impl Service for TestService {
                     };
                     Ok(Bytes::from(codec::encode(&w).unwrap()))
                 }
-                "sleep" => {
+                "test.sleep" => {
                     let ms: u64 =
                         codec::decode(&body).map_err(|e| RpcError::Decode(e.to_string()))?;
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     Ok(Bytes::from(codec::encode(&ms).unwrap()))
                 }
-                "fail" => Err(RpcError::Remote("asked to fail".to_string())),
+                "test.fail" => Err(RpcError::Remote("asked to fail".to_string())),
                 other => Err(RpcError::Unsupported(format!("no method {other}"))),
             }
         })
@@ -101,14 +128,14 @@ impl Service for TestService {
     ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError>> {
         Box::pin(async move {
             match method.as_str() {
-                "ticks" => {
+                "test.ticks" => {
                     let s = futures::stream::unfold(0u64, |i| async move {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         Some((Ok(Bytes::from(codec::encode(&i).unwrap())), i + 1))
                     });
                     Ok(s.boxed())
                 }
-                "count" => {
+                "test.count" => {
                     let n: u64 =
                         codec::decode(&body).map_err(|e| RpcError::Decode(e.to_string()))?;
                     Ok(futures::stream::iter(
@@ -139,8 +166,15 @@ impl RecordingTap {
     }
 }
 
+/// A router with [`TestService`] mounted on `test.*`.
+pub fn test_router() -> Router {
+    let router = Router::new();
+    router.mount("test", Arc::new(TestService)).unwrap();
+    router
+}
+
 pub fn server(cfg: NetConfig) -> Endpoint {
-    Endpoint::bind(loopback(), cfg, Arc::new(TestService)).unwrap()
+    Endpoint::bind(loopback(), cfg, test_router()).unwrap()
 }
 
 /// Logs to the test output, filtered by RUST_LOG (default: warnings).

@@ -11,7 +11,8 @@ use navarch_net::pki::{ClusterCa, Identity, PkiError};
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The API server's certificate: valid for `localhost`, 127.0.0.1 and the address it serves.
+/// The API server's certificate: serves only (no client authentication), valid for 127.0.0.1
+/// and the address it serves.
 pub fn serving_identity(
     ca: &ClusterCa,
     name: &str,
@@ -21,7 +22,7 @@ pub fn serving_identity(
     if !listen.ip().is_unspecified() {
         ips.push(listen.ip());
     }
-    ca.issue_for(&format!("{name}-apiserver"), &[], YEAR, &ips)
+    ca.issue_serving(&format!("{name}-apiserver"), &ips, YEAR)
 }
 
 /// The rustls server configuration: TLS 1.3, HTTP/2 and HTTP/1.1, client certificates
