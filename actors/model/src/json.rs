@@ -132,7 +132,10 @@ mod tests {
             ]
         );
         assert_eq!(p.value["spec"]["replicas"], 2);
-        assert_eq!(duplicate_message("spec.replicas"), "duplicate field \"spec.replicas\"");
+        assert_eq!(
+            duplicate_message("spec.replicas"),
+            "duplicate field \"spec.replicas\""
+        );
     }
 
     #[test]

@@ -345,7 +345,9 @@ impl DeleteOptions {
                     o.propagation_policy = match val {
                         Value::Null => None,
                         Value::String(s) => Some(Propagation::parse(s)?),
-                        _ => return Err(ApiError::bad_request("propagationPolicy must be a string")),
+                        _ => {
+                            return Err(ApiError::bad_request("propagationPolicy must be a string"))
+                        }
                     }
                 }
                 "orphanDependents" => {

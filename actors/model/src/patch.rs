@@ -64,6 +64,16 @@ pub enum PatchError {
     TooLarge(String),
 }
 
+impl From<PatchError> for crate::ApiError {
+    fn from(e: PatchError) -> Self {
+        match e {
+            PatchError::Malformed(m) => crate::ApiError::bad_request(m),
+            PatchError::Unprocessable(m) => crate::ApiError::new(422, "Invalid", m),
+            PatchError::TooLarge(m) => crate::ApiError::too_large(m),
+        }
+    }
+}
+
 fn malformed(message: impl Into<String>) -> PatchError {
     PatchError::Malformed(message.into())
 }

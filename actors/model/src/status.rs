@@ -185,7 +185,9 @@ impl ApiError {
         if status["kind"] != "Status" {
             return None;
         }
-        let code = status["code"].as_u64().and_then(|c| u16::try_from(c).ok())?;
+        let code = status["code"]
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok())?;
         let reason = known_reason(status["reason"].as_str().unwrap_or(""));
         let mut e = ApiError::new(code, reason, status["message"].as_str().unwrap_or(""));
         let d = &status["details"];
@@ -276,7 +278,11 @@ const REASONS: &[&str] = &[
 ];
 
 fn known_reason(r: &str) -> &'static str {
-    REASONS.iter().find(|k| **k == r).copied().unwrap_or("Unknown")
+    REASONS
+        .iter()
+        .find(|k| **k == r)
+        .copied()
+        .unwrap_or("Unknown")
 }
 
 const CAUSES: &[&str] = &[
@@ -295,7 +301,11 @@ const CAUSES: &[&str] = &[
 ];
 
 fn known_cause(r: &str) -> &'static str {
-    CAUSES.iter().find(|k| **k == r).copied().unwrap_or("Unknown")
+    CAUSES
+        .iter()
+        .find(|k| **k == r)
+        .copied()
+        .unwrap_or("Unknown")
 }
 
 #[cfg(test)]
@@ -332,6 +342,9 @@ mod tests {
             .unwrap()
             .contains("Deployment.apps \"web\" is invalid"));
         assert_eq!(ApiError::from_status(&s), Some(e));
-        assert_eq!(ApiError::from_status(&serde_json::json!({"kind": "Pod"})), None);
+        assert_eq!(
+            ApiError::from_status(&serde_json::json!({"kind": "Pod"})),
+            None
+        );
     }
 }

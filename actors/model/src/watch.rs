@@ -125,7 +125,10 @@ mod tests {
         assert!(b.is_initial_events_end());
         assert_eq!(b.revision(), Some(40));
         assert!(!WatchEvent::bookmark("v1", "Pod", 41, false).is_initial_events_end());
-        assert_eq!(WatchEvent::from_json(json!({"type": "NOPE", "object": {}})), None);
+        assert_eq!(
+            WatchEvent::from_json(json!({"type": "NOPE", "object": {}})),
+            None
+        );
         let err = WatchEvent::error(&ApiError::gone("too old"));
         assert_eq!(err.object["code"], 410);
     }

@@ -24,7 +24,6 @@ use navarch_model::kinds::Kind;
 use navarch_model::options::{
     DeleteOptions, GetOptions, ListOptions, Patch, WatchOptions, WriteOptions,
 };
-use navarch_model::patch::PatchError;
 use navarch_model::selector::{FieldSelector, LabelSelector};
 use navarch_model::watch::{EventType, WatchEvent};
 use navarch_model::ApiError;
@@ -616,10 +615,7 @@ impl FakeClient {
             _ => current.clone(),
         };
         let patched = navarch_model::patch::apply(kind.kind, &base, &patch.body, patch.ty)
-            .map_err(|e| match e {
-                PatchError::Malformed(m) => ClientError::Api(ApiError::bad_request(m)),
-                PatchError::Unprocessable(m) => ClientError::Api(ApiError::new(422, "Invalid", m)),
-            })?;
+            .map_err(|e| ClientError::Api(ApiError::from(e)))?;
         let mut body = patched;
         if rv_of(&patch.body).is_none() {
             if let Some(o) = body["metadata"].as_object_mut() {
