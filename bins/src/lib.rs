@@ -1,15 +1,12 @@
-//! Wiring shared by navarch's binaries: data-dir layout and credentials, logging, and the
-//! master's HTTP endpoint.
+//! Wiring shared by navarch's binaries: data-dir layout and credentials, private files,
+//! logging, and navctl's commands.
 //!
-//! The binaries are thin: `bin/navarch-master.rs` starts a store member and the API server
-//! (`api`), `bin/navarch-node.rs` joins a node, `bin/navctl.rs` is the operator's CLI.
+//! The binaries are thin: `bin/navarch-master.rs` binds the QUIC endpoint, starts a store
+//! member and the API server (`navarch-apiserver`) and serves it over HTTPS;
+//! `bin/navarch-node.rs` joins a node; `bin/navctl.rs` is the operator's CLI over the HTTPS
+//! client (`navarch-client`), with `navctl bench` calling `navarch-bench`.
 
-pub mod api;
-pub mod bench;
-pub mod client;
 pub mod credentials;
-pub mod debug_actors;
-pub mod http;
 pub mod navctl;
 pub mod private;
 

@@ -68,6 +68,8 @@ async fn every_error_is_a_status_with_the_right_code() -> Result<()> {
             token_file.to_str().context("path")?,
             "--max-requests-inflight",
             "1",
+            "--max-mutating-requests-inflight",
+            "1",
             "--history-revisions",
             "4",
         ],
@@ -328,35 +330,53 @@ async fn every_error_is_a_status_with_the_right_code() -> Result<()> {
     let r = send(admin.get(url("/api/v1/namespaces/default/pods/broken"))).await?;
     status(&r, 500, "InternalError");
 
-    // 429: with one request allowed in flight, a second one waits for nobody.
+    // 429: with one mutating request allowed in flight, a second one waits for nobody; reads
+    // have their own limit and still get through.
     let slow_admin =
         https_client_with(&cluster.identity("slow-admin", &["system:masters"])?, None)?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-    tx.send(Ok(bytes::Bytes::from_static(b"{\"metadata\":")))
-        .await?;
-    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
-    let slow = tokio::spawn(
-        slow_admin
-            .post(&pods)
-            .header("content-type", "application/json")
-            .header("content-length", "1000")
-            .body(body)
-            .send(),
-    );
+    // A POST whose body never arrives in full holds the one mutating permit. It may lose the
+    // race to a probe (and get the 429 itself): then it is sent again.
+    type Chunks = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;
+    let start_slow = || {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+        tx.try_send(Ok(bytes::Bytes::from_static(b"{\"metadata\":")))
+            .expect("room for one chunk");
+        let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+        let task = tokio::spawn(
+            slow_admin
+                .post(&pods)
+                .header("content-type", "application/json")
+                .header("content-length", "1000")
+                .body(body)
+                .send(),
+        );
+        (task, tx)
+    };
+    let slow: std::sync::Mutex<(tokio::task::JoinHandle<_>, Chunks)> =
+        std::sync::Mutex::new(start_slow());
     let r = wait_for(
         Duration::from_secs(10),
         "a 429 while a request is in flight",
         || async {
-            let r = send(admin.get(url("/api/v1/namespaces/default/pods/web")))
-                .await
-                .ok()?;
+            {
+                let mut s = slow.lock().unwrap();
+                if s.0.is_finished() {
+                    // Probe on the next round, once the new one has reached the server.
+                    *s = start_slow();
+                    return None;
+                }
+            }
+            let r = send(admin.post(&pods).json(&pod("second"))).await.ok()?;
             (r.code == 429).then_some(r)
         },
     )
     .await?;
     status(&r, 429, "TooManyRequests");
     assert_eq!(r.retry_after.as_deref(), Some("1"));
-    slow.abort();
+    let read = send(admin.get(url("/api/v1/namespaces/default/pods/web"))).await?;
+    assert_eq!(read.code, 200, "{}", read.body);
+    let (task, tx) = slow.into_inner().unwrap();
+    task.abort();
     drop(tx);
     wait_for(
         Duration::from_secs(10),

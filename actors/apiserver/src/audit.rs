@@ -1,7 +1,9 @@
-//! The audit log: one JSON line per request, in a file of the data dir, rotated by size.
+//! The audit log: one JSON line per request, whoever made it (a user over HTTPS or a
+//! component in process), in a private (0600) file of the data dir, rotated by size.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -28,7 +30,12 @@ pub struct Record<'a> {
     pub code: u16,
     pub latency_ms: f64,
     pub correlation_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub source_ip: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub user_agent: &'a str,
+    /// `https` or `in-process`.
+    pub transport: &'a str,
 }
 
 /// An append-only JSON-lines file: `audit.log`, rotated to `audit.log.1` ... `.<keep>`.
@@ -41,7 +48,9 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> std::io::Result<AuditLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_private(path)?;
+        // A log created by an older version may be world-readable.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let size = file.metadata()?.len();
         Ok(AuditLog {
             path: path.to_path_buf(),
@@ -89,13 +98,18 @@ impl AuditLog {
             }
         }
         std::fs::rename(&self.path, name(1))?;
-        guard.0 = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        guard.0 = open_private(&self.path)?;
         guard.1 = 0;
         Ok(())
     }
+}
+
+fn open_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -117,6 +131,8 @@ mod tests {
             latency_ms: 1.5,
             correlation_id: "c",
             source_ip: "127.0.0.1",
+            user_agent: "",
+            transport: "https",
         }
     }
 
@@ -142,5 +158,12 @@ mod tests {
         }
         let last = std::fs::read_to_string(&path).unwrap();
         assert!(last.contains("pod-99"));
+        for f in ["audit.log", "audit.log.1", "audit.log.2"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
     }
 }

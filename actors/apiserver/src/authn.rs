@@ -1,35 +1,26 @@
-//! Authentication: client certificates signed by the cluster CA (user = CN, groups = O) and
-//! bearer tokens from a token file in kube-apiserver's format.
+//! Authentication: who a request comes from. Client certificates signed by the cluster CA
+//! (user = CN, groups = O), bearer tokens from a token file in kube-apiserver's format, and
+//! in-process components, which carry their identity by construction.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::path::Path;
 
-use actix_web::dev::Extensions;
-use actix_web::HttpRequest;
 use navarch_model::authz::{User, GROUP_AUTHENTICATED};
 use navarch_model::ApiError;
 use navarch_net::pki::PeerIdentity;
 
-/// The verified client certificate of a TLS connection (set when the connection opens).
+/// What a request presents to prove who sent it.
 #[derive(Clone, Debug)]
-pub struct ClientCert(pub PeerIdentity);
-
-/// `HttpServer::on_connect` hook: records the client certificate rustls verified against the
-/// cluster CA, if the client presented one.
-pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
-    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
-    if let Some(tls) = conn.downcast_ref::<Tls>() {
-        let (_, session) = tls.get_ref();
-        if let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) {
-            match PeerIdentity::from_der(leaf.as_ref()) {
-                Ok(id) => {
-                    ext.insert(ClientCert(id));
-                }
-                Err(e) => tracing::warn!(error = %e, "unreadable client certificate"),
-            }
-        }
-    }
+pub enum Credentials {
+    /// An in-process component (a controller, the scheduler, the node link serving a node):
+    /// the caller built the identity and is trusted with it.
+    Component(User),
+    /// What an HTTPS request presented: the verified client certificate of its connection
+    /// and the `Authorization` header, if any.
+    Presented {
+        client_cert: Option<PeerIdentity>,
+        authorization: Option<String>,
+    },
 }
 
 /// Bearer tokens: `token,user,uid,"group1,group2"` per line, like kube-apiserver's
@@ -114,26 +105,34 @@ impl TokenFile {
     }
 }
 
-/// Who sent `req`: `Ok(None)` for an anonymous request, 401 for bad credentials.
-pub fn authenticate(req: &HttpRequest, tokens: &TokenFile) -> Result<Option<User>, ApiError> {
-    if let Some(auth) = req.headers().get("authorization") {
-        let value = auth.to_str().map_err(|_| ApiError::unauthorized())?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthorized)?;
-        return match tokens.lookup(token) {
-            Some(u) => Ok(Some(u.clone())),
-            None => Err(ApiError::unauthorized()),
-        };
+/// Who sent a request: `Ok(None)` for an anonymous one, 401 for bad credentials (a bearer
+/// token wins over a client certificate, as in kube-apiserver).
+pub fn authenticate(creds: &Credentials, tokens: &TokenFile) -> Result<Option<User>, ApiError> {
+    match creds {
+        Credentials::Component(u) => Ok(Some(u.clone())),
+        Credentials::Presented {
+            client_cert,
+            authorization,
+        } => {
+            if let Some(value) = authorization {
+                let token = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .map(str::trim)
+                    .ok_or_else(ApiError::unauthorized)?;
+                return match tokens.lookup(token) {
+                    Some(u) => Ok(Some(u.clone())),
+                    None => Err(ApiError::unauthorized()),
+                };
+            }
+            if let Some(id) = client_cert {
+                let mut groups = id.organizations.clone();
+                groups.push(GROUP_AUTHENTICATED.to_string());
+                return Ok(Some(User::new(id.common_name.clone(), groups)));
+            }
+            Ok(None)
+        }
     }
-    if let Some(ClientCert(id)) = req.conn_data::<ClientCert>() {
-        let mut groups = id.organizations.clone();
-        groups.push(GROUP_AUTHENTICATED.to_string());
-        return Ok(Some(User::new(id.common_name.clone(), groups)));
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

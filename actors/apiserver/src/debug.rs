@@ -1,154 +1,195 @@
-//! The actor inspector's HTTP endpoints, mounted on a process's actix-web server:
+//! The debug views, served through the pipeline like every other path (so only those the
+//! authorizer lets in reach them; by default cluster administrators):
 //!
-//! - `GET /debug/actors[?prefix=P | ?path=P]`: the registry as JSON (one object for `path`);
+//! - `GET /debug/actors[?prefix=P | ?path=P]`: the actor registry as JSON;
 //! - `GET /debug/messages?[prefix=P][&type=T][&correlation=C][&since=SEQ][&limit=N][&follow=true]`:
 //!   the message tap as a JSON array, or with `follow=true` a live stream of newline-delimited
-//!   JSON records (records after `since` first, when given; a `{"lagged":N}` line when the
-//!   reader fell behind and N records were skipped);
-//! - `POST /debug/kill?path=P` kills that actor, `POST /debug/kill?prefix=P` a random running
-//!   one under P; its supervisor restarts it.
+//!   JSON records (a `{"lagged":N}` line when the reader fell behind);
+//! - `POST /debug/kill?path=P` (or `?prefix=P`, a random running actor under P): the kill
+//!   switch; the actor's supervisor restarts it;
+//! - `GET /debug/store`, `POST /debug/store/snapshot`: the store member's status, a snapshot;
+//! - `GET|POST|DELETE /debug/faults[?peer=P]`: the QUIC fault-injection rules.
 //!
-//! Errors are `{"error": "..."}` with 400 (bad query), 404 (no such actor) or 409 (not
-//! killable now). Admin-only once the API has authentication: mount it behind that check.
+//! Errors are `Status` objects: 400 (bad query), 404 (no such actor), 409 (not killable).
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use bytes::Bytes;
 use futures::StreamExt;
-use navarch_actors::{
-    ActorPath, CorrelationId, FollowItem, KillError, MessageTap, Registry, TapFilter,
-};
-use serde::Deserialize;
+use navarch_actors::{ActorPath, CorrelationId, FollowItem, KillError, TapFilter};
+use navarch_model::ApiError;
+use navarch_net::fault::FaultRule;
+use serde_json::{json, Value};
+
+use crate::request::{Body, Reply};
+use crate::{ApiServer, DebugHooks};
 
 /// How long `/debug/actors` waits for actors to publish fresh summaries; a busy actor shows
 /// its previous one.
 const REFRESH_BUDGET: Duration = Duration::from_millis(250);
-
 /// Records returned by a non-following `/debug/messages` without `limit`.
 const DEFAULT_LIMIT: usize = 100;
 
-struct DebugState {
-    registry: Registry,
-    tap: MessageTap,
+fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter()
+        .rev()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
 }
 
-/// Mounts `/debug/actors`, `/debug/messages` and `/debug/kill` over `registry` and `tap`.
-pub fn configure(cfg: &mut web::ServiceConfig, registry: Registry, tap: MessageTap) {
-    cfg.app_data(web::Data::new(DebugState { registry, tap }))
-        .route("/debug/actors", web::get().to(actors))
-        .route("/debug/messages", web::get().to(messages))
-        .route("/debug/kill", web::post().to(kill));
+fn doc(body: Value) -> Reply {
+    Reply::Document {
+        content_type: "application/json",
+        body,
+    }
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> HttpResponse {
-    HttpResponse::build(status).json(serde_json::json!({ "error": message.to_string() }))
+fn path(raw: &str) -> Result<ActorPath, ApiError> {
+    ActorPath::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-#[derive(Deserialize)]
-struct ActorsQuery {
-    prefix: Option<String>,
-    path: Option<String>,
+fn hooks(api: &ApiServer) -> Result<&DebugHooks, ApiError> {
+    api.debug_hooks()
+        .ok_or_else(|| ApiError::not_found("debug", "this server has no actor views"))
 }
 
-async fn actors(state: web::Data<DebugState>, query: web::Query<ActorsQuery>) -> HttpResponse {
-    if let Some(raw) = &query.path {
-        let path = match ActorPath::parse(raw) {
-            Ok(p) => p,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
-        };
-        state.registry.refresh(&path, REFRESH_BUDGET).await;
-        return match state.registry.get(&path) {
-            Some(info) => HttpResponse::Ok().json(info),
-            None => error(StatusCode::NOT_FOUND, format!("no actor at {path}")),
+pub(crate) async fn serve(
+    api: &ApiServer,
+    verb: &str,
+    sub: &str,
+    q: &[(String, String)],
+    body: Body,
+) -> Result<Reply, ApiError> {
+    match (verb, sub) {
+        ("get", "store") => Ok(doc(json!(api.storage().member().status()))),
+        ("post", "store/snapshot") => {
+            api.storage()
+                .member()
+                .trigger_snapshot()
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Reply::Object {
+                code: 202,
+                kind: None,
+                object: json!({"snapshot": "triggered"}),
+                warnings: vec![],
+            })
+        }
+        ("get", "faults") => Ok(doc(json!(hooks(api)?.faults.rules()))),
+        ("post", "faults") => {
+            let faults = &hooks(api)?.faults;
+            let bytes = match body {
+                Body::Encoded { bytes, .. } => bytes,
+                Body::Value(v) => Bytes::from(v.to_string()),
+                Body::Empty | Body::Patch(_) => Bytes::new(),
+            };
+            let rule: FaultRule = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("invalid fault rule: {e}")))?;
+            tracing::warn!(peer = %rule.peer, direction = ?rule.direction, fault = ?rule.fault, "fault injected");
+            faults.set(rule);
+            Ok(doc(json!(faults.rules())))
+        }
+        ("delete", "faults") => {
+            let faults = &hooks(api)?.faults;
+            let peer = param(q, "peer");
+            faults.clear(peer);
+            tracing::warn!(peer = ?peer, "faults cleared");
+            Ok(doc(json!(faults.rules())))
+        }
+        _ => actor_view(hooks(api)?, verb, sub, q).await,
+    }
+}
+
+/// The actor views alone (`actors`, `messages`, `kill` under `/debug/`), over a registry and
+/// a tap; the pipeline calls this after authorization.
+pub async fn actor_view(
+    h: &DebugHooks,
+    verb: &str,
+    sub: &str,
+    q: &[(String, String)],
+) -> Result<Reply, ApiError> {
+    match (verb, sub) {
+        ("get", "actors") => actors(h, q).await,
+        ("get", "messages") => messages(h, q),
+        ("post", "kill") => kill(h, q),
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+async fn actors(h: &DebugHooks, q: &[(String, String)]) -> Result<Reply, ApiError> {
+    if let Some(raw) = param(q, "path") {
+        let p = path(raw)?;
+        h.registry.refresh(&p, REFRESH_BUDGET).await;
+        return match h.registry.get(&p) {
+            Some(info) => Ok(doc(json!(info))),
+            None => Err(ApiError::not_found("actors", p.as_str())),
         };
     }
-    let prefix = match ActorPath::parse(query.prefix.as_deref().unwrap_or("/")) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    state.registry.refresh(&prefix, REFRESH_BUDGET).await;
-    HttpResponse::Ok().json(state.registry.list(&prefix))
+    let prefix = path(param(q, "prefix").unwrap_or("/"))?;
+    h.registry.refresh(&prefix, REFRESH_BUDGET).await;
+    Ok(doc(json!(h.registry.list(&prefix))))
 }
 
-#[derive(Deserialize)]
-struct MessagesQuery {
-    prefix: Option<String>,
-    #[serde(rename = "type")]
-    message_type: Option<String>,
-    correlation: Option<String>,
-    since: Option<u64>,
-    limit: Option<usize>,
-    #[serde(default)]
-    follow: bool,
-}
-
-async fn messages(state: web::Data<DebugState>, query: web::Query<MessagesQuery>) -> HttpResponse {
-    let query = query.into_inner();
-    let correlation = match query
-        .correlation
-        .as_deref()
-        .map(str::parse::<CorrelationId>)
-    {
+fn messages(h: &DebugHooks, q: &[(String, String)]) -> Result<Reply, ApiError> {
+    let correlation = match param(q, "correlation").map(str::parse::<CorrelationId>) {
         None => None,
         Some(Ok(id)) => Some(id),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        Some(Err(e)) => return Err(ApiError::bad_request(e.to_string())),
+    };
+    let number = |k: &str| -> Result<Option<u64>, ApiError> {
+        param(q, k)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::bad_request(format!("{k} must be a number, got {v:?}")))
+            })
+            .transpose()
     };
     let filter = TapFilter {
-        prefix: query.prefix,
-        message_type: query.message_type,
+        prefix: param(q, "prefix").map(str::to_string),
+        message_type: param(q, "type").map(str::to_string),
         correlation,
-        since: query.since,
+        since: number("since")?,
     };
-    if !query.follow {
-        let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-        return HttpResponse::Ok().json(state.tap.recent(&filter, limit));
+    let follow = matches!(param(q, "follow"), Some("true") | Some("1"));
+    if !follow {
+        let limit = number("limit")?
+            .map(|l| l as usize)
+            .unwrap_or(DEFAULT_LIMIT);
+        return Ok(doc(json!(h.tap.recent(&filter, limit))));
     }
-    let lines = state.tap.follow(filter).map(|item| {
-        let mut line = match item {
+    let chunks = h.tap.follow(filter).filter_map(|item| async move {
+        let line = match item {
             FollowItem::Record(r) => serde_json::to_vec(&*r),
-            FollowItem::Lagged(n) => serde_json::to_vec(&serde_json::json!({ "lagged": n })),
-        }
-        .map_err(actix_web::error::ErrorInternalServerError)?;
-        line.push(b'\n');
-        Ok::<_, actix_web::Error>(web::Bytes::from(line))
+            FollowItem::Lagged(n) => serde_json::to_vec(&json!({ "lagged": n })),
+        };
+        line.ok().map(|mut l| {
+            l.push(b'\n');
+            Bytes::from(l)
+        })
     });
-    HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .insert_header(("cache-control", "no-cache"))
-        .streaming(lines)
+    Ok(Reply::Stream {
+        content_type: "application/x-ndjson",
+        chunks: chunks.boxed(),
+    })
 }
 
-#[derive(Deserialize)]
-struct KillQuery {
-    path: Option<String>,
-    prefix: Option<String>,
-}
-
-async fn kill(state: web::Data<DebugState>, query: web::Query<KillQuery>) -> HttpResponse {
-    let result = match (&query.path, &query.prefix) {
-        (Some(raw), None) => match ActorPath::parse(raw) {
-            Ok(path) => state.registry.kill(&path),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
-        },
-        (None, Some(raw)) => match ActorPath::parse(raw) {
-            Ok(prefix) => state.registry.kill_random(&prefix),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
-        },
+fn kill(h: &DebugHooks, q: &[(String, String)]) -> Result<Reply, ApiError> {
+    let result = match (param(q, "path"), param(q, "prefix")) {
+        (Some(raw), None) => h.registry.kill(&path(raw)?),
+        (None, Some(raw)) => h.registry.kill_random(&path(raw)?),
         _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "give exactly one of path= or prefix=",
-            )
+            ))
         }
     };
     match result {
-        Ok(killed) => HttpResponse::Ok().json(serde_json::json!({ "killed": killed })),
+        Ok(killed) => Ok(doc(json!({ "killed": killed }))),
         Err(e @ (KillError::NotFound { .. } | KillError::NoneUnder { .. })) => {
-            error(StatusCode::NOT_FOUND, e)
+            Err(ApiError::new(404, "NotFound", e.to_string()))
         }
         Err(e @ (KillError::NotKillable { .. } | KillError::NotRunning { .. })) => {
-            error(StatusCode::CONFLICT, e)
+            Err(ApiError::new(409, "Conflict", e.to_string()))
         }
     }
 }

@@ -1,196 +1,433 @@
-//! The API server: Kubernetes' REST dialect over HTTPS (actix-web), with authentication,
-//! authorization, audit and admission, on the replicated store.
+//! The HTTPS layer of the API server (actix-web): it only turns HTTP requests into pipeline
+//! requests and replies into HTTP responses. What it owns is what only HTTP has: TLS and the
+//! client certificate of a connection, correlation-id headers, the in-flight limits, reading
+//! bodies (bounded in size and time, and only after the request's head is authorized),
+//! content negotiation (JSON, Tables) and chunked watch streams.
 //!
-//! - `core`: the verbs on the store (pure object rules come from `navarch-model`);
-//! - `rest`: the HTTP shell (paths, queries, bodies, content negotiation);
-//! - `watch`: watch streams from the store's apply path;
-//! - `auth`, `audit`: who is calling, and the record of what they did;
-//! - `tls`: the serving certificate and the admin kubeconfig.
+//! - `route`: the path, decoded once, to a request head's target and verb;
+//! - `tls`: the serving certificate, the rustls configuration and the admin kubeconfig.
 
-pub mod audit;
-pub mod auth;
-pub mod core;
-pub mod rest;
+pub mod route;
 pub mod tls;
-pub mod watch;
 
+use std::any::Any;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage};
-use navarch_model::authz::{Attributes, Authorizer, Decision, User};
-use navarch_model::ApiError;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use navarch_model::kinds::Kind;
+use navarch_model::watch::{EventType, WatchEvent};
+use navarch_model::{table, ApiError};
+use navarch_net::pki::PeerIdentity;
 use navarch_net::trace::CorrelationId;
+use serde_json::{json, Value};
 
-use self::audit::{AuditLog, Record};
-use self::auth::TokenFile;
-use self::core::Core;
+use crate::authn::Credentials;
+use crate::request::{Body, Origin, Reply, RequestHead, Transport};
+use crate::time::unix_now;
+use crate::ApiServer;
 
-/// What every API handler shares.
-#[derive(Clone)]
-pub struct ApiState {
-    pub core: Core,
-    /// The store's runtime; actix-web's workers hand store work to it.
-    pub runtime: tokio::runtime::Handle,
-    pub tokens: Arc<TokenFile>,
-    pub authz: Arc<Authorizer>,
-    pub audit: Arc<AuditLog>,
-    /// Bounds requests in flight (watches and streams excluded), like kube-apiserver's
-    /// `--max-requests-inflight`: beyond it, 429.
-    pub inflight: Arc<tokio::sync::Semaphore>,
-    /// `host:port` clients reach this server at (for `/api`'s address list).
-    pub server_address: String,
+/// Largest request body accepted (Kubernetes' limit is 3 MiB too).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+/// The header that carries a request's correlation id, in and out.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The limits of the HTTPS layer.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Read-only requests in flight (watches and other long-running requests excluded), like
+    /// kube-apiserver's `--max-requests-inflight`: beyond it, 429.
+    pub max_inflight: usize,
+    /// Mutating requests in flight (`--max-mutating-requests-inflight`), apart from reads.
+    pub max_mutating_inflight: usize,
+    /// How long a request body may take to arrive in full.
+    pub body_timeout: Duration,
 }
 
-/// The request attributes the audit log records, set by the handler that parsed them.
-#[derive(Clone, Debug, Default)]
-pub struct AuditInfo {
-    pub verb: String,
-    pub resource: String,
-    pub subresource: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-/// Paths anyone may read without credentials.
-fn is_public(path: &str) -> bool {
-    let p = path.trim_end_matches('/');
-    ["/healthz", "/livez", "/readyz", "/version"]
-        .iter()
-        .any(|pre| p == *pre || p.starts_with(&format!("{pre}/")))
-}
-
-fn long_running(req: &ServiceRequest) -> bool {
-    let q = req.query_string();
-    let has = |k: &str| {
-        q.split('&')
-            .any(|kv| kv == format!("{k}=true") || kv == format!("{k}=1"))
-    };
-    has("watch") || has("follow") || req.path().ends_with("/exec")
-}
-
-fn method_verb(method: &str) -> &'static str {
-    match method {
-        "GET" | "HEAD" => "get",
-        "POST" => "create",
-        "PUT" => "update",
-        "PATCH" => "patch",
-        "DELETE" => "delete",
-        _ => "unknown",
-    }
-}
-
-/// Middleware in front of everything: authentication (401), the admin-only debug endpoints
-/// (403), the in-flight limit (429), and one audit record per request.
-pub async fn gate(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let start = Instant::now();
-    let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    let path = req.path().to_string();
-    let method = req.method().as_str().to_string();
-    let correlation = req
-        .extensions()
-        .get::<CorrelationId>()
-        .map(|c| c.to_string())
-        .unwrap_or_default();
-    let source_ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let audit = |user: &User, info: &AuditInfo, code: u16| {
-        let now = core::now_rfc3339();
-        state.audit.write(&Record {
-            time: &now,
-            user: &user.name,
-            groups: &user.groups,
-            verb: if info.verb.is_empty() {
-                method_verb(&method)
-            } else {
-                &info.verb
-            },
-            resource: &info.resource,
-            subresource: &info.subresource,
-            namespace: &info.namespace,
-            name: &info.name,
-            path: &path,
-            code,
-            latency_ms: start.elapsed().as_secs_f64() * 1000.0,
-            correlation_id: &correlation,
-            source_ip: &source_ip,
-        });
-    };
-    let refuse = |req: ServiceRequest, user: &User, e: ApiError| {
-        audit(user, &AuditInfo::default(), e.code);
-        Ok(req
-            .into_response(rest::error_response(&e))
-            .map_into_right_body())
-    };
-    let anonymous = User::new("system:anonymous", vec!["system:unauthenticated".into()]);
-    let user = match auth::authenticate(req.request(), &state.tokens) {
-        Ok(Some(u)) => u,
-        Ok(None) if is_public(&path) => anonymous,
-        Ok(None) | Err(_) => return refuse(req, &anonymous, ApiError::unauthorized()),
-    };
-    if path.starts_with("/debug") {
-        let attrs = Attributes {
-            verb: method_verb(&method),
-            group: "",
-            resource: "",
-            subresource: "",
-            namespace: "",
-            name: "",
-            path: &path,
-        };
-        if let Decision::Deny(m) = state.authz.authorize(&user, &attrs) {
-            return refuse(req, &user, ApiError::forbidden(m));
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_inflight: 400,
+            max_mutating_inflight: 200,
+            body_timeout: Duration::from_secs(60),
         }
     }
-    let _permit = if long_running(&req) || is_public(&path) {
+}
+
+/// What the handler shares.
+#[derive(Clone)]
+pub struct HttpState {
+    api: ApiServer,
+    readonly: Arc<tokio::sync::Semaphore>,
+    mutating: Arc<tokio::sync::Semaphore>,
+    body_timeout: Duration,
+}
+
+impl HttpState {
+    pub fn new(api: ApiServer, limits: HttpLimits) -> Self {
+        HttpState {
+            api,
+            readonly: Arc::new(tokio::sync::Semaphore::new(limits.max_inflight.max(1))),
+            mutating: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_mutating_inflight.max(1),
+            )),
+            body_timeout: limits.body_timeout,
+        }
+    }
+}
+
+/// Mounts the API server: one handler for every path, so that what is authorized is what is
+/// routed.
+pub fn configure(cfg: &mut web::ServiceConfig, state: HttpState) {
+    cfg.app_data(web::Data::new(state))
+        .default_service(web::to(dispatch));
+}
+
+/// The verified client certificate of a TLS connection (set when the connection opens).
+#[derive(Clone, Debug)]
+struct ClientCert(PeerIdentity);
+
+/// `HttpServer::on_connect` hook: records the client certificate rustls verified against the
+/// cluster CA, if the client presented one.
+pub fn on_connect(conn: &dyn Any, ext: &mut Extensions) {
+    type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    if let Some(tls) = conn.downcast_ref::<Tls>() {
+        let (_, session) = tls.get_ref();
+        if let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) {
+            match PeerIdentity::from_der(leaf.as_ref()) {
+                Ok(id) => {
+                    ext.insert(ClientCert(id));
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable client certificate"),
+            }
+        }
+    }
+}
+
+/// The correlation id of a request: the caller's `x-correlation-id` if valid, else a new one.
+pub fn correlation_of(req: &HttpRequest) -> CorrelationId {
+    req.headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(CorrelationId::new_random)
+}
+
+/// Middleware: gives every request a correlation id (the caller's, or a new one), keeps it in
+/// the request's extensions, and returns it in the `x-correlation-id` header.
+pub async fn correlation(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = correlation_of(req.request());
+    req.extensions_mut().insert(id);
+    let mut res = next.call(req).await?;
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(CORRELATION_HEADER), v);
+    }
+    Ok(res)
+}
+
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> &str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+pub fn error_response(e: &ApiError) -> HttpResponse {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = HttpResponse::build(code);
+    if let Some(s) = e.retry_after() {
+        r.insert_header((header::RETRY_AFTER, s.to_string()));
+    }
+    r.content_type("application/json")
+        .body(e.to_status().to_string())
+}
+
+fn with_warnings(code: u16, warnings: &[String]) -> actix_web::HttpResponseBuilder {
+    let mut r = HttpResponse::build(StatusCode::from_u16(code).unwrap_or(StatusCode::OK));
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        if let Ok(h) = HeaderValue::from_str(&text) {
+            r.append_header((header::WARNING, h));
+        }
+    }
+    r
+}
+
+/// Whether the client's first (preferred) Accept entry asks for a Table.
+fn wants_table(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
+}
+
+async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    match serve(&req, payload, &state).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))
+}
+
+async fn serve(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &HttpState,
+) -> Result<HttpResponse, ApiError> {
+    let api = &state.api;
+    let creds = Credentials::Presented {
+        client_cert: req.conn_data::<ClientCert>().map(|c| c.0.clone()),
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    };
+    let origin = Origin {
+        transport: Transport::Https,
+        correlation: req.extensions().get::<CorrelationId>().copied(),
+        source_ip: req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+        user_agent: header_str(req, header::USER_AGENT).to_string(),
+        path: req.path().to_string(),
+        accept: header_str(req, header::ACCEPT).to_string(),
+    };
+    let method = req.method().as_str();
+    let parsed = route::segments(req.path()).and_then(|segs| {
+        let target = route::target(&segs);
+        let query = query_pairs(req)?;
+        let verb = route::verb(method, &target, &query)?;
+        Ok(RequestHead {
+            verb,
+            target,
+            query,
+            origin: origin.clone(),
+        })
+    });
+    let head = match parsed {
+        Ok(h) => h,
+        Err(e) => {
+            // Turned away before it named anything: audited as a non-resource request.
+            let head = RequestHead {
+                verb: "unknown",
+                target: crate::request::Target::NonResource {
+                    path: req.path().to_string(),
+                },
+                query: Vec::new(),
+                origin,
+            };
+            return Err(api.reject(&creds, &head, e));
+        }
+    };
+    // The in-flight limits, by what the parsed request is (only real watches, followed logs
+    // and exec are long-running).
+    let _permit = if head.is_long_running() {
         None
     } else {
-        match state.inflight.clone().try_acquire_owned() {
+        let sem = if head.is_mutating() {
+            &state.mutating
+        } else {
+            &state.readonly
+        };
+        match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                return refuse(
-                    req,
-                    &user,
-                    ApiError::too_many_requests(
-                        "too many requests in flight, please try again later",
-                        1,
-                    ),
-                )
+                let e = ApiError::too_many_requests(
+                    "too many requests in flight, please try again later",
+                    1,
+                );
+                return Err(api.reject(&creds, &head, e));
             }
         }
     };
-    req.extensions_mut().insert(user.clone());
-    let res = next.call(req).await?;
-    let info = res
-        .request()
-        .extensions()
-        .get::<AuditInfo>()
-        .cloned()
-        .unwrap_or_default();
-    audit(&user, &info, res.status().as_u16());
-    Ok(res.map_into_left_body())
+    let takes_body = matches!(
+        head.verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection" | "post" | "put"
+    ) && !matches!(
+        &head.target,
+        crate::request::Target::Resource { subresource: Some(s), .. } if s == "exec"
+    );
+    let accept = head.origin.accept.clone();
+    // Authorization on the head alone: nothing of the body is read for a refused request.
+    let authorized = api.authorize(&creds, head)?;
+    let body = if takes_body {
+        match read_body(payload, state.body_timeout).await {
+            Ok(bytes) => Body::Encoded {
+                content_type: header_str(req, header::CONTENT_TYPE).to_string(),
+                bytes,
+            },
+            Err(e) => return Err(api.refuse(authorized, e)),
+        }
+    } else {
+        Body::Empty
+    };
+    let reply = api.execute(authorized, body).await?;
+    Ok(respond(reply, wants_table(&accept)))
 }
 
-/// Routes of the API server (health and debug endpoints are configured beside it).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/version", web::get().to(rest::version))
-        .route("/openapi/v3", web::get().to(rest::openapi_v3))
-        .route("/openapi/v3/{tail:.*}", web::get().to(rest::openapi_v3))
-        .route("/api", web::route().to(rest::dispatch))
-        .route("/api/{tail:.*}", web::route().to(rest::dispatch))
-        .route("/apis", web::route().to(rest::dispatch))
-        .route("/apis/{tail:.*}", web::route().to(rest::dispatch));
+/// The body of a request, refused past [`MAX_BODY`] (413) or when it does not arrive in
+/// full within `timeout` (408).
+async fn read_body(mut payload: web::Payload, timeout: Duration) -> Result<Bytes, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = BytesMut::new();
+    loop {
+        let next = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(n) => n,
+            Err(_) => {
+                return Err(ApiError::new(
+                    408,
+                    "Timeout",
+                    format!(
+                        "the request body did not arrive within {}s",
+                        timeout.as_secs()
+                    ),
+                ))
+            }
+        };
+        let Some(chunk) = next else { break };
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::too_large(format!(
+                "the request body is larger than the limit of {MAX_BODY} bytes"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn list_json(kind: &Kind, list: &navarch_client::ObjectList) -> Value {
+    let mut metadata = json!({"resourceVersion": list.resource_version});
+    if let Some(c) = &list.continue_token {
+        metadata["continue"] = json!(c);
+        if let Some(r) = list.remaining_item_count {
+            metadata["remainingItemCount"] = json!(r);
+        }
+    }
+    json!({
+        "kind": format!("{}List", kind.kind),
+        "apiVersion": kind.api_version(),
+        "metadata": metadata,
+        "items": list.items,
+    })
+}
+
+/// One watch event as a line of JSON (a one-row Table for kubectl when asked).
+fn watch_line(kind: &Kind, e: WatchEvent, as_table: bool, first: &mut bool) -> Bytes {
+    let object = if as_table
+        && matches!(
+            e.event_type,
+            EventType::Added | EventType::Modified | EventType::Deleted
+        ) {
+        let rv = e.object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let mut t = table::table(kind, &[e.object], &rv, None, unix_now());
+        if !*first {
+            if let Some(o) = t.as_object_mut() {
+                o.remove("columnDefinitions");
+            }
+        }
+        *first = false;
+        t
+    } else {
+        e.object
+    };
+    let mut buf = serde_json::to_vec(&json!({"type": e.event_type.as_str(), "object": object}))
+        .expect("a JSON value serializes");
+    buf.push(b'\n');
+    Bytes::from(buf)
+}
+
+fn respond(reply: Reply, as_table: bool) -> HttpResponse {
+    match reply {
+        Reply::Object {
+            code,
+            kind,
+            object,
+            warnings,
+        } => {
+            let body = match kind {
+                Some(k) if as_table && code < 300 => {
+                    let rv = object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    table::table(k, &[object], &rv, None, unix_now())
+                }
+                _ => object,
+            };
+            with_warnings(code, &warnings)
+                .content_type("application/json")
+                .body(body.to_string())
+        }
+        Reply::List {
+            kind,
+            list,
+            warnings,
+        } => {
+            let body = if as_table {
+                table::table(
+                    kind,
+                    &list.items,
+                    &list.resource_version,
+                    list.continue_token.as_deref(),
+                    unix_now(),
+                )
+            } else {
+                list_json(kind, &list)
+            };
+            with_warnings(200, &warnings)
+                .content_type("application/json")
+                .body(body.to_string())
+        }
+        Reply::Watch { kind, events } => {
+            let mut first = true;
+            let lines = events
+                .map(move |e| Ok::<_, actix_web::Error>(watch_line(kind, e, as_table, &mut first)));
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .insert_header((header::CACHE_CONTROL, "no-cache, private"))
+                .streaming(lines)
+        }
+        Reply::Document { content_type, body } => HttpResponse::Ok()
+            .content_type(content_type)
+            .body(body.to_string()),
+        Reply::Text {
+            code,
+            content_type,
+            body,
+        } => HttpResponse::build(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+            .content_type(content_type)
+            .body(body),
+        Reply::Stream {
+            content_type,
+            chunks,
+        } => HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .streaming(chunks.map(Ok::<_, actix_web::Error>)),
+    }
 }

@@ -1,17 +1,22 @@
-//! The API server's core: the verbs of the Kubernetes REST dialect carried out on the
-//! replicated store, with the object rules of `navarch-model` applied in between.
+//! The verbs of the Kubernetes REST dialect carried out on the replicated store, with the
+//! object rules of `navarch-model` applied in between (Kubernetes' registry strategies:
+//! server-kept metadata, generation, status split, reservations, graceful deletion,
+//! finalizers, dependents).
 //!
 //! Objects are stored as JSON bytes under `(qualified resource, namespace, name)`; the store's
 //! revision of an object's last change is its `resourceVersion`, set on the way out and never
 //! stored. Writes are compare-and-swap on that revision, retried when the caller did not ask for
 //! a precondition (Kubernetes' `GuaranteedUpdate`).
+//!
+//! Only the pipeline calls this module: every caller reaches it authenticated, authorized and
+//! admitted, and the pipeline audits what it did.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use navarch_model::kinds::{self, Kind};
-use navarch_model::patch::{self, PatchError, PatchType};
-use navarch_model::selector::{FieldSelector, LabelSelector};
+use navarch_model::options::{DeleteOptions, ListOptions, Patch, Propagation, WriteOptions};
+use navarch_model::patch::{self, PatchType};
+use navarch_model::selector::LabelSelector;
 use navarch_model::status::Cause;
 use navarch_model::validate::{self, FieldValidation};
 use navarch_model::ApiError;
@@ -19,8 +24,11 @@ use navarch_store::{
     KeyRange, ListResult, Member, Object, ObjectKey, Op, ReadConsistency, Revision, StoreError,
     Txn, TxnFailure, TxnOutcome,
 };
-use rand::Rng;
 use serde_json::{json, Map, Value};
+
+use crate::gc;
+use crate::reservations::{self, Picked, Reserved};
+use crate::time::{format_rfc3339, name_suffix, new_uid, now_rfc3339, unix_now};
 
 /// The namespaces every cluster has; the first three may not be deleted.
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -28,115 +36,30 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 const UNDELETABLE_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 /// How often a write is retried after losing a compare-and-swap race it did not ask for.
 const CAS_RETRIES: usize = 8;
-
-/// Options every write takes.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct WriteOptions {
-    pub field_validation: FieldValidation,
-    pub dry_run: bool,
-}
-
-/// `DeleteOptions`, as far as we honour them.
-#[derive(Clone, Debug, Default)]
-pub struct DeleteOptions {
-    pub grace_period_seconds: Option<i64>,
-    pub propagation_policy: Option<String>,
-    pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
-    pub dry_run: bool,
-}
-
-impl DeleteOptions {
-    /// Reads a `DeleteOptions` JSON body (kind/apiVersion optional, as kubectl sends it).
-    pub fn from_json(v: &Value) -> Result<DeleteOptions, ApiError> {
-        let Some(obj) = v.as_object() else {
-            return Err(ApiError::bad_request("DeleteOptions must be a JSON object"));
-        };
-        let mut o = DeleteOptions::default();
-        for (k, val) in obj {
-            match k.as_str() {
-                "kind" | "apiVersion" => {}
-                "gracePeriodSeconds" => {
-                    o.grace_period_seconds = Some(val.as_i64().ok_or_else(|| {
-                        ApiError::bad_request("gracePeriodSeconds must be an integer")
-                    })?)
-                }
-                "propagationPolicy" => {
-                    o.propagation_policy = Some(
-                        val.as_str()
-                            .ok_or_else(|| {
-                                ApiError::bad_request("propagationPolicy must be a string")
-                            })?
-                            .to_string(),
-                    )
-                }
-                "orphanDependents" => {
-                    if val.as_bool() == Some(true) {
-                        o.propagation_policy = Some("Orphan".into());
-                    }
-                }
-                "preconditions" => {
-                    o.precondition_uid = val["uid"].as_str().map(str::to_string);
-                    o.precondition_rv = val["resourceVersion"].as_str().map(str::to_string);
-                }
-                "dryRun" => o.dry_run = val.as_array().is_some_and(|a| !a.is_empty()),
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "DeleteOptions: unknown field {other:?}"
-                    )))
-                }
-            }
-        }
-        o.check()?;
-        Ok(o)
-    }
-
-    pub fn check(&self) -> Result<(), ApiError> {
-        if let Some(p) = &self.propagation_policy {
-            if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-                return Err(ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
-                ));
-            }
-        }
-        if self.grace_period_seconds.is_some_and(|g| g < 0) {
-            return Err(ApiError::new(
-                422,
-                "Invalid",
-                "DeleteOptions.meta.k8s.io \"\" is invalid: gracePeriodSeconds: Invalid value: must be >= 0",
-            ));
-        }
-        Ok(())
-    }
-}
+/// How often a create or update is retried after a randomly picked address collided.
+const PICK_RETRIES: usize = 8;
+/// The finalizer that keeps an owner until its dependents are orphaned.
+pub const FINALIZER_ORPHAN: &str = "orphan";
+/// The finalizer that keeps an owner until its dependents are deleted.
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 
 /// Which checks an update goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum UpdateMode {
+pub(crate) enum UpdateMode {
     /// Kubernetes' update validation (immutable fields included).
     Validated,
     /// A binding: the object is checked as a whole, `spec.nodeName` may be set.
     Binding,
 }
 
-/// A patch: its format and its document.
-#[derive(Clone, Debug)]
-pub struct Patch {
-    pub ty: PatchType,
-    pub body: Value,
-}
+/// An admission check the pipeline runs on the final object of a write: the stored object
+/// (`None` for a create) and the one about to be stored.
+pub(crate) type Admit<'a> =
+    &'a (dyn Fn(Option<&Value>, &Value) -> Result<(), ApiError> + Send + Sync);
 
-/// What a list asks for.
-#[derive(Clone, Debug, Default)]
-pub struct ListOptions {
-    pub label_selector: LabelSelector,
-    pub field_selector: FieldSelector,
-    pub limit: Option<usize>,
-    pub continue_token: Option<String>,
-    pub resource_version: Option<String>,
-    pub resource_version_match: Option<String>,
+/// No admission check (the server's own writes: dependents, finalization).
+pub(crate) fn admit_all(_: Option<&Value>, _: &Value) -> Result<(), ApiError> {
+    Ok(())
 }
 
 /// One page of a list.
@@ -148,67 +71,22 @@ pub struct ListPage {
     pub remaining: Option<u64>,
 }
 
-/// The core: the store member this master runs, and the object rules.
+/// What a deletecollection did.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// The objects deleted (or marked for deletion).
+    pub deleted: Vec<Value>,
+    /// One line per object that was refused, with why.
+    pub refused: Vec<String>,
+}
+
+/// The verbs on the store member this master runs.
 #[derive(Clone)]
-pub struct Core {
+pub struct Storage {
     member: Arc<Member>,
 }
 
-pub fn now_rfc3339() -> String {
-    format_rfc3339(unix_now())
-}
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Formats Unix seconds as `2026-11-25T21:54:07Z` (Kubernetes' whole-second `Time`).
-pub fn format_rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if mo <= 2 { y + 1 } else { y };
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
-
-/// A random RFC 4122 version-4 UUID.
-pub fn new_uid() -> String {
-    let mut b: [u8; 16] = rand::thread_rng().gen();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
-/// The 5-character suffix of `generateName` (Kubernetes' alphabet: no vowels, no look-alikes).
-fn name_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::thread_rng();
-    (0..5)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
+/// Maps a store error to the API's answer.
 pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Expired {
@@ -218,7 +96,9 @@ pub fn store_error(e: StoreError) -> ApiError {
             "too old resource version: {requested} ({compacted})"
         )),
         StoreError::Unavailable(m) => {
-            ApiError::too_many_requests(format!("the store is unavailable: {m}"), 1)
+            let mut e = ApiError::unavailable(format!("the store is unavailable: {m}"));
+            e.details.retry_after = Some(1);
+            e
         }
         StoreError::Timeout(d) => ApiError::timeout(format!(
             "the store did not answer within {d:?}; the write may or may not have happened"
@@ -228,15 +108,11 @@ pub fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-fn meta(obj: &Value) -> &Value {
-    &obj["metadata"]
-}
-
 fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj["metadata"][field].as_str()
 }
 
-fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -283,11 +159,6 @@ fn parse_rv(s: &str) -> Result<Revision, ApiError> {
     })
 }
 
-/// Whether a kind keeps its status apart from the main resource (`/status` writes it).
-fn has_status_subresource(kind: &Kind) -> bool {
-    kind.has_subresource("status")
-}
-
 fn spec_of(v: &Value) -> Value {
     let mut s = v.clone();
     if let Some(o) = s.as_object_mut() {
@@ -299,7 +170,7 @@ fn spec_of(v: &Value) -> Value {
     s
 }
 
-fn key_of(kind: &Kind, ns: &str, name: &str) -> ObjectKey {
+pub(crate) fn key_of(kind: &Kind, ns: &str, name: &str) -> ObjectKey {
     ObjectKey::new(
         kind.store_kind(),
         if kind.namespaced { ns } else { "" },
@@ -307,20 +178,31 @@ fn key_of(kind: &Kind, ns: &str, name: &str) -> ObjectKey {
     )
 }
 
-/// A continue token: the revision of the first page and the last name returned.
-fn encode_continue(rev: Revision, ns: &str, name: &str) -> String {
+/// A continue token: the resource and scope it pages, the revision of the first page and
+/// the last key returned. A token is only good for the list it came from.
+fn encode_continue(kind: &Kind, scope: &str, rev: Revision, ns: &str, name: &str) -> String {
     use base64::Engine;
-    let raw = json!({"rv": rev.0, "ns": ns, "name": name}).to_string();
+    let raw = json!({"r": kind.store_kind(), "s": scope, "rv": rev.0, "ns": ns, "name": name})
+        .to_string();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_continue(token: &str) -> Result<(Revision, String, String), ApiError> {
+fn decode_continue(
+    kind: &Kind,
+    scope: &str,
+    token: &str,
+) -> Result<(Revision, String, String), ApiError> {
     use base64::Engine;
     let bad = || ApiError::bad_request("continue key is not valid");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if v["r"].as_str() != Some(kind.store_kind().as_str()) || v["s"].as_str() != Some(scope) {
+        return Err(ApiError::bad_request(
+            "continue key is not valid: it was issued for another list",
+        ));
+    }
     Ok((
         Revision(v["rv"].as_u64().ok_or_else(bad)?),
         v["ns"].as_str().ok_or_else(bad)?.to_string(),
@@ -328,7 +210,77 @@ fn decode_continue(token: &str) -> Result<(Revision, String, String), ApiError> 
     ))
 }
 
-impl Core {
+/// Pods bound to a node end gracefully: their node stops them, then deletes them.
+fn needs_grace(kind: &Kind, obj: &Value) -> bool {
+    kind.kind == "Pod"
+        && obj["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+        && !matches!(
+            obj["status"]["phase"].as_str(),
+            Some("Succeeded") | Some("Failed")
+        )
+}
+
+fn strip_rv(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+fn finalizers(obj: &Value) -> Vec<&str> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .map(|f| f.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether only the garbage collector's own finalizers are left on a terminating object.
+fn only_gc_finalizers(obj: &Value) -> bool {
+    finalizers(obj)
+        .iter()
+        .all(|f| *f == FINALIZER_ORPHAN || *f == FINALIZER_FOREGROUND)
+}
+
+/// The policy an object's GC finalizers recorded when it was deleted.
+fn recorded_policy(obj: &Value) -> Propagation {
+    let f = finalizers(obj);
+    if f.contains(&FINALIZER_ORPHAN) {
+        Propagation::Orphan
+    } else if f.contains(&FINALIZER_FOREGROUND) {
+        Propagation::Foreground
+    } else {
+        Propagation::Background
+    }
+}
+
+/// The object a committed transaction's op `i` left (create and update ops have one).
+fn committed(objects: &[Option<Object>], i: usize) -> Result<&Object, ApiError> {
+    objects
+        .get(i)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| ApiError::internal("the store returned no object for a write"))
+}
+
+/// The outcome of deleting one object, dependents aside.
+pub(crate) enum Removed {
+    /// The object is gone; this was its last state.
+    Deleted(Value),
+    /// A grace period or finalizers hold it: it now carries a deletionTimestamp.
+    Marked(Value),
+}
+
+impl Removed {
+    fn object(self) -> Value {
+        match self {
+            Removed::Deleted(v) | Removed::Marked(v) => v,
+        }
+    }
+}
+
+impl Storage {
     pub fn new(member: Arc<Member>) -> Self {
         Self { member }
     }
@@ -337,19 +289,36 @@ impl Core {
         &self.member
     }
 
-    /// Creates the system namespaces if they are missing (every master does this at start;
-    /// `AlreadyExists` is the usual answer).
-    pub async fn ensure_system_namespaces(&self) -> Result<(), ApiError> {
-        let ns = kinds::lookup("", "v1", "namespaces").expect("namespaces are served");
-        for name in SYSTEM_NAMESPACES {
-            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match self.create(ns, "", body, WriteOptions::default()).await {
-                Ok(_) => tracing::info!(namespace = name, "created system namespace"),
-                Err(e) if e.reason == "AlreadyExists" => {}
-                Err(e) => return Err(e),
-            }
+    /// The current revision of the store as this member has applied it.
+    pub fn revision(&self) -> Revision {
+        Revision(self.member.status().revision)
+    }
+
+    fn not_found(kind: &Kind, name: &str) -> ApiError {
+        ApiError::not_found(&kind.qualified_resource(), name).about(kind.plural, kind.group, name)
+    }
+
+    fn invalid(kind: &Kind, name: &str, causes: Vec<Cause>) -> ApiError {
+        ApiError::invalid(kind.kind, kind.group, name, causes)
+    }
+
+    /// A read that waited for a revision this member never reached: Kubernetes answers 504
+    /// "Too large resource version" (not a retry-inviting 429).
+    fn too_large(&self, requested: Revision, e: StoreError) -> ApiError {
+        let current = self.revision();
+        if matches!(e, StoreError::Unavailable(_)) && current < requested {
+            let mut err = ApiError::timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            ));
+            err.details.causes = vec![Cause::new(
+                "ResourceVersionTooLarge",
+                "",
+                "Too large resource version",
+            )];
+            err.details.retry_after = Some(1);
+            return err;
         }
-        Ok(())
+        store_error(e)
     }
 
     async fn read(
@@ -364,15 +333,23 @@ impl Core {
             .member
             .get(&key, consistency)
             .await
-            .map_err(store_error)?;
+            .map_err(|e| match consistency {
+                ReadConsistency::AtLeast(r) => self.too_large(r, e),
+                ReadConsistency::Linearizable => store_error(e),
+            })?;
         match found {
             None => Ok(None),
             Some(o) => Ok(Some((decode_object(&o)?, o.mod_revision))),
         }
     }
 
-    fn not_found(kind: &Kind, name: &str) -> ApiError {
-        ApiError::not_found(&kind.qualified_resource(), name).about(kind.plural, kind.group, name)
+    async fn key_exists(&self, key: &ObjectKey) -> Result<bool, ApiError> {
+        Ok(self
+            .member
+            .get(key, ReadConsistency::AtLeast(Revision(0)))
+            .await
+            .map_err(store_error)?
+            .is_some())
     }
 
     /// GET of one object.
@@ -392,11 +369,6 @@ impl Core {
             Some((v, _)) => Ok(v),
             None => Err(Self::not_found(kind, name)),
         }
-    }
-
-    /// The current revision of the store as this member has applied it.
-    pub fn revision(&self) -> Revision {
-        Revision(self.member.status().revision)
     }
 
     /// LIST with selectors, paging and resourceVersion semantics.
@@ -424,6 +396,9 @@ impl Core {
             (Some(rv), Some("Exact")) => {
                 let want = parse_rv(rv)?;
                 let now = self.revision();
+                if want > now {
+                    return Err(self.too_large(want, StoreError::Unavailable(String::new())));
+                }
                 if want != now {
                     return Err(ApiError::gone(format!(
                         "resourceVersion {want} is not available for an exact read: navarch serves lists at the current revision ({now}) only"
@@ -439,8 +414,10 @@ impl Core {
                 ))
             }
         };
+        let scope = ns.filter(|_| kind.namespaced).unwrap_or("");
+        let mut pinned_revision = None;
         if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
-            let (rev, cns, cname) = decode_continue(token)?;
+            let (rev, cns, cname) = decode_continue(kind, scope, token)?;
             let compacted = Revision(self.member.status().compacted);
             if rev < compacted {
                 return Err(ApiError::gone(format!(
@@ -449,6 +426,7 @@ impl Core {
             }
             consistency = ReadConsistency::AtLeast(rev);
             start_after = Some((cns, cname));
+            pinned_revision = Some(rev);
         }
         let range = match ns {
             Some(ns) if kind.namespaced => KeyRange::namespaced(kind.store_kind(), ns),
@@ -458,11 +436,11 @@ impl Core {
             .member
             .list(&range, consistency)
             .await
-            .map_err(store_error)?;
-        let revision = match &opts.continue_token {
-            Some(t) if !t.is_empty() => decode_continue(t)?.0,
-            _ => revision,
-        };
+            .map_err(|e| match consistency {
+                ReadConsistency::AtLeast(r) => self.too_large(r, e),
+                ReadConsistency::Linearizable => store_error(e),
+            })?;
+        let revision = pinned_revision.unwrap_or(revision);
         let mut items = Vec::new();
         let mut continue_token = None;
         let mut remaining = 0u64;
@@ -484,6 +462,8 @@ impl Core {
                     if continue_token.is_none() {
                         let last: &Value = items.last().expect("limit > 0");
                         continue_token = Some(encode_continue(
+                            kind,
+                            scope,
                             revision,
                             meta_str(last, "namespace").unwrap_or(""),
                             meta_str(last, "name").unwrap_or(""),
@@ -503,8 +483,13 @@ impl Core {
         })
     }
 
+    /// Every object of `kind` (in `ns`, when namespaced and given), unfiltered.
+    pub(crate) async fn all(&self, kind: &Kind, ns: Option<&str>) -> Result<Vec<Value>, ApiError> {
+        Ok(self.list(kind, ns, &ListOptions::default()).await?.items)
+    }
+
     /// Checks that `ns` exists and is not terminating (Kubernetes' NamespaceLifecycle).
-    async fn check_namespace(&self, kind: &Kind, ns: &str) -> Result<(), ApiError> {
+    pub(crate) async fn check_namespace(&self, kind: &Kind, ns: &str) -> Result<(), ApiError> {
         if !kind.namespaced {
             return Ok(());
         }
@@ -581,10 +566,6 @@ impl Core {
         Ok(())
     }
 
-    fn invalid(kind: &Kind, name: &str, causes: Vec<Cause>) -> ApiError {
-        ApiError::invalid(kind.kind, kind.group, name, causes)
-    }
-
     /// Decodes, defaults and validates a body; returns the object and warnings.
     fn admit(
         kind: &Kind,
@@ -599,13 +580,13 @@ impl Core {
         Ok((obj, decoded.warnings))
     }
 
-    /// POST: creates an object.
-    pub async fn create(
-        &self,
+    /// Turns a POST body into the object to store: type and namespace checked, name
+    /// generated, decoded, defaulted, server metadata set, validated. Nothing is written.
+    pub(crate) fn prepare_create(
         kind: &Kind,
         ns: &str,
         mut body: Value,
-        opts: WriteOptions,
+        opts: &WriteOptions,
     ) -> Result<(Value, Vec<String>), ApiError> {
         Self::check_type(kind, &mut body)?;
         Self::check_namespace_field(kind, ns, &mut body)?;
@@ -640,7 +621,7 @@ impl Core {
                 m.remove(f);
             }
         }
-        if has_status_subresource(kind) && !matches!(kind.kind, "Node" | "Namespace") {
+        if kind.has_subresource("status") && !matches!(kind.kind, "Node" | "Namespace") {
             // Status belongs to controllers and nodes: a create starts from the defaults.
             if let Some(o) = obj.as_object_mut() {
                 o.remove("status");
@@ -651,54 +632,89 @@ impl Core {
         if !causes.is_empty() {
             return Err(Self::invalid(kind, &name, causes));
         }
+        Ok((obj, warnings))
+    }
+
+    /// POST: creates an object prepared by [`prepare_create`](Self::prepare_create).
+    pub(crate) async fn create(
+        &self,
+        kind: &Kind,
+        ns: &str,
+        obj: Value,
+        opts: &WriteOptions,
+        admit: Admit<'_>,
+    ) -> Result<Value, ApiError> {
+        let name = meta_str(&obj, "name").unwrap_or("").to_string();
+        admit(None, &obj)?;
         self.check_namespace(kind, ns).await?;
-        let mut ops = Vec::new();
-        if kind.kind == "Service" {
-            ops.extend(self.allocate_service_addresses(&mut obj).await?);
-        }
-        let key = key_of(kind, ns, &name);
-        if opts.dry_run {
-            return Ok((obj, warnings));
-        }
-        ops.push(Op::Create {
-            key: key.clone(),
-            value: encode_object(&obj),
-        });
-        let last = ops.len() - 1;
-        match self.write(ops).await? {
-            TxnOutcome::Committed { objects, .. } => {
-                // The stored bytes are `obj`'s; only the revision is new.
-                let rev = committed(&objects, last)?.mod_revision;
-                meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.0.to_string()));
-                Ok((obj, warnings))
-            }
-            TxnOutcome::Refused { op_index, failure } => {
-                if op_index == last {
-                    if let TxnFailure::AlreadyExists { .. } = failure {
-                        return Err(ApiError::already_exists(&kind.qualified_resource(), &name)
-                            .about(kind.plural, kind.group, &name));
-                    }
+        for _ in 0..PICK_RETRIES {
+            let mut obj = obj.clone();
+            let mut ops = Vec::new();
+            let mut picked = Picked::default();
+            if kind.kind == "Service" {
+                picked = reservations::allocate(&mut obj, None);
+                for key in Reserved::of(&obj).keys {
+                    ops.push(Op::Create {
+                        key,
+                        value: b"{}".to_vec(),
+                    });
                 }
-                Err(self.refused(kind, &name, failure))
+            }
+            if opts.dry_run {
+                return Ok(obj);
+            }
+            ops.push(Op::Create {
+                key: key_of(kind, ns, &name),
+                value: encode_object(&obj),
+            });
+            let last = ops.len() - 1;
+            match self.write(ops).await? {
+                TxnOutcome::Committed { objects, .. } => {
+                    // The stored bytes are `obj`'s; only the revision is new.
+                    let rev = committed(&objects, last)?.mod_revision;
+                    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.0.to_string()));
+                    return Ok(obj);
+                }
+                TxnOutcome::Refused { op_index, failure } => {
+                    if let TxnFailure::AlreadyExists { key } = &failure {
+                        if picked.keys.contains(key) {
+                            continue;
+                        }
+                        if op_index == last {
+                            return Err(ApiError::already_exists(
+                                &kind.qualified_resource(),
+                                &name,
+                            )
+                            .about(kind.plural, kind.group, &name));
+                        }
+                    }
+                    return Err(self.refused(kind, &name, failure));
+                }
             }
         }
+        Err(ApiError::internal(format!(
+            "could not allocate free addresses for {} {name:?} after {PICK_RETRIES} attempts",
+            kind.qualified_resource()
+        )))
     }
 
     fn refused(&self, kind: &Kind, name: &str, failure: TxnFailure) -> ApiError {
         match failure {
-            TxnFailure::AlreadyExists { key } if key.kind == "serviceips" => ApiError::invalid(
-                kind.kind,
-                kind.group,
-                name,
-                vec![Cause::invalid(
-                    "spec.clusterIPs",
-                    format!(
-                        "Invalid value: {:?}: provided IP is already allocated",
-                        key.name
-                    ),
-                )],
-            ),
-            TxnFailure::AlreadyExists { key } if key.kind == "servicenodeports" => {
+            TxnFailure::AlreadyExists { key } if key.kind == reservations::SERVICE_IPS => {
+                ApiError::invalid(
+                    kind.kind,
+                    kind.group,
+                    name,
+                    vec![Cause::invalid(
+                        "spec.clusterIPs",
+                        format!(
+                            "Invalid value: {:?}: provided IP is already allocated",
+                            key.name
+                        ),
+                    )],
+                )
+            }
+            TxnFailure::AlreadyExists { key } if key.kind == reservations::NODE_PORTS => {
                 ApiError::invalid(
                     kind.kind,
                     kind.group,
@@ -730,102 +746,61 @@ impl Core {
         self.member.write(Txn::new(ops)).await.map_err(store_error)
     }
 
-    /// Reserves the Service's cluster IP and node ports (allocating the ones not given) with
-    /// store keys created in the same transaction as the Service, so two Services never share
-    /// one.
-    async fn allocate_service_addresses(&self, svc: &mut Value) -> Result<Vec<Op>, ApiError> {
-        let mut ops = Vec::new();
-        let ip = match svc["spec"]["clusterIP"].as_str() {
-            Some("None") => None,
-            Some(ip) if !ip.is_empty() => Some(ip.to_string()),
-            _ => {
-                // 10.96.0.0/12, avoiding .0 and the first address (kubernetes.default).
-                let n: u32 = rand::thread_rng().gen_range(2..(1 << 20) - 1);
-                let base: u32 = (10 << 24) | (96 << 16);
-                let a = base + n;
-                Some(format!(
-                    "{}.{}.{}.{}",
-                    a >> 24,
-                    (a >> 16) & 255,
-                    (a >> 8) & 255,
-                    a & 255
-                ))
-            }
-        };
-        if let Some(ip) = ip {
-            svc["spec"]["clusterIP"] = json!(ip);
-            svc["spec"]["clusterIPs"] = json!([ip]);
-            ops.push(Op::Create {
-                key: ObjectKey::new("serviceips", "", ip.as_str()),
+    /// The ops that move a Service's reservations from `old` to `new` (creating what `new`
+    /// newly holds, releasing what it gave up and is still reserved).
+    async fn reservation_ops(
+        &self,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) -> Result<Vec<Op>, ApiError> {
+        let old = old.map(Reserved::of).unwrap_or_default();
+        let new = new.map(Reserved::of).unwrap_or_default();
+        let (create, release) = reservations::changes(&old, &new);
+        let mut ops: Vec<Op> = create
+            .into_iter()
+            .map(|key| Op::Create {
+                key,
                 value: b"{}".to_vec(),
-            });
-        }
-        if svc["spec"]["type"].as_str() == Some("NodePort") {
-            if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
-                for p in ports {
-                    let port = match p["nodePort"].as_i64() {
-                        Some(n) if n != 0 => n,
-                        _ => {
-                            let n = rand::thread_rng().gen_range(30000..=32767);
-                            p["nodePort"] = json!(n);
-                            n
-                        }
-                    };
-                    ops.push(Op::Create {
-                        key: ObjectKey::new("servicenodeports", "", port.to_string()),
-                        value: b"{}".to_vec(),
-                    });
-                }
+            })
+            .collect();
+        for key in release {
+            // A Service stored before reservations followed every write may lack its key.
+            if self.key_exists(&key).await? {
+                ops.push(Op::Delete {
+                    key,
+                    expected: None,
+                });
             }
         }
         Ok(ops)
     }
 
-    fn release_service_addresses(svc: &Value) -> Vec<Op> {
-        let mut ops = Vec::new();
-        if let Some(ip) = svc["spec"]["clusterIP"]
-            .as_str()
-            .filter(|i| !i.is_empty() && *i != "None")
-        {
-            ops.push(Op::Delete {
-                key: ObjectKey::new("serviceips", "", ip),
-                expected: None,
-            });
-        }
-        if let Some(ports) = svc["spec"]["ports"].as_array() {
-            for p in ports {
-                if let Some(n) = p["nodePort"].as_i64().filter(|n| *n != 0) {
-                    ops.push(Op::Delete {
-                        key: ObjectKey::new("servicenodeports", "", n.to_string()),
-                        expected: None,
-                    });
-                }
-            }
-        }
-        ops
-    }
-
     /// The read-modify-write loop behind update, patch and the subresources: reads the current
     /// object, lets `change` compute the new one, and writes it if the object did not move in
     /// between (retrying otherwise, unless the caller pinned a resourceVersion).
-    async fn guaranteed_update<F>(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn guaranteed_update<F>(
         &self,
         kind: &Kind,
         ns: &str,
         name: &str,
-        opts: WriteOptions,
+        opts: &WriteOptions,
         mode: UpdateMode,
+        admit: Admit<'_>,
         mut change: F,
     ) -> Result<(Value, Vec<String>), ApiError>
     where
         F: FnMut(&Value) -> Result<(Value, Vec<String>), ApiError>,
     {
-        for attempt in 0..CAS_RETRIES {
+        let mut picks = 0;
+        let mut attempt = 0;
+        while attempt < CAS_RETRIES {
             let consistency = if attempt == 0 {
                 ReadConsistency::AtLeast(Revision(0))
             } else {
                 ReadConsistency::Linearizable
             };
+            attempt += 1;
             let Some((current, rev)) = self.read(kind, ns, name, consistency).await? else {
                 return Err(Self::not_found(kind, name));
             };
@@ -834,7 +809,7 @@ impl Core {
             let pinned = match meta_str(&new, "resourceVersion") {
                 Some(rv) if !rv.is_empty() => {
                     if parse_rv(rv)? != rev {
-                        if attempt == 0 {
+                        if attempt == 1 {
                             // This member may not have applied the caller's revision yet:
                             // decide on a linearizable read.
                             continue;
@@ -850,9 +825,14 @@ impl Core {
                 _ => false,
             };
             self.finish_update(kind, &current, &mut new)?;
+            let mut picked = Picked::default();
+            if kind.kind == "Service" {
+                picked = reservations::allocate(&mut new, Some(&current));
+            }
             if strip_rv(&new) == strip_rv(&current) {
                 return Ok((current, warnings));
             }
+            admit(Some(&current), &new)?;
             let causes = match mode {
                 UpdateMode::Validated => validate::validate_update(kind, &current, &new),
                 // The binding subresource owns spec.nodeName, which updates may not change.
@@ -865,23 +845,27 @@ impl Core {
                 return Ok((new, warnings));
             }
             let key = key_of(kind, ns, name);
-            // The last finalizer of an object being deleted is gone: the object goes.
-            let finalized = !new["metadata"]["deletionTimestamp"].is_null()
-                && new["metadata"]["finalizers"]
-                    .as_array()
-                    .is_none_or(|f| f.is_empty());
+            // The last finalizer of an object being deleted is gone: the object goes (after
+            // the dependents, as the policy recorded at deletion says).
+            let finalized =
+                !new["metadata"]["deletionTimestamp"].is_null() && only_gc_finalizers(&new);
             if finalized && !needs_grace(kind, &new) {
+                let policy = recorded_policy(&new);
+                if policy != Propagation::Background {
+                    Box::pin(gc::before_owner_goes(self, kind, &current, policy)).await?;
+                }
                 let mut ops = vec![Op::Delete {
                     key,
                     expected: Some(rev),
                 }];
                 if kind.kind == "Service" {
-                    ops.extend(Self::release_service_addresses(&current));
+                    ops.extend(self.reservation_ops(Some(&current), None).await?);
                 }
                 match self.write(ops).await? {
                     TxnOutcome::Committed { .. } => {
-                        self.collect_dependents(kind, &current, "Background")
-                            .await?;
+                        if policy == Propagation::Background {
+                            Box::pin(gc::after_owner_gone(self, kind, &current)).await?;
+                        }
                         return Ok((new, warnings));
                     }
                     TxnOutcome::Refused {
@@ -893,18 +877,29 @@ impl Core {
                     }
                 }
             }
-            let outcome = self
-                .write(vec![Op::Update {
-                    key,
-                    value: encode_object(&new),
-                    expected: Some(rev),
-                }])
-                .await?;
-            match outcome {
+            let mut ops = Vec::new();
+            if kind.kind == "Service" {
+                ops.extend(self.reservation_ops(Some(&current), Some(&new)).await?);
+            }
+            ops.push(Op::Update {
+                key,
+                value: encode_object(&new),
+                expected: Some(rev),
+            });
+            let last = ops.len() - 1;
+            match self.write(ops).await? {
                 TxnOutcome::Committed { objects, .. } => {
-                    let rev = committed(&objects, 0)?.mod_revision;
+                    let rev = committed(&objects, last)?.mod_revision;
                     meta_mut(&mut new).insert("resourceVersion".into(), json!(rev.0.to_string()));
                     return Ok((new, warnings));
+                }
+                TxnOutcome::Refused {
+                    failure: TxnFailure::AlreadyExists { key },
+                    ..
+                } if picked.keys.contains(&key) && picks < PICK_RETRIES => {
+                    picks += 1;
+                    attempt -= 1;
+                    continue;
                 }
                 TxnOutcome::Refused {
                     failure: TxnFailure::Conflict { .. },
@@ -920,7 +915,7 @@ impl Core {
 
     /// Server-owned metadata is kept from the current object; generation follows the spec.
     fn finish_update(&self, kind: &Kind, current: &Value, new: &mut Value) -> Result<(), ApiError> {
-        let cur = meta(current).clone();
+        let cur = current["metadata"].clone();
         let name = cur["name"].as_str().unwrap_or("");
         if let Some(n) = meta_str(new, "name") {
             if n != name {
@@ -951,15 +946,6 @@ impl Core {
         }
         m.remove("managedFields");
         m.remove("selfLink");
-        if kind.kind == "Service" {
-            // The allocated addresses stay with the Service when an update leaves them out.
-            for f in ["clusterIP", "clusterIPs"] {
-                let missing = new["spec"][f].is_null() || new["spec"][f] == json!("");
-                if missing && !current["spec"][f].is_null() && new["spec"].is_object() {
-                    new["spec"][f] = current["spec"][f].clone();
-                }
-            }
-        }
         let generation = cur["generation"].as_i64().unwrap_or(1);
         let bumped = if spec_of(current) != spec_of(new) {
             generation + 1
@@ -972,17 +958,19 @@ impl Core {
     }
 
     /// PUT of the main resource (`sub = None`) or of `status`.
-    pub async fn update(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update(
         &self,
         kind: &Kind,
         ns: &str,
         name: &str,
         sub: Option<&str>,
         mut body: Value,
-        opts: WriteOptions,
+        opts: &WriteOptions,
+        admit: Admit<'_>,
     ) -> Result<(Value, Vec<String>), ApiError> {
         if sub == Some("scale") {
-            return self.update_scale(kind, ns, name, body, opts).await;
+            return self.update_scale(kind, ns, name, body, opts, admit).await;
         }
         Self::check_type(kind, &mut body)?;
         Self::check_namespace_field(kind, ns, &mut body)?;
@@ -995,23 +983,31 @@ impl Core {
         }
         let (admitted, warnings) = Self::admit(kind, &body, opts.field_validation, name)?;
         let rv = meta_str(&body, "resourceVersion").map(str::to_string);
-        self.guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
-            let mut new = admitted.clone();
-            if let Some(rv) = &rv {
-                meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
-            }
-            Ok((
-                Self::split_status(kind, sub, current, new),
-                warnings.clone(),
-            ))
-        })
+        self.guaranteed_update(
+            kind,
+            ns,
+            name,
+            opts,
+            UpdateMode::Validated,
+            admit,
+            |current| {
+                let mut new = admitted.clone();
+                if let Some(rv) = &rv {
+                    meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+                }
+                Ok((
+                    Self::split_status(kind, sub, current, new),
+                    warnings.clone(),
+                ))
+            },
+        )
         .await
     }
 
     /// Keeps the part of the object a request may not change: the status on the main
     /// resource, everything but the status on `/status`.
     fn split_status(kind: &Kind, sub: Option<&str>, current: &Value, mut new: Value) -> Value {
-        if !has_status_subresource(kind) {
+        if !kind.has_subresource("status") {
             return new;
         }
         match sub {
@@ -1040,14 +1036,16 @@ impl Core {
     }
 
     /// PATCH of the main resource, `status` or `scale`.
-    pub async fn patch(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn patch(
         &self,
         kind: &Kind,
         ns: &str,
         name: &str,
         sub: Option<&str>,
         request: Patch,
-        opts: WriteOptions,
+        opts: &WriteOptions,
+        admit: Admit<'_>,
     ) -> Result<(Value, Vec<String>), ApiError> {
         let Patch { ty, body: patch } = request;
         if ty == PatchType::Apply {
@@ -1055,40 +1053,55 @@ impl Core {
                 "application/apply-patch+yaml (server-side apply is not supported by navarch; use client-side kubectl apply)",
             ));
         }
-        let patch_err = |e: PatchError| match e {
-            PatchError::Malformed(m) => ApiError::bad_request(m),
-            PatchError::Unprocessable(m) => ApiError::new(422, "Invalid", m),
-        };
+        let patch_err = ApiError::from;
         if sub == Some("scale") {
             let result = self
-                .guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
-                    let scale = to_scale(current)?;
-                    let patched = patch::apply("Scale", &scale, &patch, ty).map_err(patch_err)?;
-                    let new = apply_scale(current, &patched)?;
-                    Ok((new, Vec::new()))
-                })
+                .guaranteed_update(
+                    kind,
+                    ns,
+                    name,
+                    opts,
+                    UpdateMode::Validated,
+                    admit,
+                    |current| {
+                        let scale = to_scale(current)?;
+                        let patched =
+                            patch::apply("Scale", &scale, &patch, ty).map_err(patch_err)?;
+                        let new = apply_scale(current, &patched)?;
+                        Ok((new, Vec::new()))
+                    },
+                )
                 .await?;
             return Ok((to_scale(&result.0)?, result.1));
         }
-        self.guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
-            let mut patched = patch::apply(kind.kind, current, &patch, ty).map_err(patch_err)?;
-            // The patch may pin a resourceVersion; otherwise the one read is not a precondition.
-            let pinned = patch["metadata"]["resourceVersion"]
-                .as_str()
-                .map(str::to_string);
-            Self::check_type(kind, &mut patched)?;
-            let (mut admitted, warnings) =
-                Self::admit(kind, &patched, opts.field_validation, name)?;
-            match pinned {
-                Some(rv) => {
-                    meta_mut(&mut admitted).insert("resourceVersion".into(), json!(rv));
+        let fv = opts.field_validation;
+        self.guaranteed_update(
+            kind,
+            ns,
+            name,
+            opts,
+            UpdateMode::Validated,
+            admit,
+            |current| {
+                let mut patched =
+                    patch::apply(kind.kind, current, &patch, ty).map_err(patch_err)?;
+                // The patch may pin a resourceVersion; otherwise the one read is not a precondition.
+                let pinned = patch["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_string);
+                Self::check_type(kind, &mut patched)?;
+                let (mut admitted, warnings) = Self::admit(kind, &patched, fv, name)?;
+                match pinned {
+                    Some(rv) => {
+                        meta_mut(&mut admitted).insert("resourceVersion".into(), json!(rv));
+                    }
+                    None => {
+                        meta_mut(&mut admitted).remove("resourceVersion");
+                    }
                 }
-                None => {
-                    meta_mut(&mut admitted).remove("resourceVersion");
-                }
-            }
-            Ok((Self::split_status(kind, sub, current, admitted), warnings))
-        })
+                Ok((Self::split_status(kind, sub, current, admitted), warnings))
+            },
+        )
         .await
     }
 
@@ -1104,7 +1117,8 @@ impl Core {
         ns: &str,
         name: &str,
         mut body: Value,
-        opts: WriteOptions,
+        opts: &WriteOptions,
+        admit: Admit<'_>,
     ) -> Result<(Value, Vec<String>), ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request(
@@ -1120,13 +1134,21 @@ impl Core {
             }
         }
         let (obj, w) = self
-            .guaranteed_update(kind, ns, name, opts, UpdateMode::Validated, |current| {
-                let mut new = apply_scale(current, &body)?;
-                if let Some(rv) = meta_str(&body, "resourceVersion") {
-                    meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
-                }
-                Ok((new, Vec::new()))
-            })
+            .guaranteed_update(
+                kind,
+                ns,
+                name,
+                opts,
+                UpdateMode::Validated,
+                admit,
+                |current| {
+                    let mut new = apply_scale(current, &body)?;
+                    if let Some(rv) = meta_str(&body, "resourceVersion") {
+                        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+                    }
+                    Ok((new, Vec::new()))
+                },
+            )
             .await?;
         Ok((to_scale(&obj)?, w))
     }
@@ -1134,12 +1156,22 @@ impl Core {
     /// POST `pods/<name>/binding`: assigns the pod to a node, once.
     pub async fn bind(&self, ns: &str, name: &str, mut body: Value) -> Result<Value, ApiError> {
         let pods = kinds::lookup("", "v1", "pods").expect("pods are served");
+        if !body.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of a binding must be a Binding object",
+            ));
+        }
         if body["kind"].is_null() {
             body["kind"] = json!("Binding");
         }
         if body["kind"] != "Binding" {
             return Err(ApiError::bad_request(
                 "the body of a binding must be a Binding",
+            ));
+        }
+        if !(body["target"].is_object() || body["target"].is_null()) {
+            return Err(ApiError::bad_request(
+                "the target of a binding must be an object reference",
             ));
         }
         let node = body["target"]["name"].as_str().unwrap_or("").to_string();
@@ -1165,8 +1197,9 @@ impl Core {
             pods,
             ns,
             name,
-            WriteOptions::default(),
+            &WriteOptions::default(),
             UpdateMode::Binding,
+            &admit_all,
             |current| {
                 if !current["metadata"]["deletionTimestamp"].is_null() {
                     return Err(ApiError::conflict(
@@ -1212,6 +1245,79 @@ impl Core {
             ))
             .about("namespaces", "", name));
         }
+        let policy = opts.propagation_policy.unwrap_or(Propagation::Background);
+        if policy == Propagation::Foreground && !opts.dry_run {
+            // The dependents go first; a finalizer or a grace period of the owner itself is
+            // honoured below.
+            let Some((current, _)) = self
+                .read(kind, ns, name, ReadConsistency::Linearizable)
+                .await?
+            else {
+                return Err(Self::not_found(kind, name));
+            };
+            self.check_preconditions(kind, name, &current, opts)?;
+            if finalizers(&current)
+                .iter()
+                .all(|f| *f == FINALIZER_FOREGROUND)
+            {
+                gc::before_owner_goes(self, kind, &current, Propagation::Foreground).await?;
+            }
+        }
+        let removed = self.delete_one(kind, ns, name, opts, policy).await?;
+        if let Removed::Deleted(obj) = &removed {
+            if policy == Propagation::Background && !opts.dry_run {
+                gc::after_owner_gone(self, kind, obj).await?;
+            }
+            if policy == Propagation::Orphan && !opts.dry_run {
+                gc::orphan_dependents(self, kind, obj).await?;
+            }
+        }
+        Ok(removed.object())
+    }
+
+    fn check_preconditions(
+        &self,
+        kind: &Kind,
+        name: &str,
+        current: &Value,
+        opts: &DeleteOptions,
+    ) -> Result<(), ApiError> {
+        let uid = meta_str(current, "uid").unwrap_or("");
+        if let Some(want) = &opts.precondition_uid {
+            if want != uid {
+                return Err(ApiError::conflict(
+                    &kind.qualified_resource(),
+                    name,
+                    &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+                )
+                .about(kind.plural, kind.group, name));
+            }
+        }
+        if let Some(want) = &opts.precondition_resource_version {
+            let rev = meta_str(current, "resourceVersion").unwrap_or("");
+            if parse_rv(want)?.0.to_string() != rev {
+                return Err(ApiError::conflict(
+                    &kind.qualified_resource(),
+                    name,
+                    &format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"),
+                )
+                .about(kind.plural, kind.group, name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes one object, its dependents aside: marks it when a grace period or finalizers
+    /// hold it (recording a non-background `policy` as the garbage collector's finalizer, so
+    /// it is kept until the object really goes), deletes it otherwise.
+    pub(crate) async fn delete_one(
+        &self,
+        kind: &Kind,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+        policy: Propagation,
+    ) -> Result<Removed, ApiError> {
         for _ in 0..CAS_RETRIES {
             let Some((current, rev)) = self
                 .read(kind, ns, name, ReadConsistency::Linearizable)
@@ -1219,34 +1325,8 @@ impl Core {
             else {
                 return Err(Self::not_found(kind, name));
             };
-            let uid = meta_str(&current, "uid").unwrap_or("").to_string();
-            if let Some(want) = &opts.precondition_uid {
-                if *want != uid {
-                    return Err(ApiError::conflict(
-                        &kind.qualified_resource(),
-                        name,
-                        &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
-                    )
-                    .about(kind.plural, kind.group, name));
-                }
-            }
-            if let Some(want) = &opts.precondition_rv {
-                if parse_rv(want)? != rev {
-                    return Err(ApiError::conflict(
-                        &kind.qualified_resource(),
-                        name,
-                        &format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"),
-                    )
-                    .about(kind.plural, kind.group, name));
-                }
-            }
-            let policy = opts
-                .propagation_policy
-                .clone()
-                .unwrap_or_else(|| "Background".to_string());
-            let has_finalizers = current["metadata"]["finalizers"]
-                .as_array()
-                .is_some_and(|f| !f.is_empty());
+            self.check_preconditions(kind, name, &current, opts)?;
+            let has_finalizers = !only_gc_finalizers(&current);
             let grace = if needs_grace(kind, &current) {
                 opts.grace_period_seconds
                     .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
@@ -1275,22 +1355,33 @@ impl Core {
                         json!(current["metadata"]["generation"].as_i64().unwrap_or(1) + 1),
                     );
                 }
+                let gc_finalizer = match policy {
+                    Propagation::Orphan if has_finalizers => Some(FINALIZER_ORPHAN),
+                    Propagation::Foreground if has_finalizers => Some(FINALIZER_FOREGROUND),
+                    _ => None,
+                };
+                if let Some(f) = gc_finalizer {
+                    let list = m.entry("finalizers").or_insert_with(|| json!([]));
+                    if let Some(a) = list.as_array_mut() {
+                        if !a.iter().any(|x| x == f) {
+                            a.push(json!(f));
+                        }
+                    }
+                }
                 m.remove("resourceVersion");
                 if opts.dry_run || strip_rv(&new) == strip_rv(&current) {
-                    return Ok(current);
+                    return Ok(Removed::Marked(current));
                 }
-                let key = key_of(kind, ns, name);
                 match self
                     .write(vec![Op::Update {
-                        key,
+                        key: key_of(kind, ns, name),
                         value: encode_object(&new),
                         expected: Some(rev),
                     }])
                     .await?
                 {
                     TxnOutcome::Committed { objects, .. } => {
-                        let o = committed(&objects, 0)?;
-                        return decode_object(o);
+                        return Ok(Removed::Marked(decode_object(committed(&objects, 0)?)?));
                     }
                     TxnOutcome::Refused {
                         failure: TxnFailure::Conflict { .. },
@@ -1302,29 +1393,21 @@ impl Core {
                 }
             }
             if opts.dry_run {
-                return Ok(current);
-            }
-            if policy == "Foreground" {
-                self.collect_dependents(kind, &current, "Foreground")
-                    .await?;
+                return Ok(Removed::Deleted(current));
             }
             if kind.kind == "Namespace" {
-                self.empty_namespace(name).await?;
+                // Boxed: emptying a namespace deletes objects through this function.
+                Box::pin(gc::empty_namespace(self, name)).await?;
             }
             let mut ops = vec![Op::Delete {
                 key: key_of(kind, ns, name),
                 expected: Some(rev),
             }];
             if kind.kind == "Service" {
-                ops.extend(Self::release_service_addresses(&current));
+                ops.extend(self.reservation_ops(Some(&current), None).await?);
             }
             match self.write(ops).await? {
-                TxnOutcome::Committed { .. } => {
-                    if policy != "Foreground" {
-                        self.collect_dependents(kind, &current, &policy).await?;
-                    }
-                    return Ok(current);
-                }
+                TxnOutcome::Committed { .. } => return Ok(Removed::Deleted(current)),
                 TxnOutcome::Refused {
                     failure: TxnFailure::Conflict { .. },
                     ..
@@ -1337,154 +1420,34 @@ impl Core {
         Err(ApiError::stale(&kind.qualified_resource(), name).about(kind.plural, kind.group, name))
     }
 
-    /// Deletes (Background, Foreground) or orphans the objects owned by `owner`: Kubernetes'
-    /// garbage collector, run by the API server until the control plane has its own.
-    fn collect_dependents<'a>(
-        &'a self,
-        owner_kind: &'a Kind,
-        owner: &'a Value,
-        policy: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ApiError>> + Send + 'a>>
-    {
-        Box::pin(self.collect_dependents_inner(owner_kind, owner, policy))
-    }
-
-    async fn collect_dependents_inner(
-        &self,
-        owner_kind: &Kind,
-        owner: &Value,
-        policy: &str,
-    ) -> Result<(), ApiError> {
-        let Some(uid) = meta_str(owner, "uid").map(str::to_string) else {
-            return Ok(());
-        };
-        let ns = meta_str(owner, "namespace").map(str::to_string);
-        for kind in kinds::KINDS.iter().filter(|k| k.namespaced) {
-            let page = self
-                .list(
-                    kind,
-                    ns.as_deref().filter(|_| owner_kind.namespaced),
-                    &ListOptions::default(),
-                )
-                .await?;
-            for dep in page.items {
-                let owned = dep["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|refs| {
-                        refs.iter().any(|r| r["uid"].as_str() == Some(uid.as_str()))
-                    });
-                if !owned {
-                    continue;
-                }
-                let dns = meta_str(&dep, "namespace").unwrap_or("").to_string();
-                let dname = meta_str(&dep, "name").unwrap_or("").to_string();
-                let r = if policy == "Orphan" {
-                    let uid = uid.clone();
-                    self.guaranteed_update(
-                        kind,
-                        &dns,
-                        &dname,
-                        WriteOptions::default(),
-                        UpdateMode::Validated,
-                        move |cur: &Value| {
-                            let mut new = cur.clone();
-                            if let Some(refs) = new["metadata"]["ownerReferences"].as_array_mut() {
-                                refs.retain(|r| r["uid"].as_str() != Some(uid.as_str()));
-                            }
-                            meta_mut(&mut new).remove("resourceVersion");
-                            Ok((new, Vec::new()))
-                        },
-                    )
-                    .await
-                    .map(|_| ())
-                } else {
-                    let opts = DeleteOptions {
-                        propagation_policy: Some(policy.to_string()),
-                        ..DeleteOptions::default()
-                    };
-                    Box::pin(self.delete(kind, &dns, &dname, &opts))
-                        .await
-                        .map(|_| ())
-                };
-                match r {
-                    Ok(()) => {}
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes everything in a namespace (the namespace controller's job, done inline).
-    async fn empty_namespace(&self, ns: &str) -> Result<(), ApiError> {
-        for kind in kinds::KINDS.iter().filter(|k| k.namespaced) {
-            let page = self.list(kind, Some(ns), &ListOptions::default()).await?;
-            for obj in page.items {
-                let name = meta_str(&obj, "name").unwrap_or("").to_string();
-                let opts = DeleteOptions {
-                    grace_period_seconds: Some(0),
-                    ..DeleteOptions::default()
-                };
-                match Box::pin(self.delete(kind, ns, &name, &opts)).await {
-                    Ok(_) => {}
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// DELETE of a collection: every object the selectors match.
+    /// DELETE of a collection: every object the selectors match. A refusal of one object
+    /// (an undeletable namespace, a failed precondition) does not stop the others; the
+    /// answer says what was deleted and what was refused.
     pub async fn delete_collection(
         &self,
         kind: &Kind,
         ns: Option<&str>,
         list: &ListOptions,
         opts: &DeleteOptions,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<Collected, ApiError> {
         let page = self.list(kind, ns, list).await?;
-        let mut deleted = Vec::new();
+        let mut out = Collected::default();
         for obj in page.items {
             let ons = meta_str(&obj, "namespace").unwrap_or("").to_string();
             let name = meta_str(&obj, "name").unwrap_or("").to_string();
             match self.delete(kind, &ons, &name, opts).await {
-                Ok(v) => deleted.push(v),
+                Ok(v) => out.deleted.push(v),
                 Err(e) if e.code == 404 => {}
+                Err(e) if e.code < 500 => out.refused.push(format!(
+                    "{} {name:?} was not deleted: {}",
+                    kind.qualified_resource(),
+                    e.message
+                )),
                 Err(e) => return Err(e),
             }
         }
-        Ok(deleted)
+        Ok(out)
     }
-}
-
-/// The object a committed transaction's op `i` left (create and update ops have one).
-fn committed(objects: &[Option<Object>], i: usize) -> Result<&Object, ApiError> {
-    objects
-        .get(i)
-        .and_then(Option::as_ref)
-        .ok_or_else(|| ApiError::internal("the store returned no object for a write"))
-}
-
-/// Pods bound to a node end gracefully: their node stops them, then deletes them.
-fn needs_grace(kind: &Kind, obj: &Value) -> bool {
-    kind.kind == "Pod"
-        && obj["spec"]["nodeName"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty())
-        && !matches!(
-            obj["status"]["phase"].as_str(),
-            Some("Succeeded") | Some("Failed")
-        )
-}
-
-fn strip_rv(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-    }
-    v
 }
 
 /// The autoscaling/v1 Scale view of a Deployment or ReplicaSet.
@@ -1495,7 +1458,7 @@ pub fn to_scale(obj: &Value) -> Result<Value, ApiError> {
             .unwrap_or_default(),
         None => String::new(),
     };
-    let m = meta(obj);
+    let m = &obj["metadata"];
     Ok(json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1553,44 +1516,34 @@ fn apply_scale(current: &Value, scale: &Value) -> Result<Value, ApiError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_rfc3339(1_795_945_447), "2026-11-29T09:44:07Z");
-        assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    fn pods() -> &'static Kind {
+        kinds::lookup("", "v1", "pods").unwrap()
     }
 
     #[test]
-    fn uids_are_version_4() {
-        let u = new_uid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(u, new_uid());
-    }
-
-    #[test]
-    fn continue_tokens_round_trip_and_reject_garbage() {
-        let t = encode_continue(Revision(42), "default", "web-1");
+    fn continue_tokens_round_trip_and_are_bound_to_their_list() {
+        let t = encode_continue(pods(), "default", Revision(42), "default", "web-1");
         assert_eq!(
-            decode_continue(&t).unwrap(),
+            decode_continue(pods(), "default", &t).unwrap(),
             (Revision(42), "default".to_string(), "web-1".to_string())
         );
-        assert_eq!(decode_continue("!!").unwrap_err().code, 400);
+        assert_eq!(
+            decode_continue(pods(), "default", "!!").unwrap_err().code,
+            400
+        );
+        let nodes = kinds::lookup("", "v1", "nodes").unwrap();
+        assert_eq!(decode_continue(nodes, "", &t).unwrap_err().code, 400);
+        assert_eq!(decode_continue(pods(), "other", &t).unwrap_err().code, 400);
     }
 
     #[test]
-    fn delete_options_accept_kubectl_bodies_and_refuse_bad_policies() {
-        let o = DeleteOptions::from_json(
-            &json!({"propagationPolicy": "Foreground", "gracePeriodSeconds": 5}),
-        )
-        .unwrap();
-        assert_eq!(o.propagation_policy.as_deref(), Some("Foreground"));
-        assert_eq!(o.grace_period_seconds, Some(5));
-        assert_eq!(
-            DeleteOptions::from_json(&json!({"propagationPolicy": "Sideways"}))
-                .unwrap_err()
-                .code,
-            422
-        );
+    fn gc_finalizers_record_the_policy() {
+        let o = json!({"metadata": {"finalizers": ["orphan"]}});
+        assert!(only_gc_finalizers(&o));
+        assert_eq!(recorded_policy(&o), Propagation::Orphan);
+        let f = json!({"metadata": {"finalizers": ["foregroundDeletion", "example.com/x"]}});
+        assert!(!only_gc_finalizers(&f));
+        assert_eq!(recorded_policy(&f), Propagation::Foreground);
+        assert_eq!(recorded_policy(&json!({})), Propagation::Background);
     }
 }

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{App, HttpServer};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use navarch_actors::{ActorPath, Root, TapConfig};
-use navarch_bins::api::{self, audit::AuditLog, auth::TokenFile, core::Core, ApiState};
-use navarch_bins::http::{self, AppState};
-use navarch_bins::{credentials, debug_actors, init_logging};
-use navarch_model::authz::{Authorizer, Binding};
+use navarch_apiserver::audit::AuditLog;
+use navarch_apiserver::http::{self, HttpLimits, HttpState};
+use navarch_apiserver::{ApiServer, ApiServerConfig, DebugHooks, TokenFile};
+use navarch_bins::{credentials, init_logging};
+use navarch_model::authz::Binding;
 use navarch_net::fault::FaultInjector;
 use navarch_net::{Endpoint, JoinAuthority, NetConfig, Router};
 use navarch_store::{HistoryLimits, InitialState, Member, MemberConfig};
@@ -80,9 +81,16 @@ struct RunArgs {
     /// Extra role bindings: a JSON list of `{"user"|"group": ..., "role": "cluster-admin"|"view"|"node"}`.
     #[arg(long)]
     authorization_policy_file: Option<PathBuf>,
-    /// Requests in flight before the API answers 429 (watches and log streams not counted).
+    /// Read-only requests in flight before the API answers 429 (watches, followed logs and
+    /// exec not counted).
     #[arg(long, default_value_t = 400)]
     max_requests_inflight: usize,
+    /// Mutating requests in flight before the API answers 429, apart from the read-only ones.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Seconds a request body may take to arrive in full (408 beyond).
+    #[arg(long, default_value_t = 60)]
+    request_body_timeout: u64,
     /// Rotate the audit log (DATA_DIR/audit.log) when it reaches this many bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     audit_log_max_bytes: u64,
@@ -175,11 +183,11 @@ async fn run(args: RunArgs) -> Result<()> {
         );
     };
     let creds = credentials::master(&args.data_dir, args.ca_dir.as_deref(), &args.name)?;
-    let serving = api::tls::serving_identity(&creds.ca, &args.name, args.listen_api)
+    let serving = http::tls::serving_identity(&creds.ca, &args.name, args.listen_api)
         .context("issue the API server's certificate")?;
-    let tls = api::tls::server_config(&serving, &args.name)?;
-    let server_url = api::tls::server_url(args.listen_api);
-    api::tls::write_admin_kubeconfig(
+    let tls = http::tls::server_config(&serving, &args.name)?;
+    let server_url = http::tls::server_url(args.listen_api);
+    http::tls::write_admin_kubeconfig(
         &args.data_dir,
         &server_url,
         &credentials::admin(&args.data_dir)?,
@@ -212,8 +220,9 @@ async fn run(args: RunArgs) -> Result<()> {
             ..TapConfig::default()
         },
     );
+    let faults = FaultInjector::default();
     let mut net = NetConfig::new(args.name.clone(), creds.member.clone());
-    net.faults = FaultInjector::default();
+    net.faults = faults.clone();
     net.tap = Some(Arc::new(root.tap()));
     net.join = Some(JoinAuthority::new(
         Arc::new(creds.ca),
@@ -240,53 +249,51 @@ async fn run(args: RunArgs) -> Result<()> {
     let member = Member::start(cfg, endpoint.clone()).await?;
     navarch_store::mount(&router, &member).context("mount the store's services")?;
 
-    let state = AppState {
-        member: member.clone(),
-        runtime: tokio::runtime::Handle::current(),
-    };
-    let core = Core::new(member.clone());
-    let api_state = ApiState {
-        core: core.clone(),
-        runtime: tokio::runtime::Handle::current(),
-        tokens: Arc::new(tokens),
-        authz: Arc::new(Authorizer::new(bindings)),
-        audit: Arc::new(audit),
-        inflight: Arc::new(tokio::sync::Semaphore::new(
-            args.max_requests_inflight.max(1),
-        )),
-        server_address: server_url.trim_start_matches("https://").to_string(),
-    };
+    let mut api_cfg = ApiServerConfig::new(member.clone(), tokio::runtime::Handle::current());
+    api_cfg.tokens = tokens;
+    api_cfg.bindings = bindings;
+    api_cfg.audit = Some(Arc::new(audit));
+    api_cfg.debug = Some(DebugHooks {
+        registry: root.registry(),
+        tap: root.tap(),
+        faults,
+    });
+    api_cfg.server_address = server_url.trim_start_matches("https://").to_string();
+    let api = ApiServer::start(api_cfg);
+    let bootstrap = api.clone();
     tokio::spawn(async move {
-        // Every master makes sure the system namespaces exist once a leader is known.
+        // Every master makes sure the system namespaces and the bootstrap RBAC policy exist
+        // once a leader is known.
         loop {
-            match core.ensure_system_namespaces().await {
+            match bootstrap.ensure_bootstrap().await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::debug!(error = %e, "system namespaces not created yet");
+                    tracing::debug!(error = %e, "bootstrap objects not written yet");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
     });
+    let http_state = HttpState::new(
+        api,
+        HttpLimits {
+            max_inflight: args.max_requests_inflight,
+            max_mutating_inflight: args.max_mutating_requests_inflight,
+            body_timeout: Duration::from_secs(args.request_body_timeout),
+        },
+    );
     let server = HttpServer::new(move || {
-        let (registry, tap) = (root.registry(), root.tap());
+        let state = http_state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(api::gate))
             .wrap(actix_web::middleware::from_fn(http::correlation))
-            .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(api_state.clone()))
-            .app_data(web::PayloadConfig::new(api::rest::MAX_BODY + 1))
-            .configure(http::configure)
-            .configure(api::configure)
-            .configure(|cfg| debug_actors::configure(cfg, registry, tap))
-            .default_service(web::to(api::rest::not_found))
+            .configure(|cfg| http::configure(cfg, state))
     })
     .workers(2)
     // Clients (kubelets, controllers, kubectl's reused transport) keep connections open
     // between requests; actix-web's default of 5 s would make them reconnect and
     // handshake again.
     .keep_alive(Duration::from_secs(120))
-    .on_connect(api::auth::on_connect)
+    .on_connect(http::on_connect)
     .bind_rustls_0_23(args.listen_api, tls)
     .with_context(|| format!("bind --listen-api {}", args.listen_api))?
     .run();

@@ -73,7 +73,7 @@ enum Command {
     /// Benchmarks: `navctl bench store [--vs-etcd]` starts its own clusters on loopback.
     Bench {
         #[command(subcommand)]
-        what: navarch_bins::bench::BenchCommand,
+        what: navarch_bench::BenchCommand,
     },
 }
 
@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Delete(a) => navctl::delete(a).await?,
         Command::Describe(a) => navctl::describe(a).await?,
         Command::Store { command } => store(&cli, command).await?,
-        Command::Bench { what } => navarch_bins::bench::run(what).await?,
+        Command::Bench { what } => navarch_bench::run(what).await?,
         Command::PkiInit { ca_dir } => {
             let (ca, created) = ClusterCa::load_or_create(ca_dir)?;
             println!(

@@ -16,16 +16,22 @@ pub mod output;
 pub mod resource;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use navarch_client::kubeconfig::Kubeconfig;
+use navarch_client::{Client, ClientError, HttpsClient};
 use navarch_model::kinds::Kind;
+use navarch_model::options::{
+    DeleteOptions, GetOptions, ListOptions, Patch, Propagation, WriteOptions,
+};
+use navarch_model::patch::PatchType;
+use navarch_model::selector::{FieldSelector, LabelSelector};
+use navarch_model::validate::FieldValidation;
 use serde_json::{json, Value};
 
-use crate::client::{ApiClient, Kubeconfig};
 use output::TextTable;
-use resource::{collection_path, display, enc, object_path};
+use resource::display;
 
 /// Where the API server is and which namespace to use.
 #[derive(Args, Debug, Clone)]
@@ -42,8 +48,29 @@ pub struct Conn {
 /// An API client and the namespace requests default to.
 #[derive(Debug)]
 pub struct Session {
-    pub api: ApiClient,
+    pub api: HttpsClient,
     pub namespace: String,
+}
+
+/// An API error as kubectl prints it: `Error from server (Reason): message`.
+pub fn server_error(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Api(e) => anyhow::anyhow!("Error from server ({}): {}", e.reason, e.message),
+        other => anyhow::anyhow!("error: {other}"),
+    }
+}
+
+/// A list's options with a label selector from `-l`.
+fn list_options(selector: Option<&str>) -> Result<ListOptions> {
+    let mut o = ListOptions::default();
+    if let Some(l) = selector {
+        o.label_selector = LabelSelector::parse(l).map_err(|e| anyhow::anyhow!("error: {e}"))?;
+    }
+    Ok(o)
+}
+
+fn ns_of<'a>(kind: &Kind, ns: &'a str) -> Option<&'a str> {
+    (kind.namespaced && !ns.is_empty()).then_some(ns)
 }
 
 impl Conn {
@@ -60,9 +87,11 @@ impl Conn {
     }
 
     pub fn open(&self) -> Result<Session> {
-        let cfg = Kubeconfig::load(&self.kubeconfig_path())?;
+        let path = self.kubeconfig_path();
+        let cfg = Kubeconfig::load(&path)
+            .with_context(|| format!("error: kubeconfig {}", path.display()))?;
         Ok(Session {
-            api: cfg.client(Duration::from_secs(30))?,
+            api: HttpsClient::from_kubeconfig(&cfg).context("error: an HTTPS client")?,
             namespace: self
                 .namespace
                 .clone()
@@ -204,16 +233,6 @@ fn finish(mut errors: Vec<anyhow::Error>) -> Result<()> {
     }
 }
 
-fn items_of(list: Value) -> Vec<Value> {
-    match list {
-        Value::Object(mut o) => match o.remove("items") {
-            Some(Value::Array(a)) => a,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
-}
-
 fn name_of(v: &Value) -> &str {
     v["metadata"]["name"].as_str().unwrap_or("")
 }
@@ -247,21 +266,23 @@ pub async fn get(a: &GetArgs) -> Result<()> {
                     Some(x) => x.push_rows(t, wide, with_ns),
                 };
                 if names.is_empty() {
-                    let mut path = collection_path(kind, list_ns);
-                    if let Some(l) = &a.selector {
-                        path = format!("{path}?labelSelector={}", enc(l));
-                    }
-                    add(&s.api.get_table(&path).await?.into_result()?);
+                    let opts = list_options(a.selector.as_deref())?;
+                    let ns = list_ns.and_then(|n| ns_of(kind, n));
+                    add(&s
+                        .api
+                        .get_table(kind, ns, None, &opts)
+                        .await
+                        .map_err(server_error)?);
                 } else {
                     for n in names {
+                        let ns = ns_of(kind, &s.namespace);
                         match s
                             .api
-                            .get_table(&object_path(kind, &s.namespace, n))
-                            .await?
-                            .into_result()
+                            .get_table(kind, ns, Some(n), &ListOptions::default())
+                            .await
                         {
                             Ok(t) => add(&t),
-                            Err(e) => errors.push(e),
+                            Err(e) => errors.push(server_error(e)),
                         }
                     }
                 }
@@ -286,25 +307,24 @@ pub async fn get(a: &GetArgs) -> Result<()> {
             let mut whole_list: Option<Value> = None;
             for (kind, names) in &groups {
                 if names.is_empty() {
-                    let mut path = collection_path(kind, list_ns);
-                    if let Some(l) = &a.selector {
-                        path = format!("{path}?labelSelector={}", enc(l));
-                    }
-                    let list = s.api.get(&path).await?.into_result()?;
+                    let opts = list_options(a.selector.as_deref())?;
+                    let ns = list_ns.and_then(|n| ns_of(kind, n));
+                    let list = s.api.list(kind, ns, &opts).await.map_err(server_error)?;
                     if groups.len() == 1 {
-                        whole_list = Some(list.clone());
+                        whole_list = Some(json!({
+                            "kind": format!("{}List", kind.kind),
+                            "apiVersion": kind.api_version(),
+                            "metadata": {"resourceVersion": list.resource_version},
+                            "items": list.items,
+                        }));
                     }
-                    found.extend(items_of(list).into_iter().map(|i| (*kind, i)));
+                    found.extend(list.items.into_iter().map(|i| (*kind, i)));
                 } else {
                     for n in names {
-                        match s
-                            .api
-                            .get(&object_path(kind, &s.namespace, n))
-                            .await?
-                            .into_result()
-                        {
+                        let ns = ns_of(kind, &s.namespace);
+                        match s.api.get(kind, ns, n, &GetOptions::default()).await {
                             Ok(o) => found.push((*kind, o)),
-                            Err(e) => errors.push(e),
+                            Err(e) => errors.push(server_error(e)),
                         }
                     }
                 }
@@ -402,29 +422,31 @@ fn locate(obj: &mut Value, default_ns: &str) -> Result<(&'static Kind, String, S
 }
 
 /// Creates or merge-patches one object (see [`ApplyArgs`]).
-pub async fn apply_one(api: &ApiClient, obj: &Value, default_ns: &str) -> Result<String> {
+pub async fn apply_one(api: &dyn Client, obj: &Value, default_ns: &str) -> Result<String> {
     let mut obj = obj.clone();
     let (kind, ns, name) = locate(&mut obj, default_ns)?;
-    let path = object_path(kind, &ns, &name);
-    let current = api.get(&path).await?;
-    let result = match current.code {
-        404 => {
-            let coll = collection_path(kind, Some(&ns));
-            api.post(&format!("{coll}?fieldValidation=Strict"), &obj)
-                .await?
-                .into_result()?;
+    let ns = ns_of(kind, &ns);
+    let strict = WriteOptions {
+        field_validation: FieldValidation::Strict,
+        ..WriteOptions::default()
+    };
+    let result = match api.get(kind, ns, &name, &GetOptions::default()).await {
+        Err(e) if e.is_not_found() => {
+            api.create(kind, ns, obj, &strict)
+                .await
+                .map_err(server_error)?;
             Applied::Created
         }
-        200..=299 => {
-            let before = current.body;
+        Ok(before) => {
+            let patch = Patch {
+                ty: PatchType::Merge,
+                body: obj,
+            };
             let after = api
-                .patch(
-                    &format!("{path}?fieldValidation=Strict"),
-                    "application/merge-patch+json",
-                    &obj,
-                )
-                .await?
-                .into_result()?;
+                .patch(kind, ns, &name, None, patch, &strict)
+                .await
+                .map_err(server_error)?
+                .object;
             let rv = |v: &Value| v["metadata"]["resourceVersion"].clone();
             if rv(&before) == rv(&after) || desired_view(&before) == desired_view(&after) {
                 Applied::Unchanged
@@ -432,7 +454,7 @@ pub async fn apply_one(api: &ApiClient, obj: &Value, default_ns: &str) -> Result
                 Applied::Configured
             }
         }
-        _ => return Err(current.into_result().unwrap_err()),
+        Err(e) => return Err(server_error(e)),
     };
     Ok(format!("{}/{name} {}", display(kind), result.word()))
 }
@@ -471,26 +493,20 @@ pub async fn delete(a: &DeleteArgs) -> Result<()> {
             }
         }
     }
-    let mut body = json!({
-        "kind": "DeleteOptions",
-        "apiVersion": "v1",
-        "propagationPolicy": a.cascade.policy(),
-    });
-    if let Some(g) = a.grace_period {
-        body["gracePeriodSeconds"] = json!(g);
-    }
+    let opts = DeleteOptions {
+        propagation_policy: Some(
+            Propagation::parse(a.cascade.policy())
+                .map_err(|e| anyhow::anyhow!("error: {}", e.message))?,
+        ),
+        grace_period_seconds: a.grace_period,
+        ..DeleteOptions::default()
+    };
     let mut errors = Vec::new();
     for (kind, ns, name) in targets {
-        let reply = s
-            .api
-            .delete(&object_path(kind, &ns, &name), Some(&body))
-            .await?;
-        if reply.code == 404 && a.ignore_not_found {
-            continue;
-        }
-        match reply.into_result() {
+        match s.api.delete(kind, ns_of(kind, &ns), &name, &opts).await {
             Ok(_) => println!("{} \"{name}\" deleted", display(kind)),
-            Err(e) => errors.push(e),
+            Err(e) if e.is_not_found() && a.ignore_not_found => {}
+            Err(e) => errors.push(server_error(e)),
         }
     }
     finish(errors)
@@ -503,12 +519,12 @@ pub async fn describe(a: &DescribeArgs) -> Result<()> {
     let mut errors = Vec::new();
     for (kind, names) in resource::parse_args(&a.args)? {
         if names.is_empty() {
-            let list = s
+            let items = s
                 .api
-                .get(&collection_path(kind, Some(&s.namespace)))
-                .await?
-                .into_result()?;
-            let items = items_of(list);
+                .list(kind, ns_of(kind, &s.namespace), &ListOptions::default())
+                .await
+                .map_err(server_error)?
+                .items;
             if items.is_empty() && kind.namespaced {
                 eprintln!("No resources found in {} namespace.", s.namespace);
             }
@@ -518,12 +534,11 @@ pub async fn describe(a: &DescribeArgs) -> Result<()> {
         for n in names {
             match s
                 .api
-                .get(&object_path(kind, &s.namespace, &n))
-                .await?
-                .into_result()
+                .get(kind, ns_of(kind, &s.namespace), &n, &GetOptions::default())
+                .await
             {
                 Ok(o) => objects.push((kind, o)),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(server_error(e)),
             }
         }
     }
@@ -533,21 +548,23 @@ pub async fn describe(a: &DescribeArgs) -> Result<()> {
             "involvedObject.name={name},involvedObject.kind={}",
             kind.kind
         );
-        let path = match obj["metadata"]["namespace"]
+        let ns = obj["metadata"]["namespace"]
             .as_str()
-            .filter(|_| kind.namespaced)
-        {
-            Some(ns) => format!(
-                "/api/v1/namespaces/{}/events?fieldSelector={}",
-                enc(ns),
-                enc(&selector)
-            ),
-            None => format!("/api/v1/events?fieldSelector={}", enc(&selector)),
-        };
+            .filter(|_| kind.namespaced);
+        let events_kind = navarch_client::kind("", "v1", "events");
         // Events are best effort: a describe without them is still useful.
-        let events = match s.api.get(&path).await {
-            Ok(r) if r.ok() => items_of(r.body),
-            _ => Vec::new(),
+        let events = match FieldSelector::parse("Event", &selector) {
+            Ok(field_selector) => {
+                let opts = ListOptions {
+                    field_selector,
+                    ..ListOptions::default()
+                };
+                match s.api.list(events_kind, ns, &opts).await {
+                    Ok(l) => l.items,
+                    Err(_) => Vec::new(),
+                }
+            }
+            Err(_) => Vec::new(),
         };
         if i > 0 {
             println!("\n");

@@ -27,12 +27,11 @@ pub fn serving_identity(
 
 /// The rustls server configuration: TLS 1.3, HTTP/2 and HTTP/1.1, client certificates
 /// optional but verified against the cluster CA when presented.
-pub fn server_config(identity: &Identity, name: &str) -> anyhow::Result<rustls::ServerConfig> {
-    Ok(navarch_net::rustls_server_config(
-        identity,
-        name,
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-    )?)
+pub fn server_config(
+    identity: &Identity,
+    name: &str,
+) -> Result<rustls::ServerConfig, navarch_net::NetError> {
+    navarch_net::rustls_server_config(identity, name, vec![b"h2".to_vec(), b"http/1.1".to_vec()])
 }
 
 /// The URL clients reach an API server listening on `listen` at.

@@ -71,7 +71,7 @@ impl NavarchCluster {
             procs.spawn(&m.name, cmd, &dir.join(format!("{}.log", m.name)))?;
             tracing::info!(member = %m.name, peer = %m.peer, api = %m.api, "started navarch master");
         }
-        let http = crate::client::https_client(&admin, Duration::from_secs(2))?;
+        let http = crate::https_client(&admin, Duration::from_secs(2))?;
         Ok(NavarchCluster {
             procs,
             members,

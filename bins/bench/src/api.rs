@@ -110,7 +110,7 @@ fn targets(
     let shared: Vec<reqwest::Client> = match mode {
         ApiConnections::PerMember => bases
             .iter()
-            .map(|_| crate::client::https_client(admin, HTTP_TIMEOUT))
+            .map(|_| crate::https_client(admin, HTTP_TIMEOUT))
             .collect::<Result<_>>()?,
         ApiConnections::PerClient => Vec::new(),
     };
@@ -119,7 +119,7 @@ fn targets(
             let m = i % bases.len();
             let http = match mode {
                 ApiConnections::PerMember => shared[m].clone(),
-                ApiConnections::PerClient => crate::client::https_client(admin, HTTP_TIMEOUT)?,
+                ApiConnections::PerClient => crate::https_client(admin, HTTP_TIMEOUT)?,
             };
             Ok(Target {
                 http,
@@ -254,7 +254,7 @@ async fn prepare(
     bases: &[Arc<str>],
     list_size: usize,
 ) -> Result<(usize, serde_json::Value, usize)> {
-    let http = crate::client::https_client(admin, HTTP_TIMEOUT)?;
+    let http = crate::https_client(admin, HTTP_TIMEOUT)?;
     for base in bases {
         let http = &http;
         wait_for(

@@ -1,22 +1,54 @@
-//! The inspector's HTTP endpoints (`bins/src/debug_actors.rs`, compiled here against this
-//! crate): list and get actors, read and follow messages, kill by path and by prefix; a tree of
-//! groups, kinds and singletons as they show it.
+//! The inspector's views (`/debug/actors`, `/debug/messages`, `/debug/kill`) over a real actor
+//! tree: list and get actors, read and follow messages, kill by path and by prefix; a tree of
+//! groups, kinds and singletons as they show it. The actor kit's test helpers are shared.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
-#[path = "../../bins/src/debug_actors.rs"]
-mod debug_actors;
-
-use std::pin::Pin;
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
-use actix_web::{test, App};
 use common::*;
+use futures::StreamExt;
 use navarch_actors::{
     with_correlation, CorrelationId, GroupSpec, KindSpec, Root, SingletonSpec, Status, TapConfig,
 };
+use navarch_apiserver::debug::actor_view;
+use navarch_apiserver::{DebugHooks, Reply};
+use navarch_net::fault::FaultInjector;
 use serde_json::Value;
+
+fn hooks(root: &Root) -> DebugHooks {
+    DebugHooks {
+        registry: root.registry(),
+        tap: root.tap(),
+        faults: FaultInjector::default(),
+    }
+}
+
+/// `METHOD /debug/<view>?<query>`: the HTTP status and the reply.
+async fn call(h: &DebugHooks, method: &str, uri: &str) -> (u16, Option<Reply>) {
+    let rest = uri.strip_prefix("/debug/").expect("a debug uri");
+    let (view, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let q: Vec<(String, String)> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    match actor_view(h, &method.to_ascii_lowercase(), view, &q).await {
+        Ok(r) => (r.code(), Some(r)),
+        Err(e) => (e.code, None),
+    }
+}
+
+async fn json<T: serde::de::DeserializeOwned>(h: &DebugHooks, method: &str, uri: &str) -> T {
+    match call(h, method, uri).await {
+        (200, Some(Reply::Document { body, .. })) => serde_json::from_value(body).unwrap(),
+        (code, _) => panic!("{method} {uri}: {code}"),
+    }
+}
 
 #[actix_rt::test]
 async fn inspector_endpoints_show_actors_and_messages_and_kill() {
@@ -38,17 +70,15 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
         .await
         .unwrap();
 
-    let (registry, tap) = (root.registry(), root.tap());
-    let app = test::init_service(
-        App::new().configure(move |cfg| debug_actors::configure(cfg, registry, tap)),
-    )
-    .await;
+    let app = hooks(&root);
 
     // Actors: a listing by prefix, one by path, and errors.
-    let req = test::TestRequest::get()
-        .uri("/debug/actors?prefix=/master/controllers/deployment")
-        .to_request();
-    let list: Vec<Value> = test::call_and_read_body_json(&app, req).await;
+    let list: Vec<Value> = json(
+        &app,
+        "GET",
+        "/debug/actors?prefix=/master/controllers/deployment",
+    )
+    .await;
     let paths: Vec<&str> = list.iter().map(|v| v["path"].as_str().unwrap()).collect();
     assert_eq!(
         paths,
@@ -58,10 +88,12 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
             "/master/controllers/deployment/default/web",
         ]
     );
-    let req = test::TestRequest::get()
-        .uri("/debug/actors?path=/master/controllers/deployment/default/web")
-        .to_request();
-    let one: Value = test::call_and_read_body_json(&app, req).await;
+    let one: Value = json(
+        &app,
+        "GET",
+        "/debug/actors?path=/master/controllers/deployment/default/web",
+    )
+    .await;
     assert_eq!(one["summary"], "value=2");
     assert_eq!(one["supervisor"], "/master/controllers/deployment");
     assert_eq!(one["kind"], "deployment");
@@ -75,15 +107,11 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
         ("/debug/messages?correlation=xyz", 400),
         ("/debug/messages?limit=many", 400),
     ] {
-        let resp = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
-        assert_eq!(resp.status().as_u16(), status, "{uri}");
+        assert_eq!(call(&app, "GET", uri).await.0, status, "{uri}");
     }
 
     // Messages: filtered by correlation id and by type.
-    let req = test::TestRequest::get()
-        .uri(&format!("/debug/messages?correlation={id}"))
-        .to_request();
-    let msgs: Vec<Value> = test::call_and_read_body_json(&app, req).await;
+    let msgs: Vec<Value> = json(&app, "GET", &format!("/debug/messages?correlation={id}")).await;
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["message_type"], "Add");
     assert_eq!(
@@ -91,37 +119,35 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
         "/master/controllers/deployment/default/web"
     );
     assert_eq!(msgs[0]["correlation"], id.to_string());
-    let req = test::TestRequest::get()
-        .uri("/debug/messages?type=Started&limit=1")
-        .to_request();
-    let msgs: Vec<Value> = test::call_and_read_body_json(&app, req).await;
+    let msgs: Vec<Value> = json(&app, "GET", "/debug/messages?type=Started&limit=1").await;
     assert_eq!(msgs.len(), 1);
 
     // Follow: a live stream of newline-delimited JSON.
-    let req = test::TestRequest::get()
-        .uri("/debug/messages?follow=true&type=Add&prefix=/master/controllers/deployment/default/api")
-        .to_request();
-    let resp = test::call_service(&app, req).await;
-    assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(
-        resp.headers().get("content-type").unwrap(),
-        "application/x-ndjson"
-    );
-    let mut body = resp.into_body();
+    let (code, reply) = call(
+        &app,
+        "GET",
+        "/debug/messages?follow=true&type=Add&prefix=/master/controllers/deployment/default/api",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let Some(Reply::Stream {
+        content_type,
+        chunks: mut body,
+    }) = reply
+    else {
+        panic!("a stream");
+    };
+    assert_eq!(content_type, "application/x-ndjson");
     let api_ref = kind.child(&b).await.unwrap().unwrap();
     api_ref.send(CounterEvent::Add(5)).await.unwrap();
     web_ref.send(CounterEvent::Add(5)).await.unwrap();
     api_ref.send(CounterEvent::Add(6)).await.unwrap();
     let mut buf = Vec::new();
     while buf.iter().filter(|&&c| c == b'\n').count() < 2 {
-        let chunk = tokio::time::timeout(
-            LIMIT,
-            futures::future::poll_fn(|cx| Pin::new(&mut body).poll_next(cx)),
-        )
-        .await
-        .expect("a streamed record")
-        .expect("the stream is open")
-        .unwrap();
+        let chunk = tokio::time::timeout(LIMIT, body.next())
+            .await
+            .expect("a streamed record")
+            .expect("the stream is open");
         buf.extend_from_slice(&chunk);
     }
     let lines: Vec<Value> = buf
@@ -137,10 +163,12 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
     drop(body);
 
     // Kill by path, then a random one by prefix; the registry shows the restarts.
-    let req = test::TestRequest::post()
-        .uri("/debug/kill?path=/master/controllers/deployment/default/web")
-        .to_request();
-    let killed: Value = test::call_and_read_body_json(&app, req).await;
+    let killed: Value = json(
+        &app,
+        "POST",
+        "/debug/kill?path=/master/controllers/deployment/default/web",
+    )
+    .await;
     assert_eq!(
         killed["killed"],
         "/master/controllers/deployment/default/web"
@@ -151,10 +179,7 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
             .is_some_and(|i| i.restarts == 1 && i.status == Status::Running)
     })
     .await;
-    let req = test::TestRequest::post()
-        .uri("/debug/kill?prefix=/master/controllers")
-        .to_request();
-    let killed: Value = test::call_and_read_body_json(&app, req).await;
+    let killed: Value = json(&app, "POST", "/debug/kill?prefix=/master/controllers").await;
     let victim = path(killed["killed"].as_str().unwrap());
     assert!(victim.starts_with(kind.path()));
     eventually(LIMIT, "victim restarted", || {
@@ -169,8 +194,7 @@ async fn inspector_endpoints_show_actors_and_messages_and_kill() {
         ("/debug/kill?prefix=/nowhere", 404),
         ("/debug/kill", 400),
     ] {
-        let resp = test::call_service(&app, test::TestRequest::post().uri(uri).to_request()).await;
-        assert_eq!(resp.status().as_u16(), status, "{uri}");
+        assert_eq!(call(&app, "POST", uri).await.0, status, "{uri}");
     }
 }
 
@@ -193,11 +217,7 @@ async fn inspector_shows_the_supervision_tree_and_kills_a_singleton() {
         ))
         .await
         .unwrap();
-    let (registry, tap) = (root.registry(), root.tap());
-    let app = test::init_service(
-        App::new().configure(move |cfg| debug_actors::configure(cfg, registry, tap)),
-    )
-    .await;
+    let app = hooks(&root);
     let reg = root.registry();
     eventually(LIMIT, "all running", || {
         reg.list(cm.path())
@@ -210,8 +230,7 @@ async fn inspector_shows_the_supervision_tree_and_kills_a_singleton() {
     let list = |uri: &'static str| {
         let app = &app;
         async move {
-            let req = test::TestRequest::get().uri(uri).to_request();
-            let list: Vec<Value> = test::call_and_read_body_json(app, req).await;
+            let list: Vec<Value> = json(app, "GET", uri).await;
             list.iter()
                 .map(|v| {
                     format!(
@@ -234,18 +253,22 @@ async fn inspector_shows_the_supervision_tree_and_kills_a_singleton() {
             "/master/controllers/scheduler singleton running <- /master/controllers",
         ]
     );
-    let req = test::TestRequest::get()
-        .uri("/debug/actors?path=/master/controllers/scheduler")
-        .to_request();
-    let one: Value = test::call_and_read_body_json(&app, req).await;
+    let one: Value = json(
+        &app,
+        "GET",
+        "/debug/actors?path=/master/controllers/scheduler",
+    )
+    .await;
     assert_eq!(one["summary"], "placed 0, free n1=1");
     assert_eq!(one["kind"], "scheduler");
 
     // The singleton is killable; the group and the kind are not.
-    let req = test::TestRequest::post()
-        .uri("/debug/kill?path=/master/controllers/scheduler")
-        .to_request();
-    let killed: Value = test::call_and_read_body_json(&app, req).await;
+    let killed: Value = json(
+        &app,
+        "POST",
+        "/debug/kill?path=/master/controllers/scheduler",
+    )
+    .await;
     assert_eq!(killed["killed"], "/master/controllers/scheduler");
     eventually(LIMIT, "scheduler restarted", || {
         reg.get(sched.path())
@@ -256,8 +279,7 @@ async fn inspector_shows_the_supervision_tree_and_kills_a_singleton() {
         "/debug/kill?path=/master/controllers",
         "/debug/kill?path=/master/controllers/deployment",
     ] {
-        let resp = test::call_service(&app, test::TestRequest::post().uri(uri).to_request()).await;
-        assert_eq!(resp.status().as_u16(), 409, "{uri}");
+        assert_eq!(call(&app, "POST", uri).await.0, 409, "{uri}");
     }
 
     // Stopped (not the leader): the tree stays visible, nothing under it runs or can be killed.
@@ -270,12 +292,10 @@ async fn inspector_shows_the_supervision_tree_and_kills_a_singleton() {
             "/master/controllers/scheduler singleton stopped <- /master/controllers",
         ]
     );
-    let resp = test::call_service(
-        &app,
-        test::TestRequest::post()
-            .uri("/debug/kill?prefix=/master/controllers")
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(
+        call(&app, "POST", "/debug/kill?prefix=/master/controllers")
+            .await
+            .0,
+        404
+    );
 }

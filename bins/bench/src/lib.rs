@@ -6,6 +6,8 @@
 //! `navctl bench api` (see `api`): create, get and list of pods through the Kubernetes API over
 //! HTTPS against the same kind of 3-master cluster, beside the raw store figures of the same run.
 //!
+//! The crate is the benchmarks' home; `navctl bench` (in `bins`) only parses and calls it.
+//!
 //! Both clusters are started by the benchmark from temporary data dirs and killed when it ends,
 //! fails or is interrupted. The systems run one after the other, never at the same time.
 
@@ -124,6 +126,23 @@ pub struct StoreBenchArgs {
     /// Keep the data dirs and logs afterwards, for debugging.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// An HTTPS client trusting the CA of `id` and presenting `id`'s certificate (an anonymous
+/// identity presents none): the benchmarks drive the API with plain requests.
+pub(crate) fn https_client(
+    id: &navarch_net::pki::Identity,
+    timeout: Duration,
+) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .add_root_certificate(reqwest::Certificate::from_pem(id.ca_pem.as_bytes())?);
+    if !id.is_anonymous() {
+        let pem = format!("{}\n{}", id.cert_pem, id.key_pem);
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
+    }
+    Ok(b.build()?)
 }
 
 /// Runs a benchmark command; Ctrl-C stops it and kills the clusters it started.

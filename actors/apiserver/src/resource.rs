@@ -1,0 +1,295 @@
+//! The pipeline's second half for resource requests: admission (node restriction, namespace
+//! lifecycle), decoding, defaulting and validation of the body, and the verb on the store.
+//! Reached only through [`ApiServer::execute`](crate::ApiServer::execute).
+
+use navarch_client::ObjectList;
+use navarch_model::authz::User;
+use navarch_model::kinds::Kind;
+use navarch_model::options::{DeleteOptions, GetOptions, ListOptions, WatchOptions, WriteOptions};
+use navarch_model::ApiError;
+use serde_json::Value;
+
+use navarch_model::escalation::{check_escalation, RbacWrite};
+use navarch_model::node_restriction::{self, AdmissionRequest, Operation};
+use navarch_model::rbac::RbacKind;
+use navarch_model::review;
+
+use crate::request::{Body, Reply, RequestHead, Target};
+use crate::storage::{ListPage, Storage};
+use crate::time::now_rfc3339;
+use crate::{decode, watch, ApiServer};
+
+fn list_reply(kind: &'static Kind, page: ListPage, warnings: Vec<String>) -> Reply {
+    Reply::List {
+        kind,
+        list: ObjectList {
+            items: page.items,
+            resource_version: page.resource_version.0.to_string(),
+            continue_token: page.continue_token,
+            remaining_item_count: page.remaining,
+        },
+        warnings,
+    }
+}
+
+fn object(code: u16, kind: Option<&'static Kind>, object: Value, warnings: Vec<String>) -> Reply {
+    Reply::Object {
+        code,
+        kind,
+        object,
+        warnings,
+    }
+}
+
+/// Admission of one write's final object: NodeRestriction for nodes, and RBAC's escalation
+/// check for Roles, ClusterRoles and their bindings.
+fn admit_write(
+    api: &ApiServer,
+    user: &User,
+    kind: &'static Kind,
+    namespace: &str,
+    subresource: &str,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    if user.node_name().is_some() {
+        node_restriction::admit(
+            user,
+            &AdmissionRequest {
+                operation: if old.is_some() {
+                    Operation::Update
+                } else {
+                    Operation::Create
+                },
+                kind,
+                subresource,
+                namespace,
+                name: new["metadata"]["name"].as_str().unwrap_or(""),
+                object: Some(new),
+                old_object: old,
+            },
+        )?;
+    }
+    if RbacKind::of(kind).is_some() {
+        api.authorizer().with(|a| {
+            check_escalation(
+                a,
+                user,
+                &RbacWrite {
+                    kind,
+                    namespace,
+                    object: new,
+                    old,
+                },
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The authorizer allowed a node only for pods bound to it: check the stored pod.
+async fn check_pod_on_node(
+    storage: &Storage,
+    kind: &Kind,
+    ns: &str,
+    name: &str,
+    node: &str,
+) -> Result<(), ApiError> {
+    let pod = storage.get(kind, ns, name, None).await?;
+    if pod["spec"]["nodeName"].as_str() != Some(node) {
+        return Err(ApiError::forbidden(format!(
+            "pods \"{name}\" is forbidden: node \"{node}\" can only change pods bound to it"
+        ))
+        .about(kind.plural, kind.group, name));
+    }
+    Ok(())
+}
+
+/// `pods/<name>/log` and `exec` are served by the pod's node; until a node agent is connected
+/// to stream them, they answer why they cannot.
+fn node_stream_error(pod: &Value, container: Option<&str>, what: &str) -> ApiError {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let containers: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    if let Some(c) = container {
+        if !containers.contains(&c) {
+            return ApiError::bad_request(format!("container {c} is not valid for pod {name}"));
+        }
+    }
+    match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        None => ApiError::bad_request(format!("pod {name} does not have a host assigned")),
+        Some(node) => ApiError::unavailable(format!(
+            "no agent of node {node:?} is connected to serve {what} for pod {name}"
+        )),
+    }
+}
+
+pub(crate) async fn serve(
+    api: &ApiServer,
+    user: &User,
+    head: &RequestHead,
+    pod_on_node: Option<&str>,
+    body: Body,
+) -> Result<Reply, ApiError> {
+    let Target::Resource {
+        kind,
+        namespace,
+        name,
+        subresource,
+    } = &head.target
+    else {
+        return Err(ApiError::internal("not a resource request"));
+    };
+    let kind: &'static Kind = kind;
+    let storage = api.storage();
+    let q = &head.query;
+    let ns = namespace.as_deref().unwrap_or("");
+    let name = name.as_deref().unwrap_or("");
+    let sub = subresource.as_deref();
+    if let Some(node) = pod_on_node {
+        check_pod_on_node(storage, kind, ns, name, node).await?;
+    }
+    let admit = |old: Option<&Value>, new: &Value| {
+        admit_write(api, user, kind, ns, sub.unwrap_or(""), old, new)
+    };
+    if !kind.stored {
+        // A review: evaluated, answered, never stored.
+        if head.verb != "create" || sub.is_some() {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} only takes create",
+                kind.qualified_resource()
+            )));
+        }
+        let opts = WriteOptions::from_query(q)?;
+        let (b, mut warnings) = decode::object(Some(kind), body, opts.field_validation)?;
+        let r = api
+            .authorizer()
+            .with(|a| review::review(kind, a, user, &b, opts.field_validation, &now_rfc3339()))?;
+        warnings.extend(r.warnings);
+        return Ok(object(201, None, r.object, warnings));
+    }
+    match (head.verb, sub) {
+        ("get", Some(what @ ("log" | "exec"))) | ("create", Some(what @ "exec")) => {
+            let pod = storage.get(kind, ns, name, None).await?;
+            let container = q
+                .iter()
+                .find(|(k, _)| k == "container")
+                .map(|(_, v)| v.as_str());
+            Err(node_stream_error(&pod, container, what))
+        }
+        ("get", Some("scale")) => Ok(object(
+            200,
+            None,
+            storage.get_scale(kind, ns, name).await?,
+            vec![],
+        )),
+        ("get", _) => {
+            let opts = GetOptions::from_query(q);
+            let v = storage
+                .get(kind, ns, name, opts.resource_version.as_deref())
+                .await?;
+            Ok(object(200, Some(kind), v, vec![]))
+        }
+        ("list", None) => {
+            let opts = ListOptions::from_query(kind.kind, q)?;
+            let page = storage.list(kind, namespace.as_deref(), &opts).await?;
+            Ok(list_reply(kind, page, vec![]))
+        }
+        ("watch", None) => {
+            let opts = WatchOptions::from_query(kind.kind, q)?;
+            let events = watch::start(
+                storage.clone(),
+                kind,
+                namespace.clone(),
+                opts,
+                api.runtime(),
+            );
+            Ok(Reply::Watch { kind, events })
+        }
+        ("create", Some("binding")) => {
+            let opts = WriteOptions::from_query(q)?;
+            let (b, _) = decode::object(None, body, opts.field_validation)?;
+            let v = storage.bind(ns, name, b).await?;
+            Ok(object(201, None, v, vec![]))
+        }
+        ("create", None) => {
+            if kind.namespaced && namespace.is_none() {
+                return Err(ApiError::method_not_allowed(format!(
+                    "create {} needs a namespace: POST /{}/namespaces/<namespace>/{}",
+                    kind.plural,
+                    kind.gv_path().trim_start_matches('/'),
+                    kind.plural
+                )));
+            }
+            let opts = WriteOptions::from_query(q)?;
+            let (b, mut warnings) = decode::object(Some(kind), body, opts.field_validation)?;
+            let (obj, w) = Storage::prepare_create(kind, ns, b, &opts)?;
+            warnings.extend(w);
+            let v = storage.create(kind, ns, obj, &opts, &admit).await?;
+            Ok(object(
+                if opts.dry_run { 200 } else { 201 },
+                Some(kind),
+                v,
+                warnings,
+            ))
+        }
+        ("update", s @ (None | Some("status") | Some("scale"))) => {
+            let opts = WriteOptions::from_query(q)?;
+            let (b, mut warnings) = decode::object(Some(kind), body, opts.field_validation)?;
+            let (v, w) = storage.update(kind, ns, name, s, b, &opts, &admit).await?;
+            warnings.extend(w);
+            Ok(object(
+                200,
+                (s != Some("scale")).then_some(kind),
+                v,
+                warnings,
+            ))
+        }
+        ("patch", s @ (None | Some("status") | Some("scale"))) => {
+            let opts = WriteOptions::from_query(q)?;
+            let patch = decode::patch(body)?;
+            let (v, w) = storage
+                .patch(kind, ns, name, s, patch, &opts, &admit)
+                .await?;
+            Ok(object(200, (s != Some("scale")).then_some(kind), v, w))
+        }
+        ("delete", None) => {
+            let opts = delete_options(body, q)?;
+            let v = storage.delete(kind, ns, name, &opts).await?;
+            Ok(object(200, Some(kind), v, vec![]))
+        }
+        ("deletecollection", None) => {
+            let opts = delete_options(body, q)?;
+            let list = ListOptions::from_query(kind.kind, q)?;
+            let done = storage
+                .delete_collection(kind, namespace.as_deref(), &list, &opts)
+                .await?;
+            let rv = storage.revision();
+            Ok(Reply::List {
+                kind,
+                list: ObjectList {
+                    items: done.deleted,
+                    resource_version: rv.0.to_string(),
+                    continue_token: None,
+                    remaining_item_count: None,
+                },
+                warnings: done.refused,
+            })
+        }
+        (verb, _) => Err(ApiError::method_not_allowed(format!(
+            "{verb} is not supported on {}{}",
+            kind.qualified_resource(),
+            sub.map(|s| format!("/{s}")).unwrap_or_default()
+        ))),
+    }
+}
+
+fn delete_options(body: Body, q: &[(String, String)]) -> Result<DeleteOptions, ApiError> {
+    let opts = match decode::optional_object(body)? {
+        Some(v) => DeleteOptions::from_json(&v)?,
+        None => DeleteOptions::default(),
+    };
+    opts.with_query(q)
+}
