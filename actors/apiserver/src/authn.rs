@@ -20,7 +20,27 @@ pub enum Credentials {
     Presented {
         client_cert: Option<PeerIdentity>,
         authorization: Option<String>,
+        /// `Impersonate-*` headers: act as another user, if the authenticated one may.
+        impersonate: Option<Impersonation>,
     },
+}
+
+/// Who a request asks to act as (Kubernetes' `Impersonate-User`, `Impersonate-Group`,
+/// `Impersonate-Uid` headers).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Impersonation {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub uid: Option<String>,
+}
+
+impl Credentials {
+    pub fn impersonation(&self) -> Option<&Impersonation> {
+        match self {
+            Credentials::Presented { impersonate, .. } => impersonate.as_ref(),
+            Credentials::Component(_) => None,
+        }
+    }
 }
 
 /// Bearer tokens: `token,user,uid,"group1,group2"` per line, like kube-apiserver's
@@ -113,6 +133,7 @@ pub fn authenticate(creds: &Credentials, tokens: &TokenFile) -> Result<Option<Us
         Credentials::Presented {
             client_cert,
             authorization,
+            ..
         } => {
             if let Some(value) = authorization {
                 let token = value

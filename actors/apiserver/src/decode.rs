@@ -1,10 +1,12 @@
 //! Request bodies into values: JSON (with Kubernetes' strict checks for duplicate fields),
-//! and the values in-process callers pass as they are.
+//! Kubernetes' protobuf (what kubectl's typed client sends), and the values in-process callers
+//! pass as they are.
 
 use navarch_model::json;
 use navarch_model::kinds::Kind;
 use navarch_model::options::Patch;
 use navarch_model::patch::PatchType;
+use navarch_model::protobuf::{self, ProtobufError};
 use navarch_model::status::Cause;
 use navarch_model::validate::FieldValidation;
 use navarch_model::ApiError;
@@ -26,6 +28,20 @@ fn is_json(ct: &str) -> bool {
     ct.is_empty() || ct == "application/json" || ct == "*/*"
 }
 
+fn is_protobuf(ct: &str) -> bool {
+    ct == protobuf::MEDIA_TYPE
+}
+
+/// A protobuf body as the JSON object it encodes.
+fn from_protobuf(bytes: &[u8]) -> Result<Value, ApiError> {
+    protobuf::decode(bytes).map_err(|e| match e {
+        ProtobufError::UnsupportedKind { .. } => {
+            ApiError::unsupported_media_type(&format!("{} ({e})", protobuf::MEDIA_TYPE))
+        }
+        other => ApiError::bad_request(format!("the protobuf body cannot be decoded: {other}")),
+    })
+}
+
 /// An object body (create, update, a review, a binding): the value, and the warnings
 /// `fieldValidation=Warn` turns duplicate fields into. Under `Strict` a duplicate field is a
 /// 422, as in Kubernetes.
@@ -42,6 +58,10 @@ pub(crate) fn object(
             bytes,
         } => {
             let ct = essence(&content_type);
+            if is_protobuf(&ct) {
+                // Protobuf has no duplicate fields to report.
+                return Ok((from_protobuf(&bytes)?, Vec::new()));
+            }
             if !is_json(&ct) {
                 return Err(ApiError::unsupported_media_type(&ct));
             }
@@ -112,6 +132,9 @@ pub(crate) fn optional_object(body: Body) -> Result<Option<Value>, ApiError> {
                 return Ok(None);
             }
             let ct = essence(&content_type);
+            if is_protobuf(&ct) {
+                return from_protobuf(&bytes).map(Some);
+            }
             if !is_json(&ct) {
                 return Err(ApiError::unsupported_media_type(&ct));
             }

@@ -2,7 +2,7 @@
 //! requests and replies into HTTP responses. What it owns is what only HTTP has: TLS and the
 //! client certificate of a connection, correlation-id headers, the in-flight limits, reading
 //! bodies (bounded in size and time, and only after the request's head is authorized),
-//! content negotiation (JSON, Tables) and chunked watch streams.
+//! content negotiation (JSON, Tables, Kubernetes' protobuf) and chunked watch streams.
 //!
 //! - `route`: the path, decoded once, to a request head's target and verb;
 //! - `tls`: the serving certificate, the rustls configuration and the admin kubeconfig.
@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use navarch_model::kinds::Kind;
 use navarch_model::watch::{EventType, WatchEvent};
-use navarch_model::{table, ApiError};
+use navarch_model::{protobuf, table, ApiError};
 use navarch_net::pki::PeerIdentity;
 use navarch_net::trace::CorrelationId;
 use serde_json::{json, Value};
@@ -164,12 +164,56 @@ fn with_warnings(code: u16, warnings: &[String]) -> actix_web::HttpResponseBuild
     r
 }
 
-/// Whether the client's first (preferred) Accept entry asks for a Table.
-fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
+/// How a reply is encoded, from the client's first (preferred) `Accept` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    /// kubectl's `application/json;as=Table;...`: objects as rows.
+    Table,
+    /// `application/vnd.kubernetes.protobuf`, for the kinds it can carry (JSON otherwise).
+    Protobuf,
+}
+
+fn negotiate(accept: &str) -> Encoding {
+    let first = accept.split(',').next().unwrap_or("");
+    if first.contains("as=Table") {
+        Encoding::Table
+    } else if first.trim().starts_with(protobuf::MEDIA_TYPE) {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    }
+}
+
+/// `object` as protobuf, if its kind can be carried that way.
+fn as_protobuf(object: &Value) -> Option<Vec<u8>> {
+    let (v, k) = (object["apiVersion"].as_str()?, object["kind"].as_str()?);
+    if !protobuf::is_encodable(v, k) {
+        return None;
+    }
+    match protobuf::encode(object) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!(error = %e, kind = k, "protobuf encoding failed; answering JSON");
+            None
+        }
+    }
+}
+
+/// An object's body in the negotiated encoding.
+fn body_of(
+    builder: &mut actix_web::HttpResponseBuilder,
+    object: &Value,
+    encoding: Encoding,
+) -> HttpResponse {
+    if encoding == Encoding::Protobuf {
+        if let Some(bytes) = as_protobuf(object) {
+            return builder.content_type(protobuf::MEDIA_TYPE).body(bytes);
+        }
+    }
+    builder
+        .content_type("application/json")
+        .body(object.to_string())
 }
 
 async fn dispatch(
@@ -181,6 +225,28 @@ async fn dispatch(
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
+}
+
+/// The `Impersonate-*` headers, if any.
+fn impersonation(req: &HttpRequest) -> Option<crate::authn::Impersonation> {
+    let values = |name: &str| -> Vec<String> {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    };
+    let user = values("impersonate-user").into_iter().next();
+    let groups = values("impersonate-group");
+    let uid = values("impersonate-uid").into_iter().next();
+    if user.is_none() && groups.is_empty() && uid.is_none() {
+        return None;
+    }
+    Some(crate::authn::Impersonation {
+        user: user.unwrap_or_default(),
+        groups,
+        uid,
+    })
 }
 
 fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
@@ -201,6 +267,7 @@ async fn serve(
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        impersonate: impersonation(req),
     };
     let origin = Origin {
         transport: Transport::Https,
@@ -214,7 +281,16 @@ async fn serve(
         accept: header_str(req, header::ACCEPT).to_string(),
     };
     let method = req.method().as_str();
+    let extra = req
+        .headers()
+        .keys()
+        .any(|k| k.as_str().starts_with("impersonate-extra-"));
     let parsed = route::segments(req.path()).and_then(|segs| {
+        if extra {
+            return Err(ApiError::bad_request(
+                "Impersonate-Extra-* headers are not supported by navarch",
+            ));
+        }
         let target = route::target(&segs);
         let query = query_pairs(req)?;
         let verb = route::verb(method, &target, &query)?;
@@ -283,7 +359,7 @@ async fn serve(
         Body::Empty
     };
     let reply = api.execute(authorized, body).await?;
-    Ok(respond(reply, wants_table(&accept)))
+    Ok(respond(reply, negotiate(&accept)))
 }
 
 /// The body of a request, refused past [`MAX_BODY`] (413) or when it does not arrive in
@@ -361,7 +437,19 @@ fn watch_line(kind: &Kind, e: WatchEvent, as_table: bool, first: &mut bool) -> B
     Bytes::from(buf)
 }
 
-fn respond(reply: Reply, as_table: bool) -> HttpResponse {
+/// One watch event as a protobuf frame, or (for what protobuf cannot carry) nothing.
+fn watch_frame(e: &WatchEvent) -> Option<Bytes> {
+    match protobuf::encode_watch_event(e.event_type.as_str(), &e.object) {
+        Ok(b) => Some(Bytes::from(b)),
+        Err(err) => {
+            tracing::warn!(error = %err, "a watch event does not encode as protobuf; ending the watch");
+            None
+        }
+    }
+}
+
+fn respond(reply: Reply, encoding: Encoding) -> HttpResponse {
+    let as_table = encoding == Encoding::Table;
     match reply {
         Reply::Object {
             code,
@@ -379,9 +467,7 @@ fn respond(reply: Reply, as_table: bool) -> HttpResponse {
                 }
                 _ => object,
             };
-            with_warnings(code, &warnings)
-                .content_type("application/json")
-                .body(body.to_string())
+            body_of(&mut with_warnings(code, &warnings), &body, encoding)
         }
         Reply::List {
             kind,
@@ -399,18 +485,26 @@ fn respond(reply: Reply, as_table: bool) -> HttpResponse {
             } else {
                 list_json(kind, &list)
             };
-            with_warnings(200, &warnings)
-                .content_type("application/json")
-                .body(body.to_string())
+            body_of(&mut with_warnings(200, &warnings), &body, encoding)
         }
         Reply::Watch { kind, events } => {
+            let mut r = HttpResponse::Ok();
+            r.insert_header((header::CACHE_CONTROL, "no-cache, private"));
+            if encoding == Encoding::Protobuf
+                && protobuf::is_encodable(&kind.api_version(), kind.kind)
+            {
+                // Frames until one cannot be encoded (the stream then ends; the client
+                // watches again).
+                let frames = events
+                    .map(|e| watch_frame(&e))
+                    .take_while(|f| std::future::ready(f.is_some()))
+                    .filter_map(|f| std::future::ready(f.map(Ok::<_, actix_web::Error>)));
+                return r.content_type(protobuf::WATCH_MEDIA_TYPE).streaming(frames);
+            }
             let mut first = true;
             let lines = events
                 .map(move |e| Ok::<_, actix_web::Error>(watch_line(kind, e, as_table, &mut first)));
-            HttpResponse::Ok()
-                .content_type("application/json")
-                .insert_header((header::CACHE_CONTROL, "no-cache, private"))
-                .streaming(lines)
+            r.content_type("application/json").streaming(lines)
         }
         Reply::Document { content_type, body } => HttpResponse::Ok()
             .content_type(content_type)

@@ -197,6 +197,16 @@ impl ApiServer {
                 return Err(e);
             }
         };
+        let user = match creds.impersonation() {
+            None => user,
+            Some(imp) => match self.impersonate(&user, imp) {
+                Ok(u) => u,
+                Err(e) => {
+                    self.audit(&user, &head, started, e.code);
+                    return Err(e);
+                }
+            },
+        };
         let (group, resource, sub, ns, name, path) = match &head.target {
             Target::Resource {
                 kind,
@@ -243,6 +253,46 @@ impl ApiServer {
             started,
             pod_on_node,
         })
+    }
+
+    /// Kubernetes' impersonation: `user` may act as `imp` only with the `impersonate` verb on
+    /// each of the users, groups and uid it names.
+    fn impersonate(&self, user: &User, imp: &authn::Impersonation) -> Result<User, ApiError> {
+        if imp.user.is_empty() {
+            return Err(ApiError::bad_request(
+                "requested impersonation of groups or a uid without impersonating a user",
+            ));
+        }
+        let mut asks: Vec<(&str, &str)> = vec![("users", imp.user.as_str())];
+        asks.extend(imp.groups.iter().map(|g| ("groups", g.as_str())));
+        if let Some(uid) = &imp.uid {
+            asks.push(("uids", uid.as_str()));
+        }
+        for (resource, name) in asks {
+            let attrs = Attributes {
+                verb: "impersonate",
+                group: "",
+                resource,
+                subresource: "",
+                namespace: "",
+                name,
+                path: "",
+            };
+            if let Decision::Deny(m) = self.inner.authorizer.authorize(user, &attrs) {
+                return Err(ApiError::forbidden(m).about(resource, "", name));
+            }
+        }
+        let mut groups = imp.groups.clone();
+        let authenticated = navarch_model::authz::GROUP_AUTHENTICATED;
+        if imp.user != "system:anonymous" && !groups.iter().any(|g| g == authenticated) {
+            groups.push(authenticated.to_string());
+        }
+        let mut u = User::new(imp.user.clone(), groups);
+        if let Some(uid) = &imp.uid {
+            u.uid = uid.clone();
+        }
+        tracing::debug!(user = %user.name, as_user = %u.name, "impersonating");
+        Ok(u)
     }
 
     /// Carries out an authorized request with its body: admission, decoding, defaulting,
