@@ -327,7 +327,7 @@ async fn serve(
             &state.readonly
         };
         match sem.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
+            Ok(p) => Some((p, api.in_flight(head.is_mutating()))),
             Err(_) => {
                 let e = ApiError::too_many_requests(
                     "too many requests in flight, please try again later",

@@ -28,6 +28,7 @@ mod decode;
 mod gc;
 pub mod http;
 pub mod inprocess;
+mod metrics;
 mod nonresource;
 pub mod request;
 mod reservations;
@@ -48,6 +49,7 @@ use navarch_store::Member;
 
 pub use authn::{Credentials, TokenFile};
 pub use inprocess::InProcessClient;
+pub use metrics::GaugeGuard;
 pub use request::{Body, Origin, Reply, RequestHead, Target, Transport};
 pub use storage::SYSTEM_NAMESPACES;
 
@@ -107,6 +109,7 @@ struct Inner {
     in_process: Arc<tokio::sync::Semaphore>,
     /// Starts the RBAC snapshot's feed from the store, once.
     rbac_feed: std::sync::Once,
+    metrics: metrics::Metrics,
 }
 
 /// The API server: cheap to clone, shared by every transport of a master.
@@ -160,8 +163,11 @@ impl ApiServer {
     /// [`ensure_bootstrap`](Self::ensure_bootstrap) has written that policy to the store and
     /// the snapshot follows the store from then on.
     pub fn start(cfg: ApiServerConfig) -> ApiServer {
+        let metrics =
+            metrics::Metrics::new(&cfg.member, cfg.debug.as_ref().map(|d| d.registry.clone()));
         ApiServer {
             inner: Arc::new(Inner {
+                metrics,
                 storage: Storage::new(cfg.member),
                 runtime: cfg.runtime,
                 tokens: cfg.tokens,
@@ -367,7 +373,6 @@ impl ApiServer {
     }
 
     fn audit(&self, user: &User, head: &RequestHead, started: Instant, code: u16) {
-        let Some(log) = &self.inner.audit else { return };
         let (resource, sub, ns, name) = match &head.target {
             Target::Resource {
                 kind,
@@ -382,6 +387,12 @@ impl ApiServer {
             ),
             Target::NonResource { .. } => ("", "", "", ""),
         };
+        let elapsed = started.elapsed();
+        self.inner
+            .metrics
+            .api
+            .request(head.verb, resource, sub, code, elapsed.as_secs_f64());
+        let Some(log) = &self.inner.audit else { return };
         let now = time::now_rfc3339();
         let correlation = head
             .origin
@@ -399,12 +410,21 @@ impl ApiServer {
             name,
             path: &head.origin.path,
             code,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
             correlation_id: &correlation,
             source_ip: &head.origin.source_ip,
             user_agent: &head.origin.user_agent,
             transport: head.origin.transport.as_str(),
         });
+    }
+
+    pub(crate) fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// Counts a request of the HTTP layer in flight until the guard is dropped.
+    pub fn in_flight(&self, mutating: bool) -> metrics::GaugeGuard {
+        self.inner.metrics.api.in_flight(mutating)
     }
 
     pub(crate) fn authorizer(&self) -> &Authorizer {

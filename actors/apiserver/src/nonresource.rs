@@ -1,5 +1,6 @@
 //! Non-resource paths, after authorization like everything else: health and readiness,
-//! `/version`, discovery (legacy and aggregated), `/openapi/v3`, and the debug views.
+//! `/version`, `/metrics`, discovery (legacy and aggregated), `/openapi/v3`, and the debug
+//! views.
 
 use navarch_model::{discovery, openapi, ApiError};
 use serde_json::{json, Value};
@@ -76,6 +77,11 @@ pub(crate) async fn serve(
             None => text(503, "no leader known"),
         }),
         ["version"] => Ok(json_doc(version())),
+        ["metrics"] => Ok(Reply::Text {
+            code: 200,
+            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body: api.metrics().encode(),
+        }),
         ["api"] if aggregated => Ok(Reply::Document {
             content_type: AGGREGATED,
             body: discovery::aggregated(true),

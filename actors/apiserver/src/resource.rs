@@ -206,6 +206,7 @@ pub(crate) async fn serve(
                 opts,
                 api.runtime(),
             );
+            let events = Box::pin(api.metrics().api.watching(kind.plural, events));
             Ok(Reply::Watch { kind, events })
         }
         ("create", Some("binding")) => {
