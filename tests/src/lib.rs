@@ -17,11 +17,20 @@ use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{StoreClient, ORG_ADMINS};
 use serde_json::Value;
 
-/// The path of a binary built from this workspace, next to the test executable's directory.
+/// The path of a binary built from this workspace, next to the test executable's directory,
+/// or in `NAVARCH_BIN_DIR` when set (to run the tests against other builds, e.g. to show a
+/// regression test fails on an older one).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let dir = match std::env::var_os("NAVARCH_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf(),
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -156,7 +156,9 @@ pub fn error_response(e: &ApiError) -> HttpResponse {
 fn with_warnings(code: u16, warnings: &[String]) -> actix_web::HttpResponseBuilder {
     let mut r = HttpResponse::build(StatusCode::from_u16(code).unwrap_or(StatusCode::OK));
     for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        // RFC 7234's quoted string, as kube-apiserver writes it (Go's strconv.Quote).
+        let quoted = w.replace('\\', "\\\\").replace('"', "\\\"");
+        let text = format!("299 - \"{quoted}\"");
         if let Ok(h) = HeaderValue::from_str(&text) {
             r.append_header((header::WARNING, h));
         }
