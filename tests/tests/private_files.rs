@@ -50,6 +50,7 @@ fn open_modes(data: &Path, ca_dir: &Path) -> Result<Vec<String>> {
         data.join("admin.kubeconfig"),
         data.join("join-token"),
         data.join("tokens.json"),
+        data.join("audit.log"),
         ca_dir.join("ca.key"),
     ] {
         expect(&file, 0o600)?;
@@ -133,6 +134,7 @@ async fn a_masters_files_are_private_and_fixed_at_start() -> Result<()> {
     }
     chmod(&data.join("admin.key"), 0o644)?;
     chmod(&data.join("join-token"), 0o644)?;
+    chmod(&data.join("audit.log"), 0o644)?;
     cluster.spawn(0, false)?;
     cluster.wait_leader(Duration::from_secs(30)).await?;
     write_some(&cluster, 5).await?;
