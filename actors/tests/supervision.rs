@@ -369,6 +369,31 @@ async fn child_that_keeps_failing_restarts_its_kind_then_the_kind_gives_up() {
         .is_err());
 }
 
+/// An object's logic is plain function calls: rebuilt from its stored object, changed by
+/// events and by new versions of the object, with its actions returned, no actor involved.
+#[test]
+fn object_logic_is_tested_without_actix() {
+    use navarch_actors::ObjectLogic;
+    let logic = Counter;
+    let mut state = logic.rebuild(&key("ns/a"), 3);
+    assert_eq!(logic.summary(&state), "value=3");
+    assert!(logic
+        .handle(&mut state, CounterEvent::Add(4))
+        .unwrap()
+        .is_empty());
+    assert_eq!(logic.summary(&state), "value=7");
+    assert!(matches!(
+        logic
+            .handle(&mut state, CounterEvent::Forward(2))
+            .unwrap()
+            .as_slice(),
+        [Act::Forward(2)]
+    ));
+    assert!(logic.handle(&mut state, CounterEvent::Fail).is_err());
+    assert!(logic.on_change(&mut state, 10).unwrap().is_empty());
+    assert_eq!(logic.summary(&state), "value=10");
+}
+
 /// Handles and their futures can move to other threads (a QUIC handler on a tokio worker
 /// sends to an actor on an arbiter).
 #[test]
