@@ -42,6 +42,7 @@ pub mod correlation;
 pub mod error;
 pub mod group;
 pub mod host;
+mod incarnation;
 pub mod logic;
 pub mod message;
 pub mod path;

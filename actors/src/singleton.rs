@@ -13,8 +13,8 @@
 //! [`SingletonRef`] reaches whichever incarnation runs, across both kinds of restart and across
 //! its group stopping and starting it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix::prelude::*;
@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::error::{HostError, SupervisorError};
 use crate::host::{ChildExited, ChildRef, KindShared, Slot, Stop};
+use crate::incarnation::Current;
 use crate::logic::{Decision, Effects, NoEffects, ObjectLogic};
 use crate::message::{Meta, TapInfo};
 use crate::path::{ActorPath, ObjectKey};
@@ -182,11 +183,9 @@ pub(crate) struct SingletonSlot<S: SingletonLogic> {
     host: Arc<Slot<AsObject<S>>>,
     shared: Arc<KindShared<AsObject<S>>>,
     config: SingletonConfig,
-    current: RwLock<Option<(u64, Addr<SingletonSupervisor<S>>)>>,
-    supervisors: AtomicU64,
+    current: Current<SingletonSupervisor<S>>,
     /// Host incarnations, counted across supervisor incarnations.
     incarnations: AtomicU64,
-    ended: AtomicBool,
 }
 
 impl<S: SingletonLogic> SingletonSlot<S> {
@@ -212,10 +211,8 @@ impl<S: SingletonLogic> SingletonSlot<S> {
                 mailbox_capacity: spec.config.mailbox_capacity.max(1),
             }),
             config: spec.config,
-            current: RwLock::new(None),
-            supervisors: AtomicU64::new(0),
+            current: Current::new(),
             incarnations: AtomicU64::new(0),
-            ended: AtomicBool::new(false),
         })
     }
 
@@ -227,7 +224,7 @@ impl<S: SingletonLogic> SingletonSlot<S> {
         parent: Parent,
     ) -> BoxFuture<'static, ()> {
         let (ready, up) = oneshot::channel();
-        let incarnation = self.supervisors.fetch_add(1, Ordering::Relaxed) + 1;
+        let incarnation = self.current.next();
         let slot = self.clone();
         let make = move |ctx: &mut Context<SingletonSupervisor<S>>| {
             let mut sup = SingletonSupervisor::new(slot, parent, incarnation, ready);
@@ -239,23 +236,18 @@ impl<S: SingletonLogic> SingletonSlot<S> {
             Some(arbiter) => SingletonSupervisor::start_in_arbiter(arbiter, make),
             None => SingletonSupervisor::create(make),
         };
-        self.ended.store(false, Ordering::Relaxed);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((incarnation, addr));
+        self.current.set(incarnation, addr);
         Box::pin(async move {
             let _ = up.await;
         })
     }
 
     fn addr(&self) -> Option<Addr<SingletonSupervisor<S>>> {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        current.as_ref().map(|(_, a)| a.clone())
+        self.current.addr()
     }
 
     fn clear(&self, incarnation: u64) {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|(n, _)| *n == incarnation) {
-            *current = None;
-        }
+        self.current.clear(incarnation);
     }
 
     fn stop_with(&self, exit: SupervisorExit) -> BoxFuture<'static, ()> {
@@ -479,12 +471,12 @@ impl<S: SingletonLogic> SingletonSupervisor<S> {
             SupervisorExit::Stopped => self.entry().set_status(Status::Stopped),
             SupervisorExit::Removed => {
                 self.root.registry().deregister(&self.slot.host.entry);
-                self.slot.ended.store(true, Ordering::Relaxed);
+                self.slot.current.end();
             }
             SupervisorExit::Failed(_) => {
                 self.entry().set_status(Status::Failed);
                 if self.guard.parent().is_root() {
-                    self.slot.ended.store(true, Ordering::Relaxed);
+                    self.slot.current.end();
                 }
             }
         }
@@ -622,7 +614,7 @@ impl<S: SingletonLogic> SingletonRef<S> {
     pub async fn shutdown(&self) -> Result<(), SupervisorError> {
         if self.slot.addr().is_none() {
             let path = self.slot.path.to_string();
-            return Err(if self.slot.ended.load(Ordering::Relaxed) {
+            return Err(if self.slot.current.is_ended() {
                 SupervisorError::Stopped { path }
             } else {
                 SupervisorError::Unavailable { path }

@@ -23,8 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
@@ -35,6 +34,7 @@ use tokio::sync::oneshot;
 use crate::clock::Clock;
 use crate::error::SupervisorError;
 use crate::host::{Changed, ChildExited, ChildRef, ExitReason, KindShared, Slot, Stop};
+use crate::incarnation::Current;
 use crate::logic::{Effects, NoEffects, ObjectLogic};
 use crate::message::Meta;
 use crate::path::{ActorPath, ObjectKey};
@@ -183,10 +183,7 @@ pub(crate) struct KindSlot<L: ObjectLogic> {
     entry: Arc<Entry>,
     shared: Arc<KindShared<L>>,
     config: KindConfig,
-    current: RwLock<Option<(u64, Addr<KindSupervisor<L>>)>>,
-    incarnations: AtomicU64,
-    /// Stopped for good: shut down, or given up with nobody above to restart it.
-    ended: AtomicBool,
+    current: Current<KindSupervisor<L>>,
     /// The children's slots that somebody still holds (through a `ChildRef`), so that a later
     /// incarnation of the supervisor reuses them and those handles reach its actors.
     hosts: Mutex<HashMap<ObjectKey, Weak<Slot<L>>>>,
@@ -220,9 +217,7 @@ impl<L: ObjectLogic> KindSlot<L> {
                 mailbox_capacity: spec.config.mailbox_capacity.max(1),
             }),
             config: spec.config,
-            current: RwLock::new(None),
-            incarnations: AtomicU64::new(0),
-            ended: AtomicBool::new(false),
+            current: Current::new(),
             hosts: Mutex::new(HashMap::new()),
         })
     }
@@ -252,31 +247,25 @@ impl<L: ObjectLogic> KindSlot<L> {
         parent: Parent,
     ) -> BoxFuture<'static, ()> {
         let (ready, up) = oneshot::channel();
-        let incarnation = self.incarnations.fetch_add(1, Ordering::Relaxed) + 1;
+        let incarnation = self.current.next();
         let slot = self.clone();
         let make = move || KindSupervisor::new(slot, parent, incarnation, ready);
         let addr = match arbiter {
             Some(arbiter) => KindSupervisor::start_in_arbiter(arbiter, move |_| make()),
             None => make().start(),
         };
-        self.ended.store(false, Ordering::Relaxed);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((incarnation, addr));
+        self.current.set(incarnation, addr);
         Box::pin(async move {
             let _ = up.await;
         })
     }
 
     fn addr(&self) -> Option<Addr<KindSupervisor<L>>> {
-        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
-        current.as_ref().map(|(_, a)| a.clone())
+        self.current.addr()
     }
 
-    /// Forgets incarnation `incarnation` if it is still the current one.
     fn clear(&self, incarnation: u64) {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.as_ref().is_some_and(|(n, _)| *n == incarnation) {
-            *current = None;
-        }
+        self.current.clear(incarnation);
     }
 
     /// Asks the running incarnation to stop and waits until it and its children have.
@@ -729,13 +718,13 @@ impl<L: ObjectLogic> KindSupervisor<L> {
         match &stopping.exit {
             SupervisorExit::Stopped => self.entry.set_status(Status::Stopped),
             SupervisorExit::Removed => {
-                self.slot.ended.store(true, Ordering::Relaxed);
+                self.slot.current.end();
                 self.root.registry().deregister(&self.entry);
             }
             SupervisorExit::Failed(_) => {
                 self.entry.set_status(Status::Failed);
                 if self.guard.parent().is_root() {
-                    self.slot.ended.store(true, Ordering::Relaxed);
+                    self.slot.current.end();
                 }
             }
         }
@@ -913,7 +902,7 @@ impl<L: ObjectLogic> KindHandle<L> {
     /// Why no incarnation took the message.
     fn down(&self) -> SupervisorError {
         let path = self.slot.path.to_string();
-        if self.slot.ended.load(Ordering::Relaxed) {
+        if self.slot.current.is_ended() {
             SupervisorError::Stopped { path }
         } else {
             SupervisorError::Unavailable { path }
