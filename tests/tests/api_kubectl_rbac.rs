@@ -180,6 +180,60 @@ async fn kubectl_creates_imperatively_and_answers_auth_questions() -> Result<()>
     let table = k(&admin, &home, &["get", "clusterrolebindings", "dev-nodes"])?;
     assert!(table.contains("ClusterRole/node-reader"), "{table}");
 
+    // `kubectl logs deploy/d1` lists the Deployment's pods preferring protobuf, which the
+    // server answers in: kubectl reads the PodList and asks the pod it found for its log.
+    let mut labelled = json(&admin, &home, &["get", "pod", "p1", "-n", "a1"])?;
+    labelled["metadata"] =
+        serde_json::json!({"name": "d1-pod", "namespace": "a1", "labels": {"app": "d1"}});
+    labelled.as_object_mut().context("a pod")?.remove("status");
+    kubectl(
+        &admin,
+        &home,
+        &["create", "-f", "-"],
+        Some(&labelled.to_string()),
+    )?
+    .expect_ok("create d1-pod")?;
+    let logs = run(&admin, &home, &["logs", "deploy/d1", "-n", "a1"])?;
+    assert!(
+        logs.stderr.contains("d1-pod does not have a host assigned"),
+        "{}",
+        logs.stderr
+    );
+
+    // The same list, asked for as kubectl's typed client asks: answered in protobuf (the
+    // `k8s\0` envelope), and as JSON when JSON comes first.
+    let http = cluster.http().clone();
+    let pods_url = cluster.url(0, "/api/v1/namespaces/a1/pods");
+    let r = http
+        .get(&pods_url)
+        .header(
+            "accept",
+            "application/vnd.kubernetes.protobuf,application/json",
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/vnd.kubernetes.protobuf")
+    );
+    assert!(r.bytes().await?.starts_with(b"k8s\x00"));
+    let r = http
+        .get(&pods_url)
+        .header(
+            "accept",
+            "application/json,application/vnd.kubernetes.protobuf",
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+
     // auth can-i and whoami, as an admin, a viewer and a node.
     let viewer = token_kubeconfig(&admin, dir.path(), "viewer", VIEW_TOKEN)?;
     let node = token_kubeconfig(&admin, dir.path(), "node", NODE_TOKEN)?;
