@@ -1,5 +1,5 @@
 //! Resolving what a user types (`deploy`, `Deployments`, `deployment.apps`, `deploy/web`) to
-//! one of the kinds navarch serves, and the API paths of that kind.
+//! one of the kinds navarch serves, and how kubectl names it back.
 
 use anyhow::{anyhow, bail, Result};
 use navarch_model::kinds::{Kind, KINDS};
@@ -89,33 +89,6 @@ pub fn display(kind: &Kind) -> String {
     }
 }
 
-/// The collection path: in `namespace` for namespaced kinds (all namespaces with `None`).
-pub fn collection_path(kind: &Kind, namespace: Option<&str>) -> String {
-    match namespace.filter(|_| kind.namespaced) {
-        Some(ns) => format!("{}/namespaces/{}/{}", kind.gv_path(), enc(ns), kind.plural),
-        None => format!("{}/{}", kind.gv_path(), kind.plural),
-    }
-}
-
-/// The path of one object.
-pub fn object_path(kind: &Kind, namespace: &str, name: &str) -> String {
-    format!("{}/{}", collection_path(kind, Some(namespace)), enc(name))
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (for paths and query
-/// values).
-pub fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,18 +149,8 @@ mod tests {
     }
 
     #[test]
-    fn paths_and_names() {
-        let d = resolve("deploy").unwrap();
-        let ns = resolve("ns").unwrap();
-        assert_eq!(display(d), "deployment.apps");
+    fn display_names() {
+        assert_eq!(display(resolve("deploy").unwrap()), "deployment.apps");
         assert_eq!(display(resolve("svc").unwrap()), "service");
-        assert_eq!(
-            object_path(d, "demo", "web"),
-            "/apis/apps/v1/namespaces/demo/deployments/web"
-        );
-        assert_eq!(collection_path(d, None), "/apis/apps/v1/deployments");
-        assert_eq!(collection_path(ns, Some("demo")), "/api/v1/namespaces");
-        assert_eq!(object_path(ns, "demo", "x"), "/api/v1/namespaces/x");
-        assert_eq!(enc("a=b,c d"), "a%3Db%2Cc%20d");
     }
 }
