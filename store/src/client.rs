@@ -90,6 +90,17 @@ impl StoreClient {
         self.call(methods::TXN, txn).await
     }
 
+    /// [`StoreClient::txn`] keeping the transport's error apart from the member's answer, so
+    /// a forwarding member can tell "not written" from "outcome unknown".
+    pub(crate) async fn txn_forwarded(
+        &self,
+        txn: &Txn,
+    ) -> Result<Result<TxnOutcome, StoreError>, RpcError> {
+        self.peer
+            .call_with_timeout(methods::TXN, txn, self.timeout)
+            .await
+    }
+
     pub(crate) async fn read_index(&self) -> Result<u64, StoreError> {
         self.call(methods::READ_INDEX, &()).await
     }

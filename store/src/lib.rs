@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod backup;
 mod client;
+pub mod election;
 mod log_store;
 mod member;
 mod metrics;

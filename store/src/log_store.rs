@@ -51,6 +51,11 @@ impl LogStore {
         }
     }
 
+    /// The id of the last entry in the log, or of the last purged one if the log is empty.
+    pub(crate) fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.last_entry_id()?.or(self.get_meta(KEY_PURGED)?))
+    }
+
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
         let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_LOG));
         it.seek_to_last();

@@ -11,15 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use navarch_net::{Endpoint, ExpectedPeer};
+use navarch_net::{Endpoint, ExpectedPeer, RpcError};
 use openraft::error::RaftError;
 use openraft::{Config, ServerState, SnapshotPolicy};
 use prometheus_client::registry::Registry;
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::client::StoreClient;
+use crate::election::{Contact, Elections, Timing};
 use crate::log_store::LogStore;
 use crate::metrics::{self, StoreMetrics};
 use crate::network::RaftNet;
@@ -53,8 +54,8 @@ pub struct MemberConfig {
     pub history: HistoryLimits,
     /// Build a snapshot (and purge the log behind it) every this many applied entries.
     pub snapshot_every: u64,
-    pub heartbeat: Duration,
-    pub election_timeout: (Duration, Duration),
+    /// Heartbeats, election timeouts, the lease and the AppendEntries deadline.
+    pub timing: Timing,
     /// How long a write or read may wait for a leader and a quorum.
     pub request_timeout: Duration,
 }
@@ -72,8 +73,7 @@ impl MemberConfig {
             initial_state: InitialState::New,
             history: HistoryLimits::default(),
             snapshot_every: 100_000,
-            heartbeat: Duration::from_millis(250),
-            election_timeout: (Duration::from_millis(1750), Duration::from_millis(3500)),
+            timing: Timing::default(),
             request_timeout: Duration::from_secs(5),
         }
     }
@@ -107,6 +107,14 @@ pub struct StoreStatus {
     pub members: Vec<String>,
 }
 
+/// What came of a write forwarded to the leader.
+enum Forwarded {
+    /// The leader answered (or the outcome is unknown: `StoreError::Timeout`).
+    Done(Result<TxnOutcome, StoreError>),
+    /// Nothing was written: the leader was not (any more) one, or did not serve the store.
+    NotWritten,
+}
+
 /// One running store member.
 pub struct Member {
     pub(crate) name: String,
@@ -121,6 +129,18 @@ pub struct Member {
     pub(crate) committed: Arc<AtomicU64>,
     pub(crate) request_timeout: Duration,
     metrics: StoreMetrics,
+    pub(crate) elections: Elections,
+    /// `store.*` calls being served now (forwarded writes among them).
+    serving: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Counts one served call while it lives.
+pub(crate) struct Serving(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Member {
@@ -175,11 +195,21 @@ impl Member {
             }
         }
 
+        cfg.timing.validate().map_err(StoreError::InvalidKey)?;
+        let ms = |d: Duration| d.as_millis().max(1) as u64;
+        // openraft's own election timer is off: `election` decides when to campaign, with a
+        // pre-vote, and paces the leader's heartbeats. What remains of openraft's timing:
+        // `heartbeat_interval` is its deadline for one AppendEntries (and its backstop
+        // heartbeat), `election_timeout_max` the leader lease in which voters refuse to vote,
+        // `election_timeout_min` the deadline of a vote request. openraft's `validate` wants
+        // the election timeout above the heartbeat, which is what this separates, so the
+        // config is checked by `Timing::validate` instead.
         let raft_config = Config {
             cluster_name: "navarch".into(),
-            heartbeat_interval: cfg.heartbeat.as_millis() as u64,
-            election_timeout_min: cfg.election_timeout.0.as_millis() as u64,
-            election_timeout_max: cfg.election_timeout.1.as_millis() as u64,
+            heartbeat_interval: ms(cfg.timing.append_deadline),
+            election_timeout_min: ms(cfg.timing.lease * 5 / 6),
+            election_timeout_max: ms(cfg.timing.lease),
+            enable_elect: false,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
             // Log kept behind a snapshot, so a briefly lagging follower catches up from the log.
             max_in_snapshot_log_to_keep: cfg.snapshot_every.min(5000),
@@ -187,22 +217,26 @@ impl Member {
             max_payload_entries: crate::proposer::MAX_ENTRIES_PER_APPEND,
             ..Default::default()
         };
-        let raft_config = Arc::new(
-            raft_config
-                .validate()
-                .map_err(|e| StoreError::InvalidKey(e.to_string()))?,
-        );
+        let raft_config = Arc::new(raft_config);
         let raft = Raft::new(
             id,
             raft_config,
             RaftNet {
                 endpoint: endpoint.clone(),
             },
-            log,
+            log.clone(),
             sm,
         )
         .await
         .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let elections = Elections {
+            id,
+            raft: raft.clone(),
+            timing: cfg.timing,
+            contact: Arc::new(Contact::new()),
+            log,
+        };
+        tokio::spawn(elections.clone().run(endpoint.clone()));
 
         tokio::spawn(metrics::count_leader_changes(raft.clone(), metrics.clone()));
         let member = Arc::new(Member {
@@ -218,6 +252,8 @@ impl Member {
             committed,
             request_timeout: cfg.request_timeout,
             metrics,
+            elections,
+            serving: Arc::new(tokio::sync::watch::channel(0).0),
         });
 
         let initialized = member
@@ -310,19 +346,26 @@ impl Member {
     async fn write_validated(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let timeout = self.request_timeout;
         let attempt = async {
-            let mut hint = None;
-            for _ in 0..5 {
-                let leader = match hint.take() {
-                    Some(l) => l,
-                    None => self.wait_leader().await?,
-                };
+            // Retried only while nothing was written: no leader yet, a leader that refused
+            // before proposing, a leader that is not one any more. A write whose outcome is
+            // unknown (sent to a leader that then went away) is not retried: it may commit.
+            for _ in 0..16 {
+                let leader = self.live_leader().await?;
                 if leader != self.id {
-                    return self.leader_client(leader)?.txn(&txn).await;
+                    match self.forward(leader, &txn).await? {
+                        Forwarded::Done(outcome) => return outcome,
+                        Forwarded::NotWritten => {
+                            self.wait_leader_change(leader).await;
+                            continue;
+                        }
+                    }
                 }
                 match self.proposer.propose(txn.clone()).await {
                     Ok(outcome) => return Ok(outcome),
-                    Err(ProposeError::NotLeader(Some(l))) if l != self.id => hint = Some(l),
-                    Err(ProposeError::NotLeader(_)) => self.wait_leader_change().await,
+                    Err(ProposeError::NotLeader(hint)) => {
+                        debug!(?hint, "lost leadership before proposing; retrying");
+                        self.wait_leader_change(self.id).await
+                    }
                     Err(ProposeError::Failed(e)) => return Err(e),
                 }
             }
@@ -333,10 +376,79 @@ impl Member {
             .map_err(|_| StoreError::Timeout(timeout))?
     }
 
-    /// Waits (briefly) for Raft's view of the leader to change after this member lost it.
-    async fn wait_leader_change(&self) {
+    /// Sends `txn` to `leader`. Once this member learns of another leader it waits only a
+    /// little longer: a leader that handed over answers at once (it passes what it held on to
+    /// its successor), a dead one never does, and the transport would take its own timeout.
+    async fn forward(&self, leader: MemberId, txn: &Txn) -> Result<Forwarded, StoreError> {
+        let client = self.leader_client(leader)?;
+        let sent = Instant::now();
+        let reply = client.txn_forwarded(txn);
+        tokio::pin!(reply);
+        tokio::select! {
+            r = &mut reply => return Ok(classify_forwarded(r, leader, sent)),
+            _ = self.leader_moves_from(leader) => {}
+        }
+        match tokio::time::timeout(self.elections.timing.election.1, reply).await {
+            Ok(r) => Ok(classify_forwarded(r, leader, sent)),
+            Err(_) => {
+                warn!(
+                    leader,
+                    "the leader changed while a forwarded write was in flight; outcome unknown"
+                );
+                Ok(Forwarded::Done(Err(StoreError::Timeout(sent.elapsed()))))
+            }
+        }
+    }
+
+    /// Resolves once this member's view of the leader is not `leader` any more.
+    fn leader_moves_from(&self, leader: MemberId) -> impl std::future::Future<Output = ()> {
+        let mut metrics = self.raft.metrics();
+        async move {
+            loop {
+                if metrics.borrow_and_update().current_leader != Some(leader) {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The leader, once there is one this member has heard from lately. While the leader is
+    /// silent (dead, or cut off) writes wait here rather than go to it: either its messages
+    /// resume or another leader is elected, and either way nothing was sent in between.
+    async fn live_leader(&self) -> Result<MemberId, StoreError> {
+        let fresh = self.elections.timing.heartbeat * 2;
         let mut rx = self.raft.metrics();
-        let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+        loop {
+            let leader = self.wait_leader().await?;
+            if leader == self.id || self.elections.contact.since() <= fresh {
+                return Ok(leader);
+            }
+            drop(rx.borrow_and_update());
+            let _ = tokio::time::timeout(self.elections.timing.heartbeat / 5, rx.changed()).await;
+        }
+    }
+
+    /// Waits (briefly) for Raft's view of the leader to move away from `from`.
+    async fn wait_leader_change(&self, from: MemberId) {
+        let mut rx = self.raft.metrics();
+        let wait = async {
+            loop {
+                if rx
+                    .borrow_and_update()
+                    .current_leader
+                    .is_some_and(|l| l != from)
+                {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.elections.timing.election.1 * 2, wait).await;
     }
 
     /// Waits until a read here reflects every write committed before the call (read index).
@@ -352,13 +464,28 @@ impl Member {
     async fn linearize_once(&self) -> Result<(), StoreError> {
         let timeout = self.request_timeout;
         let wait = async {
-            let leader = self.wait_leader().await?;
-            let index = if leader == self.id {
-                self.read_index().await?
-            } else {
-                self.leader_client(leader)?.read_index().await?
-            };
-            self.wait_applied(index, timeout).await
+            // A read index is safe to ask again: retried while the leader changes.
+            loop {
+                let leader = self.live_leader().await?;
+                let index = if leader == self.id {
+                    self.read_index().await
+                } else {
+                    let client = self.leader_client(leader)?;
+                    tokio::select! {
+                        r = client.read_index() => r,
+                        _ = self.leader_moves_from(leader) => {
+                            Err(StoreError::Unavailable("the leader changed".into()))
+                        }
+                    }
+                };
+                match index {
+                    Ok(index) => return self.wait_applied(index, timeout).await,
+                    Err(StoreError::Unavailable(_) | StoreError::Timeout(_)) => {
+                        self.wait_leader_change(leader).await
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         };
         tokio::time::timeout(timeout, wait)
             .await
@@ -473,6 +600,48 @@ impl Member {
         }
     }
 
+    /// Before a planned stop: if this member leads, hands leadership to an up-to-date voter
+    /// (new writes wait meanwhile, then go to the successor) and returns its name. `None` if
+    /// this member does not lead or no handover finished within `within`; the others then
+    /// elect a leader as after a crash, once this member has stopped.
+    pub async fn transfer_leadership(&self, within: Duration) -> Option<String> {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let paused = tokio::time::timeout_at(deadline, self.proposer.pause()).await;
+        let Ok(_paused) = paused else {
+            warn!("writes in flight did not finish in time for a leadership handover");
+            return None;
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let successor = self.elections.transfer(&self.endpoint, left).await?;
+        let name = self.member_by_id(successor).map(|m| m.name.clone());
+        info!(successor = ?name, "leadership handed over");
+        name
+    }
+
+    /// Counts a `store.*` call as served until the guard drops (see [`Member::drain`]).
+    pub(crate) fn serving(&self) -> Serving {
+        self.serving.send_modify(|n| *n += 1);
+        Serving(self.serving.clone())
+    }
+
+    /// Before a planned stop: waits up to `within` for the `store.*` calls being served to
+    /// finish, so writes forwarded here (and passed on to a successor) get their answers.
+    pub async fn drain(&self, within: Duration) {
+        let mut rx = self.serving.subscribe();
+        if tokio::time::timeout(within, rx.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            warn!(
+                calls = *rx.borrow(),
+                "store calls still in flight at shutdown"
+            );
+        }
+    }
+
     /// Asks Raft to build a snapshot now (and purge the log behind it).
     pub async fn trigger_snapshot(&self) -> Result<(), StoreError> {
         self.raft
@@ -486,6 +655,26 @@ impl Member {
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// What the answer to a forwarded write says about it.
+fn classify_forwarded(
+    reply: Result<Result<TxnOutcome, StoreError>, RpcError>,
+    leader: MemberId,
+    sent: Instant,
+) -> Forwarded {
+    match reply {
+        Ok(Err(StoreError::Unavailable(_))) => Forwarded::NotWritten,
+        Ok(outcome) => Forwarded::Done(outcome),
+        // Refused before anything was read: the peer is not the member we expected, or
+        // nothing serves the store there (yet).
+        Err(RpcError::WrongPeer(_) | RpcError::Unavailable(_)) => Forwarded::NotWritten,
+        Err(RpcError::Refused(m)) => Forwarded::Done(Err(StoreError::Forbidden(m))),
+        Err(e) => {
+            warn!(leader, error = %e, "forwarded write lost with its leader; outcome unknown");
+            Forwarded::Done(Err(StoreError::Timeout(sent.elapsed())))
         }
     }
 }

@@ -16,7 +16,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use tokio::time::Instant;
 
+use crate::election::{Elections, PreVoteRequest, METHOD_PREVOTE, METHOD_TIMEOUT_NOW};
 use crate::raft_types::{Member, MemberId, Raft, TypeConfig};
 use crate::service::{decode, encode, has_org, refuse, ORG_MEMBERS};
 
@@ -109,14 +111,20 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
     }
 }
 
-/// Serves `raft.*` (append, vote, snapshot) to other members; anyone else is refused.
+/// Serves `raft.*` (append, vote, snapshot, pre-vote, timeout-now) to other members; anyone
+/// else is refused. A message from the current leader counts as contact for the election
+/// timer.
 pub struct RaftService {
     raft: Raft,
+    elections: Elections,
 }
 
 impl RaftService {
-    pub(crate) fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub(crate) fn new(elections: Elections) -> Self {
+        Self {
+            raft: elections.raft.clone(),
+            elections,
+        }
     }
 }
 
@@ -128,14 +136,37 @@ impl Service for RaftService {
         body: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
         let raft = self.raft.clone();
+        let elections = self.elections.clone();
         Box::pin(async move {
             if !has_org(&ctx, ORG_MEMBERS) {
                 return Err(refuse(&ctx, &method));
             }
+            let arrived = Instant::now();
             match method.as_str() {
-                METHOD_APPEND => encode(&raft.append_entries(decode(&body)?).await),
+                METHOD_APPEND => {
+                    let resp = raft.append_entries(decode(&body)?).await;
+                    // From a leader this member accepts (a deposed one gets `HigherVote`).
+                    if matches!(&resp, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_)))
+                    {
+                        elections.contact.touch_at(arrived);
+                    }
+                    encode(&resp)
+                }
                 METHOD_VOTE => encode(&raft.vote(decode(&body)?).await),
-                METHOD_SNAPSHOT => encode(&raft.install_snapshot(decode(&body)?).await),
+                METHOD_SNAPSHOT => {
+                    let req: InstallSnapshotRequest<TypeConfig> = decode(&body)?;
+                    let current = req.vote;
+                    let resp = raft.install_snapshot(req).await;
+                    if matches!(&resp, Ok(r) if r.vote == current) {
+                        elections.contact.touch_at(arrived);
+                    }
+                    encode(&resp)
+                }
+                METHOD_PREVOTE => {
+                    let req: PreVoteRequest = decode(&body)?;
+                    encode(&elections.answer_prevote(&req).await)
+                }
+                METHOD_TIMEOUT_NOW => encode(&elections.timeout_now().await),
                 other => Err(RpcError::Unsupported(other.to_string())),
             }
         })

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::warn;
 
 use crate::raft_types::{Applied, MemberId, Proposal, Raft};
@@ -39,13 +39,47 @@ struct Pending {
 /// The leader-side write queue of one member.
 pub(crate) struct Proposer {
     tx: mpsc::Sender<Pending>,
+    gate: Arc<watch::Sender<Gate>>,
+}
+
+/// Whether proposals may go to Raft, and how many are there now.
+#[derive(Clone, Copy, Debug, Default)]
+struct Gate {
+    paused: bool,
+    in_flight: usize,
+}
+
+/// Holds proposals back while it lives (see [`Proposer::pause`]).
+pub(crate) struct Paused {
+    gate: Arc<watch::Sender<Gate>>,
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        self.gate.send_modify(|g| g.paused = false);
+    }
 }
 
 impl Proposer {
     pub(crate) fn start(raft: Raft) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * MAX_IN_FLIGHT);
-        tokio::spawn(run(raft, rx));
-        Self { tx }
+        let gate = Arc::new(watch::channel(Gate::default()).0);
+        tokio::spawn(run(raft, rx, gate.clone()));
+        Self { tx, gate }
+    }
+
+    /// Holds new proposals back until the returned guard is dropped, once the ones in flight
+    /// have completed (so the log stops growing: a leadership handover needs a successor
+    /// with this member's whole log). Transactions that arrive meanwhile wait in the queue.
+    pub(crate) async fn pause(&self) -> Paused {
+        self.gate.send_modify(|g| g.paused = true);
+        let paused = Paused {
+            gate: self.gate.clone(),
+        };
+        let mut rx = self.gate.subscribe();
+        // The sender lives in `self`: the wait ends when the last proposal completes.
+        let _ = rx.wait_for(|g| g.in_flight == 0).await;
+        paused
     }
 
     /// Proposes `txn` and waits for its outcome once its entry is committed and applied.
@@ -63,8 +97,9 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>, gate: Arc<watch::Sender<Gate>>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut gate_rx = gate.subscribe();
     let mut carried: Option<Pending> = None;
     loop {
         // Wait for room first, so that writes arriving meanwhile form the next batch.
@@ -96,13 +131,30 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
             }
         }
         carried = held;
+        // Admitted only while not paused; counted in flight in the same step, so a pause
+        // sees every proposal that got past here.
+        loop {
+            let mut admitted = false;
+            gate.send_if_modified(|g| {
+                if !g.paused {
+                    g.in_flight += 1;
+                    admitted = true;
+                }
+                admitted
+            });
+            if admitted || gate_rx.changed().await.is_err() {
+                break;
+            }
+        }
         let raft = raft.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             let (txns, replies): (Vec<Txn>, Vec<_>) =
                 batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
             let n = txns.len();
             let result = raft.client_write(Proposal { txns }).await;
             drop(permit);
+            gate.send_modify(|g| g.in_flight -= 1);
             match result {
                 Ok(resp) => match resp.data {
                     Applied::Txns(outcomes) if outcomes.len() == n => {

@@ -33,7 +33,10 @@ pub const RAFT_PREFIX: &str = "raft";
 /// Mounts `member`'s services on `router`: `store.*` and `raft.*`. Until this is done the
 /// member's peers get a retryable `Unavailable` for their Raft RPCs.
 pub fn mount(router: &Router, member: &Arc<Member>) -> Result<(), MountError> {
-    router.mount(RAFT_PREFIX, Arc::new(RaftService::new(member.raft.clone())))?;
+    router.mount(
+        RAFT_PREFIX,
+        Arc::new(RaftService::new(member.elections.clone())),
+    )?;
     if let Err(e) = router.mount(STORE_PREFIX, Arc::new(StoreService::new(member.clone()))) {
         router.unmount(RAFT_PREFIX);
         return Err(e);
@@ -102,6 +105,7 @@ impl Service for StoreService {
         let m = self.member.clone();
         Box::pin(async move {
             authorize(&ctx, &method)?;
+            let _serving = m.serving();
             match method.as_str() {
                 methods::READ_INDEX => encode(&m.read_index().await),
                 methods::TXN => {

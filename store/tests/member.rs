@@ -42,8 +42,6 @@ impl Fixture {
         .unwrap();
         let addr = endpoint.local_addr().unwrap();
         let mut cfg = MemberConfig::new("m1", dir.path().join("m1"), vec![("m1".into(), addr)]);
-        cfg.heartbeat = Duration::from_millis(50);
-        cfg.election_timeout = (Duration::from_millis(150), Duration::from_millis(300));
         tune(&mut cfg);
         let member = Member::start(cfg, endpoint.clone()).await.unwrap();
         Fixture {
