@@ -17,6 +17,7 @@ use navarch_bins::{credentials, init_logging};
 use navarch_model::authz::Binding;
 use navarch_net::fault::FaultInjector;
 use navarch_net::{Endpoint, JoinAuthority, NetConfig, Router};
+use navarch_store::election::Timing;
 use navarch_store::{HistoryLimits, InitialState, Member, MemberConfig};
 
 /// mimalloc: the master allocates and frees many small JSON values per request; glibc's
@@ -110,10 +111,15 @@ struct RunArgs {
     /// Drop watch history older than this many seconds.
     #[arg(long, default_value_t = 3600)]
     history_seconds: u64,
-    /// Raft heartbeat interval in milliseconds; it is also openraft's deadline for one
-    /// AppendEntries (a follower's fsync included), and elections time out after 7-14 of them.
-    #[arg(long, default_value_t = 250)]
+    /// Raft heartbeat interval in milliseconds. A follower that hears nothing from the leader
+    /// for 3-5 heartbeats asks for pre-votes and campaigns; voters refuse while they heard
+    /// from a leader within 2.4 heartbeats. One AppendEntries may take max(1 s, 4 heartbeats).
+    #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
+    /// On SIGTERM or Ctrl-C, how long a leader may take to hand leadership to a follower
+    /// before it stops anyway.
+    #[arg(long, default_value_t = 2000)]
+    handover_timeout_ms: u64,
     /// Messages the actor message tap keeps in memory (`/debug/messages`).
     #[arg(long, default_value_t = 10_000)]
     tap_capacity: usize,
@@ -240,8 +246,7 @@ async fn run(args: RunArgs) -> Result<()> {
         max_revisions: args.history_revisions,
         max_age: Duration::from_secs(args.history_seconds),
     };
-    cfg.heartbeat = Duration::from_millis(args.heartbeat_ms);
-    cfg.election_timeout = (cfg.heartbeat * 7, cfg.heartbeat * 14);
+    cfg.timing = Timing::from_heartbeat(Duration::from_millis(args.heartbeat_ms));
     // One QUIC endpoint for every service of this master, on its address in the cluster.
     let router = Router::new();
     let endpoint = Endpoint::bind(listen_peer, net, router.clone())
@@ -293,18 +298,41 @@ async fn run(args: RunArgs) -> Result<()> {
     // between requests; actix-web's default of 5 s would make them reconnect and
     // handshake again.
     .keep_alive(Duration::from_secs(120))
+    // On SIGTERM, requests in flight get this long to finish (idle keep-alive connections
+    // would otherwise hold the stop for actix's default 30 s).
+    .shutdown_timeout(2)
     .on_connect(http::on_connect)
     .bind_rustls_0_23(args.listen_api, tls)
     .with_context(|| format!("bind --listen-api {}", args.listen_api))?
     .run();
     tracing::info!(api = %server_url, data_dir = %args.data_dir.display(), "master ready to serve");
     let handle = server.handle();
-    tokio::select! {
-        r = server => r.context("http server")?,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-            handle.stop(true).await;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    let mut server = std::pin::pin!(server);
+    let signal = tokio::select! {
+        r = &mut server => {
+            r.context("http server")?;
+            None
         }
+        _ = tokio::signal::ctrl_c() => Some("interrupt"),
+        _ = sigterm.recv() => Some("terminate"),
+    };
+    if let Some(signal) = signal {
+        // A planned stop is not a failure: a leader hands over first, so writes wait about one
+        // round trip instead of an election timeout. Requests still in flight here finish
+        // (forwarded to the successor) before the store stops.
+        tracing::info!(signal, "shutting down");
+        let within = Duration::from_millis(args.handover_timeout_ms);
+        if let Some(successor) = member.transfer_leadership(within).await {
+            tracing::info!(%successor, "handed leadership over before stopping");
+        }
+        // The server future runs its own stop: drive both.
+        let (_, stopped) = tokio::join!(handle.stop(true), server);
+        if let Err(e) = stopped {
+            tracing::warn!(error = %e, "http server stopped with an error");
+        }
+        member.drain(within).await;
     }
     member.shutdown().await;
     endpoint.close();
