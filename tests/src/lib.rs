@@ -187,6 +187,48 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (a name `kill` knows: STOP, CONT, TERM) to member `i`.
+    pub fn signal(&self, i: usize, signal: &str) -> Result<()> {
+        let child = self.members[i]
+            .child
+            .as_ref()
+            .with_context(|| format!("{} is not running", self.members[i].name))?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "kill -{signal} {} failed",
+            self.members[i].name
+        );
+        Ok(())
+    }
+
+    /// SIGTERMs member `i` and waits up to `timeout` for it to exit on its own.
+    pub async fn terminate(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> Result<std::process::ExitStatus> {
+        self.signal(i, "TERM")?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let child = self.members[i].child.as_mut().expect("running");
+            if let Some(status) = child.try_wait()? {
+                self.members[i].child = None;
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "{} did not exit within {timeout:?} of SIGTERM",
+                    self.members[i].name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Kills member `i` and deletes its data dir.
     pub fn wipe(&mut self, i: usize) -> Result<()> {
         self.kill(i);
