@@ -379,6 +379,88 @@ impl EtcdCluster {
     pub(crate) fn stop(&mut self) {
         self.procs.kill_all();
     }
+
+    /// `Maintenance/Status` of member `i` over a fresh connection, within a second.
+    async fn member_status(&self, i: usize) -> Option<StatusResponse> {
+        let m = &self.members[i];
+        let ask = async {
+            let kv = EtcdKv::connect(&m.client_url, self.tls.as_ref())
+                .await
+                .ok()?;
+            kv.status().await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(1), ask)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The index of the member that the members answering agree is the leader, if they do.
+    pub(crate) async fn leader(&self) -> Option<usize> {
+        let mut ids = Vec::new();
+        let mut leader = None;
+        for i in 0..self.members.len() {
+            match self.member_status(i).await {
+                Some(s) => {
+                    if s.leader == 0 || leader.is_some_and(|l| l != s.leader) {
+                        return None;
+                    }
+                    leader = Some(s.leader);
+                    ids.push(s.header.map(|h| h.member_id));
+                }
+                None => ids.push(None),
+            }
+        }
+        let leader = leader?;
+        ids.iter().position(|id| *id == Some(leader))
+    }
+
+    /// Signals member `i` and waits for it to exit.
+    pub(crate) fn signal(&mut self, i: usize, signal: nix::sys::signal::Signal) -> Result<()> {
+        let name = self.members[i].name.clone();
+        self.procs.stop_one(&name, signal)
+    }
+
+    /// Starts member `i` again on its data dir.
+    pub(crate) fn restart(&mut self, i: usize) -> Result<()> {
+        let name = self.members[i].name.clone();
+        self.procs.restart(&name)
+    }
+
+    /// Waits until member `i` names a leader and has applied the Raft index the leader had
+    /// when the wait began.
+    pub(crate) async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut target = None;
+        while target.is_none() {
+            for j in 0..self.members.len() {
+                if let Some(s) = self.member_status(j).await {
+                    if s.leader != 0 && s.header.as_ref().map(|h| h.member_id) == Some(s.leader) {
+                        target = Some(s.raft_index);
+                    }
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("no etcd leader within {timeout:?}");
+            }
+        }
+        let target = target.unwrap_or(0);
+        loop {
+            self.procs.check_running()?;
+            if let Some(s) = self.member_status(i).await {
+                if s.leader != 0 && s.raft_index >= target {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "etcd member {} did not catch up within {timeout:?}",
+                    self.members[i].name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Fails early with a clear message if the etcd binary is missing.

@@ -6,6 +6,9 @@
 //! `navctl bench api` (see `api`): create, get and list of pods through the Kubernetes API over
 //! HTTPS against the same kind of 3-master cluster, beside the raw store figures of the same run.
 //!
+//! `navctl bench failover` (see `failover`): SIGKILLs of the leader and a rolling SIGTERM
+//! restart under write load, navarch against etcd.
+//!
 //! The crate is the benchmarks' home; `navctl bench` (in `bins`) only parses and calls it.
 //!
 //! Both clusters are started by the benchmark from temporary data dirs and killed when it ends,
@@ -13,6 +16,7 @@
 
 mod api;
 mod etcd;
+mod failover;
 mod navarch;
 mod procs;
 mod workload;
@@ -42,7 +46,12 @@ pub enum BenchCommand {
     /// Create, get and list of pods over HTTPS against 3 masters, beside the raw store's
     /// create and get of the same bytes and keys in the same run (the API's cost as a ratio).
     Api(ApiBenchArgs),
+    /// Time from a SIGKILL of the leader to the first write acknowledged through a survivor
+    /// (p50, p99) and the longest write stall of a rolling SIGTERM restart, against etcd.
+    Failover(FailoverBenchArgs),
 }
+
+pub use failover::FailoverBenchArgs;
 
 /// How the HTTPS clients of `navctl bench api` hold their connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -159,6 +168,13 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
             api::validate(args)?;
             in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
                 api::run(args, &root).await
+            })
+            .await
+        }
+        BenchCommand::Failover(args) => {
+            failover::validate(args)?;
+            in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
+                failover::run(args, &root).await
             })
             .await
         }

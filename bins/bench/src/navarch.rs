@@ -183,4 +183,74 @@ impl NavarchCluster {
     pub(crate) fn stop(&mut self) {
         self.procs.kill_all();
     }
+
+    /// The index of the member that the members answering agree is the leader, if they do.
+    pub(crate) async fn leader(&self) -> Option<usize> {
+        let mut leader: Option<String> = None;
+        let mut answered = 0;
+        for m in &self.members {
+            let Some(s) = Self::status(&self.http, m.api).await else {
+                continue;
+            };
+            answered += 1;
+            let l = s["leader"].as_str()?.to_string();
+            if leader.as_ref().is_some_and(|x| *x != l) {
+                return None;
+            }
+            leader = Some(l);
+        }
+        let leader = leader.filter(|_| answered * 2 > self.members.len())?;
+        self.members.iter().position(|m| m.name == leader)
+    }
+
+    /// Signals member `i` and waits for it to exit.
+    pub(crate) fn signal(&mut self, i: usize, signal: nix::sys::signal::Signal) -> Result<()> {
+        let name = self.members[i].name.clone();
+        self.procs.stop_one(&name, signal)
+    }
+
+    /// Starts member `i` again on its data dir.
+    pub(crate) fn restart(&mut self, i: usize) -> Result<()> {
+        let name = self.members[i].name.clone();
+        self.procs.restart(&name)
+    }
+
+    /// Waits until member `i` names a leader and has applied what the leader had committed
+    /// when the wait began.
+    pub(crate) async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        let http = self.http.clone();
+        let apis: Vec<SocketAddr> = self.members.iter().map(|m| m.api).collect();
+        let names: Vec<String> = self.members.iter().map(|m| m.name.clone()).collect();
+        let target = wait_for(timeout, "a leader's committed index", || {
+            let http = http.clone();
+            let apis = apis.clone();
+            let names = names.clone();
+            async move {
+                for (j, api) in apis.iter().enumerate() {
+                    if let Some(s) = Self::status(&http, *api).await {
+                        if s["leader"].as_str() == Some(names[j].as_str()) {
+                            return Ok(s["committed"].as_u64());
+                        }
+                    }
+                }
+                Ok(None)
+            }
+        })
+        .await?;
+        let api = apis[i];
+        wait_for(timeout, "the restarted master to catch up", || {
+            let r = self.procs.check_running();
+            let http = http.clone();
+            async move {
+                r?;
+                let Some(me) = Self::status(&http, api).await else {
+                    return Ok(None);
+                };
+                let follows = me["leader"].as_str().is_some();
+                let applied = me["applied"].as_u64().unwrap_or(0);
+                Ok((follows && applied >= target).then_some(()))
+            }
+        })
+        .await
+    }
 }

@@ -22,6 +22,8 @@ struct Proc {
     name: String,
     log: PathBuf,
     child: Child,
+    /// How it was started, to start it again.
+    cmd: Command,
 }
 
 impl Procs {
@@ -43,7 +45,38 @@ impl Procs {
             name: name.to_string(),
             log: log.to_path_buf(),
             child,
+            cmd,
         });
+        Ok(())
+    }
+
+    fn get(&mut self, name: &str) -> Result<&mut Proc> {
+        self.children
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no process named {name}"))
+    }
+
+    /// Sends `signal` to `name` and reaps it once it has exited (SIGKILL: at once).
+    pub(crate) fn stop_one(&mut self, name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
+        let p = self.get(name)?;
+        let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).with_context(|| format!("signal {name}"))?;
+        p.child.wait().with_context(|| format!("wait for {name}"))?;
+        tracing::debug!(name, ?signal, "process stopped");
+        Ok(())
+    }
+
+    /// Starts `name` again as it was started first (after [`Procs::stop_one`]).
+    pub(crate) fn restart(&mut self, name: &str) -> Result<()> {
+        let p = self.get(name)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p.log)
+            .with_context(|| format!("open {}", p.log.display()))?;
+        p.cmd.stdout(file.try_clone()?).stderr(file);
+        p.child = p.cmd.spawn().with_context(|| format!("restart {name}"))?;
+        tracing::debug!(name, pid = p.child.id(), "restarted process");
         Ok(())
     }
 

@@ -1,0 +1,405 @@
+//! `navctl bench failover`: how long writes stop when a leader dies or is restarted. Three
+//! members under a steady write load from several closed-loop clients (each bound to one
+//! member, moving to the next when its member fails); the leader is SIGKILLed and restarted
+//! again and again, and each time the benchmark records how long after the kill the first
+//! write *sent after the kill* was acknowledged through a surviving member. Then every member
+//! is restarted in turn with SIGTERM (a rolling restart), and the longest gap between two
+//! acknowledged writes in that window is the stall. navarch runs first, then etcd 3.4 with its
+//! defaults, killed and restarted the same way, never both at once.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures::future::BoxFuture;
+use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome};
+use nix::sys::signal::Signal;
+use tokio::time::Instant;
+
+use super::etcd::{self, EtcdCluster, EtcdKv};
+use super::navarch::NavarchCluster;
+use super::procs;
+use super::STARTUP_TIMEOUT;
+
+/// Flags of `navctl bench failover`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct FailoverBenchArgs {
+    /// Times the leader is SIGKILLed (and restarted) per system.
+    #[arg(long, default_value_t = 20)]
+    pub kills: usize,
+    /// Closed-loop writing clients.
+    #[arg(long, default_value_t = 6)]
+    pub clients: usize,
+    /// Steady load between a restarted member catching up and the next kill, in ms.
+    #[arg(long, default_value_t = 500)]
+    pub settle_ms: u64,
+    /// Run navarch only, not etcd.
+    #[arg(long)]
+    pub no_etcd: bool,
+    /// The etcd binary (Debian's etcd-server).
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    pub etcd: std::path::PathBuf,
+    /// Where to create the temporary data dirs (default: the system temp dir).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Keep the data dirs and logs afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub(crate) fn validate(args: &FailoverBenchArgs) -> Result<()> {
+    if args.kills == 0 || args.kills > 1000 {
+        bail!("--kills must be between 1 and 1000");
+    }
+    if args.clients == 0 || args.clients > 256 {
+        bail!("--clients must be between 1 and 256");
+    }
+    Ok(())
+}
+
+/// How long a member may take to come back and catch up after a restart.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the cluster may take to accept a write after a kill before the run fails.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One write through member `member` (0-based), key unique to `(client, seq)`; true if it
+/// was acknowledged.
+type WriteFn = Arc<dyn Fn(usize, usize, u64) -> BoxFuture<'static, bool> + Send + Sync>;
+
+#[derive(Clone, Copy)]
+struct Ack {
+    sent: Instant,
+    acked: Instant,
+    member: usize,
+}
+
+/// The clients' record: every acknowledged write, in the order acknowledged.
+#[derive(Default)]
+struct Record {
+    acks: Mutex<Vec<Ack>>,
+    errors: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Starts `clients` closed-loop writers over `members` members.
+fn start_load(
+    clients: usize,
+    members: usize,
+    write: WriteFn,
+) -> (Arc<Record>, Vec<tokio::task::JoinHandle<()>>) {
+    let record = Arc::new(Record::default());
+    let handles = (0..clients)
+        .map(|c| {
+            let record = record.clone();
+            let write = write.clone();
+            tokio::spawn(async move {
+                let mut member = c % members;
+                let mut seq = 0u64;
+                while !record.stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let sent = Instant::now();
+                    if write(member, c, seq).await {
+                        let acked = Instant::now();
+                        record.acks.lock().expect("acks").push(Ack {
+                            sent,
+                            acked,
+                            member,
+                        });
+                    } else {
+                        record.errors.fetch_add(1, Ordering::Relaxed);
+                        // Its member failed it: try the next one, a moment later.
+                        member = (member + 1) % members;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    (record, handles)
+}
+
+async fn stop_load(record: &Record, handles: Vec<tokio::task::JoinHandle<()>>) {
+    record.stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        // A client may wait out its request's own timeout; it cannot take longer than that.
+        let _ = tokio::time::timeout(Duration::from_secs(15), h).await;
+    }
+}
+
+/// Waits for the first write sent after `after` and acknowledged by a member other than
+/// `dead`; returns the time from `after` to its acknowledgement.
+async fn first_ack_after(record: &Record, after: Instant, dead: usize) -> Result<Duration> {
+    let deadline = after + RECOVERY_TIMEOUT;
+    let mut cursor = 0;
+    loop {
+        {
+            let acks = record.acks.lock().expect("acks");
+            if let Some(a) = acks[cursor..]
+                .iter()
+                .find(|a| a.sent > after && a.member != dead)
+            {
+                return Ok(a.acked - after);
+            }
+            cursor = acks.len();
+        }
+        if Instant::now() > deadline {
+            bail!("no write acknowledged within {RECOVERY_TIMEOUT:?} of the kill");
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+/// The longest time without an acknowledgement between `from` and `to`.
+fn longest_stall(record: &Record, from: Instant, to: Instant) -> Duration {
+    let acks = record.acks.lock().expect("acks");
+    let mut times: Vec<Instant> = acks
+        .iter()
+        .map(|a| a.acked)
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    times.sort();
+    let mut last = from;
+    let mut worst = Duration::ZERO;
+    for t in times.into_iter().chain(std::iter::once(to)) {
+        worst = worst.max(t - last);
+        last = t;
+    }
+    worst
+}
+
+/// What one system's run measured.
+struct Outcome {
+    label: String,
+    /// Kill to first acknowledged write through a survivor, one per kill.
+    recoveries: Vec<Duration>,
+    rolling_stall: Duration,
+    writes: usize,
+    errors: u64,
+}
+
+/// The operations the benchmark needs from a cluster of either system.
+trait Cluster {
+    async fn leader(&self) -> Option<usize>;
+    fn signal(&mut self, i: usize, signal: Signal) -> Result<()>;
+    fn restart(&mut self, i: usize) -> Result<()>;
+    async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()>;
+}
+
+impl Cluster for NavarchCluster {
+    async fn leader(&self) -> Option<usize> {
+        NavarchCluster::leader(self).await
+    }
+    fn signal(&mut self, i: usize, signal: Signal) -> Result<()> {
+        NavarchCluster::signal(self, i, signal)
+    }
+    fn restart(&mut self, i: usize) -> Result<()> {
+        NavarchCluster::restart(self, i)
+    }
+    async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        NavarchCluster::wait_caught_up(self, i, timeout).await
+    }
+}
+
+impl Cluster for EtcdCluster {
+    async fn leader(&self) -> Option<usize> {
+        EtcdCluster::leader(self).await
+    }
+    fn signal(&mut self, i: usize, signal: Signal) -> Result<()> {
+        EtcdCluster::signal(self, i, signal)
+    }
+    fn restart(&mut self, i: usize) -> Result<()> {
+        EtcdCluster::restart(self, i)
+    }
+    async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        EtcdCluster::wait_caught_up(self, i, timeout).await
+    }
+}
+
+async fn wait_leader<C: Cluster>(cluster: &C) -> Result<usize> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Some(l) = cluster.leader().await {
+            return Ok(l);
+        }
+        if Instant::now() > deadline {
+            bail!("the members did not agree on a leader within {STARTUP_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The kills and the rolling restart against one running cluster under load.
+async fn measure<C: Cluster>(
+    label: String,
+    cluster: &mut C,
+    write: WriteFn,
+    args: &FailoverBenchArgs,
+) -> Result<Outcome> {
+    let settle = Duration::from_millis(args.settle_ms);
+    let (record, handles) = start_load(args.clients, 3, write);
+    let mut recoveries = Vec::new();
+    let result: Result<Duration> = async {
+        tokio::time::sleep(settle).await;
+        for k in 0..args.kills {
+            let leader = wait_leader(cluster).await?;
+            let killed_at = Instant::now();
+            cluster.signal(leader, Signal::SIGKILL)?;
+            let took = first_ack_after(&record, killed_at, leader)
+                .await
+                .with_context(|| format!("{label}, kill {}", k + 1))?;
+            recoveries.push(took);
+            eprintln!(
+                "  {label}: kill {:>2} of member {}: first write acknowledged after {:.1} ms",
+                k + 1,
+                leader + 1,
+                ms(took)
+            );
+            cluster.restart(leader)?;
+            cluster.wait_caught_up(leader, CATCH_UP_TIMEOUT).await?;
+            tokio::time::sleep(settle).await;
+        }
+        // The rolling restart: each member in turn, stopped with SIGTERM, started again, and
+        // caught up before the next.
+        let from = Instant::now();
+        for i in 0..3 {
+            cluster.signal(i, Signal::SIGTERM)?;
+            cluster.restart(i)?;
+            cluster.wait_caught_up(i, CATCH_UP_TIMEOUT).await?;
+            tokio::time::sleep(settle).await;
+        }
+        let to = Instant::now();
+        Ok(longest_stall(&record, from, to))
+    }
+    .await;
+    stop_load(&record, handles).await;
+    let rolling_stall = result?;
+    let writes = record.acks.lock().expect("acks").len();
+    Ok(Outcome {
+        label,
+        recoveries,
+        rolling_stall,
+        writes,
+        errors: record.errors.load(Ordering::Relaxed),
+    })
+}
+
+fn navarch_writer(clients: Vec<StoreClient>) -> WriteFn {
+    let clients = Arc::new(clients);
+    Arc::new(move |member, client, seq| {
+        let clients = clients.clone();
+        Box::pin(async move {
+            let txn = Txn::new(vec![Op::Put {
+                key: ObjectKey::new("BenchFailover", "", format!("c{client}-{seq}")),
+                value: vec![b'x'; 128],
+            }]);
+            matches!(
+                clients[member].txn(&txn).await,
+                Ok(TxnOutcome::Committed { .. })
+            )
+        })
+    })
+}
+
+fn etcd_writer(kvs: Vec<EtcdKv>) -> WriteFn {
+    let kvs = Arc::new(kvs);
+    Arc::new(move |member, client, seq| {
+        let kvs = kvs.clone();
+        Box::pin(async move {
+            let key = format!("/bench-failover/c{client}-{seq}").into_bytes();
+            kvs[member].put(key, vec![b'x'; 128]).await.is_ok()
+        })
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The nearest-rank percentile `p` (0-100) of `xs`.
+fn percentile(xs: &[Duration], p: f64) -> Duration {
+    let mut v = xs.to_vec();
+    v.sort();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+pub(crate) async fn run(args: &FailoverBenchArgs, root: &Path) -> Result<()> {
+    let master_bin = procs::sibling_binary("navarch-master")?;
+    let etcd_bin = if args.no_etcd {
+        None
+    } else {
+        Some(etcd::check_binary(&args.etcd)?)
+    };
+    println!("navctl bench failover: 3 members on loopback, {} closed-loop writing clients (128-byte puts, unique keys)", args.clients);
+    println!("  {} SIGKILLs of the leader per system, each restarted and caught up before the next; then a rolling restart with SIGTERM", args.kills);
+    println!("  recovery = kill to the first write sent after the kill and acknowledged through a surviving member");
+    if let Some(load) = procs::load_average() {
+        println!("  load average before: {load:.2}");
+    }
+    let mut outcomes = Vec::new();
+
+    let dir = root.join("navarch");
+    std::fs::create_dir_all(&dir)?;
+    let mut cluster = NavarchCluster::start(&master_bin, &dir, "warn")?;
+    let clients = cluster.connect_ready(STARTUP_TIMEOUT).await?;
+    let outcome = measure(
+        "navarch".into(),
+        &mut cluster,
+        navarch_writer(clients),
+        args,
+    )
+    .await;
+    cluster.stop();
+    outcomes.push(outcome?);
+
+    if let Some(bin) = etcd_bin {
+        let dir = root.join("etcd");
+        std::fs::create_dir_all(&dir)?;
+        let (ca, _) = navarch_net::pki::ClusterCa::load_or_create(&dir.join("ca"))
+            .context("create a CA for etcd's certificates")?;
+        let mut cluster = EtcdCluster::start(&bin, &dir, Some(&ca)).await?;
+        let label = format!("etcd {}", cluster.version);
+        let kvs = cluster.connect_ready(STARTUP_TIMEOUT).await?;
+        let outcome = measure(label, &mut cluster, etcd_writer(kvs), args).await;
+        cluster.stop();
+        outcomes.push(outcome?);
+    }
+
+    println!();
+    println!(
+        "{:<14} | {:>8} {:>8} {:>8} {:>8} | {:>17} | {:>8} {:>7}",
+        "system", "p50 ms", "p99 ms", "min ms", "max ms", "rolling stall ms", "writes", "errors"
+    );
+    for o in &outcomes {
+        println!(
+            "{:<14} | {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>17.1} | {:>8} {:>7}",
+            o.label,
+            ms(percentile(&o.recoveries, 50.0)),
+            ms(percentile(&o.recoveries, 99.0)),
+            ms(percentile(&o.recoveries, 0.0)),
+            ms(percentile(&o.recoveries, 100.0)),
+            ms(o.rolling_stall),
+            o.writes,
+            o.errors
+        );
+    }
+    if let [n, e] = &outcomes[..] {
+        let ratio =
+            |p: f64| ms(percentile(&e.recoveries, p)) / ms(percentile(&n.recoveries, p)).max(0.001);
+        println!(
+            "etcd/navarch: recovery p50 {:.2}x, p99 {:.2}x; rolling-restart stall {:.2}x",
+            ratio(50.0),
+            ratio(99.0),
+            ms(e.rolling_stall) / ms(n.rolling_stall).max(0.001)
+        );
+    }
+    if let Some(load) = procs::load_average() {
+        println!("load average after: {load:.2}");
+    }
+    Ok(())
+}
