@@ -137,8 +137,18 @@ async fn masters_join_with_the_server_token_survive_the_leader_and_change_member
     };
     progress(30).await?;
 
+    // Writers send only to running members: a call to a dead one waits for its timeout.
+    let use_running = |cluster: &Cluster, except: Option<usize>| -> Result<()> {
+        *clients.lock().unwrap() = running(cluster)
+            .into_iter()
+            .filter(|i| Some(*i) != except)
+            .map(|i| cluster.client(i))
+            .collect::<Result<_>>()?;
+        Ok(())
+    };
     let leader = cluster.wait_leader(DEADLINE).await?;
     let leader_name = cluster.members[leader].name.clone();
+    use_running(&cluster, Some(leader))?;
     cluster.kill(leader);
     let survivor = cluster.wait_leader(DEADLINE).await?;
     assert_ne!(survivor, leader);
@@ -171,10 +181,7 @@ async fn masters_join_with_the_server_token_survive_the_leader_and_change_member
         ids.values().all(|id| *id < m4_id),
         "a new member gets a new id, not the removed one's"
     );
-    *clients.lock().unwrap() = running(&cluster)
-        .into_iter()
-        .map(|i| cluster.client(i))
-        .collect::<Result<_>>()?;
+    use_running(&cluster, None)?;
     progress(20).await?;
 
     // A joined master restarts from its data dir alone (no --join) and is a voter again.
@@ -182,9 +189,26 @@ async fn masters_join_with_the_server_token_survive_the_leader_and_change_member
         .into_iter()
         .find(|i| *i != 0 && *i != survivor)
         .expect("a joined member that does not lead");
+    use_running(&cluster, Some(joined))?;
     cluster.kill(joined);
+    progress(10).await?;
     cluster.spawn(joined, false)?;
+    let c = cluster.client(survivor)?;
+    let leader_revision = wait_for(DEADLINE, "the leader's revision", || async {
+        c.status().await.ok().map(|s| s.revision)
+    })
+    .await?;
+    wait_for(
+        DEADLINE,
+        "the restarted member to follow and catch up",
+        || async {
+            let s = cluster.status(joined).await?;
+            (s["role"] == "follower" && s["revision"].as_u64()? >= leader_revision).then_some(())
+        },
+    )
+    .await?;
     wait_voters(&cluster, survivor, &voters).await?;
+    use_running(&cluster, None)?;
     progress(10).await?;
 
     stop.store(true, Ordering::SeqCst);
