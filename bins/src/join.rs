@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use navarch_net::{Endpoint, ExpectedPeer};
+use navarch_net::{Endpoint, ExpectedPeer, JoinError, RpcError};
 use navarch_store::raft_types::MemberId;
 use navarch_store::{StoreClient, StoreError};
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,8 @@ impl JoinedMember {
 
 /// Fetches the CA and a member certificate from `via` with the server `token` into
 /// `data_dir`, unless an earlier attempt already did. Refuses a data dir that holds a store.
+/// Retries for a minute while `via` cannot be reached or rate-limits us (masters started
+/// together); a refusal (a wrong token) ends it at once.
 pub async fn fetch_credentials(
     data_dir: &Path,
     via: SocketAddr,
@@ -69,9 +71,24 @@ pub async fn fetch_credentials(
     if data_dir.join("pki/ca.key").exists() {
         return Ok(());
     }
-    let joined = navarch_net::join_master(via, token, name)
-        .await
-        .with_context(|| format!("join the cluster through {via}"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let joined = loop {
+        let wait = match navarch_net::join_master(via, token, name).await {
+            Ok(j) => break j,
+            Err(JoinError::Rpc(RpcError::RateLimited { retry_after_ms })) => {
+                Duration::from_millis(retry_after_ms)
+            }
+            Err(JoinError::Connect { .. } | JoinError::Rpc(RpcError::Timeout)) => {
+                Duration::from_millis(500)
+            }
+            Err(e) => return Err(e).with_context(|| format!("join the cluster through {via}")),
+        };
+        if tokio::time::Instant::now() + wait > deadline {
+            bail!("join the cluster through {via}: no answer within a minute");
+        }
+        tracing::info!(%via, wait_ms = wait.as_millis() as u64, "the master cannot take the join yet; retrying");
+        tokio::time::sleep(wait).await;
+    };
     credentials::install_joined(data_dir, &joined, token)?;
     tracing::info!(%via, name, "received the cluster ca and this master's certificate");
     Ok(())
