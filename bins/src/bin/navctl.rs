@@ -307,7 +307,8 @@ async fn member(cli: &Cli, command: &MemberCommand) -> Result<()> {
         MemberCommand::List { json: false } => c.member_list().await?,
         MemberCommand::Add { name, peer_addr } => {
             let m = c.member_add(name, &peer_addr.to_string()).await?;
-            println!("member {} added as a learner with id {}", m.name, m.id);
+            let role = if m.voter { "a voter" } else { "a learner" };
+            println!("member {} is {role} with id {}", m.name, m.id);
             return Ok(());
         }
         MemberCommand::Promote { name } => {
