@@ -343,11 +343,46 @@ async fn only_the_server_token_joins_as_a_master() -> Result<()> {
     }
     let list = cluster.client(0)?.member_list().await?;
     assert_eq!(list.members.len(), 1, "nothing joined: {list:?}");
+    assert!(
+        cluster.log_text(0).contains("join refused"),
+        "refusals are logged"
+    );
 
     // The last voter cannot be removed.
     let out = cluster.navctl(0, &["member", "remove", "m1"])?;
     assert!(!out.ok, "removing the last voter is refused");
     assert!(out.stderr.contains("last voter"), "{}", out.stderr);
+
+    // A master pre-registered with `navctl member add` is a learner that cannot be promoted
+    // before it has caught up; started with --join it takes that id and becomes a voter.
+    let late = cluster.add_member();
+    let (name, addr) = (
+        cluster.members[late].name.clone(),
+        cluster.members[late].peer.to_string(),
+    );
+    let out = cluster
+        .navctl(0, &["member", "add", &name, "--peer-addr", &addr])?
+        .expect_ok("navctl member add")?;
+    assert!(out.stdout.contains("learner"), "{}", out.stdout);
+    let id = cluster
+        .client(0)?
+        .member_list()
+        .await?
+        .by_name(&name)
+        .map(|m| m.id);
+    let out = cluster.navctl(0, &["member", "promote", &name])?;
+    assert!(
+        !out.ok && out.stderr.contains("not caught up"),
+        "{}",
+        out.stderr
+    );
+    cluster.spawn_join(late, 0)?;
+    let list = wait_voters(&cluster, 0, &["m1", &name]).await?;
+    assert_eq!(
+        list.by_name(&name).map(|m| m.id),
+        id,
+        "the pre-registered id"
+    );
 
     // The token's secret is never logged.
     let secret = server_token.rsplit(':').next().unwrap_or_default();
