@@ -133,7 +133,8 @@ pub struct Member {
 
 impl Member {
     /// Opens the data dir and starts Raft, dialing peers through `endpoint`. The endpoint is
-    /// the one the binary bound on this member's address in `initial_cluster`; peers reach this
+    /// the one the binary bound on this member's address (in `initial_cluster`, or the one it
+    /// joined with); peers reach this
     /// member once its services are mounted on that endpoint's router ([`crate::mount`]).
     pub async fn start(cfg: MemberConfig, endpoint: Endpoint) -> Result<Arc<Member>, StoreError> {
         // A joined member's id comes from its leader; an initial member's is its position.
@@ -262,7 +263,7 @@ impl Member {
                 &member,
             )));
         }
-        info!(member = %cfg.name, id, joined = cfg.joined.is_some(), "store member started");
+        info!(member = %cfg.name, id, listen = ?listen, joined = cfg.joined.is_some(), "store member started");
         Ok(member)
     }
 
