@@ -85,7 +85,7 @@ fn running(cluster: &Cluster) -> Vec<usize> {
 async fn masters_join_with_the_server_token_survive_the_leader_and_change_membership() -> Result<()>
 {
     // Frequent snapshots: the log a late joiner would need is purged, so it catches up by one.
-    let mut cluster = Cluster::start_joined(3, &["--snapshot-every", "25"]).await?;
+    let mut cluster = Cluster::start_joined(3, &["--snapshot-every", "10"]).await?;
     let list = wait_voters(&cluster, 0, &["m1", "m2", "m3"]).await?;
     let ids: BTreeMap<String, u64> = list
         .members
