@@ -34,6 +34,7 @@ pub mod methods {
     pub const MEMBER_JOIN: &str = "store.member_join";
     pub const MEMBER_PROMOTE: &str = "store.member_promote";
     pub const MEMBER_REMOVE: &str = "store.member_remove";
+    pub const MEMBER_REMOVED: &str = "store.member_removed";
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,6 +146,11 @@ impl StoreClient {
     /// Makes the caught-up learner `name` a voter.
     pub async fn member_promote(&self, name: &str) -> Result<MemberList, StoreError> {
         self.member_call(methods::MEMBER_PROMOTE, name, None).await
+    }
+
+    /// The leader tells a member it has just removed it (the member then checks for itself).
+    pub(crate) async fn member_removed(&self) -> Result<(), StoreError> {
+        self.call(methods::MEMBER_REMOVED, &()).await
     }
 
     /// Removes `name` from the cluster, unless that would lose quorum.

@@ -129,6 +129,8 @@ pub struct Member {
     pub(crate) membership_lock: tokio::sync::Mutex<()>,
     /// Set once the committed membership no longer holds this member.
     pub(crate) removed: tokio::sync::watch::Sender<bool>,
+    /// Woken when the leader says it removed this member: check now.
+    pub(crate) recheck: Arc<tokio::sync::Notify>,
 }
 
 impl Member {
@@ -242,6 +244,7 @@ impl Member {
             metrics,
             membership_lock: tokio::sync::Mutex::new(()),
             removed: tokio::sync::watch::channel(false).0,
+            recheck: Arc::new(tokio::sync::Notify::new()),
         });
 
         let initialized = member
@@ -257,7 +260,10 @@ impl Member {
                 warn!(error = %e, "initialize failed");
             }
         }
-        tokio::spawn(crate::membership::watch_removal(Arc::downgrade(&member)));
+        tokio::spawn(crate::membership::watch_removal(
+            Arc::downgrade(&member),
+            member.recheck.clone(),
+        ));
         if cfg.joined.is_some() {
             tokio::spawn(crate::membership::promote_when_caught_up(Arc::downgrade(
                 &member,

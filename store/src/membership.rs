@@ -3,7 +3,8 @@
 //! caught-up learner to voter; removing a member. Every change goes through Raft on the leader
 //! (openraft's `change_membership`: joint consensus, then the new configuration), one at a
 //! time, and is refused when it would lose quorum. A member that finds itself removed says so
-//! and resolves [`Member::removed`], so its binary stops serving.
+//! and resolves [`Member::removed`], so its binary stops serving; the leader tells a member
+//! it removed (`store.member_removed`) so that it checks at once.
 //!
 //! Ids: a member of `--initial-cluster` has its position; a member added later gets one more
 //! than the highest id any membership this member applied has held, so ids of removed members
@@ -14,7 +15,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use navarch_net::ExpectedPeer;
@@ -298,6 +299,7 @@ impl Member {
         let membership = self.raft.metrics().borrow().membership_config.clone();
         let membership = membership.membership();
         let id = find(membership.nodes(), name)?;
+        let node = membership.get_node(&id).cloned();
         let voters: BTreeSet<MemberId> = membership.voter_ids().collect();
         let change = if voters.contains(&id) {
             let mut new_voters = voters.clone();
@@ -315,6 +317,9 @@ impl Member {
         self.changing(|| self.raft.change_membership(change.clone(), false))
             .await?;
         info!(member = name, id, "removed a member");
+        if let Some(node) = node.filter(|_| id != self.id) {
+            self.tell_removed(node);
+        }
         Ok(self.local_member_list())
     }
 
@@ -401,6 +406,30 @@ impl Member {
             .collect()
     }
 
+    /// Tells a member just removed, best effort, so that it checks its membership now rather
+    /// than when it next misses a leader.
+    fn tell_removed(&self, node: RaftMember) {
+        let Ok(addr) = node.addr.parse::<SocketAddr>() else {
+            return;
+        };
+        let client = StoreClient::new(self.endpoint.peer(
+            &node.name,
+            addr,
+            ExpectedPeer::member(&node.name),
+        ))
+        .with_timeout(PROBE_TIMEOUT);
+        tokio::spawn(async move {
+            if let Err(e) = client.member_removed().await {
+                debug!(member = %node.name, error = %e, "the removed member was not told");
+            }
+        });
+    }
+
+    /// The leader says it removed this member: check the membership now.
+    pub(crate) fn recheck_membership(&self) {
+        self.recheck.notify_one();
+    }
+
     /// Whether this member has been removed from the cluster.
     pub fn is_removed(&self) -> bool {
         *self.removed.borrow()
@@ -480,7 +509,7 @@ fn check_new_member(name: &str, peer_addr: &str) -> Result<(), StoreError> {
 /// a membership without itself after being in one; otherwise (a learner still catching up
 /// replays memberships from before it joined, a removed member may never hear of its
 /// removal) its peers are asked, at most every [`REMOVAL_CHECK_EVERY`].
-pub(crate) async fn watch_removal(member: Weak<Member>) {
+pub(crate) async fn watch_removal(member: Weak<Member>, recheck: Arc<tokio::sync::Notify>) {
     let Some(mut rx) = member.upgrade().map(|m| m.raft.metrics()) else {
         return;
     };
@@ -488,10 +517,11 @@ pub(crate) async fn watch_removal(member: Weak<Member>) {
     let mut last_check: Option<Instant> = None;
     let mut tick = tokio::time::interval(REMOVAL_CHECK_EVERY);
     loop {
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
-            _ = tick.tick() => {}
-        }
+        let told = tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return } else { false },
+            _ = tick.tick() => false,
+            _ = recheck.notified() => true,
+        };
         let Some(m) = member.upgrade() else {
             return;
         };
@@ -514,7 +544,7 @@ pub(crate) async fn watch_removal(member: Weak<Member>) {
         };
         if holds_me {
             seen_self = true;
-            if leader_known {
+            if leader_known && !told {
                 continue;
             }
         }
@@ -522,7 +552,7 @@ pub(crate) async fn watch_removal(member: Weak<Member>) {
             m.mark_removed();
             return;
         }
-        if last_check.is_some_and(|t| t.elapsed() < REMOVAL_CHECK_EVERY) {
+        if !told && last_check.is_some_and(|t| t.elapsed() < REMOVAL_CHECK_EVERY) {
             continue;
         }
         last_check = Some(Instant::now());

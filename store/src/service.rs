@@ -76,7 +76,7 @@ pub(crate) fn refuse(ctx: &CallContext, method: &str) -> RpcError {
 fn authorize(ctx: &CallContext, method: &str) -> Result<(), RpcError> {
     let member = has_org(ctx, ORG_MEMBERS);
     let allowed = match method {
-        methods::READ_INDEX | methods::MEMBER_JOIN => member,
+        methods::READ_INDEX | methods::MEMBER_JOIN | methods::MEMBER_REMOVED => member,
         _ => member || has_org(ctx, ORG_ADMINS),
     };
     if allowed {
@@ -142,6 +142,10 @@ impl Service for StoreService {
                 methods::BACKUP => encode(&m.backup().await),
                 methods::STATUS => encode(&Ok::<_, StoreError>(m.status())),
                 methods::MEMBER_LIST => encode(&m.member_list().await),
+                methods::MEMBER_REMOVED => {
+                    m.recheck_membership();
+                    encode(&Ok::<_, StoreError>(()))
+                }
                 methods::MEMBER_ADD
                 | methods::MEMBER_JOIN
                 | methods::MEMBER_PROMOTE
