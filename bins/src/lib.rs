@@ -3,10 +3,11 @@
 //!
 //! The binaries are thin: `bin/navarch-master.rs` binds the QUIC endpoint, starts a store
 //! member and the API server (`navarch-apiserver`) and serves it over HTTPS;
-//! `bin/navarch-node.rs` joins a node; `bin/navctl.rs` is the operator's CLI over the HTTPS
+//! `join.rs` is a master joining a running cluster; `bin/navarch-node.rs` joins a node; `bin/navctl.rs` is the operator's CLI over the HTTPS
 //! client (`navarch-client`), with `navctl bench` calling `navarch-bench`.
 
 pub mod credentials;
+pub mod join;
 pub mod navctl;
 pub mod private;
 

@@ -162,7 +162,7 @@ fn read_file(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(io_err(path))
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, data);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -505,14 +505,54 @@ impl ClusterCa {
         organizations: &[&str],
         validity: Duration,
     ) -> Result<String, PkiError> {
+        self.sign_csr_as(
+            csr_pem,
+            common_name,
+            organizations,
+            validity,
+            &CertProfile::Client,
+        )
+    }
+
+    /// Signs a CSR as a store member certificate (CN `name`, O [`ORG_MEMBERS`], the member
+    /// profile), whatever the CSR asked for: for a master joining with the server token.
+    pub fn sign_member_csr(
+        &self,
+        csr_pem: &str,
+        name: &str,
+        validity: Duration,
+    ) -> Result<String, PkiError> {
+        self.sign_csr_as(
+            csr_pem,
+            name,
+            &[ORG_MEMBERS],
+            validity,
+            &CertProfile::member(),
+        )
+    }
+
+    fn sign_csr_as(
+        &self,
+        csr_pem: &str,
+        common_name: &str,
+        organizations: &[&str],
+        validity: Duration,
+        profile: &CertProfile,
+    ) -> Result<String, PkiError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| PkiError::Csr(e.to_string()))?;
-        let params = leaf_params(common_name, organizations, validity, &CertProfile::Client)?;
+        let params = leaf_params(common_name, organizations, validity, profile)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(gen_err(common_name))?;
-        tracing::info!(cn = common_name, orgs = ?organizations, "signed certificate request");
+        tracing::info!(cn = common_name, orgs = ?organizations, ?profile, "signed certificate request");
         Ok(cert.pem())
+    }
+
+    /// The CA's private key, PEM. Only for handing the CA to a master that joins with the
+    /// server token (a master signs node and serving certificates); never logged.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
     }
 }
 
@@ -802,7 +842,7 @@ fn unix_now() -> u64 {
 }
 
 /// Equality of two byte strings without an early exit.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::member::StoreStatus;
+use crate::membership::{MemberInfo, MemberList, MemberRequest};
+use crate::raft_types::MemberId;
 use crate::types::{
     Event, EventBatch, KeyRange, ListResult, Object, ObjectKey, ReadConsistency, Revision, Txn,
     TxnOutcome,
@@ -27,6 +29,12 @@ pub mod methods {
     pub const BACKUP: &str = "store.backup";
     pub const STATUS: &str = "store.status";
     pub const READ_INDEX: &str = "store.read_index";
+    pub const MEMBER_LIST: &str = "store.member_list";
+    pub const MEMBER_ADD: &str = "store.member_add";
+    pub const MEMBER_JOIN: &str = "store.member_join";
+    pub const MEMBER_PROMOTE: &str = "store.member_promote";
+    pub const MEMBER_REMOVE: &str = "store.member_remove";
+    pub const MEMBER_REMOVED: &str = "store.member_removed";
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,17 +81,81 @@ impl StoreClient {
         }
     }
 
+    /// The same client with another transport timeout per call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         method: &str,
         req: &Req,
     ) -> Result<Resp, StoreError> {
+        self.call_within(method, req, self.timeout).await
+    }
+
+    async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, StoreError> {
         let reply: Result<Resp, StoreError> = self
             .peer
-            .call_with_timeout(method, req, self.timeout)
+            .call_with_timeout(method, req, timeout)
             .await
             .map_err(rpc_to_store)?;
         reply
+    }
+
+    /// Membership changes wait for joint consensus and a quorum probe: longer than the
+    /// member's own deadline for them.
+    async fn member_call<Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        name: &str,
+        peer_addr: Option<&str>,
+    ) -> Result<Resp, StoreError> {
+        let req = MemberRequest {
+            name: name.to_string(),
+            peer_addr: peer_addr.map(str::to_string),
+        };
+        self.call_within(method, &req, self.timeout.max(Duration::from_secs(15)))
+            .await
+    }
+
+    /// Every member, its role and (from the leader) its progress.
+    pub async fn member_list(&self) -> Result<MemberList, StoreError> {
+        self.call(methods::MEMBER_LIST, &()).await
+    }
+
+    /// Pre-registers `name` at `peer_addr` as a learner.
+    pub async fn member_add(&self, name: &str, peer_addr: &str) -> Result<MemberInfo, StoreError> {
+        self.member_call(methods::MEMBER_ADD, name, Some(peer_addr))
+            .await
+    }
+
+    /// A joining master (its member certificate's CN = `name`) asks to be added as a learner;
+    /// answers its id.
+    pub async fn member_join(&self, name: &str, peer_addr: &str) -> Result<MemberId, StoreError> {
+        self.member_call(methods::MEMBER_JOIN, name, Some(peer_addr))
+            .await
+    }
+
+    /// Makes the caught-up learner `name` a voter.
+    pub async fn member_promote(&self, name: &str) -> Result<MemberList, StoreError> {
+        self.member_call(methods::MEMBER_PROMOTE, name, None).await
+    }
+
+    /// The leader tells a member it has just removed it (the member then checks for itself).
+    pub(crate) async fn member_removed(&self) -> Result<(), StoreError> {
+        self.call(methods::MEMBER_REMOVED, &()).await
+    }
+
+    /// Removes `name` from the cluster, unless that would lose quorum.
+    pub async fn member_remove(&self, name: &str) -> Result<MemberList, StoreError> {
+        self.member_call(methods::MEMBER_REMOVE, name, None).await
     }
 
     pub async fn txn(&self, txn: &Txn) -> Result<TxnOutcome, StoreError> {

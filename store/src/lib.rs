@@ -6,7 +6,7 @@
 //! binds a `navarch_net::Endpoint` with a `Router`, starts the member with the endpoint and
 //! [`mount`]s the member's services on the router. Its data model is in [`types`]; the pure
 //! transaction logic in [`apply`]; the RocksDB side in `log_store`, `state_machine` and `read`;
-//! watches in [`watch`]; the wire in `network` (Raft, both sides), `service` (`store.*`) and
+//! watches in [`watch`]; membership changes in `membership`; the wire in `network` (Raft, both sides), `service` (`store.*`) and
 //! `client` ([`StoreClient`]).
 
 // openraft's storage traits fix `StorageError` (over 200 bytes) as the error of everything
@@ -19,6 +19,7 @@ mod client;
 pub mod election;
 mod log_store;
 mod member;
+mod membership;
 mod metrics;
 mod network;
 mod proposer;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{methods, watch_resuming, StoreClient};
 pub use member::{InitialState, Member, MemberConfig, Role, StoreStatus};
+pub use membership::{MemberInfo, MemberList, MemberRequest, CAUGHT_UP_LAG};
 pub use network::RaftService;
 pub use service::{mount, StoreService, ORG_ADMINS, ORG_MEMBERS, RAFT_PREFIX, STORE_PREFIX};
 pub use state_machine::HistoryLimits;
@@ -64,4 +66,8 @@ pub enum StoreError {
     Forbidden(String),
     #[error("the member is shutting down")]
     ShuttingDown,
+    /// A membership change was refused (it would lose quorum, the learner is behind, the
+    /// name is taken, ...); nothing was changed.
+    #[error("membership change refused: {0}")]
+    Membership(String),
 }

@@ -44,13 +44,17 @@ pub enum InitialState {
 
 /// How to run one member.
 pub struct MemberConfig {
-    /// This member's name; must appear in `initial_cluster`.
+    /// This member's name; must appear in `initial_cluster` unless `joined` is set.
     pub name: String,
     pub data_dir: PathBuf,
     /// Every member, in a fixed order: `(name, QUIC address)`. A member's Raft id is its
     /// position, from 1.
     pub initial_cluster: Vec<(String, SocketAddr)>,
     pub initial_state: InitialState,
+    /// Set for a member that joined a running cluster: the id the leader assigned it
+    /// ([`Member::member_join`]). `initial_cluster` is then unused, the member never
+    /// initializes a cluster, and it asks to be promoted to voter once it has caught up.
+    pub joined: Option<MemberId>,
     pub history: HistoryLimits,
     /// Build a snapshot (and purge the log behind it) every this many applied entries.
     pub snapshot_every: u64,
@@ -71,6 +75,7 @@ impl MemberConfig {
             data_dir,
             initial_cluster,
             initial_state: InitialState::New,
+            joined: None,
             history: HistoryLimits::default(),
             snapshot_every: 100_000,
             timing: Timing::default(),
@@ -121,7 +126,6 @@ pub struct Member {
     pub(crate) id: MemberId,
     pub(crate) raft: Raft,
     proposer: Proposer,
-    pub(crate) members: BTreeMap<MemberId, RaftMember>,
     pub(crate) endpoint: Endpoint,
     pub(crate) db: Arc<DB>,
     pub(crate) watch: WatchHub,
@@ -132,6 +136,12 @@ pub struct Member {
     pub(crate) elections: Elections,
     /// `store.*` calls being served now (forwarded writes among them).
     serving: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Membership changes made through this member while it leads, one at a time.
+    pub(crate) membership_lock: tokio::sync::Mutex<()>,
+    /// Set once the committed membership no longer holds this member.
+    pub(crate) removed: tokio::sync::watch::Sender<bool>,
+    /// Woken when the leader says it removed this member: check now.
+    pub(crate) recheck: Arc<tokio::sync::Notify>,
 }
 
 /// Counts one served call while it lives.
@@ -145,32 +155,47 @@ impl Drop for Serving {
 
 impl Member {
     /// Opens the data dir and starts Raft, dialing peers through `endpoint`. The endpoint is
-    /// the one the binary bound on this member's address in `initial_cluster`; peers reach this
+    /// the one the binary bound on this member's address (in `initial_cluster`, or the one it
+    /// joined with); peers reach this
     /// member once its services are mounted on that endpoint's router ([`crate::mount`]).
     pub async fn start(cfg: MemberConfig, endpoint: Endpoint) -> Result<Arc<Member>, StoreError> {
-        let pos = cfg
-            .initial_cluster
-            .iter()
-            .position(|(n, _)| *n == cfg.name)
-            .ok_or_else(|| {
-                StoreError::InvalidKey(format!("member {} is not in the initial cluster", cfg.name))
-            })?;
-        let id = pos as MemberId + 1;
-        let listen = cfg.initial_cluster[pos].1;
-        let members: BTreeMap<MemberId, RaftMember> = cfg
-            .initial_cluster
-            .iter()
-            .enumerate()
-            .map(|(i, (n, a))| {
+        // A joined member's id comes from its leader; an initial member's is its position.
+        // Either way, peers' names and addresses come from Raft's membership, not from here.
+        let (id, listen, initial) = match cfg.joined {
+            Some(id) => (id, None, None),
+            None => {
+                let pos = cfg
+                    .initial_cluster
+                    .iter()
+                    .position(|(n, _)| *n == cfg.name)
+                    .ok_or_else(|| {
+                        StoreError::InvalidKey(format!(
+                            "member {} is not in the initial cluster",
+                            cfg.name
+                        ))
+                    })?;
+                let members: BTreeMap<MemberId, RaftMember> = cfg
+                    .initial_cluster
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, a))| {
+                        (
+                            i as MemberId + 1,
+                            RaftMember {
+                                name: n.clone(),
+                                addr: a.to_string(),
+                            },
+                        )
+                    })
+                    .collect();
+                let first = pos == 0 && cfg.initial_state == InitialState::New;
                 (
-                    i as MemberId + 1,
-                    RaftMember {
-                        name: n.clone(),
-                        addr: a.to_string(),
-                    },
+                    pos as MemberId + 1,
+                    Some(cfg.initial_cluster[pos].1),
+                    first.then_some(members),
                 )
-            })
-            .collect();
+            }
+        };
 
         let db_dir = cfg.data_dir.join("db");
         let db = rocks::open(&db_dir)?;
@@ -187,7 +212,7 @@ impl Member {
         .map_err(storage)?;
         let progress = sm.progress();
 
-        if let Ok(local) = endpoint.local_addr() {
+        if let (Ok(local), Some(listen)) = (endpoint.local_addr(), listen) {
             if local.port() != listen.port()
                 || (!local.ip().is_unspecified() && local.ip() != listen.ip())
             {
@@ -244,7 +269,6 @@ impl Member {
             id,
             proposer: Proposer::start(raft.clone()),
             raft,
-            members: members.clone(),
             endpoint,
             db,
             watch,
@@ -254,6 +278,9 @@ impl Member {
             metrics,
             elections,
             serving: Arc::new(tokio::sync::watch::channel(0).0),
+            membership_lock: tokio::sync::Mutex::new(()),
+            removed: tokio::sync::watch::channel(false).0,
+            recheck: Arc::new(tokio::sync::Notify::new()),
         });
 
         let initialized = member
@@ -263,13 +290,22 @@ impl Member {
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         // A new cluster is created once, by the first listed member; a member whose data dir
         // was wiped must be started with `InitialState::Existing` and catches up from the leader.
-        if !initialized && pos == 0 && cfg.initial_state == InitialState::New {
+        if let (false, Some(members)) = (initialized, initial) {
             info!(member = %cfg.name, members = members.len(), "initializing a new cluster");
             if let Err(e) = member.raft.initialize(members).await {
                 warn!(error = %e, "initialize failed");
             }
         }
-        info!(member = %cfg.name, id, %listen, "store member started");
+        tokio::spawn(crate::membership::watch_removal(
+            Arc::downgrade(&member),
+            member.recheck.clone(),
+        ));
+        if cfg.joined.is_some() {
+            tokio::spawn(crate::membership::promote_when_caught_up(Arc::downgrade(
+                &member,
+            )));
+        }
+        info!(member = %cfg.name, id, listen = ?listen, joined = cfg.joined.is_some(), "store member started");
         Ok(member)
     }
 
@@ -295,11 +331,23 @@ impl Member {
         );
     }
 
-    pub(crate) fn member_by_id(&self, id: MemberId) -> Option<&RaftMember> {
-        self.members.get(&id)
+    /// This member's Raft id.
+    pub fn id(&self) -> MemberId {
+        self.id
     }
 
-    fn leader_client(&self, leader: MemberId) -> Result<StoreClient, StoreError> {
+    /// Member `id`'s name and address, from Raft's current membership.
+    pub(crate) fn member_by_id(&self, id: MemberId) -> Option<RaftMember> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    pub(crate) fn leader_client(&self, leader: MemberId) -> Result<StoreClient, StoreError> {
         let m = self
             .member_by_id(leader)
             .ok_or_else(|| StoreError::Unavailable(format!("unknown leader {leader}")))?;
@@ -315,7 +363,7 @@ impl Member {
     }
 
     /// The current leader, waiting up to the request timeout for one to be elected.
-    async fn wait_leader(&self) -> Result<MemberId, StoreError> {
+    pub(crate) async fn wait_leader(&self) -> Result<MemberId, StoreError> {
         let mut rx = self.raft.metrics();
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         loop {
@@ -588,7 +636,7 @@ impl Member {
             term: m.current_term,
             leader: m
                 .current_leader
-                .and_then(|l| self.member_by_id(l))
+                .and_then(|l| m.membership_config.membership().get_node(&l))
                 .map(|m| m.name.clone()),
             applied: m.last_applied.map(|l| l.index).unwrap_or(0),
             committed: self.committed.load(Ordering::Relaxed),
@@ -596,7 +644,12 @@ impl Member {
             compacted: self.progress.compacted.load(Ordering::SeqCst),
             snapshot: m.snapshot.map(|l| l.index),
             purged: m.purged.map(|l| l.index),
-            members: self.members.values().map(|m| m.name.clone()).collect(),
+            members: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(_, n)| n.name.clone())
+                .collect(),
         }
     }
 

@@ -5,7 +5,10 @@
 //!
 //! Authorization is by the caller's certificate: the read index only for members
 //! (O=`navarch:members`); store operations for members (forwarded writes and reads) and admins
-//! (O=`system:masters`).
+//! (O=`system:masters`). Membership: `store.member_join` only for members (a master that
+//! joined with the server token asks for itself); the other `store.member_*` methods for
+//! admins and members. A member may name only itself, unless it is in the membership (a
+//! master forwarding to the leader).
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::client::{methods, GetRequest, ListRequest, WatchRequest};
 use crate::member::Member;
+use crate::membership::MemberRequest;
 use crate::network::RaftService;
 use crate::types::{EventBatch, Txn};
 use crate::StoreError;
@@ -75,10 +79,29 @@ pub(crate) fn refuse(ctx: &CallContext, method: &str) -> RpcError {
 fn authorize(ctx: &CallContext, method: &str) -> Result<(), RpcError> {
     let member = has_org(ctx, ORG_MEMBERS);
     let allowed = match method {
-        methods::READ_INDEX => member,
+        methods::READ_INDEX | methods::MEMBER_JOIN | methods::MEMBER_REMOVED => member,
         _ => member || has_org(ctx, ORG_ADMINS),
     };
     if allowed {
+        Ok(())
+    } else {
+        Err(refuse(ctx, method))
+    }
+}
+
+/// A membership change named `name`: an admin may name anyone; a member only itself, unless
+/// it is in the cluster's membership (forwarding for another master).
+fn authorize_member_change(
+    ctx: &CallContext,
+    method: &str,
+    m: &Member,
+    name: &str,
+) -> Result<(), RpcError> {
+    if has_org(ctx, ORG_ADMINS) && method != methods::MEMBER_JOIN {
+        return Ok(());
+    }
+    let caller = ctx.peer.as_ref().map(|p| p.common_name.as_str());
+    if caller == Some(name) || caller.is_some_and(|c| m.has_member_named(c)) {
         Ok(())
     } else {
         Err(refuse(ctx, method))
@@ -122,6 +145,25 @@ impl Service for StoreService {
                 }
                 methods::BACKUP => encode(&m.backup().await),
                 methods::STATUS => encode(&Ok::<_, StoreError>(m.status())),
+                methods::MEMBER_LIST => encode(&m.member_list().await),
+                methods::MEMBER_REMOVED => {
+                    m.recheck_membership();
+                    encode(&Ok::<_, StoreError>(()))
+                }
+                methods::MEMBER_ADD
+                | methods::MEMBER_JOIN
+                | methods::MEMBER_PROMOTE
+                | methods::MEMBER_REMOVE => {
+                    let req: MemberRequest = decode(&body)?;
+                    authorize_member_change(&ctx, &method, &m, &req.name)?;
+                    let addr = req.peer_addr.as_deref().unwrap_or_default();
+                    match method.as_str() {
+                        methods::MEMBER_ADD => encode(&m.member_add(&req.name, addr).await),
+                        methods::MEMBER_JOIN => encode(&m.member_join(&req.name, addr).await),
+                        methods::MEMBER_PROMOTE => encode(&m.member_promote(&req.name).await),
+                        _ => encode(&m.member_remove(&req.name).await),
+                    }
+                }
                 other => Err(RpcError::Unsupported(other.to_string())),
             }
         })

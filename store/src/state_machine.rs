@@ -31,6 +31,8 @@ const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_REVISION: &[u8] = b"revision";
 const KEY_COMPACTED: &[u8] = b"compacted";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// The highest member id any applied membership held: a new member gets a higher one.
+const KEY_MAX_MEMBER_ID: &[u8] = b"max_member_id";
 
 /// How much event history a member keeps for watches.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +73,8 @@ pub struct Progress {
     pub revision: AtomicU64,
     pub compacted: AtomicU64,
     pub applied_index: AtomicU64,
+    /// The highest member id of every membership applied here (or of an installed snapshot's).
+    pub max_member_id: AtomicU64,
 }
 
 pub struct StateMachine {
@@ -93,6 +97,10 @@ impl StateMachine {
         let rev: u64 = read_meta(&db, KEY_REVISION)?.unwrap_or(0);
         let compacted: u64 = read_meta(&db, KEY_COMPACTED)?.unwrap_or(0);
         let applied: Option<LogId> = read_meta::<Option<LogId>>(&db, KEY_APPLIED)?.flatten();
+        let max_member_id: u64 = read_meta(&db, KEY_MAX_MEMBER_ID)?.unwrap_or(0);
+        progress
+            .max_member_id
+            .store(max_member_id, Ordering::SeqCst);
         progress.revision.store(rev, Ordering::SeqCst);
         progress.compacted.store(compacted, Ordering::SeqCst);
         progress
@@ -121,6 +129,30 @@ impl StateMachine {
             None => Ok(None),
             Some(raw) => codec::decode(&raw).map(Some).map_err(io_read),
         }
+    }
+
+    /// Raises the highest member id seen to `membership`'s, in `batch` and in memory (a
+    /// membership entry is applied once, so raising before the batch is written is harmless).
+    fn raise_max_member_id(
+        &self,
+        batch: &mut WriteBatch,
+        membership: &StoredMembership,
+    ) -> Result<(), StorageError> {
+        let max = membership
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(0);
+        if max > self.progress.max_member_id.load(Ordering::SeqCst) {
+            batch.put_cf(
+                cf(&self.db, CF_SM),
+                KEY_MAX_MEMBER_ID,
+                codec::encode(&max).map_err(io_write)?,
+            );
+            self.progress.max_member_id.store(max, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     /// Drops history past the limits into `batch`, raising `compacted` (this entry's running
@@ -281,6 +313,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         KEY_MEMBERSHIP,
                         codec::encode(&stored).map_err(io_write)?,
                     );
+                    self.raise_max_member_id(&mut batch, &stored)?;
                     Applied::Nothing
                 }
                 EntryPayload::Normal(proposal) => {
@@ -396,6 +429,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             KEY_MEMBERSHIP,
             codec::encode(&meta.last_membership).map_err(io_write)?,
         );
+        self.raise_max_member_id(&mut batch, &meta.last_membership)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,

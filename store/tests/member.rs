@@ -287,3 +287,98 @@ async fn store_metrics_move_with_writes_reads_and_snapshots() {
         "{after}"
     );
 }
+
+/// A second in-process member `name`, joined to `f`'s cluster through `member_join` with its
+/// own member certificate, started and mounted.
+async fn join_second(f: &Fixture, dir: &std::path::Path, name: &str) -> (Arc<Member>, Router) {
+    let router = Router::new();
+    let endpoint = Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        NetConfig::new(name, f.identity(name, ORG_MEMBERS)),
+        router.clone(),
+    )
+    .unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let via = StoreClient::new(endpoint.peer(
+        "m1",
+        f.endpoint.local_addr().unwrap(),
+        ExpectedPeer::member("m1"),
+    ));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let id = loop {
+        match via.member_join(name, &addr.to_string()).await {
+            Ok(id) => break id,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "join: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Asking again (a joiner that lost the answer) gets the same id.
+    assert_eq!(via.member_join(name, &addr.to_string()).await.unwrap(), id);
+    let mut cfg = MemberConfig::new(name, dir.join(name), vec![]);
+    cfg.joined = Some(id);
+    let member = Member::start(cfg, endpoint).await.unwrap();
+    navarch_store::mount(&router, &member).unwrap();
+    (member, router)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_member_is_promoted_then_removed_and_knows_it() {
+    let f = Fixture::start().await;
+    f.mount();
+    f.wait_leader().await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = StoreClient::new(f.peer(f.identity("admin", ORG_ADMINS)));
+
+    // A member certificate may join only under its own name; a node's not at all.
+    let m3 = StoreClient::new(f.peer(f.identity("m3", ORG_MEMBERS)));
+    let r = m3.member_join("m9", "127.0.0.1:9").await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let node = StoreClient::new(f.peer(f.identity("system:node:n1", ORG_NODES)));
+    let r = node.member_join("system:node:n1", "127.0.0.1:9").await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let r = admin.member_remove("m1").await;
+    assert!(
+        matches!(&r, Err(StoreError::Membership(m)) if m.contains("last voter")),
+        "{r:?}"
+    );
+
+    let (m2, _router) = join_second(&f, dir.path(), "m2").await;
+    assert_eq!(m2.id(), 2, "the next id after the first member's");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let list = admin.member_list().await.unwrap();
+        if list.by_name("m2").is_some_and(|m| m.voter) && !list.joint {
+            assert!(list.by_name("m1").unwrap().leader);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "m2 never became a voter: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Writes through the joined member commit, and it reads them back.
+    let out = m2.write(put("through-m2")).await.unwrap();
+    assert!(matches!(out, TxnOutcome::Committed { .. }), "{out:?}");
+    let got = m2
+        .get(
+            &ObjectKey::new("Test", "default", "through-m2"),
+            ReadConsistency::Linearizable,
+        )
+        .await
+        .unwrap();
+    assert!(got.is_some());
+
+    // Removed, it notices.
+    admin.member_remove("m2").await.unwrap();
+    tokio::time::timeout(DEADLINE, m2.removed())
+        .await
+        .expect("m2 noticed its removal");
+    m2.shutdown().await;
+    let list = admin.member_list().await.unwrap();
+    assert_eq!(list.members.len(), 1, "{list:?}");
+    // Its id is not handed out again.
+    let (m4, _r4) = join_second(&f, dir.path(), "m4").await;
+    assert_eq!(m4.id(), 3);
+    m4.shutdown().await;
+}

@@ -1,6 +1,10 @@
 //! Test harness for multi-process tests: starts the real navarch binaries on loopback
 //! addresses with temporary data dirs, kills and restarts them, and gives tests admin clients.
 //!
+//! A cluster is either started from one `--initial-cluster` list with a shared CA
+//! ([`Cluster::start`]) or grown from a first master with `--join` and its server token
+//! ([`Cluster::start_joined`]).
+//!
 //! The binaries must be built first (`cargo build --bins`); the README's test command does.
 //! Every process a [`Cluster`] starts is killed when it is dropped; unless the test called
 //! [`Cluster::passed`], the tail of each member's log is printed.
@@ -95,6 +99,8 @@ pub struct Cluster {
     extra_args: Vec<String>,
     http: reqwest::Client,
     passed: bool,
+    /// Grown with `--join` from m1 rather than started from `--initial-cluster`.
+    joining: bool,
 }
 
 impl Cluster {
@@ -142,11 +148,98 @@ impl Cluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             http: https_client(&admin)?,
             passed: false,
+            joining: false,
         })
     }
 
-    /// Starts member `i`; `existing` starts it with `--initial-cluster-state existing`.
+    /// Starts m1 alone on an empty data dir (no `--initial-cluster`, no shared CA: it makes
+    /// its own), then starts m2..mn with `--join` through m1 and m1's server token. Returns
+    /// once m1 leads; the others are then joining (learners until they have caught up).
+    pub async fn start_joined(n: usize, extra_args: &[&str]) -> Result<Cluster> {
+        let mut c = Self::create(n, extra_args)?;
+        c.joining = true;
+        c.spawn(0, false)?;
+        let pki = c.members[0].data_dir.join("pki");
+        let token = c.members[0].data_dir.join("server-token");
+        wait_for(
+            Duration::from_secs(30),
+            "m1's CA and server token",
+            || async { (token.exists() && pki.join("ca.key").exists()).then_some(()) },
+        )
+        .await?;
+        c.ca_dir = pki;
+        let ca = ClusterCa::load(&c.ca_dir)?;
+        let admin = ca.issue_client("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
+        c.http = https_client(&admin)?;
+        c.wait_leader(Duration::from_secs(30)).await?;
+        for i in 1..n {
+            c.spawn_join(i, 0)?;
+        }
+        Ok(c)
+    }
+
+    /// Lays out one more member, `m<k>` on 127.0.0.k, without starting it; returns its index.
+    pub fn add_member(&mut self) -> usize {
+        let i = self.members.len();
+        let ip = format!("127.0.0.{}", i + 1);
+        let name = format!("m{}", i + 1);
+        self.members.push(MasterProc {
+            peer: format!("{ip}:{}", free_port(&ip)).parse().unwrap(),
+            api: format!("{ip}:{}", free_port(&ip)).parse().unwrap(),
+            data_dir: self.dir.path().join(&name),
+            log: self.dir.path().join(format!("{name}.log")),
+            name,
+            child: None,
+        });
+        i
+    }
+
+    /// Starts member `i`; `existing` starts it with `--initial-cluster-state existing`. In a
+    /// cluster grown with `--join`, a member is started with its data dir alone (m1, or a
+    /// member that joined before).
     pub fn spawn(&mut self, i: usize, existing: bool) -> Result<()> {
+        let mut args: Vec<String> = Vec::new();
+        if self.joining {
+            args.extend(["--listen-peer".into(), self.members[i].peer.to_string()]);
+        } else {
+            args.extend([
+                "--initial-cluster".into(),
+                self.initial_cluster.clone(),
+                "--ca-dir".into(),
+                self.ca_dir.display().to_string(),
+            ]);
+        }
+        if existing {
+            args.extend(["--initial-cluster-state".into(), "existing".into()]);
+        }
+        self.spawn_with(i, &args)
+    }
+
+    /// Starts member `i` with `--join` through member `via` and `via`'s server token.
+    pub fn spawn_join(&mut self, i: usize, via: usize) -> Result<()> {
+        let args = vec![
+            "--listen-peer".to_string(),
+            self.members[i].peer.to_string(),
+            "--join".to_string(),
+            self.members[via].peer.to_string(),
+            "--token".to_string(),
+            self.server_token(via)?,
+        ];
+        self.spawn_with(i, &args)
+    }
+
+    /// The server token in member `i`'s data dir.
+    pub fn server_token(&self, i: usize) -> Result<String> {
+        let path = self.members[i].data_dir.join("server-token");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("read {}", path.display()))?
+            .trim()
+            .to_string())
+    }
+
+    /// Starts member `i` with its name, data dir, API address, the cluster's extra flags and
+    /// `args`, its output appended to its log.
+    pub fn spawn_with(&mut self, i: usize, args: &[String]) -> Result<()> {
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "{} is already running", m.name);
         let log = std::fs::OpenOptions::new()
@@ -158,12 +251,9 @@ impl Cluster {
             .arg(&m.name)
             .arg("--data-dir")
             .arg(&m.data_dir)
-            .arg("--initial-cluster")
-            .arg(&self.initial_cluster)
             .arg("--listen-api")
             .arg(m.api.to_string())
-            .arg("--ca-dir")
-            .arg(&self.ca_dir)
+            .args(args)
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
@@ -172,11 +262,49 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if existing {
-            cmd.arg("--initial-cluster-state").arg("existing");
-        }
         m.child = Some(cmd.spawn().with_context(|| format!("spawn {}", m.name))?);
         Ok(())
+    }
+
+    /// Waits until member `i`'s process exits by itself, and reaps it.
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> Result<std::process::ExitStatus> {
+        let name = self.members[i].name.clone();
+        let child = self.members[i]
+            .child
+            .as_mut()
+            .with_context(|| format!("{name} is not running"))?;
+        let status = wait_for(timeout, &format!("{name} to exit"), || {
+            let status = child.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await?;
+        self.members[i].child = None;
+        Ok(status)
+    }
+
+    /// Everything member `i` has logged so far.
+    pub fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+
+    /// Runs `navctl` against member `i`'s QUIC address with the admin credentials in its
+    /// data dir.
+    pub fn navctl(&self, i: usize, args: &[&str]) -> Result<Output> {
+        let o = Command::new(bin("navctl"))
+            .arg("--server")
+            .arg(self.members[i].peer.to_string())
+            .arg("--credentials")
+            .arg(&self.members[i].data_dir)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .context("spawn navctl")?;
+        Ok(Output::from(o))
     }
 
     /// SIGKILLs member `i` and reaps it.

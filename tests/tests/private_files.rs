@@ -50,8 +50,10 @@ fn open_modes(data: &Path, ca_dir: &Path) -> Result<Vec<String>> {
         data.join("admin.kubeconfig"),
         data.join("join-token"),
         data.join("tokens.json"),
+        data.join("server-token"),
         data.join("audit.log"),
         ca_dir.join("ca.key"),
+        ca_dir.join("server-secret"),
     ] {
         expect(&file, 0o600)?;
     }

@@ -13,6 +13,7 @@ use navarch_actors::{ActorPath, Root, TapConfig};
 use navarch_apiserver::audit::AuditLog;
 use navarch_apiserver::http::{self, HttpLimits, HttpState};
 use navarch_apiserver::{ApiServer, ApiServerConfig, DebugHooks, TokenFile};
+use navarch_bins::join::{self, JoinedMember};
 use navarch_bins::{credentials, init_logging};
 use navarch_model::authz::Binding;
 use navarch_net::fault::FaultInjector;
@@ -73,6 +74,15 @@ struct RunArgs {
     /// `existing`: join the cluster without initializing it (a member whose data dir was wiped).
     #[arg(long, value_enum, default_value = "new")]
     initial_cluster_state: ClusterState,
+    /// Join a running cluster through any master's QUIC address, with --token, on an empty
+    /// data dir: the CA and this master's certificate come from the cluster, and this master
+    /// (at --listen-peer) becomes a learner, then a voter once caught up. A master that
+    /// joined restarts from its data dir without --join.
+    #[arg(long, conflicts_with_all = ["initial_cluster", "ca_dir"], requires = "token")]
+    join: Option<SocketAddr>,
+    /// The server token for --join: the `server-token` file of any master's data dir.
+    #[arg(long, env = "NAVARCH_SERVER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The API server's HTTPS address (Kubernetes API, health, readiness, debug views).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen_api: SocketAddr,
@@ -174,19 +184,41 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
+    // A master that joined a running cluster finds who it is in its data dir.
+    let joined = JoinedMember::load(&args.data_dir)?;
+    if let Some(j) = &joined {
+        if j.name != args.name {
+            bail!(
+                "{} belongs to member {} (id {}), not --name {}",
+                args.data_dir.display(),
+                j.name,
+                j.id,
+                args.name
+            );
+        }
+        if args.join.is_some() {
+            tracing::info!(
+                id = j.id,
+                "this master joined the cluster before; --join is ignored"
+            );
+        }
+    } else if let (Some(via), Some(token)) = (args.join, &args.token) {
+        join::fetch_credentials(&args.data_dir, via, token, &args.name).await?;
+    }
     let cluster = match &args.initial_cluster {
         Some(s) => parse_initial_cluster(s)?,
         None => vec![(args.name.clone(), args.listen_peer)],
     };
-    let Some(listen_peer) = cluster
-        .iter()
-        .find(|(n, _)| *n == args.name)
-        .map(|(_, a)| *a)
-    else {
-        bail!(
-            "--name {} is not one of the --initial-cluster members",
-            args.name
-        );
+    let listen_peer = match (&joined, args.join) {
+        (Some(j), _) => j.peer_addr,
+        (None, Some(_)) => args.listen_peer,
+        (None, None) => match cluster.iter().find(|(n, _)| *n == args.name) {
+            Some((_, a)) => *a,
+            None => bail!(
+                "--name {} is not one of the --initial-cluster members",
+                args.name
+            ),
+        },
     };
     let creds = credentials::master(&args.data_dir, args.ca_dir.as_deref(), &args.name)?;
     let serving = http::tls::serving_identity(&creds.ca, &args.name, args.listen_api)
@@ -230,11 +262,13 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut net = NetConfig::new(args.name.clone(), creds.member.clone());
     net.faults = faults.clone();
     net.tap = Some(Arc::new(root.tap()));
-    net.join = Some(JoinAuthority::new(
+    let mut join_authority = JoinAuthority::new(
         Arc::new(creds.ca),
         Arc::new(creds.tokens),
         Duration::from_secs(365 * 24 * 3600),
-    ));
+    );
+    join_authority.server_token = Some(creds.server_token);
+    net.join = Some(join_authority);
 
     let mut cfg = MemberConfig::new(args.name.clone(), args.data_dir.clone(), cluster);
     cfg.initial_state = match args.initial_cluster_state {
@@ -251,6 +285,15 @@ async fn run(args: RunArgs) -> Result<()> {
     let router = Router::new();
     let endpoint = Endpoint::bind(listen_peer, net, router.clone())
         .with_context(|| format!("bind the QUIC endpoint on {listen_peer}"))?;
+    cfg.joined = match (joined, args.join) {
+        (Some(j), _) => Some(j.id),
+        (None, Some(via)) => Some(
+            join::register(&endpoint, &args.data_dir, via, &args.name, listen_peer)
+                .await?
+                .id,
+        ),
+        (None, None) => None,
+    };
     let member = Member::start(cfg, endpoint.clone()).await?;
     navarch_store::mount(&router, &member).context("mount the store's services")?;
 
@@ -317,8 +360,12 @@ async fn run(args: RunArgs) -> Result<()> {
         }
         _ = tokio::signal::ctrl_c() => Some("interrupt"),
         _ = sigterm.recv() => Some("terminate"),
+        _ = member.removed() => Some("removed"),
     };
-    if let Some(signal) = signal {
+    if signal == Some("removed") {
+        // Nothing to hand over or finish: this member is not part of the cluster any more.
+        let (_, _) = tokio::join!(handle.stop(false), server);
+    } else if let Some(signal) = signal {
         // A planned stop is not a failure: a leader hands over first, so writes wait about one
         // round trip instead of an election timeout. Requests still in flight here finish
         // (forwarded to the successor) before the store stops.
@@ -336,5 +383,8 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     member.shutdown().await;
     endpoint.close();
+    if member.is_removed() {
+        bail!("this member was removed from the cluster: it stopped serving");
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `navctl`: the operator's CLI — `get`, `apply`, `delete` and `describe` over the Kubernetes
 //! API with a kubeconfig (`navarch_bins::navctl`), and store status, raw objects
-//! (`navctl store ...`), watches and backups over QUIC with the admin certificate, the PKI
-//! bootstrap, and benchmarks.
+//! (`navctl store ...`), watches, backups and cluster membership (`navctl member ...`) over
+//! QUIC with the admin certificate, the PKI bootstrap, and benchmarks.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// The masters of the cluster, like `etcdctl member`: list, add, promote, remove.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
     /// Create the cluster CA in a directory to share between masters (--ca-dir).
     PkiInit {
         #[arg(long)]
@@ -75,6 +80,27 @@ enum Command {
         #[command(subcommand)]
         what: navarch_bench::BenchCommand,
     },
+}
+
+/// Membership changes go through Raft on the leader; one that would lose quorum is refused.
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Every master: id, name, peer address, voter or learner, leader, caught up.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pre-register a master as a learner; it takes the id when started with --join.
+    Add {
+        name: String,
+        #[arg(long)]
+        peer_addr: SocketAddr,
+    },
+    /// Make a caught-up learner a voter.
+    Promote { name: String },
+    /// Remove a master; refused if the remaining reachable voters would not be a majority.
+    Remove { name: String },
 }
 
 /// Raw store access (keys are KIND NAMESPACE NAME, values opaque bytes).
@@ -144,6 +170,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Delete(a) => navctl::delete(a).await?,
         Command::Describe(a) => navctl::describe(a).await?,
         Command::Store { command } => store(&cli, command).await?,
+        Command::Member { command } => member(&cli, command).await?,
         Command::Bench { what } => navarch_bench::run(what).await?,
         Command::PkiInit { ca_dir } => {
             let (ca, created) = ClusterCa::load_or_create(ca_dir)?;
@@ -266,6 +293,52 @@ async fn store(cli: &Cli, command: &StoreCommand) -> Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+async fn member(cli: &Cli, command: &MemberCommand) -> Result<()> {
+    let c = client(cli)?;
+    let list = match command {
+        MemberCommand::List { json: true } => {
+            println!("{}", serde_json::to_string_pretty(&c.member_list().await?)?);
+            return Ok(());
+        }
+        MemberCommand::List { json: false } => c.member_list().await?,
+        MemberCommand::Add { name, peer_addr } => {
+            let m = c.member_add(name, &peer_addr.to_string()).await?;
+            let role = if m.voter { "a voter" } else { "a learner" };
+            println!("member {} is {role} with id {}", m.name, m.id);
+            return Ok(());
+        }
+        MemberCommand::Promote { name } => {
+            let list = c.member_promote(name).await?;
+            println!("member {name} is a voter");
+            list
+        }
+        MemberCommand::Remove { name } => {
+            let list = c.member_remove(name).await?;
+            println!("member {name} removed");
+            list
+        }
+    };
+    println!(
+        "{:<4} {:<16} {:<24} {:<8} {:<7} CAUGHT UP",
+        "ID", "NAME", "PEER ADDRESS", "ROLE", "LEADER"
+    );
+    for m in &list.members {
+        println!(
+            "{:<4} {:<16} {:<24} {:<8} {:<7} {}",
+            m.id,
+            m.name,
+            m.peer_addr,
+            if m.voter { "voter" } else { "learner" },
+            if m.leader { "yes" } else { "" },
+            if m.caught_up { "yes" } else { "no" },
+        );
+    }
+    if list.joint {
+        println!("# a membership change is under way (joint consensus)");
     }
     Ok(())
 }

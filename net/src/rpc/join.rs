@@ -1,5 +1,9 @@
 //! kubeadm-style node join: the node pins the CA by its public key hash, presents a bootstrap
 //! token and a CSR over an anonymous connection, and receives a node certificate.
+//!
+//! The master join (`net.join_master`) is the same exchange with the server token instead
+//! of a bootstrap token: the joining master receives the cluster CA, key included, and a
+//! member certificate. Both go through the same rate limits.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -13,12 +17,15 @@ use super::{tls, wire, CallContext, EpInner, NetError, RpcError};
 use crate::codec::{self, DEFAULT_MAX_FRAME_BYTES};
 use crate::pki::{
     cert_der_from_pem, cert_holds_key, spki_sha256_of_der, BootstrapToken, ExpectedPeer, Identity,
-    PkiError, TokenParseError, CLUSTER_SERVER_NAME, NODE_CN_PREFIX, ORG_NODES,
+    PkiError, TokenParseError, CLUSTER_SERVER_NAME, NODE_CN_PREFIX, ORG_MEMBERS, ORG_NODES,
 };
+use crate::server_token::{ServerToken, ServerTokenError};
 use crate::trace::current_correlation;
 
-/// The one method an anonymous peer may call.
+/// The node join: one of the two methods an anonymous peer may call.
 pub const JOIN_METHOD: &str = "net.join";
+/// The master join (server token): the other method an anonymous peer may call.
+pub const MASTER_JOIN_METHOD: &str = "net.join_master";
 
 /// Overall time allowed for a join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +62,64 @@ pub struct JoinResponse {
     pub ca_pem: String,
 }
 
-/// Errors of [`join`].
+/// Body of `net.join_master`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MasterJoinRequest {
+    /// The server token `K10<ca hash>::server:<secret>`.
+    pub token: String,
+    /// The joining master's name (DNS-1123 subdomain): the CN of its member certificate.
+    pub name: String,
+    /// The joining master's CSR, PEM.
+    pub csr_pem: String,
+}
+
+impl fmt::Debug for MasterJoinRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterJoinRequest")
+            .field("token", &"<redacted>")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Answer of `net.join_master`: everything a master's credentials are made from.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MasterJoinResponse {
+    /// The member certificate (CN = the name, O = `navarch:members`), PEM.
+    pub cert_pem: String,
+    /// The cluster CA certificate, PEM.
+    pub ca_pem: String,
+    /// The cluster CA's private key, PEM.
+    pub ca_key_pem: String,
+}
+
+impl fmt::Debug for MasterJoinResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterJoinResponse")
+            .field("ca_key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`join_master`] brings back: the member identity and the CA's key.
+#[derive(Clone)]
+pub struct JoinedMaster {
+    /// The member certificate, its key and the CA certificate.
+    pub member: Identity,
+    /// The cluster CA's private key, PEM.
+    pub ca_key_pem: String,
+}
+
+impl fmt::Debug for JoinedMaster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinedMaster")
+            .field("member", &self.member)
+            .field("ca_key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Errors of [`join`] and [`join_master`].
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     /// The CA hash is not `sha256:<64 hex>`.
@@ -69,9 +133,20 @@ pub enum JoinError {
         /// Why.
         reason: String,
     },
+    /// The master name is not a DNS-1123 subdomain.
+    #[error("invalid master name {name:?}: {reason}")]
+    InvalidMemberName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The token is malformed.
     #[error(transparent)]
     Token(#[from] TokenParseError),
+    /// The server token is malformed.
+    #[error(transparent)]
+    ServerToken(#[from] ServerTokenError),
     /// Key, CSR or certificate handling failed.
     #[error(transparent)]
     Pki(#[from] PkiError),
@@ -182,17 +257,31 @@ pub async fn join(
         node_name: node_name.to_string(),
         validity_secs: validity.as_secs(),
     };
-    let body = codec::encode(&req).map_err(|e| RpcError::Decode(e.to_string()))?;
-    let frame = wire::encode_request(
-        &wire::RequestHeader {
-            kind: wire::RequestKind::Call,
-            method: JOIN_METHOD.to_string(),
-            correlation: current_correlation(),
-        },
-        &body,
-    )?;
+    tracing::info!(%master, node = node_name, token_id = token_parsed.id(), "joining cluster");
+    let answer = anonymous_call(master, &pin, call_frame(JOIN_METHOD, &req)?).await?;
+    let resp: JoinResponse =
+        codec::decode(&answer).map_err(|e| RpcError::Decode(format!("join response: {e}")))?;
 
-    let client_cfg = tls::join_client_config(&pin)?;
+    let got = spki_sha256_of_der(&cert_der_from_pem(&resp.ca_pem, "returned ca")?)?;
+    if got != pin {
+        return Err(JoinError::CaMismatch { expected: pin, got });
+    }
+    let what = "returned node certificate";
+    if !cert_holds_key(&cert_der_from_pem(&resp.cert_pem, what)?, &key, what)? {
+        return Err(JoinError::CertMismatch);
+    }
+    tracing::info!(%master, node = node_name, "joined cluster");
+    Ok(Identity {
+        cert_pem: resp.cert_pem,
+        key_pem: key.serialize_pem(),
+        ca_pem: resp.ca_pem,
+    })
+}
+
+/// One call over an anonymous connection to `master`, whose certificate must chain to the CA
+/// pinned by `pin` and be a master's.
+async fn anonymous_call(master: SocketAddr, pin: &str, frame: Bytes) -> Result<Bytes, JoinError> {
+    let client_cfg = tls::join_client_config(pin)?;
     let bind: SocketAddr = if master.is_ipv6() {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     } else {
@@ -200,8 +289,6 @@ pub async fn join(
     };
     let endpoint =
         quinn::Endpoint::client(bind).map_err(|source| NetError::Bind { addr: bind, source })?;
-
-    tracing::info!(%master, node = node_name, token_id = token_parsed.id(), "joining cluster");
     let exchange = async {
         let conn = endpoint
             .connect_with(client_cfg, master, CLUSTER_SERVER_NAME)
@@ -228,26 +315,79 @@ pub async fn join(
     };
     let answer = tokio::time::timeout(JOIN_TIMEOUT, exchange).await;
     endpoint.close(wire::CODE_DONE, b"joined");
-    let answer = match answer {
-        Ok(r) => r?,
-        Err(_) => return Err(JoinError::Rpc(RpcError::Timeout)),
-    };
-    let resp: JoinResponse =
-        codec::decode(&answer).map_err(|e| RpcError::Decode(format!("join response: {e}")))?;
+    match answer {
+        Ok(r) => r,
+        Err(_) => Err(JoinError::Rpc(RpcError::Timeout)),
+    }
+}
 
+fn call_frame<T: Serialize>(method: &str, req: &T) -> Result<Bytes, JoinError> {
+    let body = codec::encode(req).map_err(|e| RpcError::Decode(e.to_string()))?;
+    Ok(wire::encode_request(
+        &wire::RequestHeader {
+            kind: wire::RequestKind::Call,
+            method: method.to_string(),
+            correlation: current_correlation(),
+        },
+        &body,
+    )?)
+}
+
+/// Joins the cluster through `master` as another master, with the server `token`: returns
+/// this master's member identity (CN `name`, O `navarch:members`) and the cluster CA's key.
+/// The CA is checked against the pin the token carries before anything is returned.
+pub async fn join_master(
+    master: SocketAddr,
+    token: &str,
+    name: &str,
+) -> Result<JoinedMaster, JoinError> {
+    let parsed: ServerToken = token.parse()?;
+    let pin = parsed.ca_hash();
+    validate_node_name(name).map_err(|reason| JoinError::InvalidMemberName {
+        name: name.to_string(),
+        reason,
+    })?;
+    let key = KeyPair::generate().map_err(|e| PkiError::Generate {
+        what: "member key".to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, ORG_MEMBERS);
+    params.distinguished_name = dn;
+    let csr_pem = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(|e| PkiError::Generate {
+            what: "member csr".to_string(),
+            reason: e.to_string(),
+        })?;
+    let req = MasterJoinRequest {
+        token: parsed.to_string(),
+        name: name.to_string(),
+        csr_pem,
+    };
+    tracing::info!(%master, name, "joining the cluster as a master");
+    let answer = anonymous_call(master, &pin, call_frame(MASTER_JOIN_METHOD, &req)?).await?;
+    let resp: MasterJoinResponse = codec::decode(&answer)
+        .map_err(|e| RpcError::Decode(format!("master join response: {e}")))?;
     let got = spki_sha256_of_der(&cert_der_from_pem(&resp.ca_pem, "returned ca")?)?;
     if got != pin {
         return Err(JoinError::CaMismatch { expected: pin, got });
     }
-    let what = "returned node certificate";
+    let what = "returned member certificate";
     if !cert_holds_key(&cert_der_from_pem(&resp.cert_pem, what)?, &key, what)? {
         return Err(JoinError::CertMismatch);
     }
-    tracing::info!(%master, node = node_name, "joined cluster");
-    Ok(Identity {
-        cert_pem: resp.cert_pem,
-        key_pem: key.serialize_pem(),
-        ca_pem: resp.ca_pem,
+    tracing::info!(%master, name, "received the cluster ca and a member certificate");
+    Ok(JoinedMaster {
+        member: Identity {
+            cert_pem: resp.cert_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: resp.ca_pem,
+        },
+        ca_key_pem: resp.ca_key_pem,
     })
 }
 
@@ -343,6 +483,76 @@ pub(super) async fn serve_join(
     codec::encode(&resp)
         .map(Bytes::from)
         .map_err(|e| RpcError::Remote(format!("encode join response: {e}")))
+}
+
+/// Server side of `net.join_master`: the rate limits first (the same buckets as node joins),
+/// then the server token, then the member certificate is signed and the CA handed over.
+pub(super) async fn serve_master_join(
+    ep: &EpInner,
+    ctx: &CallContext,
+    body: Bytes,
+) -> Result<Bytes, RpcError> {
+    let Some((auth, expected)) = ep
+        .join
+        .clone()
+        .and_then(|a| a.server_token.clone().map(|t| (a, t)))
+    else {
+        log_refusal(ep, ctx, None, "this endpoint does not accept master joins");
+        return Err(RpcError::Unsupported(format!(
+            "endpoint {} does not accept master joins",
+            ep.name
+        )));
+    };
+    if let Err(wait) = ep.join_limiter.admit(ctx.remote.ip(), Instant::now()) {
+        log_refusal(ep, ctx, None, "rate limited");
+        return Err(RpcError::RateLimited {
+            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+        });
+    }
+    let req: MasterJoinRequest = match codec::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            log_refusal(ep, ctx, None, "undecodable request");
+            return Err(RpcError::Decode(format!("master join request: {e}")));
+        }
+    };
+    if let Err(reason) = validate_node_name(&req.name) {
+        log_refusal(ep, ctx, Some(&req.name), "invalid master name");
+        return Err(RpcError::Refused(format!(
+            "invalid master name {:?}: {reason}",
+            req.name
+        )));
+    }
+    let valid = req
+        .token
+        .parse::<ServerToken>()
+        .is_ok_and(|presented| expected.accepts(&presented));
+    if !valid {
+        log_refusal(ep, ctx, Some(&req.name), "invalid server token");
+        return Err(RpcError::Refused("invalid server token".to_string()));
+    }
+    let ca = auth.ca.clone();
+    let (csr, name) = (req.csr_pem.clone(), req.name.clone());
+    let validity = auth.node_cert_validity;
+    let signed = tokio::task::spawn_blocking(move || ca.sign_member_csr(&csr, &name, validity))
+        .await
+        .map_err(|e| RpcError::Remote(format!("signing task failed: {e}")))?;
+    let cert_pem = match signed {
+        Ok(p) => p,
+        Err(e) => {
+            log_refusal(ep, ctx, Some(&req.name), "cannot sign csr");
+            return Err(RpcError::Refused(format!("cannot sign csr: {e}")));
+        }
+    };
+    tracing::info!(name = %ep.name, remote = %ctx.remote, master = %req.name, "handed the cluster ca to a joining master");
+    let resp = MasterJoinResponse {
+        cert_pem,
+        ca_pem: auth.ca.cert_pem().to_string(),
+        ca_key_pem: auth.ca.key_pem(),
+    };
+    codec::encode(&resp)
+        .map(Bytes::from)
+        .map_err(|e| RpcError::Remote(format!("encode master join response: {e}")))
 }
 
 #[cfg(test)]

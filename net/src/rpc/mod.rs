@@ -29,9 +29,13 @@ use crate::fault::{FaultDirection, FaultInjector, Verdict};
 use crate::pki::{
     ClusterCa, ExpectedPeer, Identity, PeerIdentity, PkiError, TokenStore, CLUSTER_SERVER_NAME,
 };
+use crate::server_token::ServerToken;
 use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, WireTap};
 
-pub use join::{join, JoinError, JoinRequest, JoinResponse, JOIN_METHOD};
+pub use join::{
+    join, join_master, JoinError, JoinRequest, JoinResponse, JoinedMaster, MasterJoinRequest,
+    MasterJoinResponse, JOIN_METHOD, MASTER_JOIN_METHOD,
+};
 pub use limit::{JoinLimits, Rate};
 pub use router::{MountError, Router, RESERVED_PREFIX};
 pub use tls::{crypto_provider, install_default_crypto_provider, rustls_server_config, ALPN};
@@ -144,10 +148,12 @@ pub struct JoinAuthority {
     pub ca: Arc<ClusterCa>,
     /// Accepted bootstrap tokens.
     pub tokens: Arc<TokenStore>,
-    /// Maximum validity of a node certificate.
+    /// Maximum validity of a node certificate (and of a joining master's member certificate).
     pub node_cert_validity: Duration,
     /// Rate limits of join attempts and of their refusal log lines.
     pub limits: JoinLimits,
+    /// The server token masters join with (`net.join_master`); `None`: no master joins.
+    pub server_token: Option<ServerToken>,
 }
 
 impl JoinAuthority {
@@ -162,6 +168,7 @@ impl JoinAuthority {
             tokens,
             node_cert_validity,
             limits: JoinLimits::default(),
+            server_token: None,
         }
     }
 }
@@ -172,6 +179,7 @@ impl fmt::Debug for JoinAuthority {
             .field("ca", &self.ca)
             .field("node_cert_validity", &self.node_cert_validity)
             .field("limits", &self.limits)
+            .field("server_token", &self.server_token)
             .finish_non_exhaustive()
     }
 }

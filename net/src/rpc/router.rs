@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use super::{RpcError, Service, JOIN_METHOD};
+use super::{RpcError, Service, JOIN_METHOD, MASTER_JOIN_METHOD};
 
 /// The prefix the endpoint itself serves (`net.join`); nothing may mount on it.
 pub const RESERVED_PREFIX: &str = "net";
@@ -111,7 +111,7 @@ impl Router {
         };
         if prefix == RESERVED_PREFIX {
             return Err(RpcError::Unsupported(format!(
-                "method {method} is not served (the endpoint serves only {JOIN_METHOD} under net.*)"
+                "method {method} is not served (the endpoint serves only {JOIN_METHOD} and {MASTER_JOIN_METHOD} under net.*)"
             )));
         }
         self.routes

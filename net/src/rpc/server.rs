@@ -164,7 +164,8 @@ async fn serve_stream(ep: Arc<EpInner>, info: Arc<ConnInfo>, send: SendStream, r
         }
     }
 
-    if info.peer.is_none() && method != join::JOIN_METHOD {
+    let anonymous_ok = method == join::JOIN_METHOD || method == join::MASTER_JOIN_METHOD;
+    if info.peer.is_none() && !anonymous_ok {
         let err = RpcError::Refused(format!("method {method} requires a client certificate"));
         match ep.anonymous_log.admit(std::time::Instant::now()) {
             Some(suppressed) => {
@@ -198,6 +199,8 @@ async fn serve_stream(ep: Arc<EpInner>, info: Arc<ConnInfo>, send: SendStream, r
         RequestKind::Call => {
             let result = if method == join::JOIN_METHOD {
                 join::serve_join(&ep, &ctx, body).await
+            } else if method == join::MASTER_JOIN_METHOD {
+                join::serve_master_join(&ep, &ctx, body).await
             } else {
                 run_call(&ep, ctx, method.clone(), body).await
             };
