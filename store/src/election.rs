@@ -144,31 +144,41 @@ pub fn majority(granted: usize, voters: usize) -> bool {
 }
 
 /// When this member last heard from a leader: touched by the Raft service when an
-/// AppendEntries or snapshot from the current leader arrives.
+/// AppendEntries or snapshot from the current leader arrives (and by the election task while
+/// this member leads). It also keeps the length of the last silence it ended, so that a
+/// member can tell a leader that went quiet (a crash) from one that handed over.
 #[derive(Debug)]
 pub struct Contact {
-    last: Mutex<Instant>,
+    last: Mutex<(Instant, Duration)>,
 }
 
 impl Contact {
     pub fn new() -> Self {
         Self {
-            last: Mutex::new(Instant::now()),
+            last: Mutex::new((Instant::now(), Duration::ZERO)),
         }
     }
 
     pub fn touch_at(&self, at: Instant) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if at > *last {
-            *last = at;
+        if at > last.0 {
+            *last = (at, at - last.0);
         }
     }
 
+    /// Time since the last contact.
     pub fn since(&self) -> Duration {
         self.last
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .0
             .elapsed()
+    }
+
+    /// The longer of the current silence and the one the last contact ended.
+    pub fn silence(&self) -> Duration {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.0.elapsed().max(last.1)
     }
 }
 
@@ -549,10 +559,14 @@ mod tests {
     }
 
     #[test]
-    fn contact_only_moves_forward() {
+    fn contact_only_moves_forward_and_remembers_the_last_silence() {
         let c = Contact::new();
-        let before = Instant::now() - ms(1000);
-        c.touch_at(before);
+        let start = Instant::now();
+        c.touch_at(start - ms(1000));
         assert!(c.since() < ms(1000));
+        c.touch_at(start + ms(300));
+        assert!(c.silence() >= ms(300), "the silence the contact ended");
+        c.touch_at(start + ms(310));
+        assert!(c.silence() < ms(300));
     }
 }

@@ -424,9 +424,10 @@ impl Member {
             .map_err(|_| StoreError::Timeout(timeout))?
     }
 
-    /// Sends `txn` to `leader`. Once this member learns of another leader it waits only a
-    /// little longer: a leader that handed over answers at once (it passes what it held on to
-    /// its successor), a dead one never does, and the transport would take its own timeout.
+    /// Sends `txn` to `leader`. Once this member learns of another leader it waits a little
+    /// longer only if the old one handed over (it answers at once: it passes what it held on
+    /// to its successor); a leader that went silent first never does, and the transport
+    /// would take its own timeout.
     async fn forward(&self, leader: MemberId, txn: &Txn) -> Result<Forwarded, StoreError> {
         let client = self.leader_client(leader)?;
         let sent = Instant::now();
@@ -436,7 +437,14 @@ impl Member {
             r = &mut reply => return Ok(classify_forwarded(r, leader, sent)),
             _ = self.leader_moves_from(leader) => {}
         }
-        match tokio::time::timeout(self.elections.timing.election.1, reply).await {
+        // A successor elected after a silence longer than the lease means the old leader
+        // went quiet (crashed, or cut off): no answer is coming.
+        let grace = if self.elections.contact.silence() > self.elections.timing.lease {
+            Duration::ZERO
+        } else {
+            self.elections.timing.election.1
+        };
+        match tokio::time::timeout(grace, reply).await {
             Ok(r) => Ok(classify_forwarded(r, leader, sent)),
             Err(_) => {
                 warn!(

@@ -1,8 +1,10 @@
 //! `navctl bench failover`: how long writes stop when a leader dies or is restarted. Three
 //! members under a steady write load from several closed-loop clients (each bound to one
 //! member, moving to the next when its member fails); the leader is SIGKILLed and restarted
-//! again and again, and each time the benchmark records how long after the kill the first
-//! write *sent after the kill* was acknowledged through a surviving member. Then every member
+//! again and again. From each kill on, a probe sends a fresh write to a surviving member every
+//! 5 ms, each on its own, and the benchmark records how long after the kill the first of them
+//! was acknowledged (a closed-loop client may be waiting on a request the dead leader will
+//! never answer, which would measure the client's timeout instead). Then every member
 //! is restarted in turn with SIGTERM (a rolling restart), and the longest gap between two
 //! acknowledged writes in that window is the stall. navarch runs first, then etcd 3.4 with its
 //! defaults, killed and restarted the same way, never both at once.
@@ -68,17 +70,10 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// was acknowledged.
 type WriteFn = Arc<dyn Fn(usize, usize, u64) -> BoxFuture<'static, bool> + Send + Sync>;
 
-#[derive(Clone, Copy)]
-struct Ack {
-    sent: Instant,
-    acked: Instant,
-    member: usize,
-}
-
-/// The clients' record: every acknowledged write, in the order acknowledged.
+/// The clients' record: when each write was acknowledged, in that order.
 #[derive(Default)]
 struct Record {
-    acks: Mutex<Vec<Ack>>,
+    acks: Mutex<Vec<Instant>>,
     errors: AtomicU64,
     stop: AtomicBool,
 }
@@ -99,14 +94,8 @@ fn start_load(
                 let mut seq = 0u64;
                 while !record.stop.load(Ordering::Relaxed) {
                     seq += 1;
-                    let sent = Instant::now();
                     if write(member, c, seq).await {
-                        let acked = Instant::now();
-                        record.acks.lock().expect("acks").push(Ack {
-                            sent,
-                            acked,
-                            member,
-                        });
+                        record.acks.lock().expect("acks").push(Instant::now());
                     } else {
                         record.errors.fetch_add(1, Ordering::Relaxed);
                         // Its member failed it: try the next one, a moment later.
@@ -128,42 +117,63 @@ async fn stop_load(record: &Record, handles: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// Waits for the first write sent after `after` and acknowledged by a member other than
-/// `dead`; returns the time from `after` to its acknowledgement.
-async fn first_ack_after(record: &Record, after: Instant, dead: usize) -> Result<Duration> {
-    let deadline = after + RECOVERY_TIMEOUT;
-    let mut cursor = 0;
+/// From the kill on, sends a fresh write every few milliseconds to the surviving members
+/// (each on its own, not waiting for the others: the closed-loop clients may sit on requests
+/// the dead leader will never answer); returns the time from the kill to the first one
+/// acknowledged.
+async fn probe_after_kill(
+    write: &WriteFn,
+    killed_at: Instant,
+    dead: usize,
+    kill: usize,
+) -> Result<Duration> {
+    let survivors: Vec<usize> = (0..3).filter(|m| *m != dead).collect();
+    let deadline = killed_at + RECOVERY_TIMEOUT;
+    let mut probes = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    let mut seq = 0u64;
     loop {
-        {
-            let acks = record.acks.lock().expect("acks");
-            if let Some(a) = acks[cursor..]
-                .iter()
-                .find(|a| a.sent > after && a.member != dead)
-            {
-                return Ok(a.acked - after);
+        tokio::select! {
+            _ = tick.tick() => {
+                if Instant::now() > deadline {
+                    bail!("no write acknowledged within {RECOVERY_TIMEOUT:?} of the kill");
+                }
+                seq += 1;
+                let member = survivors[seq as usize % survivors.len()];
+                let write = write.clone();
+                probes.spawn(async move {
+                    write(member, PROBE_CLIENT + kill, seq).await.then(Instant::now)
+                });
             }
-            cursor = acks.len();
+            Some(done) = probes.join_next() => {
+                if let Ok(Some(acked)) = done {
+                    return Ok(acked - killed_at);
+                }
+            }
         }
-        if Instant::now() > deadline {
-            bail!("no write acknowledged within {RECOVERY_TIMEOUT:?} of the kill");
-        }
-        tokio::time::sleep(Duration::from_micros(500)).await;
     }
 }
 
-/// The longest time without an acknowledgement between `from` and `to`.
-fn longest_stall(record: &Record, from: Instant, to: Instant) -> Duration {
+/// How often a probe write is sent after a kill.
+const PROBE_EVERY: Duration = Duration::from_millis(5);
+/// Client numbers of the probes (their keys never collide with the load's).
+const PROBE_CLIENT: usize = 1_000_000;
+
+/// The longest time without an acknowledgement between `from` and `to`, and when it began.
+fn longest_stall(record: &Record, from: Instant, to: Instant) -> (Duration, Instant) {
     let acks = record.acks.lock().expect("acks");
     let mut times: Vec<Instant> = acks
         .iter()
-        .map(|a| a.acked)
+        .copied()
         .filter(|t| *t >= from && *t <= to)
         .collect();
     times.sort();
     let mut last = from;
-    let mut worst = Duration::ZERO;
+    let mut worst = (Duration::ZERO, from);
     for t in times.into_iter().chain(std::iter::once(to)) {
-        worst = worst.max(t - last);
+        if t - last > worst.0 {
+            worst = (t - last, last);
+        }
         last = t;
     }
     worst
@@ -238,7 +248,7 @@ async fn measure<C: Cluster>(
     args: &FailoverBenchArgs,
 ) -> Result<Outcome> {
     let settle = Duration::from_millis(args.settle_ms);
-    let (record, handles) = start_load(args.clients, 3, write);
+    let (record, handles) = start_load(args.clients, 3, write.clone());
     let mut recoveries = Vec::new();
     let result: Result<Duration> = async {
         tokio::time::sleep(settle).await;
@@ -246,7 +256,7 @@ async fn measure<C: Cluster>(
             let leader = wait_leader(cluster).await?;
             let killed_at = Instant::now();
             cluster.signal(leader, Signal::SIGKILL)?;
-            let took = first_ack_after(&record, killed_at, leader)
+            let took = probe_after_kill(&write, killed_at, leader, k)
                 .await
                 .with_context(|| format!("{label}, kill {}", k + 1))?;
             recoveries.push(took);
@@ -263,14 +273,26 @@ async fn measure<C: Cluster>(
         // The rolling restart: each member in turn, stopped with SIGTERM, started again, and
         // caught up before the next.
         let from = Instant::now();
+        let mut marks = Vec::new();
         for i in 0..3 {
+            marks.push((Instant::now(), format!("SIGTERM of member {}", i + 1)));
             cluster.signal(i, Signal::SIGTERM)?;
+            marks.push((Instant::now(), format!("member {} exited", i + 1)));
             cluster.restart(i)?;
             cluster.wait_caught_up(i, CATCH_UP_TIMEOUT).await?;
+            marks.push((Instant::now(), format!("member {} caught up", i + 1)));
             tokio::time::sleep(settle).await;
         }
         let to = Instant::now();
-        Ok(longest_stall(&record, from, to))
+        let (stall, began) = longest_stall(&record, from, to);
+        if let Some((at, what)) = marks.iter().rev().find(|(at, _)| *at <= began) {
+            eprintln!(
+                "  {label}: rolling restart: longest stall {:.1} ms, from {:.1} ms after {what}",
+                ms(stall),
+                ms(began - *at)
+            );
+        }
+        Ok(stall)
     }
     .await;
     stop_load(&record, handles).await;
@@ -337,7 +359,7 @@ pub(crate) async fn run(args: &FailoverBenchArgs, root: &Path) -> Result<()> {
     };
     println!("navctl bench failover: 3 members on loopback, {} closed-loop writing clients (128-byte puts, unique keys)", args.clients);
     println!("  {} SIGKILLs of the leader per system, each restarted and caught up before the next; then a rolling restart with SIGTERM", args.kills);
-    println!("  recovery = kill to the first write sent after the kill and acknowledged through a surviving member");
+    println!("  recovery = kill to the first acknowledged write of a probe sending to the survivors every 5 ms from the kill on");
     if let Some(load) = procs::load_average() {
         println!("  load average before: {load:.2}");
     }
@@ -345,7 +367,11 @@ pub(crate) async fn run(args: &FailoverBenchArgs, root: &Path) -> Result<()> {
 
     let dir = root.join("navarch");
     std::fs::create_dir_all(&dir)?;
-    let mut cluster = NavarchCluster::start(&master_bin, &dir, "warn")?;
+    let mut cluster = NavarchCluster::start(
+        &master_bin,
+        &dir,
+        "warn,navarch_store=info,navarch_master=info",
+    )?;
     let clients = cluster.connect_ready(STARTUP_TIMEOUT).await?;
     let outcome = measure(
         "navarch".into(),

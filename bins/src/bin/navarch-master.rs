@@ -379,10 +379,22 @@ async fn run(args: RunArgs) -> Result<()> {
         if let Err(e) = stopped {
             tracing::warn!(error = %e, "http server stopped with an error");
         }
+        // New store calls now get a retryable "unavailable" (their clients go to another
+        // master); those in flight finish. Raft keeps running meanwhile.
+        router.unmount(navarch_store::STORE_PREFIX);
         member.drain(within).await;
     }
     member.shutdown().await;
     endpoint.close();
+    // Let the close frames go out, so peers drop their connections to this process now
+    // instead of after the QUIC idle timeout (a restarted master would be unreachable until
+    // then).
+    if tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::debug!("quic connections still draining at exit");
+    }
     if member.is_removed() {
         bail!("this member was removed from the cluster: it stopped serving");
     }
