@@ -1,4 +1,6 @@
-//! The API on three masters: a write through a follower commits, and a watch open on a
+//! The API on three masters: a write through a follower commits, writes through a follower
+//! wait out a leader's handover (no error) and crash (only the one in flight may be 504), and
+//! a watch open on a
 //! follower goes on, with no gap and no duplicate, while the leader is killed.
 
 use std::collections::HashMap;
@@ -168,6 +170,115 @@ async fn follower_writes_commit_and_a_follower_watch_survives_leader_kill() -> R
         "the watch on the follower is still open"
     );
     watcher.abort();
+    cluster.passed();
+    Ok(())
+}
+
+/// Creates pods `prefix-0..` through member `via` one after another until `stop`, counting
+/// each answer by status code.
+async fn create_until(
+    http: reqwest::Client,
+    url: String,
+    prefix: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(Vec<String>, HashMap<u16, usize>)> {
+    let mut created = Vec::new();
+    let mut codes: HashMap<u16, usize> = HashMap::new();
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let name = format!("{prefix}-{i}");
+        i += 1;
+        let code = match http.post(&url).json(&pod(&name)).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => bail!("create {name}: the request failed: {e}"),
+        };
+        *codes.entry(code).or_default() += 1;
+        if code == 201 {
+            created.push(name);
+        }
+    }
+    Ok((created, codes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_writes_through_a_follower_wait_out_a_handover_and_a_crash() -> Result<()> {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let admin = cluster.http().clone();
+
+    // SIGTERM: the leader hands over; a client of a follower sees no error at all.
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let f = (leader + 1) % 3;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = cluster.url(f, "/api/v1/namespaces/default/pods");
+    let writer = tokio::spawn(create_until(
+        admin.clone(),
+        url.clone(),
+        "term".into(),
+        stop.clone(),
+    ));
+    let count = |cluster: &Cluster, i: usize| {
+        let http = admin.clone();
+        let url = cluster.url(i, "/api/v1/namespaces/default/pods");
+        async move {
+            let r = http.get(url).send().await.ok()?;
+            let v: Value = r.json().await.ok()?;
+            v["items"].as_array().map(|a| a.len())
+        }
+    };
+    let before = wait_for(Duration::from_secs(20), "pods to be created", || async {
+        count(&cluster, f).await.filter(|n| *n >= 20)
+    })
+    .await?;
+    let status = cluster.terminate(leader, Duration::from_secs(10)).await?;
+    assert!(status.success(), "the leader exited with {status}");
+    wait_for(
+        Duration::from_secs(20),
+        "pods created after the handover",
+        || async { count(&cluster, f).await.filter(|n| *n >= before + 20) },
+    )
+    .await?;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (created, codes) = writer.await??;
+    assert_eq!(
+        codes.keys().copied().collect::<Vec<_>>(),
+        vec![201],
+        "every create through the follower succeeded across the handover: {codes:?}"
+    );
+    cluster.spawn(leader, false)?;
+
+    // SIGKILL: requests sent after the crash wait for the new leader and succeed; only one
+    // in flight at the moment of the kill may end as 504 (its outcome unknown), never as an
+    // error of the client's.
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let f = (leader + 1) % 3;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = cluster.url(f, "/api/v1/namespaces/default/pods");
+    let writer = tokio::spawn(create_until(
+        admin.clone(),
+        url,
+        "kill".into(),
+        stop.clone(),
+    ));
+    let before = wait_for(Duration::from_secs(20), "pods to be created", || async {
+        count(&cluster, f)
+            .await
+            .filter(|n| *n >= created.len() + 20)
+    })
+    .await?;
+    cluster.kill(leader);
+    wait_for(
+        Duration::from_secs(20),
+        "pods created after the crash",
+        || async { count(&cluster, f).await.filter(|n| *n >= before + 20) },
+    )
+    .await?;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, codes) = writer.await??;
+    let unknown = codes.get(&504).copied().unwrap_or(0);
+    assert!(
+        codes.keys().all(|c| *c == 201 || *c == 504) && unknown <= 1,
+        "creates through the follower across a crash: {codes:?}"
+    );
     cluster.passed();
     Ok(())
 }
