@@ -1,7 +1,7 @@
 //! The API on three masters: a write through a follower commits, writes through a follower
 //! wait out a leader's handover (no error) and crash (only the one in flight may be 504), and
-//! a watch open on a
-//! follower goes on, with no gap and no duplicate, while the leader is killed.
+//! a watch open on a follower goes on, with no gap and no duplicate, while the leader is
+//! killed.
 
 use std::collections::HashMap;
 use std::time::Duration;
