@@ -285,11 +285,16 @@ async fn measure<C: Cluster>(
         }
         let to = Instant::now();
         let (stall, began) = longest_stall(&record, from, to);
-        if let Some((at, what)) = marks.iter().rev().find(|(at, _)| *at <= began) {
+        let mark = marks
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= began)
+            .or(marks.first());
+        if let Some((at, what)) = mark {
             eprintln!(
                 "  {label}: rolling restart: longest stall {:.1} ms, from {:.1} ms after {what}",
                 ms(stall),
-                ms(began - *at)
+                ms(began.saturating_duration_since(*at))
             );
         }
         Ok(stall)
