@@ -29,6 +29,17 @@ struct ConnInfo {
     label: String,
 }
 
+/// What to tell an operator whose peer presented a certificate of another CA: the usual cause
+/// is masters started with `--initial-cluster` that each made their own CA.
+fn foreign_ca_hint(error: &str) -> &'static str {
+    if error.contains("BadSignature") || error.contains("UnknownIssuer") {
+        "the peer's certificate is not from this cluster's CA: masters must share one CA \
+         (navctl pki-init and --ca-dir) or join with --join and the first master's server token"
+    } else {
+        ""
+    }
+}
+
 pub(super) async fn accept_loop(ep: Arc<EpInner>) {
     while let Some(incoming) = ep.quinn.accept().await {
         tokio::spawn(serve_connection(ep.clone(), incoming));
@@ -43,7 +54,8 @@ async fn serve_connection(ep: Arc<EpInner>, incoming: quinn::Incoming) {
         Err(e) => {
             match ep.handshake_log.admit(std::time::Instant::now()) {
                 Some(suppressed) => {
-                    tracing::warn!(name = %ep.name, %remote, error = %e, suppressed, "handshake failed")
+                    let hint = foreign_ca_hint(&e.to_string());
+                    tracing::warn!(name = %ep.name, %remote, error = %e, suppressed, hint, "handshake failed")
                 }
                 None => tracing::debug!(name = %ep.name, %remote, error = %e, "handshake failed"),
             }
@@ -362,5 +374,20 @@ async fn serve_server_stream(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_ca_hint;
+
+    #[test]
+    fn a_certificate_of_another_ca_gets_a_hint() {
+        let hint = foreign_ca_hint(
+            "the cryptographic handshake failed: error 42: invalid peer certificate: BadSignature",
+        );
+        assert!(hint.contains("--join"), "{hint}");
+        assert!(foreign_ca_hint("invalid peer certificate: UnknownIssuer").contains("share one CA"));
+        assert_eq!(foreign_ca_hint("timed out"), "");
     }
 }
