@@ -104,6 +104,27 @@ pub fn master(data_dir: &Path, ca_dir: Option<&Path>, name: &str) -> Result<Mast
     })
 }
 
+/// The secret this master's QUIC endpoint derives its stateless-reset tokens from,
+/// `DATA_DIR/quic-reset-key`, created once (0600): peers of a restarted master drop their
+/// connections to the process before it at once (see `NetConfig::reset_key`).
+pub fn quic_reset_key(data_dir: &Path) -> Result<Vec<u8>> {
+    let path = data_dir.join("quic-reset-key");
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut key[..]);
+        write_private(&path, &key)?;
+    }
+    let key = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    if key.len() < 32 {
+        anyhow::bail!(
+            "{} holds {} bytes; a reset key needs 32",
+            path.display(),
+            key.len()
+        );
+    }
+    Ok(key)
+}
+
 /// The server token's secret beside the CA in `ca_dir`, created once. Masters sharing a CA
 /// dir may start together: the secret is written to a temporary file and linked into place,
 /// so the first one wins and the others read it.

@@ -1,6 +1,7 @@
 //! Multi-process tests of failover: a leader or follower paused with SIGSTOP past the election
 //! timeout and resumed (pre-vote keeps it from deposing anyone), and a leader stopped with
-//! SIGTERM handing leadership over without failing a write. Three `navarch-master` processes
+//! SIGTERM handing leadership over without failing a write, and a member restarted after a
+//! SIGKILL resetting its peers' old connections. Three `navarch-master` processes
 //! on 127.0.0.1-3, driven over QUIC with an admin certificate.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -325,6 +326,33 @@ async fn sigterm_hands_leadership_over_without_failing_a_write() -> Result<()> {
         wait_caught_up(&cluster, old, successor).await?;
         assert_all_members_hold(&cluster, &all_acked, &unsure).await?;
     }
+    cluster.passed();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_member_restarted_resets_the_leaders_old_connection() -> Result<()> {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let follower = (leader + 1) % 3;
+    let writers = Writers::start("k", vec![(leader, cluster.client(leader)?)], 1);
+    writers.progress(20, "writes before the kill").await?;
+    cluster.kill(follower);
+    cluster.spawn(follower, false)?;
+    writers.progress(20, "writes after the restart").await?;
+    wait_caught_up(&cluster, follower, leader).await?;
+    // The restarted process answered the leader's packets on the old connection with a
+    // stateless reset (its reset key is kept in the data dir): the leader dialed again at
+    // once instead of waiting out the QUIC idle timeout.
+    wait_log(&cluster, leader, "reset by peer").await?;
+    let log = std::fs::read_to_string(&cluster.members[leader].log)?;
+    assert!(
+        !log.contains("connection timed out"),
+        "the leader waited out the idle timeout of its old connection"
+    );
+    let (acked, unsure, errors) = writers.stop().await?;
+    assert_eq!(errors, 0);
+    assert_all_members_hold(&cluster, &acked, &unsure).await?;
     cluster.passed();
     Ok(())
 }

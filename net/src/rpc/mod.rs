@@ -184,6 +184,25 @@ impl fmt::Debug for JoinAuthority {
     }
 }
 
+/// Random 8-byte connection ids that a restarted endpoint answers with a stateless reset
+/// (quinn's default keyed generator makes the new process ignore the old one's ids).
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let bytes: [u8; 8] = rand::random();
+        quinn::ConnectionId::new(&bytes)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
 /// Configuration of an [`Endpoint`].
 #[derive(Clone)]
 pub struct NetConfig {
@@ -201,6 +220,11 @@ pub struct NetConfig {
     pub tap: Option<Arc<dyn WireTap>>,
     /// Set on an endpoint that accepts `net.join`.
     pub join: Option<JoinAuthority>,
+    /// A secret kept across restarts (at least 32 bytes) from which a bound endpoint derives
+    /// its QUIC stateless-reset tokens. With it, a process restarted on the same address
+    /// resets its peers' connections to the process before it at their next packet, instead
+    /// of leaving them to the idle timeout; without it, quinn picks a new key every start.
+    pub reset_key: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for NetConfig {
@@ -213,6 +237,7 @@ impl fmt::Debug for NetConfig {
             .field("faults", &self.faults)
             .field("tap", &self.tap.is_some())
             .field("join", &self.join)
+            .field("reset_key", &self.reset_key.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -228,6 +253,7 @@ impl NetConfig {
             faults: FaultInjector::default(),
             tap: None,
             join: None,
+            reset_key: None,
         }
     }
 }
@@ -409,11 +435,28 @@ impl Endpoint {
             return Err(NetError::NoCertificate(cfg.name));
         }
         let server_cfg = tls::server_config(&cfg.identity, &cfg.name)?;
-        let quinn =
-            quinn::Endpoint::server(server_cfg, listen).map_err(|source| NetError::Bind {
-                addr: listen,
-                source,
-            })?;
+        let bind_err = |source| NetError::Bind {
+            addr: listen,
+            source,
+        };
+        let quinn = match &cfg.reset_key {
+            None => quinn::Endpoint::server(server_cfg, listen).map_err(bind_err)?,
+            Some(secret) => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+                let mut endpoint_cfg = quinn::EndpointConfig::new(Arc::new(key));
+                // quinn's default generator drops a connection id it did not make itself
+                // (keyed per process) without a reset; ours lets the reset go out.
+                endpoint_cfg.cid_generator(|| Box::new(RandomCids));
+                let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+                quinn::Endpoint::new(
+                    endpoint_cfg,
+                    Some(server_cfg),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+                .map_err(bind_err)?
+            }
+        };
         let ep = Self::build(cfg, quinn, Some(router))?;
         let task = tokio::spawn(server::accept_loop(ep.inner.clone()));
         *ep.inner
@@ -592,6 +635,16 @@ impl PeerClient {
     }
 
     /// The shared connection, (re)connecting if needed, with backoff after failed attempts.
+    /// Makes sure a connection to the peer is up (dialing it if needed), within the call
+    /// timeout. A caller that must know whether a request was sent connects first: a later
+    /// call failure then happened with the request possibly on its way.
+    pub async fn connect(&self) -> Result<(), RpcError> {
+        match tokio::time::timeout(self.ep.call_timeout, self.connection()).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(RpcError::Timeout),
+        }
+    }
+
     async fn connection(&self) -> Result<quinn::Connection, RpcError> {
         let mut st = self.shared.state.lock().await;
         if let Some(c) = &st.conn {
