@@ -162,6 +162,11 @@ impl StoreClient {
         self.call(methods::TXN, txn).await
     }
 
+    /// Connects to the member (see `PeerClient::connect`): nothing is sent yet.
+    pub(crate) async fn connect(&self) -> Result<(), RpcError> {
+        self.peer.connect().await
+    }
+
     /// [`StoreClient::txn`] keeping the transport's error apart from the member's answer, so
     /// a forwarding member can tell "not written" from "outcome unknown".
     pub(crate) async fn txn_forwarded(

@@ -430,6 +430,11 @@ impl Member {
     /// would take its own timeout.
     async fn forward(&self, leader: MemberId, txn: &Txn) -> Result<Forwarded, StoreError> {
         let client = self.leader_client(leader)?;
+        // A leader that cannot be reached (it stopped, or is stopping) got nothing.
+        if let Err(e) = client.connect().await {
+            debug!(leader, error = %e, "leader not reachable; the write was not sent");
+            return Ok(Forwarded::NotWritten);
+        }
         let sent = Instant::now();
         let reply = client.txn_forwarded(txn);
         tokio::pin!(reply);
@@ -717,6 +722,13 @@ impl Member {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }
+        // Make what was written durable and stop RocksDB's flush and compaction threads: a
+        // process that exits while they run aborts in their mutexes ("pthread lock: Invalid
+        // argument") as static destructors run.
+        if let Err(e) = self.db.flush_wal(true) {
+            warn!(error = %e, "wal sync at shutdown");
+        }
+        self.db.cancel_all_background_work(true);
     }
 }
 

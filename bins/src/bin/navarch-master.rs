@@ -173,14 +173,44 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        None => actix_rt::System::with_tokio_rt(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-        })
-        .block_on(run(cli.run)),
+        None => {
+            let result = actix_rt::System::with_tokio_rt(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime")
+            })
+            .block_on(run(cli.run));
+            // The store was stopped, its WAL synced and RocksDB's background work cancelled;
+            // tasks that still hold the database must not race C++ static destructors at
+            // exit (RocksDB then aborts with "pthread lock: Invalid argument"), so leave
+            // without running them.
+            let code = match &result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("Error: {e:?}");
+                    1
+                }
+            };
+            exit_now(code)
+        }
     }
+}
+
+/// How long a stopping master keeps answering after it unmounted its store.
+const STOP_LINGER: Duration = Duration::from_millis(100);
+
+/// Ends the process at once, without C and C++ exit handlers (RocksDB's static destructors
+/// race threads that still drop their handles to the closed store).
+#[allow(unsafe_code)]
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` has no preconditions; it ends the process without running atexit
+    // handlers or destructors. Everything that must be durable was synced by
+    // `Member::shutdown` (and stays correct after a crash anyway).
+    unsafe { libc::_exit(code) }
 }
 
 async fn run(args: RunArgs) -> Result<()> {
@@ -262,6 +292,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut net = NetConfig::new(args.name.clone(), creds.member.clone());
     net.faults = faults.clone();
     net.tap = Some(Arc::new(root.tap()));
+    net.reset_key = Some(credentials::quic_reset_key(&args.data_dir)?);
     let mut join_authority = JoinAuthority::new(
         Arc::new(creds.ca),
         Arc::new(creds.tokens),
@@ -344,6 +375,8 @@ async fn run(args: RunArgs) -> Result<()> {
     // On SIGTERM, requests in flight get this long to finish (idle keep-alive connections
     // would otherwise hold the stop for actix's default 30 s).
     .shutdown_timeout(2)
+    // Signals are this binary's to handle (a leader hands over first), not actix's.
+    .disable_signals()
     .on_connect(http::on_connect)
     .bind_rustls_0_23(args.listen_api, tls)
     .with_context(|| format!("bind --listen-api {}", args.listen_api))?
@@ -382,6 +415,11 @@ async fn run(args: RunArgs) -> Result<()> {
         // New store calls now get a retryable "unavailable" (their clients go to another
         // master); those in flight finish. Raft keeps running meanwhile.
         router.unmount(navarch_store::STORE_PREFIX);
+        member.drain(within).await;
+        // Calls already on their way when the store was unmounted (members that had not yet
+        // heard of the successor forward here) are answered before the endpoint closes: they
+        // get "unavailable" or, if they got in, are drained.
+        tokio::time::sleep(STOP_LINGER).await;
         member.drain(within).await;
     }
     member.shutdown().await;
