@@ -461,19 +461,24 @@ impl Member {
         }
     }
 
-    /// Resolves once this member's view of the leader is not `leader` any more.
-    fn leader_moves_from(&self, leader: MemberId) -> impl std::future::Future<Output = ()> {
+    /// Resolves once Raft's view of the leader satisfies `done` (or Raft stops).
+    fn leader_until(
+        &self,
+        done: impl Fn(Option<MemberId>) -> bool,
+    ) -> impl std::future::Future<Output = ()> {
         let mut metrics = self.raft.metrics();
         async move {
-            loop {
-                if metrics.borrow_and_update().current_leader != Some(leader) {
-                    return;
-                }
+            while !done(metrics.borrow_and_update().current_leader) {
                 if metrics.changed().await.is_err() {
                     return;
                 }
             }
         }
+    }
+
+    /// Resolves once this member's view of the leader is not `leader` any more.
+    fn leader_moves_from(&self, leader: MemberId) -> impl std::future::Future<Output = ()> {
+        self.leader_until(move |current| current != Some(leader))
     }
 
     /// The leader, once there is one this member has heard from lately. While the leader is
@@ -494,22 +499,8 @@ impl Member {
 
     /// Waits (briefly) for Raft's view of the leader to move away from `from`.
     async fn wait_leader_change(&self, from: MemberId) {
-        let mut rx = self.raft.metrics();
-        let wait = async {
-            loop {
-                if rx
-                    .borrow_and_update()
-                    .current_leader
-                    .is_some_and(|l| l != from)
-                {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.elections.timing.election.1 * 2, wait).await;
+        let elected = self.leader_until(move |current| current.is_some_and(|l| l != from));
+        let _ = tokio::time::timeout(self.elections.timing.election.1 * 2, elected).await;
     }
 
     /// Waits until a read here reflects every write committed before the call (read index).
