@@ -13,6 +13,7 @@ use tonic::codec::ProstCodec;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+use super::failover::Cluster;
 use super::procs::{free_port, wait_for, Procs};
 
 const PUT: &str = "/etcdserverpb.KV/Put";
@@ -394,9 +395,18 @@ impl EtcdCluster {
             .ok()
             .flatten()
     }
+}
 
-    /// The index of the member that the members answering agree is the leader, if they do.
-    pub(crate) async fn leader(&self) -> Option<usize> {
+impl Cluster for EtcdCluster {
+    fn procs(&mut self) -> &mut Procs {
+        &mut self.procs
+    }
+
+    fn member_name(&self, i: usize) -> String {
+        self.members[i].name.clone()
+    }
+
+    async fn leader(&self) -> Option<usize> {
         let mut ids = Vec::new();
         let mut leader = None;
         for i in 0..self.members.len() {
@@ -415,21 +425,9 @@ impl EtcdCluster {
         ids.iter().position(|id| *id == Some(leader))
     }
 
-    /// Signals member `i` and waits for it to exit.
-    pub(crate) fn signal(&mut self, i: usize, signal: nix::sys::signal::Signal) -> Result<()> {
-        let name = self.members[i].name.clone();
-        self.procs.stop_one(&name, signal)
-    }
-
-    /// Starts member `i` again on its data dir.
-    pub(crate) fn restart(&mut self, i: usize) -> Result<()> {
-        let name = self.members[i].name.clone();
-        self.procs.restart(&name)
-    }
-
     /// Waits until member `i` names a leader and has applied the Raft index the leader had
     /// when the wait began.
-    pub(crate) async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
+    async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut target = None;
         while target.is_none() {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::etcd::{self, EtcdCluster, EtcdKv};
 use super::navarch::NavarchCluster;
-use super::procs;
+use super::procs::{self, Procs};
 use super::STARTUP_TIMEOUT;
 
 /// Flags of `navctl bench failover`.
@@ -190,40 +190,27 @@ struct Outcome {
 }
 
 /// The operations the benchmark needs from a cluster of either system.
-trait Cluster {
+pub(crate) trait Cluster {
+    /// The cluster's processes.
+    fn procs(&mut self) -> &mut Procs;
+    /// The process name of member `i`.
+    fn member_name(&self, i: usize) -> String;
+    /// The index of the member that the members answering agree is the leader, if they do.
     async fn leader(&self) -> Option<usize>;
-    fn signal(&mut self, i: usize, signal: Signal) -> Result<()>;
-    fn restart(&mut self, i: usize) -> Result<()>;
+    /// Waits until member `i` follows a leader and has applied what the leader had committed
+    /// when the wait began.
     async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()>;
-}
 
-impl Cluster for NavarchCluster {
-    async fn leader(&self) -> Option<usize> {
-        NavarchCluster::leader(self).await
-    }
+    /// Signals member `i` and waits for it to exit.
     fn signal(&mut self, i: usize, signal: Signal) -> Result<()> {
-        NavarchCluster::signal(self, i, signal)
+        let name = self.member_name(i);
+        self.procs().stop_one(&name, signal)
     }
-    fn restart(&mut self, i: usize) -> Result<()> {
-        NavarchCluster::restart(self, i)
-    }
-    async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
-        NavarchCluster::wait_caught_up(self, i, timeout).await
-    }
-}
 
-impl Cluster for EtcdCluster {
-    async fn leader(&self) -> Option<usize> {
-        EtcdCluster::leader(self).await
-    }
-    fn signal(&mut self, i: usize, signal: Signal) -> Result<()> {
-        EtcdCluster::signal(self, i, signal)
-    }
+    /// Starts member `i` again on its data dir.
     fn restart(&mut self, i: usize) -> Result<()> {
-        EtcdCluster::restart(self, i)
-    }
-    async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
-        EtcdCluster::wait_caught_up(self, i, timeout).await
+        let name = self.member_name(i);
+        self.procs().restart(&name)
     }
 }
 

@@ -12,6 +12,7 @@ use navarch_net::{Endpoint, ExpectedPeer, NetConfig};
 use navarch_store::{ObjectKey, Op, StoreClient, Txn, TxnOutcome, ORG_ADMINS};
 use serde_json::Value;
 
+use super::failover::Cluster;
 use super::procs::{free_port, wait_for, Procs};
 
 const CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -183,9 +184,18 @@ impl NavarchCluster {
     pub(crate) fn stop(&mut self) {
         self.procs.kill_all();
     }
+}
 
-    /// The index of the member that the members answering agree is the leader, if they do.
-    pub(crate) async fn leader(&self) -> Option<usize> {
+impl Cluster for NavarchCluster {
+    fn procs(&mut self) -> &mut Procs {
+        &mut self.procs
+    }
+
+    fn member_name(&self, i: usize) -> String {
+        self.members[i].name.clone()
+    }
+
+    async fn leader(&self) -> Option<usize> {
         let mut leader: Option<String> = None;
         let mut answered = 0;
         for m in &self.members {
@@ -203,21 +213,9 @@ impl NavarchCluster {
         self.members.iter().position(|m| m.name == leader)
     }
 
-    /// Signals member `i` and waits for it to exit.
-    pub(crate) fn signal(&mut self, i: usize, signal: nix::sys::signal::Signal) -> Result<()> {
-        let name = self.members[i].name.clone();
-        self.procs.stop_one(&name, signal)
-    }
-
-    /// Starts member `i` again on its data dir.
-    pub(crate) fn restart(&mut self, i: usize) -> Result<()> {
-        let name = self.members[i].name.clone();
-        self.procs.restart(&name)
-    }
-
     /// Waits until member `i` names a leader and has applied what the leader had committed
     /// when the wait began.
-    pub(crate) async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
+    async fn wait_caught_up(&mut self, i: usize, timeout: Duration) -> Result<()> {
         let http = self.http.clone();
         let apis: Vec<SocketAddr> = self.members.iter().map(|m| m.api).collect();
         let names: Vec<String> = self.members.iter().map(|m| m.name.clone()).collect();
