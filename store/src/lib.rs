@@ -34,7 +34,7 @@ pub mod watch;
 use serde::{Deserialize, Serialize};
 
 pub use client::{methods, watch_resuming, StoreClient};
-pub use member::{InitialState, Member, MemberConfig, Role, StoreStatus};
+pub use member::{InitialState, Leadership, Member, MemberConfig, Role, StoreStatus};
 pub use membership::{MemberInfo, MemberList, MemberRequest, CAUGHT_UP_LAG};
 pub use network::RaftService;
 pub use service::{mount, StoreService, ORG_ADMINS, ORG_MEMBERS, RAFT_PREFIX, STORE_PREFIX};

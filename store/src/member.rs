@@ -476,6 +476,15 @@ impl Member {
         }
     }
 
+    /// Whether this member leads, and in which Raft term: what the control plane follows
+    /// (it runs on the leader, its writes fenced to that term).
+    pub fn leadership(&self) -> Leadership {
+        Leadership {
+            metrics: self.raft.metrics(),
+            id: self.id,
+        }
+    }
+
     /// Resolves once this member's view of the leader is not `leader` any more.
     fn leader_moves_from(&self, leader: MemberId) -> impl std::future::Future<Output = ()> {
         self.leader_until(move |current| current != Some(leader))
@@ -745,4 +754,44 @@ fn classify_forwarded(
 
 fn storage(e: openraft::StorageError<MemberId>) -> StoreError {
     StoreError::Storage(e.to_string())
+}
+
+/// This member's leadership as it changes: `Some(term)` while it leads in `term`.
+pub struct Leadership {
+    metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<MemberId, RaftMember>>,
+    id: MemberId,
+}
+
+impl std::fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leadership")
+            .field("term", &self.term())
+            .finish()
+    }
+}
+
+impl Leadership {
+    /// The term this member leads in now, if it leads.
+    pub fn term(&self) -> Option<u64> {
+        let m = self.metrics.borrow();
+        (m.state == ServerState::Leader && m.current_leader == Some(self.id))
+            .then_some(m.current_term)
+    }
+
+    /// Waits until [`term`](Self::term) differs from `from`, and returns it. Returns
+    /// `None` at once if Raft has stopped.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: nothing is consumed that a later call would miss.
+    pub async fn changed_from(&mut self, from: Option<u64>) -> Option<u64> {
+        loop {
+            let now = self.term();
+            if now != from {
+                return now;
+            }
+            if self.metrics.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
 }

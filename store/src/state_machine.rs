@@ -23,7 +23,7 @@ use crate::raft_types::{
     Applied, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::rocks::{self, cf, io_read, io_write, u64_key, CF_EVENTS, CF_OBJECTS, CF_SM};
-use crate::types::{EventBatch, ObjectKey, Revision, StoredRecord, TxnOutcome};
+use crate::types::{EventBatch, ObjectKey, Revision, StoredRecord, TxnFailure, TxnOutcome};
 use crate::watch::WatchHub;
 
 const KEY_APPLIED: &[u8] = b"applied";
@@ -322,6 +322,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     let mut revision = self.progress.revision.load(Ordering::SeqCst);
                     let mut outcomes = Vec::with_capacity(proposal.txns.len());
                     for txn in proposal.txns {
+                        if let Some(term) = txn.fence.filter(|t| *t != log_id.leader_id.term) {
+                            outcomes.push(TxnOutcome::Refused {
+                                op_index: 0,
+                                failure: TxnFailure::Fenced {
+                                    term,
+                                    current: log_id.leader_id.term,
+                                },
+                            });
+                            continue;
+                        }
                         let next = Revision(revision + 1);
                         let mut lookup_err = None;
                         let ev = evaluate(&txn, next, |k| match overlay.get(k) {

@@ -206,6 +206,10 @@ pub struct Txn {
     /// Milliseconds since the epoch, set by the proposer; kept with the events so history can
     /// be compacted by age the same way on every member.
     pub proposed_at_ms: u64,
+    /// A fenced transaction commits only in the Raft term it names: the control plane of the
+    /// master that led in that term sets it, so a deposed master's writes (forwarded to the
+    /// new leader, or proposed after an election) are refused with [`TxnFailure::Fenced`].
+    pub fence: Option<u64>,
 }
 
 impl Txn {
@@ -217,7 +221,14 @@ impl Txn {
         Self {
             ops,
             proposed_at_ms,
+            fence: None,
         }
+    }
+
+    /// The same transaction, fenced to the Raft term `term` (see [`Txn::fence`]).
+    pub fn fenced(mut self, term: Option<u64>) -> Self {
+        self.fence = term;
+        self
     }
 
     pub fn validate(&self) -> Result<(), StoreError> {
@@ -241,6 +252,10 @@ pub enum TxnFailure {
         expected: Option<Revision>,
         actual: Option<Revision>,
     },
+    /// The transaction was fenced to a term that is not the term of the leader that
+    /// committed it: the control plane that sent it is not the active one any more.
+    #[error("fenced to term {term}, but committed in term {current}")]
+    Fenced { term: u64, current: u64 },
 }
 
 /// The outcome of one applied transaction.

@@ -9,7 +9,7 @@ use navarch_net::pki::{ClusterCa, Identity, ORG_ADMINS, ORG_MEMBERS, ORG_NODES};
 use navarch_net::{Endpoint, ExpectedPeer, NetConfig, PeerClient, Router, RpcError};
 use navarch_store::{
     methods, Member, MemberConfig, ObjectKey, Op, ReadConsistency, StoreClient, StoreError, Txn,
-    TxnOutcome,
+    TxnFailure, TxnOutcome,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -381,4 +381,44 @@ async fn a_joined_member_is_promoted_then_removed_and_knows_it() {
     let (m4, _r4) = join_second(&f, dir.path(), "m4").await;
     assert_eq!(m4.id(), 3);
     m4.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_writes_commit_only_in_their_term_and_leadership_reports_it() {
+    let f = Fixture::start().await;
+    f.wait_leader().await;
+    let mut leadership = f.member.leadership();
+    let term = leadership
+        .changed_from(None)
+        .await
+        .expect("the only member leads");
+    assert_eq!(leadership.term(), Some(term));
+    let ok = f.member.write(put("a").fenced(Some(term))).await.unwrap();
+    assert!(matches!(ok, TxnOutcome::Committed { .. }), "{ok:?}");
+    let stale = f
+        .member
+        .write(put("b").fenced(Some(term - 1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        TxnOutcome::Refused {
+            op_index: 0,
+            failure: TxnFailure::Fenced {
+                term: term - 1,
+                current: term
+            }
+        }
+    );
+    // Nothing of the refused write was applied.
+    let read = f
+        .member
+        .get(
+            &ObjectKey::new("Test", "default", "b"),
+            ReadConsistency::Linearizable,
+        )
+        .await
+        .unwrap();
+    assert!(read.is_none());
+    f.member.shutdown().await;
 }
