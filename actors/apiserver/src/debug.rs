@@ -8,7 +8,9 @@
 //! - `POST /debug/kill?path=P` (or `?prefix=P`, a random running actor under P): the kill
 //!   switch; the actor's supervisor restarts it;
 //! - `GET /debug/store`, `POST /debug/store/snapshot`: the store member's status, a snapshot;
-//! - `GET|POST|DELETE /debug/faults[?peer=P]`: the QUIC fault-injection rules.
+//! - `GET|POST|DELETE /debug/faults[?peer=P]`: the QUIC fault-injection rules;
+//! - `GET /debug/<name>`: the binary's own views ([`DebugHooks::views`], e.g.
+//!   `controlplane`: whether this master's control plane is active).
 //!
 //! Errors are `Status` objects: 400 (bad query), 404 (no such actor), 409 (not killable).
 
@@ -95,6 +97,14 @@ pub(crate) async fn serve(
             faults.clear(peer);
             tracing::warn!(peer = ?peer, "faults cleared");
             Ok(doc(json!(faults.rules())))
+        }
+        ("get", name) if hooks(api)?.views.iter().any(|(n, _)| *n == name) => {
+            let (_, view) = hooks(api)?
+                .views
+                .iter()
+                .find(|(n, _)| *n == name)
+                .expect("checked above");
+            Ok(doc(view()))
         }
         _ => actor_view(hooks(api)?, verb, sub, q).await,
     }

@@ -23,6 +23,8 @@ use crate::ApiServer;
 pub struct InProcessClient {
     api: ApiServer,
     creds: Credentials,
+    /// The Raft term this client's writes are fenced to (see [`InProcessClient::fenced`]).
+    fence: Option<u64>,
 }
 
 impl std::fmt::Debug for InProcessClient {
@@ -59,7 +61,16 @@ impl InProcessClient {
         InProcessClient {
             api,
             creds: Credentials::Component(user),
+            fence: None,
         }
+    }
+
+    /// The same client with every store write of its requests fenced to the Raft term
+    /// `term`: they commit only while the master that led in that term still leads (the
+    /// control plane started for that term), and fail with 409 after a failover.
+    pub fn fenced(mut self, term: u64) -> Self {
+        self.fence = Some(term);
+        self
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -92,8 +103,7 @@ impl InProcessClient {
             },
             query,
         };
-        self.api
-            .handle(&self.creds, head, body)
+        crate::fence::scope(self.fence, self.api.handle(&self.creds, head, body))
             .await
             .map_err(ClientError::Api)
     }

@@ -25,6 +25,7 @@ pub mod authn;
 mod authorizer;
 pub mod debug;
 mod decode;
+mod fence;
 mod gc;
 pub mod http;
 pub mod inprocess;
@@ -64,7 +65,13 @@ pub struct DebugHooks {
     pub registry: Registry,
     pub tap: MessageTap,
     pub faults: FaultInjector,
+    /// More read-only JSON views, each served at `GET /debug/<name>` (the binary adds the
+    /// control plane's activation as `controlplane`).
+    pub views: Vec<(&'static str, DebugView)>,
 }
+
+/// A read-only debug view: called on each request, answers a JSON document.
+pub type DebugView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// How to build an [`ApiServer`].
 pub struct ApiServerConfig {

@@ -739,11 +739,19 @@ impl Storage {
                 kind.group,
                 name,
             ),
+            TxnFailure::Fenced { term, current } => ApiError::conflict(
+                &kind.qualified_resource(),
+                name,
+                &format!(
+                    "the control plane of term {term} is not active any more (the store is in term {current})"
+                ),
+            ),
         }
     }
 
     async fn write(&self, ops: Vec<Op>) -> Result<TxnOutcome, ApiError> {
-        self.member.write(Txn::new(ops)).await.map_err(store_error)
+        let txn = Txn::new(ops).fenced(crate::fence::current());
+        self.member.write(txn).await.map_err(store_error)
     }
 
     /// The ops that move a Service's reservations from `old` to `new` (creating what `new`

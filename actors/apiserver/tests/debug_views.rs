@@ -22,6 +22,7 @@ fn hooks(root: &Root) -> DebugHooks {
         registry: root.registry(),
         tap: root.tap(),
         faults: FaultInjector::default(),
+        views: Vec::new(),
     }
 }
 
