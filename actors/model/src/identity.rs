@@ -44,6 +44,17 @@ pub const SCHEDULER: Component = Component {
     service_account: None,
 };
 
+/// The controller manager itself: the watch caches every controller of a master shares
+/// read under this identity (as kube-controller-manager's shared informers do); it writes
+/// nothing, each controller writes under its own.
+pub const CONTROLLER_MANAGER: Component = Component {
+    name: "kube-controller-manager",
+    user: "system:kube-controller-manager",
+    groups: &[GROUP_AUTHENTICATED],
+    cluster_role: "system:kube-controller-manager",
+    service_account: None,
+};
+
 const fn controller(
     name: &'static str,
     user: &'static str,
@@ -113,9 +124,10 @@ pub const CONTROLLERS: &[Component] = &[
     ENDPOINTSLICE_CONTROLLER,
 ];
 
-/// Every component identity: the scheduler, then the controllers.
+/// Every component identity: the scheduler, the controller manager, then the controllers.
 pub const COMPONENTS: &[Component] = &[
     SCHEDULER,
+    CONTROLLER_MANAGER,
     DEPLOYMENT_CONTROLLER,
     REPLICASET_CONTROLLER,
     GARBAGE_COLLECTOR,
@@ -150,7 +162,7 @@ mod tests {
 
     #[test]
     fn identities_are_consistent() {
-        assert_eq!(COMPONENTS.len(), CONTROLLERS.len() + 1);
+        assert_eq!(COMPONENTS.len(), CONTROLLERS.len() + 2);
         for c in CONTROLLERS {
             let sa = c.service_account.unwrap();
             assert_eq!(sa, c.name);
@@ -160,6 +172,9 @@ mod tests {
             assert!(c.groups.contains(&"system:serviceaccounts:kube-system"));
         }
         assert!(SCHEDULER.subject().applies_to(&SCHEDULER.user_info(), ""));
+        assert!(CONTROLLER_MANAGER
+            .subject()
+            .applies_to(&CONTROLLER_MANAGER.user_info(), ""));
         let mut names: Vec<&str> = COMPONENTS.iter().map(|c| c.user).collect();
         names.sort();
         names.dedup();

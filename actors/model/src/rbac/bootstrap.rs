@@ -141,6 +141,8 @@ fn scheduler_rules() -> Vec<PolicyRule> {
 fn component_rules(c: &Component) -> Vec<PolicyRule> {
     let mut rules = match c.name {
         "kube-scheduler" => return scheduler_rules(),
+        // The shared caches: read everything, write nothing.
+        "kube-controller-manager" => return vec![rule(READ, &["*"], &["*"])],
         "deployment-controller" => vec![
             rule(&["get", "list", "update", "watch"], APPS, &["deployments"]),
             rule(&["update"], APPS, &["deployments/status"]),
