@@ -6,7 +6,7 @@
 //! order, bookmarks on demand, legacy initial events, watch-list with its closing bookmark);
 //! 410 for a revision older than the compacted one (as the watch's answer, or as an ERROR
 //! event like navarch's server); optimistic concurrency (409); finalizers holding a delete.
-//! Simplified: no validation, no status split beyond `status`/`scale` subresources, no
+//! `generateName` gets a unique suffix. Simplified: no validation, no status split beyond `status`/`scale` subresources, no
 //! garbage collection, selector transitions are not turned into DELETED events.
 //!
 //! Faults: [`compact`](FakeClient::compact), [`cut_watches`](FakeClient::cut_watches)
@@ -494,10 +494,17 @@ impl FakeClient {
     }
 
     fn do_create(&self, kind: &Kind, ns: Option<&str>, mut object: Value) -> Result<Written> {
-        let name = object["metadata"]["name"]
+        let mut name = object["metadata"]["name"]
             .as_str()
             .unwrap_or("")
             .to_string();
+        if name.is_empty() {
+            // `generateName`: the prefix and a suffix unique in this fake.
+            if let Some(prefix) = object["metadata"]["generateName"].as_str() {
+                name = format!("{prefix}{:05}", self.inner.lock().uids + 1);
+                object["metadata"]["name"] = json!(name);
+            }
+        }
         if name.is_empty() {
             return Err(ClientError::Api(ApiError::invalid(
                 kind.kind,

@@ -1,0 +1,87 @@
+//! What every controller of one activation shares: the watch caches it reads, the clients
+//! it writes through (each controller under its own identity, fenced to the activation's
+//! term), the clock, the event recorders, and the master it runs on.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use navarch_actors::Clock;
+use navarch_client::{Cache, Client, SharedCaches};
+use navarch_model::identity::Component;
+use navarch_model::kinds::Kind;
+
+use crate::recorder::Recorder;
+
+/// Hands out the client each component writes through.
+pub trait Clients: Send + Sync + 'static {
+    /// The client `component` calls the API with: authenticated as the component, its
+    /// writes fenced to the term of the activation these clients were made for.
+    fn client(&self, component: &Component) -> Arc<dyn Client>;
+}
+
+/// Settings of the controllers, from the master's flags.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// The master this control plane runs on (events' `source.host`).
+    pub host: String,
+    /// `--node-monitor-grace-period`: a node silent this long is marked unknown.
+    pub node_monitor_grace_period: Duration,
+    /// A node that never reported gets this long after it was registered.
+    pub node_startup_grace_period: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            host: "master".to_string(),
+            node_monitor_grace_period: Duration::from_secs(20),
+            node_startup_grace_period: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The shared context of one activation.
+#[derive(Clone)]
+pub struct Ctx {
+    pub caches: SharedCaches,
+    pub clients: Arc<dyn Clients>,
+    pub clock: Arc<dyn Clock>,
+    pub config: ControllerConfig,
+    /// The Raft term this activation is fenced to.
+    pub term: u64,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("host", &self.config.host)
+            .field("term", &self.term)
+            .finish()
+    }
+}
+
+impl Ctx {
+    /// The shared cache of `kind`.
+    pub fn cache(&self, kind: &'static Kind) -> Cache {
+        self.caches.cache(kind)
+    }
+
+    /// Wall-clock time in Unix seconds, from the root's clock.
+    pub fn now(&self) -> i64 {
+        self.clock
+            .wall()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    /// An event recorder for `component`.
+    pub fn recorder(&self, component: &Component) -> Recorder {
+        Recorder::new(
+            component.name,
+            &self.config.host,
+            self.clients.client(component),
+            self.clock.clone(),
+        )
+    }
+}

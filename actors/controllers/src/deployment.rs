@@ -1,0 +1,440 @@
+//! The Deployment controller: one actor per Deployment under the `deployment` supervisor.
+//! Each actor reads its Deployment, the ReplicaSets of its namespace and their pods from the
+//! caches when a message arrives, asks `navarch_logic::deployment` for one step, and
+//! carries it out as `deployment-controller`. Before it decides again, the caches must show
+//! every ReplicaSet it wrote at the revision the write returned (read-your-writes): a step
+//! is never computed from a cache that misses the previous step, even across the actor's
+//! restarts (the revisions are the controller's, not the actor's).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use navarch_actors::{
+    ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
+    ObjectLogic, SupervisorError, TapInfo,
+};
+use navarch_client::{Cache, CacheEvent, Client, Subresource};
+use navarch_logic::deployment::{self, DeploymentAction, DeploymentInput};
+use navarch_logic::meta;
+use navarch_model::identity::DEPLOYMENT_CONTROLLER;
+use navarch_model::kinds::Kind;
+use navarch_model::options::{DeleteOptions, WriteOptions};
+use navarch_model::selector::LabelSelector;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::context::Ctx;
+use crate::feed::{self, owner_key};
+use crate::recorder::Recorder;
+use crate::source::{key_of, CacheSource};
+
+fn deployments() -> &'static Kind {
+    navarch_client::kind("apps", "v1", "deployments")
+}
+
+fn replicasets() -> &'static Kind {
+    navarch_client::kind("apps", "v1", "replicasets")
+}
+
+fn pods() -> &'static Kind {
+    navarch_client::kind("", "v1", "pods")
+}
+
+/// How long a written ReplicaSet may take to show in the cache before its Deployment
+/// decides without it.
+const WRITE_VISIBLE_WITHIN: i64 = 30;
+
+/// What the controller keeps across its actors' restarts.
+pub struct Shared {
+    ctx: Ctx,
+    deployments: Cache,
+    replica_sets: Cache,
+    pods: Cache,
+    client: Arc<dyn Client>,
+    recorder: Recorder,
+    /// ReplicaSets written, by `namespace/name`: the revision the caches must reach
+    /// before their Deployment decides again.
+    written: Mutex<HashMap<String, (u64, i64)>>,
+    handle: OnceLock<KindHandle<DeploymentLogic>>,
+}
+
+fn rv(obj: &Value) -> u64 {
+    meta::resource_version(obj).parse().unwrap_or(0)
+}
+
+impl Shared {
+    /// Whether the caches show every ReplicaSet this controller wrote in `namespace`.
+    fn caught_up(&self, namespace: &str) -> bool {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = format!("{namespace}/");
+        let now = self.ctx.now();
+        written.retain(|key, (want, at)| {
+            if !key.starts_with(&prefix) {
+                return true;
+            }
+            // A write the caches never show (the object was deleted since) stops holding
+            // the Deployment back after a while.
+            if now - *at > WRITE_VISIBLE_WITHIN {
+                return false;
+            }
+            let name = &key[prefix.len()..];
+            // Seen at (or past) the written revision: no longer pending.
+            self.replica_sets
+                .get(Some(namespace), name)
+                .is_none_or(|rs| rv(&rs) < *want)
+        });
+        !written.keys().any(|k| k.starts_with(&prefix))
+    }
+
+    fn wrote(&self, obj: &Value) {
+        let key = format!("{}/{}", meta::namespace(obj), meta::name(obj));
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (rv(obj), self.ctx.now()));
+    }
+}
+
+/// A Deployment actor's messages.
+#[derive(Debug, Clone)]
+pub enum DeploymentEvent {
+    /// Its ReplicaSets or pods changed, or a timer fired: reconcile.
+    Resync,
+}
+
+impl TapInfo for DeploymentEvent {
+    fn message_type(&self) -> std::borrow::Cow<'static, str> {
+        "Resync".into()
+    }
+}
+
+/// One step for one Deployment.
+#[derive(Debug)]
+pub struct Step {
+    key: ObjectKey,
+    plan: deployment::Plan,
+}
+
+/// The actor's logic: read the caches, decide with the pure core.
+pub struct DeploymentLogic {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub struct DeploymentState {
+    key: ObjectKey,
+    summary: String,
+}
+
+impl DeploymentLogic {
+    fn step(&self, state: &mut DeploymentState) -> Decision<Step> {
+        let s = &self.shared;
+        let ns = state.key.namespace().unwrap_or("");
+        let Some(d) = s.deployments.get(Some(ns), state.key.name()) else {
+            return Ok(Vec::new());
+        };
+        if !s.caught_up(ns) {
+            // The cache event of the pending write pokes this actor again.
+            return Ok(Vec::new());
+        }
+        let replica_sets = s.replica_sets.list_namespace(ns);
+        let uid = meta::uid(&d);
+        let mut pods = Vec::new();
+        for rs in replica_sets
+            .iter()
+            .filter(|rs| meta::is_controlled_by(rs, uid))
+        {
+            pods.extend(s.pods.owned_by(meta::uid(rs)));
+        }
+        let plan = deployment::reconcile(&DeploymentInput {
+            deployment: &d,
+            replica_sets: &replica_sets,
+            pods: &pods,
+            now: s.ctx.now(),
+        });
+        state.summary = format!(
+            "updated {}/{}, available {}, revision {}",
+            d["status"]["updatedReplicas"].as_i64().unwrap_or(0),
+            d["spec"]["replicas"].as_i64().unwrap_or(1),
+            d["status"]["availableReplicas"].as_i64().unwrap_or(0),
+            meta::annotation(&d, "deployment.kubernetes.io/revision").unwrap_or("-"),
+        );
+        if plan.actions.is_empty() && plan.requeue_after.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Step {
+            key: state.key.clone(),
+            plan,
+        }])
+    }
+}
+
+impl ObjectLogic for DeploymentLogic {
+    type Object = Arc<Value>;
+    type State = DeploymentState;
+    type Event = DeploymentEvent;
+    type Action = Step;
+
+    fn rebuild(&self, key: &ObjectKey, _object: Arc<Value>) -> DeploymentState {
+        DeploymentState {
+            key: key.clone(),
+            summary: String::new(),
+        }
+    }
+
+    fn on_start(&self, state: &mut DeploymentState) -> Decision<Step> {
+        self.step(state)
+    }
+
+    fn on_change(&self, state: &mut DeploymentState, _object: Arc<Value>) -> Decision<Step> {
+        self.step(state)
+    }
+
+    fn handle(&self, state: &mut DeploymentState, _event: DeploymentEvent) -> Decision<Step> {
+        self.step(state)
+    }
+
+    fn summary(&self, state: &DeploymentState) -> String {
+        state.summary.clone()
+    }
+}
+
+/// Carries a step out through the API, in order, stopping at the first write that fails
+/// (the next step is computed from what the caches then show).
+pub struct DeploymentEffects {
+    shared: Arc<Shared>,
+}
+
+impl Effects<Step> for DeploymentEffects {
+    fn perform(
+        &self,
+        _actor: &ActorPath,
+        steps: Vec<Step>,
+    ) -> BoxFuture<'static, Result<(), EffectError>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            for step in steps {
+                perform_step(&shared, step).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn perform_step(s: &Arc<Shared>, step: Step) {
+    let opts = WriteOptions::default();
+    let ns = step.key.namespace().unwrap_or("").to_string();
+    let mut requeue = step.plan.requeue_after.map(|a| a.max(1) as u64);
+    // A status write moves the Deployment's resourceVersion; a Deployment write after it in
+    // the same plan goes at the revision it returned (the two touch separate parts).
+    let mut status_rv: Option<Value> = None;
+    for action in step.plan.actions {
+        let result = match action {
+            DeploymentAction::CreateReplicaSet(rs) => s
+                .client
+                .create(replicasets(), Some(&ns), rs, &opts)
+                .await
+                .map(|w| s.wrote(&w.object)),
+            DeploymentAction::UpdateReplicaSet(rs) => {
+                let name = meta::name(&rs).to_string();
+                s.client
+                    .update(replicasets(), Some(&ns), &name, None, rs, &opts)
+                    .await
+                    .map(|w| s.wrote(&w.object))
+            }
+            DeploymentAction::DeleteReplicaSet {
+                name,
+                uid,
+                resource_version,
+            } => {
+                let opts = DeleteOptions {
+                    precondition_uid: Some(uid),
+                    precondition_resource_version: Some(resource_version),
+                    ..DeleteOptions::default()
+                };
+                s.client
+                    .delete(replicasets(), Some(&ns), &name, &opts)
+                    .await
+                    .map(|_| ())
+            }
+            DeploymentAction::UpdateDeployment(mut d) => {
+                if let Some(rv) = status_rv.take() {
+                    d["metadata"]["resourceVersion"] = rv;
+                }
+                let name = meta::name(&d).to_string();
+                s.client
+                    .update(deployments(), Some(&ns), &name, None, d, &opts)
+                    .await
+                    .map(|_| ())
+            }
+            DeploymentAction::UpdateStatus(d) => {
+                let name = meta::name(&d).to_string();
+                s.client
+                    .update(
+                        deployments(),
+                        Some(&ns),
+                        &name,
+                        Some(Subresource::Status),
+                        d,
+                        &opts,
+                    )
+                    .await
+                    .map(|w| status_rv = Some(w.object["metadata"]["resourceVersion"].clone()))
+            }
+            DeploymentAction::Event(e) => {
+                s.recorder.record(e);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            // A conflict or a name taken: the caches will show why, and the next step
+            // starts from there.
+            tracing::debug!(deployment = %step.key, error = %e, "deployment step stopped");
+            requeue = Some(1);
+            break;
+        }
+    }
+    if let Some(after) = requeue {
+        let s = s.clone();
+        let key = step.key;
+        tokio::spawn(async move {
+            s.ctx.clock.sleep(Duration::from_secs(after)).await;
+            if let Some(h) = s.handle.get() {
+                feed::poke(h, &key, DeploymentEvent::Resync).await;
+            }
+        });
+    }
+}
+
+/// The running Deployment controller of one activation.
+pub struct DeploymentController {
+    pub handle: KindHandle<DeploymentLogic>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DeploymentController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentController").finish()
+    }
+}
+
+impl Drop for DeploymentController {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl DeploymentController {
+    /// Supervises the Deployments under `group` and feeds them.
+    pub async fn start(
+        group: &GroupHandle,
+        ctx: &Ctx,
+    ) -> Result<DeploymentController, SupervisorError> {
+        let shared = Arc::new(Shared {
+            ctx: ctx.clone(),
+            deployments: ctx.cache(deployments()),
+            replica_sets: ctx.cache(replicasets()),
+            pods: ctx.cache(pods()),
+            client: ctx.clients.client(&DEPLOYMENT_CONTROLLER),
+            recorder: ctx.recorder(&DEPLOYMENT_CONTROLLER),
+            written: Mutex::new(HashMap::new()),
+            handle: OnceLock::new(),
+        });
+        let spec = KindSpec::new(
+            "deployment",
+            DeploymentLogic {
+                shared: shared.clone(),
+            },
+            Arc::new(CacheSource::new(shared.deployments.clone())),
+        )
+        .effects(Arc::new(DeploymentEffects {
+            shared: shared.clone(),
+        }));
+        let handle = group.supervise(spec).await?;
+        let _ = shared.handle.set(handle.clone());
+        let own = feed::spawn_own(handle.clone(), &shared.deployments);
+        let rs_task = tokio::spawn(feed_replicasets(shared.clone()));
+        let pod_task = tokio::spawn(feed_pods(shared.clone()));
+        Ok(DeploymentController {
+            handle,
+            tasks: vec![own, rs_task, pod_task],
+        })
+    }
+}
+
+/// The Deployment a ReplicaSet belongs to, or for an orphan those whose selector matches.
+fn deployments_of(s: &Shared, rs: &Value) -> Vec<ObjectKey> {
+    match meta::controller_ref(rs) {
+        Some(owner) if owner["kind"].as_str() == Some("Deployment") => {
+            owner_key(rs, owner).into_iter().collect()
+        }
+        Some(_) => Vec::new(),
+        None => s
+            .deployments
+            .list_namespace(meta::namespace(rs))
+            .iter()
+            .filter(|d| {
+                LabelSelector::from_object(&d["spec"]["selector"])
+                    .is_ok_and(|sel| !sel.is_empty() && sel.matches(meta::labels(rs)))
+            })
+            .filter_map(|d| key_of(d))
+            .collect(),
+    }
+}
+
+async fn feed_replicasets(s: Arc<Shared>) {
+    let mut sub = s.replica_sets.subscribe();
+    while let Some(event) = sub.recv().await {
+        let Some(handle) = s.handle.get() else {
+            continue;
+        };
+        let mut keys = match &event {
+            CacheEvent::Added(rs) | CacheEvent::Deleted(rs) => deployments_of(&s, rs),
+            CacheEvent::Updated { old, new } => {
+                let mut k = deployments_of(&s, old);
+                k.extend(deployments_of(&s, new));
+                k
+            }
+            CacheEvent::Resynced { .. } | CacheEvent::Lagged(_) => s
+                .deployments
+                .list()
+                .iter()
+                .filter_map(|d| key_of(d))
+                .collect(),
+        };
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            feed::poke(handle, &key, DeploymentEvent::Resync).await;
+        }
+    }
+}
+
+/// Pods matter to a Deployment only when they go (Recreate waits for the old ones).
+async fn feed_pods(s: Arc<Shared>) {
+    let mut sub = s.pods.subscribe();
+    while let Some(event) = sub.recv().await {
+        let Some(handle) = s.handle.get() else {
+            continue;
+        };
+        let CacheEvent::Deleted(pod) = event else {
+            continue;
+        };
+        let Some(owner) = meta::controller_ref(&pod) else {
+            continue;
+        };
+        let Some(rs) = owner["name"]
+            .as_str()
+            .and_then(|n| s.replica_sets.get(Some(meta::namespace(&pod)), n))
+        else {
+            continue;
+        };
+        for key in deployments_of(&s, &rs) {
+            feed::poke(handle, &key, DeploymentEvent::Resync).await;
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The endpoints controllers: one actor per Service under the `endpoints` supervisor
+//! computes the Service's Endpoints (as `endpoint-controller`) and EndpointSlices (as
+//! `endpointslice-controller`) from the ready and not-ready pods its selector picks, with
+//! `navarch_logic::endpoints`, and writes what differs.
+
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use navarch_actors::{
+    ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
+    ObjectLogic, SupervisorError, TapInfo,
+};
+use navarch_client::{Cache, CacheEvent, Client, Scope};
+use navarch_logic::endpoints::{self, SliceChanges};
+use navarch_logic::meta;
+use navarch_model::identity::{ENDPOINTSLICE_CONTROLLER, ENDPOINT_CONTROLLER};
+use navarch_model::kinds::{self, Kind};
+use navarch_model::options::{DeleteOptions, WriteOptions};
+use navarch_model::selector::LabelSelector;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::context::Ctx;
+use crate::feed;
+use crate::source::{key_of, CacheSource};
+
+fn services() -> &'static Kind {
+    navarch_client::kind("", "v1", "services")
+}
+
+fn endpoints_kind() -> &'static Kind {
+    navarch_client::kind("", "v1", "endpoints")
+}
+
+fn pods() -> &'static Kind {
+    navarch_client::kind("", "v1", "pods")
+}
+
+/// EndpointSlices, when this build serves them.
+fn slices_kind() -> Option<&'static Kind> {
+    kinds::lookup("discovery.k8s.io", "v1", "endpointslices")
+}
+
+/// The label tying an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+pub struct Shared {
+    services: Cache,
+    endpoints: Cache,
+    slices: Option<Cache>,
+    pods: Cache,
+    endpoints_client: Arc<dyn Client>,
+    slices_client: Arc<dyn Client>,
+    handle: OnceLock<KindHandle<EndpointsLogic>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EndpointsEvent {
+    /// Pods it may select changed: recompute.
+    Resync,
+}
+
+impl TapInfo for EndpointsEvent {
+    fn message_type(&self) -> std::borrow::Cow<'static, str> {
+        "Resync".into()
+    }
+}
+
+/// The writes that bring one Service's endpoints up to date.
+#[derive(Debug)]
+pub struct Step {
+    namespace: String,
+    /// The Endpoints to create (no `resourceVersion`) or replace (with one).
+    endpoints: Option<Value>,
+    slices: SliceChanges,
+}
+
+pub struct EndpointsLogic {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub struct EndpointsState {
+    key: ObjectKey,
+    summary: String,
+}
+
+impl EndpointsLogic {
+    fn step(&self, state: &mut EndpointsState) -> Decision<Step> {
+        let s = &self.shared;
+        let ns = state.key.namespace().unwrap_or("");
+        let name = state.key.name();
+        let Some(svc) = s.services.get(Some(ns), name) else {
+            return Ok(Vec::new());
+        };
+        let pods = s.pods.list_namespace(ns);
+        let endpoints = endpoints::endpoints_for(&svc, &pods).and_then(|mut desired| {
+            match s.endpoints.get(Some(ns), name) {
+                Some(existing) if !endpoints::endpoints_changed(&existing, &desired) => None,
+                Some(existing) => {
+                    desired["metadata"]["resourceVersion"] =
+                        existing["metadata"]["resourceVersion"].clone();
+                    Some(desired)
+                }
+                None => Some(desired),
+            }
+        });
+        let slices = match &s.slices {
+            Some(cache) => {
+                let existing: Vec<Arc<Value>> = cache
+                    .list_namespace(ns)
+                    .into_iter()
+                    .filter(|sl| meta::label(sl, SERVICE_NAME_LABEL) == Some(name))
+                    .collect();
+                endpoints::endpoint_slices_for(&svc, &pods, &existing)
+            }
+            None => SliceChanges::default(),
+        };
+        let ready = s
+            .endpoints
+            .get(Some(ns), name)
+            .map(|e| {
+                e["subsets"]
+                    .as_array()
+                    .map(|ss| {
+                        ss.iter()
+                            .map(|x| x["addresses"].as_array().map_or(0, Vec::len))
+                            .sum::<usize>()
+                    })
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        state.summary = format!("ready endpoints {ready}");
+        if endpoints.is_none()
+            && slices.create.is_empty()
+            && slices.update.is_empty()
+            && slices.delete.is_empty()
+        {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Step {
+            namespace: ns.to_string(),
+            endpoints,
+            slices,
+        }])
+    }
+}
+
+impl ObjectLogic for EndpointsLogic {
+    type Object = Arc<Value>;
+    type State = EndpointsState;
+    type Event = EndpointsEvent;
+    type Action = Step;
+
+    fn rebuild(&self, key: &ObjectKey, _object: Arc<Value>) -> EndpointsState {
+        EndpointsState {
+            key: key.clone(),
+            summary: String::new(),
+        }
+    }
+
+    fn on_start(&self, state: &mut EndpointsState) -> Decision<Step> {
+        self.step(state)
+    }
+
+    fn on_change(&self, state: &mut EndpointsState, _object: Arc<Value>) -> Decision<Step> {
+        self.step(state)
+    }
+
+    fn handle(&self, state: &mut EndpointsState, _event: EndpointsEvent) -> Decision<Step> {
+        self.step(state)
+    }
+
+    fn summary(&self, state: &EndpointsState) -> String {
+        state.summary.clone()
+    }
+}
+
+pub struct EndpointsEffects {
+    shared: Arc<Shared>,
+}
+
+impl Effects<Step> for EndpointsEffects {
+    fn perform(
+        &self,
+        _actor: &ActorPath,
+        steps: Vec<Step>,
+    ) -> BoxFuture<'static, Result<(), EffectError>> {
+        let s = self.shared.clone();
+        Box::pin(async move {
+            let opts = WriteOptions::default();
+            for step in steps {
+                let ns = step.namespace.as_str();
+                if let Some(ep) = step.endpoints {
+                    let name = meta::name(&ep).to_string();
+                    let result = if meta::resource_version(&ep).is_empty() {
+                        s.endpoints_client
+                            .create(endpoints_kind(), Some(ns), ep, &opts)
+                            .await
+                            .map(|_| ())
+                    } else {
+                        s.endpoints_client
+                            .update(endpoints_kind(), Some(ns), &name, None, ep, &opts)
+                            .await
+                            .map(|_| ())
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(endpoints = %name, error = %e, "endpoints not written");
+                    }
+                }
+                let Some(kind) = slices_kind() else {
+                    continue;
+                };
+                for slice in step.slices.create {
+                    if let Err(e) = s.slices_client.create(kind, Some(ns), slice, &opts).await {
+                        tracing::debug!(error = %e, "endpointslice not created");
+                    }
+                }
+                for slice in step.slices.update {
+                    let name = meta::name(&slice).to_string();
+                    if let Err(e) = s
+                        .slices_client
+                        .update(kind, Some(ns), &name, None, slice, &opts)
+                        .await
+                    {
+                        tracing::debug!(slice = %name, error = %e, "endpointslice not updated");
+                    }
+                }
+                for name in step.slices.delete {
+                    let _ = s
+                        .slices_client
+                        .delete(kind, Some(ns), &name, &DeleteOptions::default())
+                        .await;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The running endpoints controllers of one activation.
+pub struct EndpointsController {
+    pub handle: KindHandle<EndpointsLogic>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for EndpointsController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointsController").finish()
+    }
+}
+
+impl Drop for EndpointsController {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl EndpointsController {
+    pub async fn start(
+        group: &GroupHandle,
+        ctx: &Ctx,
+    ) -> Result<EndpointsController, SupervisorError> {
+        let shared = Arc::new(Shared {
+            services: ctx.cache(services()),
+            endpoints: ctx.cache(endpoints_kind()),
+            slices: slices_kind().map(|k| ctx.caches.scoped(Scope::kind(k))),
+            pods: ctx.cache(pods()),
+            endpoints_client: ctx.clients.client(&ENDPOINT_CONTROLLER),
+            slices_client: ctx.clients.client(&ENDPOINTSLICE_CONTROLLER),
+            handle: OnceLock::new(),
+        });
+        let spec = KindSpec::new(
+            "endpoints",
+            EndpointsLogic {
+                shared: shared.clone(),
+            },
+            Arc::new(CacheSource::new(shared.services.clone())),
+        )
+        .effects(Arc::new(EndpointsEffects {
+            shared: shared.clone(),
+        }));
+        let handle = group.supervise(spec).await?;
+        let _ = shared.handle.set(handle.clone());
+        let own = feed::spawn_own(handle.clone(), &shared.services);
+        let pods_task = tokio::spawn(feed_pods(shared.clone()));
+        Ok(EndpointsController {
+            handle,
+            tasks: vec![own, pods_task],
+        })
+    }
+}
+
+/// The Services of a pod's namespace whose selector matches it.
+fn services_of(s: &Shared, pod: &Value) -> Vec<ObjectKey> {
+    s.services
+        .list_namespace(meta::namespace(pod))
+        .iter()
+        .filter(|svc| {
+            svc["spec"]["selector"]
+                .as_object()
+                .is_some_and(|m| !m.is_empty())
+                && LabelSelector::from_object(
+                    &serde_json::json!({"matchLabels": svc["spec"]["selector"]}),
+                )
+                .is_ok_and(|sel| sel.matches(meta::labels(pod)))
+        })
+        .filter_map(|svc| key_of(svc))
+        .collect()
+}
+
+async fn feed_pods(s: Arc<Shared>) {
+    let mut sub = s.pods.subscribe();
+    while let Some(event) = sub.recv().await {
+        let Some(handle) = s.handle.get() else {
+            continue;
+        };
+        let mut keys = match &event {
+            CacheEvent::Added(p) | CacheEvent::Deleted(p) => services_of(&s, p),
+            CacheEvent::Updated { old, new } => {
+                let mut k = services_of(&s, old);
+                k.extend(services_of(&s, new));
+                k
+            }
+            CacheEvent::Resynced { .. } | CacheEvent::Lagged(_) => {
+                s.services.list().iter().filter_map(|x| key_of(x)).collect()
+            }
+        };
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            feed::poke(handle, &key, EndpointsEvent::Resync).await;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Feeding controllers from the watch caches: a kind's own objects go to its supervisor
+//! (which starts, updates and stops one actor per object), and changes of related objects
+//! (a ReplicaSet's pods, a Service's pods) poke the actors they concern. Pokes are hints:
+//! an actor re-reads the caches when it handles one, so a dropped poke is harmless while
+//! another is queued, and none carries state that could be stale.
+
+use std::sync::Arc;
+
+use navarch_actors::{KindHandle, ObjectKey, ObjectLogic};
+use navarch_client::{Cache, CacheEvent};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::source::key_of;
+
+/// Forwards every change of `cache` to the kind supervisor `handle`: added and updated
+/// objects start or update their actor, deleted ones stop it. After a relist or a lag every
+/// cached object is sent again (the supervisor ignores what did not change for a running
+/// actor's purposes: the actor re-reads anyway).
+pub fn spawn_own<L>(handle: KindHandle<L>, cache: &Cache) -> JoinHandle<()>
+where
+    L: ObjectLogic<Object = Arc<Value>>,
+{
+    let mut sub = cache.subscribe();
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        while let Some(event) = sub.recv().await {
+            match event {
+                CacheEvent::Added(o) | CacheEvent::Updated { new: o, .. } => {
+                    if let Some(key) = key_of(&o) {
+                        if handle.object_changed(key, o).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                CacheEvent::Deleted(o) => {
+                    if let Some(key) = key_of(&o) {
+                        if handle.object_removed(key).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                CacheEvent::Resynced { .. } | CacheEvent::Lagged(_) => {
+                    for o in cache.list() {
+                        if let Some(key) = key_of(&o) {
+                            if handle.object_changed(key, o).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Pokes the actor of `key`, if it runs, with `event`; a full mailbox drops the poke (the
+/// queued messages re-read the caches after this change anyway).
+pub async fn poke<L: ObjectLogic>(handle: &KindHandle<L>, key: &ObjectKey, event: L::Event) {
+    if let Ok(Some(child)) = handle.child(key).await {
+        let _ = child.try_send(event);
+    }
+}
+
+/// The key of a namespaced object's owner named in an owner reference.
+pub fn owner_key(obj: &Value, owner: &Value) -> Option<ObjectKey> {
+    let ns = obj["metadata"]["namespace"].as_str()?;
+    let name = owner["name"].as_str()?;
+    ObjectKey::namespaced(ns, name).ok()
+}

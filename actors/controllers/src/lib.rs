@@ -1,0 +1,192 @@
+//! The control plane as supervised actors: the controller manager of one master, with one
+//! supervisor per kind and one actor per object, and the scheduler, fed by the shared
+//! watch caches and writing through the API under each controller's own identity.
+//!
+//! Where to start reading:
+//! - [`ControlPlane`] (below): activation and deactivation. The control plane runs on the
+//!   master that leads the store, fenced to the Raft term it leads in: every write it makes
+//!   commits only in that term, so a deposed master's writes fail;
+//! - [`context`]: what the controllers of one activation share ([`Ctx`], [`Clients`]);
+//! - [`replicaset`], [`deployment`], [`nodes`], [`endpoints`]: one actor per object;
+//! - [`scheduler`]: the singleton placing pods;
+//! - [`feed`] and [`source`]: the caches as the actors' sources and event feeds;
+//! - [`recorder`]: the Events they record.
+//!
+//! The decisions are navarch-logic's pure functions; the actors here read the caches when
+//! a message arrives, call them, and carry the actions out.
+//!
+//! ```text
+//! /master/m1/controllers ── replicaset ── default/web-7d4b9 ...
+//!                        ├─ deployment ── default/web ...
+//!                        ├─ node ── n1, n2 ...
+//!                        ├─ endpoints ── default/web ...
+//!                        └─ scheduler
+//! ```
+
+pub mod context;
+pub mod deployment;
+pub mod endpoints;
+pub mod feed;
+pub mod nodes;
+pub mod recorder;
+pub mod replicaset;
+pub mod scheduler;
+pub mod source;
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use navarch_actors::{GroupHandle, GroupSpec, Root, SupervisorError};
+use navarch_client::SharedCaches;
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use context::{Clients, ControllerConfig, Ctx};
+
+/// Whether this master's control plane runs, as `/debug/controlplane` and `navctl` show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Activation {
+    pub active: bool,
+    /// The Raft term it is fenced to while active.
+    pub term: Option<u64>,
+    /// Unix seconds of the last activation or deactivation.
+    pub since: Option<u64>,
+    /// How many times it was activated since the process started.
+    pub activations: u64,
+}
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error("supervisor: {0}")]
+    Supervisor(#[from] SupervisorError),
+}
+
+struct Running {
+    group: GroupHandle,
+    _replicasets: replicaset::ReplicaSetController,
+    _deployments: deployment::DeploymentController,
+    _nodes: nodes::NodeController,
+    _endpoints: endpoints::EndpointsController,
+    _scheduler: scheduler::Scheduler,
+}
+
+/// The controller manager and scheduler of one master.
+pub struct ControlPlane {
+    root: Root,
+    caches: SharedCaches,
+    config: ControllerConfig,
+    running: tokio::sync::Mutex<Option<Running>>,
+    status: watch::Sender<Activation>,
+    activations: Mutex<u64>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ControlPlane {
+    /// A control plane that is not running yet. `caches` are the process's shared watch
+    /// caches (kept warm while standing by, so a takeover starts from memory).
+    pub fn new(root: Root, caches: SharedCaches, config: ControllerConfig) -> Arc<ControlPlane> {
+        Arc::new(ControlPlane {
+            root,
+            caches,
+            config,
+            running: tokio::sync::Mutex::new(None),
+            status: watch::Sender::new(Activation::default()),
+            activations: Mutex::new(0),
+        })
+    }
+
+    /// The current activation status.
+    pub fn status(&self) -> Activation {
+        self.status.borrow().clone()
+    }
+
+    /// Follows the status as it changes.
+    pub fn subscribe(&self) -> watch::Receiver<Activation> {
+        self.status.subscribe()
+    }
+
+    /// Starts the controllers and the scheduler for `term`, writing through `clients`
+    /// (fenced to `term`). A running activation of another term is stopped first.
+    pub async fn activate(
+        &self,
+        term: u64,
+        clients: Arc<dyn Clients>,
+    ) -> Result<(), ControlPlaneError> {
+        let mut running = self.running.lock().await;
+        if let Some(old) = running.take() {
+            let _ = old.group.shutdown().await;
+        }
+        let ctx = Ctx {
+            caches: self.caches.clone(),
+            clients,
+            clock: self.root.clock(),
+            config: self.config.clone(),
+            term,
+        };
+        let group = self.root.group(GroupSpec::new("controllers"))?;
+        let started = async {
+            Ok::<_, SupervisorError>(Running {
+                _replicasets: replicaset::ReplicaSetController::start(&group, &ctx).await?,
+                _deployments: deployment::DeploymentController::start(&group, &ctx).await?,
+                _nodes: nodes::NodeController::start(&group, &ctx).await?,
+                _endpoints: endpoints::EndpointsController::start(&group, &ctx).await?,
+                _scheduler: scheduler::Scheduler::start(&group, &ctx).await?,
+                group: group.clone(),
+            })
+        }
+        .await;
+        let started = match started {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = group.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        *running = Some(started);
+        let n = {
+            let mut a = self.activations.lock().unwrap_or_else(|p| p.into_inner());
+            *a += 1;
+            *a
+        };
+        self.status.send_replace(Activation {
+            active: true,
+            term: Some(term),
+            since: Some(unix_now()),
+            activations: n,
+        });
+        tracing::info!(term, "control plane active");
+        Ok(())
+    }
+
+    /// Stops the controllers and the scheduler (their writes were fenced anyway).
+    pub async fn deactivate(&self) {
+        let mut running = self.running.lock().await;
+        if let Some(old) = running.take() {
+            let _ = old.group.shutdown().await;
+            drop(old);
+            let n = *self.activations.lock().unwrap_or_else(|p| p.into_inner());
+            self.status.send_replace(Activation {
+                active: false,
+                term: None,
+                since: Some(unix_now()),
+                activations: n,
+            });
+            tracing::info!("control plane stopped");
+        }
+    }
+}
