@@ -210,6 +210,25 @@ fn decode_continue(
     ))
 }
 
+/// Sets the `PodScheduled` condition to `True` (a binding's doing).
+fn set_pod_scheduled(pod: &mut Value) {
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    let conds = &mut pod["status"]["conditions"];
+    if !conds.is_array() {
+        *conds = json!([]);
+    }
+    let list = conds.as_array_mut().expect("made an array above");
+    list.retain(|c| c["type"].as_str() != Some("PodScheduled"));
+    list.push(json!({
+        "type": "PodScheduled",
+        "status": "True",
+        "lastProbeTime": null,
+        "lastTransitionTime": now_rfc3339(),
+    }));
+}
+
 /// Pods bound to a node end gracefully: their node stops them, then deletes them.
 fn needs_grace(kind: &Kind, obj: &Value) -> bool {
     kind.kind == "Pod"
@@ -1226,6 +1245,8 @@ impl Storage {
                         let mut new = current.clone();
                         new["spec"]["nodeName"] = json!(node);
                         meta_mut(&mut new).remove("resourceVersion");
+                        // As kube-apiserver's binding does: the pod is now scheduled.
+                        set_pod_scheduled(&mut new);
                         Ok((new, Vec::new()))
                     }
                 }
