@@ -6,6 +6,7 @@
 //! `join.rs` is a master joining a running cluster; `bin/navarch-node.rs` joins a node; `bin/navctl.rs` is the operator's CLI over the HTTPS
 //! client (`navarch-client`), with `navctl bench` calling `navarch-bench`.
 
+pub mod control;
 pub mod credentials;
 pub mod join;
 pub mod navctl;

@@ -67,6 +67,16 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("navarch-actors", &["navarch-net"][..]),
         ("navarch-model", &[][..]),
         ("navarch-client", &["navarch-model"][..]),
+        ("navarch-logic", &["navarch-model"][..]),
+        (
+            "navarch-controllers",
+            &[
+                "navarch-actors",
+                "navarch-client",
+                "navarch-logic",
+                "navarch-model",
+            ][..],
+        ),
         (
             "navarch-apiserver",
             &[
@@ -89,6 +99,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "navarch-apiserver",
                 "navarch-bench",
                 "navarch-client",
+                "navarch-controllers",
+                "navarch-logic",
                 "navarch-model",
                 "navarch-net",
                 "navarch-store",

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::{App, HttpServer};
@@ -14,8 +14,11 @@ use navarch_apiserver::audit::AuditLog;
 use navarch_apiserver::http::{self, HttpLimits, HttpState};
 use navarch_apiserver::{ApiServer, ApiServerConfig, DebugHooks, TokenFile};
 use navarch_bins::join::{self, JoinedMember};
-use navarch_bins::{credentials, init_logging};
+use navarch_bins::{control, credentials, init_logging};
+use navarch_client::SharedCaches;
+use navarch_controllers::{ControlPlane, ControllerConfig};
 use navarch_model::authz::Binding;
+use navarch_model::identity;
 use navarch_net::fault::FaultInjector;
 use navarch_net::{Endpoint, JoinAuthority, NetConfig, Router};
 use navarch_store::election::Timing;
@@ -133,6 +136,13 @@ struct RunArgs {
     /// Messages the actor message tap keeps in memory (`/debug/messages`).
     #[arg(long, default_value_t = 10_000)]
     tap_capacity: usize,
+    /// A node whose Lease (or status heartbeat) is older than this many seconds becomes
+    /// unknown and is tainted unreachable.
+    #[arg(long, default_value_t = 20)]
+    node_monitor_grace_period: u64,
+    /// Do not run the controllers and the scheduler on this master, even when it leads.
+    #[arg(long)]
+    no_control_plane: bool,
 }
 
 fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
@@ -332,13 +342,51 @@ async fn run(args: RunArgs) -> Result<()> {
     api_cfg.tokens = tokens;
     api_cfg.bindings = bindings;
     api_cfg.audit = Some(Arc::new(audit));
+    // The control plane is made once the API server exists (it reads and writes through
+    // it); the debug view reads it from here.
+    let control_slot: Arc<OnceLock<Arc<ControlPlane>>> = Arc::new(OnceLock::new());
+    let control_view = control_slot.clone();
+    let master_name = args.name.clone();
     api_cfg.debug = Some(DebugHooks {
         registry: root.registry(),
         tap: root.tap(),
         faults,
+        views: vec![(
+            "controlplane",
+            Arc::new(move || {
+                let mut v = match control_view.get() {
+                    Some(cp) => serde_json::json!(cp.status()),
+                    None => serde_json::json!({"active": false, "disabled": true}),
+                };
+                v["master"] = serde_json::json!(master_name);
+                v
+            }),
+        )],
     });
     api_cfg.server_address = server_url.trim_start_matches("https://").to_string();
     let api = ApiServer::start(api_cfg);
+    if !args.no_control_plane {
+        // The shared watch caches of this master's controllers, kept warm while it stands by.
+        let caches = SharedCaches::new(Arc::new(
+            api.client(identity::CONTROLLER_MANAGER.user_info()),
+        ));
+        let control_plane = ControlPlane::new(
+            root.clone(),
+            caches,
+            ControllerConfig {
+                host: args.name.clone(),
+                node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
+                ..ControllerConfig::default()
+            },
+        );
+        let _ = control_slot.set(control_plane.clone());
+        // The actors live on this thread's arbiter: activations must start from it.
+        actix_rt::spawn(control::follow_leadership(
+            member.clone(),
+            api.clone(),
+            control_plane,
+        ));
+    }
     let bootstrap = api.clone();
     tokio::spawn(async move {
         // Every master makes sure the system namespaces and the bootstrap RBAC policy exist

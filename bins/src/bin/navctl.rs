@@ -60,6 +60,10 @@ enum Command {
     Delete(navctl::DeleteArgs),
     /// Show objects in detail, with their events.
     Describe(navctl::DescribeArgs),
+    /// Where a Deployment's pods would go and what would change, without doing it.
+    Plan(navctl::plan::PlanArgs),
+    /// Whether each master's control plane (controllers and scheduler) is active.
+    Controlplane(navctl::ControlPlaneArgs),
     /// The store's raw keys and values over QUIC: get, list, put, delete, watch.
     Store {
         #[command(subcommand)]
@@ -169,6 +173,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Apply(a) => navctl::apply(a).await?,
         Command::Delete(a) => navctl::delete(a).await?,
         Command::Describe(a) => navctl::describe(a).await?,
+        Command::Plan(a) => navctl::plan::plan(a).await?,
+        Command::Controlplane(a) => navctl::control_plane(a).await?,
         Command::Store { command } => store(&cli, command).await?,
         Command::Member { command } => member(&cli, command).await?,
         Command::Bench { what } => navarch_bench::run(what).await?,

@@ -5,7 +5,8 @@
 //! - [`resource`] resolves `deploy`, `deployments.apps`, `deploy/web` to a served kind;
 //! - [`output`] prints server-side Tables as aligned columns;
 //! - [`manifest`] reads YAML/JSON manifests (several documents, `List`s, directories);
-//! - [`describe`] renders one object and its events as text.
+//! - [`describe`] renders one object and its events as text;
+//! - [`plan`] shows where a Deployment's pods would go, changing nothing.
 //!
 //! Errors read like kubectl's: `error: ...` for local problems, `Error from server (Reason):
 //! message` for the API's Status; [`report`] formats them and the binary exits with 1.
@@ -13,6 +14,7 @@
 pub mod describe;
 pub mod manifest;
 pub mod output;
+pub mod plan;
 pub mod resource;
 
 use std::path::PathBuf;
@@ -621,4 +623,74 @@ mod tests {
         assert_eq!(desired_view(&a), desired_view(&b));
         assert_ne!(desired_view(&a), desired_view(&c));
     }
+}
+
+/// `navctl controlplane`.
+#[derive(Args, Debug)]
+pub struct ControlPlaneArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// A master's API URL to ask (repeat for each master) [default: the kubeconfig's server].
+    #[arg(long = "server")]
+    pub servers: Vec<String>,
+}
+
+/// `navctl controlplane`: asks each master whether its control plane runs (its
+/// `/debug/controlplane`), one line per master.
+pub async fn control_plane(a: &ControlPlaneArgs) -> Result<()> {
+    let path = a.conn.kubeconfig_path();
+    let cfg =
+        Kubeconfig::load(&path).with_context(|| format!("error: kubeconfig {}", path.display()))?;
+    let servers = if a.servers.is_empty() {
+        vec![cfg.server.to_string()]
+    } else {
+        a.servers.clone()
+    };
+    let mut table = TextTable {
+        headers: ["SERVER", "MASTER", "CONTROL PLANE", "TERM", "ACTIVATIONS"]
+            .map(String::from)
+            .to_vec(),
+        rows: Vec::new(),
+    };
+    for server in servers {
+        let mut https = navarch_client::HttpsConfig::from_kubeconfig(&cfg);
+        https.servers = vec![server
+            .parse()
+            .map_err(|e| anyhow::anyhow!("error: --server {server:?}: {e}"))?];
+        let client = HttpsClient::new(https).context("error: an HTTPS client")?;
+        let row = match client
+            .raw(
+                navarch_client::https::Method::GET,
+                "/debug/controlplane",
+                None,
+            )
+            .await
+            .and_then(|r| r.json())
+        {
+            Ok(v) => vec![
+                server.clone(),
+                v["master"].as_str().unwrap_or("?").to_string(),
+                if v["active"] == json!(true) {
+                    "active"
+                } else {
+                    "standby"
+                }
+                .to_string(),
+                v["term"]
+                    .as_u64()
+                    .map_or("-".to_string(), |t| t.to_string()),
+                v["activations"].as_u64().unwrap_or(0).to_string(),
+            ],
+            Err(e) => vec![
+                server.clone(),
+                "?".into(),
+                format!("unreachable: {e}"),
+                "-".into(),
+                "-".into(),
+            ],
+        };
+        table.rows.push(row);
+    }
+    print!("{}", table.render());
+    Ok(())
 }
