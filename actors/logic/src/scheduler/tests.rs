@@ -718,6 +718,9 @@ fn bookkeeping_stays_exact() {
     // with no pods is gone.
     s.add_pod(&bound(pod("early", "1", ""), "late"));
     assert_eq!(s.node_names(), vec!["a".to_string(), "b".to_string()]);
+    assert!(explain(&s, &pod("p", "", ""))
+        .iter()
+        .all(|v| v.node != "late"));
     s.upsert_node(&std_node("late"));
     assert_eq!(s.node("late").unwrap().requested.milli_cpu, 1000);
     s.remove_node("a");
