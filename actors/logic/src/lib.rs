@@ -15,13 +15,15 @@
 //! - [`scheduler`]: filters and scores placing a pod on a node;
 //! - [`nodes`]: node lifecycle (lease expiry, the unreachable taint, evictions);
 //! - [`endpoints`]: a Service's Endpoints and EndpointSlices;
-//! - [`events`]: Events, deduplicated with counts and rate-limited.
+//! - [`events`]: Events, deduplicated with counts and rate-limited;
+//! - [`gc`]: the garbage collector (dependents of owners that are gone).
 //!
 //! Times are Unix seconds (`i64`) passed in by the caller: the logic never reads a clock.
 
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
+pub mod gc;
 pub mod meta;
 pub mod nodes;
 pub mod replicaset;
