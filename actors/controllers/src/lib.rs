@@ -8,7 +8,7 @@
 //!   commits only in that term, so a deposed master's writes fail;
 //! - [`context`]: what the controllers of one activation share ([`Ctx`], [`Clients`]);
 //! - [`replicaset`], [`deployment`], [`nodes`], [`endpoints`]: one actor per object;
-//! - [`scheduler`]: the singleton placing pods;
+//! - [`scheduler`]: the singleton placing pods; [`gc`]: the garbage collector;
 //! - [`feed`] and [`source`]: the caches as the actors' sources and event feeds;
 //! - [`recorder`]: the Events they record.
 //!
@@ -20,13 +20,15 @@
 //!                        ├─ deployment ── default/web ...
 //!                        ├─ node ── n1, n2 ...
 //!                        ├─ endpoints ── default/web ...
-//!                        └─ scheduler
+//!                        ├─ scheduler
+//!                        └─ garbage-collector
 //! ```
 
 pub mod context;
 pub mod deployment;
 pub mod endpoints;
 pub mod feed;
+pub mod gc;
 pub mod nodes;
 pub mod recorder;
 pub mod replicaset;
@@ -69,6 +71,7 @@ struct Running {
     _nodes: nodes::NodeController,
     _endpoints: endpoints::EndpointsController,
     _scheduler: scheduler::Scheduler,
+    _gc: gc::GarbageCollector,
 }
 
 /// The controller manager and scheduler of one master.
@@ -146,6 +149,7 @@ impl ControlPlane {
                 _nodes: nodes::NodeController::start(&group, &ctx).await?,
                 _endpoints: endpoints::EndpointsController::start(&group, &ctx).await?,
                 _scheduler: scheduler::Scheduler::start(&group, &ctx).await?,
+                _gc: gc::GarbageCollector::start(&group, &ctx).await?,
                 group: group.clone(),
             })
         }

@@ -206,3 +206,84 @@ async fn the_scheduler_binds_each_pod_once_across_restarts() {
         "pods per node: {on:?}"
     );
 }
+
+#[actix_rt::test]
+async fn the_collector_deletes_what_a_dead_owner_left_behind() {
+    let fake = Arc::new(FakeClient::new());
+    // As a master that died between deleting a Deployment and its ReplicaSet would leave
+    // it: the ReplicaSet names an owner that is gone; a pod names it and a live owner.
+    let live = fake
+        .create(
+            kind("apps", "deployments"),
+            Some("default"),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "live", "namespace": "default"},
+                   "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "none"}},
+                            "template": {"metadata": {"labels": {"app": "none"}},
+                                         "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap()
+        .object;
+    let gone_ref = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "gone",
+                          "uid": "00000000-dead", "controller": true});
+    let live_ref = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "live",
+                          "uid": live["metadata"]["uid"]});
+    let mut orphaned = replica_set(0);
+    orphaned["metadata"]["name"] = json!("left-behind");
+    orphaned["metadata"]["ownerReferences"] = json!([gone_ref]);
+    fake.create(
+        kind("apps", "replicasets"),
+        Some("default"),
+        orphaned,
+        &WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "shared", "namespace": "default",
+                     "ownerReferences": [gone_ref, live_ref]},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}});
+    fake.create(
+        kind("", "pods"),
+        Some("default"),
+        pod,
+        &WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (_root, _cp) = start(&fake).await;
+    eventually(
+        Duration::from_secs(10),
+        "the dangling ReplicaSet deleted",
+        || async {
+            fake.get(
+                kind("apps", "replicasets"),
+                Some("default"),
+                "left-behind",
+                &Default::default(),
+            )
+            .await
+            .is_err_and(|e| e.is_not_found())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the gone owner dropped from the pod",
+        || async {
+            let p = fake
+                .get(
+                    kind("", "pods"),
+                    Some("default"),
+                    "shared",
+                    &Default::default(),
+                )
+                .await
+                .unwrap();
+            p["metadata"]["ownerReferences"].as_array().map(Vec::len) == Some(1)
+        },
+    )
+    .await;
+}
