@@ -9,6 +9,9 @@
 //! `navctl bench failover` (see `failover`): SIGKILLs of the leader and a rolling SIGTERM
 //! restart under write load, navarch against etcd.
 //!
+//! `navctl bench scheduler` (see `scheduler`): bindings per second and creation-to-binding
+//! latency with a thousand hollow nodes, and the masters' memory.
+//!
 //! The crate is the benchmarks' home; `navctl bench` (in `bins`) only parses and calls it.
 //!
 //! Both clusters are started by the benchmark from temporary data dirs and killed when it ends,
@@ -19,6 +22,7 @@ mod etcd;
 mod failover;
 mod navarch;
 mod procs;
+mod scheduler;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -49,9 +53,13 @@ pub enum BenchCommand {
     /// Time from a SIGKILL of the leader to the first write acknowledged through a survivor
     /// (p50, p99) and the longest write stall of a rolling SIGTERM restart, against etcd.
     Failover(FailoverBenchArgs),
+    /// Pods bound per second and creation-to-binding p50/p99 with 1,000 hollow nodes on
+    /// three masters, and the masters' resident memory idle and loaded.
+    Scheduler(SchedulerBenchArgs),
 }
 
 pub use failover::FailoverBenchArgs;
+pub use scheduler::SchedulerBenchArgs;
 
 /// How the HTTPS clients of `navctl bench api` hold their connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -168,6 +176,13 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
             api::validate(args)?;
             in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
                 api::run(args, &root).await
+            })
+            .await
+        }
+        BenchCommand::Scheduler(args) => {
+            scheduler::validate(args)?;
+            in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
+                scheduler::run(args, &root).await
             })
             .await
         }

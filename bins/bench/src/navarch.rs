@@ -170,6 +170,16 @@ impl NavarchCluster {
         self.members.iter().map(|m| m.api).collect()
     }
 
+    /// The QUIC address of each member (what nodes join and link to), in member order.
+    pub(crate) fn peer_addrs(&self) -> Vec<SocketAddr> {
+        self.members.iter().map(|m| m.peer).collect()
+    }
+
+    /// Starts one more process under the cluster's supervision (killed with it).
+    pub(crate) fn spawn_extra(&mut self, name: &str, cmd: Command, log: &Path) -> Result<()> {
+        self.procs.spawn(name, cmd, log)
+    }
+
     /// The admin identity (group `system:masters`) issued from the cluster CA at start.
     pub(crate) fn admin(&self) -> &Identity {
         &self.admin
