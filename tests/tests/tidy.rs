@@ -66,7 +66,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("navarch-store", &["navarch-net"][..]),
         ("navarch-actors", &["navarch-net"][..]),
         ("navarch-model", &[][..]),
-        ("navarch-client", &["navarch-model"][..]),
+        ("navarch-client", &["navarch-model", "navarch-net"][..]),
         (
             "navarch-apiserver",
             &[
