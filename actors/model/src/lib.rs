@@ -31,6 +31,7 @@ pub mod review;
 pub mod selector;
 pub mod status;
 pub mod table;
+pub mod time;
 pub mod validate;
 pub mod watch;
 
