@@ -77,6 +77,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "navarch-store",
             ][..],
         ),
+        (
+            "navarch-agent",
+            &["navarch-client", "navarch-model", "navarch-net"][..],
+        ),
         ("navarch-runtime", &[][..]),
         (
             "navarch-bench",
@@ -86,6 +90,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             "navarch-bins",
             &[
                 "navarch-actors",
+                "navarch-agent",
                 "navarch-apiserver",
                 "navarch-bench",
                 "navarch-client",
