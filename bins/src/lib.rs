@@ -3,7 +3,8 @@
 //!
 //! The binaries are thin: `bin/navarch-master.rs` binds the QUIC endpoint, starts a store
 //! member and the API server (`navarch-apiserver`) and serves it over HTTPS;
-//! `join.rs` is a master joining a running cluster; `bin/navarch-node.rs` joins a node; `bin/navctl.rs` is the operator's CLI over the HTTPS
+//! `join.rs` is a master joining a running cluster; `bin/navarch-node.rs` joins a node, or
+//! runs hollow nodes (`navarch-agent`); `bin/navctl.rs` is the operator's CLI over the HTTPS
 //! client (`navarch-client`), with `navctl bench` calling `navarch-bench`.
 
 pub mod control;

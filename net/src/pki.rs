@@ -209,6 +209,12 @@ pub fn spki_sha256_of_der(cert_der: &[u8]) -> Result<String, PkiError> {
     ))
 }
 
+/// `"sha256:<64 hex>"` of the SubjectPublicKeyInfo of the first certificate of a PEM (a
+/// node checks that the CA it stored is the one its `--ca-hash` pins).
+pub fn spki_sha256_of_pem(pem: &str) -> Result<String, PkiError> {
+    spki_sha256_of_der(&cert_der_from_pem(pem, "certificate")?)
+}
+
 fn random_serial() -> SerialNumber {
     let mut b: [u8; 16] = rand::random();
     b[0] &= 0x7f;

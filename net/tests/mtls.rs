@@ -336,3 +336,46 @@ async fn join_with_wrong_ca_hash_fails() {
         "got {res:?}"
     );
 }
+
+#[tokio::test]
+async fn siblings_share_one_socket_each_with_its_own_identity() {
+    init_tracing();
+    let pki = pki();
+    let srv = server(NetConfig::new("master", pki.member("master")));
+    let addr = srv.local_addr().unwrap();
+    let root = Endpoint::client(NetConfig::new(
+        "hollow",
+        Identity::anonymous(pki.ca.cert_pem()),
+    ))
+    .unwrap();
+    let n0 = root.sibling(NetConfig::new("n0", pki.node("n0"))).unwrap();
+    let n1 = root.sibling(NetConfig::new("n1", pki.node("n1"))).unwrap();
+    assert_eq!(n0.local_addr().unwrap(), root.local_addr().unwrap());
+    assert_eq!(n1.local_addr().unwrap(), root.local_addr().unwrap());
+    let who = |ep: &Endpoint| {
+        let p = ep.peer("master", addr, ExpectedPeer::Master);
+        async move { p.call::<_, WhoAmI>("test.whoami", &()).await }
+    };
+    assert_eq!(
+        who(&n0).await.unwrap().peer.unwrap().common_name,
+        "system:node:n0"
+    );
+    assert_eq!(
+        who(&n1).await.unwrap().peer.unwrap().common_name,
+        "system:node:n1"
+    );
+
+    // Closing a sibling ends its own connections only.
+    n0.close();
+    assert_eq!(who(&n0).await.unwrap_err(), RpcError::Closed);
+    assert_eq!(
+        who(&n1).await.unwrap().peer.unwrap().common_name,
+        "system:node:n1"
+    );
+
+    // A disconnected peer dials again on the next call.
+    let p1 = n1.peer("master", addr, ExpectedPeer::Master);
+    p1.disconnect().await;
+    let again: WhoAmI = p1.call("test.whoami", &()).await.unwrap();
+    assert_eq!(again.peer.unwrap().common_name, "system:node:n1");
+}

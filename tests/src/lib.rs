@@ -470,6 +470,139 @@ impl Cluster {
     }
 }
 
+/// A `navarch-node` process (one or several hollow nodes), its output in a log file; killed
+/// when dropped, its log's tail printed unless [`NodeProc::passed`] was called.
+pub struct NodeProc {
+    pub log: PathBuf,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    passed: bool,
+}
+
+impl NodeProc {
+    /// Starts `navarch-node` joining through `cluster`'s member `via` (its bootstrap token and
+    /// CA pin), with its data dir and log under the cluster's temporary dir, and `args`
+    /// (`--hollow`, `--master ...`, ...).
+    pub async fn start(
+        cluster: &Cluster,
+        via: usize,
+        name: &str,
+        args: &[&str],
+    ) -> Result<NodeProc> {
+        let data_dir = cluster.dir.path().join(format!("node-{name}"));
+        let (token, ca_hash) = cluster.join_secrets(via).await?;
+        let mut all: Vec<String> = vec![
+            "--name".into(),
+            name.into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--token".into(),
+            token,
+            "--ca-hash".into(),
+            ca_hash,
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let mut n = NodeProc {
+            log: cluster.dir.path().join(format!("node-{name}.log")),
+            data_dir,
+            args: all,
+            child: None,
+            passed: false,
+        };
+        n.spawn()?;
+        Ok(n)
+    }
+
+    /// Starts the process again with the same flags (after [`NodeProc::kill`]).
+    pub fn spawn(&mut self) -> Result<()> {
+        assert!(self.child.is_none(), "the node process is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new(bin("navarch-node"));
+        cmd.args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("NAVARCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        self.child = Some(cmd.spawn().context("spawn navarch-node")?);
+        Ok(())
+    }
+
+    /// SIGKILLs the process and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything the process has written so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn passed(&mut self) {
+        self.passed = true;
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() || !self.passed {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!(
+                "----- last lines of navarch-node ({}) -----",
+                self.log.display()
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Member `i`'s bootstrap token and CA pin (`join-token`, `ca-hash` in its data dir),
+    /// once it has written them.
+    pub async fn join_secrets(&self, i: usize) -> Result<(String, String)> {
+        let dir = &self.members[i].data_dir;
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        wait_for(
+            Duration::from_secs(30),
+            "the master's join token and ca hash",
+            || async { Some((read("join-token")?, read("ca-hash")?)) },
+        )
+        .await
+    }
+
+    /// The records of member `i`'s audit log so far, as JSON.
+    pub fn audit(&self, i: usize) -> Vec<Value> {
+        std::fs::read_to_string(self.members[i].data_dir.join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {

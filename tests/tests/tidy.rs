@@ -66,7 +66,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("navarch-store", &["navarch-net"][..]),
         ("navarch-actors", &["navarch-net"][..]),
         ("navarch-model", &[][..]),
-        ("navarch-client", &["navarch-model"][..]),
+        ("navarch-client", &["navarch-model", "navarch-net"][..]),
         ("navarch-logic", &["navarch-model"][..]),
         (
             "navarch-controllers",
@@ -87,6 +87,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "navarch-store",
             ][..],
         ),
+        (
+            "navarch-agent",
+            &["navarch-client", "navarch-model", "navarch-net"][..],
+        ),
         ("navarch-runtime", &[][..]),
         (
             "navarch-bench",
@@ -96,6 +100,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             "navarch-bins",
             &[
                 "navarch-actors",
+                "navarch-agent",
                 "navarch-apiserver",
                 "navarch-bench",
                 "navarch-client",

@@ -12,11 +12,11 @@ use navarch_net::pki::PeerIdentity;
 /// What a request presents to prove who sent it.
 #[derive(Clone, Debug)]
 pub enum Credentials {
-    /// An in-process component (a controller, the scheduler, the node link serving a node):
-    /// the caller built the identity and is trusted with it.
+    /// An in-process component (a controller, the scheduler): the caller built the
+    /// identity and is trusted with it.
     Component(User),
-    /// What an HTTPS request presented: the verified client certificate of its connection
-    /// and the `Authorization` header, if any.
+    /// What a request presented: the verified client certificate of its connection (HTTPS,
+    /// or a node's QUIC link) and the `Authorization` header, if any (HTTPS only).
     Presented {
         client_cert: Option<PeerIdentity>,
         authorization: Option<String>,

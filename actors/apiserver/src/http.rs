@@ -34,8 +34,7 @@ use crate::request::{Body, Origin, Reply, RequestHead, Transport};
 use crate::time::unix_now;
 use crate::ApiServer;
 
-/// Largest request body accepted (Kubernetes' limit is 3 MiB too).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
+pub use crate::request::MAX_BODY;
 /// The header that carries a request's correlation id, in and out.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 

@@ -1,7 +1,7 @@
-//! The in-process [`Client`]: a component of the master (a controller, the scheduler, the
-//! node link serving a node) calls the API through the same pipeline as any HTTPS client,
-//! under its own identity, authorized, admitted, validated and audited, without TLS and
-//! without encoding objects to bytes. Its requests are bounded by their own limit, not by
+//! The in-process [`Client`]: a component of the master (a controller, the scheduler) calls
+//! the API through the same pipeline as any HTTPS client, under its own identity,
+//! authorized, admitted, validated and audited, without TLS and without encoding objects to
+//! bytes. Its requests are bounded by their own limit, not by
 //! HTTP's in-flight limits.
 
 use futures::future::BoxFuture;
@@ -36,7 +36,13 @@ impl std::fmt::Debug for InProcessClient {
     }
 }
 
-fn path_of(kind: &Kind, ns: Option<&str>, name: Option<&str>, sub: Option<&str>) -> String {
+/// The path an HTTPS request for the same target would have (for the audit record).
+pub(crate) fn path_of(
+    kind: &Kind,
+    ns: Option<&str>,
+    name: Option<&str>,
+    sub: Option<&str>,
+) -> String {
     let mut p = kind.gv_path();
     if let Some(ns) = ns.filter(|_| kind.namespaced) {
         p.push_str(&format!("/namespaces/{ns}"));

@@ -10,6 +10,8 @@
 //! - `request`: the transport-free request head, body and reply;
 //! - `inprocess`: the in-process [`navarch_client::Client`], which runs the pipeline under a
 //!   component's identity;
+//! - `nodelink`: the `node.*` QUIC service, which runs node agents' requests through the
+//!   pipeline as their certificate identity;
 //! - `http`: the actix-web layer, which only turns HTTP into requests and replies into HTTP
 //!   (TLS, the in-flight limits, content negotiation, chunked watches);
 //! - `storage`, `gc`, `reservations`: the verbs on the store; `watch`: typed watch streams
@@ -30,6 +32,7 @@ mod gc;
 pub mod http;
 pub mod inprocess;
 mod metrics;
+pub mod nodelink;
 mod nonresource;
 pub mod request;
 mod reservations;
@@ -51,6 +54,7 @@ use navarch_store::Member;
 pub use authn::{Credentials, TokenFile};
 pub use inprocess::InProcessClient;
 pub use metrics::GaugeGuard;
+pub use nodelink::{NodeLink, NodeLinkLimits};
 pub use request::{Body, Origin, Reply, RequestHead, Target, Transport};
 pub use storage::SYSTEM_NAMESPACES;
 

@@ -40,11 +40,16 @@ impl Target {
     }
 }
 
+/// Largest request body accepted, whatever the transport (Kubernetes' limit is 3 MiB too).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
 /// How a request reached the server (for the audit log).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Https,
     InProcess,
+    /// A node agent's QUIC link (`nodelink`).
+    NodeLink,
 }
 
 impl Transport {
@@ -52,6 +57,7 @@ impl Transport {
         match self {
             Transport::Https => "https",
             Transport::InProcess => "in-process",
+            Transport::NodeLink => "node-link",
         }
     }
 }

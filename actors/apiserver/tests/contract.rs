@@ -1,11 +1,11 @@
-//! The client contract suite (`navarch_client::contract`) run against both implementations
+//! The client contract suite (`navarch_client::contract`) run against every implementation
 //! of `Client` on one API server: the in-process client, which runs the pipeline under a
-//! component's identity, and the HTTPS client through the actix-web layer. Both must pass the
-//! same scenarios; an in-process client whose identity may not write gets 403, and the audit
-//! log names that identity.
+//! component's identity, the HTTPS client through the actix-web layer, and the node link
+//! client over QUIC. All must pass the same scenarios; an in-process client whose identity
+//! may not write gets 403, and the audit log names that identity.
 //!
 //! The server is in this process: a single-member store in a temporary dir, the API server,
-//! and its HTTPS layer on 127.0.0.1.
+//! its HTTPS layer on 127.0.0.1 and its node link on the store's QUIC endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +14,10 @@ use std::time::Duration;
 use actix_web::{App, HttpServer};
 use navarch_apiserver::audit::AuditLog;
 use navarch_apiserver::http::{self, HttpLimits, HttpState};
+use navarch_apiserver::nodelink::{self, NodeLinkLimits};
 use navarch_apiserver::{ApiServer, ApiServerConfig};
 use navarch_client::kubeconfig::{ClientCert, Secret};
-use navarch_client::{contract, Client, HttpsClient, HttpsConfig};
+use navarch_client::{contract, Client, HttpsClient, HttpsConfig, LinkClient};
 use navarch_model::authz::User;
 use navarch_net::pki::{ClusterCa, ORG_ADMINS};
 use navarch_net::{Endpoint, NetConfig, Router};
@@ -29,6 +30,8 @@ struct Server {
     https: HttpsClient,
     /// An HTTPS client whose certificate carries no role.
     https_nobody: HttpsClient,
+    link: LinkClient,
+    link_nobody: LinkClient,
     audit: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -53,6 +56,7 @@ async fn start() -> Server {
     let mut api_cfg = ApiServerConfig::new(member, tokio::runtime::Handle::current());
     api_cfg.audit = Some(Arc::new(AuditLog::open(&audit_path, 1 << 24, 2).unwrap()));
     let api = ApiServer::start(api_cfg);
+    nodelink::mount(&router, &api, NodeLinkLimits::default()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), async {
         while api.ensure_bootstrap().await.is_err() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -96,9 +100,18 @@ async fn start() -> Server {
     };
     let https = https_for("contract-admin", &[ORG_ADMINS]);
     let https_nobody = https_for("https-nobody", &[]);
+    let link_for = |cn: &str, orgs: &[&str]| {
+        let id = ca.issue_client(cn, orgs, YEAR).unwrap();
+        let ep = Endpoint::client(NetConfig::new(cn, id)).unwrap();
+        LinkClient::new(&ep, &[addr], "contract-test").unwrap()
+    };
+    let link = link_for("link-admin", &[ORG_ADMINS]);
+    let link_nobody = link_for("link-nobody", &[]);
     Server {
         https,
         https_nobody,
+        link,
+        link_nobody,
         api,
         audit: audit_path,
         _dir: dir,
@@ -113,7 +126,7 @@ fn admin_identity() -> User {
 }
 
 #[test]
-fn both_clients_pass_the_contract_and_an_unauthorized_component_is_refused_and_audited() {
+fn every_client_passes_the_contract_and_an_unauthorized_component_is_refused_and_audited() {
     actix_web::rt::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -132,6 +145,7 @@ fn both_clients_pass_the_contract_and_an_unauthorized_component_is_refused_and_a
         for (name, admin, unprivileged) in [
             ("inproc", &in_process as &dyn Client, &nobody as &dyn Client),
             ("https", &s.https, &s.https_nobody),
+            ("link", &s.link, &s.link_nobody),
         ] {
             let report = contract::run_all(admin, Some(unprivileged), name).await;
             report.assert_passed();
@@ -159,6 +173,10 @@ fn both_clients_pass_the_contract_and_an_unauthorized_component_is_refused_and_a
             .expect("the refused create is audited");
         assert_eq!(line["code"], 403);
         assert_eq!(line["transport"], "in-process");
+        // Link requests are audited as the certificate's user, over the node link.
+        assert!(audit.lines().any(|l| l.contains("\"user\":\"link-admin\"")
+            && l.contains("\"transport\":\"node-link\"")
+            && l.contains("\"code\":201")));
         // The in-process admin's writes are audited under its own name too.
         assert!(audit.lines().any(|l| l.contains("system:controller:contract-admin")
             && l.contains("\"verb\":\"create\"")

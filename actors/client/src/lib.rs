@@ -9,23 +9,27 @@
 //! Where to start reading:
 //! - [`Client`] (below) and its types;
 //! - [`https`]: [`HttpsClient`], the trait over HTTPS, with [`kubeconfig`] loading;
+//! - [`link`]: [`LinkClient`], the trait over a node's QUIC link to the masters, and the
+//!   link's wire types (the API server's `nodelink` serves them);
 //! - [`cache`]: shared watch caches ([`SharedCaches`], [`Cache`]), what controllers read;
 //! - [`testing`]: an in-memory [`testing::FakeClient`] and a fault-injecting decorator;
 //! - `contract` (feature `contract`): the scenarios every `Client` must pass.
 //!
 //! Architecture invariant: this crate knows nothing of the store or of the API server's
-//! insides; it depends on the object model only.
+//! insides; it depends on the object model, and on `navarch-net` for the node link's QUIC.
 
 pub mod cache;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod https;
 pub mod kubeconfig;
+pub mod link;
 pub mod testing;
 
 pub use cache::{Cache, CacheConfig, CacheEvent, Scope, SharedCaches, Subscription};
 pub use https::{HttpsClient, HttpsConfig};
 pub use kubeconfig::Kubeconfig;
+pub use link::LinkClient;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;

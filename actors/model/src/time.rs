@@ -1,4 +1,8 @@
-//! Kubernetes' whole-second RFC 3339 times (`2026-11-25T21:54:07Z`) to and from Unix seconds.
+//! Kubernetes' timestamps as text: whole-second RFC 3339 (`metav1.Time`, most timestamps of
+//! an object) to and from Unix seconds, and RFC 3339 with microseconds (`metav1.MicroTime`,
+//! a Lease's `renewTime`). Pure: the instant comes from the caller.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Formats Unix seconds as `2026-11-25T21:54:07Z` (Kubernetes' whole-second `Time`).
 pub fn format_rfc3339(secs: i64) -> String {
@@ -76,6 +80,19 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + mi * 60 + sec - offset)
 }
 
+/// `t` as `2026-11-25T21:54:07.123456Z` (instants before 1970 read as 1970).
+pub fn format_rfc3339_micros(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let whole = format_rfc3339(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    format!("{}.{:06}Z", whole.trim_end_matches('Z'), d.subsec_micros())
+}
+
+/// `t` as whole-second RFC 3339.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format_rfc3339(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +102,15 @@ mod tests {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(1_795_945_447), "2026-11-29T09:44:07Z");
         assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn micro_times() {
+        use std::time::Duration;
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_945_447_000_042);
+        assert_eq!(format_rfc3339_micros(t), "2026-11-29T09:44:07.000042Z");
+        assert_eq!(rfc3339(t), "2026-11-29T09:44:07Z");
+        assert_eq!(parse_rfc3339(&format_rfc3339_micros(t)), Some(1_795_945_447));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `navarch-master`: runs a master — the replicated store member and the API server over HTTPS —
-//! and restores a store backup into a fresh data dir.
+//! `navarch-master`: runs a master — the replicated store member, the API server over HTTPS
+//! and the node link over QUIC — and restores a store backup into a fresh data dir.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use navarch_actors::{ActorPath, Root, TapConfig};
 use navarch_apiserver::audit::AuditLog;
 use navarch_apiserver::http::{self, HttpLimits, HttpState};
+use navarch_apiserver::nodelink::{self, NodeLinkLimits};
 use navarch_apiserver::{ApiServer, ApiServerConfig, DebugHooks, TokenFile};
 use navarch_bins::join::{self, JoinedMember};
 use navarch_bins::{control, credentials, init_logging};
@@ -20,7 +21,7 @@ use navarch_controllers::{ControlPlane, ControllerConfig};
 use navarch_model::authz::Binding;
 use navarch_model::identity;
 use navarch_net::fault::FaultInjector;
-use navarch_net::{Endpoint, JoinAuthority, NetConfig, Router};
+use navarch_net::{Endpoint, JoinAuthority, JoinLimits, NetConfig, Rate, Router};
 use navarch_store::election::Timing;
 use navarch_store::{HistoryLimits, InitialState, Member, MemberConfig};
 
@@ -143,6 +144,19 @@ struct RunArgs {
     /// Do not run the controllers and the scheduler on this master, even when it leads.
     #[arg(long)]
     no_control_plane: bool,
+    /// Node and master joins admitted at once from one source address, before
+    /// --join-qps-per-source applies (many hollow nodes joining from one host need more).
+    #[arg(long, default_value_t = JoinLimits::default().per_source.burst)]
+    join_burst_per_source: u32,
+    /// Joins per second admitted from one source address once its burst is spent.
+    #[arg(long, default_value_t = JoinLimits::default().per_source.per_second)]
+    join_qps_per_source: f64,
+    /// Joins admitted at once from all sources together, before --join-qps applies.
+    #[arg(long, default_value_t = JoinLimits::default().overall.burst)]
+    join_burst: u32,
+    /// Joins per second admitted from all sources together once the burst is spent.
+    #[arg(long, default_value_t = JoinLimits::default().overall.per_second)]
+    join_qps: f64,
 }
 
 fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
@@ -309,6 +323,17 @@ async fn run(args: RunArgs) -> Result<()> {
         Duration::from_secs(365 * 24 * 3600),
     );
     join_authority.server_token = Some(creds.server_token);
+    join_authority.limits = JoinLimits {
+        per_source: Rate {
+            burst: args.join_burst_per_source,
+            per_second: args.join_qps_per_source,
+        },
+        overall: Rate {
+            burst: args.join_burst,
+            per_second: args.join_qps,
+        },
+        ..JoinLimits::default()
+    };
     net.join = Some(join_authority);
 
     let mut cfg = MemberConfig::new(args.name.clone(), args.data_dir.clone(), cluster);
@@ -387,6 +412,17 @@ async fn run(args: RunArgs) -> Result<()> {
             control_plane,
         ));
     }
+    // Node agents' QUIC link: their requests go through the same pipeline, with in-flight
+    // limits of the sizes HTTP's have.
+    nodelink::mount(
+        &router,
+        &api,
+        NodeLinkLimits {
+            max_inflight: args.max_requests_inflight,
+            max_mutating_inflight: args.max_mutating_requests_inflight,
+        },
+    )
+    .context("mount the node link")?;
     let bootstrap = api.clone();
     tokio::spawn(async move {
         // Every master makes sure the system namespaces and the bootstrap RBAC policy exist
@@ -455,6 +491,9 @@ async fn run(args: RunArgs) -> Result<()> {
         if let Some(successor) = member.transfer_leadership(within).await {
             tracing::info!(%successor, "handed leadership over before stopping");
         }
+        // New node link calls get a retryable "unavailable" from now on (nodes move to
+        // another master); watches on it end with the endpoint.
+        router.unmount(nodelink::PREFIX);
         // The server future runs its own stop: drive both.
         let (_, stopped) = tokio::join!(handle.stop(true), server);
         if let Err(e) = stopped {

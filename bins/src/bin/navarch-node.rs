@@ -1,32 +1,76 @@
-//! `navarch-node`: joins a node to the cluster. Today it runs the join handshake — a
+//! `navarch-node`: joins a node to the cluster. By default it runs the join handshake — a
 //! bootstrap token and the pinned CA hash buy a node certificate over QUIC — and stores the
-//! certificate; the agent that runs pods comes with the node issue.
+//! certificate; the agent that runs pods comes with the node issue. With `--hollow` it
+//! runs hollow nodes (`navarch-agent`): nodes that register, renew their leases and report
+//! their pods running over the node link, without running anything (`--count N` of them in
+//! one process).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
+use navarch_agent::config::{parse_capacity, parse_labels, Timing, DEFAULT_CAPACITY};
+use navarch_agent::credentials::JoinParams;
+use navarch_agent::{Fleet, FleetConfig};
 
 #[derive(Parser)]
-#[command(name = "navarch-node", about = "Join a node to a navarch cluster")]
+#[command(
+    name = "navarch-node",
+    about = "Join a node to a navarch cluster, or run hollow nodes"
+)]
 struct Cli {
-    /// The node's name (its certificate becomes CN=system:node:<name>).
+    /// The node's name (its certificate becomes CN=system:node:<name>); with --count, the
+    /// stem of the nodes' names (<name>-0 ... <name>-(N-1)).
     #[arg(long)]
     name: String,
-    /// A master's QUIC address.
-    #[arg(long)]
-    master: SocketAddr,
+    /// Masters' QUIC addresses, comma separated: the node joins through the first that
+    /// answers and talks to one at a time, moving to the next when it fails.
+    #[arg(long, value_delimiter = ',', required = true)]
+    master: Vec<SocketAddr>,
     /// A bootstrap token, <id>.<secret> (a master writes one to DATA_DIR/join-token).
     #[arg(long, env = "NAVARCH_JOIN_TOKEN", hide_env_values = true)]
     token: String,
     /// The cluster CA's public key pin, sha256:<hex> (DATA_DIR/ca-hash on a master).
     #[arg(long)]
     ca_hash: String,
-    /// Where the node keeps its credentials.
+    /// Where the node keeps its credentials (with --count, a directory per node in it).
     #[arg(long, default_value = "navarch-node-data")]
     data_dir: PathBuf,
+    /// Run hollow nodes: they register, renew their leases and report the pods bound to
+    /// them running, over the node link, without running anything (pods are not isolated).
+    #[arg(long)]
+    hollow: bool,
+    /// How many hollow nodes this process runs.
+    #[arg(long, requires = "hollow")]
+    count: Option<usize>,
+    /// The resources each hollow node reports (capacity and allocatable).
+    #[arg(long, default_value = DEFAULT_CAPACITY, requires = "hollow")]
+    capacity: String,
+    /// Labels of each hollow node, k=v,... (kubernetes.io/hostname, /os and /arch are added).
+    #[arg(long, default_value = "", requires = "hollow")]
+    labels: String,
+    /// The range this process's nodes take their pod ranges from: node k gets its k-th
+    /// subnet of --node-cidr-mask-size (give each process a range of its own).
+    #[arg(long, default_value = "10.244.0.0/14", requires = "hollow")]
+    pod_cidr: String,
+    /// The prefix length of each node's pod range.
+    #[arg(long, default_value_t = 24, requires = "hollow")]
+    node_cidr_mask_size: u8,
+    /// Seconds between renewals of a node's Lease in kube-node-lease.
+    #[arg(long, default_value_t = 10, requires = "hollow")]
+    lease_renew_seconds: u64,
+    /// The Lease's leaseDurationSeconds.
+    #[arg(long, default_value_t = 40, requires = "hollow")]
+    lease_duration_seconds: u64,
+    /// Seconds between refreshes of a node's status heartbeat (its conditions'
+    /// lastHeartbeatTime).
+    #[arg(long, default_value_t = 60, requires = "hollow")]
+    status_update_seconds: u64,
+    /// Joins in flight at once (each waits out the masters' join rate limits).
+    #[arg(long, default_value_t = 4, requires = "hollow")]
+    join_parallelism: usize,
 }
 
 fn main() -> Result<()> {
@@ -37,15 +81,82 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if cli.hollow {
+        return rt.block_on(hollow(cli));
+    }
     rt.block_on(async {
-        let identity =
-            navarch_net::join(cli.master, &cli.token, &cli.ca_hash, &cli.name, Duration::from_secs(365 * 24 * 3600))
-                .await
-                .context("join")?;
+        let identity = navarch_net::join(
+            cli.master[0],
+            &cli.token,
+            &cli.ca_hash,
+            &cli.name,
+            Duration::from_secs(365 * 24 * 3600),
+        )
+        .await
+        .context("join")?;
         navarch_bins::private::private_dir(&cli.data_dir)?;
         identity.save(&cli.data_dir, "node")?;
         tracing::info!(node = %cli.name, dir = %cli.data_dir.display(), "joined: node certificate stored");
-        println!("joined as system:node:{}; credentials in {}", cli.name, cli.data_dir.display());
+        println!(
+            "joined as system:node:{}; credentials in {}",
+            cli.name,
+            cli.data_dir.display()
+        );
         Ok(())
     })
+}
+
+async fn hollow(cli: Cli) -> Result<()> {
+    if cli.count == Some(0) {
+        bail!("--count must be at least 1");
+    }
+    let secs = |what: &str, s: u64| {
+        if s == 0 {
+            bail!("{what} must be at least 1 second");
+        }
+        Ok(Duration::from_secs(s))
+    };
+    let cfg = FleetConfig {
+        name: cli.name,
+        count: cli.count,
+        join: JoinParams {
+            masters: cli.master,
+            token: cli.token,
+            ca_hash: cli.ca_hash,
+        },
+        data_dir: cli.data_dir,
+        capacity: parse_capacity(&cli.capacity)?,
+        labels: parse_labels(&cli.labels)?,
+        pod_cidr: cli.pod_cidr.parse()?,
+        node_cidr_mask: cli.node_cidr_mask_size,
+        timing: Timing {
+            lease_renew: secs("--lease-renew-seconds", cli.lease_renew_seconds)?,
+            lease_duration: secs("--lease-duration-seconds", cli.lease_duration_seconds)?,
+            status_update: secs("--status-update-seconds", cli.status_update_seconds)?,
+        },
+        join_parallelism: cli.join_parallelism,
+        user_agent: format!("navarch-node/{} (hollow)", env!("CARGO_PKG_VERSION")),
+    };
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    let fleet = tokio::select! {
+        f = Fleet::start(cfg) => f?,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = sigterm.recv() => return Ok(()),
+    };
+    let s = fleet.started();
+    println!(
+        "hollow nodes running: {} ({} joined now, {} reused stored credentials) after {} ms",
+        s.nodes,
+        s.joined,
+        s.nodes - s.joined,
+        s.elapsed.as_millis()
+    );
+    let signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupt",
+        _ = sigterm.recv() => "terminate",
+    };
+    tracing::info!(signal, "stopping the hollow nodes");
+    fleet.stop().await;
+    Ok(())
 }

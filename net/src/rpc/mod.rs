@@ -321,6 +321,9 @@ pub(crate) struct EpInner {
     peers: Mutex<HashMap<(String, SocketAddr, ExpectedPeer), Arc<PeerShared>>>,
     accept_task: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// False for a [`Endpoint::sibling`]: the socket (and closing it) belongs to another
+    /// endpoint; closing this one closes only its own connections.
+    owns_socket: bool,
 }
 
 /// The identity in the peer's leaf certificate; `None` for a peer without one.
@@ -476,6 +479,18 @@ impl Endpoint {
         Self::build(cfg, quinn, None)
     }
 
+    /// A dial-only endpoint that shares this endpoint's UDP socket and its I/O driver but
+    /// presents `cfg`'s identity, with its own connections, timeouts, faults and tap: many
+    /// identities in one process (hollow nodes) cost one socket. Closing the sibling closes
+    /// only its own connections; closing this endpoint ends the sibling's too.
+    pub fn sibling(&self, cfg: NetConfig) -> Result<Endpoint, NetError> {
+        let mut ep = Self::build(cfg, self.inner.quinn.clone(), None)?;
+        Arc::get_mut(&mut ep.inner)
+            .expect("a new endpoint has one handle")
+            .owns_socket = false;
+        Ok(ep)
+    }
+
     fn build(
         cfg: NetConfig,
         quinn: quinn::Endpoint,
@@ -502,6 +517,7 @@ impl Endpoint {
                 peers: Mutex::new(HashMap::new()),
                 accept_task: Mutex::new(None),
                 closed: AtomicBool::new(false),
+                owns_socket: true,
             }),
         })
     }
@@ -553,6 +569,27 @@ impl Endpoint {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        if !self.inner.owns_socket {
+            tracing::debug!(name = %self.inner.name, "sibling endpoint closing");
+            let peers: Vec<_> = self
+                .inner
+                .peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            for p in peers {
+                // A connection being dialed now is closed by `connection` once it sees the
+                // endpoint closed.
+                if let Ok(st) = p.state.try_lock() {
+                    if let Some(c) = &st.conn {
+                        c.close(wire::CODE_DONE, b"endpoint closed");
+                    }
+                }
+            }
+            return;
+        }
         tracing::info!(name = %self.inner.name, "endpoint closing");
         if let Some(task) = self
             .inner
@@ -578,6 +615,9 @@ impl Endpoint {
     /// Waits until every connection of a closed endpoint is drained (its socket is released
     /// once the last `Endpoint` handle is dropped as well).
     pub async fn wait_idle(&self) {
+        if !self.inner.owns_socket {
+            return;
+        }
         self.inner.quinn.wait_idle().await;
         let dialers: Vec<_> = self
             .inner
@@ -645,6 +685,17 @@ impl PeerClient {
         }
     }
 
+    /// Closes the connection to the peer, if one is open: calls and streams on it fail with
+    /// `Closed`, and the next call dials again. A client that moves to another peer closes
+    /// the old connection so that it holds one at a time.
+    pub async fn disconnect(&self) {
+        let mut st = self.shared.state.lock().await;
+        if let Some(c) = st.conn.take() {
+            tracing::debug!(local = %self.ep.name, peer = %self.shared.name, "disconnecting");
+            c.close(wire::CODE_DONE, b"disconnected");
+        }
+    }
+
     async fn connection(&self) -> Result<quinn::Connection, RpcError> {
         let mut st = self.shared.state.lock().await;
         if let Some(c) = &st.conn {
@@ -674,6 +725,10 @@ impl PeerClient {
                 ))),
             };
         match attempt {
+            Ok(c) if self.ep.closed.load(Ordering::SeqCst) => {
+                c.close(wire::CODE_DONE, b"endpoint closed");
+                Err(RpcError::Closed)
+            }
             Ok(c) => {
                 tracing::debug!(local = %self.ep.name, peer = %self.shared.name, %addr, "connected");
                 st.conn = Some(c.clone());
