@@ -66,6 +66,7 @@ pub enum ControlPlaneError {
 
 struct Running {
     group: GroupHandle,
+    caches: SharedCaches,
     _replicasets: replicaset::ReplicaSetController,
     _deployments: deployment::DeploymentController,
     _nodes: nodes::NodeController,
@@ -77,7 +78,7 @@ struct Running {
 /// The controller manager and scheduler of one master.
 pub struct ControlPlane {
     root: Root,
-    caches: SharedCaches,
+    caches: Arc<dyn Fn() -> SharedCaches + Send + Sync>,
     config: ControllerConfig,
     running: tokio::sync::Mutex<Option<Running>>,
     status: watch::Sender<Activation>,
@@ -99,10 +100,36 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts the caches every controller reads, so that they list in parallel.
+fn warm_up(caches: &SharedCaches) {
+    let kind = |g: &str, p: &str| navarch_client::kind(g, "v1", p);
+    for (g, p) in [
+        ("", "pods"),
+        ("", "nodes"),
+        ("", "services"),
+        ("", "endpoints"),
+        ("apps", "replicasets"),
+        ("apps", "deployments"),
+    ] {
+        caches.cache(kind(g, p));
+    }
+    if let Some(slices) = navarch_model::kinds::lookup("discovery.k8s.io", "v1", "endpointslices") {
+        caches.cache(slices);
+    }
+    caches.scoped(
+        navarch_client::Scope::kind(kind("coordination.k8s.io", "leases"))
+            .namespace(navarch_logic::nodes::LEASE_NAMESPACE),
+    );
+}
+
 impl ControlPlane {
-    /// A control plane that is not running yet. `caches` are the process's shared watch
-    /// caches (kept warm while standing by, so a takeover starts from memory).
-    pub fn new(root: Root, caches: SharedCaches, config: ControllerConfig) -> Arc<ControlPlane> {
+    /// A control plane that is not running yet. `caches` makes the shared watch caches of
+    /// one activation (their reads go through the API as the controller manager).
+    pub fn new(
+        root: Root,
+        caches: Arc<dyn Fn() -> SharedCaches + Send + Sync>,
+        config: ControllerConfig,
+    ) -> Arc<ControlPlane> {
         Arc::new(ControlPlane {
             root,
             caches,
@@ -133,9 +160,20 @@ impl ControlPlane {
         let mut running = self.running.lock().await;
         if let Some(old) = running.take() {
             let _ = old.group.shutdown().await;
+            old.caches.shutdown();
+        }
+        // Fresh caches for every activation, listed at a linearizable revision after this
+        // master's leadership began: they hold every write the previous control plane made
+        // (a cache kept warm meanwhile could lag behind by a few events, and a ReplicaSet
+        // missing its newest pods would create them again). As kube-controller-manager's
+        // informers: nothing decides before every cache it reads has synced.
+        let caches = (self.caches)();
+        warm_up(&caches);
+        if caches.wait_synced().await.is_err() {
+            tracing::warn!(term, "the watch caches stopped before they synced");
         }
         let ctx = Ctx {
-            caches: self.caches.clone(),
+            caches: caches.clone(),
             clients,
             clock: self.root.clock(),
             config: self.config.clone(),
@@ -151,6 +189,7 @@ impl ControlPlane {
                 _scheduler: scheduler::Scheduler::start(&group, &ctx).await?,
                 _gc: gc::GarbageCollector::start(&group, &ctx).await?,
                 group: group.clone(),
+                caches: caches.clone(),
             })
         }
         .await;
@@ -158,6 +197,7 @@ impl ControlPlane {
             Ok(r) => r,
             Err(e) => {
                 let _ = group.shutdown().await;
+                caches.shutdown();
                 return Err(e.into());
             }
         };
@@ -182,6 +222,7 @@ impl ControlPlane {
         let mut running = self.running.lock().await;
         if let Some(old) = running.take() {
             let _ = old.group.shutdown().await;
+            old.caches.shutdown();
             drop(old);
             let n = *self.activations.lock().unwrap_or_else(|p| p.into_inner());
             self.status.send_replace(Activation {

@@ -232,14 +232,22 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
                 }
             }
             ReplicaSetAction::CreatePods { count, pod } => {
-                // Detached: an actor killed meanwhile must not cancel creates half sent, or
-                // the expectations would wait for pods that never come.
+                // Expectations first, before anything is sent: a successor incarnation must
+                // see them even if this one dies before the task below runs. Detached: an
+                // actor killed meanwhile must not cancel creates half sent, or the
+                // expectations would wait for pods that never come.
+                let now = s.ctx.now();
+                s.with_expectations(&uid, |e| e.expect_creations(count, now));
                 let (s, rs, uid, ns) = (s.clone(), rs.clone(), uid.clone(), ns.clone());
                 let _ =
                     tokio::spawn(async move { create_pods(&s, &rs, &uid, &ns, count, pod).await })
                         .await;
             }
             ReplicaSetAction::DeletePods(victims) => {
+                let now = s.ctx.now();
+                s.with_expectations(&uid, |e| {
+                    e.expect_deletions(victims.iter().map(|v| v.uid.as_str()), now)
+                });
                 let (s, uid, ns) = (s.clone(), uid.clone(), ns.clone());
                 let _ =
                     tokio::spawn(async move { delete_pods(&s, &uid, &ns, victims).await }).await;
@@ -270,14 +278,10 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
     }
 }
 
-/// Deletes `victims` (each at its uid), with expectations set first.
+/// Deletes `victims` (each at its uid); the caller set the expectations.
 async fn delete_pods(s: &Arc<Shared>, uid: &str, ns: &str, victims: Vec<replicaset::PodRef>) {
     let uid = uid.to_string();
     let ns = ns.to_string();
-    let now = s.ctx.now();
-    s.with_expectations(&uid, |e| {
-        e.expect_deletions(victims.iter().map(|v| v.uid.as_str()), now)
-    });
     let results = join_all(victims.iter().map(|v| {
         let opts = DeleteOptions {
             precondition_uid: Some(v.uid.clone()),
@@ -299,10 +303,9 @@ async fn delete_pods(s: &Arc<Shared>, uid: &str, ns: &str, victims: Vec<replicas
 }
 
 /// Creates `count` pods in batches of 1, 2, 4, ... (Kubernetes' slow start), stopping at the
-/// first batch with a failure; expectations count only the creates sent.
+/// first batch with a failure; the caller set the expectations, lowered here for every
+/// create that failed or was never sent.
 async fn create_pods(s: &Arc<Shared>, rs: &Value, uid: &str, ns: &str, count: usize, pod: Value) {
-    let now = s.ctx.now();
-    s.with_expectations(uid, |e| e.expect_creations(count, now));
     let involved = navarch_logic::events::ObjectRef::to(rs, "apps/v1", "ReplicaSet");
     let mut remaining = count;
     let mut batch = 1;

@@ -28,7 +28,8 @@ fn kind(group: &str, plural: &str) -> &'static navarch_model::kinds::Kind {
 
 async fn start(fake: &Arc<FakeClient>) -> (Root, Arc<ControlPlane>) {
     let root = Root::new(ActorPath::parse("/test").unwrap(), TapConfig::default());
-    let caches = SharedCaches::new(fake.clone());
+    let f = fake.clone();
+    let caches = Arc::new(move || SharedCaches::new(f.clone()));
     let cp = ControlPlane::new(root.clone(), caches, ControllerConfig::default());
     cp.activate(1, Arc::new(Fake(fake.clone()))).await.unwrap();
     (root, cp)

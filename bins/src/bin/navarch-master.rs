@@ -391,13 +391,15 @@ async fn run(args: RunArgs) -> Result<()> {
     api_cfg.server_address = server_url.trim_start_matches("https://").to_string();
     let api = ApiServer::start(api_cfg);
     if !args.no_control_plane {
-        // The shared watch caches of this master's controllers, kept warm while it stands by.
-        let caches = SharedCaches::new(Arc::new(
-            api.client(identity::CONTROLLER_MANAGER.user_info()),
-        ));
+        // The shared watch caches of each activation of this master's controllers.
+        let reader = api.clone();
         let control_plane = ControlPlane::new(
             root.clone(),
-            caches,
+            Arc::new(move || {
+                SharedCaches::new(Arc::new(
+                    reader.client(identity::CONTROLLER_MANAGER.user_info()),
+                ))
+            }),
             ControllerConfig {
                 host: args.name.clone(),
                 node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),

@@ -1,0 +1,712 @@
+//! The control plane end to end, with hollow nodes and the real kubectl: a rollout, undo,
+//! history, scale, pause, resume and restart, the surge and availability bounds checked on
+//! every pod event of a watch; a rollout that can never finish hitting its progress deadline,
+//! and rolling itself back with `navarch.io/auto-rollback`; a rollout finishing on three
+//! masters while controller actors are killed and the active master is SIGKILLed, with no
+//! ReplicaSet overshoot and no pod bound twice; a hollow node process SIGKILLed, its nodes
+//! going unknown and its pods replaced elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use navarch_tests::{kubectl, wait_for, Cluster, NodeProc};
+use serde_json::{json, Value};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Hollow nodes that speak up often.
+const FAST_NODES: &[&str] = &[
+    "--hollow",
+    "--lease-renew-seconds",
+    "1",
+    "--status-update-seconds",
+    "5",
+];
+
+struct Kube {
+    cfg: PathBuf,
+    home: PathBuf,
+}
+
+impl Kube {
+    fn new(cluster: &Cluster, via: usize) -> Result<Kube> {
+        let home = cluster.dir.path().join(format!("home-{via}"));
+        std::fs::create_dir_all(&home)?;
+        Ok(Kube {
+            cfg: cluster.kubeconfig(via),
+            home,
+        })
+    }
+
+    /// Runs kubectl and fails with its output if it fails.
+    fn run(&self, args: &[&str]) -> Result<String> {
+        Ok(kubectl(&self.cfg, &self.home, args, None)?
+            .expect_ok(&format!("kubectl {}", args.join(" ")))?
+            .stdout)
+    }
+
+    fn apply(&self, manifest: &Value) -> Result<String> {
+        Ok(kubectl(
+            &self.cfg,
+            &self.home,
+            &["apply", "-f", "-"],
+            Some(&manifest.to_string()),
+        )?
+        .expect_ok("kubectl apply")?
+        .stdout)
+    }
+
+    fn json(&self, args: &[&str]) -> Result<Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.run(&a)?)?)
+    }
+}
+
+fn deployment(name: &str, replicas: i64, image: &str, surge: i64, unavailable: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": image,
+                    "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}}}]}
+            }
+        }
+    })
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// What a pod watch saw of one app's pods, checked on every event.
+#[derive(Default)]
+struct Seen {
+    /// Live pods (no deletionTimestamp) and whether they are Ready.
+    live: BTreeMap<String, bool>,
+    /// The node each pod was first seen bound to.
+    bound: BTreeMap<String, String>,
+    max_live: usize,
+    /// The fewest Ready pods seen once checking started.
+    min_ready: Option<usize>,
+    violations: Vec<String>,
+    events: usize,
+    /// What the test was doing, named in violations.
+    phase: String,
+}
+
+/// Follows the pods labelled `app=<app>` through member `via` and records every violation of
+/// `max_live` (pods that count towards replicas) and of a pod changing node. The minimum of
+/// Ready pods is tracked once `check_ready` is set.
+struct PodWatch {
+    seen: Arc<Mutex<Seen>>,
+    check_ready: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodWatch {
+    async fn start(cluster: &Cluster, via: usize, app: &str, max_live: usize) -> Result<PodWatch> {
+        let http = cluster.http().clone();
+        let list_url = cluster.url(
+            via,
+            &format!("/api/v1/namespaces/default/pods?labelSelector=app%3D{app}"),
+        );
+        let list: Value = http.get(&list_url).send().await?.json().await?;
+        let mut rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .context("a list revision")?
+            .to_string();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let check_ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let base = cluster.url(via, "/api/v1/namespaces/default/pods");
+        let (s, cr, app) = (seen.clone(), check_ready.clone(), app.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let url = format!(
+                    "{base}?watch=1&labelSelector=app%3D{app}&resourceVersion={rv}&timeoutSeconds=300"
+                );
+                let Ok(resp) = http
+                    .get(&url)
+                    .timeout(Duration::from_secs(600))
+                    .send()
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let mut body = resp.bytes_stream();
+                let mut buf = Vec::new();
+                while let Some(Ok(chunk)) = body.next().await {
+                    buf.extend_from_slice(&chunk);
+                    while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=end).collect();
+                        let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                            continue;
+                        };
+                        let pod = &ev["object"];
+                        if let Some(v) = pod["metadata"]["resourceVersion"].as_str() {
+                            rv = v.to_string();
+                        }
+                        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+                        let mut s = s.lock().unwrap();
+                        s.events += 1;
+                        if let Some(node) = pod["spec"]["nodeName"].as_str() {
+                            match s.bound.get(&name) {
+                                Some(n) if n != node => {
+                                    let v = format!("pod {name} moved from {n} to {node}");
+                                    s.violations.push(v);
+                                }
+                                Some(_) => {}
+                                None => {
+                                    s.bound.insert(name.clone(), node.to_string());
+                                }
+                            }
+                        }
+                        let gone = ev["type"] == "DELETED"
+                            || !pod["metadata"]["deletionTimestamp"].is_null();
+                        if gone {
+                            s.live.remove(&name);
+                        } else {
+                            s.live.insert(name.clone(), is_ready(pod));
+                        }
+                        let live = s.live.len();
+                        s.max_live = s.max_live.max(live);
+                        if live > max_live {
+                            let v = format!("{live} live pods, more than {max_live}, while {}", s.phase);
+                            s.violations.push(v);
+                        }
+                        if cr.load(std::sync::atomic::Ordering::SeqCst) {
+                            let ready = s.live.values().filter(|r| **r).count();
+                            s.min_ready = Some(s.min_ready.map_or(ready, |m| m.min(ready)));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(PodWatch {
+            seen,
+            check_ready,
+            task,
+        })
+    }
+
+    fn phase(&self, what: &str) {
+        what.clone_into(&mut self.seen.lock().unwrap().phase);
+    }
+
+    fn start_checking_ready(&self) {
+        self.check_ready
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn report(&self) -> (usize, Option<usize>, Vec<String>, usize) {
+        let s = self.seen.lock().unwrap();
+        (s.max_live, s.min_ready, s.violations.clone(), s.events)
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The ReplicaSets of `app`: name → (spec.replicas, readyReplicas, revision).
+fn replica_sets(k: &Kube, app: &str) -> Result<BTreeMap<String, (i64, i64, String)>> {
+    let list = k.json(&["get", "rs", "-l", &format!("app={app}")])?;
+    Ok(list["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .map(|rs| {
+            (
+                rs["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                (
+                    rs["spec"]["replicas"].as_i64().unwrap_or(0),
+                    rs["status"]["readyReplicas"].as_i64().unwrap_or(0),
+                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Waits until `kubectl rollout status` says the Deployment rolled out.
+fn rollout_status(k: &Kube, name: &str) -> Result<()> {
+    let out = k.run(&[
+        "rollout",
+        "status",
+        &format!("deployment/{name}"),
+        "--timeout=90s",
+    ])?;
+    anyhow::ensure!(
+        out.contains("successfully rolled out"),
+        "rollout status: {out}"
+    );
+    Ok(())
+}
+
+async fn start_nodes(
+    cluster: &Cluster,
+    name: &str,
+    count: usize,
+    extra: &[&str],
+) -> Result<NodeProc> {
+    let masters = cluster
+        .members
+        .iter()
+        .map(|m| m.peer.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let count = count.to_string();
+    let mut args: Vec<&str> = FAST_NODES.to_vec();
+    args.extend(["--count", &count, "--master", &masters]);
+    args.extend(extra);
+    NodeProc::start(cluster, 0, name, &args).await
+}
+
+async fn wait_nodes_ready(k: &Kube, n: usize) -> Result<()> {
+    wait_for(DEADLINE, "hollow nodes Ready", || async {
+        let list = k.json(&["get", "nodes"]).ok()?;
+        let ready = list["items"]
+            .as_array()?
+            .iter()
+            .filter(|n| is_ready_node(n))
+            .count();
+        (ready >= n).then_some(())
+    })
+    .await
+}
+
+fn is_ready_node(n: &Value) -> bool {
+    n["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_rollouts_on_hollow_nodes_keep_their_bounds() -> Result<()> {
+    let mut cluster = Cluster::start(1, &[]).await?;
+    let k = Kube::new(&cluster, 0)?;
+    let mut nodes = start_nodes(&cluster, "hollow", 3, &[]).await?;
+    wait_nodes_ready(&k, 3).await?;
+    // 6 replicas, at most 2 above and 1 below.
+    let watch = PodWatch::start(&cluster, 0, "web", 8).await?;
+    k.apply(&deployment("web", 6, "busybox:1", 2, 1))?;
+    rollout_status(&k, "web")?;
+    watch.start_checking_ready();
+    let first = replica_sets(&k, "web")?;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (first_rs, _) = first.iter().next().unwrap();
+    let first_rs = first_rs.clone();
+
+    k.run(&["set", "image", "deployment/web", "main=busybox:2"])?;
+    rollout_status(&k, "web")?;
+    let second = replica_sets(&k, "web")?;
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert_eq!(
+        second[&first_rs].0, 0,
+        "the old ReplicaSet is scaled down: {second:?}"
+    );
+    let (second_rs, _) = second.iter().find(|(n, _)| **n != first_rs).unwrap();
+    let second_rs = second_rs.clone();
+    assert_eq!(second[&second_rs], (6, 6, "2".to_string()));
+
+    let history = k.run(&["rollout", "history", "deployment/web"])?;
+    assert!(
+        history.lines().any(|l| l.starts_with('1')) && history.lines().any(|l| l.starts_with('2')),
+        "{history}"
+    );
+    // Undo: back to the first ReplicaSet, which becomes revision 3.
+    k.run(&["rollout", "undo", "deployment/web"])?;
+    rollout_status(&k, "web")?;
+    let third = replica_sets(&k, "web")?;
+    assert_eq!(third.len(), 2, "undo reuses the old ReplicaSet: {third:?}");
+    assert_eq!(third[&first_rs], (6, 6, "3".to_string()));
+    assert_eq!(third[&second_rs].0, 0);
+    let image = k.json(&["get", "deployment", "web"])?["spec"]["template"]["spec"]["containers"][0]
+        ["image"]
+        .clone();
+    assert_eq!(image, "busybox:1");
+    // --to-revision: back to what revision 2 ran.
+    k.run(&["rollout", "undo", "deployment/web", "--to-revision=2"])?;
+    rollout_status(&k, "web")?;
+    assert_eq!(
+        replica_sets(&k, "web")?[&second_rs],
+        (6, 6, "4".to_string())
+    );
+
+    // Scale, pause (no rollout while paused), resume, restart.
+    k.run(&["scale", "deployment/web", "--replicas=4"])?;
+    rollout_status(&k, "web")?;
+    assert_eq!(replica_sets(&k, "web")?[&second_rs].0, 4);
+    k.run(&["rollout", "pause", "deployment/web"])?;
+    k.run(&["set", "image", "deployment/web", "main=busybox:3"])?;
+    let d = k.json(&["get", "deployment", "web"])?;
+    wait_for(DEADLINE, "the paused condition", || async {
+        let d = k.json(&["get", "deployment", "web"]).ok()?;
+        d["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused")
+            .then_some(())
+    })
+    .await?;
+    assert_eq!(d["spec"]["paused"], true);
+    assert_eq!(
+        replica_sets(&k, "web")?.len(),
+        2,
+        "no new ReplicaSet while paused"
+    );
+    k.run(&["rollout", "resume", "deployment/web"])?;
+    rollout_status(&k, "web")?;
+    assert_eq!(replica_sets(&k, "web")?.len(), 3);
+    k.run(&["rollout", "restart", "deployment/web"])?;
+    rollout_status(&k, "web")?;
+    assert_eq!(
+        replica_sets(&k, "web")?.len(),
+        4,
+        "a restart is a new template"
+    );
+
+    // The watch saw every pod event of all this.
+    let (max_live, min_ready, violations, events) = watch.report();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(events > 50, "the watch saw {events} events");
+    assert!(
+        max_live >= 7,
+        "the rollouts used their surge: at most {max_live} live pods"
+    );
+    // After the scale to 4 (maxUnavailable 1) the floor is 3; before it, 5. A scale-down
+    // is not a rollout: 4 is the lowest the replicas went, minus one.
+    let min_ready = min_ready.context("ready pods were tracked")?;
+    assert!(min_ready >= 3, "{min_ready} ready pods at the lowest");
+    // Events users look for.
+    let events = k.run(&["get", "events"])?;
+    for reason in [
+        "ScalingReplicaSet",
+        "SuccessfulCreate",
+        "SuccessfulDelete",
+        "Scheduled",
+    ] {
+        assert!(events.contains(reason), "no {reason} event:\n{events}");
+    }
+    nodes.passed();
+    cluster.passed();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_past_its_deadline_fails_or_rolls_itself_back() -> Result<()> {
+    let mut cluster = Cluster::start(1, &[]).await?;
+    let k = Kube::new(&cluster, 0)?;
+    let mut nodes = start_nodes(&cluster, "hollow", 2, &[]).await?;
+    wait_nodes_ready(&k, 2).await?;
+    for (name, auto) in [("plain", false), ("auto", true)] {
+        let mut d = deployment(name, 2, "busybox:1", 1, 0);
+        d["spec"]["progressDeadlineSeconds"] = json!(4);
+        if auto {
+            d["metadata"]["annotations"] = json!({"navarch.io/auto-rollback": "true"});
+        }
+        k.apply(&d)?;
+        rollout_status(&k, name)?;
+        // A new template no node can take: its pods never get placed.
+        let patch = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "main", "image": "busybox:2"}],
+            "nodeSelector": {"disk": "none-has-this"}}}}});
+        k.run(&["patch", "deployment", name, "-p", &patch.to_string()])?;
+    }
+    // Without the annotation: ProgressDeadlineExceeded, and kubectl says so.
+    let out = kubectl(
+        &k.cfg,
+        &k.home,
+        &["rollout", "status", "deployment/plain", "--timeout=60s"],
+        None,
+    )?;
+    assert!(
+        !out.ok,
+        "rollout status of a stuck rollout fails: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("exceeded its progress deadline"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let pending = k.run(&["describe", "pods", "-l", "app=plain"])?;
+    assert!(
+        pending.contains("FailedScheduling") && pending.contains("0/2 nodes are available"),
+        "{pending}"
+    );
+    // With it: back to the template that was available, by itself.
+    let d = wait_for(DEADLINE, "the automatic rollback", || async {
+        let d = k.json(&["get", "deployment", "auto"]).ok()?;
+        let image = d["spec"]["template"]["spec"]["containers"][0]["image"].as_str()?;
+        (image == "busybox:1").then_some(d)
+    })
+    .await?;
+    assert!(
+        d["spec"]["template"]["spec"]["nodeSelector"].is_null(),
+        "{d}"
+    );
+    rollout_status(&k, "auto")?;
+    let events = k.run(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=auto",
+    ])?;
+    assert!(events.contains("DeploymentRollback"), "{events}");
+    let history = k.run(&["rollout", "history", "deployment/auto"])?;
+    assert!(
+        history.lines().any(|l| l.starts_with('3')),
+        "the rollback is revision 3: {history}"
+    );
+    // The plain one stays where it is.
+    let plain = k.json(&["get", "deployment", "plain"])?;
+    assert_eq!(
+        plain["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox:2"
+    );
+    nodes.passed();
+    cluster.passed();
+    Ok(())
+}
+
+/// `POST /debug/kill?prefix=P` on member `i`: the path killed, if any actor ran there.
+async fn kill_actor(cluster: &Cluster, i: usize, prefix: &str) -> Option<String> {
+    let url = cluster.url(i, &format!("/debug/kill?prefix={prefix}"));
+    let r = cluster.http().post(url).send().await.ok()?;
+    if r.status().is_success() {
+        let v: Value = r.json().await.ok()?;
+        v["killed"]
+            .as_str()
+            .map(str::to_string)
+            .or(Some(v.to_string()))
+    } else {
+        None
+    }
+}
+
+async fn active_master(cluster: &Cluster) -> Option<usize> {
+    for i in 0..cluster.members.len() {
+        if !cluster.members[i].is_running() {
+            continue;
+        }
+        let r = cluster
+            .http()
+            .get(cluster.url(i, "/debug/controlplane"))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        if v["active"] == true {
+            return Some(i);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_survives_killed_controllers_and_a_killed_active_master() -> Result<()> {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let active = wait_for(DEADLINE, "an active control plane", || {
+        active_master(&cluster)
+    })
+    .await?;
+    let watcher = (active + 1) % 3;
+    let k = Kube::new(&cluster, watcher)?;
+    let mut nodes = start_nodes(&cluster, "hollow", 4, &[]).await?;
+    wait_nodes_ready(&k, 4).await?;
+    // 8 replicas, surge 2, unavailable 1: never more than 10 pods counting.
+    let watch = PodWatch::start(&cluster, watcher, "web", 10).await?;
+    k.apply(&deployment("web", 8, "busybox:1", 2, 1))?;
+    rollout_status(&k, "web")?;
+
+    // A rollout while controller actors are killed, again and again.
+    watch.phase("killing controller actors");
+    k.run(&["set", "image", "deployment/web", "main=busybox:2"])?;
+    let name = &cluster.members[active].name;
+    let mut killed = BTreeSet::new();
+    for round in 0..12 {
+        for kind in ["replicaset", "deployment", "scheduler"] {
+            if let Some(p) = kill_actor(
+                &cluster,
+                active,
+                &format!("/master/{name}/controllers/{kind}"),
+            )
+            .await
+            {
+                killed.insert(format!("{kind}: {p}"));
+            }
+        }
+        let _ = round;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        killed.len() >= 3,
+        "controller actors were killed: {killed:?}"
+    );
+    rollout_status(&k, "web")?;
+
+    // Another rollout, and the active master SIGKILLed in its middle.
+    watch.phase("the third rollout");
+    k.run(&["set", "image", "deployment/web", "main=busybox:3"])?;
+    wait_for(DEADLINE, "the third rollout under way", || async {
+        let rs = replica_sets(&k, "web").ok()?;
+        (rs.len() == 3 && rs.values().any(|(r, _, rev)| rev == "3" && *r > 0)).then_some(())
+    })
+    .await?;
+    watch.phase("the active master killed");
+    cluster.kill(active);
+    let next = wait_for(DEADLINE, "another master's control plane", || {
+        active_master(&cluster)
+    })
+    .await?;
+    assert_ne!(next, active);
+    rollout_status(&k, "web")?;
+    let rs = replica_sets(&k, "web")?;
+    let done = rs
+        .values()
+        .find(|(_, _, rev)| rev == "3")
+        .context("revision 3")?;
+    assert_eq!((done.0, done.1), (8, 8), "{rs:?}");
+    assert!(
+        rs.values()
+            .filter(|(_, _, rev)| rev != "3")
+            .all(|(r, _, _)| *r == 0),
+        "{rs:?}"
+    );
+
+    // Checked on every pod event: never more than replicas + surge, and no pod moved.
+    let (max_live, _, violations, events) = watch.report();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert!(
+        max_live <= 10 && events > 40,
+        "max {max_live} live pods, {events} events"
+    );
+    // Every live pod is bound once: the watcher's record of where each went is consistent
+    // with where the pods are now.
+    let pods = k.json(&["get", "pods", "-l", "app=web"])?;
+    let seen = watch.seen.lock().unwrap().bound.clone();
+    for p in pods["items"].as_array().context("items")? {
+        let n = p["metadata"]["name"].as_str().unwrap_or("");
+        if let Some(node) = p["spec"]["nodeName"].as_str() {
+            assert_eq!(seen.get(n).map(String::as_str), Some(node), "pod {n}");
+        }
+    }
+    nodes.passed();
+    cluster.passed();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_goes_unknown_and_its_pods_are_replaced() -> Result<()> {
+    let mut cluster = Cluster::start(1, &["--node-monitor-grace-period", "3"]).await?;
+    let k = Kube::new(&cluster, 0)?;
+    let mut doomed = start_nodes(&cluster, "doomed", 2, &["--pod-cidr", "10.100.0.0/16"]).await?;
+    let mut kept = start_nodes(&cluster, "kept", 2, &["--pod-cidr", "10.101.0.0/16"]).await?;
+    wait_nodes_ready(&k, 4).await?;
+    k.apply(&deployment("web", 6, "busybox:1", 1, 0))?;
+    rollout_status(&k, "web")?;
+    let on_doomed = |pods: &Value| -> usize {
+        pods["items"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| {
+                        p["spec"]["nodeName"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("doomed"))
+                    })
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = k.json(&["get", "pods", "-l", "app=web"])?;
+    assert!(
+        on_doomed(&before) > 0,
+        "the pods spread over all nodes: {before}"
+    );
+
+    doomed.kill();
+    let killed_at = std::time::Instant::now();
+    // Its nodes: Unknown and tainted unreachable once their leases are 3 s old.
+    wait_for(DEADLINE, "the killed nodes unknown and tainted", || async {
+        let list = k.json(&["get", "nodes"]).ok()?;
+        let doomed: Vec<&Value> = list["items"]
+            .as_array()?
+            .iter()
+            .filter(|n| {
+                n["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|x| x.starts_with("doomed"))
+            })
+            .collect();
+        (doomed.len() == 2
+            && doomed.iter().all(|n| {
+                let unknown = n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
+                });
+                let tainted = n["spec"]["taints"].as_array().is_some_and(|ts| {
+                    ts.iter().any(|t| {
+                        t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute"
+                    })
+                });
+                unknown && tainted
+            }))
+        .then_some(())
+    })
+    .await?;
+    let unknown_after = killed_at.elapsed();
+    let nodes = k.run(&["get", "nodes"])?;
+    assert!(nodes.contains("NotReady"), "{nodes}");
+    // Its pods: evicted, replaced on the nodes that live.
+    wait_for(DEADLINE, "6 ready pods on the live nodes", || async {
+        let pods = k.json(&["get", "pods", "-l", "app=web"]).ok()?;
+        let live: Vec<&Value> = pods["items"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
+        (on_doomed(&pods) == 0
+            && live.len() == 6
+            && live.iter().all(|p| {
+                is_ready(p)
+                    && p["spec"]["nodeName"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("kept"))
+            }))
+        .then_some(())
+    })
+    .await?;
+    let replaced_after = killed_at.elapsed();
+    eprintln!("nodes unknown after {unknown_after:?}, pods replaced after {replaced_after:?}");
+    let events = k.run(&["get", "events", "-A"])?;
+    assert!(events.contains("NodeNotReady"), "{events}");
+    assert!(events.contains("TaintManagerEviction"), "{events}");
+    kept.passed();
+    doomed.passed();
+    cluster.passed();
+    Ok(())
+}
