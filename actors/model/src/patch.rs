@@ -502,7 +502,13 @@ pub fn list_strategy(kind: &str, path: &[&str]) -> Option<ListStrategy> {
     }
     match (kind, path) {
         (
-            "Pod" | "Node" | "Deployment" | "ReplicaSet" | "Namespace" | "Service",
+            "Pod"
+            | "Node"
+            | "Deployment"
+            | "ReplicaSet"
+            | "Namespace"
+            | "Service"
+            | "PodDisruptionBudget",
             ["status", "conditions"],
         ) => Some(MergeByKey("type")),
         ("Pod", ["status", "podIPs" | "hostIPs"]) => Some(MergeByKey("ip")),
