@@ -12,8 +12,9 @@
 //! Where to start: [`kinds`] (the table everything is driven by), [`validate`] (the write
 //! pipeline), then [`authz`] (who may do what: the Node,RBAC union), [`rbac`] (the RBAC
 //! snapshot, bootstrap policy and its reconcile), [`escalation`] and [`node_restriction`]
-//! (checks on writes), [`review`] (`kubectl auth can-i` and `whoami`) and [`identity`] (the
-//! users navarch's own components are).
+//! (checks on writes), [`pdb`] (PodDisruptionBudget
+//! status and eviction decisions), [`review`] (`kubectl auth can-i` and `whoami`) and
+//! [`identity`] (the users navarch's own components are).
 
 pub mod authz;
 pub mod discovery;
@@ -25,6 +26,7 @@ pub mod node_restriction;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+pub mod pdb;
 pub mod protobuf;
 pub mod rbac;
 pub mod review;
