@@ -102,6 +102,13 @@ pub const ENDPOINTSLICE_CONTROLLER: Component = controller(
     "system:controller:endpointslice-controller",
 );
 
+/// PodDisruptionBudgets → their status (`navarch_model::pdb::status`).
+pub const DISRUPTION_CONTROLLER: Component = controller(
+    "disruption-controller",
+    "system:serviceaccount:kube-system:disruption-controller",
+    "system:controller:disruption-controller",
+);
+
 /// Every controller identity.
 pub const CONTROLLERS: &[Component] = &[
     DEPLOYMENT_CONTROLLER,
@@ -111,6 +118,7 @@ pub const CONTROLLERS: &[Component] = &[
     NODE_LIFECYCLE_CONTROLLER,
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,
+    DISRUPTION_CONTROLLER,
 ];
 
 /// Every component identity: the scheduler, then the controllers.
@@ -123,6 +131,7 @@ pub const COMPONENTS: &[Component] = &[
     NODE_LIFECYCLE_CONTROLLER,
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,
+    DISRUPTION_CONTROLLER,
 ];
 
 impl Component {
