@@ -133,6 +133,14 @@ struct RunArgs {
     /// Messages the actor message tap keeps in memory (`/debug/messages`).
     #[arg(long, default_value_t = 10_000)]
     tap_capacity: usize,
+    /// Seconds every pod tolerates the `node.kubernetes.io/not-ready:NoExecute` taint unless
+    /// it says otherwise (the DefaultTolerationSeconds admission; Kubernetes defaults to 300).
+    #[arg(long, default_value_t = 30)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds every pod tolerates the `node.kubernetes.io/unreachable:NoExecute` taint
+    /// unless it says otherwise (Kubernetes defaults to 300).
+    #[arg(long, default_value_t = 30)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
@@ -338,6 +346,8 @@ async fn run(args: RunArgs) -> Result<()> {
         faults,
     });
     api_cfg.server_address = server_url.trim_start_matches("https://").to_string();
+    api_cfg.default_not_ready_toleration_seconds = args.default_not_ready_toleration_seconds;
+    api_cfg.default_unreachable_toleration_seconds = args.default_unreachable_toleration_seconds;
     let api = ApiServer::start(api_cfg);
     let bootstrap = api.clone();
     tokio::spawn(async move {
