@@ -1,13 +1,13 @@
 //! EndpointSlices and PodDisruptionBudgets through kubectl 1.37, the `pods/eviction`
 //! subresource (429 while a budget would be violated, success otherwise, 500 under two
-//! budgets, one disruption spent once under concurrent evictions), and `kubectl cordon`,
-//! `uncordon` and `drain` against nodes without agents.
+//! budgets, one disruption spent once under concurrent evictions; also through the Python
+//! client), and `kubectl cordon`, `uncordon` and `drain` against nodes without agents.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use navarch_tests::{https_client, kubectl, wait_for, Cluster, Output};
+use navarch_tests::{https_client, kubectl, python, wait_for, Cluster, Output};
 use serde_json::{json, Value};
 
 fn run(cfg: &Path, home: &Path, args: &[&str]) -> Result<Output> {
@@ -163,6 +163,11 @@ async fn endpoint_slices_through_kubectl() -> Result<()> {
     let got = json_of(&admin, &home, &["get", "endpointslice", "web-abc12"])?;
     assert_eq!(got["ports"][0]["protocol"], "TCP", "{got}");
     assert_eq!(got["endpoints"][0]["targetRef"]["name"], "web-1");
+    let described = k(&admin, &home, &["describe", "endpointslice", "web-abc12"])?;
+    assert!(
+        described.contains("AddressType:  IPv4") && described.contains("10.244.1.5"),
+        "{described}"
+    );
     let by_label = k(
         &admin,
         &home,
@@ -313,6 +318,12 @@ async fn evictions_respect_disruption_budgets() -> Result<()> {
         .split_whitespace()
         .collect();
     assert_eq!(&row[..4], ["web", "2", "N/A", "0"], "{table}");
+
+    let described = k(&admin, &home, &["describe", "pdb", "web", "-n", "shop"])?;
+    assert!(
+        described.contains("Min available:  2") && described.contains("Allowed disruptions:"),
+        "{described}"
+    );
 
     // 3 healthy, 2 wanted: one eviction passes, charged to the budget in the same write.
     let (code, body) = evict(&cluster, "shop", "web-1", json!(null)).await?;
@@ -670,6 +681,41 @@ async fn kubectl_cordons_and_drains_nodes() -> Result<()> {
     assert!(out.contains("node/n2 drained"), "{out}");
     let (code, _) = get(&cluster, "/api/v1/namespaces/shop/pods/slow").await?;
     assert_eq!(code, 404);
+    cluster.passed();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_evicts_within_a_budget() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = Cluster::start(1, &[]).await?;
+    let (admin, home) = ready(&cluster, dir.path()).await?;
+    k(&admin, &home, &["create", "namespace", "pypdb"])?;
+    for name in ["p0", "p1"] {
+        create(&admin, &home, &pod("pypdb", name, "py", None))?;
+        make_ready(&cluster, "pypdb", name).await?;
+    }
+    let script = include_str!("../py/disruption_flow.py");
+    let cfg = admin.to_string_lossy().to_string();
+    let out = tokio::task::spawn_blocking(move || python(script, &[("KUBECONFIG", &cfg)]))
+        .await??
+        .expect_ok("the Python disruption flow")?;
+    let report: Value = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("report: {}", out.stdout))?;
+    assert_eq!(report["first"], "evicted", "{report}");
+    assert_eq!(
+        report["second"],
+        json!({"status": 429, "reason": "TooManyRequests", "causes": ["DisruptionBudget"]}),
+        "{report}"
+    );
+    assert_eq!(
+        report["status"],
+        json!({"current_healthy": 2, "desired_healthy": 1, "expected_pods": 2,
+               "disruptions_allowed": 0, "disrupted": ["p0"],
+               "conditions": [["DisruptionAllowed", "False", "InsufficientPods"]]}),
+        "{report}"
+    );
+    assert_eq!(report["pods"], json!(["p1"]), "{report}");
     cluster.passed();
     Ok(())
 }
