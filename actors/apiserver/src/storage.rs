@@ -1291,44 +1291,7 @@ impl Storage {
                 return Err(Self::not_found(pods, name));
             };
             self.check_preconditions(pods, name, &current, &opts)?;
-            let now = unix_now();
-            let mut charged = None;
-            if !pdb::ignores_budgets(&current) {
-                let mut covering: Vec<(Value, Revision)> = Vec::new();
-                for b in self.all(budgets, Some(ns)).await? {
-                    if pdb::selects(&b, &current) {
-                        let rev = parse_rv(meta_str(&b, "resourceVersion").unwrap_or(""))?;
-                        covering.push((b, rev));
-                    }
-                }
-                if let [(budget, _)] = covering.as_mut_slice() {
-                    // Decide on the budget as the disruption controller would see it now.
-                    let namespace_pods = self.all(pods, Some(ns)).await?;
-                    let mut controllers = Vec::new();
-                    for plural in ["replicasets", "deployments"] {
-                        let k = kinds::lookup("apps", "v1", plural).expect("apps are served");
-                        controllers.extend(self.all(k, Some(ns)).await?);
-                    }
-                    let computed = pdb::status(
-                        budget,
-                        &pdb::Observed {
-                            pods: &namespace_pods,
-                            controllers: &controllers,
-                            now,
-                        },
-                    );
-                    budget["status"] = computed.status;
-                }
-                let candidates: Vec<Value> = covering.iter().map(|(b, _)| b.clone()).collect();
-                match pdb::evict(&current, &candidates, now) {
-                    Eviction::Refuse(e) => return Err(e),
-                    Eviction::Delete => {}
-                    Eviction::DeleteAndCharge(budget) => {
-                        let rev = covering[0].1;
-                        charged = Some((budget, rev));
-                    }
-                }
-            }
+            let charged = self.charge_budget(ns, &current).await?;
             let mut marked = current.clone();
             if !opts.dry_run {
                 add_disruption_target(&mut marked);
@@ -1382,6 +1345,51 @@ impl Storage {
         Err(ApiError::timeout(format!(
             "couldn't evict pod {name:?}: the pod or its PodDisruptionBudget kept changing"
         )))
+    }
+
+    /// The budget an eviction of `pod` charges, with the revision it was read at: `None`
+    /// when the pod ignores budgets or none covers it, the refusal when the covering budget
+    /// allows no disruption (or several cover it). The budget's status is computed afresh,
+    /// as the disruption controller would see the namespace now.
+    async fn charge_budget(
+        &self,
+        ns: &str,
+        pod: &Value,
+    ) -> Result<Option<(Value, Revision)>, ApiError> {
+        if pdb::ignores_budgets(pod) {
+            return Ok(None);
+        }
+        let budgets = kinds::lookup("policy", "v1", "poddisruptionbudgets")
+            .expect("poddisruptionbudgets are served");
+        let mut covering: Vec<(Value, Revision)> = Vec::new();
+        for b in self.all(budgets, Some(ns)).await? {
+            if pdb::selects(&b, pod) {
+                let rev = parse_rv(meta_str(&b, "resourceVersion").unwrap_or(""))?;
+                covering.push((b, rev));
+            }
+        }
+        let now = unix_now();
+        if let [(budget, _)] = covering.as_mut_slice() {
+            let pods = kinds::lookup("", "v1", "pods").expect("pods are served");
+            let namespace_pods = self.all(pods, Some(ns)).await?;
+            let mut controllers = Vec::new();
+            for plural in ["replicasets", "deployments"] {
+                let k = kinds::lookup("apps", "v1", plural).expect("apps are served");
+                controllers.extend(self.all(k, Some(ns)).await?);
+            }
+            let observed = pdb::Observed {
+                pods: &namespace_pods,
+                controllers: &controllers,
+                now,
+            };
+            budget["status"] = pdb::status(budget, &observed).status;
+        }
+        let candidates: Vec<Value> = covering.iter().map(|(b, _)| b.clone()).collect();
+        match pdb::evict(pod, &candidates, now) {
+            Eviction::Refuse(e) => Err(e),
+            Eviction::Delete => Ok(None),
+            Eviction::DeleteAndCharge(budget) => Ok(Some((budget, covering[0].1))),
+        }
     }
 
     /// DELETE of one object, with graceful pod deletion, finalizers, preconditions and
