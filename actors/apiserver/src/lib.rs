@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use navarch_actors::{MessageTap, Registry};
+use navarch_model::admission::DefaultTolerationSeconds;
 use navarch_model::authz::{Attributes, Binding, Decision, User};
 use navarch_model::ApiError;
 use navarch_net::fault::FaultInjector;
@@ -92,6 +93,12 @@ pub struct ApiServerConfig {
     pub server_address: String,
     /// Requests of in-process clients in flight at once (apart from HTTP's own limits).
     pub in_process_limit: usize,
+    /// DefaultTolerationSeconds: how long a pod tolerates the `node.kubernetes.io/not-ready`
+    /// NoExecute taint unless it says otherwise (`--default-not-ready-toleration-seconds`).
+    pub default_not_ready_toleration_seconds: i64,
+    /// The same for `node.kubernetes.io/unreachable`
+    /// (`--default-unreachable-toleration-seconds`).
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 impl ApiServerConfig {
@@ -105,6 +112,8 @@ impl ApiServerConfig {
             debug: None,
             server_address: String::new(),
             in_process_limit: 1000,
+            default_not_ready_toleration_seconds: DefaultTolerationSeconds::default().not_ready,
+            default_unreachable_toleration_seconds: DefaultTolerationSeconds::default().unreachable,
         }
     }
 }
@@ -179,7 +188,13 @@ impl ApiServer {
         ApiServer {
             inner: Arc::new(Inner {
                 metrics,
-                storage: Storage::new(cfg.member),
+                storage: Storage::new(
+                    cfg.member,
+                    DefaultTolerationSeconds {
+                        not_ready: cfg.default_not_ready_toleration_seconds,
+                        unreachable: cfg.default_unreachable_toleration_seconds,
+                    },
+                ),
                 runtime: cfg.runtime,
                 tokens: cfg.tokens,
                 authorizer: Arc::new(Authorizer::new(cfg.bindings)),

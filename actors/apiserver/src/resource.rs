@@ -215,6 +215,12 @@ pub(crate) async fn serve(
             let v = storage.bind(ns, name, b).await?;
             Ok(object(201, None, v, vec![]))
         }
+        ("create", Some("eviction")) => {
+            let opts = WriteOptions::from_query(q)?;
+            let (b, _) = decode::object(None, body, opts.field_validation)?;
+            let v = storage.evict(ns, name, b, opts.dry_run).await?;
+            Ok(object(201, None, v, vec![]))
+        }
         ("create", None) => {
             if kind.namespaced && namespace.is_none() {
                 return Err(ApiError::method_not_allowed(format!(
@@ -226,7 +232,7 @@ pub(crate) async fn serve(
             }
             let opts = WriteOptions::from_query(q)?;
             let (b, mut warnings) = decode::object(Some(kind), body, opts.field_validation)?;
-            let (obj, w) = Storage::prepare_create(kind, ns, b, &opts)?;
+            let (obj, w) = storage.prepare_create(kind, ns, b, &opts)?;
             warnings.extend(w);
             let v = storage.create(kind, ns, obj, &opts, &admit).await?;
             Ok(object(

@@ -13,9 +13,11 @@
 
 use std::sync::Arc;
 
+use navarch_model::admission::DefaultTolerationSeconds;
 use navarch_model::kinds::{self, Kind};
 use navarch_model::options::{DeleteOptions, ListOptions, Patch, Propagation, WriteOptions};
 use navarch_model::patch::{self, PatchType};
+use navarch_model::pdb::{self, Eviction};
 use navarch_model::selector::LabelSelector;
 use navarch_model::status::Cause;
 use navarch_model::validate::{self, FieldValidation};
@@ -84,6 +86,8 @@ pub struct Collected {
 #[derive(Clone)]
 pub struct Storage {
     member: Arc<Member>,
+    /// DefaultTolerationSeconds, applied to every Pod created or updated.
+    tolerations: DefaultTolerationSeconds,
 }
 
 /// Maps a store error to the API's answer.
@@ -283,6 +287,28 @@ fn committed(objects: &[Option<Object>], i: usize) -> Result<&Object, ApiError> 
         .ok_or_else(|| ApiError::internal("the store returned no object for a write"))
 }
 
+/// What deleting one object takes (its first op), before anything is written.
+#[derive(Clone, Debug)]
+enum Removal {
+    /// It is marked already as this delete would mark it: nothing to write.
+    Unchanged,
+    /// It gets (or keeps, shortened) a deletionTimestamp: `object` is what `op` writes.
+    Mark { op: Op, object: Value },
+    /// It goes now.
+    Delete { op: Op },
+}
+
+impl Removal {
+    /// What a dry run of this removal answers, given the object as it is.
+    fn dry_run(&self, current: Value) -> Removed {
+        match self {
+            Removal::Delete { .. } => Removed::Deleted(current),
+            Removal::Mark { object, .. } => Removed::Marked(object.clone()),
+            Removal::Unchanged => Removed::Marked(current),
+        }
+    }
+}
+
 /// The outcome of deleting one object, dependents aside.
 pub(crate) enum Removed {
     /// The object is gone; this was its last state.
@@ -300,8 +326,11 @@ impl Removed {
 }
 
 impl Storage {
-    pub fn new(member: Arc<Member>) -> Self {
-        Self { member }
+    pub fn new(member: Arc<Member>, tolerations: DefaultTolerationSeconds) -> Self {
+        Self {
+            member,
+            tolerations,
+        }
     }
 
     pub fn member(&self) -> &Arc<Member> {
@@ -585,8 +614,10 @@ impl Storage {
         Ok(())
     }
 
-    /// Decodes, defaults and validates a body; returns the object and warnings.
+    /// Decodes and defaults a body, then runs the mutating admission plugins on it
+    /// (DefaultTolerationSeconds for Pods); returns the object and warnings.
     fn admit(
+        &self,
         kind: &Kind,
         body: &Value,
         mode: FieldValidation,
@@ -596,12 +627,16 @@ impl Storage {
             validate::decode(kind, body, mode).map_err(|c| Self::invalid(kind, name, c))?;
         let mut obj = decoded.object;
         validate::default(kind, &mut obj);
+        if kind.kind == "Pod" {
+            self.tolerations.admit(&mut obj);
+        }
         Ok((obj, decoded.warnings))
     }
 
     /// Turns a POST body into the object to store: type and namespace checked, name
     /// generated, decoded, defaulted, server metadata set, validated. Nothing is written.
     pub(crate) fn prepare_create(
+        &self,
         kind: &Kind,
         ns: &str,
         mut body: Value,
@@ -624,7 +659,7 @@ impl Storage {
             }
         }
         let name = meta_str(&body, "name").unwrap_or("").to_string();
-        let (mut obj, warnings) = Self::admit(kind, &body, opts.field_validation, &name)?;
+        let (mut obj, warnings) = self.admit(kind, &body, opts.field_validation, &name)?;
         {
             let m = meta_mut(&mut obj);
             m.insert("uid".into(), json!(new_uid()));
@@ -1008,7 +1043,7 @@ impl Storage {
                 )));
             }
         }
-        let (admitted, warnings) = Self::admit(kind, &body, opts.field_validation, name)?;
+        let (admitted, warnings) = self.admit(kind, &body, opts.field_validation, name)?;
         let rv = meta_str(&body, "resourceVersion").map(str::to_string);
         self.guaranteed_update(
             kind,
@@ -1117,7 +1152,7 @@ impl Storage {
                     .as_str()
                     .map(str::to_string);
                 Self::check_type(kind, &mut patched)?;
-                let (mut admitted, warnings) = Self::admit(kind, &patched, fv, name)?;
+                let (mut admitted, warnings) = self.admit(kind, &patched, fv, name)?;
                 match pinned {
                     Some(rv) => {
                         meta_mut(&mut admitted).insert("resourceVersion".into(), json!(rv));
@@ -1258,6 +1293,134 @@ impl Storage {
         )
     }
 
+    /// POST `pods/<name>/eviction`: deletes the pod unless a PodDisruptionBudget covering it
+    /// forbids (Kubernetes' eviction REST semantics, `navarch_model::pdb::evict`). The
+    /// budget's status is computed afresh from the namespace's pods and controllers
+    /// (`navarch_model::pdb::status`) and the charged budget is written in the transaction
+    /// that deletes or marks the pod, both compare-and-swap on what was read: two evictions
+    /// cannot spend the same disruption, and one that lost the race decides again.
+    pub async fn evict(
+        &self,
+        ns: &str,
+        name: &str,
+        body: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let pods = kinds::lookup("", "v1", "pods").expect("pods are served");
+        let budgets = kinds::lookup("policy", "v1", "poddisruptionbudgets")
+            .expect("poddisruptionbudgets are served");
+        let mut opts = eviction_options(name, &body)?;
+        opts.dry_run |= dry_run;
+        let policy = opts.propagation_policy.unwrap_or(Propagation::Background);
+        for _ in 0..CAS_RETRIES {
+            let Some((current, rev)) = self
+                .read(pods, ns, name, ReadConsistency::Linearizable)
+                .await?
+            else {
+                return Err(Self::not_found(pods, name));
+            };
+            self.check_preconditions(pods, name, &current, &opts)?;
+            let charged = self.charge_budget(ns, &current).await?;
+            let mut marked = current.clone();
+            if !opts.dry_run {
+                add_disruption_target(&mut marked);
+            }
+            let step = Self::plan_removal(pods, ns, name, &marked, rev, &opts, policy);
+            if opts.dry_run {
+                return Ok(eviction_success());
+            }
+            let mut ops = Vec::new();
+            match &step {
+                // Marked already: the eviction has nothing to delete.
+                Removal::Unchanged => {}
+                Removal::Mark { op, .. } | Removal::Delete { op } => ops.push(op.clone()),
+            }
+            if let Some((budget, budget_rev)) = &charged {
+                let bname = meta_str(budget, "name").unwrap_or("");
+                ops.push(Op::Update {
+                    key: key_of(budgets, ns, bname),
+                    value: encode_object(budget),
+                    expected: Some(*budget_rev),
+                });
+            }
+            if ops.is_empty() {
+                return Ok(eviction_success());
+            }
+            match self.write(ops).await? {
+                TxnOutcome::Committed { .. } => {
+                    if matches!(step, Removal::Delete { .. }) {
+                        match policy {
+                            Propagation::Orphan => {
+                                gc::orphan_dependents(self, pods, &current).await?
+                            }
+                            _ => gc::after_owner_gone(self, pods, &current).await?,
+                        }
+                    }
+                    return Ok(eviction_success());
+                }
+                TxnOutcome::Refused {
+                    failure: TxnFailure::Conflict { .. } | TxnFailure::NotFound { .. },
+                    op_index,
+                } => {
+                    // The pod or the budget moved: decide again on what they are now.
+                    tracing::debug!(pod = name, op_index, "eviction raced another write");
+                    continue;
+                }
+                TxnOutcome::Refused { failure, .. } => {
+                    return Err(self.refused(pods, name, failure))
+                }
+            }
+        }
+        Err(ApiError::timeout(format!(
+            "couldn't evict pod {name:?}: the pod or its PodDisruptionBudget kept changing"
+        )))
+    }
+
+    /// The budget an eviction of `pod` charges, with the revision it was read at: `None`
+    /// when the pod ignores budgets or none covers it, the refusal when the covering budget
+    /// allows no disruption (or several cover it). The budget's status is computed afresh,
+    /// as the disruption controller would see the namespace now.
+    async fn charge_budget(
+        &self,
+        ns: &str,
+        pod: &Value,
+    ) -> Result<Option<(Value, Revision)>, ApiError> {
+        if pdb::ignores_budgets(pod) {
+            return Ok(None);
+        }
+        let budgets = kinds::lookup("policy", "v1", "poddisruptionbudgets")
+            .expect("poddisruptionbudgets are served");
+        let mut covering: Vec<(Value, Revision)> = Vec::new();
+        for b in self.all(budgets, Some(ns)).await? {
+            if pdb::selects(&b, pod) {
+                let rev = parse_rv(meta_str(&b, "resourceVersion").unwrap_or(""))?;
+                covering.push((b, rev));
+            }
+        }
+        let now = unix_now();
+        if let [(budget, _)] = covering.as_mut_slice() {
+            let pods = kinds::lookup("", "v1", "pods").expect("pods are served");
+            let namespace_pods = self.all(pods, Some(ns)).await?;
+            let mut controllers = Vec::new();
+            for plural in ["replicasets", "deployments"] {
+                let k = kinds::lookup("apps", "v1", plural).expect("apps are served");
+                controllers.extend(self.all(k, Some(ns)).await?);
+            }
+            let observed = pdb::Observed {
+                pods: &namespace_pods,
+                controllers: &controllers,
+                now,
+            };
+            budget["status"] = pdb::status(budget, &observed).status;
+        }
+        let candidates: Vec<Value> = covering.iter().map(|(b, _)| b.clone()).collect();
+        match pdb::evict(pod, &candidates, now) {
+            Eviction::Refuse(e) => Err(e),
+            Eviction::Delete => Ok(None),
+            Eviction::DeleteAndCharge(budget) => Ok(Some((budget, covering[0].1))),
+        }
+    }
+
     /// DELETE of one object, with graceful pod deletion, finalizers, preconditions and
     /// propagation to dependents (ownerReferences).
     pub async fn delete(
@@ -1355,88 +1518,32 @@ impl Storage {
                 return Err(Self::not_found(kind, name));
             };
             self.check_preconditions(kind, name, &current, opts)?;
-            let has_finalizers = !only_gc_finalizers(&current);
-            let grace = if needs_grace(kind, &current) {
-                opts.grace_period_seconds
-                    .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
-                    .unwrap_or(30)
-            } else {
-                0
-            };
-            // Graceful or finalized: mark the object and let its node or finalizer owner end it.
-            if has_finalizers || grace > 0 {
-                let already = !current["metadata"]["deletionTimestamp"].is_null();
-                let mut new = current.clone();
-                let m = meta_mut(&mut new);
-                if !already
-                    || grace
-                        < m.get("deletionGracePeriodSeconds")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(i64::MAX)
-                {
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        json!(format_rfc3339(unix_now() + grace)),
-                    );
-                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                    m.insert(
-                        "generation".into(),
-                        json!(current["metadata"]["generation"].as_i64().unwrap_or(1) + 1),
-                    );
-                }
-                let gc_finalizer = match policy {
-                    Propagation::Orphan if has_finalizers => Some(FINALIZER_ORPHAN),
-                    Propagation::Foreground if has_finalizers => Some(FINALIZER_FOREGROUND),
-                    _ => None,
-                };
-                if let Some(f) = gc_finalizer {
-                    let list = m.entry("finalizers").or_insert_with(|| json!([]));
-                    if let Some(a) = list.as_array_mut() {
-                        if !a.iter().any(|x| x == f) {
-                            a.push(json!(f));
-                        }
+            let mut ops = Vec::new();
+            let step = Self::plan_removal(kind, ns, name, &current, rev, opts, policy);
+            match &step {
+                Removal::Unchanged => return Ok(Removed::Marked(current)),
+                _ if opts.dry_run => return Ok(step.dry_run(current)),
+                Removal::Mark { op, .. } => ops.push(op.clone()),
+                Removal::Delete { op } => {
+                    if kind.kind == "Namespace" {
+                        // Boxed: emptying a namespace deletes objects through this function.
+                        Box::pin(gc::empty_namespace(self, name)).await?;
+                    }
+                    ops.push(op.clone());
+                    if kind.kind == "Service" {
+                        ops.extend(self.reservation_ops(Some(&current), None).await?);
                     }
                 }
-                m.remove("resourceVersion");
-                if opts.dry_run || strip_rv(&new) == strip_rv(&current) {
-                    return Ok(Removed::Marked(current));
-                }
-                match self
-                    .write(vec![Op::Update {
-                        key: key_of(kind, ns, name),
-                        value: encode_object(&new),
-                        expected: Some(rev),
-                    }])
-                    .await?
-                {
-                    TxnOutcome::Committed { objects, .. } => {
-                        return Ok(Removed::Marked(decode_object(committed(&objects, 0)?)?));
-                    }
-                    TxnOutcome::Refused {
-                        failure: TxnFailure::Conflict { .. },
-                        ..
-                    } => continue,
-                    TxnOutcome::Refused { failure, .. } => {
-                        return Err(self.refused(kind, name, failure))
-                    }
-                }
-            }
-            if opts.dry_run {
-                return Ok(Removed::Deleted(current));
-            }
-            if kind.kind == "Namespace" {
-                // Boxed: emptying a namespace deletes objects through this function.
-                Box::pin(gc::empty_namespace(self, name)).await?;
-            }
-            let mut ops = vec![Op::Delete {
-                key: key_of(kind, ns, name),
-                expected: Some(rev),
-            }];
-            if kind.kind == "Service" {
-                ops.extend(self.reservation_ops(Some(&current), None).await?);
             }
             match self.write(ops).await? {
-                TxnOutcome::Committed { .. } => return Ok(Removed::Deleted(current)),
+                TxnOutcome::Committed { objects, .. } => {
+                    return match step {
+                        Removal::Mark { .. } => {
+                            Ok(Removed::Marked(decode_object(committed(&objects, 0)?)?))
+                        }
+                        _ => Ok(Removed::Deleted(current)),
+                    }
+                }
                 TxnOutcome::Refused {
                     failure: TxnFailure::Conflict { .. },
                     ..
@@ -1447,6 +1554,80 @@ impl Storage {
             }
         }
         Err(ApiError::stale(&kind.qualified_resource(), name).about(kind.plural, kind.group, name))
+    }
+
+    /// What deleting `current` (at revision `rev`) takes, written as the first op: marking it
+    /// with a deletionTimestamp when a grace period or finalizers hold it, or deleting it.
+    fn plan_removal(
+        kind: &Kind,
+        ns: &str,
+        name: &str,
+        current: &Value,
+        rev: Revision,
+        opts: &DeleteOptions,
+        policy: Propagation,
+    ) -> Removal {
+        let has_finalizers = !only_gc_finalizers(current);
+        let grace = if needs_grace(kind, current) {
+            opts.grace_period_seconds
+                .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
+                .unwrap_or(30)
+        } else {
+            0
+        };
+        if !(has_finalizers || grace > 0) {
+            return Removal::Delete {
+                op: Op::Delete {
+                    key: key_of(kind, ns, name),
+                    expected: Some(rev),
+                },
+            };
+        }
+        // Graceful or finalized: mark the object and let its node or finalizer owner end it.
+        let already = !current["metadata"]["deletionTimestamp"].is_null();
+        let mut new = current.clone();
+        let m = meta_mut(&mut new);
+        if !already
+            || grace
+                < m.get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX)
+        {
+            m.insert(
+                "deletionTimestamp".into(),
+                json!(format_rfc3339(unix_now() + grace)),
+            );
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            m.insert(
+                "generation".into(),
+                json!(current["metadata"]["generation"].as_i64().unwrap_or(1) + 1),
+            );
+        }
+        let gc_finalizer = match policy {
+            Propagation::Orphan if has_finalizers => Some(FINALIZER_ORPHAN),
+            Propagation::Foreground if has_finalizers => Some(FINALIZER_FOREGROUND),
+            _ => None,
+        };
+        if let Some(f) = gc_finalizer {
+            let list = m.entry("finalizers").or_insert_with(|| json!([]));
+            if let Some(a) = list.as_array_mut() {
+                if !a.iter().any(|x| x == f) {
+                    a.push(json!(f));
+                }
+            }
+        }
+        m.remove("resourceVersion");
+        if strip_rv(&new) == strip_rv(current) {
+            return Removal::Unchanged;
+        }
+        Removal::Mark {
+            op: Op::Update {
+                key: key_of(kind, ns, name),
+                value: encode_object(&new),
+                expected: Some(rev),
+            },
+            object: new,
+        }
     }
 
     /// DELETE of a collection: every object the selectors match. A refusal of one object
@@ -1476,6 +1657,67 @@ impl Storage {
             }
         }
         Ok(out)
+    }
+}
+
+/// What a successful eviction answers (Kubernetes' `Status` of success, as a create).
+fn eviction_success() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+}
+
+/// The pod's `DisruptionTarget` condition an eviction sets before it deletes the pod.
+fn add_disruption_target(pod: &mut Value) {
+    let condition = json!({
+        "type": "DisruptionTarget",
+        "status": "True",
+        "reason": "EvictionByEvictionAPI",
+        "message": "Eviction API: evicting",
+        "lastTransitionTime": now_rfc3339(),
+    });
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let conditions = pod["status"]["conditions"]
+        .as_array_mut()
+        .expect("conditions is a list");
+    match conditions
+        .iter_mut()
+        .find(|c| c["type"] == "DisruptionTarget")
+    {
+        Some(c) if c["status"] == "True" => {}
+        Some(c) => *c = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// The `DeleteOptions` of a policy/v1 (or v1beta1) Eviction body for pod `name`.
+fn eviction_options(name: &str, body: &Value) -> Result<DeleteOptions, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of an eviction must be an Eviction object",
+        ));
+    }
+    match (body["apiVersion"].as_str(), body["kind"].as_str()) {
+        (None | Some("policy/v1" | "policy/v1beta1"), None | Some("Eviction")) => {}
+        (v, k) => {
+            return Err(ApiError::bad_request(format!(
+                "not a Eviction object: {}/{}",
+                v.unwrap_or(""),
+                k.unwrap_or("")
+            )))
+        }
+    }
+    if body["metadata"]["name"].as_str() != Some(name) {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    match &body["deleteOptions"] {
+        Value::Null => Ok(DeleteOptions::default()),
+        v => DeleteOptions::from_json(v),
     }
 }
 

@@ -36,6 +36,9 @@ pub fn subresource(kind: &Kind, name: &str) -> Option<Subresource> {
         ),
         "scale" => ("scale", "autoscaling", "v1", "Scale", GET_PATCH_UPDATE),
         "binding" => ("binding", "", "v1", "Binding", &["create"]),
+        // Kubernetes lists the group version of Eviction here: `kubectl drain` evicts only
+        // when discovery names policy/v1 (it deletes pods otherwise).
+        "eviction" => ("eviction", "policy", "v1", "Eviction", &["create"]),
         "log" => ("log", "", "v1", "Pod", &["get"]),
         "exec" => ("exec", "", "v1", "PodExecOptions", &["create", "get"]),
         _ => return None,
@@ -276,9 +279,11 @@ mod tests {
     use super::*;
     use crate::kinds::VERBS;
 
-    const GROUPS: [&str; 5] = [
+    const GROUPS: [&str; 7] = [
         "apps",
         "coordination.k8s.io",
+        "discovery.k8s.io",
+        "policy",
         "authentication.k8s.io",
         "authorization.k8s.io",
         "rbac.authorization.k8s.io",
@@ -357,6 +362,28 @@ mod tests {
         assert_eq!(find(&core, "pods/log")["kind"], "Pod");
         assert_eq!(find(&core, "pods/exec")["kind"], "PodExecOptions");
         assert!(find(&core, "endpoints").get("categories").is_none());
+
+        // `kubectl drain` evicts only when pods/eviction names policy/v1 Eviction.
+        let eviction = find(&core, "pods/eviction");
+        assert_eq!(
+            (&eviction["group"], &eviction["version"], &eviction["kind"]),
+            (&json!("policy"), &json!("v1"), &json!("Eviction"))
+        );
+        assert_eq!(eviction["verbs"], json!(["create"]));
+
+        let slices = resource_list("discovery.k8s.io", "v1").unwrap();
+        let s = find(&slices, "endpointslices");
+        assert_eq!(s["kind"], "EndpointSlice");
+        assert_eq!(s["namespaced"], true);
+        assert!(s.get("shortNames").is_none());
+        let policy = resource_list("policy", "v1").unwrap();
+        let pdb = find(&policy, "poddisruptionbudgets");
+        assert_eq!(pdb["kind"], "PodDisruptionBudget");
+        assert_eq!(pdb["shortNames"], json!(["pdb"]));
+        assert_eq!(
+            find(&policy, "poddisruptionbudgets/status")["kind"],
+            "PodDisruptionBudget"
+        );
 
         let lease = resource_list("coordination.k8s.io", "v1").unwrap();
         assert_eq!(find(&lease, "leases")["kind"], "Lease");

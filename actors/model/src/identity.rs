@@ -113,6 +113,13 @@ pub const ENDPOINTSLICE_CONTROLLER: Component = controller(
     "system:controller:endpointslice-controller",
 );
 
+/// PodDisruptionBudgets → their status (`navarch_model::pdb::status`).
+pub const DISRUPTION_CONTROLLER: Component = controller(
+    "disruption-controller",
+    "system:serviceaccount:kube-system:disruption-controller",
+    "system:controller:disruption-controller",
+);
+
 /// Every controller identity.
 pub const CONTROLLERS: &[Component] = &[
     DEPLOYMENT_CONTROLLER,
@@ -122,6 +129,7 @@ pub const CONTROLLERS: &[Component] = &[
     NODE_LIFECYCLE_CONTROLLER,
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,
+    DISRUPTION_CONTROLLER,
 ];
 
 /// Every component identity: the scheduler, the controller manager, then the controllers.
@@ -135,6 +143,7 @@ pub const COMPONENTS: &[Component] = &[
     NODE_LIFECYCLE_CONTROLLER,
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,
+    DISRUPTION_CONTROLLER,
 ];
 
 impl Component {

@@ -12,9 +12,11 @@
 //! Where to start: [`kinds`] (the table everything is driven by), [`validate`] (the write
 //! pipeline), then [`authz`] (who may do what: the Node,RBAC union), [`rbac`] (the RBAC
 //! snapshot, bootstrap policy and its reconcile), [`escalation`] and [`node_restriction`]
-//! (checks on writes), [`review`] (`kubectl auth can-i` and `whoami`) and [`identity`] (the
-//! users navarch's own components are).
+//! (checks on writes), [`admission`] (the mutating plugins), [`pdb`] (PodDisruptionBudget
+//! status and eviction decisions), [`review`] (`kubectl auth can-i` and `whoami`) and
+//! [`identity`] (the users navarch's own components are).
 
+pub mod admission;
 pub mod authz;
 pub mod discovery;
 pub mod escalation;
@@ -25,6 +27,7 @@ pub mod node_restriction;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+pub mod pdb;
 pub mod protobuf;
 pub mod rbac;
 pub mod review;

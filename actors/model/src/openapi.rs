@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use k8s_openapi::api::{apps::v1 as apps, autoscaling::v1 as autoscaling};
 use k8s_openapi::api::{authentication::v1 as authentication, authorization::v1 as authorization};
 use k8s_openapi::api::{coordination::v1 as coordination, core::v1 as core, rbac::v1 as rbac};
+use k8s_openapi::api::{discovery::v1 as discovery_v1, policy::v1 as policy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::JsonSchema;
@@ -141,6 +142,12 @@ fn kind_schema(gen: &mut SchemaGenerator, kind: &Kind) -> String {
         ("apps", "Deployment") => register_kind::<apps::Deployment>(gen, kind),
         ("apps", "ReplicaSet") => register_kind::<apps::ReplicaSet>(gen, kind),
         ("coordination.k8s.io", "Lease") => register_kind::<coordination::Lease>(gen, kind),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            register_kind::<discovery_v1::EndpointSlice>(gen, kind)
+        }
+        ("policy", "PodDisruptionBudget") => {
+            register_kind::<policy::PodDisruptionBudget>(gen, kind)
+        }
         ("authentication.k8s.io", "SelfSubjectReview") => {
             register_kind::<authentication::SelfSubjectReview>(gen, kind)
         }
@@ -398,6 +405,7 @@ struct Names {
     watch_event: String,
     scale: Option<String>,
     binding: Option<String>,
+    eviction: Option<String>,
 }
 
 /// One operation, in Kubernetes' shape.
@@ -736,6 +744,20 @@ fn kind_paths(paths: &mut Map<String, Value>, kind: &Kind, schema: &str, names: 
                     ),
                 )]
             }
+            "eviction" => {
+                let eviction = names.eviction.as_deref().expect("Eviction registered");
+                vec![(
+                    "post",
+                    op(
+                        format!("create{gv}{ns}{k}{s}"),
+                        "post",
+                        &sub_gvk,
+                        write_params(),
+                        Some(body(reference(eviction), true)),
+                        responses(eviction, &["201", "202"]),
+                    ),
+                )]
+            }
             "log" => vec![(
                 "get",
                 op(
@@ -864,6 +886,7 @@ fn build(group: &str, version: &str) -> Value {
         watch_event: register::<meta::WatchEvent<meta::Status>>(&mut gen),
         scale: has("scale").then(|| register::<autoscaling::Scale>(&mut gen)),
         binding: has("binding").then(|| register::<core::Binding>(&mut gen)),
+        eviction: has("eviction").then(|| register::<policy::Eviction>(&mut gen)),
     };
     let list_meta = register::<meta::ListMeta>(&mut gen);
     let kind_names: Vec<String> = served.iter().map(|k| kind_schema(&mut gen, k)).collect();
@@ -906,6 +929,13 @@ fn build(group: &str, version: &str) -> Value {
     if let Some(binding) = &names.binding {
         tag_gvk(&mut schemas, binding, json!([gvk("", "v1", "Binding")]));
     }
+    if let Some(eviction) = &names.eviction {
+        tag_gvk(
+            &mut schemas,
+            eviction,
+            json!([gvk("policy", "v1", "Eviction")]),
+        );
+    }
 
     json!({
         "openapi": "3.0.0",
@@ -919,10 +949,12 @@ fn build(group: &str, version: &str) -> Value {
 mod tests {
     use super::*;
 
-    const PATHS: [&str; 6] = [
+    const PATHS: [&str; 8] = [
         "api/v1",
         "apis/apps/v1",
         "apis/coordination.k8s.io/v1",
+        "apis/discovery.k8s.io/v1",
+        "apis/policy/v1",
         "apis/authentication.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
         "apis/rbac.authorization.k8s.io/v1",
@@ -1022,6 +1054,9 @@ mod tests {
         assert!(ids.contains("listCoreV1Node"));
         assert!(ids.contains("readAppsV1NamespacedReplicaSetScale"));
         assert!(ids.contains("createCoreV1NamespacedPodBinding"));
+        assert!(ids.contains("createCoreV1NamespacedPodEviction"));
+        assert!(ids.contains("patchPolicyV1NamespacedPodDisruptionBudgetStatus"));
+        assert!(ids.contains("listDiscoveryV1EndpointSliceForAllNamespaces"));
     }
 
     #[test]
@@ -1045,6 +1080,15 @@ mod tests {
             assert!(paths.contains_key(p), "{p}");
         }
         assert!(!paths.contains_key("/api/v1/namespaces/{namespace}/nodes"));
+        let eviction = &paths["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]["post"];
+        assert_eq!(
+            eviction["x-kubernetes-group-version-kind"],
+            gvk("policy", "v1", "Eviction")
+        );
+        assert_eq!(
+            eviction["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/io.k8s.api.policy.v1.Eviction"
+        );
         let list = &paths["/api/v1/namespaces/{namespace}/pods"]["get"];
         let names: Vec<&str> = list["parameters"]
             .as_array()

@@ -363,10 +363,26 @@ pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> 
             }
             Op::Replace(path, value) => {
                 let n = budget.spend(&value)?;
-                let slot = get_mut(&mut doc, &path.tokens).ok_or_else(|| path.missing())?;
-                let old = json_size(slot, MAX_PATCHED_BYTES);
-                budget.grow(n, old)?;
-                *slot = value;
+                match get_mut(&mut doc, &path.tokens) {
+                    Some(slot) => {
+                        let old = json_size(slot, MAX_PATCHED_BYTES);
+                        budget.grow(n, old)?;
+                        *slot = value;
+                    }
+                    // Kubernetes' JSON patch (evanphx/json-patch v4) replaces a member an
+                    // object lacks by adding it; `kubectl rollout undo` relies on it for
+                    // `/metadata/annotations`. A missing list index or parent stays an error.
+                    None => match path.tokens.split_last() {
+                        Some((last, parent)) => match get_mut(&mut doc, parent) {
+                            Some(Value::Object(map)) => {
+                                budget.grow(n, 0)?;
+                                map.insert(last.clone(), value);
+                            }
+                            _ => return Err(path.missing()),
+                        },
+                        None => return Err(path.missing()),
+                    },
+                }
             }
             Op::Move { from, path } => {
                 if from.tokens == path.tokens {
@@ -502,7 +518,13 @@ pub fn list_strategy(kind: &str, path: &[&str]) -> Option<ListStrategy> {
     }
     match (kind, path) {
         (
-            "Pod" | "Node" | "Deployment" | "ReplicaSet" | "Namespace" | "Service",
+            "Pod"
+            | "Node"
+            | "Deployment"
+            | "ReplicaSet"
+            | "Namespace"
+            | "Service"
+            | "PodDisruptionBudget",
             ["status", "conditions"],
         ) => Some(MergeByKey("type")),
         ("Pod", ["status", "podIPs" | "hostIPs"]) => Some(MergeByKey("ip")),
@@ -1230,7 +1252,6 @@ mod tests {
         let doc = json!({"spec": {"replicas": 1}});
         for op in [
             json!({"op": "remove", "path": "/spec/foo"}),
-            json!({"op": "replace", "path": "/spec/foo", "value": 1}),
             json!({"op": "test", "path": "/spec/foo", "value": 1}),
             json!({"op": "move", "from": "/spec/foo", "path": "/spec/bar"}),
             json!({"op": "copy", "from": "/spec/foo", "path": "/spec/bar"}),
@@ -1243,7 +1264,7 @@ mod tests {
             );
         }
         let err = jp(
-            doc,
+            doc.clone(),
             json!([{"op": "add", "path": "/status/phase", "value": "x"}]),
         )
         .unwrap_err();
@@ -1251,6 +1272,31 @@ mod tests {
             err,
             PatchError::Unprocessable("doc is missing path: \"/status/phase\"".into())
         );
+        // As in Kubernetes, replacing a member an object lacks adds it (what
+        // `kubectl rollout undo` sends for `/metadata/annotations`); a missing list index
+        // stays an error.
+        assert_eq!(
+            jp(
+                doc.clone(),
+                json!([{"op": "replace", "path": "/spec/foo", "value": 1}])
+            )
+            .unwrap(),
+            json!({"spec": {"replicas": 1, "foo": 1}})
+        );
+        assert_eq!(
+            jp(
+                doc.clone(),
+                json!([{"op": "replace", "path": "/spec/foo/bar", "value": 1}])
+            )
+            .unwrap_err(),
+            PatchError::Unprocessable("doc is missing path: \"/spec/foo/bar\"".into())
+        );
+        let list = json!({"spec": {"ports": [1]}});
+        assert!(jp(
+            list,
+            json!([{"op": "replace", "path": "/spec/ports/1", "value": 2}])
+        )
+        .is_err());
     }
 
     #[test]

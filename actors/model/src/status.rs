@@ -230,7 +230,15 @@ impl ApiError {
             let causes: Vec<Value> = d
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .map(|c| {
+                    // `field` is omitted when empty, as Kubernetes does (a DisruptionBudget
+                    // cause names no field).
+                    let mut cause = json!({"reason": c.reason, "message": c.message});
+                    if !c.field.is_empty() {
+                        cause["field"] = json!(c.field);
+                    }
+                    cause
+                })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
@@ -298,6 +306,8 @@ const CAUSES: &[&str] = &[
     "UnexpectedServerResponse",
     "FieldManagerConflict",
     "ResourceVersionTooLarge",
+    "DisruptionBudget",
+    "NamespaceTerminating",
 ];
 
 fn known_cause(r: &str) -> &'static str {

@@ -97,6 +97,20 @@ fn column_list(kind: &Kind) -> Vec<Column> {
             ("Endpoints", "string", 0, "The endpoints (address:port) of the set."),
             AGE,
         ],
+        "EndpointSlice" => vec![
+            NAME,
+            ("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
+            ("Ports", "string", 0, "ports specifies the list of network ports exposed by each endpoint in this slice."),
+            ("Endpoints", "string", 0, "endpoints is a list of unique endpoints in this slice."),
+            AGE,
+        ],
+        "PodDisruptionBudget" => vec![
+            NAME,
+            ("Min Available", "string", 0, "The minimum number of pods that must be available."),
+            ("Max Unavailable", "string", 0, "The maximum number of pods that may be unavailable."),
+            ("Allowed Disruptions", "integer", 0, "Calculated number of pods that may be disrupted at this time."),
+            AGE,
+        ],
         "Namespace" => vec![
             NAME,
             ("Status", "string", 0, "The status of the namespace."),
@@ -165,6 +179,20 @@ pub fn row(kind: &Kind, object: &Value, now: i64) -> Value {
         "Endpoints" => vec![
             json!(name(object)),
             json!(format_endpoints(object)),
+            json!(age(object, now)),
+        ],
+        "EndpointSlice" => vec![
+            json!(name(object)),
+            json!(s(object, &["addressType"])),
+            json!(format_slice_ports(object)),
+            json!(format_slice_endpoints(object)),
+            json!(age(object, now)),
+        ],
+        "PodDisruptionBudget" => vec![
+            json!(name(object)),
+            json!(int_or_string(get(object, &["spec", "minAvailable"]))),
+            json!(int_or_string(get(object, &["spec", "maxUnavailable"]))),
+            json!(i(object, &["status", "disruptionsAllowed"])),
             json!(age(object, now)),
         ],
         "Namespace" => vec![
@@ -694,6 +722,58 @@ fn format_endpoints(ep: &Value) -> String {
     }
 }
 
+/// Up to three items joined by commas, then ` + N more...`; `<unset>` for none (kube's
+/// `listWithMoreString`, which the EndpointSlice printer uses).
+fn list_with_more(items: impl Iterator<Item = String>) -> String {
+    const MAX: usize = 3;
+    let mut list = Vec::new();
+    let mut count = 0usize;
+    for item in items {
+        if list.len() < MAX {
+            list.push(item);
+        }
+        count += 1;
+    }
+    let joined = list.join(",");
+    if count > MAX {
+        format!("{joined} + {} more...", count - MAX)
+    } else if joined.is_empty() {
+        "<unset>".into()
+    } else {
+        joined
+    }
+}
+
+/// An EndpointSlice's ports: each port number, else its name, else `*`.
+fn format_slice_ports(slice: &Value) -> String {
+    list_with_more(arr(slice, &["ports"]).iter().map(|p| {
+        match (p.get("port").and_then(Value::as_i64), p.get("name")) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(Value::String(name))) => name.clone(),
+            _ => "*".into(),
+        }
+    }))
+}
+
+/// Every address of every endpoint of an EndpointSlice.
+fn format_slice_endpoints(slice: &Value) -> String {
+    list_with_more(
+        arr(slice, &["endpoints"])
+            .iter()
+            .flat_map(|e| arr(e, &["addresses"]))
+            .map(|a| a.as_str().unwrap_or("").to_string()),
+    )
+}
+
+/// An IntOrString as kubectl prints it (`2`, `50%`); `N/A` when unset.
+fn int_or_string(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => "N/A".into(),
+    }
+}
+
 /// NAME, ROLE (`Kind/name`), AGE, then users, groups and service accounts
 /// (`namespace/name`), as kubectl's `printRoleBinding` and `rbac.SubjectsStrings` do.
 fn role_binding_cells(binding: &Value, now: i64) -> Vec<Value> {
@@ -1140,6 +1220,67 @@ mod tests {
             json!([{"addresses": [{"ip": "fd00::4"}], "ports": [{"port": 80}]}, {"addresses": [{"ip": "10.0.0.9"}]}]),
         );
         assert_eq!(cells("Endpoints", v6, T0)[1], "[fd00::4]:80,10.0.0.9");
+    }
+
+    #[test]
+    fn endpoint_slice_and_pdb_rows() {
+        let cols = |kind: &str| names(kind).into_iter().map(|c| c.0).collect::<Vec<_>>();
+        assert_eq!(
+            cols("EndpointSlice"),
+            ["Name", "AddressType", "Ports", "Endpoints", "Age"]
+        );
+        let slice = json!({"metadata": meta("web-abcde"), "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "metrics"}, {}],
+            "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2", "10.0.0.3"]},
+                          {"addresses": ["10.0.0.4"]}, {"addresses": ["10.0.0.5"]}]});
+        assert_eq!(
+            cells("EndpointSlice", slice, T0 + 60),
+            vec![
+                json!("web-abcde"),
+                json!("IPv4"),
+                json!("80,metrics,*"),
+                json!("10.0.0.1,10.0.0.2,10.0.0.3 + 2 more..."),
+                json!("60s")
+            ]
+        );
+        let empty = json!({"metadata": meta("e"), "addressType": "IPv6", "endpoints": null});
+        let c = cells("EndpointSlice", empty, T0);
+        assert_eq!(
+            (c[2].clone(), c[3].clone()),
+            (json!("<unset>"), json!("<unset>"))
+        );
+        let four = json!({"metadata": meta("f"), "addressType": "IPv4",
+            "ports": [{"port": 1}, {"port": 2}, {"port": 3}, {"port": 4}], "endpoints": []});
+        assert_eq!(cells("EndpointSlice", four, T0)[2], "1,2,3 + 1 more...");
+
+        assert_eq!(
+            cols("PodDisruptionBudget"),
+            [
+                "Name",
+                "Min Available",
+                "Max Unavailable",
+                "Allowed Disruptions",
+                "Age"
+            ]
+        );
+        let pdb = json!({"metadata": meta("web"), "spec": {"minAvailable": 2, "selector": {}},
+            "status": {"disruptionsAllowed": 1}});
+        assert_eq!(
+            cells("PodDisruptionBudget", pdb, T0 + 3600),
+            vec![
+                json!("web"),
+                json!("2"),
+                json!("N/A"),
+                json!(1),
+                json!("60m")
+            ]
+        );
+        let pct = json!({"metadata": meta("db"), "spec": {"maxUnavailable": "25%"}});
+        let c = cells("PodDisruptionBudget", pct, T0);
+        assert_eq!(
+            (c[1].clone(), c[2].clone(), c[3].clone()),
+            (json!("N/A"), json!("25%"), json!(0))
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! review kinds' own rules live in `validate/rbac.rs`; a review kind (not stored) is a request
 //! without a name, validated as Kubernetes validates the request.
 
+mod affinity;
+mod discovery;
+mod policy;
 mod rbac;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +27,8 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::schemars::JsonSchema;
 
@@ -90,6 +95,8 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
     Supported::Any("containers[].ports[].name"),
     Supported::Any("containers[].ports[].containerPort"),
     Supported::Any("containers[].ports[].protocol"),
+    Supported::Any("containers[].ports[].hostPort"),
+    Supported::Any("containers[].ports[].hostIP"),
     Supported::Any("containers[].resources.limits"),
     Supported::Any("containers[].resources.requests"),
     Supported::Any("containers[].imagePullPolicy"),
@@ -103,6 +110,8 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
     Supported::Any("nodeName"),
     Supported::Any("nodeSelector"),
     Supported::Any("tolerations"),
+    // Node affinity only: `podAffinity` and `podAntiAffinity` are refused.
+    Supported::Any("affinity.nodeAffinity"),
     Supported::Any("hostname"),
     Supported::Any("subdomain"),
     Supported::Any("enableServiceLinks"),
@@ -115,7 +124,8 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
 /// `roleRef` and `subjects` for the RBAC kinds): anything set (non-null, non-empty) outside
 /// `apiVersion`, `kind`, `metadata` and `status` that no entry covers is refused with
 /// `FieldValueNotSupported` (`not supported by navarch: ...`). `status` is never checked
-/// (controllers and nodes write it; a review's is the answer). Kinds absent here (Endpoints, Event) have no `spec`; their data is accepted
+/// (controllers and nodes write it; a review's is the answer). Kinds absent here (Endpoints,
+/// EndpointSlice, Event) have no `spec`; their data is accepted
 /// whole. Later issues that implement a field extend this table (and [`POD_SPEC_FIELDS`]).
 pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
     ("Namespace", &[Supported::Any("spec.finalizers")]),
@@ -174,6 +184,15 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
         ],
     ),
     ("Lease", &[Supported::Any("spec")]),
+    (
+        "PodDisruptionBudget",
+        &[
+            Supported::Any("spec.minAvailable"),
+            Supported::Any("spec.maxUnavailable"),
+            Supported::Any("spec.selector"),
+            Supported::Any("spec.unhealthyPodEvictionPolicy"),
+        ],
+    ),
     // RBAC objects have no `spec`: their top-level fields are checked. `aggregationRule` is
     // not implemented (a ClusterRole's rules are its own), so it is refused.
     ("Role", &[Supported::Any("rules")]),
@@ -427,6 +446,8 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "Deployment" => round_trip::<Deployment>(&input),
         "ReplicaSet" => round_trip::<ReplicaSet>(&input),
         "Lease" => round_trip::<Lease>(&input),
+        "EndpointSlice" => round_trip::<EndpointSlice>(&input),
+        "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(&input),
         "Role" => round_trip::<Role>(&input),
         "ClusterRole" => round_trip::<ClusterRole>(&input),
         "RoleBinding" => round_trip::<RoleBinding>(&input),
@@ -684,6 +705,8 @@ pub fn default(kind: &Kind, object: &mut Value) {
             }
         }
         "RoleBinding" | "ClusterRoleBinding" => rbac::default_binding(obj),
+        "EndpointSlice" => discovery::default_slice(obj),
+        "PodDisruptionBudget" => policy::default_budget(obj),
         "Namespace" => {
             let spec = child_object(obj, "spec");
             set_if_absent(spec, "finalizers", json!(["kubernetes"]));
@@ -1118,6 +1141,13 @@ pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
         }
         "Event" => validate_event(object, &mut out),
         "Endpoints" => validate_endpoints(object, &mut out),
+        "EndpointSlice" => discovery::validate_slice(object, &mut out),
+        "PodDisruptionBudget" => {
+            policy::validate_budget(spec, &mut out);
+            if let Some(status) = object.get("status").filter(|s| s.is_object()) {
+                policy::validate_budget_status(status, &mut out);
+            }
+        }
         "Role" => rbac::validate_rules(object, true, &mut out),
         "ClusterRole" => rbac::validate_rules(object, false, &mut out),
         "RoleBinding" => rbac::validate_binding(object, true, &mut out),
@@ -1282,6 +1312,8 @@ fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     for (i, t) in array_at(spec, "tolerations").iter().enumerate() {
         validate_toleration(t, &format!("{path}.tolerations[{i}]"), out);
     }
+    affinity::validate_node_affinity(spec, path, out);
+    affinity::validate_unique_host_ports(spec, path, out);
 }
 
 fn validate_container(c: &Value, path: &str, names: &mut BTreeSet<String>, out: &mut Vec<Cause>) {
@@ -1315,6 +1347,7 @@ fn validate_container(c: &Value, path: &str, names: &mut BTreeSet<String>, out: 
             p.get("protocol"),
             &["SCTP", "TCP", "UDP"],
         );
+        affinity::validate_host_port(p, &pp, out);
         if let Some(name) = str_at(p, "name").filter(|s| !s.is_empty()) {
             push_invalid(
                 out,
@@ -1495,6 +1528,17 @@ fn validate_workload(spec: &Value, deployment: bool, out: &mut Vec<Cause>) {
         .filter(|s| s.is_object())
         .unwrap_or(&empty);
     validate_pod_spec(pod_spec, "spec.template.spec", out);
+    if let Some(ads) = pod_spec
+        .get("activeDeadlineSeconds")
+        .filter(|v| !v.is_null())
+    {
+        out.push(invalid(
+            "spec.template.spec.activeDeadlineSeconds",
+            ads,
+            // Kubernetes says ReplicaSet for Deployments too (one check serves both).
+            "activeDeadlineSeconds in ReplicaSet is not Supported",
+        ));
+    }
     // Other values than these are already refused by the PodSpec check.
     if let Some(rp) = pod_spec.get("restartPolicy") {
         if matches!(rp.as_str(), Some("OnFailure" | "Never")) {
@@ -1809,6 +1853,7 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
             }
         }
         "Pod" => validate_pod_update(old_spec, new_spec, &mut out),
+        "EndpointSlice" => discovery::validate_slice_update(old, new, &mut out),
         "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding_update(old, new, &mut out),
         _ => {}
     }
@@ -1836,9 +1881,22 @@ fn validate_pod_update(old: &Value, new: &Value, out: &mut Vec<Cause>) {
         )),
         _ => {}
     }
-    // Tolerations may only be added.
-    let old_tol: Vec<Value> = array_at(old, "tolerations").iter().map(pruned).collect();
-    let new_tol: Vec<Value> = array_at(new, "tolerations").iter().map(pruned).collect();
+    // Tolerations may only be added; an existing one may change its tolerationSeconds.
+    let without_seconds = |t: &Value| {
+        let mut t = pruned(t);
+        if let Some(m) = t.as_object_mut() {
+            m.remove("tolerationSeconds");
+        }
+        t
+    };
+    let old_tol: Vec<Value> = array_at(old, "tolerations")
+        .iter()
+        .map(without_seconds)
+        .collect();
+    let new_tol: Vec<Value> = array_at(new, "tolerations")
+        .iter()
+        .map(without_seconds)
+        .collect();
     if old_tol.iter().any(|t| !new_tol.contains(t)) {
         out.push(forbidden(
             "spec.tolerations",
@@ -2318,7 +2376,7 @@ mod tests {
                 "dnsPolicy": "None",
                 "serviceAccountName": "builder",
                 "securityContext": {"runAsUser": 1000},
-                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "x"}]}},
                 "containers": [{"name": "a", "image": "x",
                     "volumeMounts": [{"name": "v", "mountPath": "/v"}],
                     "livenessProbe": {"exec": {"command": ["true"]}},
@@ -2335,9 +2393,9 @@ mod tests {
         assert_eq!(
             f,
             vec![
+                "spec.affinity.podAntiAffinity",
                 "spec.containers[0].env[0].valueFrom",
                 "spec.containers[0].livenessProbe",
-                "spec.containers[0].ports[0].hostPort",
                 "spec.containers[0].stdin",
                 "spec.containers[0].volumeMounts",
                 "spec.dnsPolicy",
@@ -2815,6 +2873,331 @@ mod tests {
         let mut ns2 = ns.clone();
         ns2["metadata"]["labels"] = json!({"team": "x"});
         assert_eq!(validate_update(k("Namespace"), &ns, &ns2), vec![]);
+    }
+
+    #[test]
+    fn node_affinity_and_host_ports() {
+        let term = json!({"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]},
+                                               {"key": "gpu", "operator": "Exists"},
+                                               {"key": "cores", "operator": "Gt", "values": ["4"]}],
+                          "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]});
+        let ok = pod(json!({"containers": [{"name": "a", "image": "x",
+                "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"},
+                          {"containerPort": 81, "hostPort": 8080, "protocol": "UDP"}]},
+                {"name": "b", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]}],
+            "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term.clone()]},
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": term}]}}}));
+        assert_eq!(create("Pod", ok), vec![]);
+
+        let bad = pod(json!({"containers": [{"name": "a", "image": "x",
+                "ports": [{"containerPort": 80, "hostPort": 70000}, {"containerPort": 81, "hostPort": 9000, "hostIP": "nope"},
+                          {"containerPort": 82, "hostPort": 9001}]},
+                {"name": "b", "image": "x", "ports": [{"containerPort": 82, "hostPort": 9001, "protocol": "TCP"}]}],
+            "affinity": {"nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "disk", "operator": "In"},
+                                          {"key": "gpu", "operator": "Exists", "values": ["x"]},
+                                          {"key": "cores", "operator": "Lt", "values": ["1", "2"]},
+                                          {"key": "bad key", "operator": "Near", "values": ["-v"]}],
+                     "matchFields": [{"key": "metadata.labels", "operator": "In", "values": ["a", "b"]},
+                                     {"key": "metadata.name", "operator": "Exists"}]}]},
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {}}]}}}));
+        let c = create("Pod", bad);
+        let r = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]";
+        let mut want = vec![
+            format!("{r}.matchExpressions[0].values"),
+            format!("{r}.matchExpressions[1].values"),
+            format!("{r}.matchExpressions[2].values"),
+            format!("{r}.matchExpressions[3].operator"),
+            format!("{r}.matchExpressions[3].key"),
+            format!("{r}.matchExpressions[3].values[0]"),
+            format!("{r}.matchFields[0].values"),
+            format!("{r}.matchFields[0].key"),
+            format!("{r}.matchFields[1].operator"),
+            "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight"
+                .to_string(),
+            "spec.containers[0].ports[0].hostPort".to_string(),
+            "spec.containers[0].ports[1].hostIP".to_string(),
+            "spec.containers[1].ports[0].hostPort".to_string(),
+        ];
+        let mut got: Vec<String> = c.iter().map(|c| c.field.clone()).collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{c:?}");
+        assert!(has(
+            &c,
+            "FieldValueDuplicate",
+            "spec.containers[1].ports[0].hostPort"
+        ));
+        assert!(has(
+            &c,
+            "FieldValueForbidden",
+            &format!("{r}.matchExpressions[1].values")
+        ));
+
+        let empty_terms = pod(json!({"containers": [{"name": "a", "image": "x"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}));
+        let c = create("Pod", empty_terms);
+        assert_eq!(
+            fields(&c),
+            vec!["spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"]
+        );
+        // Pod affinity stays refused, inside a Deployment's template too.
+        let mut d = kubectl_deployment();
+        d["spec"]["template"]["spec"]["affinity"] = json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}});
+        let c = create("Deployment", d);
+        assert_eq!(fields(&c), vec!["spec.template.spec.affinity.podAffinity"]);
+        assert!(c[0].message.starts_with("not supported by navarch"));
+    }
+
+    #[test]
+    fn toleration_seconds() {
+        let p = pod(
+            json!({"containers": [{"name": "a", "image": "x"}], "tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "k", "operator": "Exists", "tolerationSeconds": -1},
+            {"key": "j", "operator": "Equal", "value": "v", "effect": "NoSchedule", "tolerationSeconds": 1}]}),
+        );
+        let c = create("Pod", p);
+        assert_eq!(
+            fields(&c),
+            vec!["spec.tolerations[1].effect", "spec.tolerations[2].effect"]
+        );
+        assert!(c[0]
+            .message
+            .contains("effect must be 'NoExecute' when `tolerationSeconds` is set"));
+        // Negative seconds with NoExecute are Kubernetes' "evict at once": accepted.
+        let p = pod(
+            json!({"containers": [{"name": "a", "image": "x"}], "tolerations": [
+            {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": -5}]}),
+        );
+        assert_eq!(create("Pod", p), vec![]);
+
+        // An update may change an existing toleration's seconds, nothing else of it.
+        let mut base = simple_pod();
+        base["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]);
+        let old = defaulted("Pod", base);
+        let mut new = old.clone();
+        new["spec"]["tolerations"][0]["tolerationSeconds"] = json!(10);
+        assert_eq!(validate_update(k("Pod"), &old, &new), vec![]);
+        new["spec"]["tolerations"][0]["effect"] = json!("NoSchedule");
+        new["spec"]["tolerations"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("tolerationSeconds");
+        assert!(fields(&validate_update(k("Pod"), &old, &new)).contains(&"spec.tolerations"));
+    }
+
+    #[test]
+    fn workload_templates_take_no_active_deadline() {
+        let mut d = kubectl_deployment();
+        d["spec"]["template"]["spec"]["activeDeadlineSeconds"] = json!(30);
+        let c = create("Deployment", d);
+        assert_eq!(fields(&c), vec!["spec.template.spec.activeDeadlineSeconds"]);
+        assert!(c[0]
+            .message
+            .ends_with("activeDeadlineSeconds in ReplicaSet is not Supported"));
+    }
+
+    fn slice(body: Value) -> Value {
+        let mut s = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-abc", "namespace": "default"}});
+        for (k, v) in body.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    }
+
+    #[test]
+    fn endpoint_slices() {
+        let ok = slice(json!({"addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true, "serving": true, "terminating": false},
+                           "nodeName": "n1", "hostname": "web-0", "zone": "a",
+                           "targetRef": {"kind": "Pod", "name": "web-0", "namespace": "default"},
+                           "hints": {"forZones": [{"name": "a"}], "forNodes": [{"name": "n1"}]}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "appProtocol": "http"}, {"port": 9090, "name": "m"}]}));
+        assert_eq!(create("EndpointSlice", ok.clone()), vec![]);
+        let d = defaulted("EndpointSlice", ok);
+        assert_eq!(d["ports"][1]["protocol"], "TCP");
+        let d = defaulted(
+            "EndpointSlice",
+            slice(json!({"addressType": "IPv4", "ports": [{"port": 1}]})),
+        );
+        assert_eq!(
+            d["ports"][0],
+            json!({"name": "", "port": 1, "protocol": "TCP"})
+        );
+        assert_eq!(
+            create(
+                "EndpointSlice",
+                slice(json!({"addressType": "IPv6", "endpoints": []}))
+            ),
+            vec![]
+        );
+
+        let c = create("EndpointSlice", slice(json!({})));
+        assert!(has(&c, "FieldValueRequired", "addressType"), "{c:?}");
+        let c = create("EndpointSlice", slice(json!({"addressType": "IP"})));
+        assert!(has(&c, "FieldValueNotSupported", "addressType"), "{c:?}");
+
+        let bad = slice(json!({"addressType": "IPv4",
+            "endpoints": [{"addresses": []},
+                          {"addresses": ["10.0.0.300", "fd00::1", "127.0.0.1", "0.0.0.0", "169.254.1.1", "224.0.0.5", "10.1.2.3"],
+                           "nodeName": "Bad_Node", "hostname": "a.b",
+                           "hints": {"forZones": [{"name": "a"}, {"name": "a"}]}}],
+            "ports": [{"name": "Bad_Name", "port": 80}, {"name": "x", "port": 81, "protocol": "HTTP"},
+                      {"name": "x", "port": 82}, {"port": 83, "appProtocol": "bad proto"}]}));
+        let c = create("EndpointSlice", bad);
+        let mut got: Vec<&str> = fields(&c);
+        got.sort();
+        let mut want = vec![
+            "endpoints[0].addresses",
+            "endpoints[1].addresses[0]",
+            "endpoints[1].addresses[1]",
+            "endpoints[1].addresses[2]",
+            "endpoints[1].addresses[3]",
+            "endpoints[1].addresses[4]",
+            "endpoints[1].addresses[5]",
+            "endpoints[1].nodeName",
+            "endpoints[1].hostname",
+            "endpoints[1].hints.forZones[1].name",
+            "ports[0].name",
+            "ports[1].protocol",
+            "ports[2].name",
+            "ports[3].appProtocol",
+        ];
+        want.sort();
+        assert_eq!(got, want, "{c:?}");
+        let loopback = c
+            .iter()
+            .find(|c| c.field == "endpoints[1].addresses[2]")
+            .unwrap();
+        assert!(loopback
+            .message
+            .contains("may not be in the loopback range"));
+
+        let v6 = slice(json!({"addressType": "IPv6",
+            "endpoints": [{"addresses": ["10.0.0.1", "fe80::1", "::1", "fd00::1"]}]}));
+        let c = create("EndpointSlice", v6);
+        let mut got = fields(&c);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "endpoints[0].addresses[0]",
+                "endpoints[0].addresses[1]",
+                "endpoints[0].addresses[2]"
+            ]
+        );
+        let fqdn = slice(json!({"addressType": "FQDN",
+            "endpoints": [{"addresses": ["example.com", "example.com.", "localhost", "Bad.example"]}]}));
+        let c = create("EndpointSlice", fqdn);
+        let mut got = fields(&c);
+        got.sort();
+        assert_eq!(
+            got,
+            vec!["endpoints[0].addresses[2]", "endpoints[0].addresses[3]"]
+        );
+
+        let old = defaulted(
+            "EndpointSlice",
+            slice(json!({"addressType": "IPv4", "endpoints": []})),
+        );
+        let mut new = old.clone();
+        new["endpoints"] = json!([{"addresses": ["10.0.0.9"]}]);
+        assert_eq!(validate_update(k("EndpointSlice"), &old, &new), vec![]);
+        new["addressType"] = json!("IPv6");
+        new["endpoints"] = json!([]);
+        let c = validate_update(k("EndpointSlice"), &old, &new);
+        assert_eq!(fields(&c), vec!["addressType"]);
+        assert!(c[0].message.ends_with("field is immutable"));
+    }
+
+    fn pdb(spec: Value) -> Value {
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web", "namespace": "default"}, "spec": spec})
+    }
+
+    #[test]
+    fn disruption_budgets() {
+        for spec in [
+            json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}),
+            json!({"minAvailable": "50%", "selector": {}}),
+            json!({"maxUnavailable": 0}),
+            json!({"maxUnavailable": "100%", "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                   "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}}),
+        ] {
+            assert_eq!(
+                create("PodDisruptionBudget", pdb(spec.clone())),
+                vec![],
+                "{spec}"
+            );
+        }
+        let d = defaulted("PodDisruptionBudget", pdb(json!({"minAvailable": 1})));
+        assert_eq!(
+            d["status"],
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0})
+        );
+
+        let c = create(
+            "PodDisruptionBudget",
+            pdb(json!({"minAvailable": 1, "maxUnavailable": 1})),
+        );
+        assert_eq!(fields(&c), vec!["spec"]);
+        assert!(c[0]
+            .message
+            .ends_with("minAvailable and maxUnavailable cannot be both set"));
+        let c = create(
+            "PodDisruptionBudget",
+            pdb(
+                json!({"minAvailable": -1, "unhealthyPodEvictionPolicy": "Sometimes",
+                "selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}}),
+            ),
+        );
+        let mut got = fields(&c);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "spec.minAvailable",
+                "spec.selector.matchExpressions[0].operator",
+                "spec.unhealthyPodEvictionPolicy"
+            ]
+        );
+        for bad in [json!("150%"), json!("half"), json!("5")] {
+            let c = create("PodDisruptionBudget", pdb(json!({"maxUnavailable": bad})));
+            assert_eq!(fields(&c), vec!["spec.maxUnavailable"], "{bad}");
+        }
+        let unknown = pdb(json!({"minAvailable": 1, "podSelector": {}}));
+        let err = decode(k("PodDisruptionBudget"), &unknown, FieldValidation::Strict).unwrap_err();
+        assert_eq!(fields(&err), vec!["spec.podSelector"]);
+
+        let old = defaulted("PodDisruptionBudget", pdb(json!({"minAvailable": 1})));
+        let mut new = old.clone();
+        new["spec"]["minAvailable"] = json!("60%");
+        assert_eq!(
+            validate_update(k("PodDisruptionBudget"), &old, &new),
+            vec![]
+        );
+        new["status"] = json!({"disruptionsAllowed": -1, "currentHealthy": 1, "desiredHealthy": 0, "expectedPods": 1,
+            "conditions": [{"type": "DisruptionAllowed", "status": "Maybe", "reason": ""},
+                           {"type": "DisruptionAllowed", "status": "True", "reason": "SufficientPods",
+                            "lastTransitionTime": "2024-05-01T10:00:00Z", "message": ""}]});
+        let c = validate_update(k("PodDisruptionBudget"), &old, &new);
+        let mut got = fields(&c);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "status.conditions[0].lastTransitionTime",
+                "status.conditions[0].reason",
+                "status.conditions[0].status",
+                "status.conditions[1].type",
+                "status.disruptionsAllowed"
+            ]
+        );
     }
 
     #[test]

@@ -157,6 +157,14 @@ struct RunArgs {
     /// Joins per second admitted from all sources together once the burst is spent.
     #[arg(long, default_value_t = JoinLimits::default().overall.per_second)]
     join_qps: f64,
+    /// Seconds every pod tolerates the `node.kubernetes.io/not-ready:NoExecute` taint unless
+    /// it says otherwise (the DefaultTolerationSeconds admission; Kubernetes defaults to 300).
+    #[arg(long, default_value_t = 30)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds every pod tolerates the `node.kubernetes.io/unreachable:NoExecute` taint
+    /// unless it says otherwise (Kubernetes defaults to 300).
+    #[arg(long, default_value_t = 30)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
@@ -389,6 +397,8 @@ async fn run(args: RunArgs) -> Result<()> {
         )],
     });
     api_cfg.server_address = server_url.trim_start_matches("https://").to_string();
+    api_cfg.default_not_ready_toleration_seconds = args.default_not_ready_toleration_seconds;
+    api_cfg.default_unreachable_toleration_seconds = args.default_unreachable_toleration_seconds;
     let api = ApiServer::start(api_cfg);
     if !args.no_control_plane {
         // The shared watch caches of each activation of this master's controllers.

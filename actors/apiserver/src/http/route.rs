@@ -134,8 +134,8 @@ pub fn verb(
         ("GET", true, Some("log")) => "get",
         // exec takes GET (WebSocket) and POST (SPDY); binding takes POST.
         ("GET" | "POST", true, Some("exec")) => "create",
-        ("POST", true, Some("binding")) => "create",
-        (_, _, Some("log" | "exec" | "binding")) => return Err(not_allowed()),
+        ("POST", true, Some("binding" | "eviction")) => "create",
+        (_, _, Some("log" | "exec" | "binding" | "eviction")) => return Err(not_allowed()),
         ("GET", true, _) => "get",
         ("GET", false, None) if flag(query, "watch") => "watch",
         ("GET", false, None) => "list",
@@ -243,6 +243,15 @@ mod tests {
             verb("GET", &t("/api/v1/namespaces/d/pods/w/exec"), &[]).unwrap(),
             "create"
         );
+        let eviction = t("/api/v1/namespaces/d/pods/w/eviction");
+        assert_eq!(verb("POST", &eviction, &[]).unwrap(), "create");
+        for method in ["GET", "PUT", "PATCH", "DELETE"] {
+            assert_eq!(
+                verb(method, &eviction, &[]).unwrap_err().code,
+                405,
+                "{method}"
+            );
+        }
         assert_eq!(
             verb("PUT", &t("/api/v1/namespaces/d/pods/w/log"), &[])
                 .unwrap_err()

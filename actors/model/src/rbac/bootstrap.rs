@@ -56,6 +56,8 @@ const READ_WRITE: &[&str] = &[
 const CORE: &[&str] = &[""];
 const APPS: &[&str] = &["apps"];
 const COORDINATION: &[&str] = &["coordination.k8s.io"];
+const DISCOVERY_GROUP: &[&str] = &["discovery.k8s.io"];
+const POLICY: &[&str] = &["policy"];
 
 fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
     PolicyRule::resources(verbs, groups, resources)
@@ -91,6 +93,12 @@ fn view_rules() -> Vec<PolicyRule> {
                 "replicasets/status",
             ],
         ),
+        rule(READ, DISCOVERY_GROUP, &["endpointslices"]),
+        rule(
+            READ,
+            POLICY,
+            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+        ),
     ]
 }
 
@@ -98,6 +106,7 @@ fn edit_rules() -> Vec<PolicyRule> {
     let mut rules = vec![
         rule(READ, CORE, &["pods/exec"]),
         rule(WRITE, CORE, &["pods", "pods/exec"]),
+        rule(&["create"], CORE, &["pods/eviction"]),
         rule(WRITE, CORE, &["events", "services"]),
         rule(
             WRITE,
@@ -110,6 +119,7 @@ fn edit_rules() -> Vec<PolicyRule> {
             ],
         ),
         rule(READ_WRITE, COORDINATION, &["leases"]),
+        rule(WRITE, POLICY, &["poddisruptionbudgets"]),
     ];
     rules.extend(view_rules());
     rules
@@ -203,11 +213,22 @@ fn component_rules(c: &Component) -> Vec<PolicyRule> {
         ],
         "endpointslice-controller" => vec![
             rule(READ, CORE, &["nodes", "pods", "services"]),
+            // Its slices are owned by their Service with blockOwnerDeletion.
+            rule(&["update"], CORE, &["services/finalizers"]),
             rule(
                 &["create", "delete", "get", "list", "update", "watch"],
-                &["discovery.k8s.io"],
+                DISCOVERY_GROUP,
                 &["endpointslices"],
             ),
+        ],
+        "disruption-controller" => vec![
+            rule(READ, APPS, &["deployments", "replicasets"]),
+            rule(READ, POLICY, &["poddisruptionbudgets"]),
+            rule(&["update"], POLICY, &["poddisruptionbudgets/status"]),
+            rule(&["get"], &["*"], &["*/scale"]),
+            rule(READ, CORE, &["pods"]),
+            // It clears the DisruptionTarget condition of pods an eviction did not delete.
+            rule(&["patch", "update"], CORE, &["pods/status"]),
         ],
         other => panic!("no bootstrap role for component {other}"),
     };
@@ -479,6 +500,7 @@ mod tests {
         }
         assert!(!can(&viewer, "create", "", "pods", "default", ""));
         assert!(!can(&viewer, "create", "", "pods/exec", "default", "p"));
+        assert!(!can(&viewer, "create", "", "pods/eviction", "default", "p"));
         assert!(!can(
             &viewer,
             "list",
@@ -559,12 +581,13 @@ mod tests {
             s
         };
         let u = User::new("u", vec![]);
-        let may = |s: &RbacSnapshot, verb, group, resource| {
+        let may = |s: &RbacSnapshot, verb, group, resource: &str| {
+            let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
             let attrs = Attributes {
                 verb,
                 group,
                 resource,
-                subresource: "",
+                subresource,
                 namespace: "shop",
                 name: "",
                 path: "",
@@ -577,6 +600,14 @@ mod tests {
         assert!(may(&edit, "create", "apps", "deployments"));
         assert!(may(&edit, "update", "coordination.k8s.io", "leases"));
         assert!(!may(&edit, "create", "", "endpoints"));
+        assert!(may(&edit, "create", "policy", "poddisruptionbudgets"));
+        assert!(may(&edit, "create", "", "pods/eviction"));
+        assert!(may(&admin, "create", "", "pods/eviction"));
+        assert!(!may(&view, "create", "", "pods/eviction"));
+        assert!(!may(&view, "create", "policy", "poddisruptionbudgets"));
+        assert!(may(&view, "list", "policy", "poddisruptionbudgets"));
+        assert!(may(&view, "watch", "discovery.k8s.io", "endpointslices"));
+        assert!(!may(&edit, "create", "discovery.k8s.io", "endpointslices"));
         assert!(!may(&view, "create", "apps", "deployments"));
         assert!(may(&view, "watch", "apps", "deployments"));
         for s in [&admin, &edit] {
@@ -692,16 +723,55 @@ mod tests {
         assert!(can(&ep, "watch", "", "pods", "", ""));
         assert!(!can(&ep, "update", "", "services", "shop", "web"));
 
-        let eps = ENDPOINTSLICE_CONTROLLER.user_info();
-        assert!(can(
-            &eps,
+        assert!(can(&ep, "create", "", "endpoints", "shop", ""));
+        assert!(can(&ep, "delete", "", "endpoints", "shop", "web"));
+        assert!(!can(
+            &ep,
             "create",
             "discovery.k8s.io",
             "endpointslices",
             "shop",
             ""
         ));
+
+        let eps = ENDPOINTSLICE_CONTROLLER.user_info();
+        for verb in ["create", "delete", "get", "list", "update", "watch"] {
+            assert!(
+                can(
+                    &eps,
+                    verb,
+                    "discovery.k8s.io",
+                    "endpointslices",
+                    "shop",
+                    "web-x"
+                ),
+                "{verb}"
+            );
+        }
+        assert!(can(&eps, "watch", "", "services", "", ""));
+        assert!(can(&eps, "list", "", "nodes", "", ""));
         assert!(!can(&eps, "create", "", "endpoints", "shop", ""));
+
+        let dc = DISRUPTION_CONTROLLER.user_info();
+        assert!(can(
+            &dc,
+            "update",
+            "policy",
+            "poddisruptionbudgets/status",
+            "shop",
+            "web"
+        ));
+        assert!(can(&dc, "watch", "apps", "replicasets", "", ""));
+        assert!(can(&dc, "get", "apps", "deployments/scale", "shop", "web"));
+        assert!(!can(
+            &dc,
+            "update",
+            "policy",
+            "poddisruptionbudgets",
+            "shop",
+            "web"
+        ));
+        assert!(!can(&dc, "create", "", "pods/eviction", "shop", "web-1"));
 
         for c in CONTROLLERS {
             let u = c.user_info();

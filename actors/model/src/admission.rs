@@ -1,0 +1,128 @@
+//! Kubernetes' mutating admission plugins navarch runs on writes, as pure functions of the
+//! object: DefaultTolerationSeconds. (The validating ones, NodeRestriction and the RBAC
+//! escalation check, live in `node_restriction` and `escalation`.)
+
+use serde_json::{json, Value};
+
+/// The taint a node gets while it is not ready.
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The taint a node gets while its controller cannot reach it.
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// How long DefaultTolerationSeconds lets a pod stay on a node that is not ready or
+/// unreachable. Kubernetes' flags default to 300 s; navarch's default to 30 s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultTolerationSeconds {
+    pub not_ready: i64,
+    pub unreachable: i64,
+}
+
+impl Default for DefaultTolerationSeconds {
+    fn default() -> Self {
+        DefaultTolerationSeconds {
+            not_ready: 30,
+            unreachable: 30,
+        }
+    }
+}
+
+/// Whether toleration `t` already tolerates the NoExecute taint `key` (an empty key or
+/// effect tolerates every key or effect).
+fn tolerates(t: &Value, key: &str) -> bool {
+    let k = t["key"].as_str().unwrap_or("");
+    let effect = t["effect"].as_str().unwrap_or("");
+    (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+}
+
+impl DefaultTolerationSeconds {
+    /// Kubernetes' DefaultTolerationSeconds plugin on a Pod being created or updated: adds
+    /// `node.kubernetes.io/not-ready` and `node.kubernetes.io/unreachable` NoExecute
+    /// tolerations (`Exists`, for the configured seconds) unless the pod already tolerates
+    /// those taints.
+    pub fn admit(&self, pod: &mut Value) {
+        if !pod.is_object() {
+            return;
+        }
+        if !pod["spec"].is_object() {
+            pod["spec"] = json!({});
+        }
+        let existing: Vec<Value> = pod["spec"]["tolerations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut added = existing.clone();
+        for (key, seconds) in [
+            (TAINT_NOT_READY, self.not_ready),
+            (TAINT_UNREACHABLE, self.unreachable),
+        ] {
+            if !existing.iter().any(|t| tolerates(t, key)) {
+                added.push(json!({
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": seconds,
+                }));
+            }
+        }
+        if added.len() != existing.len() {
+            pod["spec"]["tolerations"] = Value::Array(added);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tolerations(mut pod: Value, cfg: DefaultTolerationSeconds) -> Value {
+        cfg.admit(&mut pod);
+        pod["spec"]["tolerations"].clone()
+    }
+
+    #[test]
+    fn both_tolerations_are_added_with_the_configured_seconds() {
+        let cfg = DefaultTolerationSeconds {
+            not_ready: 30,
+            unreachable: 45,
+        };
+        assert_eq!(
+            tolerations(json!({"spec": {"containers": []}}), cfg),
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 45},
+            ])
+        );
+        assert_eq!(DefaultTolerationSeconds::default().not_ready, 30);
+    }
+
+    #[test]
+    fn existing_tolerations_are_kept_and_respected() {
+        let cfg = DefaultTolerationSeconds::default();
+        // Its own not-ready toleration stays; unreachable is added after the others.
+        let pod = json!({"spec": {"tolerations": [
+            {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 600}]}});
+        let t = tolerations(pod, cfg);
+        assert_eq!(t.as_array().unwrap().len(), 3);
+        assert_eq!(t[1]["tolerationSeconds"], 600);
+        assert_eq!(t[2]["key"], "node.kubernetes.io/unreachable");
+        // An empty key tolerates both (with NoExecute or every effect).
+        for t in [
+            json!({"operator": "Exists"}),
+            json!({"operator": "Exists", "effect": "NoExecute"}),
+        ] {
+            let pod = json!({"spec": {"tolerations": [t.clone()]}});
+            assert_eq!(tolerations(pod, cfg), json!([t]));
+        }
+        // A NoSchedule toleration of the taint's key does not count.
+        let pod = json!({"spec": {"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"}]}});
+        assert_eq!(tolerations(pod, cfg).as_array().unwrap().len(), 3);
+        // Applying twice changes nothing more.
+        let mut pod = json!({"spec": {}});
+        cfg.admit(&mut pod);
+        let once = pod.clone();
+        cfg.admit(&mut pod);
+        assert_eq!(pod, once);
+    }
+}
