@@ -95,7 +95,7 @@ impl Work<'_> {
             .insert(POD_TEMPLATE_HASH.into(), json!(hash));
         let mut selector = d["spec"]["selector"].clone();
         meta::object_at(&mut selector, "matchLabels").insert(POD_TEMPLATE_HASH.into(), json!(hash));
-        let current: i64 = self.sum_spec(&self.all());
+        let current: i64 = self.sum_present(&self.all());
         let replicas = self.new_rs_new_replicas(0, current);
         let mut metadata = json!({
             "name": name,
@@ -143,7 +143,9 @@ impl Work<'_> {
     }
 
     /// Kubernetes' `NewRSNewReplicas`: the new ReplicaSet's size now, from its size
-    /// `new_spec` and `current`, the replicas of every ReplicaSet.
+    /// `new_spec` and `current`, the replicas of every ReplicaSet. navarch counts in
+    /// `current` the pods a ReplicaSet still has beyond its size (Kubernetes counts sizes
+    /// only, so its pods may pass the surge for a moment while a scale-down is under way).
     fn new_rs_new_replicas(&self, new_spec: i64, current: i64) -> i64 {
         let replicas = self.p.replicas;
         if self.p.recreate {
@@ -342,7 +344,7 @@ impl Work<'_> {
         if size > replicas {
             return self.scale_to(new, replicas);
         }
-        let current = self.sum_spec(&self.all());
+        let current = self.sum_present(&self.all());
         let count = self.new_rs_new_replicas(size, current);
         self.scale_to(new, count)
     }

@@ -1842,3 +1842,32 @@ fn simulated_rollout_with_min_ready_seconds() {
     assert_complete(&sim, 4);
     assert_eq!(sim.new_rs().unwrap()["spec"]["minReadySeconds"], 3);
 }
+
+/// The surge bound holds on the pods present, not only on the sizes: an old ReplicaSet
+/// scaled down whose pods are still there (by its status, or by its pods when its status
+/// lags) keeps the new one from growing.
+#[test]
+fn scale_up_waits_for_the_pods_of_a_scaled_down_replica_set() {
+    let d = deployment(8, rolling(json!(2), json!(1)), "v2");
+    let mut old = rs(&d, "v1", 1, 1, 4);
+    old["status"]["replicas"] = json!(4);
+    let new = rs(&d, "v2", 2, 6, 6);
+    let plan = run(&d, &[old.clone(), new.clone()], &[], T0);
+    assert_eq!(spec_after(&plan, &new), 6, "{:?}", plan.actions);
+    // A status that says 1 while 4 pods live: the pods decide.
+    let mut stale = old.clone();
+    stale["status"]["replicas"] = json!(1);
+    stale["status"]["availableReplicas"] = json!(1);
+    stale["status"]["readyReplicas"] = json!(1);
+    let uid = stale["metadata"]["uid"].as_str().unwrap().to_string();
+    let pods: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({"metadata": {"name": format!("old-{i}"), "namespace": "default",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                     "name": "old", "uid": uid, "controller": true}]},
+                   "status": {"phase": "Running"}})
+        })
+        .collect();
+    let plan = run(&d, &[stale, new.clone()], &pods, T0);
+    assert_eq!(spec_after(&plan, &new), 6, "{:?}", plan.actions);
+}

@@ -202,6 +202,31 @@ impl<'a> Work<'a> {
         of.iter().map(|i| self.spec(*i)).sum()
     }
 
+    /// The pods `of` may have now: for each ReplicaSet the largest of its size, the pods
+    /// its status counts and its live pods in the input (a ReplicaSet scaled down still
+    /// has its pods until they are deleted). The surge bound holds on these, so the pods present, not only the sizes,
+    /// never pass `replicas + maxSurge`.
+    pub fn sum_present(&self, of: &[usize]) -> i64 {
+        of.iter()
+            .map(|i| {
+                let uid = meta::uid(self.obj(*i));
+                // The pods themselves: a status written before a restart, or not yet
+                // rewritten, may count fewer than there are.
+                let live = self
+                    .input
+                    .pods
+                    .iter()
+                    .filter(|p| {
+                        meta::controller_ref(p).and_then(|r| r["uid"].as_str()) == Some(uid)
+                            && !meta::is_deleting(p)
+                            && !meta::pod_terminated(p)
+                    })
+                    .count() as i64;
+                self.spec(*i).max(self.st(*i, "replicas")).max(live)
+            })
+            .sum()
+    }
+
     /// The sum of a status counter over `of`.
     pub fn sum_st(&self, of: &[usize], field: &str) -> i64 {
         of.iter().map(|i| self.st(*i, field)).sum()
