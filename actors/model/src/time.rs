@@ -110,7 +110,10 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_micros(1_795_945_447_000_042);
         assert_eq!(format_rfc3339_micros(t), "2026-11-29T09:44:07.000042Z");
         assert_eq!(rfc3339(t), "2026-11-29T09:44:07Z");
-        assert_eq!(parse_rfc3339(&format_rfc3339_micros(t)), Some(1_795_945_447));
+        assert_eq!(
+            parse_rfc3339(&format_rfc3339_micros(t)),
+            Some(1_795_945_447)
+        );
     }
 
     #[test]
