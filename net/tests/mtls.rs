@@ -379,3 +379,36 @@ async fn siblings_share_one_socket_each_with_its_own_identity() {
     let again: WhoAmI = p1.call("test.whoami", &()).await.unwrap();
     assert_eq!(again.peer.unwrap().common_name, "system:node:n1");
 }
+
+#[tokio::test]
+async fn a_node_holds_fewer_concurrent_streams_than_a_member() {
+    init_tracing();
+    let pki = pki();
+    let srv = server(NetConfig::new("master", pki.member("master")));
+    let addr = srv.local_addr().unwrap();
+    let open = |ep: Endpoint, n: usize| async move {
+        let peer = ep.peer("master", addr, ExpectedPeer::Master);
+        let opens = (0..n).map(|_| {
+            let p = peer.clone();
+            async move { p.stream::<_, u64>("test.ticks", &()).await }
+        });
+        futures::future::join_all(opens).await
+    };
+    // A member opens more than a node may (the limit is raised once its certificate is read).
+    let member = Endpoint::client(NetConfig::new("m2", pki.member("m2"))).unwrap();
+    let streams = open(member, 300).await;
+    assert!(
+        streams.iter().all(Result::is_ok),
+        "a member holds 300 streams"
+    );
+    // A node holds 256 at once; one more waits for one of them to end.
+    let mut cfg = NetConfig::new("n1", pki.node("n1"));
+    cfg.call_timeout = Duration::from_millis(1500);
+    let node = Endpoint::client(cfg).unwrap();
+    let held = open(node.clone(), 256).await;
+    assert!(held.iter().all(Result::is_ok), "a node holds 256 streams");
+    let more = open(node, 1).await;
+    assert_eq!(more[0].as_ref().err(), Some(&RpcError::Timeout));
+    drop(held);
+    drop(streams);
+}

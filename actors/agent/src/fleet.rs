@@ -4,7 +4,8 @@
 //!
 //! Starting a fleet loads each node's stored credentials or joins for it (through one
 //! [`JoinGate`], so a thousand joins wait out the masters' rate limits instead of hammering
-//! them), and starts each node as soon as it has its certificate.
+//! them), and starts each node as soon as it has its certificate, nodes that start together
+//! spreading their registrations over a few seconds.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -82,6 +83,12 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
+/// Over how long `n` nodes starting at once spread their registrations: 10 ms a node, at
+/// most 20 s (a thousand nodes registering at once time out against one busy master).
+fn start_spread(n: usize) -> Duration {
+    (Duration::from_millis(10) * u32::try_from(n).unwrap_or(u32::MAX)).min(Duration::from_secs(20))
+}
+
 /// A random id, for `nodeInfo.bootID`.
 fn boot_id() -> String {
     let b: [u8; 16] = rand::thread_rng().gen();
@@ -105,6 +112,7 @@ impl Fleet {
         let endpoint: Arc<OnceCell<Endpoint>> = Arc::new(OnceCell::new());
         let (ready_tx, mut ready_rx) = mpsc::channel::<Result<bool, AgentError>>(64);
         let mut tasks = JoinSet::new();
+        let spread = start_spread(names.len());
         for (name, range) in names.iter().cloned().zip(ranges) {
             let dir = node_dir(&cfg.data_dir, &name, several);
             let (gate, endpoint, ready) = (gate.clone(), endpoint.clone(), ready_tx.clone());
@@ -121,6 +129,10 @@ impl Fleet {
                     }
                 };
                 drop(ready);
+                // Nodes that start together (a restart with stored credentials) register over
+                // a spread, not in one burst.
+                let delay = spread.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+                tokio::time::sleep(delay).await;
                 node.run().await;
             });
         }
@@ -229,5 +241,8 @@ mod tests {
         assert_eq!(cfg.node_names(), ["hollow"]);
         cfg.count = Some(3);
         assert_eq!(cfg.node_names(), ["hollow-0", "hollow-1", "hollow-2"]);
+        assert_eq!(start_spread(3), Duration::from_millis(30));
+        assert_eq!(start_spread(1000), Duration::from_secs(10));
+        assert_eq!(start_spread(1_000_000), Duration::from_secs(20));
     }
 }

@@ -149,18 +149,16 @@ impl HollowNode {
                 if let Some(cidr) = node::pod_cidr_of(&existing) {
                     self.desc.pod_cidr = cidr;
                 }
-                let updated = self
-                    .client
-                    .update(
-                        nodes(),
-                        None,
-                        &self.desc.name,
-                        None,
-                        self.desc.reregistered(&existing),
-                        &w,
-                    )
-                    .await?
-                    .object;
+                // The main resource is written only if it is not this node's already.
+                let ours = self.desc.reregistered(&existing);
+                let updated = if ours == existing {
+                    existing
+                } else {
+                    self.client
+                        .update(nodes(), None, &self.desc.name, None, ours, &w)
+                        .await?
+                        .object
+                };
                 let mut with_status = updated;
                 with_status["status"] = self.desc.status(&since, &since);
                 self.client

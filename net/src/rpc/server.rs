@@ -12,10 +12,10 @@ use futures::{FutureExt, StreamExt};
 use quinn::{RecvStream, SendStream};
 
 use super::wire::{self, RequestKind, Response, Writer};
-use super::{join, peer_identity, EpInner, RpcError, Timing};
+use super::{join, peer_identity, tls, EpInner, RpcError, Timing};
 use crate::codec::FrameError;
 use crate::fault::{FaultDirection, Verdict};
-use crate::pki::PeerIdentity;
+use crate::pki::{PeerIdentity, ORG_NODES};
 use crate::trace::{with_correlation, CorrelationId, Direction};
 
 /// Longest time a request swallowed by a fault is held unanswered.
@@ -70,6 +70,14 @@ async fn serve_connection(ep: Arc<EpInner>, incoming: quinn::Incoming) {
             return;
         }
     };
+    // Nodes (and anonymous joiners) keep the small stream limit every connection starts
+    // with; masters, members and admins get the large one.
+    if peer
+        .as_ref()
+        .is_some_and(|p| !p.organizations.iter().any(|o| o == ORG_NODES))
+    {
+        conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(tls::MAX_BIDI_STREAMS));
+    }
     let label = peer
         .as_ref()
         .map(|p| p.common_name.clone())

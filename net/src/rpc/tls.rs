@@ -20,8 +20,13 @@ use crate::pki::{spki_sha256_of_der, Identity};
 /// ALPN protocol id of navarch's RPC.
 pub const ALPN: &[u8] = b"navarch/1";
 
-/// Concurrent bidirectional streams a peer may open (one per call or stream).
-const MAX_BIDI_STREAMS: u32 = 4096;
+/// Concurrent bidirectional streams a master, an admin or a member may open (one per call or
+/// stream); a connection starts at [`NODE_BIDI_STREAMS`] and is raised to this once its
+/// certificate says it is not a node's.
+pub(crate) const MAX_BIDI_STREAMS: u32 = 4096;
+/// Concurrent streams a node (or a joining peer) may open: quinn keeps state for each stream
+/// a peer may open, and a master holds one connection per node.
+pub(crate) const NODE_BIDI_STREAMS: u32 = 256;
 /// Keep-alive interval: a dead peer is noticed within the idle timeout.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// Idle timeout in milliseconds.
@@ -51,9 +56,18 @@ fn provider() -> Arc<CryptoProvider> {
     crypto_provider()
 }
 
-pub(crate) fn transport() -> Arc<TransportConfig> {
+/// The transport of a connection; `accepts_streams` is false on the dialing side, which
+/// only opens streams (quinn keeps state for every stream the peer may open, a few hundred
+/// kilobytes for 4096 of them, so a client allowing none is much lighter: a process of
+/// hollow nodes holds one client connection per node).
+pub(crate) fn transport(accepts_streams: bool) -> Arc<TransportConfig> {
     let mut t = TransportConfig::default();
-    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_BIDI_STREAMS));
+    let remote_bidi = if accepts_streams {
+        NODE_BIDI_STREAMS
+    } else {
+        0
+    };
+    t.max_concurrent_bidi_streams(VarInt::from_u32(remote_bidi));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.keep_alive_interval(Some(KEEP_ALIVE));
     t.max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(IDLE_TIMEOUT_MS))));
@@ -101,7 +115,7 @@ pub(crate) fn server_config(
     let cfg = rustls_server_config(identity, name, vec![ALPN.to_vec()])?;
     let quic = QuicServerConfig::try_from(cfg).map_err(|e| tls_err(name)(e.to_string()))?;
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    sc.transport_config(transport());
+    sc.transport_config(transport(true));
     Ok(sc)
 }
 
@@ -136,7 +150,7 @@ fn finish_client(
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicClientConfig::try_from(cfg).map_err(|e| tls_err(name)(e.to_string()))?;
     let mut cc = quinn::ClientConfig::new(Arc::new(quic));
-    cc.transport_config(transport());
+    cc.transport_config(transport(false));
     Ok(cc)
 }
 
