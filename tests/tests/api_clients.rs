@@ -8,6 +8,9 @@ use anyhow::{Context, Result};
 use navarch_tests::{kubectl, kubectl_spawn, python, wait_for, Cluster};
 use serde_json::Value;
 
+/// The API server alone: no controller or scheduler changes the objects these tests check.
+const API_ONLY: &str = "--no-control-plane";
+
 const APP: &str = r#"apiVersion: v1
 kind: Namespace
 metadata:
@@ -71,7 +74,7 @@ fn rows_named(text: &str, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_gets_applies_scales_labels_watches_and_deletes_with_cascade() -> Result<()> {
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let cfg = cluster.kubeconfig(0);
     let home = tempfile::tempdir()?;
     let h = home.path();
@@ -391,7 +394,7 @@ async fn kubectl_gets_applies_scales_labels_watches_and_deletes_with_cascade() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_creates_lists_watches_resumes_and_gets_conflicts() -> Result<()> {
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let cfg = cluster.kubeconfig(0);
     let http = cluster.http().clone();
     let url = cluster.url(0, "/api/v1/namespaces/default");

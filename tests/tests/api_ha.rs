@@ -11,6 +11,9 @@ use futures::StreamExt;
 use navarch_tests::{https_client_with, wait_for, Cluster};
 use serde_json::{json, Value};
 
+/// The API server alone: no controller or scheduler changes the objects these tests check.
+const API_ONLY: &str = "--no-control-plane";
+
 const WRITES: usize = 30;
 
 fn pod(name: &str) -> Value {
@@ -36,7 +39,7 @@ async fn create_acknowledged(http: &reqwest::Client, url: &str, name: &str) -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_writes_commit_and_a_follower_watch_survives_leader_kill() -> Result<()> {
-    let mut cluster = Cluster::start(3, &[]).await?;
+    let mut cluster = Cluster::start(3, &[API_ONLY]).await?;
     let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
     let (f, g) = ((leader + 1) % 3, (leader + 2) % 3);
     let admin = cluster.http().clone();
@@ -202,7 +205,7 @@ async fn create_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_writes_through_a_follower_wait_out_a_handover_and_a_crash() -> Result<()> {
-    let mut cluster = Cluster::start(3, &[]).await?;
+    let mut cluster = Cluster::start(3, &[API_ONLY]).await?;
     let admin = cluster.http().clone();
 
     // SIGTERM: the leader hands over; a client of a follower sees no error at all.

@@ -10,6 +10,9 @@ use anyhow::{Context, Result};
 use navarch_tests::{https_client, kubectl, python, wait_for, Cluster, Output};
 use serde_json::{json, Value};
 
+/// The API server alone: no controller or scheduler changes the objects these tests check.
+const API_ONLY: &str = "--no-control-plane";
+
 fn run(cfg: &Path, home: &Path, args: &[&str]) -> Result<Output> {
     kubectl(cfg, home, args, None)
 }
@@ -110,7 +113,7 @@ async fn get(cluster: &Cluster, path: &str) -> Result<(u16, Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_slices_through_kubectl() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let (admin, home) = ready(&cluster, dir.path()).await?;
 
     let resources = k(
@@ -254,7 +257,7 @@ async fn endpoint_slices_through_kubectl() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evictions_respect_disruption_budgets() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let (admin, home) = ready(&cluster, dir.path()).await?;
     k(&admin, &home, &["create", "namespace", "shop"])?;
     create(&admin, &home, &node("n1"))?;
@@ -523,7 +526,7 @@ async fn evictions_respect_disruption_budgets() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_cordons_and_drains_nodes() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let (admin, home) = ready(&cluster, dir.path()).await?;
     for n in ["n1", "n2"] {
         create(&admin, &home, &node(n))?;
@@ -688,7 +691,7 @@ async fn kubectl_cordons_and_drains_nodes() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_evicts_within_a_budget() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let (admin, home) = ready(&cluster, dir.path()).await?;
     k(&admin, &home, &["create", "namespace", "pypdb"])?;
     for name in ["p0", "p1"] {

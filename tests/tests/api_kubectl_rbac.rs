@@ -9,6 +9,9 @@ use anyhow::{Context, Result};
 use navarch_tests::{kubectl, wait_for, Cluster, Output};
 use serde_json::Value;
 
+/// The API server alone: no controller or scheduler changes the objects these tests check.
+const API_ONLY: &str = "--no-control-plane";
+
 const VIEW_TOKEN: &str = "kubectl-viewer-token";
 const NODE_TOKEN: &str = "kubectl-node-token";
 const DEV_TOKEN: &str = "kubectl-dev-token";
@@ -69,8 +72,15 @@ async fn kubectl_creates_imperatively_and_answers_auth_questions() -> Result<()>
             "{VIEW_TOKEN},viewer,u1,navarch:viewers\n{NODE_TOKEN},system:node:n1,u2,system:nodes\n{DEV_TOKEN},dev,u3\n"
         ),
     )?;
-    let mut cluster =
-        Cluster::start(1, &["--token-auth-file", tokens.to_str().context("path")?]).await?;
+    let mut cluster = Cluster::start(
+        1,
+        &[
+            API_ONLY,
+            "--token-auth-file",
+            tokens.to_str().context("path")?,
+        ],
+    )
+    .await?;
     let admin = cluster.kubeconfig(0);
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home)?;

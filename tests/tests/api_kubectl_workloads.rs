@@ -12,6 +12,9 @@ use anyhow::{Context, Result};
 use navarch_tests::{kubectl, wait_for, Cluster, Output};
 use serde_json::{json, Value};
 
+/// The API server alone: no controller or scheduler changes the objects these tests check.
+const API_ONLY: &str = "--no-control-plane";
+
 fn run(cfg: &Path, home: &Path, args: &[&str]) -> Result<Output> {
     kubectl(cfg, home, args, None)
 }
@@ -77,7 +80,7 @@ fn replica_set(d: &Value, revision: u32, image: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_workload_commands_change_the_deployment() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let (admin, home) = ready(&cluster, dir.path()).await?;
 
     // Kubernetes' defaults for a Deployment kubectl creates.
@@ -228,6 +231,7 @@ async fn pods_get_default_tolerations_and_scheduling_fields() -> Result<()> {
     let mut cluster = Cluster::start(
         1,
         &[
+            API_ONLY,
             "--default-not-ready-toleration-seconds",
             "17",
             "--default-unreachable-toleration-seconds",

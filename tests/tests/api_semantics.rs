@@ -9,6 +9,9 @@ use navarch_net::pki::Identity;
 use navarch_tests::{https_client, wait_for, Cluster};
 use serde_json::{json, Value};
 
+/// The API server alone: no controller or scheduler changes the objects these tests check.
+const API_ONLY: &str = "--no-control-plane";
+
 const NODE_TOKEN: &str = "semantics-node-token";
 
 async fn call(rb: reqwest::RequestBuilder) -> Result<(u16, Value)> {
@@ -48,7 +51,11 @@ async fn the_server_keeps_kubernetes_semantics() -> Result<()> {
     )?;
     let mut cluster = Cluster::start(
         1,
-        &["--token-auth-file", token_file.to_str().context("path")?],
+        &[
+            API_ONLY,
+            "--token-auth-file",
+            token_file.to_str().context("path")?,
+        ],
     )
     .await?;
     let h = cluster.http().clone();

@@ -7,9 +7,12 @@ use std::time::Duration;
 use anyhow::Result;
 use navarch_tests::{https_client, wait_for, Cluster};
 
+/// The API server alone: no controller or scheduler changes the objects these tests check.
+const API_ONLY: &str = "--no-control-plane";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_to_administrators_and_monitoring_only() -> Result<()> {
-    let mut cluster = Cluster::start(1, &[]).await?;
+    let mut cluster = Cluster::start(1, &[API_ONLY]).await?;
     let admin = cluster.http().clone();
     let url = cluster.url(0, "/metrics");
     wait_for(Duration::from_secs(20), "the default namespace", || async {

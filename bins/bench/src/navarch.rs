@@ -36,6 +36,16 @@ impl NavarchCluster {
     /// Starts `bin` three times (m1..m3 on 127.0.0.1..3) with data dirs and a shared CA under
     /// `dir`. `log_filter` is the masters' `RUST_LOG`.
     pub(crate) fn start(bin: &Path, dir: &Path, log_filter: &str) -> Result<NavarchCluster> {
+        Self::start_with(bin, dir, log_filter, &[])
+    }
+
+    /// Like [`start`](Self::start), with more flags for every master.
+    pub(crate) fn start_with(
+        bin: &Path,
+        dir: &Path,
+        log_filter: &str,
+        extra: &[&str],
+    ) -> Result<NavarchCluster> {
         let ca_dir = dir.join("ca");
         let (ca, _) = ClusterCa::load_or_create(&ca_dir)
             .with_context(|| format!("cluster CA in {}", ca_dir.display()))?;
@@ -67,6 +77,7 @@ impl NavarchCluster {
                 .arg(m.api.to_string())
                 .arg("--ca-dir")
                 .arg(&ca_dir)
+                .args(extra)
                 .env("RUST_LOG", log_filter)
                 .env_remove("NAVARCH_LOG_FORMAT");
             procs.spawn(&m.name, cmd, &dir.join(format!("{}.log", m.name)))?;

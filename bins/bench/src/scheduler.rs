@@ -239,7 +239,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
     let master_bin = procs::sibling_binary("navarch-master")?;
     let node_bin = procs::sibling_binary("navarch-node")?;
-    let mut cluster = NavarchCluster::start(&master_bin, root, "warn")?;
+    // A thousand nodes join from this one host: the masters' per-source join limits (5 at
+    // once, then one every 2 s) would take half an hour.
+    let mut cluster = NavarchCluster::start_with(
+        &master_bin,
+        root,
+        "warn",
+        &[
+            "--join-burst-per-source",
+            "5000",
+            "--join-qps-per-source",
+            "1000",
+            "--join-burst",
+            "5000",
+            "--join-qps",
+            "1000",
+        ],
+    )?;
     cluster.connect_ready(STARTUP_TIMEOUT).await?;
     let http = crate::https_client(cluster.admin(), Duration::from_secs(30))?;
     let apis = cluster.api_addrs();
