@@ -2,7 +2,8 @@
 //! of `Client` on one API server: the in-process client, which runs the pipeline under a
 //! component's identity, the HTTPS client through the actix-web layer, and the node link
 //! client over QUIC. All must pass the same scenarios; an in-process client whose identity
-//! may not write gets 403, and the audit log names that identity.
+//! may not write gets 403, and the audit log names that identity. A watch cache over the
+//! node link resumes from its revision when the link's connection breaks.
 //!
 //! The server is in this process: a single-member store in a temporary dir, the API server,
 //! its HTTPS layer on 127.0.0.1 and its node link on the store's QUIC endpoint.
@@ -181,5 +182,67 @@ fn every_client_passes_the_contract_and_an_unauthorized_component_is_refused_and
         assert!(audit.lines().any(|l| l.contains("system:controller:contract-admin")
             && l.contains("\"verb\":\"create\"")
             && l.contains("\"code\":201")));
+    });
+}
+
+#[test]
+fn a_watch_cache_over_the_link_resumes_after_its_connection_breaks() {
+    actix_web::rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+    .block_on(async {
+        let s = start().await;
+        let link: Arc<dyn Client> = Arc::new(s.link.clone());
+        let namespaces = navarch_client::kind("", "v1", "namespaces");
+        let leases = navarch_client::kind("coordination.k8s.io", "v1", "leases");
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cache-link"}});
+        link.create(namespaces, None, ns, &Default::default())
+            .await
+            .unwrap();
+        let lease = |name: &str| {
+            serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                               "metadata": {"name": name, "namespace": "cache-link"},
+                               "spec": {"holderIdentity": name}})
+        };
+        let caches = navarch_client::SharedCaches::new(link.clone());
+        let cache = caches.scoped(navarch_client::Scope::kind(leases).namespace("cache-link"));
+        cache.wait_synced().await.unwrap();
+        let shows = |name: &'static str| {
+            let cache = cache.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(20), async {
+                    while cache.get(Some("cache-link"), name).is_none() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("the cache never showed {name}"))
+            }
+        };
+        link.create(leases, Some("cache-link"), lease("a"), &Default::default())
+            .await
+            .unwrap();
+        shows("a").await;
+        // The watch is open (it delivered "a"); its connection breaks.
+        s.link.disconnect().await;
+        let mut stats = cache.watch_stats();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            stats.wait_for(|st| st.errors >= 1 && st.resumes >= 1),
+        )
+        .await
+        .expect("the broken watch is resumed")
+        .unwrap();
+        link.create(leases, Some("cache-link"), lease("b"), &Default::default())
+            .await
+            .unwrap();
+        shows("b").await;
+        let st = cache.stats();
+        assert_eq!(st.lists, 1, "resumed from its revision, not listed again: {st:?}");
+        assert_eq!(st.relists_after_gone, 0, "{st:?}");
     });
 }
