@@ -40,11 +40,17 @@ pub fn start(
             // kube-apiserver's spread: 30-60 minutes, so clients do not reconnect in step.
             Duration::from_secs(rand::thread_rng().gen_range(1800..3600))
         });
+        let required = opts
+            .field_selector
+            .required_values()
+            .filter_map(|v| serde_json::to_vec(v).ok())
+            .collect();
         let mut w = Watcher {
             kind,
             tx,
             opts,
             known: HashSet::new(),
+            required,
         };
         if tokio::time::timeout(timeout, w.run(&storage, ns))
             .await
@@ -64,6 +70,8 @@ struct Watcher {
     opts: WatchOptions,
     /// Objects (namespace, name) this watch has shown as present, for selector transitions.
     known: HashSet<(String, String)>,
+    /// JSON-quoted values the field selector requires (see `surely_unmatched`).
+    required: Vec<Vec<u8>>,
 }
 
 impl Watcher {
@@ -125,6 +133,9 @@ impl Watcher {
                     Some(Ok(batch)) => {
                         last = batch.revision;
                         for ev in &batch.events {
+                            if self.surely_unmatched(ev) {
+                                continue;
+                            }
                             let obj = match decode_object(&navarch_store::Object {
                                 key: ev.key.clone(),
                                 value: ev.value.clone(),
@@ -148,6 +159,25 @@ impl Watcher {
                 _ = self.tx.closed() => return,
             }
         }
+    }
+
+    /// An event this watch cannot report, known without decoding it: the object was not
+    /// reported before (so no DELETED is owed) and its encoding lacks a value an `=` field
+    /// selector requires (JSON-quoted). A thousand nodes each watching their own pods
+    /// (`spec.nodeName=<node>`) decode only their pods' events, not everyone's.
+    fn surely_unmatched(&self, ev: &navarch_store::Event) -> bool {
+        if self.required.is_empty() {
+            return false;
+        }
+        let id = (ev.key.namespace.clone(), ev.key.name.clone());
+        if self.known.contains(&id) {
+            return false;
+        }
+        self.required.iter().any(|needle| {
+            !ev.value
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice())
+        })
     }
 
     fn id(obj: &Value) -> (String, String) {

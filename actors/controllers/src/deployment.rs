@@ -15,7 +15,7 @@ use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
     ObjectLogic, SupervisorError, TapInfo,
 };
-use navarch_client::{Cache, CacheEvent, Client, Subresource};
+use navarch_client::{Cache, CacheEvent, Client, Subresource, Subscription};
 use navarch_logic::deployment::{self, DeploymentAction, DeploymentInput};
 use navarch_logic::meta;
 use navarch_model::identity::DEPLOYMENT_CONTROLLER;
@@ -354,11 +354,15 @@ impl DeploymentController {
         .effects(Arc::new(DeploymentEffects {
             shared: shared.clone(),
         }));
+        // Subscribed before the supervisor lists: no change falls between the two.
+        let own_sub = shared.deployments.subscribe();
+        let rs_sub = shared.replica_sets.subscribe();
+        let pod_sub = shared.pods.subscribe();
         let handle = group.supervise(spec).await?;
         let _ = shared.handle.set(handle.clone());
-        let own = feed::spawn_own(handle.clone(), &shared.deployments);
-        let rs_task = tokio::spawn(feed_replicasets(shared.clone()));
-        let pod_task = tokio::spawn(feed_pods(shared.clone()));
+        let own = feed::spawn_own(handle.clone(), &shared.deployments, own_sub);
+        let rs_task = tokio::spawn(feed_replicasets(shared.clone(), rs_sub));
+        let pod_task = tokio::spawn(feed_pods(shared.clone(), pod_sub));
         Ok(DeploymentController {
             handle,
             tasks: vec![own, rs_task, pod_task],
@@ -386,8 +390,7 @@ fn deployments_of(s: &Shared, rs: &Value) -> Vec<ObjectKey> {
     }
 }
 
-async fn feed_replicasets(s: Arc<Shared>) {
-    let mut sub = s.replica_sets.subscribe();
+async fn feed_replicasets(s: Arc<Shared>, mut sub: Subscription) {
     while let Some(event) = sub.recv().await {
         let Some(handle) = s.handle.get() else {
             continue;
@@ -415,8 +418,7 @@ async fn feed_replicasets(s: Arc<Shared>) {
 }
 
 /// Pods matter to a Deployment only when they go (Recreate waits for the old ones).
-async fn feed_pods(s: Arc<Shared>) {
-    let mut sub = s.pods.subscribe();
+async fn feed_pods(s: Arc<Shared>, mut sub: Subscription) {
     while let Some(event) = sub.recv().await {
         let Some(handle) = s.handle.get() else {
             continue;

@@ -10,7 +10,7 @@ use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
     ObjectLogic, SupervisorError, TapInfo,
 };
-use navarch_client::{Cache, CacheEvent, Client, Scope};
+use navarch_client::{Cache, CacheEvent, Client, Scope, Subscription};
 use navarch_logic::endpoints::{self, SliceChanges};
 use navarch_logic::meta;
 use navarch_model::identity::{ENDPOINTSLICE_CONTROLLER, ENDPOINT_CONTROLLER};
@@ -282,10 +282,12 @@ impl EndpointsController {
         .effects(Arc::new(EndpointsEffects {
             shared: shared.clone(),
         }));
+        let own_sub = shared.services.subscribe();
+        let pod_sub = shared.pods.subscribe();
         let handle = group.supervise(spec).await?;
         let _ = shared.handle.set(handle.clone());
-        let own = feed::spawn_own(handle.clone(), &shared.services);
-        let pods_task = tokio::spawn(feed_pods(shared.clone()));
+        let own = feed::spawn_own(handle.clone(), &shared.services, own_sub);
+        let pods_task = tokio::spawn(feed_pods(shared.clone(), pod_sub));
         Ok(EndpointsController {
             handle,
             tasks: vec![own, pods_task],
@@ -311,8 +313,7 @@ fn services_of(s: &Shared, pod: &Value) -> Vec<ObjectKey> {
         .collect()
 }
 
-async fn feed_pods(s: Arc<Shared>) {
-    let mut sub = s.pods.subscribe();
+async fn feed_pods(s: Arc<Shared>, mut sub: Subscription) {
     while let Some(event) = sub.recv().await {
         let Some(handle) = s.handle.get() else {
             continue;

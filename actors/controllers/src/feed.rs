@@ -7,21 +7,22 @@
 use std::sync::Arc;
 
 use navarch_actors::{KindHandle, ObjectKey, ObjectLogic};
-use navarch_client::{Cache, CacheEvent};
+use navarch_client::{Cache, CacheEvent, Subscription};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::source::key_of;
 
-/// Forwards every change of `cache` to the kind supervisor `handle`: added and updated
+/// Forwards every change of `cache` (from `sub`, taken before the supervisor listed its
+/// source, so that nothing between the list and the subscription is missed) to the kind
+/// supervisor `handle`: added and updated
 /// objects start or update their actor, deleted ones stop it. After a relist or a lag every
 /// cached object is sent again (the supervisor ignores what did not change for a running
 /// actor's purposes: the actor re-reads anyway).
-pub fn spawn_own<L>(handle: KindHandle<L>, cache: &Cache) -> JoinHandle<()>
+pub fn spawn_own<L>(handle: KindHandle<L>, cache: &Cache, mut sub: Subscription) -> JoinHandle<()>
 where
     L: ObjectLogic<Object = Arc<Value>>,
 {
-    let mut sub = cache.subscribe();
     let cache = cache.clone();
     tokio::spawn(async move {
         while let Some(event) = sub.recv().await {

@@ -14,7 +14,7 @@ use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, SingletonLogic, SingletonRef,
     SingletonSpec, SnapshotSource, SourceError, SupervisorError, TapInfo,
 };
-use navarch_client::{Cache, CacheEvent, Client};
+use navarch_client::{Cache, CacheEvent, Client, Subscription};
 use navarch_logic::gc::{self, Owner};
 use navarch_logic::meta;
 use navarch_model::identity::GARBAGE_COLLECTOR;
@@ -361,21 +361,21 @@ impl GarbageCollector {
             Arc::new(Nothing),
         )
         .effects(Arc::new(effects));
-        let handle = group.singleton(spec).await?;
-        let mut tasks = Vec::new();
         // Every kind that owns something: its deletions (and deletions held by GC
-        // finalizers) reach the collector.
+        // finalizers) reach the collector; subscribed before its first scan.
         let mut watched: Vec<Cache> = caches.owners.iter().map(|(_, c)| c.clone()).collect();
         watched.extend(caches.dependents.iter().map(|(_, c)| c.clone()));
-        for cache in watched {
-            tasks.push(tokio::spawn(feed(handle.clone(), cache)));
+        let subs: Vec<Subscription> = watched.iter().map(Cache::subscribe).collect();
+        let handle = group.singleton(spec).await?;
+        let mut tasks = Vec::new();
+        for sub in subs {
+            tasks.push(tokio::spawn(feed(handle.clone(), sub)));
         }
         Ok(GarbageCollector { handle, tasks })
     }
 }
 
-async fn feed(handle: SingletonRef<GcLogic>, cache: Cache) {
-    let mut sub = cache.subscribe();
+async fn feed(handle: SingletonRef<GcLogic>, mut sub: Subscription) {
     while let Some(event) = sub.recv().await {
         let e = match event {
             CacheEvent::Deleted(o) => GcEvent::OwnerChanged(o),

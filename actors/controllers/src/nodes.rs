@@ -13,7 +13,7 @@ use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
     ObjectLogic, SupervisorError, TapInfo,
 };
-use navarch_client::{Cache, CacheEvent, Client, Scope, Subresource};
+use navarch_client::{Cache, CacheEvent, Client, Scope, Subresource, Subscription};
 use navarch_logic::meta;
 use navarch_logic::nodes::{self, NodeAction, NodeLifecycleConfig, PodEviction, LEASE_NAMESPACE};
 use navarch_model::identity::NODE_LIFECYCLE_CONTROLLER;
@@ -337,13 +337,16 @@ impl NodeController {
         .effects(Arc::new(NodeEffects {
             shared: shared.clone(),
         }));
+        let own_sub = shared.nodes.subscribe();
+        let lease_sub = shared.leases.subscribe();
+        let pod_sub = shared.pods.subscribe();
         let handle = group.supervise(spec).await?;
         let _ = shared.handle.set(handle.clone());
-        let own = feed::spawn_own(handle.clone(), &shared.nodes);
-        let leases_task = tokio::spawn(feed_related(shared.clone(), shared.leases.clone(), |l| {
+        let own = feed::spawn_own(handle.clone(), &shared.nodes, own_sub);
+        let leases_task = tokio::spawn(feed_related(shared.clone(), lease_sub, |l| {
             Some(meta::name(l).to_string())
         }));
-        let pods_task = tokio::spawn(feed_related(shared.clone(), shared.pods.clone(), |p| {
+        let pods_task = tokio::spawn(feed_related(shared.clone(), pod_sub, |p| {
             meta::pod_node(p).map(str::to_string)
         }));
         Ok(NodeController {
@@ -354,8 +357,11 @@ impl NodeController {
 }
 
 /// Pokes the node a Lease or a pod names.
-async fn feed_related(s: Arc<Shared>, cache: Cache, node_of: fn(&Value) -> Option<String>) {
-    let mut sub = cache.subscribe();
+async fn feed_related(
+    s: Arc<Shared>,
+    mut sub: Subscription,
+    node_of: fn(&Value) -> Option<String>,
+) {
     while let Some(event) = sub.recv().await {
         let Some(handle) = s.handle.get() else {
             continue;

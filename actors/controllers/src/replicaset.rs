@@ -14,7 +14,7 @@ use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, KindHandle, KindSpec, ObjectKey, ObjectLogic,
     TapInfo,
 };
-use navarch_client::{Cache, CacheEvent, Client};
+use navarch_client::{Cache, CacheEvent, Client, Subscription};
 use navarch_logic::meta;
 use navarch_logic::replicaset::{self, Expectations, ReplicaSetAction, ReplicaSetInput};
 use navarch_model::identity::REPLICASET_CONTROLLER;
@@ -421,10 +421,12 @@ impl ReplicaSetController {
         .effects(Arc::new(ReplicaSetEffects {
             shared: shared.clone(),
         }));
+        let own_sub = rs_cache.subscribe();
+        let pod_sub = pod_cache.subscribe();
         let handle = group.supervise(spec).await?;
         let _ = shared.handle.set(handle.clone());
-        let own = feed::spawn_own(handle.clone(), &rs_cache);
-        let pods_task = tokio::spawn(feed_pods(shared.clone(), pod_cache));
+        let own = feed::spawn_own(handle.clone(), &rs_cache, own_sub);
+        let pods_task = tokio::spawn(feed_pods(shared.clone(), pod_sub));
         Ok(ReplicaSetController {
             handle,
             tasks: vec![own, pods_task],
@@ -433,8 +435,7 @@ impl ReplicaSetController {
 }
 
 /// The ReplicaSet keys a pod change concerns, with the expectations it settles.
-async fn feed_pods(s: Arc<Shared>, pod_cache: Cache) {
-    let mut sub = pod_cache.subscribe();
+async fn feed_pods(s: Arc<Shared>, mut sub: Subscription) {
     while let Some(event) = sub.recv().await {
         let Some(handle) = s.handle.get() else {
             continue;

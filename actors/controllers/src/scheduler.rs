@@ -16,7 +16,7 @@ use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, SingletonLogic, SingletonRef,
     SingletonSpec, SnapshotSource, SourceError, SupervisorError, TapInfo,
 };
-use navarch_client::{Cache, CacheEvent, Client, Subresource};
+use navarch_client::{Cache, CacheEvent, Client, Subresource, Subscription};
 use navarch_logic::meta;
 use navarch_logic::scheduler::{self, ClusterState, FitError, Placement};
 use navarch_model::identity::SCHEDULER;
@@ -448,10 +448,14 @@ impl Scheduler {
             }),
         )
         .effects(Arc::new(effects));
+        // Subscribed before the singleton loads its snapshot: no pod created between the
+        // two is missed (one in both is handled twice, harmlessly).
+        let pod_sub = pod_cache.subscribe();
+        let node_sub = node_cache.subscribe();
         let handle = group.singleton(spec).await?;
         let _ = me.set(handle.clone());
-        let pods_task = tokio::spawn(feed(handle.clone(), pod_cache, true));
-        let nodes_task = tokio::spawn(feed(handle.clone(), node_cache, false));
+        let pods_task = tokio::spawn(feed(handle.clone(), pod_cache, pod_sub, true));
+        let nodes_task = tokio::spawn(feed(handle.clone(), node_cache, node_sub, false));
         Ok(Scheduler {
             handle,
             tasks: vec![pods_task, nodes_task],
@@ -459,8 +463,12 @@ impl Scheduler {
     }
 }
 
-async fn feed(handle: SingletonRef<SchedulerLogic>, cache: Cache, is_pods: bool) {
-    let mut sub = cache.subscribe();
+async fn feed(
+    handle: SingletonRef<SchedulerLogic>,
+    cache: Cache,
+    mut sub: Subscription,
+    is_pods: bool,
+) {
     while let Some(event) = sub.recv().await {
         let events: Vec<SchedulerEvent> = match event {
             CacheEvent::Added(o) | CacheEvent::Updated { new: o, .. } => vec![if is_pods {

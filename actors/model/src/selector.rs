@@ -681,6 +681,16 @@ impl FieldSelector {
         self.terms.iter().all(|term| term.matches(object))
     }
 
+    /// The string values `=` terms on text fields require, non-empty ones: an object
+    /// matches only if each appears in it as a JSON string, so a watcher can skip an object
+    /// whose encoding lacks one without decoding it.
+    pub fn required_values(&self) -> impl Iterator<Item = &str> {
+        self.terms
+            .iter()
+            .filter(|t| t.equal && !t.value.is_empty() && t.ty == FieldType::Text)
+            .map(|t| t.value.as_str())
+    }
+
     /// The value required for `metadata.name` by an `=` term, if any (lets a list be a get).
     pub fn required_name(&self) -> Option<&str> {
         self.terms
@@ -780,6 +790,22 @@ fn unescape_field_value(value: &str) -> Result<String, SelectorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_values_are_the_equal_text_terms() {
+        let f = FieldSelector::parse(
+            "Pod",
+            "spec.nodeName=n1,metadata.namespace!=x,status.phase=",
+        )
+        .unwrap();
+        assert_eq!(f.required_values().collect::<Vec<_>>(), ["n1"]);
+        let n = FieldSelector::parse("Node", "spec.unschedulable=true").unwrap();
+        assert_eq!(
+            n.required_values().count(),
+            0,
+            "a bool is not a JSON string"
+        );
+    }
     use serde_json::json;
 
     fn sel(s: &str) -> LabelSelector {

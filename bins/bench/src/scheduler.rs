@@ -246,6 +246,12 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
         root,
         "warn",
         &[
+            // Raft heartbeats every 250 ms (elections after 750-1250 ms of silence, etcd's
+            // order of magnitude): with a thousand nodes and the clients on two cores, the
+            // 50 ms default loses leaders to a starved heartbeat task, and every election
+            // restarts the control plane.
+            "--heartbeat-ms",
+            "250",
             "--join-burst-per-source",
             "5000",
             "--join-qps-per-source",
@@ -258,6 +264,8 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
     )?;
     cluster.connect_ready(STARTUP_TIMEOUT).await?;
     let http = crate::https_client(cluster.admin(), Duration::from_secs(30))?;
+    // Watches last the whole run: no overall deadline.
+    let watch_http = crate::https_client(cluster.admin(), Duration::from_secs(3600))?;
     let apis = cluster.api_addrs();
     let active = wait_for(STARTUP_TIMEOUT, "an active control plane", || {
         let (http, apis) = (&http, &apis);
@@ -327,8 +335,14 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
     let sent = Arc::new(Mutex::new(HashMap::new()));
     let placed_names: Vec<String> = (0..args.placed).map(|i| format!("placed-{i}")).collect();
     let rv = list_rv(&http, api, "bench-placed").await?;
+    eprintln!(
+        "{} nodes Ready after {:.1} s; placing {} pods",
+        args.nodes,
+        nodes_ready.as_secs_f64(),
+        args.placed
+    );
     let watch = tokio::spawn(watch_bound(
-        http.clone(),
+        watch_http.clone(),
         api,
         "bench-placed".into(),
         rv,
@@ -349,8 +363,9 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
     let sent = Arc::new(Mutex::new(HashMap::new()));
     let names: Vec<String> = (0..args.pods).map(|i| format!("pod-{i}")).collect();
     let rv = list_rv(&http, api, "bench").await?;
+    eprintln!("creating {} pods", args.pods);
     let watch = tokio::spawn(watch_bound(
-        http.clone(),
+        watch_http.clone(),
         api,
         "bench".into(),
         rv,
