@@ -346,8 +346,17 @@ impl NodeController {
         let leases_task = tokio::spawn(feed_related(shared.clone(), lease_sub, |l| {
             Some(meta::name(l).to_string())
         }));
-        let pods_task = tokio::spawn(feed_related(shared.clone(), pod_sub, |p| {
-            meta::pod_node(p).map(str::to_string)
+        // A pod matters to its node's actor only for evictions: only on a node with a
+        // NoExecute taint (a healthy cluster's pod traffic never reaches these actors).
+        let nodes = shared.nodes.clone();
+        let pods_task = tokio::spawn(feed_related(shared.clone(), pod_sub, move |p| {
+            let node = meta::pod_node(p)?;
+            let tainted = nodes.get(None, node).is_some_and(|n| {
+                n["spec"]["taints"]
+                    .as_array()
+                    .is_some_and(|ts| ts.iter().any(|t| t["effect"] == "NoExecute"))
+            });
+            tainted.then(|| node.to_string())
         }));
         Ok(NodeController {
             handle,
@@ -360,7 +369,7 @@ impl NodeController {
 async fn feed_related(
     s: Arc<Shared>,
     mut sub: Subscription,
-    node_of: fn(&Value) -> Option<String>,
+    node_of: impl Fn(&Value) -> Option<String>,
 ) {
     while let Some(event) = sub.recv().await {
         let Some(handle) = s.handle.get() else {
