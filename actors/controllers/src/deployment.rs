@@ -58,6 +58,7 @@ pub struct Shared {
     /// before their Deployment decides again.
     written: Mutex<HashMap<String, (u64, i64)>>,
     handle: OnceLock<KindHandle<DeploymentLogic>>,
+    requeues: Arc<feed::Requeues>,
 }
 
 fn rv(obj: &Value) -> u64 {
@@ -296,15 +297,13 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
             break;
         }
     }
-    if let Some(after) = requeue {
-        let s = s.clone();
-        let key = step.key;
-        tokio::spawn(async move {
-            s.ctx.clock.sleep(Duration::from_secs(after)).await;
-            if let Some(h) = s.handle.get() {
-                feed::poke(h, &key, DeploymentEvent::Resync).await;
-            }
-        });
+    if let (Some(after), Some(h)) = (requeue, s.handle.get()) {
+        s.requeues.after(
+            h.clone(),
+            step.key,
+            Duration::from_secs(after),
+            DeploymentEvent::Resync,
+        );
     }
 }
 
@@ -343,6 +342,7 @@ impl DeploymentController {
             recorder: ctx.recorder(&DEPLOYMENT_CONTROLLER),
             written: Mutex::new(HashMap::new()),
             handle: OnceLock::new(),
+            requeues: feed::Requeues::new(ctx.clock.clone()),
         });
         let spec = KindSpec::new(
             "deployment",

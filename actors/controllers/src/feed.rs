@@ -69,3 +69,63 @@ pub fn owner_key(obj: &Value, owner: &Value) -> Option<ObjectKey> {
     let name = owner["name"].as_str()?;
     ObjectKey::namespaced(ns, name).ok()
 }
+
+/// Timers that poke an actor again later ("look again in 20 s"), at most one per object:
+/// a step asking for an earlier look replaces a later one, a later or equal one is dropped.
+/// (A timer per step would multiply: every poke's step would start another chain.)
+pub struct Requeues {
+    clock: Arc<dyn navarch_actors::Clock>,
+    pending: std::sync::Mutex<std::collections::HashMap<ObjectKey, std::time::Instant>>,
+}
+
+impl std::fmt::Debug for Requeues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requeues").finish()
+    }
+}
+
+impl Requeues {
+    pub fn new(clock: Arc<dyn navarch_actors::Clock>) -> Arc<Requeues> {
+        Arc::new(Requeues {
+            clock,
+            pending: std::sync::Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// Pokes `key`'s actor with `event` after `after`, unless a poke at or before then is
+    /// already pending for it.
+    pub fn after<L: ObjectLogic>(
+        self: &Arc<Self>,
+        handle: KindHandle<L>,
+        key: ObjectKey,
+        after: std::time::Duration,
+        event: L::Event,
+    ) {
+        let at = self.clock.now() + after;
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match pending.get(&key) {
+                Some(t) if *t <= at => return,
+                _ => {
+                    pending.insert(key.clone(), at);
+                }
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.clock.sleep_until(at).await;
+            let ours = {
+                let mut pending = me.pending.lock().unwrap_or_else(|p| p.into_inner());
+                if pending.get(&key) == Some(&at) {
+                    pending.remove(&key);
+                    true
+                } else {
+                    false
+                }
+            };
+            if ours {
+                poke(&handle, &key, event).await;
+            }
+        });
+    }
+}

@@ -50,6 +50,7 @@ pub struct Shared {
     recorder: Recorder,
     config: NodeLifecycleConfig,
     handle: OnceLock<KindHandle<NodeLogic>>,
+    requeues: Arc<feed::Requeues>,
 }
 
 /// A node actor's messages.
@@ -97,7 +98,15 @@ impl NodeLogic {
         // Evictions follow the taints the node has now; new taints are seen on the next
         // check (the node's update pokes this actor).
         let mut evict = Vec::new();
-        for pod in s.pods.on_node(&state.name) {
+        let no_execute = node["spec"]["taints"]
+            .as_array()
+            .is_some_and(|ts| ts.iter().any(|t| t["effect"] == "NoExecute"));
+        let pods = if no_execute {
+            s.pods.on_node(&state.name)
+        } else {
+            Vec::new()
+        };
+        for pod in pods {
             match nodes::evictions(&pod, &node, now) {
                 PodEviction::Keep => {}
                 PodEviction::EvictNow => evict.push(pod),
@@ -275,17 +284,13 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
         }
     }
     let after = if retry { Some(1) } else { step.check_after };
-    if let Some(after) = after {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.ctx
-                .clock
-                .sleep(Duration::from_secs(after.max(1) as u64))
-                .await;
-            if let (Some(h), Ok(key)) = (s.handle.get(), ObjectKey::cluster(&name)) {
-                feed::poke(h, &key, NodeEvent::Check).await;
-            }
-        });
+    if let (Some(after), Some(h), Ok(key)) = (after, s.handle.get(), ObjectKey::cluster(&name)) {
+        s.requeues.after(
+            h.clone(),
+            key,
+            Duration::from_secs(after.max(1) as u64),
+            NodeEvent::Check,
+        );
     }
 }
 
@@ -326,6 +331,7 @@ impl NodeController {
             recorder: ctx.recorder(&NODE_LIFECYCLE_CONTROLLER),
             config,
             handle: OnceLock::new(),
+            requeues: feed::Requeues::new(ctx.clock.clone()),
         });
         let spec = KindSpec::new(
             "node",

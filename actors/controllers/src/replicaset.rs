@@ -53,6 +53,7 @@ pub struct Shared {
     /// The last create failure, by ReplicaSet uid (the `ReplicaFailure` condition).
     failures: Mutex<HashMap<String, String>>,
     handle: OnceLock<KindHandle<ReplicaSetLogic>>,
+    requeues: Arc<feed::Requeues>,
 }
 
 impl Shared {
@@ -355,13 +356,10 @@ async fn create_pods(s: &Arc<Shared>, rs: &Value, uid: &str, ns: &str, count: us
 }
 
 fn requeue(s: &Arc<Shared>, key: ObjectKey, after: Duration) {
-    let s = s.clone();
-    tokio::spawn(async move {
-        s.ctx.clock.sleep(after).await;
-        if let Some(h) = s.handle.get() {
-            feed::poke(h, &key, ReplicaSetEvent::Resync).await;
-        }
-    });
+    if let Some(h) = s.handle.get() {
+        s.requeues
+            .after(h.clone(), key, after, ReplicaSetEvent::Resync);
+    }
 }
 
 /// The running ReplicaSet controller of one activation.
@@ -410,6 +408,7 @@ impl ReplicaSetController {
             expectations: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             handle: OnceLock::new(),
+            requeues: feed::Requeues::new(ctx.clock.clone()),
         });
         let spec = KindSpec::new(
             "replicaset",
