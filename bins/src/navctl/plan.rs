@@ -10,7 +10,8 @@ use navarch_client::Client;
 use navarch_logic::deployment::{rolling_bounds, template_hash};
 use navarch_logic::meta;
 use navarch_logic::scheduler::{self, ClusterState, Placement};
-use navarch_model::options::{GetOptions, ListOptions};
+use navarch_model::options::{GetOptions, ListOptions, Patch, WriteOptions};
+use navarch_model::patch::PatchType;
 use serde_json::{json, Value};
 
 use super::{manifest, server_error, Conn};
@@ -44,8 +45,6 @@ pub async fn plan(a: &PlanArgs) -> Result<()> {
     if name.is_empty() {
         bail!("error: the Deployment has no metadata.name");
     }
-    let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-    let hash = template_hash(&d["spec"]["template"], None);
     let existing = match s
         .api
         .get(
@@ -60,6 +59,31 @@ pub async fn plan(a: &PlanArgs) -> Result<()> {
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(server_error(e)),
     };
+    // The Deployment as the server would store it (a dry run: defaults applied, validated,
+    // nothing written), so the template hash is the one its ReplicaSet will have.
+    let deployments = kind("apps", "deployments");
+    let dry = WriteOptions {
+        dry_run: true,
+        ..WriteOptions::default()
+    };
+    let mut body = d.clone();
+    body["metadata"]["namespace"] = json!(ns);
+    let d = match &existing {
+        None => s.api.create(deployments, Some(&ns), body, &dry).await,
+        Some(_) => {
+            let patch = Patch {
+                ty: PatchType::Merge,
+                body,
+            };
+            s.api
+                .patch(deployments, Some(&ns), &name, None, patch, &dry)
+                .await
+        }
+    }
+    .map_err(server_error)?
+    .object;
+    let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let hash = template_hash(&d["spec"]["template"], None);
     let rs_name = format!("{name}-{hash}");
     let mut out = Vec::new();
     match &existing {
@@ -120,8 +144,29 @@ pub async fn plan(a: &PlanArgs) -> Result<()> {
     for n in &nodes.items {
         state.upsert_node(n);
     }
+    // The Deployment's pods now are the ones its new pods replace: they do not count.
+    let old_uids: Vec<String> = match &existing {
+        Some(cur) => s
+            .api
+            .list(
+                kind("apps", "replicasets"),
+                Some(&ns),
+                &ListOptions::default(),
+            )
+            .await
+            .map_err(server_error)?
+            .items
+            .iter()
+            .filter(|rs| meta::is_controlled_by(rs, meta::uid(cur)))
+            .map(|rs| meta::uid(rs).to_string())
+            .collect(),
+        None => Vec::new(),
+    };
     for p in &pods.items {
-        if meta::pod_node(p).is_some() {
+        let replaced = meta::controller_ref(p)
+            .and_then(|r| r["uid"].as_str())
+            .is_some_and(|u| old_uids.iter().any(|o| o == u));
+        if meta::pod_node(p).is_some() && !replaced {
             state.add_pod(p);
         }
     }
@@ -146,7 +191,7 @@ pub async fn plan(a: &PlanArgs) -> Result<()> {
         }
     }
     out.push(format!(
-        "placement of {replicas} pods of {rs_name} on {} nodes:",
+        "placement of {replicas} pods of {rs_name} on {} nodes, once the pods they replace are gone:",
         state.node_count()
     ));
     for (node, n) in &per_node {
