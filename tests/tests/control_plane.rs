@@ -518,6 +518,60 @@ async fn kubectl_rollouts_on_hollow_nodes_keep_their_bounds() -> Result<()> {
     // is not a rollout: 4 is the lowest the replicas went, minus one.
     let min_ready = min_ready.context("ready pods were tracked")?;
     assert!(min_ready >= 3, "{min_ready} ready pods at the lowest");
+    // navctl plan: the next template's ReplicaSet (its name as the controller will make it)
+    // and where its pods would go, nothing changed; navctl controlplane: this master.
+    let mut next = deployment("web", 4, "busybox:9", 2, 1);
+    next["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!("3");
+    let file = cluster.dir.path().join("next.json");
+    std::fs::write(&file, next.to_string())?;
+    let kubeconfig = k.cfg.display().to_string();
+    let navctl = |args: &[&str]| -> Result<String> {
+        let o = std::process::Command::new(navarch_tests::bin("navctl"))
+            .args(args)
+            .args(["--kubeconfig", &kubeconfig])
+            .output()?;
+        anyhow::ensure!(
+            o.status.success(),
+            "navctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let plan = navctl(&["plan", "-f", &file.display().to_string()])?;
+    assert!(
+        plan.contains("container main: image \"busybox:3\" -> \"busybox:9\""),
+        "{plan}"
+    );
+    // 3 cpu each on 4-cpu nodes: one pod per node, the fourth has no room.
+    assert!(
+        plan.contains("1 unschedulable: 0/3 nodes are available: 3 Insufficient cpu"),
+        "{plan}"
+    );
+    let rs_planned = plan
+        .split_whitespace()
+        .skip_while(|w| *w != "replicaset")
+        .nth(1)
+        .context("the planned ReplicaSet")?
+        .to_string();
+    assert_eq!(replica_sets(&k, "web")?.len(), 4, "a plan changes nothing");
+    k.apply(&next)?;
+    let planned = wait_for(
+        Duration::from_secs(20),
+        "the planned ReplicaSet",
+        || async {
+            replica_sets(&k, "web")
+                .ok()?
+                .contains_key(&rs_planned)
+                .then_some(())
+        },
+    )
+    .await;
+    if planned.is_err() {
+        let got = k.run(&["get", "rs", "-o", "yaml"]).unwrap_or_default();
+        panic!("planned {rs_planned}:\n{plan}\nReplicaSets:\n{got}");
+    }
+    let cp = navctl(&["controlplane"])?;
+    assert!(cp.contains("active"), "{cp}");
     // Events users look for.
     let events = k.run(&["get", "events"])?;
     for reason in [

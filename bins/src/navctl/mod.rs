@@ -631,7 +631,7 @@ pub struct ControlPlaneArgs {
     #[command(flatten)]
     pub conn: Conn,
     /// A master's API URL to ask (repeat for each master) [default: the kubeconfig's server].
-    #[arg(long = "server")]
+    #[arg(long = "api")]
     pub servers: Vec<String>,
 }
 
@@ -656,7 +656,7 @@ pub async fn control_plane(a: &ControlPlaneArgs) -> Result<()> {
         let mut https = navarch_client::HttpsConfig::from_kubeconfig(&cfg);
         https.servers = vec![server
             .parse()
-            .map_err(|e| anyhow::anyhow!("error: --server {server:?}: {e}"))?];
+            .map_err(|e| anyhow::anyhow!("error: --api {server:?}: {e}"))?];
         let client = HttpsClient::new(https).context("error: an HTTPS client")?;
         let row = match client
             .raw(
