@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
-    ObjectLogic, SupervisorError, TapInfo,
+    SupervisorError, TapInfo,
 };
 use navarch_client::{Cache, CacheEvent, Client, Subresource, Subscription};
 use navarch_logic::deployment::{self, DeploymentAction, DeploymentInput};
@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::context::Ctx;
-use crate::feed::{self, owner_key};
+use crate::feed::{self, owner_key, Reread, RereadState, Rereading};
 use crate::recorder::Recorder;
 use crate::source::{key_of, CacheSource};
 
@@ -57,7 +57,7 @@ pub struct Shared {
     /// ReplicaSets written, by `namespace/name`: the revision the caches must reach
     /// before their Deployment decides again.
     written: Mutex<HashMap<String, (u64, i64)>>,
-    handle: OnceLock<KindHandle<DeploymentLogic>>,
+    handle: OnceLock<KindHandle<Rereading<DeploymentLogic>>>,
     requeues: Arc<feed::Requeues>,
 }
 
@@ -123,14 +123,11 @@ pub struct DeploymentLogic {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
-pub struct DeploymentState {
-    key: ObjectKey,
-    summary: String,
-}
+impl Reread for DeploymentLogic {
+    type Event = DeploymentEvent;
+    type Step = Step;
 
-impl DeploymentLogic {
-    fn step(&self, state: &mut DeploymentState) -> Decision<Step> {
+    fn step(&self, state: &mut RereadState) -> Decision<Step> {
         let s = &self.shared;
         let ns = state.key.namespace().unwrap_or("");
         let Some(d) = s.deployments.get(Some(ns), state.key.name()) else {
@@ -169,36 +166,6 @@ impl DeploymentLogic {
             key: state.key.clone(),
             plan,
         }])
-    }
-}
-
-impl ObjectLogic for DeploymentLogic {
-    type Object = Arc<Value>;
-    type State = DeploymentState;
-    type Event = DeploymentEvent;
-    type Action = Step;
-
-    fn rebuild(&self, key: &ObjectKey, _object: Arc<Value>) -> DeploymentState {
-        DeploymentState {
-            key: key.clone(),
-            summary: String::new(),
-        }
-    }
-
-    fn on_start(&self, state: &mut DeploymentState) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn on_change(&self, state: &mut DeploymentState, _object: Arc<Value>) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn handle(&self, state: &mut DeploymentState, _event: DeploymentEvent) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn summary(&self, state: &DeploymentState) -> String {
-        state.summary.clone()
     }
 }
 
@@ -309,7 +276,7 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
 
 /// The running Deployment controller of one activation.
 pub struct DeploymentController {
-    pub handle: KindHandle<DeploymentLogic>,
+    pub handle: KindHandle<Rereading<DeploymentLogic>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -346,9 +313,9 @@ impl DeploymentController {
         });
         let spec = KindSpec::new(
             "deployment",
-            DeploymentLogic {
+            Rereading(DeploymentLogic {
                 shared: shared.clone(),
-            },
+            }),
             Arc::new(CacheSource::new(shared.deployments.clone())),
         )
         .effects(Arc::new(DeploymentEffects {

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use futures::future::BoxFuture;
 use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
-    ObjectLogic, SupervisorError, TapInfo,
+    SupervisorError, TapInfo,
 };
 use navarch_client::{Cache, CacheEvent, Client, Scope, Subscription};
 use navarch_logic::endpoints::{self, SliceChanges};
@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::context::Ctx;
-use crate::feed;
+use crate::feed::{self, Reread, RereadState, Rereading};
 use crate::source::{key_of, CacheSource};
 
 fn services() -> &'static Kind {
@@ -51,7 +51,7 @@ pub struct Shared {
     pods: Cache,
     endpoints_client: Arc<dyn Client>,
     slices_client: Arc<dyn Client>,
-    handle: OnceLock<KindHandle<EndpointsLogic>>,
+    handle: OnceLock<KindHandle<Rereading<EndpointsLogic>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,14 +79,11 @@ pub struct EndpointsLogic {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
-pub struct EndpointsState {
-    key: ObjectKey,
-    summary: String,
-}
+impl Reread for EndpointsLogic {
+    type Event = EndpointsEvent;
+    type Step = Step;
 
-impl EndpointsLogic {
-    fn step(&self, state: &mut EndpointsState) -> Decision<Step> {
+    fn step(&self, state: &mut RereadState) -> Decision<Step> {
         let s = &self.shared;
         let ns = state.key.namespace().unwrap_or("");
         let name = state.key.name();
@@ -143,36 +140,6 @@ impl EndpointsLogic {
             endpoints,
             slices,
         }])
-    }
-}
-
-impl ObjectLogic for EndpointsLogic {
-    type Object = Arc<Value>;
-    type State = EndpointsState;
-    type Event = EndpointsEvent;
-    type Action = Step;
-
-    fn rebuild(&self, key: &ObjectKey, _object: Arc<Value>) -> EndpointsState {
-        EndpointsState {
-            key: key.clone(),
-            summary: String::new(),
-        }
-    }
-
-    fn on_start(&self, state: &mut EndpointsState) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn on_change(&self, state: &mut EndpointsState, _object: Arc<Value>) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn handle(&self, state: &mut EndpointsState, _event: EndpointsEvent) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn summary(&self, state: &EndpointsState) -> String {
-        state.summary.clone()
     }
 }
 
@@ -240,7 +207,7 @@ impl Effects<Step> for EndpointsEffects {
 
 /// The running endpoints controllers of one activation.
 pub struct EndpointsController {
-    pub handle: KindHandle<EndpointsLogic>,
+    pub handle: KindHandle<Rereading<EndpointsLogic>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -274,9 +241,9 @@ impl EndpointsController {
         });
         let spec = KindSpec::new(
             "endpoints",
-            EndpointsLogic {
+            Rereading(EndpointsLogic {
                 shared: shared.clone(),
-            },
+            }),
             Arc::new(CacheSource::new(shared.services.clone())),
         )
         .effects(Arc::new(EndpointsEffects {

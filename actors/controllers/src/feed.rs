@@ -129,3 +129,64 @@ impl Requeues {
         });
     }
 }
+
+/// What an object's actor remembers between messages: which object it is, and the line
+/// the registry shows. Nothing else: every message makes it read the caches again.
+#[derive(Debug)]
+pub struct RereadState {
+    pub key: ObjectKey,
+    pub summary: String,
+}
+
+/// A controller's step for one object, read from the caches when a message arrives.
+pub trait Reread: Send + Sync + 'static {
+    /// The pokes the actor gets (`Resync`, `Check`).
+    type Event: navarch_actors::TapInfo + Send + 'static;
+    /// What one step asks the effects to do.
+    type Step: Send + 'static;
+
+    /// Reads the object of `state.key` and what it depends on, calls the pure step, and
+    /// updates `state.summary`.
+    fn step(&self, state: &mut RereadState) -> navarch_actors::Decision<Self::Step>;
+}
+
+/// A [`Reread`] as the actor kit's logic: started, changed and poked alike, it steps.
+pub struct Rereading<R>(pub R);
+
+impl<R: Reread> ObjectLogic for Rereading<R> {
+    type Object = Arc<Value>;
+    type State = RereadState;
+    type Event = R::Event;
+    type Action = R::Step;
+
+    fn rebuild(&self, key: &ObjectKey, _object: Arc<Value>) -> RereadState {
+        RereadState {
+            key: key.clone(),
+            summary: String::new(),
+        }
+    }
+
+    fn on_start(&self, state: &mut RereadState) -> navarch_actors::Decision<R::Step> {
+        self.0.step(state)
+    }
+
+    fn on_change(
+        &self,
+        state: &mut RereadState,
+        _object: Arc<Value>,
+    ) -> navarch_actors::Decision<R::Step> {
+        self.0.step(state)
+    }
+
+    fn handle(
+        &self,
+        state: &mut RereadState,
+        _event: R::Event,
+    ) -> navarch_actors::Decision<R::Step> {
+        self.0.step(state)
+    }
+
+    fn summary(&self, state: &RereadState) -> String {
+        state.summary.clone()
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::{join_all, BoxFuture};
 use navarch_actors::{
     ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
-    ObjectLogic, SupervisorError, TapInfo,
+    SupervisorError, TapInfo,
 };
 use navarch_client::{Cache, CacheEvent, Client, Scope, Subresource, Subscription};
 use navarch_logic::meta;
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::context::Ctx;
-use crate::feed;
+use crate::feed::{self, Reread, RereadState, Rereading};
 use crate::recorder::Recorder;
 use crate::source::CacheSource;
 
@@ -49,7 +49,7 @@ pub struct Shared {
     client: Arc<dyn Client>,
     recorder: Recorder,
     config: NodeLifecycleConfig,
-    handle: OnceLock<KindHandle<NodeLogic>>,
+    handle: OnceLock<KindHandle<Rereading<NodeLogic>>>,
     requeues: Arc<feed::Requeues>,
 }
 
@@ -79,19 +79,16 @@ pub struct NodeLogic {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
-pub struct NodeState {
-    name: String,
-    summary: String,
-}
+impl Reread for NodeLogic {
+    type Event = NodeEvent;
+    type Step = Step;
 
-impl NodeLogic {
-    fn step(&self, state: &mut NodeState) -> Decision<Step> {
+    fn step(&self, state: &mut RereadState) -> Decision<Step> {
         let s = &self.shared;
-        let Some(node) = s.nodes.get(None, &state.name) else {
+        let Some(node) = s.nodes.get(None, state.key.name()) else {
             return Ok(Vec::new());
         };
-        let lease = s.leases.get(Some(LEASE_NAMESPACE), &state.name);
+        let lease = s.leases.get(Some(LEASE_NAMESPACE), state.key.name());
         let now = s.ctx.now();
         let (actions, mut check_after) =
             nodes::node_health(&node, lease.as_deref(), &s.config, now);
@@ -102,7 +99,7 @@ impl NodeLogic {
             .as_array()
             .is_some_and(|ts| ts.iter().any(|t| t["effect"] == "NoExecute"));
         let pods = if no_execute {
-            s.pods.on_node(&state.name)
+            s.pods.on_node(state.key.name())
         } else {
             Vec::new()
         };
@@ -129,36 +126,6 @@ impl NodeLogic {
             evict,
             check_after,
         }])
-    }
-}
-
-impl ObjectLogic for NodeLogic {
-    type Object = Arc<Value>;
-    type State = NodeState;
-    type Event = NodeEvent;
-    type Action = Step;
-
-    fn rebuild(&self, key: &ObjectKey, _object: Arc<Value>) -> NodeState {
-        NodeState {
-            name: key.name().to_string(),
-            summary: String::new(),
-        }
-    }
-
-    fn on_start(&self, state: &mut NodeState) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn on_change(&self, state: &mut NodeState, _object: Arc<Value>) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn handle(&self, state: &mut NodeState, _event: NodeEvent) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn summary(&self, state: &NodeState) -> String {
-        state.summary.clone()
     }
 }
 
@@ -296,7 +263,7 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
 
 /// The running node lifecycle controller of one activation.
 pub struct NodeController {
-    pub handle: KindHandle<NodeLogic>,
+    pub handle: KindHandle<Rereading<NodeLogic>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -335,9 +302,9 @@ impl NodeController {
         });
         let spec = KindSpec::new(
             "node",
-            NodeLogic {
+            Rereading(NodeLogic {
                 shared: shared.clone(),
-            },
+            }),
             Arc::new(CacheSource::new(shared.nodes.clone())),
         )
         .effects(Arc::new(NodeEffects {

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use futures::future::{join_all, BoxFuture};
 use navarch_actors::{
-    ActorPath, Decision, EffectError, Effects, KindHandle, KindSpec, ObjectKey, ObjectLogic,
-    TapInfo,
+    ActorPath, Decision, EffectError, Effects, KindHandle, KindSpec, ObjectKey, TapInfo,
 };
 use navarch_client::{Cache, CacheEvent, Client, Subscription};
 use navarch_logic::meta;
@@ -26,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::context::Ctx;
-use crate::feed::{self, owner_key};
+use crate::feed::{self, owner_key, Reread, RereadState, Rereading};
 use crate::recorder::Recorder;
 use crate::source::CacheSource;
 
@@ -52,7 +51,7 @@ pub struct Shared {
     expectations: Mutex<HashMap<String, Expectations>>,
     /// The last create failure, by ReplicaSet uid (the `ReplicaFailure` condition).
     failures: Mutex<HashMap<String, String>>,
-    handle: OnceLock<KindHandle<ReplicaSetLogic>>,
+    handle: OnceLock<KindHandle<Rereading<ReplicaSetLogic>>>,
     requeues: Arc<feed::Requeues>,
 }
 
@@ -106,15 +105,11 @@ pub struct ReplicaSetLogic {
     shared: Arc<Shared>,
 }
 
-/// What an actor remembers: only which ReplicaSet it is.
-#[derive(Debug)]
-pub struct ReplicaSetState {
-    key: ObjectKey,
-    summary: String,
-}
+impl Reread for ReplicaSetLogic {
+    type Event = ReplicaSetEvent;
+    type Step = Step;
 
-impl ReplicaSetLogic {
-    fn step(&self, state: &mut ReplicaSetState) -> Decision<Step> {
+    fn step(&self, state: &mut RereadState) -> Decision<Step> {
         let s = &self.shared;
         let Some(rs) = s.rs_cache.get(state.key.namespace(), state.key.name()) else {
             return Ok(Vec::new());
@@ -152,36 +147,6 @@ impl ReplicaSetLogic {
             replica_set: rs,
             plan,
         }])
-    }
-}
-
-impl ObjectLogic for ReplicaSetLogic {
-    type Object = Arc<Value>;
-    type State = ReplicaSetState;
-    type Event = ReplicaSetEvent;
-    type Action = Step;
-
-    fn rebuild(&self, key: &ObjectKey, _object: Arc<Value>) -> ReplicaSetState {
-        ReplicaSetState {
-            key: key.clone(),
-            summary: String::new(),
-        }
-    }
-
-    fn on_start(&self, state: &mut ReplicaSetState) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn on_change(&self, state: &mut ReplicaSetState, _object: Arc<Value>) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn handle(&self, state: &mut ReplicaSetState, _event: ReplicaSetEvent) -> Decision<Step> {
-        self.step(state)
-    }
-
-    fn summary(&self, state: &ReplicaSetState) -> String {
-        state.summary.clone()
     }
 }
 
@@ -364,7 +329,7 @@ fn requeue(s: &Arc<Shared>, key: ObjectKey, after: Duration) {
 
 /// The running ReplicaSet controller of one activation.
 pub struct ReplicaSetController {
-    pub handle: KindHandle<ReplicaSetLogic>,
+    pub handle: KindHandle<Rereading<ReplicaSetLogic>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -412,9 +377,9 @@ impl ReplicaSetController {
         });
         let spec = KindSpec::new(
             "replicaset",
-            ReplicaSetLogic {
+            Rereading(ReplicaSetLogic {
                 shared: shared.clone(),
-            },
+            }),
             Arc::new(CacheSource::new(rs_cache.clone())),
         )
         .effects(Arc::new(ReplicaSetEffects {
