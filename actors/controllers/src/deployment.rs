@@ -10,10 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use navarch_actors::{
-    ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
-    SupervisorError, TapInfo,
+    Decision, GroupHandle, KindHandle, KindSpec, ObjectKey, SupervisorError, TapInfo,
 };
 use navarch_client::{Cache, CacheEvent, Client, Subresource, Subscription};
 use navarch_logic::deployment::{self, DeploymentAction, DeploymentInput};
@@ -171,26 +169,6 @@ impl Reread for DeploymentLogic {
 
 /// Carries a step out through the API, in order, stopping at the first write that fails
 /// (the next step is computed from what the caches then show).
-pub struct DeploymentEffects {
-    shared: Arc<Shared>,
-}
-
-impl Effects<Step> for DeploymentEffects {
-    fn perform(
-        &self,
-        _actor: &ActorPath,
-        steps: Vec<Step>,
-    ) -> BoxFuture<'static, Result<(), EffectError>> {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            for step in steps {
-                perform_step(&shared, step).await;
-            }
-            Ok(())
-        })
-    }
-}
-
 async fn perform_step(s: &Arc<Shared>, step: Step) {
     let opts = WriteOptions::default();
     let ns = step.key.namespace().unwrap_or("").to_string();
@@ -318,8 +296,9 @@ impl DeploymentController {
             }),
             Arc::new(CacheSource::new(shared.deployments.clone())),
         )
-        .effects(Arc::new(DeploymentEffects {
+        .effects(Arc::new(feed::InOrder {
             shared: shared.clone(),
+            run: |s, step| Box::pin(async move { perform_step(&s, step).await }),
         }));
         // Subscribed before the supervisor lists: no change falls between the two.
         let own_sub = shared.deployments.subscribe();

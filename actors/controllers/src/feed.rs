@@ -190,3 +190,26 @@ impl<R: Reread> ObjectLogic for Rereading<R> {
         state.summary.clone()
     }
 }
+
+/// Effects that carry a controller's steps out one after the other, each with `run` (the
+/// controller's own async function over its shared state).
+pub struct InOrder<S: Send + Sync + 'static, St: Send + 'static> {
+    pub shared: Arc<S>,
+    pub run: fn(Arc<S>, St) -> futures::future::BoxFuture<'static, ()>,
+}
+
+impl<S: Send + Sync + 'static, St: Send + 'static> navarch_actors::Effects<St> for InOrder<S, St> {
+    fn perform(
+        &self,
+        _actor: &navarch_actors::ActorPath,
+        steps: Vec<St>,
+    ) -> futures::future::BoxFuture<'static, Result<(), navarch_actors::EffectError>> {
+        let (shared, run) = (self.shared.clone(), self.run);
+        Box::pin(async move {
+            for step in steps {
+                run(shared.clone(), step).await;
+            }
+            Ok(())
+        })
+    }
+}

@@ -35,7 +35,7 @@ pub mod replicaset;
 pub mod scheduler;
 pub mod source;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use navarch_actors::{GroupHandle, GroupSpec, Root, SupervisorError};
@@ -82,7 +82,6 @@ pub struct ControlPlane {
     config: ControllerConfig,
     running: tokio::sync::Mutex<Option<Running>>,
     status: watch::Sender<Activation>,
-    activations: Mutex<u64>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -136,7 +135,6 @@ impl ControlPlane {
             config,
             running: tokio::sync::Mutex::new(None),
             status: watch::Sender::new(Activation::default()),
-            activations: Mutex::new(0),
         })
     }
 
@@ -202,16 +200,13 @@ impl ControlPlane {
             }
         };
         *running = Some(started);
-        let n = {
-            let mut a = self.activations.lock().unwrap_or_else(|p| p.into_inner());
-            *a += 1;
-            *a
-        };
-        self.status.send_replace(Activation {
-            active: true,
-            term: Some(term),
-            since: Some(unix_now()),
-            activations: n,
+        self.status.send_modify(|a| {
+            *a = Activation {
+                active: true,
+                term: Some(term),
+                since: Some(unix_now()),
+                activations: a.activations + 1,
+            }
         });
         tracing::info!(term, "control plane active");
         Ok(())
@@ -224,12 +219,10 @@ impl ControlPlane {
             let _ = old.group.shutdown().await;
             old.caches.shutdown();
             drop(old);
-            let n = *self.activations.lock().unwrap_or_else(|p| p.into_inner());
-            self.status.send_replace(Activation {
-                active: false,
-                term: None,
-                since: Some(unix_now()),
-                activations: n,
+            self.status.send_modify(|a| {
+                a.active = false;
+                a.term = None;
+                a.since = Some(unix_now());
             });
             tracing::info!("control plane stopped");
         }

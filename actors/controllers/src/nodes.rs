@@ -8,10 +8,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::future::{join_all, BoxFuture};
+use futures::future::join_all;
 use navarch_actors::{
-    ActorPath, Decision, EffectError, Effects, GroupHandle, KindHandle, KindSpec, ObjectKey,
-    SupervisorError, TapInfo,
+    Decision, GroupHandle, KindHandle, KindSpec, ObjectKey, SupervisorError, TapInfo,
 };
 use navarch_client::{Cache, CacheEvent, Client, Scope, Subresource, Subscription};
 use navarch_logic::meta;
@@ -129,26 +128,7 @@ impl Reread for NodeLogic {
     }
 }
 
-pub struct NodeEffects {
-    shared: Arc<Shared>,
-}
-
-impl Effects<Step> for NodeEffects {
-    fn perform(
-        &self,
-        _actor: &ActorPath,
-        steps: Vec<Step>,
-    ) -> BoxFuture<'static, Result<(), EffectError>> {
-        let s = self.shared.clone();
-        Box::pin(async move {
-            for step in steps {
-                perform_step(&s, step).await;
-            }
-            Ok(())
-        })
-    }
-}
-
+/// Carries a step out: conditions (status), then taints (spec), then evictions.
 async fn perform_step(s: &Arc<Shared>, step: Step) {
     let opts = WriteOptions::default();
     let name = meta::name(&step.node).to_string();
@@ -307,8 +287,9 @@ impl NodeController {
             }),
             Arc::new(CacheSource::new(shared.nodes.clone())),
         )
-        .effects(Arc::new(NodeEffects {
+        .effects(Arc::new(feed::InOrder {
             shared: shared.clone(),
+            run: |s, step| Box::pin(async move { perform_step(&s, step).await }),
         }));
         let own_sub = shared.nodes.subscribe();
         let lease_sub = shared.leases.subscribe();

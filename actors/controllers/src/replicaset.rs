@@ -9,10 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::future::{join_all, BoxFuture};
-use navarch_actors::{
-    ActorPath, Decision, EffectError, Effects, KindHandle, KindSpec, ObjectKey, TapInfo,
-};
+use futures::future::join_all;
+use navarch_actors::{Decision, KindHandle, KindSpec, ObjectKey, TapInfo};
 use navarch_client::{Cache, CacheEvent, Client, Subscription};
 use navarch_logic::meta;
 use navarch_logic::replicaset::{self, Expectations, ReplicaSetAction, ReplicaSetInput};
@@ -151,26 +149,6 @@ impl Reread for ReplicaSetLogic {
 }
 
 /// Carries a step out through the API.
-pub struct ReplicaSetEffects {
-    shared: Arc<Shared>,
-}
-
-impl Effects<Step> for ReplicaSetEffects {
-    fn perform(
-        &self,
-        _actor: &ActorPath,
-        steps: Vec<Step>,
-    ) -> BoxFuture<'static, Result<(), EffectError>> {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            for step in steps {
-                perform_step(&shared, step).await;
-            }
-            Ok(())
-        })
-    }
-}
-
 async fn perform_step(s: &Arc<Shared>, step: Step) {
     let rs = &step.replica_set;
     let uid = meta::uid(rs).to_string();
@@ -382,8 +360,9 @@ impl ReplicaSetController {
             }),
             Arc::new(CacheSource::new(rs_cache.clone())),
         )
-        .effects(Arc::new(ReplicaSetEffects {
+        .effects(Arc::new(feed::InOrder {
             shared: shared.clone(),
+            run: |s, step| Box::pin(async move { perform_step(&s, step).await }),
         }));
         let own_sub = rs_cache.subscribe();
         let pod_sub = pod_cache.subscribe();
