@@ -27,6 +27,7 @@ pub mod authn;
 mod authorizer;
 pub mod debug;
 mod decode;
+mod fanout;
 mod fence;
 mod gc;
 pub mod http;

@@ -28,6 +28,7 @@ use navarch_store::{
 };
 use serde_json::{json, Map, Value};
 
+use crate::fanout::Fanouts;
 use crate::gc;
 use crate::reservations::{self, Picked, Reserved};
 use crate::time::{format_rfc3339, name_suffix, new_uid, now_rfc3339, unix_now};
@@ -86,6 +87,8 @@ pub struct Collected {
 #[derive(Clone)]
 pub struct Storage {
     member: Arc<Member>,
+    /// The indexed watch fan-outs (pods by node), started by their first watch.
+    fanouts: Arc<Fanouts>,
     /// DefaultTolerationSeconds, applied to every Pod created or updated.
     tolerations: DefaultTolerationSeconds,
 }
@@ -329,12 +332,17 @@ impl Storage {
     pub fn new(member: Arc<Member>, tolerations: DefaultTolerationSeconds) -> Self {
         Self {
             member,
+            fanouts: Arc::new(Fanouts::default()),
             tolerations,
         }
     }
 
     pub fn member(&self) -> &Arc<Member> {
         &self.member
+    }
+
+    pub(crate) fn fanouts(&self) -> &Fanouts {
+        &self.fanouts
     }
 
     /// The current revision of the store as this member has applied it.

@@ -13,11 +13,12 @@ use navarch_model::kinds::Kind;
 use navarch_model::options::{ListOptions, WatchOptions};
 use navarch_model::watch::{EventType, WatchEvent};
 use navarch_model::ApiError;
-use navarch_store::{EventKind, KeyRange, Revision};
+use navarch_store::{EventBatch, EventKind, KeyRange, Revision};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::fanout::Subscription;
 use crate::storage::{decode_object, store_error, Storage};
 
 /// How often a watch that asked for bookmarks gets one when nothing else happens.
@@ -35,6 +36,7 @@ pub fn start(
     runtime: &tokio::runtime::Handle,
 ) -> EventStream {
     let (tx, rx) = mpsc::channel(256);
+    let rt = runtime.clone();
     runtime.spawn(async move {
         let timeout = opts.timeout.unwrap_or_else(|| {
             // kube-apiserver's spread: 30-60 minutes, so clients do not reconnect in step.
@@ -52,7 +54,7 @@ pub fn start(
             known: HashSet::new(),
             required,
         };
-        if tokio::time::timeout(timeout, w.run(&storage, ns))
+        if tokio::time::timeout(timeout, w.run(&storage, ns, &rt))
             .await
             .is_err()
         {
@@ -75,7 +77,12 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn run(&mut self, storage: &Storage, ns: Option<String>) {
+    async fn run(
+        &mut self,
+        storage: &Storage,
+        ns: Option<String>,
+        runtime: &tokio::runtime::Handle,
+    ) {
         let range = match &ns {
             Some(n) if self.kind.namespaced => KeyRange::namespaced(self.kind.store_kind(), n),
             _ => KeyRange::kind(self.kind.store_kind()),
@@ -118,6 +125,27 @@ impl Watcher {
                 }
             }
         };
+        let sub = storage
+            .fanouts()
+            .subscribe(storage, self.kind, &self.opts.field_selector, runtime)
+            .await;
+        match sub {
+            Some(sub) => {
+                self.follow_indexed(storage, range, after, had_initial, sub)
+                    .await
+            }
+            None => self.follow_store(storage, range, after, had_initial).await,
+        }
+    }
+
+    /// Follows the store's events for the watch's range, skipping what cannot match.
+    async fn follow_store(
+        &mut self,
+        storage: &Storage,
+        range: KeyRange,
+        after: Revision,
+        had_initial: bool,
+    ) {
         let mut rx = match storage.member().watch(range, Some(after)) {
             Ok(rx) => rx,
             Err(e) => return self.error(store_error(e)).await,
@@ -132,22 +160,8 @@ impl Watcher {
                     Some(Err(e)) => return self.error(store_error(e)).await,
                     Some(Ok(batch)) => {
                         last = batch.revision;
-                        for ev in &batch.events {
-                            if self.surely_unmatched(ev) {
-                                continue;
-                            }
-                            let obj = match decode_object(&navarch_store::Object {
-                                key: ev.key.clone(),
-                                value: ev.value.clone(),
-                                create_revision: ev.create_revision,
-                                mod_revision: batch.revision,
-                            }) {
-                                Ok(o) => o,
-                                Err(e) => return self.error(e).await,
-                            };
-                            if !self.event(ev.kind, obj, had_initial).await {
-                                return;
-                            }
+                        if !self.batch(&batch, had_initial).await {
+                            return;
                         }
                     }
                 },
@@ -159,6 +173,98 @@ impl Watcher {
                 _ = self.tx.closed() => return,
             }
         }
+    }
+
+    /// Follows an indexed fan-out subscription; what lies between `after` and the
+    /// subscription's start is replayed from the store first.
+    async fn follow_indexed(
+        &mut self,
+        storage: &Storage,
+        range: KeyRange,
+        after: Revision,
+        had_initial: bool,
+        mut sub: Subscription,
+    ) {
+        let mut catch_up = if after < sub.from {
+            match storage.member().watch(range.clone(), Some(after)) {
+                Ok(rx) => Some(rx),
+                Err(e) => return self.error(store_error(e)).await,
+            }
+        } else {
+            None
+        };
+        let mut last = after;
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                batch = next_batch(&mut catch_up), if catch_up.is_some() => match batch {
+                    None => return,
+                    Some(Err(e)) => return self.error(store_error(e)).await,
+                    // The subscription has this one and what follows.
+                    Some(Ok(batch)) if batch.revision > sub.from => catch_up = None,
+                    Some(Ok(batch)) => {
+                        last = batch.revision;
+                        if !self.batch(&batch, had_initial).await {
+                            return;
+                        }
+                        if batch.revision == sub.from {
+                            catch_up = None;
+                        }
+                    }
+                },
+                fanned = sub.rx.recv(), if catch_up.is_none() => match fanned {
+                    // The fan-out dropped this watch (behind, or restarting): the client
+                    // watches again from its last resourceVersion.
+                    None => return,
+                    Some(f) => {
+                        if f.revision <= after || !range.contains(&f.key) {
+                            continue;
+                        }
+                        last = last.max(f.revision);
+                        if !self.event(f.kind, f.object.clone(), had_initial).await {
+                            return;
+                        }
+                    }
+                },
+                _ = ticker.tick(), if self.opts.allow_bookmarks => {
+                    if catch_up.is_none() {
+                        if let Some(quiet) = sub.quiet_revision() {
+                            last = last.max(quiet);
+                        }
+                    }
+                    if !self.bookmark(last, false).await {
+                        return;
+                    }
+                }
+                _ = self.tx.closed() => return,
+            }
+        }
+    }
+
+    /// Reports the events of one store batch; false when the watch is over.
+    async fn batch(&mut self, batch: &EventBatch, had_initial: bool) -> bool {
+        for ev in &batch.events {
+            if self.surely_unmatched(ev) {
+                continue;
+            }
+            let obj = match decode_object(&navarch_store::Object {
+                key: ev.key.clone(),
+                value: ev.value.clone(),
+                create_revision: ev.create_revision,
+                mod_revision: batch.revision,
+            }) {
+                Ok(o) => o,
+                Err(e) => {
+                    self.error(e).await;
+                    return false;
+                }
+            };
+            if !self.event(ev.kind, obj, had_initial).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// An event this watch cannot report, known without decoding it: the object was not
@@ -234,5 +340,15 @@ impl Watcher {
 
     async fn error(&mut self, e: ApiError) {
         let _ = self.tx.send(WatchEvent::error(&e)).await;
+    }
+}
+
+/// The next batch of a catch-up replay; pending forever once there is none.
+async fn next_batch(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<Result<EventBatch, navarch_store::StoreError>>>,
+) -> Option<Result<EventBatch, navarch_store::StoreError>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

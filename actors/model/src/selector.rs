@@ -691,6 +691,15 @@ impl FieldSelector {
             .map(|t| t.value.as_str())
     }
 
+    /// The value an `=` term requires of `field`, if there is one (empty included): an
+    /// indexed watch hands such a watcher only the objects that have or had that value.
+    pub fn required_value(&self, field: &str) -> Option<&str> {
+        self.terms
+            .iter()
+            .find(|t| t.equal && t.field == field)
+            .map(|t| t.value.as_str())
+    }
+
     /// The value required for `metadata.name` by an `=` term, if any (lets a list be a get).
     pub fn required_name(&self) -> Option<&str> {
         self.terms
