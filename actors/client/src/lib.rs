@@ -213,6 +213,39 @@ pub trait Client: Send + Sync {
         opts: &'a DeleteOptions,
     ) -> BoxFuture<'a, Result<Value>>;
 
+    /// DELETE a collection: every object of `kind` in `namespace` that `list`'s selectors
+    /// match, each as [`delete`](Client::delete) with `opts` would; returns the objects
+    /// deleted or marked. Not atomic: an error may come after some were deleted.
+    ///
+    /// The default lists, then deletes one by one (what Kubernetes' namespace controller
+    /// falls back to when a resource has no `deletecollection`); clients that can send the
+    /// verb override it.
+    fn delete_collection<'a>(
+        &'a self,
+        kind: &'static Kind,
+        namespace: Option<&'a str>,
+        list: &'a ListOptions,
+        opts: &'a DeleteOptions,
+    ) -> BoxFuture<'a, Result<ObjectList>> {
+        Box::pin(async move {
+            let mut found = self.list(kind, namespace, list).await?;
+            let mut deleted = Vec::new();
+            for obj in &found.items {
+                let name = obj["metadata"]["name"].as_str().unwrap_or("");
+                let ns = obj["metadata"]["namespace"].as_str().or(namespace);
+                match self.delete(kind, ns, name, opts).await {
+                    Ok(v) => deleted.push(v),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            found.items = deleted;
+            found.continue_token = None;
+            found.remaining_item_count = None;
+            Ok(found)
+        })
+    }
+
     /// GET the `scale` subresource (an autoscaling/v1 `Scale`).
     fn get_scale<'a>(
         &'a self,
