@@ -175,7 +175,8 @@ pub async fn run_all(
     report
 }
 
-/// Deletes a scenario's namespace (best effort: its content goes with it).
+/// Deletes a scenario's namespace (best effort: a namespace controller, where one runs,
+/// empties it; elsewhere it stays `Terminating`).
 pub async fn remove_namespace(admin: &dyn Client, ns: &str) {
     if let Err(e) = admin
         .delete(namespaces(), None, ns, &DeleteOptions::default())

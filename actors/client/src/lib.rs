@@ -126,6 +126,8 @@ pub struct Written {
 pub enum Subresource {
     Status,
     Scale,
+    /// A Namespace's `finalize` (update only): its `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -133,6 +135,7 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Finalize => "finalize",
         }
     }
 }
@@ -180,8 +183,8 @@ pub trait Client: Send + Sync {
         opts: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<Written>>;
 
-    /// PUT an object, or its `status` or `scale` subresource. A `resourceVersion` in the body
-    /// is a precondition (409 if the object moved).
+    /// PUT an object, or its `status`, `scale` or (a Namespace's) `finalize` subresource. A
+    /// `resourceVersion` in the body is a precondition (409 if the object moved).
     fn update<'a>(
         &'a self,
         kind: &'static Kind,
