@@ -52,8 +52,9 @@ pub struct Shared {
     client: Arc<dyn Client>,
     handle: OnceLock<KindHandle<Rereading<NamespaceLogic>>>,
     requeues: Arc<feed::Requeues>,
-    /// Consecutive failed passes per namespace uid (for the backoff); kept here, not in the
-    /// actor, so a restart does not reset it.
+    /// Consecutive failed passes per namespace (for the backoff); kept here, not in the
+    /// actor, so a restart does not reset it. An entry goes with a pass that succeeds or
+    /// finds the namespace gone.
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -133,10 +134,10 @@ fn look_again(s: &Shared, name: &str, after: Duration) {
 }
 
 /// A failed pass: look again after the backoff for this namespace.
-fn retry(s: &Shared, name: &str, uid: &str) {
+fn retry(s: &Shared, name: &str) {
     let failures = {
         let mut f = s.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.entry(uid.to_string()).or_insert(0);
+        let n = f.entry(name.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         *n - 1
     };
@@ -150,23 +151,23 @@ fn retry(s: &Shared, name: &str, uid: &str) {
     look_again(s, name, Duration::from_secs(after as u64));
 }
 
-fn succeeded(s: &Shared, uid: &str) {
+fn succeeded(s: &Shared, name: &str) {
     s.failures
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(uid);
+        .remove(name);
 }
 
 /// A write of the pass failed: look again soon after a conflict, with backoff otherwise.
-fn write_failed(s: &Shared, name: &str, uid: &str, what: &str, e: &ClientError) {
+fn write_failed(s: &Shared, name: &str, what: &str, e: &ClientError) {
     if e.is_not_found() {
-        return;
+        return succeeded(s, name);
     }
-    tracing::debug!(namespace = name, error = %e, "namespace {what} not written");
+    tracing::debug!(namespace = name, write = what, error = %e, "namespace write failed");
     if e.is_conflict() {
         look_again(s, name, CONFLICT_LOOK);
     } else {
-        retry(s, name, uid);
+        retry(s, name);
     }
 }
 
@@ -179,7 +180,7 @@ async fn pass(s: &Arc<Shared>, name: &str) {
         .await
     {
         Ok(ns) => ns,
-        Err(e) if e.is_not_found() => return,
+        Err(e) if e.is_not_found() => return succeeded(s, name),
         Err(e) => {
             tracing::debug!(namespace = name, error = %e, "namespace not read");
             look_again(s, name, CONFLICT_LOOK);
@@ -187,9 +188,8 @@ async fn pass(s: &Arc<Shared>, name: &str) {
         }
     };
     if !namespaces::needs_work(&ns) {
-        return;
+        return succeeded(s, name);
     }
-    let uid = meta::uid(&ns).to_string();
     let now = s.ctx.now();
     let mut content = if namespaces::needs_emptying(&ns) {
         observe(s, name).await
@@ -249,16 +249,16 @@ async fn pass(s: &Arc<Shared>, name: &str) {
             .await
         {
             Ok(w) => latest = w.object,
-            Err(e) => return write_failed(s, name, &uid, "status", &e),
+            Err(e) => return write_failed(s, name, "status", &e),
         }
     }
     match plan.next {
-        Next::Nothing => succeeded(s, &uid),
+        Next::Nothing => succeeded(s, name),
         Next::LookAgain(after) => {
-            succeeded(s, &uid);
+            succeeded(s, name);
             look_again(s, name, Duration::from_secs(after.max(1) as u64));
         }
-        Next::Retry => retry(s, name, &uid),
+        Next::Retry => retry(s, name),
         Next::Finalize(finalizers) => {
             let body = json!({
                 "apiVersion": "v1",
@@ -282,10 +282,10 @@ async fn pass(s: &Arc<Shared>, name: &str) {
                 .await
             {
                 Ok(_) => {
-                    succeeded(s, &uid);
+                    succeeded(s, name);
                     tracing::info!(namespace = name, "namespace emptied and finalized");
                 }
-                Err(e) => write_failed(s, name, &uid, "finalizers", &e),
+                Err(e) => write_failed(s, name, "finalizers", &e),
             }
         }
     }
