@@ -1,6 +1,7 @@
 //! Kubernetes semantics the API server keeps, checked over HTTPS on a running master:
 //! generateName, generation, the status subresource, paging, selectors, deletecollection,
-//! binding, graceful pod deletion ended by the pod's node, and dry runs.
+//! binding, graceful pod deletion ended by the pod's node, dry runs, and a deleted namespace
+//! staying Terminating until it is finalized.
 
 use std::time::Duration;
 
@@ -263,7 +264,9 @@ async fn the_server_keeps_kubernetes_semantics() -> Result<()> {
         "the generated and the warned pods remain: {left}"
     );
 
-    // A namespace goes with its content; the system ones may not be deleted.
+    // A deleted namespace is Terminating, with its content, until it is emptied and
+    // finalized: the namespace controller's work, which this API-only master does not run,
+    // so the test does what the controller would. The system ones may not be deleted.
     let (code, _) = call(
         h.post(url("/api/v1/namespaces"))
             .json(&json!({"metadata": {"name": "tmp"}})),
@@ -276,10 +279,47 @@ async fn the_server_keeps_kubernetes_semantics() -> Result<()> {
     )
     .await?;
     assert_eq!(code, 201);
-    let (code, _) = call(h.delete(url("/api/v1/namespaces/tmp"))).await?;
-    assert_eq!(code, 200);
+    let (code, marked) = call(h.delete(url("/api/v1/namespaces/tmp"))).await?;
+    assert_eq!(code, 200, "{marked}");
+    assert_eq!(marked["status"]["phase"], "Terminating", "{marked}");
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    assert_eq!(
+        marked["spec"]["finalizers"],
+        json!(["kubernetes"]),
+        "{marked}"
+    );
     let (code, _) = call(h.get(url("/api/v1/namespaces/tmp/pods/x"))).await?;
-    assert_eq!(code, 404);
+    assert_eq!(code, 200, "the content stays until it is deleted");
+    let (code, s) = call(
+        h.post(url("/api/v1/namespaces/tmp/pods"))
+            .json(&pod("y", json!({}))),
+    )
+    .await?;
+    assert_eq!(code, 403, "nothing new in a terminating namespace: {s}");
+    assert_eq!(
+        s["message"],
+        "unable to create new content in namespace tmp because it is being terminated"
+    );
+    let (code, gone) = call(h.delete(url("/api/v1/namespaces/tmp/pods"))).await?;
+    assert_eq!((code, names(&gone)), (200, vec!["x".to_string()]), "{gone}");
+    let (code, _) = call(h.get(url("/api/v1/namespaces/tmp/pods/x"))).await?;
+    assert_eq!(code, 404, "an unscheduled pod goes at once");
+    let (code, still) = call(h.get(url("/api/v1/namespaces/tmp"))).await?;
+    assert_eq!(
+        (code, &still["status"]["phase"]),
+        (200, &json!("Terminating"))
+    );
+    let (code, done) = call(h.put(url("/api/v1/namespaces/tmp/finalize")).json(&json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tmp"},
+        "spec": {"finalizers": []}
+    })))
+    .await?;
+    assert_eq!(code, 200, "{done}");
+    let (code, _) = call(h.get(url("/api/v1/namespaces/tmp"))).await?;
+    assert_eq!(code, 404, "finalized, the namespace is gone");
     let (code, s) = call(
         h.post(url("/api/v1/namespaces/tmp/pods"))
             .json(&pod("y", json!({}))),

@@ -4,7 +4,9 @@
 //! and rolling itself back with `navarch.io/auto-rollback`; a rollout finishing on three
 //! masters while controller actors are killed and the active master is SIGKILLed, with no
 //! ReplicaSet overshoot and no pod bound twice; a hollow node process SIGKILLed, its nodes
-//! going unknown and its pods replaced elsewhere.
+//! going unknown and its pods replaced elsewhere; `kubectl delete namespace` with workloads
+//! in it: Terminating (creating in it refused), emptied, its conditions naming what holds
+//! it, finalized by a restarted controller actor, gone.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use navarch_tests::{kubectl, wait_for, Cluster, NodeProc};
+use navarch_tests::{kubectl, kubectl_spawn, wait_for, Cluster, NodeProc};
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -907,6 +909,203 @@ async fn a_killed_node_goes_unknown_and_its_pods_are_replaced() -> Result<()> {
     assert!(events.contains("TaintManagerEviction"), "{events}");
     kept.passed();
     doomed.passed();
+    cluster.passed();
+    Ok(())
+}
+
+/// The conditions of namespace `ns`, by type: (status, message).
+fn namespace_conditions(ns: &Value) -> BTreeMap<String, (String, String)> {
+    ns["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+            (s("type"), (s("status"), s("message")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_namespace_terminates_it_empties_it_and_removes_it() -> Result<()> {
+    let mut cluster = Cluster::start(1, &[]).await?;
+    let k = Kube::new(&cluster, 0)?;
+    let mut nodes = start_nodes(&cluster, "hollow", 2, &[]).await?;
+    wait_nodes_ready(&k, 2).await?;
+    k.run(&["create", "namespace", "shop"])?;
+    // A Deployment and its pods, a pod of its own, a Service (with its Endpoints and
+    // EndpointSlice), and a Lease held by a finalizer nobody removes but the test.
+    let mut web = deployment("web", 3, "busybox:1", 1, 0);
+    web["metadata"]["namespace"] = json!("shop");
+    k.apply(&web)?;
+    k.run(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "shop",
+        "--timeout=90s",
+    ])?;
+    k.run(&["run", "one", "--image=busybox", "-n", "shop"])?;
+    k.run(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "--tcp=80:80",
+        "-n",
+        "shop",
+    ])?;
+    k.apply(&json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "held", "namespace": "shop", "finalizers": ["example.com/hold"]},
+        "spec": {"holderIdentity": "test"}
+    }))?;
+    wait_for(DEADLINE, "the pods running", || async {
+        let pods = k.json(&["get", "pods", "-n", "shop"]).ok()?;
+        let items = pods["items"].as_array()?;
+        (items.len() == 4 && items.iter().all(is_ready)).then_some(())
+    })
+    .await?;
+
+    // `kubectl delete namespace` waits until it is gone; meanwhile it is Terminating.
+    let out = cluster.dir.path().join("delete-namespace.out");
+    let mut deleter = kubectl_spawn(
+        &k.cfg,
+        &k.home,
+        &["delete", "namespace", "shop", "--timeout=120s"],
+        &out,
+    )?;
+    wait_for(DEADLINE, "the namespace Terminating", || async {
+        let table = k.run(&["get", "namespace", "shop"]).ok()?;
+        table.contains("Terminating").then_some(())
+    })
+    .await?;
+    // Nothing new may be created in it: 403, by kubectl and over plain HTTPS.
+    let late = kubectl(
+        &k.cfg,
+        &k.home,
+        &[
+            "create",
+            "service",
+            "clusterip",
+            "late",
+            "--tcp=80:80",
+            "-n",
+            "shop",
+        ],
+        None,
+    )?;
+    assert!(!late.ok, "{late:?}");
+    assert!(
+        late.stderr.contains(
+            "unable to create new content in namespace shop because it is being terminated"
+        ),
+        "{}",
+        late.stderr
+    );
+    let r = cluster
+        .http()
+        .post(cluster.url(0, "/api/v1/namespaces/shop/pods"))
+        .json(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late"},
+                      "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 403);
+    let status: Value = r.json().await?;
+    assert_eq!(
+        (&status["kind"], &status["reason"]),
+        (&json!("Status"), &json!("Forbidden"))
+    );
+
+    // Everything goes but the held Lease, and the namespace says what holds it.
+    wait_for(DEADLINE, "the content gone but the held Lease", || async {
+        let all = k
+            .json(&[
+                "get",
+                "deployments,replicasets,pods,services,endpoints",
+                "-n",
+                "shop",
+            ])
+            .ok()?;
+        all["items"].as_array()?.is_empty().then_some(())
+    })
+    .await?;
+    let ns = wait_for(DEADLINE, "the finalizer reported", || async {
+        let ns = k.json(&["get", "namespace", "shop"]).ok()?;
+        let c = namespace_conditions(&ns);
+        (c.get("NamespaceFinalizersRemaining")
+            .map(|(s, _)| s.as_str())
+            == Some("True"))
+        .then_some(ns)
+    })
+    .await?;
+    let c = namespace_conditions(&ns);
+    assert_eq!(
+        c["NamespaceFinalizersRemaining"].1,
+        "Some finalizers are remaining: example.com/hold in 1 resource instances",
+        "{c:?}"
+    );
+    assert_eq!(
+        c["NamespaceContentRemaining"],
+        (
+            "True".to_string(),
+            "Some resources are remaining: leases.coordination.k8s.io has 1 resource instances"
+                .to_string()
+        ),
+        "{c:?}"
+    );
+    for ok in [
+        "NamespaceDeletionDiscoveryFailure",
+        "NamespaceDeletionGroupVersionParsingFailure",
+        "NamespaceDeletionContentFailure",
+    ] {
+        assert_eq!(c[ok].0, "False", "{ok}: {c:?}");
+    }
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    assert!(
+        deleter.try_wait()?.is_none(),
+        "kubectl delete waits for the namespace to go"
+    );
+
+    // The finalizer goes, and the controller's actor is killed: its next incarnation
+    // picks the namespace up from the caches and finalizes it.
+    k.run(&[
+        "patch",
+        "lease",
+        "held",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])?;
+    let killed = kill_actor(&cluster, 0, "/master/m1/controllers/namespace/shop").await;
+    assert!(killed.is_some(), "the namespace's actor was running");
+    let deleter = Arc::new(Mutex::new(deleter));
+    let status = wait_for(DEADLINE, "kubectl delete namespace to finish", || {
+        let deleter = deleter.clone();
+        async move { deleter.lock().unwrap().try_wait().ok().flatten() }
+    })
+    .await?;
+    assert!(status.success(), "{}", std::fs::read_to_string(&out)?);
+    let gone = kubectl(&k.cfg, &k.home, &["get", "namespace", "shop"], None)?;
+    assert!(!gone.ok && gone.stderr.contains("NotFound"), "{gone:?}");
+    let leases = k.json(&["get", "leases", "-n", "shop"])?;
+    assert_eq!(leases["items"], json!([]));
+    // Finalized by the namespace controller, through the finalize subresource.
+    assert!(
+        cluster.audit(0).iter().any(|r| r["verb"] == "update"
+            && r["resource"] == "namespaces"
+            && r["subresource"] == "finalize"
+            && r["name"] == "shop"
+            && r["user"] == "system:serviceaccount:kube-system:namespace-controller"
+            && r["code"] == 200),
+        "the namespace controller finalized shop"
+    );
+    nodes.passed();
     cluster.passed();
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! Dependents by `ownerReferences`, handled inside the delete request until the control
-//! plane's garbage collector takes over: Background (the owner goes, then its dependents),
-//! Foreground (the dependents go first) and Orphan (the dependents lose their reference), and
-//! namespace deletion emptying the namespace.
+//! Dependents by `ownerReferences`, handled inside the delete request (the control plane's
+//! garbage collector completes what a request could not): Background (the owner goes, then
+//! its dependents), Foreground (the dependents go first) and Orphan (the dependents lose
+//! their reference). Emptying a deleted namespace is the namespace controller's
+//! (`navarch-controllers`), as in Kubernetes.
 //!
 //! Every walk works on one snapshot of the candidate objects with an index by owner uid and a
 //! set of visited uids, iteratively: an object that owns itself, or objects that own each
@@ -101,8 +102,10 @@ fn name_of(obj: &Value) -> (&str, &str) {
 async fn remove(storage: &Storage, kind: &Kind, obj: &Value) -> Result<bool, ApiError> {
     let (ns, name) = name_of(obj);
     let opts = DeleteOptions::default();
-    // Boxed: a dependent that is a namespace empties itself through the same walk.
-    match Box::pin(storage.delete_one(kind, ns, name, &opts, Propagation::Background)).await {
+    match storage
+        .delete_one(kind, ns, name, &opts, Propagation::Background)
+        .await
+    {
         Ok(Removed::Deleted(_)) => Ok(true),
         Ok(Removed::Marked(_)) => Ok(false),
         Err(e) if e.code == 404 => Ok(true),
@@ -196,28 +199,6 @@ pub(crate) async fn orphan_dependents(
             Ok(_) => {}
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Deletes everything in a namespace (the namespace controller's job, done inline).
-pub(crate) async fn empty_namespace(storage: &Storage, ns: &str) -> Result<(), ApiError> {
-    for kind in kinds::KINDS.iter().filter(|k| k.namespaced && k.stored) {
-        for obj in storage.all(kind, Some(ns)).await? {
-            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let opts = DeleteOptions {
-                grace_period_seconds: Some(0),
-                ..DeleteOptions::default()
-            };
-            match storage
-                .delete_one(kind, ns, &name, &opts, Propagation::Background)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
         }
     }
     Ok(())

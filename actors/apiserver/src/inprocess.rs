@@ -300,6 +300,32 @@ impl Client for InProcessClient {
         })
     }
 
+    fn delete_collection<'a>(
+        &'a self,
+        kind: &'static Kind,
+        namespace: Option<&'a str>,
+        list: &'a ListOptions,
+        opts: &'a DeleteOptions,
+    ) -> BoxFuture<'a, Result<ObjectList>> {
+        Box::pin(async move {
+            match self
+                .call(
+                    "deletecollection",
+                    kind,
+                    namespace,
+                    None,
+                    None,
+                    list.to_query(),
+                    Body::Value(opts.to_json()),
+                )
+                .await?
+            {
+                Reply::List { list, .. } => Ok(list),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
     fn get_scale<'a>(
         &'a self,
         kind: &'static Kind,

@@ -242,7 +242,7 @@ pub(crate) async fn serve(
                 warnings,
             ))
         }
-        ("update", s @ (None | Some("status") | Some("scale"))) => {
+        ("update", s @ (None | Some("status") | Some("scale") | Some("finalize"))) => {
             let opts = WriteOptions::from_query(q)?;
             let (b, mut warnings) = decode::object(Some(kind), body, opts.field_validation)?;
             let (v, w) = storage.update(kind, ns, name, s, b, &opts, &admit).await?;

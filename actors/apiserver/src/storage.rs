@@ -45,6 +45,11 @@ const PICK_RETRIES: usize = 8;
 pub const FINALIZER_ORPHAN: &str = "orphan";
 /// The finalizer that keeps an owner until its dependents are deleted.
 pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+/// The `spec.finalizers` entry of the namespace controller: it empties a deleted namespace,
+/// then removes it through the `finalize` subresource.
+pub const NAMESPACE_FINALIZER: &str = "kubernetes";
+const NAMESPACE_ACTIVE: &str = "Active";
+const NAMESPACE_TERMINATING: &str = "Terminating";
 
 /// Which checks an update goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,6 +273,37 @@ fn only_gc_finalizers(obj: &Value) -> bool {
     finalizers(obj)
         .iter()
         .all(|f| *f == FINALIZER_ORPHAN || *f == FINALIZER_FOREGROUND)
+}
+
+/// A Namespace's `spec.finalizers`: what must empty it before it may go (the namespace
+/// controller's `kubernetes` among them).
+fn namespace_finalizers(obj: &Value) -> Vec<&str> {
+    obj["spec"]["finalizers"]
+        .as_array()
+        .map(|f| f.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Whether finalizers other than the garbage collector's hold `obj` when it is deleted: its
+/// `metadata.finalizers`, and a Namespace's `spec.finalizers`.
+fn held_by_finalizers(kind: &Kind, obj: &Value) -> bool {
+    !only_gc_finalizers(obj) || (kind.kind == "Namespace" && !namespace_finalizers(obj).is_empty())
+}
+
+/// What a created Namespace starts as (Kubernetes' namespace strategy): `Active`, with the
+/// namespace controller's `kubernetes` finalizer among its `spec.finalizers`.
+fn prepare_namespace(obj: &mut Value) {
+    obj["status"] = json!({"phase": NAMESPACE_ACTIVE});
+    let has = namespace_finalizers(obj).contains(&NAMESPACE_FINALIZER);
+    if !has {
+        if !obj["spec"].is_object() {
+            obj["spec"] = json!({});
+        }
+        match obj["spec"]["finalizers"].as_array_mut() {
+            Some(list) => list.push(json!(NAMESPACE_FINALIZER)),
+            None => obj["spec"]["finalizers"] = json!([NAMESPACE_FINALIZER]),
+        }
+    }
 }
 
 /// The policy an object's GC finalizers recorded when it was deleted.
@@ -683,7 +719,9 @@ impl Storage {
                 m.remove(f);
             }
         }
-        if kind.has_subresource("status") && !matches!(kind.kind, "Node" | "Namespace") {
+        if kind.kind == "Namespace" {
+            prepare_namespace(&mut obj);
+        } else if kind.has_subresource("status") && kind.kind != "Node" {
             // Status belongs to controllers and nodes: a create starts from the defaults.
             if let Some(o) = obj.as_object_mut() {
                 o.remove("status");
@@ -918,7 +956,7 @@ impl Storage {
             // The last finalizer of an object being deleted is gone: the object goes (after
             // the dependents, as the policy recorded at deletion says).
             let finalized =
-                !new["metadata"]["deletionTimestamp"].is_null() && only_gc_finalizers(&new);
+                !new["metadata"]["deletionTimestamp"].is_null() && !held_by_finalizers(kind, &new);
             if finalized && !needs_grace(kind, &new) {
                 let policy = recorded_policy(&new);
                 if policy != Propagation::Background {
@@ -1027,7 +1065,8 @@ impl Storage {
         Ok(())
     }
 
-    /// PUT of the main resource (`sub = None`) or of `status`.
+    /// PUT of the main resource (`sub = None`), of `status`, `scale`, or a Namespace's
+    /// `finalize` (only the body's `spec.finalizers` is taken).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update(
         &self,
@@ -1075,21 +1114,43 @@ impl Storage {
     }
 
     /// Keeps the part of the object a request may not change: the status on the main
-    /// resource, everything but the status on `/status`.
+    /// resource (and a Namespace's `spec.finalizers`), everything but the status on
+    /// `/status`, everything but `spec.finalizers` on a Namespace's `/finalize` (Kubernetes'
+    /// namespace strategies).
     fn split_status(kind: &Kind, sub: Option<&str>, current: &Value, mut new: Value) -> Value {
         if !kind.has_subresource("status") {
             return new;
         }
-        match sub {
-            Some("status") => {
-                let mut out = current.clone();
-                out["status"] = new["status"].take();
-                if let Some(rv) = meta_str(&new, "resourceVersion") {
+        let from_current = |new: &Value, take: &dyn Fn(&mut Value)| {
+            let mut out = current.clone();
+            take(&mut out);
+            match meta_str(new, "resourceVersion") {
+                Some(rv) => {
                     meta_mut(&mut out).insert("resourceVersion".into(), json!(rv));
-                } else {
+                }
+                None => {
                     meta_mut(&mut out).remove("resourceVersion");
                 }
-                out
+            }
+            out
+        };
+        match sub {
+            Some("status") => {
+                let status = new["status"].take();
+                from_current(&new, &|out| out["status"] = status.clone())
+            }
+            Some("finalize") => {
+                // An absent list is an empty one: the namespace is finalized.
+                let finalizers = match new["spec"]["finalizers"].take() {
+                    Value::Null => json!([]),
+                    f => f,
+                };
+                from_current(&new, &|out| {
+                    if !out["spec"].is_object() {
+                        out["spec"] = json!({});
+                    }
+                    out["spec"]["finalizers"] = finalizers.clone();
+                })
             }
             _ => {
                 match current.get("status") {
@@ -1098,6 +1159,21 @@ impl Storage {
                         if let Some(o) = new.as_object_mut() {
                             o.remove("status");
                         }
+                    }
+                }
+                if kind.kind == "Namespace" {
+                    // Only `finalize` changes what must empty a namespace.
+                    let kept = current["spec"]["finalizers"].clone();
+                    if !new["spec"].is_object() {
+                        new["spec"] = json!({});
+                    }
+                    match kept {
+                        Value::Null => {
+                            if let Some(spec) = new["spec"].as_object_mut() {
+                                spec.remove("finalizers");
+                            }
+                        }
+                        f => new["spec"]["finalizers"] = f,
                     }
                 }
                 new
@@ -1533,10 +1609,6 @@ impl Storage {
                 _ if opts.dry_run => return Ok(step.dry_run(current)),
                 Removal::Mark { op, .. } => ops.push(op.clone()),
                 Removal::Delete { op } => {
-                    if kind.kind == "Namespace" {
-                        // Boxed: emptying a namespace deletes objects through this function.
-                        Box::pin(gc::empty_namespace(self, name)).await?;
-                    }
                     ops.push(op.clone());
                     if kind.kind == "Service" {
                         ops.extend(self.reservation_ops(Some(&current), None).await?);
@@ -1575,7 +1647,7 @@ impl Storage {
         opts: &DeleteOptions,
         policy: Propagation,
     ) -> Removal {
-        let has_finalizers = !only_gc_finalizers(current);
+        let has_finalizers = held_by_finalizers(kind, current);
         let grace = if needs_grace(kind, current) {
             opts.grace_period_seconds
                 .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
@@ -1611,6 +1683,15 @@ impl Storage {
                 json!(current["metadata"]["generation"].as_i64().unwrap_or(1) + 1),
             );
         }
+        if kind.kind == "Namespace" {
+            // Kubernetes' namespace storage: a deleted namespace is Terminating until its
+            // finalizers are done.
+            if !new["status"].is_object() {
+                new["status"] = json!({});
+            }
+            new["status"]["phase"] = json!(NAMESPACE_TERMINATING);
+        }
+        let m = meta_mut(&mut new);
         let gc_finalizer = match policy {
             Propagation::Orphan if has_finalizers => Some(FINALIZER_ORPHAN),
             Propagation::Foreground if has_finalizers => Some(FINALIZER_FOREGROUND),

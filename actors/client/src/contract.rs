@@ -18,7 +18,8 @@
 //! - [`reads`]: create, get, list with label and field selectors, limit/continue paging;
 //! - [`writes`]: optimistic concurrency, merge/JSON/strategic-merge patches, the status
 //!   and scale subresources, generation rules, binding;
-//! - [`deletion`]: finalizers, Background/Orphan/Foreground cascades over ownerReferences;
+//! - [`deletion`]: finalizers, deletecollection, Background/Orphan/Foreground cascades over
+//!   ownerReferences;
 //! - [`watches`]: watch from a list's revision with resumption, watch-list;
 //! - [`errors`]: typed errors (404, 409, 422 with causes, 400) and 403 for an unprivileged
 //!   user's writes.
@@ -95,6 +96,7 @@ pub const SCENARIOS: &[Scenario] = &[
     scenario!(writes::scale_subresource),
     scenario!(writes::binding),
     scenario!(deletion::finalizers),
+    scenario!(deletion::delete_collection),
     scenario!(deletion::cascade_background),
     scenario!(deletion::cascade_orphan),
     scenario!(deletion::cascade_foreground),
@@ -173,7 +175,8 @@ pub async fn run_all(
     report
 }
 
-/// Deletes a scenario's namespace (best effort: its content goes with it).
+/// Deletes a scenario's namespace (best effort: a namespace controller, where one runs,
+/// empties it; elsewhere it stays `Terminating`).
 pub async fn remove_namespace(admin: &dyn Client, ns: &str) {
     if let Err(e) = admin
         .delete(namespaces(), None, ns, &DeleteOptions::default())

@@ -549,6 +549,23 @@ impl Client for HttpsClient {
         .boxed()
     }
 
+    fn delete_collection<'a>(
+        &'a self,
+        kind: &'static Kind,
+        namespace: Option<&'a str>,
+        list: &'a ListOptions,
+        opts: &'a DeleteOptions,
+    ) -> BoxFuture<'a, Result<ObjectList>> {
+        async move {
+            let q = list.to_query();
+            let url = |b: &Url| url::with_query(url::collection(b, kind, namespace), &q);
+            let body = json_body(&opts.to_json());
+            let (v, _) = self.json(self.call(Method::DELETE, &url, body)).await?;
+            decode::object_list(v)
+        }
+        .boxed()
+    }
+
     fn get_scale<'a>(
         &'a self,
         kind: &'static Kind,

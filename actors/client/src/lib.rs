@@ -126,6 +126,8 @@ pub struct Written {
 pub enum Subresource {
     Status,
     Scale,
+    /// A Namespace's `finalize` (update only): its `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -133,6 +135,7 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Finalize => "finalize",
         }
     }
 }
@@ -180,8 +183,8 @@ pub trait Client: Send + Sync {
         opts: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<Written>>;
 
-    /// PUT an object, or its `status` or `scale` subresource. A `resourceVersion` in the body
-    /// is a precondition (409 if the object moved).
+    /// PUT an object, or its `status`, `scale` or (a Namespace's) `finalize` subresource. A
+    /// `resourceVersion` in the body is a precondition (409 if the object moved).
     fn update<'a>(
         &'a self,
         kind: &'static Kind,
@@ -212,6 +215,39 @@ pub trait Client: Send + Sync {
         name: &'a str,
         opts: &'a DeleteOptions,
     ) -> BoxFuture<'a, Result<Value>>;
+
+    /// DELETE a collection: every object of `kind` in `namespace` that `list`'s selectors
+    /// match, each as [`delete`](Client::delete) with `opts` would; returns the objects
+    /// deleted or marked. Not atomic: an error may come after some were deleted.
+    ///
+    /// The default lists, then deletes one by one (what Kubernetes' namespace controller
+    /// falls back to when a resource has no `deletecollection`); clients that can send the
+    /// verb override it.
+    fn delete_collection<'a>(
+        &'a self,
+        kind: &'static Kind,
+        namespace: Option<&'a str>,
+        list: &'a ListOptions,
+        opts: &'a DeleteOptions,
+    ) -> BoxFuture<'a, Result<ObjectList>> {
+        Box::pin(async move {
+            let mut found = self.list(kind, namespace, list).await?;
+            let mut deleted = Vec::new();
+            for obj in &found.items {
+                let name = obj["metadata"]["name"].as_str().unwrap_or("");
+                let ns = obj["metadata"]["namespace"].as_str().or(namespace);
+                match self.delete(kind, ns, name, opts).await {
+                    Ok(v) => deleted.push(v),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            found.items = deleted;
+            found.continue_token = None;
+            found.remaining_item_count = None;
+            Ok(found)
+        })
+    }
 
     /// GET the `scale` subresource (an autoscaling/v1 `Scale`).
     fn get_scale<'a>(

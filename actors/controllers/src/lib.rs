@@ -7,7 +7,8 @@
 //!   master that leads the store, fenced to the Raft term it leads in: every write it makes
 //!   commits only in that term, so a deposed master's writes fail;
 //! - [`context`]: what the controllers of one activation share ([`Ctx`], [`Clients`]);
-//! - [`replicaset`], [`deployment`], [`nodes`], [`endpoints`]: one actor per object;
+//! - [`replicaset`], [`deployment`], [`nodes`], [`endpoints`], [`namespaces`]: one actor
+//!   per object;
 //! - [`scheduler`]: the singleton placing pods; [`gc`]: the garbage collector;
 //! - [`feed`] and [`source`]: the caches as the actors' sources and event feeds;
 //! - [`recorder`]: the Events they record.
@@ -20,6 +21,7 @@
 //!                        ├─ deployment ── default/web ...
 //!                        ├─ node ── n1, n2 ...
 //!                        ├─ endpoints ── default/web ...
+//!                        ├─ namespace ── default, shop ...
 //!                        ├─ scheduler
 //!                        └─ garbage-collector
 //! ```
@@ -29,6 +31,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod feed;
 pub mod gc;
+pub mod namespaces;
 pub mod nodes;
 pub mod recorder;
 pub mod replicaset;
@@ -71,6 +74,7 @@ struct Running {
     _deployments: deployment::DeploymentController,
     _nodes: nodes::NodeController,
     _endpoints: endpoints::EndpointsController,
+    _namespaces: namespaces::NamespaceController,
     _scheduler: scheduler::Scheduler,
     _gc: gc::GarbageCollector,
 }
@@ -103,6 +107,7 @@ fn unix_now() -> u64 {
 fn warm_up(caches: &SharedCaches) {
     let kind = |g: &str, p: &str| navarch_client::kind(g, "v1", p);
     for (g, p) in [
+        ("", "namespaces"),
         ("", "pods"),
         ("", "nodes"),
         ("", "services"),
@@ -184,6 +189,7 @@ impl ControlPlane {
                 _deployments: deployment::DeploymentController::start(&group, &ctx).await?,
                 _nodes: nodes::NodeController::start(&group, &ctx).await?,
                 _endpoints: endpoints::EndpointsController::start(&group, &ctx).await?,
+                _namespaces: namespaces::NamespaceController::start(&group, &ctx).await?,
                 _scheduler: scheduler::Scheduler::start(&group, &ctx).await?,
                 _gc: gc::GarbageCollector::start(&group, &ctx).await?,
                 group: group.clone(),

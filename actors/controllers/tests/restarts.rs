@@ -1,6 +1,7 @@
 //! The controllers' actors killed on purpose, over an in-memory API: a ReplicaSet whose
 //! actor is killed again and again while it scales never has more pods than it wants, and
-//! still reaches its replicas; the scheduler restarted mid-flow binds every pod once.
+//! still reaches its replicas; the scheduler restarted mid-flow binds every pod once; a
+//! namespace's actor killed while it waits picks up from the caches and finalizes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -286,5 +287,114 @@ async fn the_collector_deletes_what_a_dead_owner_left_behind() {
             p["metadata"]["ownerReferences"].as_array().map(Vec::len) == Some(1)
         },
     )
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_namespace_is_emptied_and_finalized_by_a_restarted_controller() {
+    let fake = Arc::new(FakeClient::new());
+    let (root, _cp) = start(&fake).await;
+    let (namespaces, leases) = (
+        kind("", "namespaces"),
+        kind("coordination.k8s.io", "leases"),
+    );
+    let w = WriteOptions::default();
+    fake.create(
+        namespaces,
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"},
+               "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+        &w,
+    )
+    .await
+    .unwrap();
+    // Content no shared cache holds (Leases outside kube-node-lease): nothing but a pass
+    // of the controller sees it change.
+    for name in ["a", "b"] {
+        fake.create(
+            leases,
+            Some("shop"),
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": name}, "spec": {}}),
+            &w,
+        )
+        .await
+        .unwrap();
+    }
+    // One object held by a finalizer: the namespace waits for it.
+    fake.create(
+        leases,
+        Some("shop"),
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+               "spec": {}}),
+        &w,
+    )
+    .await
+    .unwrap();
+    fake.delete(namespaces, None, "shop", &Default::default())
+        .await
+        .unwrap();
+    let ns = |fake: Arc<FakeClient>| async move {
+        fake.get(namespaces, None, "shop", &Default::default())
+            .await
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the finalizers remaining reported",
+        || async {
+            ns(fake.clone()).await.is_ok_and(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"] == "NamespaceFinalizersRemaining"
+                            && c["status"] == "True"
+                            && c["message"]
+                                == "Some finalizers are remaining: example.com/hold in 1 resource instances"
+                    })
+                })
+            })
+        },
+    )
+    .await;
+    let left = fake
+        .list(leases, Some("shop"), &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        left.items.len(),
+        1,
+        "only the held Lease is left: {:?}",
+        left.items
+    );
+    let held = fake
+        .get(leases, Some("shop"), "held", &Default::default())
+        .await
+        .unwrap();
+    assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
+    assert_eq!(
+        ns(fake.clone()).await.unwrap()["spec"]["finalizers"],
+        json!(["kubernetes"])
+    );
+    // The finalizer goes; nothing tells the controller, so it would look again after
+    // Kubernetes' 15 s estimate. Its actor killed, the next
+    // incarnation starts with a pass, sees the namespace empty and finalizes it.
+    fake.patch(
+        leases,
+        Some("shop"),
+        "held",
+        None,
+        Patch {
+            ty: PatchType::Merge,
+            body: json!({"metadata": {"finalizers": null}}),
+        },
+        &w,
+    )
+    .await
+    .unwrap();
+    let actor = ActorPath::parse("/test/controllers/namespace/shop").unwrap();
+    root.registry().kill(&actor).unwrap();
+    eventually(Duration::from_secs(10), "the namespace gone", || async {
+        ns(fake.clone()).await.is_err_and(|e| e.is_not_found())
+    })
     .await;
 }

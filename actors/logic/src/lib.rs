@@ -16,7 +16,8 @@
 //! - [`nodes`]: node lifecycle (lease expiry, the unreachable taint, evictions);
 //! - [`endpoints`]: a Service's Endpoints and EndpointSlices;
 //! - [`events`]: Events, deduplicated with counts and rate-limited;
-//! - [`gc`]: the garbage collector (dependents of owners that are gone).
+//! - [`gc`]: the garbage collector (dependents of owners that are gone);
+//! - [`namespaces`]: emptying and finalizing deleted namespaces.
 //!
 //! Times are Unix seconds (`i64`) passed in by the caller: the logic never reads a clock.
 
@@ -25,6 +26,7 @@ pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod meta;
+pub mod namespaces;
 pub mod nodes;
 pub mod replicaset;
 pub mod scheduler;

@@ -35,6 +35,8 @@ pub fn subresource(kind: &Kind, name: &str) -> Option<Subresource> {
             GET_PATCH_UPDATE,
         ),
         "scale" => ("scale", "autoscaling", "v1", "Scale", GET_PATCH_UPDATE),
+        // A Namespace's `spec.finalizers`, the namespace controller's to clear.
+        "finalize" => ("finalize", kind.group, kind.version, kind.kind, &["update"]),
         "binding" => ("binding", "", "v1", "Binding", &["create"]),
         // Kubernetes lists the group version of Eviction here: `kubectl drain` evicts only
         // when discovery names policy/v1 (it deletes pods otherwise).
@@ -355,6 +357,10 @@ mod tests {
         assert_eq!(core["groupVersion"], "v1");
         assert_eq!(find(&core, "nodes")["namespaced"], false);
         assert_eq!(find(&core, "namespaces")["namespaced"], false);
+        let finalize = find(&core, "namespaces/finalize");
+        assert_eq!(finalize["kind"], "Namespace");
+        assert_eq!(finalize["verbs"], json!(["update"]));
+        assert_eq!(find(&core, "namespaces/status")["kind"], "Namespace");
         assert_eq!(find(&core, "pods")["namespaced"], true);
         assert_eq!(find(&core, "pods")["shortNames"], json!(["po"]));
         assert_eq!(find(&core, "pods/binding")["kind"], "Binding");

@@ -37,7 +37,8 @@ pub static KINDS: &[Kind] = &[
         namespaced: false,
         short_names: &["ns"],
         categories: &[],
-        subresources: &["status"],
+        // `finalize`: PUT only, the namespace controller's (Kubernetes' FinalizeREST).
+        subresources: &["status", "finalize"],
         verbs: VERBS,
         stored: true,
     },

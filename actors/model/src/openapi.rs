@@ -729,6 +729,18 @@ fn kind_paths(paths: &mut Map<String, Value>, kind: &Kind, schema: &str, names: 
         };
         let ops = match sub_name {
             "status" => read_update(schema),
+            // Kubernetes serves PUT only on a Namespace's finalize.
+            "finalize" => vec![(
+                "put",
+                op(
+                    format!("replace{gv}{ns}{k}{s}"),
+                    "put",
+                    &sub_gvk,
+                    write_params(),
+                    Some(body(reference(schema), true)),
+                    responses(schema, &["201"]),
+                ),
+            )],
             "scale" => read_update(names.scale.as_deref().expect("Scale registered")),
             "binding" => {
                 let binding = names.binding.as_deref().expect("Binding registered");
@@ -794,7 +806,7 @@ fn kind_paths(paths: &mut Map<String, Value>, kind: &Kind, schema: &str, names: 
             _ => continue,
         };
         // Subresources other than status and scale take no `pretty`; keep the path params.
-        let params = if matches!(sub_name, "status" | "scale") {
+        let params = if matches!(sub_name, "status" | "scale" | "finalize") {
             object_params.clone()
         } else {
             object_params[..object_params.len() - 1].to_vec()

@@ -707,9 +707,9 @@ pub fn default(kind: &Kind, object: &mut Value) {
         "RoleBinding" | "ClusterRoleBinding" => rbac::default_binding(obj),
         "EndpointSlice" => discovery::default_slice(obj),
         "PodDisruptionBudget" => policy::default_budget(obj),
+        // `spec.finalizers` is not defaulted (Kubernetes adds `kubernetes` on create only,
+        // in the API server, and lets the namespace controller remove it).
         "Namespace" => {
-            let spec = child_object(obj, "spec");
-            set_if_absent(spec, "finalizers", json!(["kubernetes"]));
             let status = child_object(obj, "status");
             set_if_absent(status, "phase", json!("Active"));
         }
@@ -1117,12 +1117,16 @@ pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
         "Namespace" => {
             for (i, f) in array_at(spec, "finalizers").iter().enumerate() {
                 if let Some(s) = f.as_str() {
-                    push_invalid(
-                        &mut out,
-                        &format!("spec.finalizers[{i}]"),
-                        f,
-                        qualified_name(s),
-                    );
+                    let path = format!("spec.finalizers[{i}]");
+                    push_invalid(&mut out, &path, f, qualified_name(s));
+                    // Kubernetes' validateKubeFinalizerName.
+                    if !s.contains('/') && !STANDARD_FINALIZERS.contains(&s) {
+                        out.push(invalid(
+                            path,
+                            f,
+                            "name is neither a standard finalizer name nor is it fully qualified",
+                        ));
+                    }
                 }
             }
         }
@@ -1855,9 +1859,34 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
         "Pod" => validate_pod_update(old_spec, new_spec, &mut out),
         "EndpointSlice" => discovery::validate_slice_update(old, new, &mut out),
         "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding_update(old, new, &mut out),
+        "Namespace" => validate_namespace_phase(new, &mut out),
         _ => {}
     }
     out
+}
+
+/// The finalizer names that need no domain (Kubernetes' `IsStandardFinalizerName`).
+const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
+
+/// A Namespace's phase follows its deletion (Kubernetes' `ValidateNamespaceStatusUpdate`):
+/// `Active` while it has no `deletionTimestamp`, `Terminating` once it has one.
+fn validate_namespace_phase(new: &Value, out: &mut Vec<Cause>) {
+    let phase = &new["status"]["phase"];
+    let deleting = !new["metadata"]["deletionTimestamp"].is_null();
+    let (want, message) = if deleting {
+        (
+            "Terminating",
+            "may only be 'Terminating' if `deletionTimestamp` is not empty",
+        )
+    } else {
+        (
+            "Active",
+            "may only be 'Active' if `deletionTimestamp` is empty",
+        )
+    };
+    if phase.as_str() != Some(want) {
+        out.push(invalid("status.Phase", phase, message));
+    }
 }
 
 /// The message Kubernetes answers a forbidden Pod spec change with.
@@ -2173,7 +2202,7 @@ mod tests {
 
         let mut ns = json!({"metadata": {"name": "x"}});
         default(k("Namespace"), &mut ns);
-        assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+        assert!(ns["spec"]["finalizers"].is_null(), "{ns}");
         assert_eq!(ns["status"]["phase"], "Active");
 
         let mut p = simple_pod();
@@ -2873,6 +2902,27 @@ mod tests {
         let mut ns2 = ns.clone();
         ns2["metadata"]["labels"] = json!({"team": "x"});
         assert_eq!(validate_update(k("Namespace"), &ns, &ns2), vec![]);
+        // Finalizers are standard names or qualified by a domain.
+        let mut odd = ns.clone();
+        odd["spec"]["finalizers"] = json!(["kubernetes", "example.com/x", "mine", "a b/c"]);
+        let c = validate_update(k("Namespace"), &ns, &odd);
+        assert_eq!(
+            fields(&c),
+            vec!["spec.finalizers[2]", "spec.finalizers[3]"],
+            "{c:?}"
+        );
+        // The phase follows the deletion.
+        let mut terminating = ns.clone();
+        terminating["status"]["phase"] = json!("Terminating");
+        let c = validate_update(k("Namespace"), &ns, &terminating);
+        assert_eq!(fields(&c), vec!["status.Phase"]);
+        assert!(c[0].message.contains("may only be 'Active'"), "{c:?}");
+        terminating["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert_eq!(validate_update(k("Namespace"), &ns, &terminating), vec![]);
+        let mut back = terminating.clone();
+        back["status"]["phase"] = json!("Active");
+        let c = validate_update(k("Namespace"), &terminating, &back);
+        assert!(c[0].message.contains("may only be 'Terminating'"), "{c:?}");
     }
 
     #[test]

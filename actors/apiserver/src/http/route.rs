@@ -135,7 +135,11 @@ pub fn verb(
         // exec takes GET (WebSocket) and POST (SPDY); binding takes POST.
         ("GET" | "POST", true, Some("exec")) => "create",
         ("POST", true, Some("binding" | "eviction")) => "create",
-        (_, _, Some("log" | "exec" | "binding" | "eviction")) => return Err(not_allowed()),
+        // A Namespace's finalize takes PUT only, as Kubernetes serves it.
+        ("PUT", true, Some("finalize")) => "update",
+        (_, _, Some("log" | "exec" | "binding" | "eviction" | "finalize")) => {
+            return Err(not_allowed())
+        }
         ("GET", true, _) => "get",
         ("GET", false, None) if flag(query, "watch") => "watch",
         ("GET", false, None) => "list",
@@ -243,6 +247,22 @@ mod tests {
             verb("GET", &t("/api/v1/namespaces/d/pods/w/exec"), &[]).unwrap(),
             "create"
         );
+        let finalize = t("/api/v1/namespaces/shop/finalize");
+        assert!(matches!(&finalize,
+            Target::Resource { kind, namespace: None, name: Some(n), subresource: Some(s) }
+                if kind.plural == "namespaces" && n == "shop" && s == "finalize"));
+        assert_eq!(verb("PUT", &finalize, &[]).unwrap(), "update");
+        for method in ["GET", "POST", "PATCH", "DELETE"] {
+            assert_eq!(
+                verb(method, &finalize, &[]).unwrap_err().code,
+                405,
+                "{method}"
+            );
+        }
+        assert!(matches!(
+            t("/api/v1/namespaces/d/pods/w/finalize"),
+            Target::NonResource { .. }
+        ));
         let eviction = t("/api/v1/namespaces/d/pods/w/eviction");
         assert_eq!(verb("POST", &eviction, &[]).unwrap(), "create");
         for method in ["GET", "PUT", "PATCH", "DELETE"] {

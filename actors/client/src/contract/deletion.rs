@@ -1,9 +1,11 @@
 //! Deletion: finalizers hold an object (marked with a deletionTimestamp) until they are
-//! removed; deleting an owner deletes (Background, Foreground) or orphans its dependents,
-//! found by `metadata.ownerReferences`.
+//! removed; a collection's delete deletes what its selector matches; deleting an owner
+//! deletes (Background, Foreground) or orphans its dependents, found by
+//! `metadata.ownerReferences`.
 
-use navarch_model::options::{DeleteOptions, Propagation};
+use navarch_model::options::{DeleteOptions, ListOptions, Propagation};
 use navarch_model::patch::PatchType;
+use navarch_model::selector::LabelSelector;
 use serde_json::{json, Value};
 
 use super::{ensure, leases, name_of, Ctx, Outcome};
@@ -90,6 +92,63 @@ pub async fn finalizers(c: &dyn Client, ns: &str) -> Outcome {
         404,
         "NotFound",
     )?;
+    Ok(())
+}
+
+/// A delete of a collection deletes what its selector matches, each as a delete would:
+/// objects without finalizers go, one held by a finalizer is marked and kept; the others
+/// stay.
+pub async fn delete_collection(c: &dyn Client, ns: &str) -> Outcome {
+    let x = Ctx::new(c, ns, "delete_collection");
+    for (name, doomed) in [("c1", true), ("c2", true), ("c3", false)] {
+        let mut l = x.lease(name, json!({"doomed": doomed.to_string()}));
+        if name == "c2" {
+            l["metadata"]["finalizers"] = json!([FINALIZER]);
+        }
+        x.create(leases(), l).await?;
+    }
+    let list = ListOptions {
+        label_selector: LabelSelector::parse("doomed=true")
+            .map_err(|e| x.fail(format!("selector: {e}")))?,
+        ..ListOptions::default()
+    };
+    let r = c
+        .delete_collection(leases(), Some(ns), &list, &DeleteOptions::default())
+        .await;
+    let done = x.ok("delete of a collection", r)?;
+    let mut deleted = super::names(&done.items);
+    deleted.sort();
+    ensure!(
+        x,
+        deleted == ["c1", "c2"],
+        "the collection's delete answered {deleted:?}, not the two objects it selects"
+    );
+    x.gone(leases(), "c1").await?;
+    let held = x.must_get(leases(), "c2").await?;
+    ensure!(
+        x,
+        held["metadata"]["deletionTimestamp"].is_string(),
+        "the held object was not marked: {}",
+        held["metadata"]
+    );
+    let kept = x.must_get(leases(), "c3").await?;
+    ensure!(
+        x,
+        kept["metadata"]["deletionTimestamp"].is_null(),
+        "an object the selector does not match was marked: {}",
+        kept["metadata"]
+    );
+    let r = x
+        .patch(
+            leases(),
+            "c2",
+            None,
+            PatchType::Merge,
+            json!({"metadata": {"finalizers": null}}),
+        )
+        .await?;
+    x.ok("removing the last finalizer", r)?;
+    x.gone(leases(), "c2").await?;
     Ok(())
 }
 

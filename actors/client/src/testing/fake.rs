@@ -5,7 +5,9 @@
 //! field selectors and `limit`/`continue`; watch from a revision (ADDED/MODIFIED/DELETED in
 //! order, bookmarks on demand, legacy initial events, watch-list with its closing bookmark);
 //! 410 for a revision older than the compacted one (as the watch's answer, or as an ERROR
-//! event like navarch's server); optimistic concurrency (409); finalizers holding a delete.
+//! event like navarch's server); optimistic concurrency (409); finalizers holding a delete
+//! (a Namespace's `spec.finalizers` too: deleted, it is `Terminating` until `finalize`
+//! empties them).
 //! `generateName` gets a unique suffix. Simplified: no validation, no status split beyond `status`/`scale` subresources, no
 //! garbage collection, selector transitions are not turned into DELETED events.
 //!
@@ -160,10 +162,12 @@ fn spec_of(v: &Value) -> Value {
     s
 }
 
+/// Whether finalizers hold `v` when it is deleted: its own, and a Namespace's
+/// `spec.finalizers`.
 fn has_finalizers(v: &Value) -> bool {
-    v["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|f| !f.is_empty())
+    let non_empty = |f: &Value| f.as_array().is_some_and(|f| !f.is_empty());
+    non_empty(&v["metadata"]["finalizers"])
+        || (v["kind"] == "Namespace" && non_empty(&v["spec"]["finalizers"]))
 }
 
 struct Matcher {
@@ -576,6 +580,14 @@ impl FakeClient {
                 n["spec"]["replicas"] = object["spec"]["replicas"].clone();
                 n
             }
+            Some(Subresource::Finalize) => {
+                let mut n = current.clone();
+                n["spec"]["finalizers"] = match &object["spec"]["finalizers"] {
+                    Value::Null => json!([]),
+                    f => f.clone(),
+                };
+                n
+            }
             None => {
                 let mut n = object;
                 match current.get("status") {
@@ -663,6 +675,9 @@ impl FakeClient {
             if current["metadata"]["deletionTimestamp"].is_null() {
                 let mut n = current.clone();
                 n["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+                if n["kind"] == "Namespace" {
+                    n["status"]["phase"] = json!("Terminating");
+                }
                 s.commit(k, EventType::Modified, n)
             } else {
                 current
