@@ -1,7 +1,9 @@
-//! Indexed watch fan-out: one task per indexed field follows the store, decodes each event
-//! once and hands it only to the watches whose `=` selector on that field the object has or
-//! had, so a thousand nodes' `spec.nodeName=<node>` pod watches cost one decode per event
-//! instead of a thousand (Kubernetes' watch cache does the same with its trigger index).
+//! Indexed watch fan-out: one task per indexed kind follows the store, decodes each event
+//! once and hands it to every watch of the kind with no `=` selector on the indexed field,
+//! and otherwise only to the watches whose `=` value the object has or had: a thousand
+//! nodes' `spec.nodeName=<node>` pod watches and the controllers' pod cache cost one decode
+//! per event instead of a thousand (Kubernetes' watch cache does the same with its trigger
+//! index).
 //!
 //! A watch subscribes and gets the revision the fan-out has dispatched up to: everything
 //! after it comes through the subscription, in order; what lies between the watch's own
@@ -22,8 +24,10 @@ use tokio::sync::{mpsc, OnceCell};
 
 use crate::storage::{decode_object, store_error, Storage};
 
-/// Events a subscriber may have queued before it is dropped.
+/// Events a subscriber of one value may have queued before it is dropped.
 const BACKLOG: usize = 4096;
+/// The same for a subscriber of every event of the kind (a controller's cache).
+const BACKLOG_ALL: usize = 16384;
 
 /// After the store failed the fan-out's own watch, it lists and follows again after this.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
@@ -55,7 +59,8 @@ pub(crate) struct Subscription {
     pub from: Revision,
     pub rx: mpsc::Receiver<Arc<Fanned>>,
     shared: Arc<Shared>,
-    value: String,
+    /// `None`: every event of the kind.
+    value: Option<String>,
     id: u64,
 }
 
@@ -71,10 +76,14 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.shared.state.lock().expect("fan-out state");
-        if let Some(list) = st.watchers.get_mut(&self.value) {
+        let Some(value) = &self.value else {
+            st.all.retain(|(id, _)| *id != self.id);
+            return;
+        };
+        if let Some(list) = st.watchers.get_mut(value) {
             list.retain(|(id, _)| *id != self.id);
             if list.is_empty() {
-                st.watchers.remove(&self.value);
+                st.watchers.remove(value);
             }
         }
     }
@@ -94,12 +103,15 @@ struct State {
     following: bool,
     next_id: u64,
     watchers: HashMap<String, Vec<(u64, Sender)>>,
+    /// Subscribers of every event (watches with no `=` term on the field).
+    all: Vec<(u64, Sender)>,
 }
 
 impl Fanouts {
-    /// Subscribes a watch of `kind` whose field selector fixes an indexed field, or `None`
-    /// when no index covers it (or the fan-out cannot start): the watch then reads the
-    /// store's events itself.
+    /// Subscribes a watch of `kind`: to the events of the value its field selector fixes
+    /// for the kind's indexed field, or to every event of the kind when it fixes none (the
+    /// decode is shared all the same). `None` when no index covers the kind or the fan-out
+    /// cannot start: the watch then reads the store's events itself.
     pub async fn subscribe(
         &self,
         storage: &Storage,
@@ -107,19 +119,17 @@ impl Fanouts {
         selector: &FieldSelector,
         runtime: &tokio::runtime::Handle,
     ) -> Option<Subscription> {
-        let (i, value) = INDEXES.iter().enumerate().find_map(|(i, (g, p, f, _))| {
-            (*g == kind.group && *p == kind.plural)
-                .then(|| selector.required_value(f))
-                .flatten()
-                .map(|v| (i, v))
-        })?;
+        let i = INDEXES
+            .iter()
+            .position(|(g, p, _, _)| *g == kind.group && *p == kind.plural)?;
+        let value = selector.required_value(INDEXES[i].2).map(str::to_string);
         let shared = self.by_index[i]
             .get_or_try_init(|| start(storage.clone(), kind, INDEXES[i].3, runtime.clone()))
             .await
             .map_err(|e| tracing::warn!(error = %e, kind = kind.plural, "indexed watch fan-out did not start"))
             .ok()?
             .clone();
-        let (tx, rx) = mpsc::channel(BACKLOG);
+        let (tx, rx) = mpsc::channel(if value.is_some() { BACKLOG } else { BACKLOG_ALL });
         let (from, id) = {
             let mut st = shared.state.lock().expect("fan-out state");
             if !st.following {
@@ -127,17 +137,17 @@ impl Fanouts {
             }
             st.next_id += 1;
             let id = st.next_id;
-            st.watchers
-                .entry(value.to_string())
-                .or_default()
-                .push((id, tx));
+            match &value {
+                Some(v) => st.watchers.entry(v.clone()).or_default().push((id, tx)),
+                None => st.all.push((id, tx)),
+            }
             (Revision(shared.last.load(Ordering::Acquire)), id)
         };
         Some(Subscription {
             from,
             rx,
             shared,
-            value: value.to_string(),
+            value,
             id,
         })
     }
@@ -205,6 +215,7 @@ async fn run(
             let mut st = shared.state.lock().expect("fan-out state");
             st.following = false;
             st.watchers.clear();
+            st.all.clear();
         }
         loop {
             tokio::time::sleep(RESTART_AFTER).await;
@@ -263,6 +274,7 @@ async fn follow(
         }
         let mut st = shared.state.lock().expect("fan-out state");
         for (fanned, new, old) in decoded {
+            st.all.retain(|(_, tx)| offer(tx, &fanned, "*"));
             dispatch(&mut st, &new, &fanned);
             if let Some(old) = old.filter(|o| *o != new) {
                 dispatch(&mut st, &old, &fanned);
@@ -278,15 +290,20 @@ fn dispatch(st: &mut State, value: &str, fanned: &Arc<Fanned>) {
     let Some(list) = st.watchers.get_mut(value) else {
         return;
     };
-    list.retain(|(_, tx)| match tx.try_send(fanned.clone()) {
+    list.retain(|(_, tx)| offer(tx, fanned, value));
+    if list.is_empty() {
+        st.watchers.remove(value);
+    }
+}
+
+/// Queues `fanned` for one subscriber; false when it is gone or too far behind.
+fn offer(tx: &Sender, fanned: &Arc<Fanned>, value: &str) -> bool {
+    match tx.try_send(fanned.clone()) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::info!(value, "closing a watch that fell behind the fan-out");
             false
         }
         Err(mpsc::error::TrySendError::Closed(_)) => false,
-    });
-    if list.is_empty() {
-        st.watchers.remove(value);
     }
 }
