@@ -1,8 +1,9 @@
 //! The pod garbage collector's decisions (Kubernetes' PodGC controller, in pure form): which
 //! pods to force-delete, why, and what to write on them first.
 //!
-//! One pass looks at every pod and node the caches hold, with the node absences observed
-//! so far, and decides, in Kubernetes' order:
+//! One pass looks at every pod and node the caches hold, with what the collector observed
+//! so far ([`Memory`]: the node absences, the pods it collected lately), and decides, in
+//! Kubernetes' order:
 //! 1. terminated pods (phase neither `Pending`, `Running` nor `Unknown`) beyond
 //!    `--terminated-pod-gc-threshold` (0: never): evicted ones first, then the oldest by
 //!    `creationTimestamp`, then by name;
@@ -20,7 +21,9 @@
 //! Properties kept:
 //! - an orphan is never collected before its node was seen absent for the quarantine, and
 //!   a node seen again starts over;
-//! - a pod is collected once per pass, for the first of the rules above that applies;
+//! - a pod is collected once per pass, for the first of the rules above that applies, and
+//!   not again for [`RETRY_SECONDS`]: a cache that has not caught up with a deletion yet
+//!   neither collects the pod twice nor counts it among the terminated pods kept;
 //! - the same inputs give the same plan (no clock, no randomness), so a restarted collector
 //!   decides again what it decided before, and what is already gone answers 404.
 //!
@@ -41,6 +44,9 @@ pub const TAINT_OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
 pub const QUARANTINE_SECONDS: i64 = 40;
 /// How often the collector passes when nothing pokes it (Kubernetes' `gcCheckPeriod`).
 pub const CHECK_PERIOD_SECONDS: i64 = 20;
+/// How long a pod collected is left out of the passes, while its deletion reaches the
+/// caches; if it is still there after that (a write failed), it is collected again.
+pub const RETRY_SECONDS: i64 = 10;
 /// Kubernetes' default `--terminated-pod-gc-threshold`.
 pub const DEFAULT_TERMINATED_THRESHOLD: usize = 12_500;
 /// The condition an orphan gets before it is deleted.
@@ -123,30 +129,34 @@ impl Collect {
     }
 }
 
-/// The nodes pods are bound to that the collector found absent, and since when (Unix
-/// seconds): its memory between passes. A fresh collector starts empty, so its quarantines
-/// start over.
+/// What the collector remembers between passes (times in Unix seconds): since when each
+/// node pods are bound to has been absent, and when it collected each pod lately (by uid).
+/// A fresh collector starts empty, so its quarantines start over.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Absences {
-    since: BTreeMap<String, i64>,
+pub struct Memory {
+    absent_since: BTreeMap<String, i64>,
+    collected: BTreeMap<String, i64>,
 }
 
-impl Absences {
+impl Memory {
     /// When `node` was first seen absent, if it is in quarantine.
-    pub fn since(&self, node: &str) -> Option<i64> {
-        self.since.get(node).copied()
+    pub fn absent_since(&self, node: &str) -> Option<i64> {
+        self.absent_since.get(node).copied()
     }
 
-    pub fn len(&self) -> usize {
-        self.since.len()
+    /// How many nodes are in quarantine.
+    pub fn quarantined(&self) -> usize {
+        self.absent_since.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.since.is_empty()
+    /// How many pods were collected within the last [`RETRY_SECONDS`] and are still in
+    /// the caches.
+    pub fn collecting(&self) -> usize {
+        self.collected.len()
     }
 
-    fn observe(&mut self, node: &str, now: i64) -> i64 {
-        *self.since.entry(node.to_string()).or_insert(now)
+    fn observe_absent(&mut self, node: &str, now: i64) -> i64 {
+        *self.absent_since.entry(node.to_string()).or_insert(now)
     }
 }
 
@@ -226,13 +236,14 @@ pub fn status_patch(pod: &Value, reason: Reason, now: i64) -> Option<Value> {
     Some(json!({"metadata": {"uid": meta::uid(pod)}, "status": status}))
 }
 
-/// One pass over every pod and node: what to collect, given the node absences observed so
-/// far (updated: nodes seen absent for the first time are added, nodes that exist again or
-/// that no pod is bound to any more are forgotten).
+/// One pass over every pod and node: what to collect, given what was observed so far
+/// (`memory`, updated: nodes seen absent for the first time are added, nodes that exist
+/// again or that no pod is bound to any more are forgotten; the pods of the plan are
+/// remembered as collected now).
 pub fn pass<P: Borrow<Value>, N: Borrow<Value>>(
     pods: &[P],
     nodes: &[N],
-    absences: &mut Absences,
+    memory: &mut Memory,
     cfg: &PodGcConfig,
     now: i64,
 ) -> Plan {
@@ -240,7 +251,14 @@ pub fn pass<P: Borrow<Value>, N: Borrow<Value>>(
         .iter()
         .map(|n| (meta::name(n.borrow()), n.borrow()))
         .collect();
-    let pods: Vec<&Value> = pods.iter().map(Borrow::borrow).collect();
+    let all: Vec<&Value> = pods.iter().map(Borrow::borrow).collect();
+    // Pods collected lately are on their way out: left out of every rule.
+    memory.collected.retain(|_, at| now < *at + RETRY_SECONDS);
+    let pods: Vec<&Value> = all
+        .iter()
+        .copied()
+        .filter(|p| !memory.collected.contains_key(meta::uid(p)))
+        .collect();
     let mut plan = Plan::default();
     let mut taken: HashSet<&str> = HashSet::new();
 
@@ -278,14 +296,18 @@ pub fn pass<P: Borrow<Value>, N: Borrow<Value>>(
         }
     }
 
-    // 3. Orphans, once their node's quarantine is over.
+    // 3. Orphans, once their node's quarantine is over (every pod keeps its node's
+    // quarantine going, those collected lately too: a failed deletion does not restart it).
     let mut absent: BTreeSet<&str> = BTreeSet::new();
-    for p in &pods {
+    for p in &all {
         let Some(node) = meta::pod_node(p).filter(|n| !nodes.contains_key(n)) else {
             continue;
         };
         absent.insert(node);
-        let ends = absences.observe(node, now) + cfg.quarantine;
+        let ends = memory.observe_absent(node, now) + cfg.quarantine;
+        if memory.collected.contains_key(meta::uid(p)) {
+            continue;
+        }
         if now < ends {
             plan.next = Some(plan.next.map_or(ends, |t| t.min(ends)));
         } else if taken.insert(meta::uid(p)) {
@@ -295,7 +317,9 @@ pub fn pass<P: Borrow<Value>, N: Borrow<Value>>(
                 .push(Collect::of(p, Reason::Orphaned, now));
         }
     }
-    absences.since.retain(|n, _| absent.contains(n.as_str()));
+    memory
+        .absent_since
+        .retain(|n, _| absent.contains(n.as_str()));
 
     // 4. Terminating pods bound to no node.
     for p in &pods {
@@ -303,6 +327,14 @@ pub fn pass<P: Borrow<Value>, N: Borrow<Value>>(
             plan.collect
                 .push(Collect::of(p, Reason::TerminatingUnscheduled, now));
         }
+    }
+
+    let present: HashSet<&str> = all.iter().map(|p| meta::uid(p)).collect();
+    memory
+        .collected
+        .retain(|uid, _| present.contains(uid.as_str()));
+    for c in plan.collect.iter().chain(plan.orphans.values().flatten()) {
+        memory.collected.insert(c.uid.clone(), now);
     }
     plan
 }
@@ -405,8 +437,8 @@ mod tests {
             (pod("done", Some("up"), "Succeeded"), &[]),
         ];
         for (p, want) in table {
-            let mut absences = Absences::default();
-            let plan = pass(std::slice::from_ref(&p), &nodes, &mut absences, &cfg, T0);
+            let mut memory = Memory::default();
+            let plan = pass(std::slice::from_ref(&p), &nodes, &mut memory, &cfg, T0);
             assert_eq!(lines(&plan), *want, "{}", meta::name(&p));
         }
     }
@@ -423,7 +455,7 @@ mod tests {
             pod("a", Some("n1"), "Running"),
             pod("b", Some("n1"), "Running"),
         ];
-        let mut absences = Absences::default();
+        let mut memory = Memory::default();
         // (seconds after T0, the nodes, want collected, want next)
         let table: Vec<(i64, &[Value], usize, Option<i64>)> = vec![
             (0, &up, 0, None),
@@ -438,7 +470,7 @@ mod tests {
             (100, &none, 2, None),
         ];
         for (at, nodes, want, next) in table {
-            let plan = pass(&pods, nodes, &mut absences, &cfg, T0 + at);
+            let plan = pass(&pods, nodes, &mut memory, &cfg, T0 + at);
             assert_eq!(plan.len(), want, "at +{at}: {plan:?}");
             assert_eq!(plan.next, next, "at +{at}");
             if want > 0 {
@@ -446,8 +478,8 @@ mod tests {
             }
         }
         // Forgotten once no pod is bound to it.
-        pass(&[] as &[Value], &none, &mut absences, &cfg, T0 + 101);
-        assert!(absences.is_empty());
+        pass(&[] as &[Value], &none, &mut memory, &cfg, T0 + 101);
+        assert_eq!(memory.quarantined(), 0);
     }
 
     #[test]
@@ -456,22 +488,62 @@ mod tests {
             quarantine: 10,
             terminated_threshold: 0,
         };
-        let mut absences = Absences::default();
+        let mut memory = Memory::default();
         let none: [Value; 0] = [];
         let first = [pod("a", Some("n1"), "Running")];
         assert_eq!(
-            pass(&first, &none, &mut absences, &cfg, T0).next,
+            pass(&first, &none, &mut memory, &cfg, T0).next,
             Some(T0 + 10)
         );
         let both = [first[0].clone(), pod("b", Some("n2"), "Running")];
-        let plan = pass(&both, &none, &mut absences, &cfg, T0 + 5);
+        let plan = pass(&both, &none, &mut memory, &cfg, T0 + 5);
         assert_eq!(plan.next, Some(T0 + 10));
-        assert_eq!(absences.since("n2"), Some(T0 + 5));
-        let plan = pass(&both, &none, &mut absences, &cfg, T0 + 10);
+        assert_eq!(memory.absent_since("n2"), Some(T0 + 5));
+        let plan = pass(&both, &none, &mut memory, &cfg, T0 + 10);
         assert_eq!(lines(&plan), ["orphaned@n1 a"]);
         assert_eq!(plan.next, Some(T0 + 15));
-        let plan = pass(&both, &none, &mut absences, &cfg, T0 + 15);
-        assert_eq!(lines(&plan), ["orphaned@n1 a", "orphaned@n2 b"]);
+        // `a` was collected just now: it is left alone while its deletion goes through.
+        let plan = pass(&both, &none, &mut memory, &cfg, T0 + 15);
+        assert_eq!(lines(&plan), ["orphaned@n2 b"]);
+    }
+
+    #[test]
+    fn pods_collected_lately_are_left_out_until_the_retry() {
+        let cfg = PodGcConfig {
+            quarantine: 5,
+            terminated_threshold: 2,
+        };
+        let up = [node("n1", true, &[])];
+        let mut pods = vec![
+            created(pod("d1", Some("n1"), "Succeeded"), T0 - 30),
+            created(pod("d2", Some("n1"), "Succeeded"), T0 - 20),
+            created(pod("d3", Some("n1"), "Succeeded"), T0 - 10),
+            pod("orphan", Some("gone"), "Running"),
+        ];
+        let mut memory = Memory::default();
+        // (seconds after T0, want)
+        let table: &[(i64, &[&str])] = &[
+            (0, &["terminated d1"]),
+            // The cache still shows d1: it is not counted, and nothing more goes.
+            (1, &[]),
+            (5, &["orphaned@gone orphan"]),
+            // Both still there past the retry (their writes failed): collected again; the
+            // orphan's quarantine did not start over.
+            (10, &["terminated d1"]),
+            (15, &["orphaned@gone orphan"]),
+        ];
+        for (at, want) in table {
+            let plan = pass(&pods, &up, &mut memory, &cfg, T0 + at);
+            assert_eq!(lines(&plan), *want, "at +{at}");
+        }
+        assert_eq!(memory.collecting(), 2);
+        // Gone from the caches: forgotten.
+        pods.retain(|p| meta::name(p) == "d2" || meta::name(p) == "d3");
+        assert_eq!(
+            lines(&pass(&pods, &up, &mut memory, &cfg, T0 + 16)),
+            [] as [&str; 0]
+        );
+        assert_eq!((memory.collecting(), memory.quarantined()), (0, 0));
     }
 
     #[test]
@@ -504,7 +576,7 @@ mod tests {
                 quarantine: 40,
                 terminated_threshold: *threshold,
             };
-            let plan = pass(&pods, &up, &mut Absences::default(), &cfg, T0);
+            let plan = pass(&pods, &up, &mut Memory::default(), &cfg, T0);
             let got: Vec<&str> = plan.collect.iter().map(|c| c.name.as_str()).collect();
             assert_eq!(got, *want, "threshold {threshold}");
             assert!(plan.collect.iter().all(|c| c.reason == Reason::Terminated));
@@ -526,7 +598,7 @@ mod tests {
             created(pod("new", Some("gone"), "Failed"), T0 - 50),
             deleting(pod("ending", Some("gone"), "Running")),
         ];
-        let plan = pass(&pods, &[] as &[Value], &mut Absences::default(), &cfg, T0);
+        let plan = pass(&pods, &[] as &[Value], &mut Memory::default(), &cfg, T0);
         assert_eq!(
             lines(&plan),
             [
