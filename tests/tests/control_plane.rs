@@ -6,7 +6,10 @@
 //! ReplicaSet overshoot and no pod bound twice; a hollow node process SIGKILLed, its nodes
 //! going unknown and its pods replaced elsewhere; `kubectl delete namespace` with workloads
 //! in it: Terminating (creating in it refused), emptied, its conditions naming what holds
-//! it, finalized by a restarted controller actor, gone.
+//! it, finalized by a restarted controller actor, gone; a hollow node process SIGKILLed and
+//! its Nodes deleted, its pods (some of a deleted namespace, Terminating for good) marked
+//! failed and force-deleted by the pod garbage collector after the quarantine, and the
+//! namespace then gone.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -1106,6 +1109,165 @@ async fn kubectl_delete_namespace_terminates_it_empties_it_and_removes_it() -> R
         "the namespace controller finalized shop"
     );
     nodes.passed();
+    cluster.passed();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_deleted_node_are_force_deleted_and_their_namespace_finishes() -> Result<()> {
+    const QUARANTINE: u64 = 3;
+    let mut cluster =
+        Cluster::start(1, &["--pod-gc-quarantine-period", &QUARANTINE.to_string()]).await?;
+    let k = Kube::new(&cluster, 0)?;
+    let mut doomed = start_nodes(&cluster, "doomed", 2, &[]).await?;
+    wait_nodes_ready(&k, 2).await?;
+    k.run(&["create", "namespace", "shop"])?;
+    let mut web = deployment("web", 3, "busybox:1", 1, 0);
+    web["metadata"]["namespace"] = json!("shop");
+    k.apply(&web)?;
+    k.run(&["run", "solo", "--image=busybox"])?;
+    let running = wait_for(DEADLINE, "the pods running", || async {
+        let pods = k.json(&["get", "pods", "-A"]).ok()?;
+        let items = pods["items"].as_array()?.clone();
+        (items.len() == 4 && items.iter().all(is_ready)).then_some(items)
+    })
+    .await?;
+    let pod_names: Vec<String> = running
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+
+    // The node process dies; its Nodes stay for now. The namespace is deleted: its pods are
+    // marked, and no node will ever end them.
+    doomed.kill();
+    k.run(&["delete", "namespace", "shop", "--wait=false"])?;
+    wait_for(DEADLINE, "the namespace's pods Terminating", || async {
+        let pods = k.json(&["get", "pods", "-n", "shop"]).ok()?;
+        let items = pods["items"].as_array()?;
+        (items.len() == 3
+            && items
+                .iter()
+                .all(|p| p["metadata"]["deletionTimestamp"].is_string()))
+        .then_some(())
+    })
+    .await?;
+    let table = k.run(&["get", "namespace", "shop"])?;
+    assert!(table.contains("Terminating"), "{table}");
+
+    // The Nodes deleted: after the quarantine, every pod bound to them goes, and the
+    // namespace with them.
+    let nodes = k.json(&["get", "nodes"])?;
+    let names: Vec<&str> = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    // Every pod change from here on, as kubectl's watch shows it.
+    let watched = cluster.dir.path().join("pods.watch");
+    let mut watcher = kubectl_spawn(
+        &k.cfg,
+        &k.home,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "json",
+        ],
+        &watched,
+    )?;
+    let events = || -> Vec<Value> {
+        let text = std::fs::read_to_string(&watched).unwrap_or_default();
+        serde_json::Deserializer::from_str(&text)
+            .into_iter::<Value>()
+            .map_while(Result::ok)
+            .collect()
+    };
+    wait_for(DEADLINE, "the watch on the pods", || async {
+        (events().len() >= 4).then_some(())
+    })
+    .await?;
+    let mut args = vec!["delete", "node"];
+    args.extend(&names);
+    k.run(&args)?;
+    let deleted_at = std::time::Instant::now();
+    wait_for(DEADLINE, "every pod force-deleted", || async {
+        let pods = k.json(&["get", "pods", "-A"]).ok()?;
+        pods["items"].as_array()?.is_empty().then_some(())
+    })
+    .await?;
+    let collected_after = deleted_at.elapsed();
+    wait_for(DEADLINE, "the namespace gone", || async {
+        let r = kubectl(&k.cfg, &k.home, &["get", "namespace", "shop"], None).ok()?;
+        (!r.ok && r.stderr.contains("NotFound")).then_some(())
+    })
+    .await?;
+    eprintln!(
+        "pods collected {collected_after:?} after their nodes were deleted, namespace gone after {:?}",
+        deleted_at.elapsed()
+    );
+    // The logic counts whole seconds: never before the quarantine less one.
+    assert!(
+        collected_after >= Duration::from_secs(QUARANTINE - 1),
+        "collected after {collected_after:?}, within the {QUARANTINE} s quarantine"
+    );
+    // The pod that was running when its node went: marked Failed with the DisruptionTarget
+    // condition, then deleted.
+    let solo = wait_for(DEADLINE, "the watch to see solo go", || async {
+        let solo: Vec<Value> = events()
+            .into_iter()
+            .filter(|e| e["object"]["metadata"]["name"] == "solo")
+            .collect();
+        solo.iter().any(|e| e["type"] == "DELETED").then_some(solo)
+    })
+    .await?;
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let failed = solo
+        .iter()
+        .find(|e| e["type"] == "MODIFIED" && e["object"]["status"]["phase"] == "Failed")
+        .with_context(|| format!("solo marked Failed: {solo:?}"))?;
+    let target = failed["object"]["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "DisruptionTarget"))
+        .with_context(|| format!("a DisruptionTarget condition: {failed}"))?;
+    assert_eq!(
+        (&target["status"], &target["reason"], &target["message"]),
+        (
+            &json!("True"),
+            &json!("DeletionByPodGC"),
+            &json!("PodGC: node no longer exists")
+        )
+    );
+    // Each pod marked failed, then deleted with a grace period of 0, as the pod garbage
+    // collector. (A pod marked for deletion already goes with the status write that ends
+    // it, so its delete finds it gone.)
+    let audit = cluster.audit(0);
+    let by_collector = |verb: &str, sub: &str, name: &str, codes: &[u64]| {
+        audit.iter().any(|r| {
+            r["verb"] == verb
+                && r["resource"] == "pods"
+                && r["subresource"].as_str().unwrap_or("") == sub
+                && r["name"] == name
+                && r["user"] == "system:serviceaccount:kube-system:pod-garbage-collector"
+                && r["code"].as_u64().is_some_and(|c| codes.contains(&c))
+        })
+    };
+    for name in &pod_names {
+        assert!(
+            by_collector("patch", "status", name, &[200]),
+            "{name} marked failed"
+        );
+        let codes: &[u64] = if name == "solo" { &[200] } else { &[200, 404] };
+        assert!(
+            by_collector("delete", "", name, codes),
+            "{name} force-deleted"
+        );
+    }
     cluster.passed();
     Ok(())
 }

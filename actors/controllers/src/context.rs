@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use navarch_actors::Clock;
 use navarch_client::{Cache, Client, SharedCaches};
+use navarch_logic::podgc;
 use navarch_model::identity::Component;
 use navarch_model::kinds::Kind;
 
@@ -28,6 +29,15 @@ pub struct ControllerConfig {
     pub node_monitor_grace_period: Duration,
     /// A node that never reported gets this long after it was registered.
     pub node_startup_grace_period: Duration,
+    /// `--pod-gc-quarantine-period`: a node absent this long has its pods force-deleted
+    /// (Kubernetes' PodGC quarantine, 40 s).
+    pub pod_gc_quarantine: Duration,
+    /// `--terminated-pod-gc-threshold`: terminated pods kept before the oldest are
+    /// deleted; 0 keeps them all.
+    pub terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector passes when nothing pokes it (Kubernetes'
+    /// `gcCheckPeriod`, 20 s).
+    pub pod_gc_check_period: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -36,6 +46,9 @@ impl Default for ControllerConfig {
             host: "master".to_string(),
             node_monitor_grace_period: Duration::from_secs(20),
             node_startup_grace_period: Duration::from_secs(60),
+            pod_gc_quarantine: Duration::from_secs(podgc::QUARANTINE_SECONDS as u64),
+            terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_THRESHOLD,
+            pod_gc_check_period: Duration::from_secs(podgc::CHECK_PERIOD_SECONDS as u64),
         }
     }
 }

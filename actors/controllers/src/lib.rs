@@ -10,6 +10,7 @@
 //! - [`replicaset`], [`deployment`], [`nodes`], [`endpoints`], [`namespaces`]: one actor
 //!   per object;
 //! - [`scheduler`]: the singleton placing pods; [`gc`]: the garbage collector;
+//!   [`podgc`]: the pod garbage collector (pods of nodes that are gone, terminated pods);
 //! - [`feed`] and [`source`]: the caches as the actors' sources and event feeds;
 //! - [`recorder`]: the Events they record.
 //!
@@ -23,7 +24,8 @@
 //!                        ├─ endpoints ── default/web ...
 //!                        ├─ namespace ── default, shop ...
 //!                        ├─ scheduler
-//!                        └─ garbage-collector
+//!                        ├─ garbage-collector
+//!                        └─ pod-garbage-collector
 //! ```
 
 pub mod context;
@@ -33,6 +35,7 @@ pub mod feed;
 pub mod gc;
 pub mod namespaces;
 pub mod nodes;
+pub mod podgc;
 pub mod recorder;
 pub mod replicaset;
 pub mod scheduler;
@@ -77,6 +80,7 @@ struct Running {
     _namespaces: namespaces::NamespaceController,
     _scheduler: scheduler::Scheduler,
     _gc: gc::GarbageCollector,
+    _podgc: podgc::PodGarbageCollector,
 }
 
 /// The controller manager and scheduler of one master.
@@ -192,6 +196,7 @@ impl ControlPlane {
                 _namespaces: namespaces::NamespaceController::start(&group, &ctx).await?,
                 _scheduler: scheduler::Scheduler::start(&group, &ctx).await?,
                 _gc: gc::GarbageCollector::start(&group, &ctx).await?,
+                _podgc: podgc::PodGarbageCollector::start(&group, &ctx).await?,
                 group: group.clone(),
                 caches: caches.clone(),
             })

@@ -1,18 +1,22 @@
 //! The controllers' actors killed on purpose, over an in-memory API: a ReplicaSet whose
 //! actor is killed again and again while it scales never has more pods than it wants, and
 //! still reaches its replicas; the scheduler restarted mid-flow binds every pod once; a
-//! namespace's actor killed while it waits picks up from the caches and finalizes it.
+//! namespace's actor killed while it waits picks up from the caches and finalizes it; the
+//! pod garbage collector killed during a node's quarantine still waits it out, marks the
+//! node's pods failed and deletes them, keeps the terminated-pod threshold, and never
+//! touches a pod recreated under a collected one's name.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use navarch_actors::{ActorPath, Root, TapConfig};
+use navarch_actors::{ActorPath, Root, Status, TapConfig};
 use navarch_client::testing::FakeClient;
 use navarch_client::{Client, SharedCaches};
 use navarch_controllers::{Clients, ControlPlane, ControllerConfig};
 use navarch_model::identity::Component;
-use navarch_model::options::{ListOptions, Patch, WriteOptions};
+use navarch_model::options::{ListOptions, Patch, WatchOptions, WriteOptions};
 use navarch_model::patch::PatchType;
+use navarch_model::watch::EventType;
 use serde_json::{json, Value};
 
 struct Fake(Arc<FakeClient>);
@@ -28,10 +32,14 @@ fn kind(group: &str, plural: &str) -> &'static navarch_model::kinds::Kind {
 }
 
 async fn start(fake: &Arc<FakeClient>) -> (Root, Arc<ControlPlane>) {
+    start_with(fake, ControllerConfig::default()).await
+}
+
+async fn start_with(fake: &Arc<FakeClient>, config: ControllerConfig) -> (Root, Arc<ControlPlane>) {
     let root = Root::new(ActorPath::parse("/test").unwrap(), TapConfig::default());
     let f = fake.clone();
     let caches = Arc::new(move || SharedCaches::new(f.clone()));
-    let cp = ControlPlane::new(root.clone(), caches, ControllerConfig::default());
+    let cp = ControlPlane::new(root.clone(), caches, config);
     cp.activate(1, Arc::new(Fake(fake.clone()))).await.unwrap();
     (root, cp)
 }
@@ -67,6 +75,22 @@ where
 {
     let deadline = tokio::time::Instant::now() + within;
     while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `f` every 10 ms until it gives a value, or fails after `within`.
+async fn eventually_some<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -397,4 +421,198 @@ async fn a_namespace_is_emptied_and_finalized_by_a_restarted_controller() {
         ns(fake.clone()).await.is_err_and(|e| e.is_not_found())
     })
     .await;
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn bound_pod(name: &str, node: Option<&str>, phase: &str) -> Value {
+    let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        "status": {"phase": phase}});
+    if let Some(n) = node {
+        p["spec"]["nodeName"] = json!(n);
+    }
+    p
+}
+
+#[actix_rt::test]
+async fn the_pod_collector_killed_in_a_quarantine_waits_it_out_and_collects_once() {
+    let fake = Arc::new(FakeClient::new());
+    let w = WriteOptions::default();
+    let pods_kind = kind("", "pods");
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n0"},
+        "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True",
+                       "lastHeartbeatTime": navarch_model::time::format_rfc3339(unix_now())}]}});
+    fake.create(kind("", "nodes"), None, node, &w)
+        .await
+        .unwrap();
+    // Two pods of a node that is gone, one on the node that lives, five terminated ones
+    // (three may stay), and a terminating pod bound to no node.
+    let mut setup = vec![
+        bound_pod("orphan-a", Some("gone"), "Running"),
+        bound_pod("orphan-b", Some("gone"), "Running"),
+        bound_pod("kept", Some("n0"), "Running"),
+    ];
+    for i in 0..5 {
+        setup.push(bound_pod(&format!("done-{i}"), Some("n0"), "Succeeded"));
+    }
+    // Held by a finalizer: once marked failed it counts among the terminated pods (as in
+    // Kubernetes), the first of them by name, so the threshold picks it and keeps the rest.
+    let mut ending = bound_pod("a-ending", None, "Pending");
+    ending["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z");
+    ending["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    setup.push(ending);
+    for p in setup {
+        fake.create(pods_kind, Some("default"), p, &w)
+            .await
+            .unwrap();
+    }
+    // Every pod event from here on.
+    let opts = WatchOptions {
+        resource_version: Some(fake.revision().to_string()),
+        ..WatchOptions::default()
+    };
+    let mut watch = fake.watch(pods_kind, None, &opts).await.unwrap();
+    let seen: Arc<Mutex<Vec<(EventType, Value)>>> = Arc::default();
+    let recorder = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(Ok(e)) = watch.next().await {
+                seen.lock().unwrap().push((e.event_type, e.object));
+            }
+        })
+    };
+    let quarantine = Duration::from_secs(2);
+    let config = ControllerConfig {
+        pod_gc_quarantine: quarantine,
+        terminated_pod_gc_threshold: 3,
+        pod_gc_check_period: Duration::from_millis(300),
+        ..ControllerConfig::default()
+    };
+    let (root, _cp) = start_with(&fake, config).await;
+    let collector = ActorPath::parse("/test/controllers/pod-garbage-collector").unwrap();
+    let names = |fake: Arc<FakeClient>| async move {
+        let mut n: Vec<String> = fake
+            .list(pods_kind, Some("default"), &ListOptions::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    // Killed again and again: each incarnation starts the quarantine over.
+    let mut kills = 0;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if root.registry().kill(&collector).is_ok() {
+            kills += 1;
+        }
+    }
+    let last_kill = tokio::time::Instant::now();
+    assert!(kills >= 3, "the collector was killed {kills} times");
+    let left = names(fake.clone()).await;
+    assert!(
+        left.contains(&"orphan-a".to_string()) && left.contains(&"orphan-b".to_string()),
+        "the orphans wait for their quarantine: {left:?}"
+    );
+    eventually(Duration::from_secs(15), "the orphans collected", || async {
+        !names(fake.clone())
+            .await
+            .iter()
+            .any(|n| n.starts_with("orphan-"))
+    })
+    .await;
+    // Whole seconds: at least the quarantine less one.
+    assert!(
+        last_kill.elapsed() >= quarantine - Duration::from_secs(1),
+        "collected {:?} after the last restart",
+        last_kill.elapsed()
+    );
+    // The two first terminated pods by age (all the same here), then name, went; the
+    // finalizer holds the unscheduled one, marked failed.
+    assert_eq!(
+        names(fake.clone()).await,
+        ["a-ending", "done-2", "done-3", "done-4", "kept"]
+    );
+    let ending = fake
+        .get(pods_kind, Some("default"), "a-ending", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(ending["status"]["phase"], "Failed");
+
+    // A pod recreated under an orphan's name, on the node that lives, is left alone by
+    // the next incarnations, and the threshold holds.
+    fake.create(
+        pods_kind,
+        Some("default"),
+        bound_pod("orphan-a", Some("n0"), "Running"),
+        &w,
+    )
+    .await
+    .unwrap();
+    let before = root.registry().get(&collector).unwrap().incarnation;
+    root.registry().kill(&collector).unwrap();
+    let info = || root.registry().get(&collector).unwrap();
+    let handled = eventually_some(Duration::from_secs(10), "the collector back", || async {
+        let i = info();
+        (i.incarnation > before && i.status == Status::Running).then_some(i.handled)
+    })
+    .await;
+    // A few periodic passes of the new incarnation.
+    eventually(Duration::from_secs(10), "three more passes", || async {
+        info().handled >= handled + 3
+    })
+    .await;
+    assert_eq!(
+        names(fake.clone()).await,
+        ["a-ending", "done-2", "done-3", "done-4", "kept", "orphan-a"]
+    );
+    recorder.abort();
+    // Each orphan was marked failed, with the DisruptionTarget condition, then deleted, once.
+    let seen = seen.lock().unwrap();
+    for orphan in ["orphan-a", "orphan-b"] {
+        // Up to its deletion (`orphan-a` was created again afterwards).
+        let mut events: Vec<(EventType, &Value)> = Vec::new();
+        for (t, p) in seen.iter().filter(|(_, p)| p["metadata"]["name"] == orphan) {
+            events.push((*t, p));
+            if *t == EventType::Deleted {
+                break;
+            }
+        }
+        let types: Vec<EventType> = events.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, [EventType::Modified, EventType::Deleted], "{orphan}");
+        let marked = events[0].1;
+        assert_eq!(marked["status"]["phase"], "Failed");
+        let c = &marked["status"]["conditions"][0];
+        assert_eq!(
+            (&c["type"], &c["status"], &c["reason"]),
+            (
+                &json!("DisruptionTarget"),
+                &json!("True"),
+                &json!("DeletionByPodGC")
+            )
+        );
+    }
+    let deleted = |name: &str| {
+        seen.iter()
+            .filter(|(t, p)| *t == EventType::Deleted && p["metadata"]["name"] == name)
+            .count()
+    };
+    for name in ["orphan-a", "orphan-b", "done-0", "done-1"] {
+        assert_eq!(deleted(name), 1, "{name} deleted once");
+    }
+    for name in ["done-2", "done-3", "done-4", "kept", "a-ending"] {
+        assert_eq!(deleted(name), 0, "{name} kept");
+    }
 }

@@ -17,7 +17,9 @@
 //! - [`endpoints`]: a Service's Endpoints and EndpointSlices;
 //! - [`events`]: Events, deduplicated with counts and rate-limited;
 //! - [`gc`]: the garbage collector (dependents of owners that are gone);
-//! - [`namespaces`]: emptying and finalizing deleted namespaces.
+//! - [`namespaces`]: emptying and finalizing deleted namespaces;
+//! - [`podgc`]: the pod garbage collector (orphans, terminating pods nobody will end, the
+//!   terminated-pod threshold).
 //!
 //! Times are Unix seconds (`i64`) passed in by the caller: the logic never reads a clock.
 
@@ -28,5 +30,6 @@ pub mod gc;
 pub mod meta;
 pub mod namespaces;
 pub mod nodes;
+pub mod podgc;
 pub mod replicaset;
 pub mod scheduler;

@@ -93,6 +93,13 @@ pub const NAMESPACE_CONTROLLER: Component = controller(
     "system:serviceaccount:kube-system:namespace-controller",
     "system:controller:namespace-controller",
 );
+/// Force-deletes pods nobody else will end: orphans of deleted nodes, terminating pods on
+/// out-of-service nodes or on none, terminated pods beyond the threshold (Kubernetes' PodGC).
+pub const POD_GARBAGE_COLLECTOR: Component = controller(
+    "pod-garbage-collector",
+    "system:serviceaccount:kube-system:pod-garbage-collector",
+    "system:controller:pod-garbage-collector",
+);
 /// Node lifecycle: marks nodes whose lease expired, evicts their pods (Kubernetes runs it as
 /// `node-controller`).
 pub const NODE_LIFECYCLE_CONTROLLER: Component = controller(
@@ -126,6 +133,7 @@ pub const CONTROLLERS: &[Component] = &[
     REPLICASET_CONTROLLER,
     GARBAGE_COLLECTOR,
     NAMESPACE_CONTROLLER,
+    POD_GARBAGE_COLLECTOR,
     NODE_LIFECYCLE_CONTROLLER,
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,
@@ -140,6 +148,7 @@ pub const COMPONENTS: &[Component] = &[
     REPLICASET_CONTROLLER,
     GARBAGE_COLLECTOR,
     NAMESPACE_CONTROLLER,
+    POD_GARBAGE_COLLECTOR,
     NODE_LIFECYCLE_CONTROLLER,
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,

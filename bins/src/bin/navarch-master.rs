@@ -143,6 +143,14 @@ struct RunArgs {
     /// unknown and is tainted unreachable.
     #[arg(long, default_value_t = 20)]
     node_monitor_grace_period: u64,
+    /// Seconds a node must be gone before the pod garbage collector force-deletes the pods
+    /// bound to it (Kubernetes' PodGC quarantine; not a flag there).
+    #[arg(long, default_value_t = navarch_logic::podgc::QUARANTINE_SECONDS as u64)]
+    pod_gc_quarantine_period: u64,
+    /// Terminated pods (Succeeded or Failed) kept before the pod garbage collector deletes
+    /// the oldest; 0 keeps them all.
+    #[arg(long, default_value_t = navarch_logic::podgc::DEFAULT_TERMINATED_THRESHOLD)]
+    terminated_pod_gc_threshold: usize,
     /// Do not run the controllers and the scheduler on this master, even when it leads.
     #[arg(long)]
     no_control_plane: bool,
@@ -415,6 +423,8 @@ async fn run(args: RunArgs) -> Result<()> {
             ControllerConfig {
                 host: args.name.clone(),
                 node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
+                pod_gc_quarantine: Duration::from_secs(args.pod_gc_quarantine_period),
+                terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
                 ..ControllerConfig::default()
             },
         );

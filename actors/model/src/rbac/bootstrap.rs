@@ -192,6 +192,13 @@ fn component_rules(c: &Component) -> Vec<PolicyRule> {
                 &["*"],
             ),
         ],
+        // Kubernetes' role: it reads through the shared caches and reads a node live
+        // before collecting its orphans.
+        "pod-garbage-collector" => vec![
+            rule(&["delete", "list", "watch"], CORE, &["pods"]),
+            rule(&["patch"], CORE, &["pods/status"]),
+            rule(READ, CORE, &["nodes"]),
+        ],
         "node-controller" => vec![
             rule(
                 &["delete", "get", "list", "patch", "update", "watch"],
@@ -696,6 +703,16 @@ mod tests {
         assert!(can(&ns, "deletecollection", "", "pods", "shop", ""));
         assert!(can(&ns, "update", "", "namespaces/finalize", "", "shop"));
         assert!(!can(&ns, "create", "", "pods", "shop", ""));
+
+        let pgc = POD_GARBAGE_COLLECTOR.user_info();
+        assert!(can(&pgc, "delete", "", "pods", "shop", "web-1"));
+        assert!(can(&pgc, "patch", "", "pods/status", "shop", "web-1"));
+        assert!(can(&pgc, "get", "", "nodes", "", "n1"));
+        assert!(can(&pgc, "watch", "", "pods", "", ""));
+        assert!(!can(&pgc, "create", "", "pods", "shop", ""));
+        assert!(!can(&pgc, "update", "", "pods", "shop", "web-1"));
+        assert!(!can(&pgc, "delete", "", "nodes", "", "n1"));
+        assert!(!can(&pgc, "update", "", "pods/status", "shop", "web-1"));
 
         let node = NODE_LIFECYCLE_CONTROLLER.user_info();
         assert!(can(&node, "patch", "", "nodes/status", "", "n1"));
