@@ -388,7 +388,7 @@ fn connected_master(cluster: &Cluster, node: &str) -> Option<usize> {
 async fn a_node_link_moves_to_another_master_when_its_master_dies() -> Result<()> {
     let mut cluster = Cluster::start(3, &[]).await?;
     let leader = cluster.wait_leader(DEADLINE).await?;
-    // The nodes start on the leader (the first master they are given).
+    // Each node starts on one of the masters (its name picks where in the ring it begins).
     let order: Vec<usize> = (0..3).map(|k| (leader + k) % 3).collect();
     let masters = order
         .iter()

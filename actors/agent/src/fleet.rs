@@ -182,6 +182,23 @@ impl Fleet {
     }
 }
 
+/// The masters in the order node `name` tries them: rotated by a stable hash of the name,
+/// so that the nodes of a cluster spread their links (their watches, status reports and
+/// Lease renewals) over the masters instead of all loading the first one, as kubelets behind
+/// a load balancer do; each node still fails over to the next master in the ring.
+pub fn spread(name: &str, masters: &[SocketAddr]) -> Vec<SocketAddr> {
+    if masters.is_empty() {
+        return Vec::new();
+    }
+    // FNV-1a: the same start for the same name in every process and version.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut ordered = masters.to_vec();
+    ordered.rotate_left((hash % masters.len() as u64) as usize);
+    ordered
+}
+
 /// A node's certificate (stored or joined), its endpoint and link, ready to run.
 async fn prepare(
     cfg: &FleetConfig,
@@ -202,7 +219,7 @@ async fn prepare(
         })
         .await?;
     let ep = root.sibling(NetConfig::new(name, identity))?;
-    let masters: Vec<SocketAddr> = cfg.join.masters.clone();
+    let masters = spread(name, &cfg.join.masters);
     let link = LinkClient::new(&ep, &masters, cfg.user_agent.clone())?;
     let desc = NodeDescription {
         name: name.to_string(),
@@ -218,6 +235,29 @@ async fn prepare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_spread_over_the_masters_and_keep_their_order() {
+        let masters: Vec<SocketAddr> = (1..=3)
+            .map(|i| format!("127.0.0.{i}:6443").parse().unwrap())
+            .collect();
+        let mut first = [0usize; 3];
+        for i in 0..300 {
+            let name = format!("node-{i}");
+            let order = spread(&name, &masters);
+            assert_eq!(order, spread(&name, &masters), "stable for one name");
+            let start = masters.iter().position(|m| *m == order[0]).unwrap();
+            // A rotation: every master once, in ring order from the start.
+            let ring: Vec<SocketAddr> = (0..3).map(|k| masters[(start + k) % 3]).collect();
+            assert_eq!(order, ring);
+            first[start] += 1;
+        }
+        assert!(
+            first.iter().all(|&n| n > 60),
+            "each master starts about a third: {first:?}"
+        );
+        assert!(spread("n", &[]).is_empty());
+    }
 
     #[test]
     fn names_are_the_name_or_numbered_from_it() {
