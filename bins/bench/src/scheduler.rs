@@ -44,6 +44,10 @@ pub struct SchedulerBenchArgs {
     /// Keep the data dirs and logs afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// The masters' Raft heartbeat interval in milliseconds (`--heartbeat-ms`), their own
+    /// default unless given.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_ms: u64,
 }
 
 pub(crate) fn validate(a: &SchedulerBenchArgs) -> Result<()> {
@@ -58,6 +62,9 @@ pub(crate) fn validate(a: &SchedulerBenchArgs) -> Result<()> {
     }
     if a.clients == 0 || a.clients > 1024 {
         bail!("--clients must be between 1 and 1024");
+    }
+    if !(10..=5000).contains(&a.heartbeat_ms) {
+        bail!("--heartbeat-ms must be between 10 and 5000");
     }
     Ok(())
 }
@@ -241,17 +248,17 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
     let node_bin = procs::sibling_binary("navarch-node")?;
     // A thousand nodes join from this one host: the masters' per-source join limits (5 at
     // once, then one every 2 s) would take half an hour.
+    let heartbeat = args.heartbeat_ms.to_string();
     let mut cluster = NavarchCluster::start_with(
         &master_bin,
         root,
         "warn",
         &[
-            // Raft heartbeats every 250 ms (elections after 750-1250 ms of silence, etcd's
-            // order of magnitude): with a thousand nodes and the clients on two cores, the
-            // 50 ms default loses leaders to a starved heartbeat task, and every election
-            // restarts the control plane.
+            // The masters' default unless `--heartbeat-ms` says otherwise (before the pod
+            // watches shared their decode, the saturated leader lost its heartbeats at 50 ms
+            // and every election restarted the control plane).
             "--heartbeat-ms",
-            "250",
+            &heartbeat,
             "--join-burst-per-source",
             "5000",
             "--join-qps-per-source",
