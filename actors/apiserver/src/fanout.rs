@@ -129,7 +129,12 @@ impl Fanouts {
             .map_err(|e| tracing::warn!(error = %e, kind = kind.plural, "indexed watch fan-out did not start"))
             .ok()?
             .clone();
-        let (tx, rx) = mpsc::channel(if value.is_some() { BACKLOG } else { BACKLOG_ALL });
+        let backlog = if value.is_some() {
+            BACKLOG
+        } else {
+            BACKLOG_ALL
+        };
+        let (tx, rx) = mpsc::channel(backlog);
         let (from, id) = {
             let mut st = shared.state.lock().expect("fan-out state");
             if !st.following {
