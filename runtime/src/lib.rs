@@ -9,8 +9,10 @@
 //! `process.rs` and `shim.rs`. The crate knows nothing of the store, the network or the
 //! actors: the agent turns pods into [`ContainerSpec`]s and statuses back into pod status.
 
+pub mod cgroup;
 pub mod container_runtime;
 pub mod error;
+pub mod logs;
 pub mod spec;
 pub mod state;
 pub mod status;
