@@ -12,6 +12,7 @@
 pub mod cgroup;
 pub mod container_runtime;
 pub mod error;
+pub mod image;
 pub mod logs;
 pub mod spec;
 pub mod state;
@@ -20,6 +21,7 @@ pub mod time;
 
 pub use container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 pub use error::RuntimeError;
+pub use image::{Image, ImageConfig, ImageStore};
 pub use spec::{
     ContainerId, ContainerSpec, EnvVar, ExecOutput, ExecRequest, LogConfig, Mount, MountSource,
     Resources, SandboxInfo,
