@@ -14,6 +14,9 @@ pub mod container_runtime;
 pub mod error;
 pub mod image;
 pub mod logs;
+pub mod plan;
+pub mod process;
+pub mod shim;
 pub mod spec;
 pub mod state;
 pub mod status;
@@ -22,6 +25,7 @@ pub mod time;
 pub use container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 pub use error::RuntimeError;
 pub use image::{Image, ImageConfig, ImageStore};
+pub use process::{IsolationMode, ProcessConfig, ProcessRuntime};
 pub use spec::{
     ContainerId, ContainerSpec, EnvVar, ExecOutput, ExecRequest, LogConfig, Mount, MountSource,
     Resources, SandboxInfo,
