@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod container_runtime;
+pub mod contract;
 pub mod error;
 pub mod image;
 pub mod logs;

@@ -1,0 +1,115 @@
+//! The runtime contract run against the `process` runtime: isolated (needs root, as here
+//! and in CI; without root these tests fail, they do not skip) and not isolated.
+
+use std::path::{Path, PathBuf};
+
+use navarch_runtime::contract::{self, RuntimeFactory};
+use navarch_runtime::{
+    ContainerRuntime, ImageStore, IsolationMode, ProcessConfig, ProcessRuntime, RuntimeError,
+};
+
+struct Process {
+    _dir: tempfile::TempDir,
+    images: ImageStore,
+    rootfs: PathBuf,
+    mode: IsolationMode,
+}
+
+fn cgroup_parent() -> String {
+    format!("navarch-test-{}", std::process::id())
+}
+
+impl Process {
+    fn new(mode: IsolationMode) -> Self {
+        if mode == IsolationMode::Auto {
+            assert!(
+                nix::unistd::geteuid().is_root(),
+                "the isolated process runtime's contract needs root (CI runs as root)"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let images = ImageStore::new(dir.path().join("images")).unwrap();
+        let busybox = images
+            .ensure_busybox()
+            .unwrap_or_else(|e| panic!("{e} (scripts/install-deps.sh installs busybox-static)"));
+        Process {
+            rootfs: busybox.rootfs.unwrap(),
+            _dir: dir,
+            images,
+            mode,
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // The last test out removes the (then empty) parent groups.
+        navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
+            .remove_parent();
+    }
+}
+
+impl RuntimeFactory for Process {
+    fn runtime(&self, state_dir: &Path) -> Result<Box<dyn ContainerRuntime>, RuntimeError> {
+        let mut config = ProcessConfig::new(
+            state_dir.join("state"),
+            self.images.clone(),
+            env!("CARGO_BIN_EXE_navarch-shim"),
+        );
+        config.cgroup_parent = cgroup_parent();
+        config.isolation = self.mode;
+        Ok(Box::new(ProcessRuntime::new(config)?))
+    }
+
+    fn busybox(&self) -> String {
+        "busybox".into()
+    }
+
+    fn busybox_rootfs(&self) -> PathBuf {
+        self.rootfs.clone()
+    }
+}
+
+macro_rules! isolated {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let f = Process::new(IsolationMode::Auto);
+            let dir = tempfile::tempdir().unwrap();
+            let rt = f.runtime(dir.path()).unwrap();
+            assert!(rt.isolation().is_isolated(), "{:?}", rt.isolation());
+            drop(rt);
+            contract::$name(&f, dir.path()).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    )*};
+}
+
+isolated!(
+    exit_code_and_logs,
+    clean_exit_is_completed,
+    start_error_and_unknown_image,
+    stop_sends_term,
+    stop_kills_after_the_grace_period,
+    own_pid_namespace_and_hostname,
+    exec_collects_output_and_exit_code,
+    memory_hog_is_oom_killed,
+    root_filesystem_writes_stay_in_the_container,
+    reattach_finds_running_containers,
+    log_rotation_keeps_the_newest_bytes,
+);
+
+#[test]
+fn every_contract_scenario_has_a_test_here() {
+    assert_eq!(contract::ALL.len(), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_isolated_passes_the_scenarios_that_need_no_isolation() {
+    let f = Process::new(IsolationMode::Off);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = f.runtime(dir.path()).unwrap();
+    assert!(!rt.isolation().is_isolated());
+    drop(rt);
+    let failures = contract::run_all(&f, dir.path(), contract::UNISOLATED).await;
+    assert!(failures.is_empty(), "{failures:#?}");
+}
