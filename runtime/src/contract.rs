@@ -28,6 +28,9 @@ pub trait RuntimeFactory: Sync {
     fn busybox(&self) -> String;
     /// That image's root filesystem on disk, to check that writes stay in the container.
     fn busybox_rootfs(&self) -> PathBuf;
+    /// A network namespace standing in for a pod's (a path like `/proc/<pid>/ns/net` or
+    /// `/run/netns/<name>`), alive for the factory's life.
+    fn pod_netns(&self) -> Result<PathBuf, String>;
 }
 
 /// A scenario's failure.
@@ -61,6 +64,7 @@ pub const ALL: &[(&str, ScenarioFn)] = scenarios!(
     stop_sends_term,
     stop_kills_after_the_grace_period,
     own_pid_namespace_and_hostname,
+    joins_the_pod_network_namespace,
     exec_collects_output_and_exit_code,
     memory_hog_is_oom_killed,
     root_filesystem_writes_stay_in_the_container,
@@ -393,6 +397,47 @@ pub async fn own_pid_namespace_and_hostname(f: &dyn RuntimeFactory, dir: &Path) 
             .unwrap_or(usize::MAX);
         check(procs <= 4, || {
             format!("/proc shows {procs} processes: {lines:?}")
+        })
+    })
+    .await
+}
+
+/// A container given the pod's network namespace runs in it (and so does an exec).
+pub async fn joins_the_pod_network_namespace(f: &dyn RuntimeFactory, dir: &Path) -> Outcome {
+    scenario("joins_the_pod_network_namespace", f, dir, |rt| async move {
+        use std::os::unix::fs::MetadataExt;
+        check(rt.isolation().is_isolated(), || {
+            format!("needs an isolated runtime: {:?}", rt.isolation())
+        })?;
+        let netns = f.pod_netns()?;
+        let want = format!(
+            "net:[{}]",
+            std::fs::metadata(&netns).ctx("stat the pod's netns")?.ino()
+        );
+        let host = std::fs::read_link("/proc/self/ns/net").ctx("the host's netns")?;
+        check(host.to_string_lossy() != want, || {
+            "the pod's netns is the host's".into()
+        })?;
+        let mut spec = sh(
+            f,
+            "netns",
+            "readlink /proc/self/ns/net; echo ready; sleep 1000 & wait",
+        );
+        spec.sandbox.netns = Some(netns);
+        let id = spec.id.clone();
+        rt.create(spec).await.ctx("create")?;
+        rt.start(&id).await.ctx("start")?;
+        let st = wait_logged(&*rt, &id, "ready").await?;
+        let lines = log_lines(&st);
+        check(lines.first() == Some(&want), || {
+            format!("want {want}: {lines:?}")
+        })?;
+        let out = rt
+            .exec(&id, ExecRequest::new(&["readlink", "/proc/self/ns/net"]))
+            .await
+            .ctx("exec")?;
+        check(String::from_utf8_lossy(&out.stdout).trim() == want, || {
+            format!("exec in {want}: {out:?}")
         })
     })
     .await

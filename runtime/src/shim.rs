@@ -140,7 +140,10 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
 }
 
 fn start(dir: &Path) -> Result<(), String> {
+    // Its own session (no signal for the agent's process group reaches it) and out of
+    // the agent's working dir.
     let _ = setsid();
+    let _ = chdir("/");
     let plan: LaunchPlan = state::read_json(&dir.join(state::PLAN))
         .map_err(|e| e.to_string())?
         .ok_or("no plan.json")?;
@@ -624,6 +627,11 @@ fn exec(dir: &Path, extra_env: Vec<String>, argv: Vec<String>) -> Result<i32, St
     }
     match fork()? {
         ForkResult::Child => {
+            // The command dies with its shim (an exec the runtime gave up on and killed).
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if nix::unistd::getppid() == Pid::from_raw(1) {
+                std::process::exit(EXEC_FAILED);
+            }
             let e = match chdir(plan.working_dir.as_str()) {
                 Ok(()) => exec_command(&argv, &env).unwrap_err(),
                 Err(e) => format!("chdir {}: {e}", plan.working_dir),

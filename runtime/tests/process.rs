@@ -13,6 +13,8 @@ struct Process {
     images: ImageStore,
     rootfs: PathBuf,
     mode: IsolationMode,
+    /// A process in a network namespace of its own, as a pod sandbox's would be.
+    netns_holder: std::sync::Mutex<Option<std::process::Child>>,
 }
 
 fn cgroup_parent() -> String {
@@ -37,12 +39,17 @@ impl Process {
             _dir: dir,
             images,
             mode,
+            netns_holder: Default::default(),
         }
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if let Some(mut holder) = self.netns_holder.lock().unwrap().take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
         // The last test out removes the (then empty) parent groups.
         navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
             .remove_parent();
@@ -68,6 +75,29 @@ impl RuntimeFactory for Process {
     fn busybox_rootfs(&self) -> PathBuf {
         self.rootfs.clone()
     }
+
+    fn pod_netns(&self) -> Result<PathBuf, String> {
+        let mut holder = self.netns_holder.lock().unwrap();
+        if holder.is_none() {
+            let child = std::process::Command::new("unshare")
+                .args(["--net", "sleep", "1000"])
+                .spawn()
+                .map_err(|e| format!("unshare --net: {e}"))?;
+            let ns = PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+            *holder = Some(child);
+            // Wait until unshare has moved into its namespace (then execed sleep).
+            let host = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_link(&ns).map_err(|e| e.to_string())? == host {
+                if std::time::Instant::now() > deadline {
+                    return Err("unshare --net never left the host's netns".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let pid = holder.as_ref().map(|c| c.id()).unwrap_or_default();
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
 }
 
 macro_rules! isolated {
@@ -91,6 +121,7 @@ isolated!(
     stop_sends_term,
     stop_kills_after_the_grace_period,
     own_pid_namespace_and_hostname,
+    joins_the_pod_network_namespace,
     exec_collects_output_and_exit_code,
     memory_hog_is_oom_killed,
     root_filesystem_writes_stay_in_the_container,
@@ -100,7 +131,7 @@ isolated!(
 
 #[test]
 fn every_contract_scenario_has_a_test_here() {
-    assert_eq!(contract::ALL.len(), 11);
+    assert_eq!(contract::ALL.len(), 12);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
