@@ -144,3 +144,64 @@ async fn not_isolated_passes_the_scenarios_that_need_no_isolation() {
     let failures = contract::run_all(&f, dir.path(), contract::UNISOLATED).await;
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_memory_and_pids_limits_reach_the_cgroup_files() {
+    use navarch_runtime::cgroup::CgroupVersion;
+    use navarch_runtime::plan::LaunchPlan;
+    let f = Process::new(IsolationMode::Auto);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = f.runtime(dir.path()).unwrap();
+    let id = navarch_runtime::ContainerId::new(format!("limits-{}", std::process::id())).unwrap();
+    let mut spec = navarch_runtime::ContainerSpec::new(id.clone(), "busybox", &["true"]);
+    spec.resources.cpu_limit_millis = Some(500);
+    spec.resources.cpu_request_millis = Some(250);
+    spec.resources.memory_limit_bytes = Some(64 << 20);
+    spec.resources.pids_limit = Some(50);
+    rt.create(spec).await.unwrap();
+    let plan: LaunchPlan = navarch_runtime::state::read_json(
+        &dir.path()
+            .join("state/containers")
+            .join(id.as_str())
+            .join("plan.json"),
+    )
+    .unwrap()
+    .unwrap();
+    let cg = plan
+        .cgroup
+        .clone()
+        .expect("an isolated container has cgroups");
+    let read = |d: &Path, f: &str| {
+        std::fs::read_to_string(d.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    match cg.version {
+        CgroupVersion::V1 => {
+            assert_eq!(
+                read(&cg.dirs[0], "memory.limit_in_bytes"),
+                (64u64 << 20).to_string()
+            );
+            assert_eq!(read(&cg.dirs[1], "cpu.cfs_quota_us"), "50000");
+            assert_eq!(read(&cg.dirs[1], "cpu.cfs_period_us"), "100000");
+            assert_eq!(read(&cg.dirs[1], "cpu.shares"), "256");
+            assert_eq!(read(&cg.dirs[2], "pids.max"), "50");
+        }
+        CgroupVersion::V2 => {
+            assert_eq!(read(&cg.dirs[0], "memory.max"), (64u64 << 20).to_string());
+            assert_eq!(read(&cg.dirs[0], "cpu.max"), "50000 100000");
+            assert_eq!(read(&cg.dirs[0], "pids.max"), "50");
+        }
+    }
+    rt.remove(&id).await.unwrap();
+    assert!(
+        cg.dirs.iter().all(|d| !d.exists()),
+        "cgroups left behind: {:?}",
+        cg.dirs
+    );
+    assert!(
+        !plan.rootfs.unwrap().exists(),
+        "the overlay's mount point is left"
+    );
+}
