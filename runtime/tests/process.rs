@@ -205,3 +205,110 @@ async fn cpu_memory_and_pids_limits_reach_the_cgroup_files() {
         "the overlay's mount point is left"
     );
 }
+
+/// The environment variable that makes [`agent_that_gets_killed`] act.
+const KILLED_AGENT_DIR: &str = "NAVARCH_TEST_KILLED_AGENT_DIR";
+
+/// Not a test: the "agent" process `a_killed_agent_leaves_its_containers_running` starts
+/// (this test binary, run with `--ignored --exact` and the env var) and kills with SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a helper process of a_killed_agent_leaves_its_containers_running"]
+async fn agent_that_gets_killed() {
+    let dir = PathBuf::from(std::env::var(KILLED_AGENT_DIR).expect("run by the killed-agent test"));
+    let id =
+        navarch_runtime::ContainerId::new(format!("killed-agent-{}", std::process::id())).unwrap();
+    let spec = navarch_runtime::ContainerSpec::new(
+        id.clone(),
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 42' TERM; echo up; sleep 1000 & wait",
+        ],
+    );
+    // The image store dies with this process: import the image into one that stays.
+    let images = ImageStore::new(dir.join("images")).unwrap();
+    images.ensure_busybox().unwrap();
+    let mut config = ProcessConfig::new(
+        dir.join("state"),
+        images,
+        env!("CARGO_BIN_EXE_navarch-shim"),
+    );
+    config.cgroup_parent = format!(
+        "navarch-test-{}",
+        std::env::var("NAVARCH_TEST_PARENT_PID").unwrap()
+    );
+    let rt = ProcessRuntime::new(config).unwrap();
+    rt.create(spec).await.unwrap();
+    let st = rt.start(&id).await.unwrap();
+    println!("started {} {}", id, st.pid.unwrap());
+    std::future::pending::<()>().await;
+}
+
+#[test]
+fn a_killed_agent_leaves_its_containers_running() {
+    use std::io::BufRead;
+    assert!(nix::unistd::geteuid().is_root(), "needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "agent_that_gets_killed",
+            "--nocapture",
+        ])
+        .env(KILLED_AGENT_DIR, dir.path())
+        .env("NAVARCH_TEST_PARENT_PID", std::process::id().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(agent.stdout.take().unwrap()).lines();
+    let (id, pid) = loop {
+        let line = lines
+            .next()
+            .expect("the agent ended before starting its container")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("started ") {
+            let (id, pid) = rest.split_once(' ').unwrap();
+            break (
+                navarch_runtime::ContainerId::new(id).unwrap(),
+                pid.parse::<i32>().unwrap(),
+            );
+        }
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    agent.wait().unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut config = ProcessConfig::new(
+            dir.path().join("state"),
+            ImageStore::new(dir.path().join("images")).unwrap(),
+            env!("CARGO_BIN_EXE_navarch-shim"),
+        );
+        config.cgroup_parent = cgroup_parent();
+        let runtime = ProcessRuntime::new(config).unwrap();
+        let st = runtime.status(&id).await.unwrap();
+        assert_eq!(
+            (st.state, st.pid),
+            (navarch_runtime::ContainerState::Running, Some(pid)),
+            "{st:?}"
+        );
+        let st = runtime
+            .stop(&id, std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        // The exit the orphaned shim recorded, and the output it kept copying.
+        assert_eq!(st.exit_code, Some(42), "{st:?}");
+        assert!(st.stop.kill_sent_at.is_none());
+        let log = std::fs::read_to_string(&st.log_path).unwrap();
+        assert!(log.contains(" stdout F up"), "{log}");
+        runtime.remove(&id).await.unwrap();
+    });
+    navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
+        .remove_parent();
+}
