@@ -17,6 +17,7 @@ pub mod image;
 pub mod logs;
 pub mod plan;
 pub mod process;
+pub mod rootpath;
 pub mod shim;
 pub mod spec;
 pub mod state;

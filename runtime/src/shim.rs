@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::logs::{LineSplitter, LogWriter, Stream};
 use crate::plan::LaunchPlan;
+use crate::rootpath::resolve_in_root;
 use crate::spec::MountSource;
 use crate::state::{self, write_json};
 use crate::status::{ExitRecord, StartedRecord};
@@ -442,10 +443,13 @@ fn mnt(
 fn setup_root(plan: &LaunchPlan, root: &Path) -> Result<(), String> {
     let mkdir = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()));
     let nse = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = root.join("proc");
+    let inside = |p: &str| {
+        resolve_in_root(root, p).map_err(|e| format!("resolve {p} in {}: {e}", root.display()))
+    };
+    let proc_dir = inside("/proc")?;
     mkdir(&proc_dir)?;
     mnt(Some("proc"), &proc_dir, Some("proc"), nse, None)?;
-    let dev = root.join("dev");
+    let dev = inside("/dev")?;
     mkdir(&dev)?;
     mnt(
         Some("tmpfs"),
@@ -490,7 +494,7 @@ fn setup_root(plan: &LaunchPlan, root: &Path) -> Result<(), String> {
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620"),
     );
-    let sys = root.join("sys");
+    let sys = inside("/sys")?;
     mkdir(&sys)?;
     let _ = mnt(
         Some("sysfs"),
@@ -500,8 +504,8 @@ fn setup_root(plan: &LaunchPlan, root: &Path) -> Result<(), String> {
         None,
     );
     if let Some(file) = &plan.hostname_file {
-        let target = root.join("etc/hostname");
-        if root.join("etc").is_dir() {
+        let target = inside("/etc/hostname")?;
+        if target.parent().is_some_and(Path::is_dir) {
             if !target.exists() {
                 File::create(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
             }
@@ -531,10 +535,16 @@ fn setup_root(plan: &LaunchPlan, root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The spec's mounts, under `root`. Targets are created only inside a container's root.
+/// The spec's mounts, under `root`. In a container's root, targets are resolved inside it
+/// (an image's symlinks cannot point them at host paths) and created when missing.
 fn user_mounts(plan: &LaunchPlan, root: &Path, create: bool) -> Result<(), String> {
     for m in &plan.mounts {
-        let target = root.join(m.container_path.trim_start_matches('/'));
+        let target = if create {
+            resolve_in_root(root, &m.container_path)
+                .map_err(|e| format!("resolve {}: {e}", m.container_path))?
+        } else {
+            root.join(m.container_path.trim_start_matches('/'))
+        };
         match &m.source {
             MountSource::Bind(src) => {
                 if create && !target.exists() {
