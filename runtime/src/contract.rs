@@ -479,6 +479,28 @@ pub async fn exec_collects_output_and_exit_code(f: &dyn RuntimeFactory, dir: &Pa
                 out.stdout == b"hello\n" && out.stderr == b"oops\n" && out.exit_code == 7,
                 || format!("exec sh: {out:?}"),
             )?;
+            // An exec past its timeout is an error, and its command does not linger.
+            let mut slow = ExecRequest::new(&["sleep", "997"]);
+            slow.timeout = Duration::from_millis(300);
+            let r = rt.exec(&id, slow).await;
+            check(r.is_err(), || format!("an exec past its timeout: {r:?}"))?;
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                // The pattern does not match its own command line.
+                let script =
+                    "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'sleep 99[7]'";
+                let out = rt
+                    .exec(&id, ExecRequest::new(&["sh", "-c", script]))
+                    .await
+                    .ctx("look for the command")?;
+                if out.stdout == b"0\n" {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!("the timed-out exec's command still runs: {out:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             rt.stop(&id, Duration::from_millis(100)).await.ctx("stop")?;
             let r = rt.exec(&id, ExecRequest::new(&["true"])).await;
             check(matches!(r, Err(RuntimeError::InvalidState { .. })), || {
