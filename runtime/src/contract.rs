@@ -483,7 +483,9 @@ pub async fn exec_collects_output_and_exit_code(f: &dyn RuntimeFactory, dir: &Pa
             let mut slow = ExecRequest::new(&["sleep", "997"]);
             slow.timeout = Duration::from_millis(300);
             let r = rt.exec(&id, slow).await;
-            check(r.is_err(), || format!("an exec past its timeout: {r:?}"))?;
+            check(matches!(r, Err(RuntimeError::ExecTimeout { .. })), || {
+                format!("an exec past its timeout: {r:?}")
+            })?;
             let deadline = tokio::time::Instant::now() + WAIT;
             loop {
                 // The pattern does not match its own command line.

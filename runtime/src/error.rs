@@ -46,6 +46,9 @@ pub enum RuntimeError {
         signal: &'static str,
         waited_ms: u64,
     },
+    /// An exec ran past its timeout; its command was killed.
+    #[error("exec in container {id} ran past its timeout of {timeout_ms} ms")]
+    ExecTimeout { id: ContainerId, timeout_ms: u64 },
     /// A file of the state dir could not be parsed.
     #[error("state file {path} is corrupt: {reason}")]
     CorruptState { path: PathBuf, reason: String },

@@ -620,9 +620,9 @@ impl ContainerRuntime for ProcessRuntime {
             })?;
             let out = tokio::time::timeout(request.timeout, child.wait_with_output())
                 .await
-                .map_err(|_| RuntimeError::Shim {
+                .map_err(|_| RuntimeError::ExecTimeout {
                     id: id.clone(),
-                    reason: format!("exec timed out after {:?}", request.timeout),
+                    timeout_ms: request.timeout.as_millis() as u64,
                 })?
                 .map_err(|e| RuntimeError::Shim {
                     id: id.clone(),
