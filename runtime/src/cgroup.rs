@@ -243,6 +243,48 @@ mod tests {
         assert_eq!(weight(262_144), 10_000);
     }
 
+    /// On a fake hierarchy (plain files), the files each version's limits go to.
+    #[test]
+    fn limits_go_to_each_versions_files() {
+        let resources = Resources {
+            cpu_limit_millis: Some(250),
+            cpu_request_millis: Some(500),
+            memory_limit_bytes: Some(1 << 26),
+            pids_limit: Some(64),
+        };
+        let id = ContainerId::new("c1").unwrap();
+        let read = |p: PathBuf| fs::read_to_string(p).unwrap();
+
+        let v2 = tempfile::tempdir().unwrap();
+        fs::write(v2.path().join("cgroup.controllers"), "cpu memory pids").unwrap();
+        let cg = Cgroups::detect(v2.path(), "navarch")
+            .create(&id, &resources)
+            .unwrap();
+        let dir = v2.path().join("navarch/c1");
+        assert_eq!(cg.dirs, vec![dir.clone()]);
+        assert_eq!(read(dir.join("memory.max")), "67108864");
+        assert_eq!(read(dir.join("cpu.max")), "25000 100000");
+        assert_eq!(read(dir.join("cpu.weight")), weight(512).to_string());
+        assert_eq!(read(dir.join("pids.max")), "64");
+        assert_eq!(
+            read(v2.path().join("navarch/cgroup.subtree_control")),
+            "+memory +cpu +pids"
+        );
+        assert_eq!(cg.procs_files(), vec![dir.join("cgroup.procs")]);
+
+        let v1 = tempfile::tempdir().unwrap();
+        let cg = Cgroups::detect(v1.path(), "navarch")
+            .create(&id, &resources)
+            .unwrap();
+        let at = |c: &str, f: &str| read(v1.path().join(c).join("navarch/c1").join(f));
+        assert_eq!(cg.memory_dir, v1.path().join("memory/navarch/c1"));
+        assert_eq!(at("memory", "memory.limit_in_bytes"), "67108864");
+        assert_eq!(at("cpu", "cpu.cfs_quota_us"), "25000");
+        assert_eq!(at("cpu", "cpu.shares"), "512");
+        assert_eq!(at("pids", "pids.max"), "64");
+        assert_eq!(cg.procs_files().len(), 3);
+    }
+
     #[test]
     fn detection_and_oom_counts_read_the_files() {
         let dir = tempfile::tempdir().unwrap();
