@@ -154,6 +154,27 @@ impl ImageStore {
         self.get(name)
     }
 
+    /// Adds an image with no root filesystem: its containers keep the host's (in their own
+    /// namespaces and cgroups when isolated). Refuses a name that exists.
+    pub fn add_host_image(&self, name: &str, config: &ImageConfig) -> Result<Image, RuntimeError> {
+        let dest = self.path(name)?;
+        if dest.exists() {
+            return Err(RuntimeError::ImageExists { image: name.into() });
+        }
+        let tmp = self.dir.join(format!(
+            ".host-{}-{}",
+            std::process::id(),
+            dir_name(&normalize(name))?
+        ));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(RuntimeError::io("create", &tmp))?;
+        let result = crate::state::write_json(&tmp.join("config.json"), config)
+            .and_then(|()| fs::rename(&tmp, &dest).map_err(RuntimeError::io("rename", &dest)));
+        let _ = fs::remove_dir_all(&tmp);
+        result?;
+        self.get(name)
+    }
+
     /// Writes an image from a root filesystem already laid out in `rootfs` and a config.
     fn install(
         &self,

@@ -312,3 +312,97 @@ fn a_killed_agent_leaves_its_containers_running() {
     navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
         .remove_parent();
 }
+
+async fn run_to_exit(
+    rt: &ProcessRuntime,
+    spec: navarch_runtime::ContainerSpec,
+) -> navarch_runtime::ContainerStatus {
+    let id = spec.id.clone();
+    rt.create(spec).await.unwrap();
+    rt.start(&id).await.unwrap();
+    let deadline = std::time::Instant::now() + contract::WAIT;
+    loop {
+        let st = rt.status(&id).await.unwrap();
+        if st.state == navarch_runtime::ContainerState::Exited {
+            return st;
+        }
+        assert!(std::time::Instant::now() < deadline, "never exited: {st:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn log_contents(st: &navarch_runtime::ContainerStatus) -> Vec<String> {
+    std::fs::read(&st.log_path)
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter_map(|l| {
+            navarch_runtime::logs::parse(l).map(|r| String::from_utf8_lossy(r.content).to_string())
+        })
+        .collect()
+}
+
+/// An imported image's config gives the command, environment and working dir; an image
+/// without a root filesystem runs on the host's, still in its own namespaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_and_host_images_run_with_their_config() {
+    let f = Process::new(IsolationMode::Auto);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&f.rootfs)
+        .arg(layout.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::write(
+        layout.join("config.json"),
+        r#"{"entrypoint":["sh","-c"],"cmd":["echo $FOO in $(pwd)"],"env":["FOO=bar"],"workingDir":"/tmp"}"#,
+    )
+    .unwrap();
+    f.images.import("example.com/mine:v1", &layout).unwrap();
+    f.images
+        .add_host_image(
+            "host",
+            &navarch_runtime::ImageConfig {
+                cmd: vec!["/bin/sh".into(), "-c".into(), "echo pid=$$".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let rt = {
+        let mut config = ProcessConfig::new(
+            dir.path().join("state"),
+            f.images.clone(),
+            env!("CARGO_BIN_EXE_navarch-shim"),
+        );
+        config.cgroup_parent = cgroup_parent();
+        ProcessRuntime::new(config).unwrap()
+    };
+    let id = navarch_runtime::ContainerId::new(format!("imported-{}", std::process::id())).unwrap();
+    let st = run_to_exit(
+        &rt,
+        navarch_runtime::ContainerSpec::new(id.clone(), "example.com/mine:v1", &[]),
+    )
+    .await;
+    assert_eq!(
+        (st.exit_code, log_contents(&st)),
+        (Some(0), vec!["bar in /tmp".to_string()]),
+        "{st:?}"
+    );
+    rt.remove(&id).await.unwrap();
+
+    let id = navarch_runtime::ContainerId::new(format!("host-{}", std::process::id())).unwrap();
+    let st = run_to_exit(
+        &rt,
+        navarch_runtime::ContainerSpec::new(id.clone(), "host", &[]),
+    )
+    .await;
+    assert_eq!(
+        (st.exit_code, log_contents(&st)),
+        (Some(0), vec!["pid=1".to_string()]),
+        "{st:?}"
+    );
+    rt.remove(&id).await.unwrap();
+}
