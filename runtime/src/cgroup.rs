@@ -67,40 +67,35 @@ impl Cgroups {
         }
     }
 
+    /// A container's groups (paths only; nothing is created).
+    pub fn container(&self, id: &ContainerId) -> ContainerCgroup {
+        let dirs: Vec<PathBuf> = self
+            .parent_dirs()
+            .iter()
+            .map(|p| p.join(id.as_str()))
+            .collect();
+        ContainerCgroup {
+            version: self.version,
+            memory_dir: dirs[0].clone(),
+            dirs,
+        }
+    }
+
     /// Creates a container's groups and writes its limits.
     pub fn create(
         &self,
         id: &ContainerId,
         resources: &Resources,
     ) -> Result<ContainerCgroup, RuntimeError> {
-        let cg = match self.version {
-            CgroupVersion::V1 => {
-                let dirs: Vec<PathBuf> = self
-                    .parent_dirs()
-                    .iter()
-                    .map(|p| p.join(id.as_str()))
-                    .collect();
-                ContainerCgroup {
-                    version: self.version,
-                    memory_dir: dirs[0].clone(),
-                    dirs,
-                }
+        if self.version == CgroupVersion::V2 {
+            let parent = self.root.join(&self.parent);
+            fs::create_dir_all(&parent).map_err(RuntimeError::io("create cgroup", &parent))?;
+            // Hand the controllers down; failures show as missing files below.
+            for dir in [&self.root, &parent] {
+                let _ = fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
             }
-            CgroupVersion::V2 => {
-                let parent = self.root.join(&self.parent);
-                fs::create_dir_all(&parent).map_err(RuntimeError::io("create cgroup", &parent))?;
-                // Hand the controllers down; failures show as missing files below.
-                for dir in [&self.root, &parent] {
-                    let _ = fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
-                }
-                let dir = parent.join(id.as_str());
-                ContainerCgroup {
-                    version: self.version,
-                    memory_dir: dir.clone(),
-                    dirs: vec![dir],
-                }
-            }
-        };
+        }
+        let cg = self.container(id);
         for dir in &cg.dirs {
             fs::create_dir_all(dir).map_err(RuntimeError::io("create cgroup", dir))?;
         }

@@ -396,9 +396,7 @@ impl Inner {
             cg.remove(Duration::from_secs(2))?;
         } else if let Some(cgs) = &self.cgroups {
             // A create interrupted before its plan was written may have left groups.
-            if let Ok(cg) = cgs.create(id, &Default::default()) {
-                let _ = cg.remove(Duration::from_secs(1));
-            }
+            cgs.container(id).remove(Duration::from_secs(1))?;
         }
         fs::remove_dir_all(&dir).map_err(RuntimeError::io("remove", &dir))?;
         tracing::info!(container = %id, "container removed");
