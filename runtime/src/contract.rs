@@ -248,9 +248,31 @@ pub async fn clean_exit_is_completed(f: &dyn RuntimeFactory, dir: &Path) -> Outc
         check(
             matches!(again, Err(RuntimeError::InvalidState { .. })),
             || format!("a second start: {again:?}"),
-        )
+        )?;
+        // What the first process left running ends with it, as in Kubernetes.
+        let marker = format!("{}", 900_000 + std::process::id() % 99_999);
+        let st = run(&*rt, sh(f, "leftover", &format!("sleep {marker} & true"))).await?;
+        check(st.exit_code == Some(0), || format!("{st:?}"))?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while host_runs(&["sleep", &marker]) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("`sleep {marker}` outlived its container"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     })
     .await
+}
+
+/// Whether a host process runs with exactly this command line.
+fn host_runs(argv: &[&str]) -> bool {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
 }
 
 /// An unknown image is a typed error (the agent's ErrImagePull); a command that cannot run
@@ -287,7 +309,7 @@ pub async fn stop_sends_term(f: &dyn RuntimeFactory, dir: &Path) -> Outcome {
         let spec = sh(
             f,
             "term",
-            "trap 'exit 143' TERM; echo ready; sleep 1000 & wait",
+            "trap 'exit 143' TERM; sleep 1000 & echo ready; wait",
         );
         let id = spec.id.clone();
         rt.create(spec).await.ctx("create")?;
@@ -421,7 +443,7 @@ pub async fn joins_the_pod_network_namespace(f: &dyn RuntimeFactory, dir: &Path)
         let mut spec = sh(
             f,
             "netns",
-            "readlink /proc/self/ns/net; echo ready; sleep 1000 & wait",
+            "readlink /proc/self/ns/net; sleep 1000 & echo ready; wait",
         );
         spec.sandbox.netns = Some(netns);
         let id = spec.id.clone();

@@ -265,8 +265,13 @@ fn supervise(
                 exit = exit_of(st);
             }
             if exit.is_some() {
-                // Processes that outlive the container's (only without a PID namespace) may
-                // hold the pipes: read what is there, then stop waiting for them.
+                if !plan.isolated {
+                    // As the end of a PID namespace's init ends everything in it: the rest
+                    // of the container's process group goes with its first process.
+                    let _ = nix::sys::signal::killpg(child, nix::sys::signal::Signal::SIGKILL);
+                }
+                // Processes that left the group may hold the pipes: read what is there,
+                // then stop waiting for them.
                 drain_until = Some(Instant::now() + Duration::from_millis(500));
             }
         }
