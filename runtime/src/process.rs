@@ -1,0 +1,648 @@
+//! `ProcessRuntime`, the `process` runtime: each container a process forked by its own
+//! shim ([`crate::shim`]) into new namespaces, an overlay root over its image and cgroup
+//! limits; without root, a plain supervised child (reported through
+//! [`ContainerRuntime::isolation`]). All state is in the state dir:
+//! `<state>/containers/<id>/` holds `spec.json`, `plan.json`, `started.json`,
+//! `exit.json`, `stop.json`, the overlay (`rootfs`, `upper`, `work`) and by default the log.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::cgroup::Cgroups;
+use crate::container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
+use crate::image::ImageStore;
+use crate::plan::{resolve, LaunchPlan};
+use crate::shim::{proc_stat, Report, EXEC_FAILED};
+use crate::spec::{ContainerId, ContainerSpec, ExecOutput, ExecRequest};
+use crate::state::{self, read_json, write_json};
+use crate::status::{
+    observe, ContainerState, ContainerStatus, ExitRecord, Observed, StartedRecord, StopRecord,
+};
+use crate::RuntimeError;
+
+/// How often a stop looks for the exit.
+const POLL: Duration = Duration::from_millis(20);
+/// How long a stop waits after SIGKILL before it reports a timeout.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether to isolate containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsolationMode {
+    /// Isolated when running as root, else plain children.
+    Auto,
+    /// Always plain children (tests of the fallback, machines without namespaces).
+    Off,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProcessConfig {
+    pub state_dir: PathBuf,
+    pub images: ImageStore,
+    /// The shim's program and leading arguments (`navarch-shim`, or `navarch-node shim`).
+    pub shim: Vec<OsString>,
+    /// The cgroup file system (`/sys/fs/cgroup`).
+    pub cgroup_root: PathBuf,
+    /// The group every container's group goes under (`navarch`).
+    pub cgroup_parent: String,
+    pub isolation: IsolationMode,
+}
+
+impl ProcessConfig {
+    pub fn new(
+        state_dir: impl Into<PathBuf>,
+        images: ImageStore,
+        shim: impl Into<OsString>,
+    ) -> Self {
+        ProcessConfig {
+            state_dir: state_dir.into(),
+            images,
+            shim: vec![shim.into()],
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_parent: "navarch".into(),
+            isolation: IsolationMode::Auto,
+        }
+    }
+}
+
+/// The `process` runtime. Cheap to clone; every clone (and every instance over the same
+/// state dir) sees the same containers.
+#[derive(Clone, Debug)]
+pub struct ProcessRuntime {
+    inner: Arc<Inner>,
+}
+
+/// A container's records in its state dir.
+struct Records {
+    spec: ContainerSpec,
+    plan: LaunchPlan,
+    started: Option<StartedRecord>,
+    exit: Option<ExitRecord>,
+    stop: StopRecord,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ProcessConfig,
+    isolation: Isolation,
+    cgroups: Option<Cgroups>,
+}
+
+impl ProcessRuntime {
+    pub fn new(config: ProcessConfig) -> Result<Self, RuntimeError> {
+        let containers = config.state_dir.join("containers");
+        fs::create_dir_all(&containers)
+            .map_err(RuntimeError::io("create state dir", &containers))?;
+        let isolation = if config.isolation == IsolationMode::Off {
+            Isolation::NotIsolated {
+                reason: "isolation turned off".into(),
+            }
+        } else if !nix::unistd::geteuid().is_root() {
+            Isolation::NotIsolated {
+                reason: "not running as root".into(),
+            }
+        } else {
+            Isolation::Isolated
+        };
+        let cgroups = isolation
+            .is_isolated()
+            .then(|| Cgroups::detect(&config.cgroup_root, &config.cgroup_parent));
+        tracing::info!(state_dir = %config.state_dir.display(), isolated = isolation.is_isolated(), cgroups = ?cgroups.as_ref().map(|c| c.version), "process runtime ready");
+        Ok(ProcessRuntime {
+            inner: Arc::new(Inner {
+                config,
+                isolation,
+                cgroups,
+            }),
+        })
+    }
+
+    /// The cgroup hierarchy in use, when isolated.
+    pub fn cgroups(&self) -> Option<&Cgroups> {
+        self.inner.cgroups.as_ref()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| RuntimeError::Sys {
+                op: format!("runtime task: {e}"),
+                source: nix::errno::Errno::EIO,
+            })?
+    }
+}
+
+impl Inner {
+    fn dir(&self, id: &ContainerId) -> PathBuf {
+        self.config.state_dir.join("containers").join(id.as_str())
+    }
+
+    fn create(&self, spec: ContainerSpec) -> Result<ContainerStatus, RuntimeError> {
+        let id = spec.id.clone();
+        let image = self.config.images.get(&spec.image)?;
+        let (argv, env, working_dir) = resolve(&spec, &image.config)?;
+        let dir = self.dir(&id);
+        if let Err(e) = fs::create_dir(&dir) {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                return Err(RuntimeError::AlreadyExists { id });
+            }
+            return Err(RuntimeError::io("create", &dir)(e));
+        }
+        write_json(&dir.join(state::SPEC), &spec)?;
+        let isolated = self.isolation.is_isolated();
+        let result = (|| {
+            let rootfs = match (&image.rootfs, isolated) {
+                (Some(lower), true) => Some(mount_overlay(&dir, lower)?),
+                _ => None,
+            };
+            let hostname_file = match (&spec.sandbox.hostname, isolated) {
+                (Some(h), true) => {
+                    let f = dir.join(state::HOSTNAME);
+                    fs::write(&f, format!("{h}\n")).map_err(RuntimeError::io("write", &f))?;
+                    Some(f)
+                }
+                _ => None,
+            };
+            let cgroup = match &self.cgroups {
+                Some(cg) => Some(cg.create(&id, &spec.resources)?),
+                None => None,
+            };
+            let plan = LaunchPlan {
+                id: id.clone(),
+                created_at: SystemTime::now(),
+                isolated,
+                argv,
+                env,
+                working_dir,
+                hostname: spec.sandbox.hostname.clone(),
+                hostname_file,
+                netns: spec.sandbox.netns.clone(),
+                rootfs,
+                read_only_root_fs: spec.read_only_root_fs,
+                mounts: spec.mounts.clone(),
+                cgroup,
+                log_path: spec
+                    .log
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| dir.join(state::LOG)),
+                log_max_size: spec.log.max_size,
+                log_max_files: spec.log.max_files,
+            };
+            write_json(&dir.join(state::PLAN), &plan)
+        })();
+        if let Err(e) = result {
+            let _ = self.remove(&id);
+            return Err(e);
+        }
+        tracing::info!(container = %id, image = %spec.image, isolated, "container created");
+        self.status(&id)
+    }
+
+    fn records(&self, id: &ContainerId) -> Result<Records, RuntimeError> {
+        let dir = self.dir(id);
+        let not_found = || RuntimeError::NotFound { id: id.clone() };
+        Ok(Records {
+            spec: read_json(&dir.join(state::SPEC))?.ok_or_else(not_found)?,
+            plan: read_json(&dir.join(state::PLAN))?.ok_or_else(not_found)?,
+            started: read_json(&dir.join(state::STARTED))?,
+            exit: read_json(&dir.join(state::EXIT))?,
+            stop: read_json(&dir.join(state::STOP))?.unwrap_or_default(),
+        })
+    }
+
+    fn status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
+        let Records {
+            spec,
+            plan,
+            started,
+            exit,
+            stop,
+        } = self.records(id)?;
+        let observed = observe(started.as_ref(), exit.as_ref(), |s| {
+            alive(s.pid, s.pid_start_ticks) || alive(s.shim_pid, s.shim_start_ticks)
+        });
+        let mut st = ContainerStatus {
+            id: id.clone(),
+            state: ContainerState::Created,
+            image: spec.image,
+            pid: started.as_ref().map(|s| s.pid),
+            created_at: plan.created_at,
+            started_at: started.as_ref().map(|s| s.started_at),
+            finished_at: None,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            message: None,
+            stop,
+            log_path: plan.log_path,
+            labels: spec.labels,
+        };
+        match observed {
+            Observed::Created => {}
+            Observed::Running { .. } => st.state = ContainerState::Running,
+            Observed::Exited {
+                reason,
+                exit_code,
+                signal,
+                finished_at,
+                message,
+            } => {
+                st.state = ContainerState::Exited;
+                st.reason = Some(reason);
+                st.exit_code = Some(exit_code);
+                st.signal = signal;
+                st.finished_at = finished_at;
+                st.message = message;
+            }
+        }
+        Ok(st)
+    }
+
+    fn start(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
+        let st = self.status(id)?;
+        let dir = self.dir(id);
+        // One start per container, even when two race.
+        let lock = dir.join("start.lock");
+        if st.state != ContainerState::Created
+            || fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+                .is_err()
+        {
+            return Err(RuntimeError::InvalidState {
+                id: id.clone(),
+                state: st.state.as_str(),
+                op: "start",
+            });
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(state::SHIM_LOG))
+            .map_err(RuntimeError::io("open", dir.join(state::SHIM_LOG)))?;
+        let shim = &self.config.shim;
+        let mut child = Command::new(&shim[0])
+            .args(&shim[1..])
+            .arg("start")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| RuntimeError::Shim {
+                id: id.clone(),
+                reason: format!("spawn {:?}: {e}", shim[0]),
+            })?;
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|out| std::io::BufReader::new(out).read_line(&mut line));
+        reap_later(child);
+        if !matches!(read, Some(Ok(n)) if n > 0) {
+            return Err(RuntimeError::Shim {
+                id: id.clone(),
+                reason: format!("no report (see {})", dir.join(state::SHIM_LOG).display()),
+            });
+        }
+        let report: Report = serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Shim {
+            id: id.clone(),
+            reason: format!("bad report {line:?}: {e}"),
+        })?;
+        if let Some(reason) = report.error {
+            tracing::warn!(container = %id, %reason, "container failed to start");
+            return Err(RuntimeError::StartFailed {
+                id: id.clone(),
+                reason,
+            });
+        }
+        tracing::info!(container = %id, pid = ?report.pid, "container started");
+        self.status(id)
+    }
+
+    /// Sends a signal to the container's process (its process group when not isolated), if
+    /// it still is the process that was started.
+    fn signal(&self, started: &StartedRecord, isolated: bool, signal: Signal) -> bool {
+        if !alive(started.pid, started.pid_start_ticks) {
+            return false;
+        }
+        let pid = Pid::from_raw(started.pid);
+        if isolated {
+            kill(pid, signal)
+        } else {
+            killpg(pid, signal)
+        }
+        .is_ok()
+    }
+
+    fn record_stop(
+        &self,
+        id: &ContainerId,
+        f: impl FnOnce(&mut StopRecord),
+    ) -> Result<(), RuntimeError> {
+        let path = self.dir(id).join(state::STOP);
+        let mut stop: StopRecord = read_json(&path)?.unwrap_or_default();
+        f(&mut stop);
+        write_json(&path, &stop)
+    }
+
+    fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let dir = self.dir(id);
+        if !dir.exists() {
+            return Err(RuntimeError::NotFound { id: id.clone() });
+        }
+        let plan: Option<LaunchPlan> = read_json(&dir.join(state::PLAN)).ok().flatten();
+        let started: Option<StartedRecord> = read_json(&dir.join(state::STARTED)).ok().flatten();
+        if let Some(s) = &started {
+            let isolated = plan.as_ref().is_some_and(|p| p.isolated);
+            if self.signal(s, isolated, Signal::SIGKILL) {
+                let deadline = Instant::now() + KILL_WAIT;
+                while alive(s.pid, s.pid_start_ticks) && Instant::now() < deadline {
+                    std::thread::sleep(POLL);
+                }
+            }
+            // Let the shim record the exit and let go of the cgroup.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while alive(s.shim_pid, s.shim_start_ticks) && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+        }
+        let rootfs = dir.join(state::ROOTFS);
+        if rootfs.exists() {
+            match umount2(&rootfs, MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => {
+                    return Err(RuntimeError::sys(format!("unmount {}", rootfs.display()))(
+                        e,
+                    ))
+                }
+            }
+        }
+        if let Some(cg) = plan.as_ref().and_then(|p| p.cgroup.as_ref()) {
+            cg.remove(Duration::from_secs(2))?;
+        } else if let Some(cgs) = &self.cgroups {
+            // A create interrupted before its plan was written may have left groups.
+            cgs.container(id).remove(Duration::from_secs(1))?;
+        }
+        fs::remove_dir_all(&dir).map_err(RuntimeError::io("remove", &dir))?;
+        tracing::info!(container = %id, "container removed");
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<ContainerStatus>, RuntimeError> {
+        let containers = self.config.state_dir.join("containers");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&containers).map_err(RuntimeError::io("read dir", &containers))? {
+            let entry = entry.map_err(RuntimeError::io("read dir", &containers))?;
+            let Ok(id) = ContainerId::new(entry.file_name().to_string_lossy().to_string()) else {
+                continue;
+            };
+            match self.status(&id) {
+                Ok(st) => out.push(st),
+                // A create that died before its plan: `remove` cleans it up.
+                Err(RuntimeError::NotFound { .. }) => {
+                    tracing::warn!(container = %id, "half-created container in the state dir")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}
+
+/// Whether `pid` is the process that started at `ticks` and has not exited.
+fn alive(pid: i32, ticks: u64) -> bool {
+    matches!(proc_stat(pid), Some((state, t)) if t == ticks && state != 'Z' && state != 'X')
+}
+
+fn mount_overlay(dir: &Path, lower: &Path) -> Result<PathBuf, RuntimeError> {
+    let (upper, work, rootfs) = (
+        dir.join(state::UPPER),
+        dir.join(state::WORK),
+        dir.join(state::ROOTFS),
+    );
+    for d in [&upper, &work, &rootfs] {
+        fs::create_dir_all(d).map_err(RuntimeError::io("create", d))?;
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    if [lower, &upper, &work]
+        .iter()
+        .any(|p| p.to_string_lossy().contains([',', ':']))
+    {
+        return Err(RuntimeError::InvalidSpec {
+            id: dir.display().to_string(),
+            reason: "overlay paths may not hold ',' or ':'".into(),
+        });
+    }
+    mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(RuntimeError::sys(format!(
+        "mount overlay on {}",
+        rootfs.display()
+    )))?;
+    Ok(rootfs)
+}
+
+/// Reaps the shims this process started once they exit (the container's exit is in its
+/// `exit.json`), on one thread for the whole process.
+fn reap_later(child: Child) {
+    static CHILDREN: OnceLock<Mutex<Vec<Child>>> = OnceLock::new();
+    let mut started = false;
+    let children = CHILDREN.get_or_init(|| {
+        started = true;
+        Mutex::new(Vec::new())
+    });
+    children
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(child);
+    if started {
+        std::thread::Builder::new()
+            .name("navarch-shim-reaper".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(200));
+                children
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            })
+            .map(drop)
+            .unwrap_or_else(|e| tracing::warn!(error = %e, "no shim reaper thread"));
+    }
+}
+
+impl ContainerRuntime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn isolation(&self) -> Isolation {
+        self.inner.isolation.clone()
+    }
+
+    fn create(&self, spec: ContainerSpec) -> RuntimeFuture<'_, ContainerStatus> {
+        Box::pin(self.blocking(move |i| i.create(spec)))
+    }
+
+    fn start<'a>(&'a self, id: &'a ContainerId) -> RuntimeFuture<'a, ContainerStatus> {
+        let id = id.clone();
+        Box::pin(self.blocking(move |i| i.start(&id)))
+    }
+
+    fn stop<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        grace: Duration,
+    ) -> RuntimeFuture<'a, ContainerStatus> {
+        Box::pin(async move {
+            let owned = id.clone();
+            let Records {
+                plan,
+                started,
+                exit,
+                ..
+            } = self.blocking(move |i| i.records(&owned)).await?;
+            let (Some(started), None) = (started, exit) else {
+                return self.status(id).await;
+            };
+            let running = |st: &ContainerStatus| st.state == ContainerState::Running;
+            let wait = |limit: Duration| async move {
+                let deadline = tokio::time::Instant::now() + limit;
+                loop {
+                    let st = self.status(id).await?;
+                    if !running(&st) || tokio::time::Instant::now() >= deadline {
+                        return Ok::<_, RuntimeError>(st);
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            };
+            let isolated = plan.isolated;
+            let s = started.clone();
+            let sent = self
+                .blocking(move |i| {
+                    let sent = i.signal(&s, plan.isolated, Signal::SIGTERM);
+                    if sent {
+                        i.record_stop(&plan.id, |r| r.term_sent_at = Some(SystemTime::now()))?;
+                    }
+                    Ok(sent)
+                })
+                .await?;
+            tracing::info!(container = %id, sent, grace_ms = grace.as_millis() as u64, "container stopping");
+            let st = wait(grace).await?;
+            if !running(&st) {
+                return Ok(st);
+            }
+            let owned = id.clone();
+            self.blocking(move |i| {
+                if i.signal(&started, isolated, Signal::SIGKILL) {
+                    i.record_stop(&owned, |r| r.kill_sent_at = Some(SystemTime::now()))?;
+                }
+                Ok(())
+            })
+            .await?;
+            tracing::info!(container = %id, "container killed after its grace period");
+            let st = wait(KILL_WAIT).await?;
+            if running(&st) {
+                return Err(RuntimeError::StopTimeout {
+                    id: id.clone(),
+                    signal: "SIGKILL",
+                    waited_ms: KILL_WAIT.as_millis() as u64,
+                });
+            }
+            Ok(st)
+        })
+    }
+
+    fn status<'a>(&'a self, id: &'a ContainerId) -> RuntimeFuture<'a, ContainerStatus> {
+        let id = id.clone();
+        Box::pin(self.blocking(move |i| i.status(&id)))
+    }
+
+    fn list(&self) -> RuntimeFuture<'_, Vec<ContainerStatus>> {
+        Box::pin(self.blocking(|i| i.list()))
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        request: ExecRequest,
+    ) -> RuntimeFuture<'a, ExecOutput> {
+        Box::pin(async move {
+            let st = self.status(id).await?;
+            if st.state != ContainerState::Running {
+                return Err(RuntimeError::InvalidState {
+                    id: id.clone(),
+                    state: st.state.as_str(),
+                    op: "exec",
+                });
+            }
+            let shim = &self.inner.config.shim;
+            let mut cmd = tokio::process::Command::new(&shim[0]);
+            cmd.args(&shim[1..]).arg("exec").arg(self.inner.dir(id));
+            for e in &request.env {
+                cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
+            }
+            cmd.arg("--").args(&request.command);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+                id: id.clone(),
+                reason: format!("spawn exec: {e}"),
+            })?;
+            let out = tokio::time::timeout(request.timeout, child.wait_with_output())
+                .await
+                .map_err(|_| RuntimeError::ExecTimeout {
+                    id: id.clone(),
+                    timeout_ms: request.timeout.as_millis() as u64,
+                })?
+                .map_err(|e| RuntimeError::Shim {
+                    id: id.clone(),
+                    reason: format!("exec: {e}"),
+                })?;
+            let exit_code = out.status.code().unwrap_or(EXEC_FAILED);
+            if exit_code == EXEC_FAILED && out.stderr.starts_with(b"navarch-shim:") {
+                return Err(RuntimeError::Shim {
+                    id: id.clone(),
+                    reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+            Ok(ExecOutput {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                exit_code,
+            })
+        })
+    }
+
+    fn remove<'a>(&'a self, id: &'a ContainerId) -> RuntimeFuture<'a, ()> {
+        let id = id.clone();
+        Box::pin(self.blocking(move |i| i.remove(&id)))
+    }
+}
