@@ -97,6 +97,11 @@ fn column_list(kind: &Kind) -> Vec<Column> {
             ("Endpoints", "string", 0, "The endpoints (address:port) of the set."),
             AGE,
         ],
+        "ConfigMap" => vec![
+            NAME,
+            ("Data", "integer", 0, "The number of keys in data and binaryData."),
+            AGE,
+        ],
         "EndpointSlice" => vec![
             NAME,
             ("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
@@ -181,6 +186,19 @@ pub fn row(kind: &Kind, object: &Value, now: i64) -> Value {
             json!(format_endpoints(object)),
             json!(age(object, now)),
         ],
+        "ConfigMap" => {
+            let keys = |f: &str| {
+                object
+                    .get(f)
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+            };
+            vec![
+                json!(name(object)),
+                json!(keys("data") + keys("binaryData")),
+                json!(age(object, now)),
+            ]
+        }
         "EndpointSlice" => vec![
             json!(name(object)),
             json!(s(object, &["addressType"])),

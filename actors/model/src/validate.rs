@@ -26,7 +26,7 @@ use k8s_openapi::api::authorization::v1::{
     SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -184,6 +184,15 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
         ],
     ),
     ("Lease", &[Supported::Any("spec")]),
+    // A ConfigMap has no `spec`: its top-level fields are checked.
+    (
+        "ConfigMap",
+        &[
+            Supported::Any("data"),
+            Supported::Any("binaryData"),
+            Supported::Any("immutable"),
+        ],
+    ),
     (
         "PodDisruptionBudget",
         &[
@@ -441,6 +450,7 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "Node" => round_trip::<Node>(&input),
         "Pod" => round_trip::<Pod>(&input),
         "Service" => round_trip::<Service>(&input),
+        "ConfigMap" => round_trip::<ConfigMap>(&input),
         "Endpoints" => round_trip::<Endpoints>(&input),
         "Event" => round_trip::<Event>(&input),
         "Deployment" => round_trip::<Deployment>(&input),
@@ -1145,6 +1155,7 @@ pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
         }
         "Event" => validate_event(object, &mut out),
         "Endpoints" => validate_endpoints(object, &mut out),
+        "ConfigMap" => validate_config_map(object, &mut out),
         "EndpointSlice" => discovery::validate_slice(object, &mut out),
         "PodDisruptionBudget" => {
             policy::validate_budget(spec, &mut out);
@@ -1785,6 +1796,86 @@ fn validate_event(event: &Value, out: &mut Vec<Cause>) {
     }
 }
 
+/// The most a ConfigMap's `data` and `binaryData` may hold together (Kubernetes'
+/// `MaxSecretSize`, 1 MiB: it must fit in one store value).
+pub const MAX_CONFIG_MAP_SIZE: usize = 1 << 20;
+
+/// Kubernetes' `IsConfigMapKey`: what a ConfigMap or Secret key may be (it becomes a file
+/// name in a volume).
+fn config_map_key(key: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if key.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        errs.push(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+                .to_string(),
+        );
+    }
+    if key == "." {
+        errs.push("must not be '.'".to_string());
+    } else if key == ".." {
+        errs.push("must not be '..'".to_string());
+    } else if key.starts_with("..") {
+        errs.push("must not start with '..'".to_string());
+    }
+    errs
+}
+
+/// A ConfigMap's keys (valid, none in both `data` and `binaryData`) and its total size.
+fn validate_config_map(cm: &Value, out: &mut Vec<Cause>) {
+    let mut total = 0usize;
+    let data = cm.get("data").and_then(Value::as_object);
+    let binary = cm.get("binaryData").and_then(Value::as_object);
+    for (k, v) in data.into_iter().flatten() {
+        push_invalid(out, "data", &json!(k), config_map_key(k));
+        total += v.as_str().map_or(0, str::len);
+    }
+    for (k, v) in binary.into_iter().flatten() {
+        push_invalid(out, "binaryData", &json!(k), config_map_key(k));
+        if data.is_some_and(|d| d.contains_key(k)) {
+            out.push(invalid(
+                "binaryData",
+                &json!(k),
+                "duplicate of key present in data",
+            ));
+        }
+        // Stored as base64: the decoded size counts.
+        total += v.as_str().map_or(0, |b| b.len() / 4 * 3);
+    }
+    if total > MAX_CONFIG_MAP_SIZE {
+        out.push(Cause::new(
+            "FieldValueTooLong",
+            "[]",
+            format!("Too long: must have at most {MAX_CONFIG_MAP_SIZE} bytes"),
+        ));
+    }
+}
+
+/// An immutable ConfigMap stays as it is: its data, and its being immutable.
+fn config_map_update(old: &Value, new: &Value, out: &mut Vec<Cause>) {
+    if old.get("immutable") != Some(&Value::Bool(true)) {
+        return;
+    }
+    let null = Value::Null;
+    let msg = "field is immutable when `immutable` is set";
+    if new.get("immutable") != Some(&Value::Bool(true)) {
+        out.push(forbidden("immutable", msg));
+    }
+    for field in ["data", "binaryData"] {
+        let o = pruned(old.get(field).unwrap_or(&null));
+        let n = pruned(new.get(field).unwrap_or(&null));
+        if o != n {
+            out.push(forbidden(field, msg));
+        }
+    }
+}
+
 fn validate_endpoints(ep: &Value, out: &mut Vec<Cause>) {
     for (i, ss) in array_at(ep, "subsets").iter().enumerate() {
         let sp = format!("subsets[{i}]");
@@ -1838,6 +1929,7 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
     let old_spec = old.get("spec").unwrap_or(&null);
     let new_spec = new.get("spec").unwrap_or(&null);
     match kind.kind {
+        "ConfigMap" => config_map_update(old, new, &mut out),
         "Deployment" | "ReplicaSet" => {
             let o = pruned(old_spec.get("selector").unwrap_or(&null));
             let n = pruned(new_spec.get("selector").unwrap_or(&null));
@@ -2783,6 +2875,74 @@ mod tests {
             service(json!({"externalTrafficPolicy": "Local", "ports": [{"port": 80}]})),
         );
         assert_eq!(fields(&c), vec!["spec.externalTrafficPolicy"]);
+    }
+
+    #[test]
+    fn config_map_keys_size_and_immutability() {
+        let cm = |extra: Value| {
+            let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "default"}});
+            for (k, v) in extra.as_object().unwrap() {
+                o[k] = v.clone();
+            }
+            o
+        };
+        let ok = cm(json!({"data": {"a.conf": "x", "KEY_2": "y"},
+            "binaryData": {"blob-1": "AAEC"}, "immutable": false}));
+        assert_eq!(create("ConfigMap", ok.clone()), vec![]);
+        let cases = [
+            (
+                json!({"data": {"bad key": "x"}}),
+                "FieldValueInvalid",
+                "data",
+            ),
+            (json!({"data": {"..x": "x"}}), "FieldValueInvalid", "data"),
+            (json!({"data": {".": "x"}}), "FieldValueInvalid", "data"),
+            (
+                json!({"data": {"k": "x"}, "binaryData": {"k": "AAEC"}}),
+                "FieldValueInvalid",
+                "binaryData",
+            ),
+            (
+                json!({"data": {"big": "x".repeat(MAX_CONFIG_MAP_SIZE + 1)}}),
+                "FieldValueTooLong",
+                "[]",
+            ),
+        ];
+        for (extra, reason, field) in cases {
+            let c = create("ConfigMap", cm(extra.clone()));
+            assert!(has(&c, reason, field), "{extra}: {c:?}");
+        }
+        // Not base64: the typed decode refuses it.
+        let bad = cm(json!({"binaryData": {"k": "not base64!"}}));
+        assert!(decode(k("ConfigMap"), &bad, FieldValidation::Strict).is_err());
+
+        let frozen = cm(json!({"data": {"a": "1"}, "immutable": true}));
+        assert_eq!(
+            validate_update(k("ConfigMap"), &ok, &frozen),
+            vec![],
+            "a mutable one may freeze"
+        );
+        let changed = cm(json!({"data": {"a": "2"}, "immutable": true}));
+        assert_eq!(
+            fields(&validate_update(k("ConfigMap"), &frozen, &changed)),
+            vec!["data"]
+        );
+        let thawed = cm(json!({"data": {"a": "1"}, "immutable": false}));
+        assert_eq!(
+            fields(&validate_update(k("ConfigMap"), &frozen, &thawed)),
+            vec!["immutable"]
+        );
+        let relabeled = {
+            let mut f = frozen.clone();
+            f["metadata"]["labels"] = json!({"x": "y"});
+            f
+        };
+        assert_eq!(
+            validate_update(k("ConfigMap"), &frozen, &relabeled),
+            vec![],
+            "metadata may change"
+        );
     }
 
     #[test]

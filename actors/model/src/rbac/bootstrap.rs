@@ -73,7 +73,13 @@ fn view_rules() -> Vec<PolicyRule> {
         rule(
             READ,
             CORE,
-            &["endpoints", "pods", "services", "services/status"],
+            &[
+                "configmaps",
+                "endpoints",
+                "pods",
+                "services",
+                "services/status",
+            ],
         ),
         rule(
             READ,
@@ -107,7 +113,7 @@ fn edit_rules() -> Vec<PolicyRule> {
         rule(READ, CORE, &["pods/exec"]),
         rule(WRITE, CORE, &["pods", "pods/exec"]),
         rule(&["create"], CORE, &["pods/eviction"]),
-        rule(WRITE, CORE, &["events", "services"]),
+        rule(WRITE, CORE, &["configmaps", "events", "services"]),
         rule(
             WRITE,
             APPS,
