@@ -22,7 +22,7 @@ use navarch_store::{EventKind, KeyRange, Object, ObjectKey, ReadConsistency, Rev
 use serde_json::Value;
 use tokio::sync::{mpsc, OnceCell};
 
-use crate::storage::{decode_object, store_error, Storage};
+use crate::storage::{store_error, Storage};
 
 /// Events a subscriber of one value may have queued before it is dropped.
 const BACKLOG: usize = 4096;
@@ -198,7 +198,7 @@ async fn list(
         .map_err(store_error)?;
     let mut values = HashMap::with_capacity(page.objects.len());
     for o in &page.objects {
-        let v = decode_object(o)?;
+        let v = storage.decode(o)?;
         values.insert(o.key.clone(), indexed(shared.path, &v).to_string());
     }
     Ok((values, page.revision))
@@ -254,13 +254,14 @@ async fn follow(
         let batch = batch.map_err(|e| e.to_string())?;
         let mut decoded = Vec::with_capacity(batch.events.len());
         for ev in &batch.events {
-            let object = decode_object(&Object {
-                key: ev.key.clone(),
-                value: ev.value.clone(),
-                create_revision: ev.create_revision,
-                mod_revision: batch.revision,
-            })
-            .map_err(|e| e.message.clone())?;
+            let object = storage
+                .decode(&Object {
+                    key: ev.key.clone(),
+                    value: ev.value.clone(),
+                    create_revision: ev.create_revision,
+                    mod_revision: batch.revision,
+                })
+                .map_err(|e| e.message.clone())?;
             let new = indexed(shared.path, &object).to_string();
             let old = match ev.kind {
                 EventKind::Deleted => values.remove(&ev.key),

@@ -27,6 +27,7 @@ pub mod authn;
 mod authorizer;
 pub mod debug;
 mod decode;
+pub mod encryption;
 mod fanout;
 mod fence;
 mod gc;
@@ -62,6 +63,7 @@ pub use storage::SYSTEM_NAMESPACES;
 
 use crate::audit::{AuditLog, Record};
 use crate::authorizer::Authorizer;
+use crate::encryption::SecretsKey;
 use crate::storage::Storage;
 
 /// What the debug endpoints (`/debug/actors`, `/debug/messages`, `/debug/kill`,
@@ -100,6 +102,10 @@ pub struct ApiServerConfig {
     /// The same for `node.kubernetes.io/unreachable`
     /// (`--default-unreachable-toleration-seconds`).
     pub default_unreachable_toleration_seconds: i64,
+    /// What Secrets are sealed with in the store: every master of a cluster must use the
+    /// same one ([`SecretsKey::from_ca_key`]); the default, a random key, suits only a
+    /// store no other API server reads.
+    pub secrets_key: Arc<SecretsKey>,
 }
 
 impl ApiServerConfig {
@@ -115,6 +121,7 @@ impl ApiServerConfig {
             in_process_limit: 1000,
             default_not_ready_toleration_seconds: DefaultTolerationSeconds::default().not_ready,
             default_unreachable_toleration_seconds: DefaultTolerationSeconds::default().unreachable,
+            secrets_key: Arc::new(SecretsKey::random()),
         }
     }
 }
@@ -195,6 +202,7 @@ impl ApiServer {
                         not_ready: cfg.default_not_ready_toleration_seconds,
                         unreachable: cfg.default_unreachable_toleration_seconds,
                     },
+                    cfg.secrets_key,
                 ),
                 runtime: cfg.runtime,
                 tokens: cfg.tokens,

@@ -28,6 +28,7 @@ use navarch_store::{
 };
 use serde_json::{json, Map, Value};
 
+use crate::encryption::{SecretsKey, ENCRYPTED_KINDS};
 use crate::fanout::Fanouts;
 use crate::gc;
 use crate::reservations::{self, Picked, Reserved};
@@ -94,6 +95,8 @@ pub struct Storage {
     member: Arc<Member>,
     /// The indexed watch fan-outs (pods by node), started by their first watch.
     fanouts: Arc<Fanouts>,
+    /// What Secrets are sealed with in the store.
+    secrets: Arc<SecretsKey>,
     /// DefaultTolerationSeconds, applied to every Pod created or updated.
     tolerations: DefaultTolerationSeconds,
 }
@@ -149,6 +152,11 @@ pub fn decode_object(o: &Object) -> Result<Value, ApiError> {
         Value::String(o.mod_revision.0.to_string()),
     );
     Ok(v)
+}
+
+/// The associated data a sealed value is bound to: its store key.
+fn aad(key: &ObjectKey) -> Vec<u8> {
+    format!("{}/{}/{}", key.kind, key.namespace, key.name).into_bytes()
 }
 
 fn encode_object(v: &Value) -> Vec<u8> {
@@ -365,11 +373,42 @@ impl Removed {
 }
 
 impl Storage {
-    pub fn new(member: Arc<Member>, tolerations: DefaultTolerationSeconds) -> Self {
+    pub fn new(
+        member: Arc<Member>,
+        tolerations: DefaultTolerationSeconds,
+        secrets: Arc<SecretsKey>,
+    ) -> Self {
         Self {
             member,
             fanouts: Arc::new(Fanouts::default()),
+            secrets,
             tolerations,
+        }
+    }
+
+    /// Decodes a stored object, opening it first when its kind is kept encrypted.
+    pub(crate) fn decode(&self, o: &Object) -> Result<Value, ApiError> {
+        if !ENCRYPTED_KINDS.contains(&o.key.kind.as_str()) {
+            return decode_object(o);
+        }
+        let plain = self.secrets.open(&o.value, &aad(&o.key)).map_err(|e| {
+            ApiError::internal(format!("unable to decode stored object {}: {e}", o.key))
+        })?;
+        decode_object(&Object {
+            key: o.key.clone(),
+            value: plain,
+            create_revision: o.create_revision,
+            mod_revision: o.mod_revision,
+        })
+    }
+
+    /// Encodes an object for the store under `key`, sealed when its kind is kept encrypted.
+    fn encode(&self, key: &ObjectKey, v: &Value) -> Vec<u8> {
+        let plain = encode_object(v);
+        if ENCRYPTED_KINDS.contains(&key.kind.as_str()) {
+            self.secrets.seal(&plain, &aad(key))
+        } else {
+            plain
         }
     }
 
@@ -431,7 +470,7 @@ impl Storage {
             })?;
         match found {
             None => Ok(None),
-            Some(o) => Ok(Some((decode_object(&o)?, o.mod_revision))),
+            Some(o) => Ok(Some((self.decode(&o)?, o.mod_revision))),
         }
     }
 
@@ -543,7 +582,7 @@ impl Storage {
                     continue;
                 }
             }
-            let v = decode_object(o)?;
+            let v = self.decode(o)?;
             if !opts.label_selector.matches(&v["metadata"]["labels"])
                 || !opts.field_selector.matches(&v)
             {
@@ -763,9 +802,10 @@ impl Storage {
             if opts.dry_run {
                 return Ok(obj);
             }
+            let key = key_of(kind, ns, &name);
             ops.push(Op::Create {
-                key: key_of(kind, ns, &name),
-                value: encode_object(&obj),
+                value: self.encode(&key, &obj),
+                key,
             });
             let last = ops.len() - 1;
             match self.write(ops).await? {
@@ -990,8 +1030,8 @@ impl Storage {
                 ops.extend(self.reservation_ops(Some(&current), Some(&new)).await?);
             }
             ops.push(Op::Update {
+                value: self.encode(&key, &new),
                 key,
-                value: encode_object(&new),
                 expected: Some(rev),
             });
             let last = ops.len() - 1;
@@ -1409,7 +1449,7 @@ impl Storage {
             if !opts.dry_run {
                 add_disruption_target(&mut marked);
             }
-            let step = Self::plan_removal(pods, ns, name, &marked, rev, &opts, policy);
+            let step = self.plan_removal(pods, ns, name, &marked, rev, &opts, policy);
             if opts.dry_run {
                 return Ok(eviction_success());
             }
@@ -1421,9 +1461,10 @@ impl Storage {
             }
             if let Some((budget, budget_rev)) = &charged {
                 let bname = meta_str(budget, "name").unwrap_or("");
+                let key = key_of(budgets, ns, bname);
                 ops.push(Op::Update {
-                    key: key_of(budgets, ns, bname),
-                    value: encode_object(budget),
+                    value: self.encode(&key, budget),
+                    key,
                     expected: Some(*budget_rev),
                 });
             }
@@ -1603,7 +1644,7 @@ impl Storage {
             };
             self.check_preconditions(kind, name, &current, opts)?;
             let mut ops = Vec::new();
-            let step = Self::plan_removal(kind, ns, name, &current, rev, opts, policy);
+            let step = self.plan_removal(kind, ns, name, &current, rev, opts, policy);
             match &step {
                 Removal::Unchanged => return Ok(Removed::Marked(current)),
                 _ if opts.dry_run => return Ok(step.dry_run(current)),
@@ -1619,7 +1660,7 @@ impl Storage {
                 TxnOutcome::Committed { objects, .. } => {
                     return match step {
                         Removal::Mark { .. } => {
-                            Ok(Removed::Marked(decode_object(committed(&objects, 0)?)?))
+                            Ok(Removed::Marked(self.decode(committed(&objects, 0)?)?))
                         }
                         _ => Ok(Removed::Deleted(current)),
                     }
@@ -1638,7 +1679,9 @@ impl Storage {
 
     /// What deleting `current` (at revision `rev`) takes, written as the first op: marking it
     /// with a deletionTimestamp when a grace period or finalizers hold it, or deleting it.
+    #[allow(clippy::too_many_arguments)]
     fn plan_removal(
+        &self,
         kind: &Kind,
         ns: &str,
         name: &str,
@@ -1709,10 +1752,11 @@ impl Storage {
         if strip_rv(&new) == strip_rv(current) {
             return Removal::Unchanged;
         }
+        let key = key_of(kind, ns, name);
         Removal::Mark {
             op: Op::Update {
-                key: key_of(kind, ns, name),
-                value: encode_object(&new),
+                value: self.encode(&key, &new),
+                key,
                 expected: Some(rev),
             },
             object: new,

@@ -18,8 +18,9 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::encryption::ENCRYPTED_KINDS;
 use crate::fanout::Subscription;
-use crate::storage::{decode_object, store_error, Storage};
+use crate::storage::{store_error, Storage};
 
 /// How often a watch that asked for bookmarks gets one when nothing else happens.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
@@ -42,11 +43,15 @@ pub fn start(
             // kube-apiserver's spread: 30-60 minutes, so clients do not reconnect in step.
             Duration::from_secs(rand::thread_rng().gen_range(1800..3600))
         });
-        let required = opts
-            .field_selector
-            .required_values()
-            .filter_map(|v| serde_json::to_vec(v).ok())
-            .collect();
+        // A sealed value shows nothing of the object: only decoded ones can be skipped.
+        let required = if ENCRYPTED_KINDS.contains(&kind.store_kind().as_str()) {
+            Vec::new()
+        } else {
+            opts.field_selector
+                .required_values()
+                .filter_map(|v| serde_json::to_vec(v).ok())
+                .collect()
+        };
         let mut w = Watcher {
             kind,
             tx,
@@ -160,7 +165,7 @@ impl Watcher {
                     Some(Err(e)) => return self.error(store_error(e)).await,
                     Some(Ok(batch)) => {
                         last = batch.revision;
-                        if !self.batch(&batch, had_initial).await {
+                        if !self.batch(storage, &batch, had_initial).await {
                             return;
                         }
                     }
@@ -205,7 +210,7 @@ impl Watcher {
                     Some(Ok(batch)) if batch.revision > sub.from => catch_up = None,
                     Some(Ok(batch)) => {
                         last = batch.revision;
-                        if !self.batch(&batch, had_initial).await {
+                        if !self.batch(storage, &batch, had_initial).await {
                             return;
                         }
                         if batch.revision == sub.from {
@@ -243,12 +248,12 @@ impl Watcher {
     }
 
     /// Reports the events of one store batch; false when the watch is over.
-    async fn batch(&mut self, batch: &EventBatch, had_initial: bool) -> bool {
+    async fn batch(&mut self, storage: &Storage, batch: &EventBatch, had_initial: bool) -> bool {
         for ev in &batch.events {
             if self.surely_unmatched(ev) {
                 continue;
             }
-            let obj = match decode_object(&navarch_store::Object {
+            let obj = match storage.decode(&navarch_store::Object {
                 key: ev.key.clone(),
                 value: ev.value.clone(),
                 create_revision: ev.create_revision,

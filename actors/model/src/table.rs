@@ -102,6 +102,12 @@ fn column_list(kind: &Kind) -> Vec<Column> {
             ("Data", "integer", 0, "The number of keys in data and binaryData."),
             AGE,
         ],
+        "Secret" => vec![
+            NAME,
+            ("Type", "string", 0, "The type of the secret."),
+            ("Data", "integer", 0, "The number of keys in the secret's data."),
+            AGE,
+        ],
         "EndpointSlice" => vec![
             NAME,
             ("AddressType", "string", 0, "addressType specifies the type of address carried by this EndpointSlice."),
@@ -184,6 +190,15 @@ pub fn row(kind: &Kind, object: &Value, now: i64) -> Value {
         "Endpoints" => vec![
             json!(name(object)),
             json!(format_endpoints(object)),
+            json!(age(object, now)),
+        ],
+        "Secret" => vec![
+            json!(name(object)),
+            json!(s(object, &["type"])),
+            json!(object
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())),
             json!(age(object, now)),
         ],
         "ConfigMap" => {

@@ -26,7 +26,9 @@ use k8s_openapi::api::authorization::v1::{
     SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Event, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -184,6 +186,15 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
         ],
     ),
     ("Lease", &[Supported::Any("spec")]),
+    // A Secret's `stringData` is merged into `data` before validation, as Kubernetes does.
+    (
+        "Secret",
+        &[
+            Supported::Any("data"),
+            Supported::Any("type"),
+            Supported::Any("immutable"),
+        ],
+    ),
     // A ConfigMap has no `spec`: its top-level fields are checked.
     (
         "ConfigMap",
@@ -451,6 +462,7 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "Pod" => round_trip::<Pod>(&input),
         "Service" => round_trip::<Service>(&input),
         "ConfigMap" => round_trip::<ConfigMap>(&input),
+        "Secret" => round_trip::<Secret>(&input),
         "Endpoints" => round_trip::<Endpoints>(&input),
         "Event" => round_trip::<Event>(&input),
         "Deployment" => round_trip::<Deployment>(&input),
@@ -676,6 +688,7 @@ pub fn default(kind: &Kind, object: &mut Value) {
         return;
     };
     match kind.kind {
+        "Secret" => default_secret(obj),
         "Pod" => {
             default_pod_spec(child_object(obj, "spec"));
             if obj.get("status").is_none_or(is_empty) {
@@ -1156,6 +1169,7 @@ pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
         "Event" => validate_event(object, &mut out),
         "Endpoints" => validate_endpoints(object, &mut out),
         "ConfigMap" => validate_config_map(object, &mut out),
+        "Secret" => validate_secret(object, &mut out),
         "EndpointSlice" => discovery::validate_slice(object, &mut out),
         "PodDisruptionBudget" => {
             policy::validate_budget(spec, &mut out);
@@ -1827,6 +1841,100 @@ fn config_map_key(key: &str) -> Vec<String> {
     errs
 }
 
+/// The Secret types whose required keys Kubernetes checks: (type, keys of which at least one
+/// must be present — all when `all`).
+const SECRET_TYPES: &[(&str, &[&str], bool)] = &[
+    ("kubernetes.io/tls", &["tls.crt", "tls.key"], true),
+    (
+        "kubernetes.io/dockerconfigjson",
+        &[".dockerconfigjson"],
+        true,
+    ),
+    ("kubernetes.io/dockercfg", &[".dockercfg"], true),
+    ("kubernetes.io/basic-auth", &["username", "password"], false),
+    ("kubernetes.io/ssh-auth", &["ssh-privatekey"], true),
+];
+
+/// A Secret's defaults: type `Opaque`, and `stringData` merged into `data` (base64), its
+/// values winning, as Kubernetes' conversion does; `stringData` itself is never stored.
+fn default_secret(obj: &mut Map<String, Value>) {
+    use base64::Engine as _;
+    if obj
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        obj.insert("type".into(), json!("Opaque"));
+    }
+    if let Some(Value::Object(plain)) = obj.remove("stringData") {
+        let data = child_object(obj, "data");
+        for (k, v) in plain {
+            if let Some(text) = v.as_str() {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+                data.insert(k, json!(b64));
+            }
+        }
+    }
+}
+
+/// A Secret's keys and size (as a ConfigMap's), and the keys its type requires.
+fn validate_secret(secret: &Value, out: &mut Vec<Cause>) {
+    use base64::Engine as _;
+    let data = secret.get("data").and_then(Value::as_object);
+    let mut total = 0usize;
+    for (k, v) in data.into_iter().flatten() {
+        push_invalid(out, "data", &json!(k), config_map_key(k));
+        total += v.as_str().map_or(0, |b| b.len() / 4 * 3);
+    }
+    if total > MAX_CONFIG_MAP_SIZE {
+        out.push(Cause::new(
+            "FieldValueTooLong",
+            "data",
+            format!("Too long: must have at most {MAX_CONFIG_MAP_SIZE} bytes"),
+        ));
+    }
+    let ty = str_at(secret, "type").unwrap_or("Opaque");
+    let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
+    if let Some((_, keys, all)) = SECRET_TYPES.iter().find(|(t, _, _)| *t == ty) {
+        if *all {
+            for k in keys.iter().filter(|k| !has(k)) {
+                out.push(Cause::required(format!("data[{k}]")));
+            }
+        } else if !keys.iter().any(|k| has(k)) {
+            out.push(Cause::new(
+                "FieldValueRequired",
+                format!("data[{}]", keys[0]),
+                format!("Required value: either {} must be set", keys.join(" or ")),
+            ));
+        }
+    }
+    if ty == "kubernetes.io/service-account-token"
+        && secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+            .as_str()
+            .is_none_or(str::is_empty)
+    {
+        out.push(Cause::required(
+            "metadata.annotations[kubernetes.io/service-account.name]",
+        ));
+    }
+    for key in [".dockerconfigjson", ".dockercfg"] {
+        let Some(b64) = data.and_then(|d| d.get(key)).and_then(Value::as_str) else {
+            continue;
+        };
+        let parsed = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok());
+        if !parsed.is_some_and(|v| v.is_object()) && ty.ends_with(key.trim_start_matches('.')) {
+            out.push(invalid(
+                format!("data[{key}]"),
+                &json!("<secret contents redacted>"),
+                "invalid JSON",
+            ));
+        }
+    }
+}
+
 /// A ConfigMap's keys (valid, none in both `data` and `binaryData`) and its total size.
 fn validate_config_map(cm: &Value, out: &mut Vec<Cause>) {
     let mut total = 0usize;
@@ -1930,6 +2038,13 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
     let new_spec = new.get("spec").unwrap_or(&null);
     match kind.kind {
         "ConfigMap" => config_map_update(old, new, &mut out),
+        "Secret" => {
+            config_map_update(old, new, &mut out);
+            let t = |o: &Value| str_at(o, "type").unwrap_or("").to_string();
+            if t(old) != t(new) {
+                out.push(invalid("type", &json!(t(new)), "field is immutable"));
+            }
+        }
         "Deployment" | "ReplicaSet" => {
             let o = pruned(old_spec.get("selector").unwrap_or(&null));
             let n = pruned(new_spec.get("selector").unwrap_or(&null));
@@ -2875,6 +2990,76 @@ mod tests {
             service(json!({"externalTrafficPolicy": "Local", "ports": [{"port": 80}]})),
         );
         assert_eq!(fields(&c), vec!["spec.externalTrafficPolicy"]);
+    }
+
+    #[test]
+    fn secret_defaults_types_and_immutability() {
+        let sec = |extra: Value| {
+            let mut o = json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s", "namespace": "default"}});
+            for (k, v) in extra.as_object().unwrap() {
+                o[k] = v.clone();
+            }
+            o
+        };
+        // stringData merged into data, winning; type defaulted.
+        let mut d = decode(
+            k("Secret"),
+            &sec(json!({"data": {"a": "b2xk"}, "stringData": {"a": "new", "b": "x"}})),
+            FieldValidation::Strict,
+        )
+        .unwrap();
+        default(k("Secret"), &mut d.object);
+        assert_eq!(d.object["type"], "Opaque");
+        assert_eq!(d.object["data"], json!({"a": "bmV3", "b": "eA=="}));
+        assert!(d.object.get("stringData").is_none());
+        assert_eq!(validate_create(k("Secret"), &d.object), vec![]);
+
+        let tls = |data: Value| sec(json!({"type": "kubernetes.io/tls", "data": data}));
+        assert_eq!(
+            create("Secret", tls(json!({"tls.crt": "Yw==", "tls.key": "aw=="}))),
+            vec![]
+        );
+        assert_eq!(
+            fields(&create("Secret", tls(json!({"tls.crt": "Yw=="})))),
+            vec!["data[tls.key]"]
+        );
+        let basic = |data: Value| sec(json!({"type": "kubernetes.io/basic-auth", "data": data}));
+        assert_eq!(create("Secret", basic(json!({"password": "cA=="}))), vec![]);
+        assert_eq!(
+            fields(&create("Secret", basic(json!({})))),
+            vec!["data[username]"]
+        );
+        let pull = |v: &str| {
+            sec(json!({"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": v}}))
+        };
+        // {"auths":{}} and {not json
+        assert_eq!(create("Secret", pull("eyJhdXRocyI6e319")), vec![]);
+        assert_eq!(
+            fields(&create("Secret", pull("e25vdCBqc29u"))),
+            vec!["data[.dockerconfigjson]"]
+        );
+        let sa = sec(json!({"type": "kubernetes.io/service-account-token"}));
+        assert_eq!(
+            fields(&create("Secret", sa)),
+            vec!["metadata.annotations[kubernetes.io/service-account.name]"]
+        );
+        assert!(has(
+            &create("Secret", sec(json!({"data": {"bad key": "eA=="}}))),
+            "FieldValueInvalid",
+            "data"
+        ));
+
+        let old = sec(json!({"type": "Opaque", "data": {"a": "eA=="}}));
+        let retyped =
+            sec(json!({"type": "kubernetes.io/basic-auth", "data": {"username": "eA=="}}));
+        assert!(fields(&validate_update(k("Secret"), &old, &retyped)).contains(&"type"));
+        let frozen = sec(json!({"type": "Opaque", "data": {"a": "eA=="}, "immutable": true}));
+        let changed = sec(json!({"type": "Opaque", "data": {"a": "eQ=="}, "immutable": true}));
+        assert_eq!(
+            fields(&validate_update(k("Secret"), &frozen, &changed)),
+            vec!["data"]
+        );
     }
 
     #[test]

@@ -335,6 +335,7 @@ async fn run(args: RunArgs) -> Result<()> {
     net.faults = faults.clone();
     net.tap = Some(Arc::new(root.tap()));
     net.reset_key = Some(credentials::quic_reset_key(&args.data_dir)?);
+    let ca_key_pem = creds.ca.key_pem();
     let mut join_authority = JoinAuthority::new(
         Arc::new(creds.ca),
         Arc::new(creds.tokens),
@@ -409,6 +410,10 @@ async fn run(args: RunArgs) -> Result<()> {
     api_cfg.server_address = server_url.trim_start_matches("https://").to_string();
     api_cfg.default_not_ready_toleration_seconds = args.default_not_ready_toleration_seconds;
     api_cfg.default_unreachable_toleration_seconds = args.default_unreachable_toleration_seconds;
+    // Every master holds the CA key, so every one derives the same key for Secrets.
+    api_cfg.secrets_key = Arc::new(navarch_apiserver::encryption::SecretsKey::from_ca_key(
+        &ca_key_pem,
+    ));
     let api = ApiServer::start(api_cfg);
     if !args.no_control_plane {
         // The shared watch caches of each activation of this master's controllers.

@@ -113,7 +113,13 @@ fn edit_rules() -> Vec<PolicyRule> {
         rule(READ, CORE, &["pods/exec"]),
         rule(WRITE, CORE, &["pods", "pods/exec"]),
         rule(&["create"], CORE, &["pods/eviction"]),
-        rule(WRITE, CORE, &["configmaps", "events", "services"]),
+        rule(
+            WRITE,
+            CORE,
+            &["configmaps", "events", "secrets", "services"],
+        ),
+        // Like Kubernetes' edit (not view): Secrets are readable by editors only.
+        rule(READ, CORE, &["secrets"]),
         rule(
             WRITE,
             APPS,
@@ -611,6 +617,14 @@ mod tests {
         assert!(may(&admin, "create", "rbac.authorization.k8s.io", "roles"));
         assert!(!may(&edit, "create", "rbac.authorization.k8s.io", "roles"));
         assert!(may(&edit, "create", "apps", "deployments"));
+        // Secrets: editors read and write them, viewers see only ConfigMaps (as Kubernetes).
+        assert!(may(&edit, "get", "", "secrets"));
+        assert!(may(&edit, "create", "", "secrets"));
+        assert!(may(&admin, "list", "", "secrets"));
+        assert!(!may(&view, "get", "", "secrets"));
+        assert!(!may(&view, "list", "", "secrets"));
+        assert!(may(&view, "get", "", "configmaps"));
+        assert!(!may(&view, "create", "", "configmaps"));
         assert!(may(&edit, "update", "coordination.k8s.io", "leases"));
         assert!(!may(&edit, "create", "", "endpoints"));
         assert!(may(&edit, "create", "policy", "poddisruptionbudgets"));
