@@ -15,6 +15,7 @@ pub mod contract;
 pub mod error;
 pub mod image;
 pub mod logs;
+pub mod oci;
 pub mod plan;
 pub mod process;
 pub mod rootpath;
@@ -27,6 +28,7 @@ pub mod time;
 pub use container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 pub use error::RuntimeError;
 pub use image::{Image, ImageConfig, ImageStore};
+pub use oci::{OciConfig, OciRuntime};
 pub use process::{IsolationMode, ProcessConfig, ProcessRuntime};
 pub use spec::{
     ContainerId, ContainerSpec, EnvVar, ExecOutput, ExecRequest, LogConfig, Mount, MountSource,

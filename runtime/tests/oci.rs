@@ -1,0 +1,188 @@
+//! The runtime contract run against the `oci` runtime (runc). Needs root and runc
+//! (scripts/install-deps.sh installs Debian's `runc`); without either these tests fail,
+//! they do not skip. Every scenario of the contract applies to runc and runs here.
+
+use std::path::{Path, PathBuf};
+
+use navarch_runtime::contract::{self, RuntimeFactory};
+use navarch_runtime::{ContainerRuntime, ImageStore, OciConfig, OciRuntime, RuntimeError};
+
+struct Oci {
+    _dir: tempfile::TempDir,
+    images: ImageStore,
+    rootfs: PathBuf,
+    /// A process in a network namespace of its own, as a pod sandbox's would be.
+    netns_holder: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+fn cgroup_parent() -> String {
+    format!("navarch-oci-test-{}", std::process::id())
+}
+
+fn config(state_dir: PathBuf, images: ImageStore) -> OciConfig {
+    let mut config = OciConfig::new(state_dir, images, env!("CARGO_BIN_EXE_navarch-shim"));
+    config.cgroup_parent = cgroup_parent();
+    config
+}
+
+impl Oci {
+    fn new() -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the oci runtime's contract needs root (CI runs as root)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let images = ImageStore::new(dir.path().join("images")).unwrap();
+        let busybox = images
+            .ensure_busybox()
+            .unwrap_or_else(|e| panic!("{e} (scripts/install-deps.sh installs busybox-static)"));
+        Oci {
+            rootfs: busybox.rootfs.unwrap(),
+            _dir: dir,
+            images,
+            netns_holder: Default::default(),
+        }
+    }
+}
+
+impl Drop for Oci {
+    fn drop(&mut self) {
+        if let Some(mut holder) = self.netns_holder.lock().unwrap().take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
+        // The last test out removes the (then empty) parent groups.
+        navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
+            .remove_parent_in_every_hierarchy();
+    }
+}
+
+impl RuntimeFactory for Oci {
+    fn runtime(&self, state_dir: &Path) -> Result<Box<dyn ContainerRuntime>, RuntimeError> {
+        let rt = OciRuntime::new(config(state_dir.join("state"), self.images.clone()))?;
+        Ok(Box::new(rt))
+    }
+
+    fn busybox(&self) -> String {
+        "busybox".into()
+    }
+
+    fn busybox_rootfs(&self) -> PathBuf {
+        self.rootfs.clone()
+    }
+
+    fn pod_netns(&self) -> Result<PathBuf, String> {
+        let mut holder = self.netns_holder.lock().unwrap();
+        if holder.is_none() {
+            let child = std::process::Command::new("unshare")
+                .args(["--net", "sleep", "1000"])
+                .spawn()
+                .map_err(|e| format!("unshare --net: {e}"))?;
+            let ns = PathBuf::from(format!("/proc/{}/ns/net", child.id()));
+            *holder = Some(child);
+            let host = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_link(&ns).map_err(|e| e.to_string())? == host {
+                if std::time::Instant::now() > deadline {
+                    return Err("unshare --net never left the host's netns".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        let pid = holder.as_ref().map(|c| c.id()).unwrap_or_default();
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
+    }
+}
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let f = Oci::new();
+            let dir = tempfile::tempdir().unwrap();
+            contract::$name(&f, dir.path()).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    )*};
+}
+
+scenarios!(
+    exit_code_and_logs,
+    clean_exit_is_completed,
+    start_error_and_unknown_image,
+    stop_sends_term,
+    stop_kills_after_the_grace_period,
+    own_pid_namespace_and_hostname,
+    joins_the_pod_network_namespace,
+    exec_collects_output_and_exit_code,
+    memory_hog_is_oom_killed,
+    root_filesystem_writes_stay_in_the_container,
+    reattach_finds_running_containers,
+    log_rotation_keeps_the_newest_bytes,
+);
+
+#[test]
+fn every_contract_scenario_has_a_test_here() {
+    assert_eq!(contract::ALL.len(), 12);
+}
+
+/// runc knows the container the runtime started, with the same pid, from a second runtime
+/// too; limits reach the container's cgroup files; remove deletes it from runc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_state_matches_and_limits_reach_the_cgroup() {
+    use navarch_runtime::cgroup::CgroupVersion;
+    let f = Oci::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = OciRuntime::new(config(dir.path().join("state"), f.images.clone())).unwrap();
+    let id =
+        navarch_runtime::ContainerId::new(format!("runc-state-{}", std::process::id())).unwrap();
+    let mut spec = navarch_runtime::ContainerSpec::new(id.clone(), "busybox", &["sleep", "1000"]);
+    spec.resources.cpu_limit_millis = Some(500);
+    spec.resources.memory_limit_bytes = Some(64 << 20);
+    spec.resources.pids_limit = Some(50);
+    rt.create(spec).await.unwrap();
+    let st = rt.start(&id).await.unwrap();
+    let again = OciRuntime::new(config(dir.path().join("state"), f.images.clone())).unwrap();
+    let runc = again.runc_state(&id).await.unwrap().expect("runc knows it");
+    assert_eq!(
+        (runc.status.as_str(), Some(runc.pid)),
+        ("running", st.pid),
+        "{runc:?}"
+    );
+    let cg = rt.cgroups().container(&id);
+    let read = |d: &Path, f: &str| {
+        std::fs::read_to_string(d.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    match cg.version {
+        CgroupVersion::V1 => {
+            assert_eq!(
+                read(&cg.dirs[0], "memory.limit_in_bytes"),
+                (64u64 << 20).to_string()
+            );
+            assert_eq!(read(&cg.dirs[1], "cpu.cfs_quota_us"), "50000");
+            assert_eq!(read(&cg.dirs[1], "cpu.cfs_period_us"), "100000");
+            assert_eq!(read(&cg.dirs[2], "pids.max"), "50");
+        }
+        CgroupVersion::V2 => {
+            assert_eq!(read(&cg.dirs[0], "memory.max"), (64u64 << 20).to_string());
+            assert_eq!(read(&cg.dirs[0], "cpu.max"), "50000 100000");
+            assert_eq!(read(&cg.dirs[0], "pids.max"), "50");
+        }
+    }
+    let procs = read(&cg.dirs[0], "cgroup.procs");
+    assert_eq!(procs, st.pid.unwrap().to_string());
+    again.remove(&id).await.unwrap();
+    assert_eq!(rt.runc_state(&id).await.unwrap(), None);
+    assert!(
+        cg.dirs.iter().all(|d| !d.exists()),
+        "cgroups left: {:?}",
+        cg.dirs
+    );
+    assert!(!dir
+        .path()
+        .join("state/containers")
+        .join(id.as_str())
+        .exists());
+}
