@@ -8,7 +8,7 @@ need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
-command -v runc >/dev/null 2>&1 || need+=(runc)
+{ command -v runc || [ -x /usr/sbin/runc ]; } >/dev/null 2>&1 || need+=(runc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -136,13 +136,14 @@ pub fn runc_error(log: &Path) -> Option<String> {
     })
 }
 
-/// Finds `name` in `PATH` when it has no '/'.
+/// Finds `name` in `PATH` (then in `/usr/sbin`, where Debian puts runc) when it has no '/'.
 fn which(name: &Path) -> Option<PathBuf> {
     if name.components().count() > 1 {
         return name.is_file().then(|| name.to_path_buf());
     }
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
