@@ -186,3 +186,115 @@ async fn runc_state_matches_and_limits_reach_the_cgroup() {
         .join(id.as_str())
         .exists());
 }
+
+/// The environment variable that makes [`oci_agent_that_gets_killed`] act.
+const KILLED_AGENT_DIR: &str = "NAVARCH_TEST_KILLED_OCI_AGENT_DIR";
+
+/// Not a test: the "agent" process `a_killed_agent_leaves_its_runc_containers_running`
+/// starts (this test binary, run with `--ignored --exact` and the env var) and SIGKILLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a helper process of a_killed_agent_leaves_its_runc_containers_running"]
+async fn oci_agent_that_gets_killed() {
+    let dir = PathBuf::from(std::env::var(KILLED_AGENT_DIR).expect("run by the killed-agent test"));
+    let id = navarch_runtime::ContainerId::new(format!("killed-oci-agent-{}", std::process::id()))
+        .unwrap();
+    let spec = navarch_runtime::ContainerSpec::new(
+        id.clone(),
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 42' TERM; echo up; sleep 1000 & wait",
+        ],
+    );
+    let images = ImageStore::new(dir.join("images")).unwrap();
+    images.ensure_busybox().unwrap();
+    let mut config = OciConfig::new(
+        dir.join("state"),
+        images,
+        env!("CARGO_BIN_EXE_navarch-shim"),
+    );
+    config.cgroup_parent = format!(
+        "navarch-oci-test-{}",
+        std::env::var("NAVARCH_TEST_PARENT_PID").unwrap()
+    );
+    let rt = OciRuntime::new(config).unwrap();
+    rt.create(spec).await.unwrap();
+    let st = rt.start(&id).await.unwrap();
+    println!("started {} {}", id, st.pid.unwrap());
+    std::future::pending::<()>().await;
+}
+
+/// An agent killed with SIGKILL leaves its runc containers running under their shims; a new
+/// runtime over the same state dir finds them with the same pids, and the exit and output
+/// the orphaned shim recorded.
+#[test]
+fn a_killed_agent_leaves_its_runc_containers_running() {
+    use std::io::BufRead;
+    let f = Oci::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "oci_agent_that_gets_killed",
+            "--nocapture",
+        ])
+        .env(KILLED_AGENT_DIR, dir.path())
+        .env("NAVARCH_TEST_PARENT_PID", std::process::id().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(agent.stdout.take().unwrap()).lines();
+    let (id, pid) = loop {
+        let line = lines
+            .next()
+            .expect("the agent ended before starting its container")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("started ") {
+            let (id, pid) = rest.split_once(' ').unwrap();
+            break (
+                navarch_runtime::ContainerId::new(id).unwrap(),
+                pid.parse::<i32>().unwrap(),
+            );
+        }
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    agent.wait().unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let images = ImageStore::new(dir.path().join("images")).unwrap();
+        let runtime = OciRuntime::new(config(dir.path().join("state"), images)).unwrap();
+        let all = runtime.list().await.unwrap();
+        let st = all.iter().find(|c| c.id == id).expect("listed");
+        assert_eq!(
+            (st.state, st.pid),
+            (navarch_runtime::ContainerState::Running, Some(pid)),
+            "{st:?}"
+        );
+        let runc = runtime
+            .runc_state(&id)
+            .await
+            .unwrap()
+            .expect("runc knows it");
+        assert_eq!((runc.status.as_str(), runc.pid), ("running", pid));
+        let st = runtime
+            .stop(&id, std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(st.exit_code, Some(42), "{st:?}");
+        assert!(st.stop.kill_sent_at.is_none());
+        let log = std::fs::read_to_string(&st.log_path).unwrap();
+        assert!(
+            log.contains(" stdout F up") && log.contains(" stdout F bye"),
+            "{log}"
+        );
+        runtime.remove(&id).await.unwrap();
+    });
+    drop(f);
+}
