@@ -513,6 +513,7 @@ impl Inner {
 /// killing `runc exec` alone would leave the command running in the container.
 struct ExecGuard {
     pid_file: PathBuf,
+    process_file: PathBuf,
     done: bool,
 }
 
@@ -536,7 +537,34 @@ impl Drop for ExecGuard {
             self.kill();
         }
         let _ = fs::remove_file(&self.pid_file);
+        let _ = fs::remove_file(&self.process_file);
     }
+}
+
+/// An exec's process: the container's (user, capabilities, cwd) with the exec's argv and its
+/// environment over the container's.
+fn exec_process(
+    config: &Path,
+    id: &ContainerId,
+    request: &ExecRequest,
+) -> Result<oci_spec::runtime::Process, RuntimeError> {
+    let spec: oci_spec::runtime::Spec =
+        read_json(config)?.ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| RuntimeError::CorruptState {
+            path: config.to_path_buf(),
+            reason: "no process".into(),
+        })?;
+    let mut env = process.env().clone().unwrap_or_default();
+    for e in &request.env {
+        env.retain(|x| x.split('=').next() != Some(e.name.as_str()));
+        env.push(format!("{}={}", e.name, e.value));
+    }
+    process.set_env(Some(env));
+    process.set_args(Some(request.command.clone()));
+    Ok(process)
 }
 
 impl ContainerRuntime for OciRuntime {
@@ -653,18 +681,26 @@ impl ContainerRuntime for OciRuntime {
                     .unwrap_or_default()
                     .as_nanos()
             ));
+            // The container's process with the exec's argv and its env over the container's
+            // (runc's `--env` would append duplicates that the container's values shadow).
+            let process_file = pid_file.with_extension("json");
             let mut guard = ExecGuard {
                 pid_file: pid_file.clone(),
+                process_file: process_file.clone(),
                 done: false,
             };
+            let owned = (id.clone(), request.clone(), process_file);
+            self.blocking(move |i| {
+                let (id, request, file) = owned;
+                let process = exec_process(&i.dir(&id).join(CONFIG), &id, &request)?;
+                write_json(&file, &process)
+            })
+            .await?;
             let mut cmd = tokio::process::Command::new(&inner.runc);
             cmd.arg("--root").arg(inner.runc_root()).arg("exec");
             cmd.arg("--pid-file").arg(&pid_file);
-            for e in &request.env {
-                cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
-            }
-            // runc stops parsing flags at the container id: no `--` (it would be argv[0]).
-            cmd.arg(id.as_str()).args(&request.command);
+            cmd.arg("--process").arg(&guard.process_file);
+            cmd.arg(id.as_str());
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

@@ -13,15 +13,21 @@ struct Oci {
     rootfs: PathBuf,
     /// A process in a network namespace of its own, as a pod sandbox's would be.
     netns_holder: std::sync::Mutex<Option<std::process::Child>>,
+    /// This test's own parent group: removing it at the end cannot race another test's
+    /// runc making a group under it.
+    parent: String,
 }
 
+/// A parent cgroup name no other test of this process uses.
 fn cgroup_parent() -> String {
-    format!("navarch-oci-test-{}", std::process::id())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("navarch-oci-test-{}-{n}", std::process::id())
 }
 
-fn config(state_dir: PathBuf, images: ImageStore) -> OciConfig {
+fn config(state_dir: PathBuf, images: ImageStore, parent: &str) -> OciConfig {
     let mut config = OciConfig::new(state_dir, images, env!("CARGO_BIN_EXE_navarch-shim"));
-    config.cgroup_parent = cgroup_parent();
+    config.cgroup_parent = parent.to_string();
     config
 }
 
@@ -41,6 +47,7 @@ impl Oci {
             _dir: dir,
             images,
             netns_holder: Default::default(),
+            parent: cgroup_parent(),
         }
     }
 }
@@ -52,14 +59,18 @@ impl Drop for Oci {
             let _ = holder.wait();
         }
         // The last test out removes the (then empty) parent groups.
-        navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
+        navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &self.parent)
             .remove_parent_in_every_hierarchy();
     }
 }
 
 impl RuntimeFactory for Oci {
     fn runtime(&self, state_dir: &Path) -> Result<Box<dyn ContainerRuntime>, RuntimeError> {
-        let rt = OciRuntime::new(config(state_dir.join("state"), self.images.clone()))?;
+        let rt = OciRuntime::new(config(
+            state_dir.join("state"),
+            self.images.clone(),
+            &self.parent,
+        ))?;
         Ok(Box::new(rt))
     }
 
@@ -126,22 +137,53 @@ fn every_contract_scenario_has_a_test_here() {
 }
 
 /// runc knows the container the runtime started, with the same pid, from a second runtime
-/// too; limits reach the container's cgroup files; remove deletes it from runc.
+/// too; an exec's env overrides the container's and a missing binary is an error; limits
+/// reach the container's cgroup files; remove deletes it from runc.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runc_state_matches_and_limits_reach_the_cgroup() {
     use navarch_runtime::cgroup::CgroupVersion;
     let f = Oci::new();
     let dir = tempfile::tempdir().unwrap();
-    let rt = OciRuntime::new(config(dir.path().join("state"), f.images.clone())).unwrap();
+    let rt = OciRuntime::new(config(
+        dir.path().join("state"),
+        f.images.clone(),
+        &f.parent,
+    ))
+    .unwrap();
     let id =
         navarch_runtime::ContainerId::new(format!("runc-state-{}", std::process::id())).unwrap();
     let mut spec = navarch_runtime::ContainerSpec::new(id.clone(), "busybox", &["sleep", "1000"]);
     spec.resources.cpu_limit_millis = Some(500);
     spec.resources.memory_limit_bytes = Some(64 << 20);
     spec.resources.pids_limit = Some(50);
+    spec.env.push(navarch_runtime::EnvVar {
+        name: "GREETING".into(),
+        value: "hello".into(),
+    });
     rt.create(spec).await.unwrap();
     let st = rt.start(&id).await.unwrap();
-    let again = OciRuntime::new(config(dir.path().join("state"), f.images.clone())).unwrap();
+    // An exec's environment overrides the container's.
+    let mut exec = navarch_runtime::ExecRequest::new(&["sh", "-c", "echo $GREETING"]);
+    exec.env.push(navarch_runtime::EnvVar {
+        name: "GREETING".into(),
+        value: "bye".into(),
+    });
+    let out = rt.exec(&id, exec).await.unwrap();
+    assert_eq!(
+        (out.stdout.as_slice(), out.exit_code),
+        (&b"bye\n"[..], 0),
+        "{out:?}"
+    );
+    let missing = rt
+        .exec(&id, navarch_runtime::ExecRequest::new(&["/no/such/binary"]))
+        .await;
+    assert!(missing.is_err(), "{missing:?}");
+    let again = OciRuntime::new(config(
+        dir.path().join("state"),
+        f.images.clone(),
+        &f.parent,
+    ))
+    .unwrap();
     let runc = again.runc_state(&id).await.unwrap().expect("runc knows it");
     assert_eq!(
         (runc.status.as_str(), Some(runc.pid)),
@@ -214,10 +256,7 @@ async fn oci_agent_that_gets_killed() {
         images,
         env!("CARGO_BIN_EXE_navarch-shim"),
     );
-    config.cgroup_parent = format!(
-        "navarch-oci-test-{}",
-        std::env::var("NAVARCH_TEST_PARENT_PID").unwrap()
-    );
+    config.cgroup_parent = std::env::var("NAVARCH_TEST_CGROUP_PARENT").unwrap();
     let rt = OciRuntime::new(config).unwrap();
     rt.create(spec).await.unwrap();
     let st = rt.start(&id).await.unwrap();
@@ -241,7 +280,7 @@ fn a_killed_agent_leaves_its_runc_containers_running() {
             "--nocapture",
         ])
         .env(KILLED_AGENT_DIR, dir.path())
-        .env("NAVARCH_TEST_PARENT_PID", std::process::id().to_string())
+        .env("NAVARCH_TEST_CGROUP_PARENT", &f.parent)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -269,7 +308,7 @@ fn a_killed_agent_leaves_its_runc_containers_running() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let images = ImageStore::new(dir.path().join("images")).unwrap();
-        let runtime = OciRuntime::new(config(dir.path().join("state"), images)).unwrap();
+        let runtime = OciRuntime::new(config(dir.path().join("state"), images, &f.parent)).unwrap();
         let all = runtime.list().await.unwrap();
         let st = all.iter().find(|c| c.id == id).expect("listed");
         assert_eq!(
