@@ -11,6 +11,9 @@
 //! `exit.json` (exit code, signal, OOM kills). It outlives the agent, so a restarted agent
 //! finds its containers running and their exits recorded.
 //!
+//! `oci-start <container dir>`: the same for the `oci` runtime, with runc in place of the
+//! fork (`shim/oci.rs`: `runc create` with the log pipes as stdio, then `runc start`).
+//!
 //! `exec <container dir> [--env NAME=value]... -- <argv>...`: joins the running container's
 //! namespaces and cgroups, runs the command with the container's environment and working
 //! dir on the shim's own stdout and stderr, and exits with its exit code (128 + signal);
