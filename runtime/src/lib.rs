@@ -7,8 +7,9 @@
 //!
 //! Start at `container_runtime.rs` (the trait), `spec.rs` (what a container is asked to
 //! be) and `status.rs` (what it is, folded from the state dir's records), then
-//! `process.rs` and `shim.rs`, then `oci.rs`. The crate knows nothing of the store, the network or the
-//! actors: the agent turns pods into [`ContainerSpec`]s and statuses back into pod status.
+//! `process.rs` and `shim.rs`, then `oci.rs`. The crate knows nothing of the store, the
+//! network or the actors: the agent turns pods into [`ContainerSpec`]s and statuses back
+//! into pod status.
 
 pub mod cgroup;
 pub mod container_runtime;
