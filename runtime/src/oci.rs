@@ -746,3 +746,31 @@ impl ContainerRuntime for OciRuntime {
         Box::pin(self.blocking(move |i| i.remove(&id)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_error_is_the_last_error_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join(RUNC_LOG);
+        assert_eq!(runc_error(&log), None);
+        fs::write(
+            &log,
+            concat!(
+                r#"{"level":"error","msg":"an earlier one","time":"t"}"#,
+                "\n",
+                r#"{"level":"warning","msg":"a warning","time":"t"}"#,
+                "\n",
+                r#"{"level":"error","msg":"exec: \"/x\": no such file","time":"t"}"#,
+                "\nnot json\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            runc_error(&log).as_deref(),
+            Some("exec: \"/x\": no such file")
+        );
+    }
+}

@@ -272,6 +272,11 @@ fn a_killed_agent_leaves_its_runc_containers_running() {
     use std::io::BufRead;
     let f = Oci::new();
     let dir = tempfile::tempdir().unwrap();
+    let _cleanup = RemoveAll {
+        state: dir.path().join("state"),
+        images: dir.path().join("images"),
+        parent: f.parent.clone(),
+    };
     let mut agent = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -335,5 +340,31 @@ fn a_killed_agent_leaves_its_runc_containers_running() {
         );
         runtime.remove(&id).await.unwrap();
     });
-    drop(f);
+}
+
+/// Removes every container of a state dir when dropped, so a failing test leaves no
+/// container, mount or cgroup behind.
+struct RemoveAll {
+    state: PathBuf,
+    images: PathBuf,
+    parent: String,
+}
+
+impl Drop for RemoveAll {
+    fn drop(&mut self) {
+        let (Ok(images), Ok(rt)) = (
+            ImageStore::new(&self.images),
+            tokio::runtime::Runtime::new(),
+        ) else {
+            return;
+        };
+        let Ok(runtime) = OciRuntime::new(config(self.state.clone(), images, &self.parent)) else {
+            return;
+        };
+        rt.block_on(async {
+            for c in runtime.list().await.unwrap_or_default() {
+                let _ = runtime.remove(&c.id).await;
+            }
+        });
+    }
 }
