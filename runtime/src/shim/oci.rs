@@ -55,10 +55,18 @@ pub(super) fn start(dir: &Path) -> Result<(), String> {
         let reason = runc_error(&runc_log).unwrap_or_else(|| format!("runc create: {created}"));
         return failed(dir, reason);
     }
-    let pid: i32 = fs::read_to_string(&pid_file)
+    let Some(pid) = fs::read_to_string(&pid_file)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| format!("no pid in {}", pid_file.display()))?;
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        let _ = runc(&["delete", "--force", id])
+            .stdout(Stdio::null())
+            .status();
+        return failed(
+            dir,
+            format!("runc create wrote no pid to {}", pid_file.display()),
+        );
+    };
     let child = Pid::from_raw(pid);
     let started = runc(&["start", id])
         .stdin(Stdio::null())
