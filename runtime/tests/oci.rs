@@ -368,3 +368,74 @@ impl Drop for RemoveAll {
         });
     }
 }
+
+/// An imported image's config gives the command, environment and working dir; an image
+/// without a root filesystem (a host image) cannot be a bundle: InvalidImage at create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_images_run_with_their_config_and_host_images_are_refused() {
+    let f = Oci::new();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&f.rootfs)
+        .arg(layout.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::write(
+        layout.join("config.json"),
+        r#"{"entrypoint":["sh","-c"],"cmd":["echo $FOO in $(pwd)"],"env":["FOO=bar"],"workingDir":"/tmp"}"#,
+    )
+    .unwrap();
+    f.images.import("example.com/mine:v1", &layout).unwrap();
+    f.images
+        .add_host_image(
+            "host",
+            &navarch_runtime::ImageConfig {
+                cmd: vec!["/bin/sh".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let rt = OciRuntime::new(config(
+        dir.path().join("state"),
+        f.images.clone(),
+        &f.parent,
+    ))
+    .unwrap();
+    let id = navarch_runtime::ContainerId::new(format!("imported-{}", std::process::id())).unwrap();
+    rt.create(navarch_runtime::ContainerSpec::new(
+        id.clone(),
+        "example.com/mine:v1",
+        &[],
+    ))
+    .await
+    .unwrap();
+    rt.start(&id).await.unwrap();
+    let deadline = std::time::Instant::now() + contract::WAIT;
+    let st = loop {
+        let st = rt.status(&id).await.unwrap();
+        if st.state == navarch_runtime::ContainerState::Exited {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "never exited: {st:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let log = std::fs::read_to_string(&st.log_path).unwrap();
+    assert_eq!(st.exit_code, Some(0), "{st:?} {log}");
+    assert!(log.contains(" stdout F bar in /tmp"), "{log}");
+    rt.remove(&id).await.unwrap();
+
+    let host = navarch_runtime::ContainerId::new(format!("host-{}", std::process::id())).unwrap();
+    let r = rt
+        .create(navarch_runtime::ContainerSpec::new(
+            host.clone(),
+            "host",
+            &[],
+        ))
+        .await;
+    assert!(matches!(r, Err(RuntimeError::InvalidImage { .. })), "{r:?}");
+    assert!(rt.list().await.unwrap().is_empty());
+}
