@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages navarch needs to build and test, if they are missing:
 # libclang-dev (RocksDB's bindgen), etcd-server (the benchmark's peer), busybox-static (the
-# process runtime's `busybox` image; a dynamically linked /bin/busybox cannot be an image).
+# process runtime's `busybox` image; a dynamically linked /bin/busybox cannot be an image),
+# runc (the oci runtime runs its containers).
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+{ command -v runc || [ -x /usr/sbin/runc ]; } >/dev/null 2>&1 || need+=(runc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

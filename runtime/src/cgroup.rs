@@ -112,6 +112,17 @@ impl Cgroups {
             let _ = fs::remove_dir(dir);
         }
     }
+
+    /// Removes the (empty) parent group from every v1 hierarchy, not only navarch's three
+    /// (runc makes a container's group in each: cpuset, devices, freezer, ...).
+    pub fn remove_parent_in_every_hierarchy(&self) {
+        self.remove_parent();
+        if self.version == CgroupVersion::V1 {
+            for entry in fs::read_dir(&self.root).into_iter().flatten().flatten() {
+                let _ = fs::remove_dir(entry.path().join(&self.parent));
+            }
+        }
+    }
 }
 
 fn write(path: PathBuf, value: &str) -> Result<(), RuntimeError> {

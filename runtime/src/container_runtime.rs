@@ -1,5 +1,5 @@
-//! The `ContainerRuntime` trait: what the node agent asks of any runtime (`process` today,
-//! `oci` through runc next), object-safe so the agent holds a `Box<dyn ContainerRuntime>`.
+//! The `ContainerRuntime` trait: what the node agent asks of any runtime (`process`, and
+//! `oci` through runc), object-safe so the agent holds a `Box<dyn ContainerRuntime>`.
 
 use std::future::Future;
 use std::pin::Pin;

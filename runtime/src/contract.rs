@@ -1,4 +1,4 @@
-//! The contract every [`ContainerRuntime`] passes (`process` now, `oci` next): create,
+//! The contract every [`ContainerRuntime`] passes (`process` and `oci`): create,
 //! start, exit codes and reasons, logs and their rotation, stop with SIGTERM then SIGKILL,
 //! exec, isolation (PID namespace, hostname, root filesystem, memory limit) and re-attach
 //! from a new runtime instance over the same state dir. Each scenario takes a factory and

@@ -49,6 +49,12 @@ pub enum RuntimeError {
     /// An exec ran past its timeout; its command was killed.
     #[error("exec in container {id} ran past its timeout of {timeout_ms} ms")]
     ExecTimeout { id: ContainerId, timeout_ms: u64 },
+    /// The runtime cannot run on this machine (its tool is missing, it needs root).
+    #[error("the {runtime} runtime is unavailable: {reason}")]
+    Unavailable {
+        runtime: &'static str,
+        reason: String,
+    },
     /// A file of the state dir could not be parsed.
     #[error("state file {path} is corrupt: {reason}")]
     CorruptState { path: PathBuf, reason: String },

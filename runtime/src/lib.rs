@@ -1,13 +1,15 @@
-//! Container runtimes for the node agent, behind the [`ContainerRuntime`] trait: today the
+//! Container runtimes for the node agent, behind the [`ContainerRuntime`] trait: the
 //! `process` runtime ([`ProcessRuntime`]: processes forked through nix into namespaces,
 //! an overlay root over an image and cgroup limits, each supervised by its own
-//! [`shim`]), with the [`ImageStore`] it takes images from; the `oci` runtime (runc) comes
-//! next behind the same trait. [`contract`] is the suite every runtime passes.
+//! [`shim`]) and the `oci` runtime ([`OciRuntime`]: OCI bundles run by runc under the same
+//! shim), with the [`ImageStore`] they take images from. [`contract`] is the suite every
+//! runtime passes.
 //!
 //! Start at `container_runtime.rs` (the trait), `spec.rs` (what a container is asked to
 //! be) and `status.rs` (what it is, folded from the state dir's records), then
-//! `process.rs` and `shim.rs`. The crate knows nothing of the store, the network or the
-//! actors: the agent turns pods into [`ContainerSpec`]s and statuses back into pod status.
+//! `process.rs` and `shim.rs`, then `oci.rs`. The crate knows nothing of the store, the
+//! network or the actors: the agent turns pods into [`ContainerSpec`]s and statuses back
+//! into pod status.
 
 pub mod cgroup;
 pub mod container_runtime;
@@ -15,6 +17,7 @@ pub mod contract;
 pub mod error;
 pub mod image;
 pub mod logs;
+pub mod oci;
 pub mod plan;
 pub mod process;
 pub mod rootpath;
@@ -27,6 +30,7 @@ pub mod time;
 pub use container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 pub use error::RuntimeError;
 pub use image::{Image, ImageConfig, ImageStore};
+pub use oci::{OciConfig, OciRuntime};
 pub use process::{IsolationMode, ProcessConfig, ProcessRuntime};
 pub use spec::{
     ContainerId, ContainerSpec, EnvVar, ExecOutput, ExecRequest, LogConfig, Mount, MountSource,

@@ -289,40 +289,7 @@ impl Inner {
                 op: "start",
             });
         }
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(state::SHIM_LOG))
-            .map_err(RuntimeError::io("open", dir.join(state::SHIM_LOG)))?;
-        let shim = &self.config.shim;
-        let mut child = Command::new(&shim[0])
-            .args(&shim[1..])
-            .arg("start")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| RuntimeError::Shim {
-                id: id.clone(),
-                reason: format!("spawn {:?}: {e}", shim[0]),
-            })?;
-        let mut line = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|out| std::io::BufReader::new(out).read_line(&mut line));
-        reap_later(child);
-        if !matches!(read, Some(Ok(n)) if n > 0) {
-            return Err(RuntimeError::Shim {
-                id: id.clone(),
-                reason: format!("no report (see {})", dir.join(state::SHIM_LOG).display()),
-            });
-        }
-        let report: Report = serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Shim {
-            id: id.clone(),
-            reason: format!("bad report {line:?}: {e}"),
-        })?;
+        let report = run_shim(&self.config.shim, "start", &dir, id)?;
         if let Some(reason) = report.error {
             tracing::warn!(container = %id, %reason, "container failed to start");
             return Err(RuntimeError::StartFailed {
@@ -425,12 +392,55 @@ impl Inner {
     }
 }
 
+/// Spawns the shim with `verb` on a container dir and reads its one-line report; the shim
+/// keeps running (reaped later) and its stderr goes to the dir's `shim.log`.
+pub(crate) fn run_shim(
+    shim: &[OsString],
+    verb: &str,
+    dir: &Path,
+    id: &ContainerId,
+) -> Result<Report, RuntimeError> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(state::SHIM_LOG))
+        .map_err(RuntimeError::io("open", dir.join(state::SHIM_LOG)))?;
+    let mut child = Command::new(&shim[0])
+        .args(&shim[1..])
+        .arg(verb)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| RuntimeError::Shim {
+            id: id.clone(),
+            reason: format!("spawn {:?}: {e}", shim[0]),
+        })?;
+    let mut line = String::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|out| std::io::BufReader::new(out).read_line(&mut line));
+    reap_later(child);
+    if !matches!(read, Some(Ok(n)) if n > 0) {
+        return Err(RuntimeError::Shim {
+            id: id.clone(),
+            reason: format!("no report (see {})", dir.join(state::SHIM_LOG).display()),
+        });
+    }
+    serde_json::from_str(line.trim()).map_err(|e| RuntimeError::Shim {
+        id: id.clone(),
+        reason: format!("bad report {line:?}: {e}"),
+    })
+}
+
 /// Whether `pid` is the process that started at `ticks` and has not exited.
-fn alive(pid: i32, ticks: u64) -> bool {
+pub(crate) fn alive(pid: i32, ticks: u64) -> bool {
     matches!(proc_stat(pid), Some((state, t)) if t == ticks && state != 'Z' && state != 'X')
 }
 
-fn mount_overlay(dir: &Path, lower: &Path) -> Result<PathBuf, RuntimeError> {
+pub(crate) fn mount_overlay(dir: &Path, lower: &Path) -> Result<PathBuf, RuntimeError> {
     let (upper, work, rootfs) = (
         dir.join(state::UPPER),
         dir.join(state::WORK),

@@ -11,6 +11,9 @@
 //! `exit.json` (exit code, signal, OOM kills). It outlives the agent, so a restarted agent
 //! finds its containers running and their exits recorded.
 //!
+//! `oci-start <container dir>`: the same for the `oci` runtime, with runc in place of the
+//! fork (`shim/oci.rs`: `runc create` with the log pipes as stdio, then `runc start`).
+//!
 //! `exec <container dir> [--env NAME=value]... -- <argv>...`: joins the running container's
 //! namespaces and cgroups, runs the command with the container's environment and working
 //! dir on the shim's own stdout and stderr, and exits with its exit code (128 + signal);
@@ -35,12 +38,15 @@ use nix::unistd::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::ContainerCgroup;
 use crate::logs::{LineSplitter, LogWriter, Stream};
 use crate::plan::LaunchPlan;
 use crate::rootpath::resolve_in_root;
 use crate::spec::MountSource;
 use crate::state::{self, write_json};
 use crate::status::{ExitRecord, StartedRecord};
+
+mod oci;
 
 /// The exit code of an exec whose shim failed (not the command's).
 pub const EXEC_FAILED: i32 = 255;
@@ -59,8 +65,13 @@ pub struct Report {
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // A binary may mount the shim as a subcommand: skip to the verb.
-    let Some(at) = args.iter().position(|a| a == "start" || a == "exec") else {
-        eprintln!("navarch-shim: usage: start DIR | exec DIR [--env N=V]... -- ARGV...");
+    let Some(at) = args
+        .iter()
+        .position(|a| a == "start" || a == "exec" || a == "oci-start")
+    else {
+        eprintln!(
+            "navarch-shim: usage: start DIR | oci-start DIR | exec DIR [--env N=V]... -- ARGV..."
+        );
         return 2;
     };
     let (verb, rest) = (&args[at], &args[at + 1..]);
@@ -68,8 +79,13 @@ pub fn main() -> i32 {
         eprintln!("navarch-shim: {verb} needs a container dir");
         return 2;
     };
-    if verb == "start" {
-        match start(&dir) {
+    if verb == "start" || verb == "oci-start" {
+        let started = if verb == "start" {
+            start(&dir)
+        } else {
+            oci::start(&dir)
+        };
+        match started {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("navarch-shim: start {}: {e}", dir.display());
@@ -221,7 +237,7 @@ fn start(dir: &Path) -> Result<(), String> {
         pid: Some(child.as_raw()),
         error: None,
     });
-    supervise(dir, &plan, child, out_r, err_r)
+    supervise(dir, &Supervised::of(&plan), child, out_r, err_r)
 }
 
 /// Prints the report and lets go of the runtime's pipe.
@@ -234,15 +250,38 @@ fn report(r: &Report) {
     }
 }
 
+/// What [`supervise`] writes to and reads from.
+struct Supervised<'a> {
+    log_path: &'a Path,
+    log_max_size: u64,
+    log_max_files: u32,
+    /// Kill the child's process group once it exits (no PID namespace does it for us).
+    kill_group: bool,
+    /// Where the OOM kills are counted.
+    cgroup: Option<&'a ContainerCgroup>,
+}
+
+impl<'a> Supervised<'a> {
+    fn of(plan: &'a LaunchPlan) -> Self {
+        Supervised {
+            log_path: &plan.log_path,
+            log_max_size: plan.log_max_size,
+            log_max_files: plan.log_max_files,
+            kill_group: !plan.isolated,
+            cgroup: plan.cgroup.as_ref(),
+        }
+    }
+}
+
 /// Copies output into the log until the process is reaped, then records its exit.
 fn supervise(
     dir: &Path,
-    plan: &LaunchPlan,
+    plan: &Supervised<'_>,
     child: Pid,
     out_r: OwnedFd,
     err_r: OwnedFd,
 ) -> Result<(), String> {
-    let mut log = LogWriter::open(&plan.log_path, plan.log_max_size, plan.log_max_files)
+    let mut log = LogWriter::open(plan.log_path, plan.log_max_size, plan.log_max_files)
         .map_err(|e| format!("open log {}: {e}", plan.log_path.display()))?;
     let mut streams = [
         (
@@ -265,7 +304,7 @@ fn supervise(
                 exit = exit_of(st);
             }
             if exit.is_some() {
-                if !plan.isolated {
+                if plan.kill_group {
                     // As the end of a PID namespace's init ends everything in it: the rest
                     // of the container's process group goes with its first process.
                     let _ = nix::sys::signal::killpg(child, nix::sys::signal::Signal::SIGKILL);
@@ -338,7 +377,7 @@ fn supervise(
         exit_code,
         signal,
         finished_at: SystemTime::now(),
-        oom_kills: plan.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0),
+        oom_kills: plan.cgroup.map(|c| c.oom_kills()).unwrap_or(0),
         start_error: None,
     };
     write_json(&dir.join(state::EXIT), &record).map_err(|e| e.to_string())
