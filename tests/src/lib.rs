@@ -745,3 +745,56 @@ pub fn python(script: &str, env: &[(&str, &str)]) -> Result<Output> {
         .context("spawn python")?;
     Ok(Output::from(o))
 }
+
+/// kubectl as one user of one master: its kubeconfig and a HOME of its own (kubectl's cache).
+pub struct Kubectl {
+    pub kubeconfig: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Kubectl {
+    /// kubectl against master `i` with its admin kubeconfig, once that master answers for
+    /// the `default` namespace; its HOME is a fresh directory under `dir`.
+    pub async fn admin(cluster: &Cluster, i: usize, dir: &Path) -> Result<Kubectl> {
+        let kc = Kubectl {
+            kubeconfig: cluster.kubeconfig(i),
+            home: dir.join(format!("kubectl-home-{i}")),
+        };
+        std::fs::create_dir_all(&kc.home)?;
+        wait_for(Duration::from_secs(30), "the default namespace", || async {
+            kc.run(&["get", "ns", "default"]).ok()?.ok.then_some(())
+        })
+        .await?;
+        Ok(kc)
+    }
+
+    /// Runs kubectl, whatever its outcome.
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
+        kubectl(&self.kubeconfig, &self.home, args, None)
+    }
+
+    /// Runs kubectl, which must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        Ok(self
+            .run(args)?
+            .expect_ok(&format!("kubectl {}", args.join(" ")))?
+            .stdout)
+    }
+
+    /// `kubectl ... -o json`, parsed.
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.ok(&a)?)?)
+    }
+
+    /// `kubectl apply -f -` of one object, whatever its outcome.
+    pub fn apply(&self, object: &serde_json::Value) -> Result<Output> {
+        kubectl(
+            &self.kubeconfig,
+            &self.home,
+            &["apply", "-f", "-"],
+            Some(&object.to_string()),
+        )
+    }
+}

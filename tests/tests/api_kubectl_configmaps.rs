@@ -2,70 +2,29 @@
 //! from a binary file (which lands in `binaryData`), the table of `kubectl get`, keys the
 //! API refuses, and an immutable ConfigMap whose data no edit may change (its labels may).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use anyhow::Result;
-use navarch_tests::{kubectl, wait_for, Cluster, Output};
-use serde_json::{json, Value};
+use navarch_tests::{Cluster, Kubectl};
+use serde_json::json;
 
 /// The API server alone: nothing else writes ConfigMaps.
 const API_ONLY: &str = "--no-control-plane";
-
-fn run(cfg: &Path, home: &Path, args: &[&str]) -> Result<Output> {
-    kubectl(cfg, home, args, None)
-}
-
-fn k(cfg: &Path, home: &Path, args: &[&str]) -> Result<String> {
-    Ok(run(cfg, home, args)?
-        .expect_ok(&format!("kubectl {}", args.join(" ")))?
-        .stdout)
-}
-
-fn json_of(cfg: &Path, home: &Path, args: &[&str]) -> Result<Value> {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    Ok(serde_json::from_str(&k(cfg, home, &a)?)?)
-}
-
-fn apply(cfg: &Path, home: &Path, object: &Value) -> Result<Output> {
-    kubectl(cfg, home, &["apply", "-f", "-"], Some(&object.to_string()))
-}
-
-async fn ready(cluster: &Cluster, dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let admin = cluster.kubeconfig(0);
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home)?;
-    wait_for(Duration::from_secs(20), "the default namespace", || async {
-        run(&admin, &home, &["get", "ns", "default"])
-            .ok()?
-            .ok
-            .then_some(())
-    })
-    .await?;
-    Ok((admin, home))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_creates_reads_and_cannot_change_an_immutable_configmap() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cluster = Cluster::start(1, &[API_ONLY]).await?;
-    let (admin, home) = ready(&cluster, dir.path()).await?;
+    let kc = Kubectl::admin(&cluster, 0, dir.path()).await?;
 
-    k(
-        &admin,
-        &home,
-        &[
-            "create",
-            "configmap",
-            "app",
-            "--from-literal=a=1",
-            "--from-literal=b.conf=two",
-        ],
-    )?;
-    let cm = json_of(&admin, &home, &["get", "configmap", "app"])?;
+    kc.ok(&[
+        "create",
+        "configmap",
+        "app",
+        "--from-literal=a=1",
+        "--from-literal=b.conf=two",
+    ])?;
+    let cm = kc.json(&["get", "configmap", "app"])?;
     assert_eq!(cm["data"], json!({"a": "1", "b.conf": "two"}), "{cm}");
-    let table = k(&admin, &home, &["get", "cm"])?;
+    let table = kc.ok(&["get", "cm"])?;
     let row: Vec<&str> = table
         .lines()
         .find(|l| l.starts_with("app "))
@@ -78,15 +37,15 @@ async fn kubectl_creates_reads_and_cannot_change_an_immutable_configmap() -> Res
     let blob = dir.path().join("blob.bin");
     std::fs::write(&blob, [0u8, 0xff, 0xfe, 1, 2])?;
     let from_file = format!("--from-file=blob={}", blob.display());
-    k(&admin, &home, &["create", "configmap", "bin", &from_file])?;
-    let bin = json_of(&admin, &home, &["get", "cm", "bin"])?;
+    kc.ok(&["create", "configmap", "bin", &from_file])?;
+    let bin = kc.json(&["get", "cm", "bin"])?;
     assert_eq!(bin["binaryData"], json!({"blob": "AP/+AQI="}), "{bin}");
 
     // Keys the API refuses, with Kubernetes' message, and nothing stored.
     let bad = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "bad", "namespace": "default"},
         "data": {"bad key": "x"}});
-    let out = apply(&admin, &home, &bad)?;
+    let out = kc.apply(&bad)?;
     assert!(!out.ok, "a key with a space is refused: {}", out.stdout);
     assert!(
         out.stderr
@@ -97,13 +56,13 @@ async fn kubectl_creates_reads_and_cannot_change_an_immutable_configmap() -> Res
     let dup = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "bad", "namespace": "default"},
         "data": {"k": "x"}, "binaryData": {"k": "AAEC"}});
-    let out = apply(&admin, &home, &dup)?;
+    let out = kc.apply(&dup)?;
     assert!(
         !out.ok && out.stderr.contains("duplicate of key present in data"),
         "{}",
         out.stderr
     );
-    let gone = run(&admin, &home, &["get", "cm", "bad"])?;
+    let gone = kc.run(&["get", "cm", "bad"])?;
     assert!(
         !gone.ok && gone.stderr.contains("NotFound"),
         "{}",
@@ -114,12 +73,9 @@ async fn kubectl_creates_reads_and_cannot_change_an_immutable_configmap() -> Res
     let frozen = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "frozen", "namespace": "default"},
         "data": {"a": "1"}, "immutable": true});
-    apply(&admin, &home, &frozen)?.expect_ok("apply an immutable configmap")?;
-    let out = run(
-        &admin,
-        &home,
-        &["patch", "cm", "frozen", "-p", r#"{"data":{"a":"2"}}"#],
-    )?;
+    kc.apply(&frozen)?
+        .expect_ok("apply an immutable configmap")?;
+    let out = kc.run(&["patch", "cm", "frozen", "-p", r#"{"data":{"a":"2"}}"#])?;
     assert!(
         !out.ok
             && out
@@ -128,20 +84,16 @@ async fn kubectl_creates_reads_and_cannot_change_an_immutable_configmap() -> Res
         "{}",
         out.stderr
     );
-    let out = run(
-        &admin,
-        &home,
-        &["patch", "cm", "frozen", "-p", r#"{"immutable":false}"#],
-    )?;
+    let out = kc.run(&["patch", "cm", "frozen", "-p", r#"{"immutable":false}"#])?;
     assert!(!out.ok, "immutable cannot be unset: {}", out.stdout);
-    k(&admin, &home, &["label", "cm", "frozen", "tier=web"])?;
-    let f = json_of(&admin, &home, &["get", "cm", "frozen"])?;
+    kc.ok(&["label", "cm", "frozen", "tier=web"])?;
+    let f = kc.json(&["get", "cm", "frozen"])?;
     assert_eq!(f["data"], json!({"a": "1"}));
     assert_eq!(f["immutable"], json!(true));
     assert_eq!(f["metadata"]["labels"], json!({"tier": "web"}));
 
-    k(&admin, &home, &["delete", "cm", "app", "bin", "frozen"])?;
-    let left = json_of(&admin, &home, &["get", "cm"])?;
+    kc.ok(&["delete", "cm", "app", "bin", "frozen"])?;
+    let left = kc.json(&["get", "cm"])?;
     assert_eq!(left["items"], json!([]), "{left}");
     Ok(())
 }

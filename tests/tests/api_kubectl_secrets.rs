@@ -3,50 +3,16 @@
 //! store, its watch history and a backup holding only sealed bytes (AES-GCM), never the
 //! value or its base64.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use base64::Engine as _;
-use navarch_tests::{kubectl, wait_for, Cluster, Output};
+use navarch_tests::{Cluster, Kubectl};
 use serde_json::{json, Value};
 
 /// The API servers alone: nothing else writes Secrets.
 const API_ONLY: &str = "--no-control-plane";
-
-fn run(cfg: &Path, home: &Path, args: &[&str]) -> Result<Output> {
-    kubectl(cfg, home, args, None)
-}
-
-fn k(cfg: &Path, home: &Path, args: &[&str]) -> Result<String> {
-    Ok(run(cfg, home, args)?
-        .expect_ok(&format!("kubectl {}", args.join(" ")))?
-        .stdout)
-}
-
-fn json_of(cfg: &Path, home: &Path, args: &[&str]) -> Result<Value> {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    Ok(serde_json::from_str(&k(cfg, home, &a)?)?)
-}
-
-fn apply(cfg: &Path, home: &Path, object: &Value) -> Result<Output> {
-    kubectl(cfg, home, &["apply", "-f", "-"], Some(&object.to_string()))
-}
-
-async fn ready(cluster: &Cluster, i: usize, dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let admin = cluster.kubeconfig(i);
-    let home = dir.join(format!("home{i}"));
-    std::fs::create_dir_all(&home)?;
-    wait_for(Duration::from_secs(30), "the default namespace", || async {
-        run(&admin, &home, &["get", "ns", "default"])
-            .ok()?
-            .ok
-            .then_some(())
-    })
-    .await?;
-    Ok((admin, home))
-}
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -66,28 +32,24 @@ async fn secrets_are_served_validated_and_sealed_at_rest_on_every_master() -> Re
     let dir = tempfile::tempdir()?;
     let cluster = Cluster::start(3, &[API_ONLY]).await?;
     cluster.wait_leader(Duration::from_secs(30)).await?;
-    let (m0, home0) = ready(&cluster, 0, dir.path()).await?;
-    let (m2, home2) = ready(&cluster, 2, dir.path()).await?;
+    let m0 = Kubectl::admin(&cluster, 0, dir.path()).await?;
+    let m2 = Kubectl::admin(&cluster, 2, dir.path()).await?;
 
-    k(
-        &m0,
-        &home0,
-        &[
-            "create",
-            "secret",
-            "generic",
-            "db",
-            "--from-literal=password=hunter2-correct-horse",
-        ],
-    )?;
+    m0.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hunter2-correct-horse",
+    ])?;
     // Another master opens what the first sealed.
-    let db = json_of(&m2, &home2, &["get", "secret", "db"])?;
+    let db = m2.json(&["get", "secret", "db"])?;
     assert_eq!(db["type"], "Opaque", "{db}");
     assert_eq!(
         db["data"],
         json!({"password": b64("hunter2-correct-horse")})
     );
-    let table = k(&m2, &home2, &["get", "secrets"])?;
+    let table = m2.ok(&["get", "secrets"])?;
     let row: Vec<&str> = table
         .lines()
         .find(|l| l.starts_with("db "))
@@ -101,37 +63,26 @@ async fn secrets_are_served_validated_and_sealed_at_rest_on_every_master() -> Re
     );
 
     // stringData lands in data, base64, and is not kept.
-    apply(
-        &m0,
-        &home0,
-        &secret(
-            "plain",
-            json!({"stringData": {"user": "admin"}, "data": {"user": b64("old")}}),
-        ),
-    )?
+    m0.apply(&secret(
+        "plain",
+        json!({"stringData": {"user": "admin"}, "data": {"user": b64("old")}}),
+    ))?
     .expect_ok("apply stringData")?;
-    let plain = json_of(&m0, &home0, &["get", "secret", "plain"])?;
+    let plain = m0.json(&["get", "secret", "plain"])?;
     assert_eq!(plain["data"], json!({"user": b64("admin")}), "{plain}");
     assert!(plain.get("stringData").is_none(), "{plain}");
 
     // The keys a type requires, with Kubernetes' messages; nothing is stored.
-    let out = apply(
-        &m0,
-        &home0,
-        &secret(
-            "tls",
-            json!({"type": "kubernetes.io/tls", "data": {"tls.crt": b64("c")}}),
-        ),
-    )?;
+    let out = m0.apply(&secret(
+        "tls",
+        json!({"type": "kubernetes.io/tls", "data": {"tls.crt": b64("c")}}),
+    ))?;
     assert!(
         !out.ok && out.stderr.contains("data[tls.key]: Required value"),
         "{}",
         out.stderr
     );
-    let out = apply(
-        &m0,
-        &home0,
-        &secret(
+    let out = m0.apply(&secret(
             "pull",
             json!({"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": b64("{not json")}}),
         ),
@@ -142,7 +93,7 @@ async fn secrets_are_served_validated_and_sealed_at_rest_on_every_master() -> Re
         out.stderr
     );
     for name in ["tls", "pull"] {
-        let gone = run(&m0, &home0, &["get", "secret", name])?;
+        let gone = m0.run(&["get", "secret", name])?;
         assert!(
             !gone.ok && gone.stderr.contains("NotFound"),
             "{}",
@@ -151,26 +102,18 @@ async fn secrets_are_served_validated_and_sealed_at_rest_on_every_master() -> Re
     }
 
     // Immutable data, and a type that never changes.
-    apply(
-        &m0,
-        &home0,
-        &secret(
-            "frozen",
-            json!({"data": {"k": b64("v")}, "immutable": true}),
-        ),
-    )?
+    m0.apply(&secret(
+        "frozen",
+        json!({"data": {"k": b64("v")}, "immutable": true}),
+    ))?
     .expect_ok("apply an immutable secret")?;
-    let out = run(
-        &m0,
-        &home0,
-        &[
-            "patch",
-            "secret",
-            "frozen",
-            "-p",
-            &json!({"data": {"k": b64("w")}}).to_string(),
-        ],
-    )?;
+    let out = m0.run(&[
+        "patch",
+        "secret",
+        "frozen",
+        "-p",
+        &json!({"data": {"k": b64("w")}}).to_string(),
+    ])?;
     assert!(
         !out.ok
             && out
@@ -179,17 +122,13 @@ async fn secrets_are_served_validated_and_sealed_at_rest_on_every_master() -> Re
         "{}",
         out.stderr
     );
-    let out = run(
-        &m0,
-        &home0,
-        &[
-            "patch",
-            "secret",
-            "db",
-            "-p",
-            r#"{"type":"kubernetes.io/basic-auth"}"#,
-        ],
-    )?;
+    let out = m0.run(&[
+        "patch",
+        "secret",
+        "db",
+        "-p",
+        r#"{"type":"kubernetes.io/basic-auth"}"#,
+    ])?;
     assert!(
         !out.ok && out.stderr.contains("field is immutable"),
         "{}",
