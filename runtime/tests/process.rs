@@ -15,10 +15,16 @@ struct Process {
     mode: IsolationMode,
     /// A process in a network namespace of its own, as a pod sandbox's would be.
     netns_holder: std::sync::Mutex<Option<std::process::Child>>,
+    /// This test's own parent group.
+    parent: String,
 }
 
+/// A parent cgroup name no other test of this process uses: a test removing its (empty)
+/// parent at the end can never race another test making a group under it.
 fn cgroup_parent() -> String {
-    format!("navarch-test-{}", std::process::id())
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("navarch-test-{}-{n}", std::process::id())
 }
 
 impl Process {
@@ -40,6 +46,7 @@ impl Process {
             images,
             mode,
             netns_holder: Default::default(),
+            parent: cgroup_parent(),
         }
     }
 }
@@ -50,8 +57,8 @@ impl Drop for Process {
             let _ = holder.kill();
             let _ = holder.wait();
         }
-        // The last test out removes the (then empty) parent groups.
-        navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
+        // The test's own parent groups, empty by now.
+        navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &self.parent)
             .remove_parent();
     }
 }
@@ -63,7 +70,7 @@ impl RuntimeFactory for Process {
             self.images.clone(),
             env!("CARGO_BIN_EXE_navarch-shim"),
         );
-        config.cgroup_parent = cgroup_parent();
+        config.cgroup_parent = self.parent.clone();
         config.isolation = self.mode;
         Ok(Box::new(ProcessRuntime::new(config)?))
     }
@@ -234,10 +241,7 @@ async fn agent_that_gets_killed() {
         images,
         env!("CARGO_BIN_EXE_navarch-shim"),
     );
-    config.cgroup_parent = format!(
-        "navarch-test-{}",
-        std::env::var("NAVARCH_TEST_PARENT_PID").unwrap()
-    );
+    config.cgroup_parent = std::env::var("NAVARCH_TEST_CGROUP_PARENT").unwrap();
     let rt = ProcessRuntime::new(config).unwrap();
     rt.create(spec).await.unwrap();
     let st = rt.start(&id).await.unwrap();
@@ -250,6 +254,7 @@ fn a_killed_agent_leaves_its_containers_running() {
     use std::io::BufRead;
     assert!(nix::unistd::geteuid().is_root(), "needs root");
     let dir = tempfile::tempdir().unwrap();
+    let parent = cgroup_parent();
     let mut agent = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--ignored",
@@ -258,7 +263,7 @@ fn a_killed_agent_leaves_its_containers_running() {
             "--nocapture",
         ])
         .env(KILLED_AGENT_DIR, dir.path())
-        .env("NAVARCH_TEST_PARENT_PID", std::process::id().to_string())
+        .env("NAVARCH_TEST_CGROUP_PARENT", &parent)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -290,7 +295,7 @@ fn a_killed_agent_leaves_its_containers_running() {
             ImageStore::new(dir.path().join("images")).unwrap(),
             env!("CARGO_BIN_EXE_navarch-shim"),
         );
-        config.cgroup_parent = cgroup_parent();
+        config.cgroup_parent = parent.clone();
         let runtime = ProcessRuntime::new(config).unwrap();
         let st = runtime.status(&id).await.unwrap();
         assert_eq!(
@@ -309,8 +314,7 @@ fn a_killed_agent_leaves_its_containers_running() {
         assert!(log.contains(" stdout F up"), "{log}");
         runtime.remove(&id).await.unwrap();
     });
-    navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &cgroup_parent())
-        .remove_parent();
+    navarch_runtime::cgroup::Cgroups::detect(Path::new("/sys/fs/cgroup"), &parent).remove_parent();
 }
 
 async fn run_to_exit(
@@ -377,7 +381,7 @@ async fn imported_and_host_images_run_with_their_config() {
             f.images.clone(),
             env!("CARGO_BIN_EXE_navarch-shim"),
         );
-        config.cgroup_parent = cgroup_parent();
+        config.cgroup_parent = f.parent.clone();
         ProcessRuntime::new(config).unwrap()
     };
     let id = navarch_runtime::ContainerId::new(format!("imported-{}", std::process::id())).unwrap();
