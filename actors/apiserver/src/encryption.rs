@@ -13,7 +13,12 @@ use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// The kinds (store kind names) kept encrypted.
-pub const ENCRYPTED_KINDS: &[&str] = &["secrets"];
+const ENCRYPTED_KINDS: &[&str] = &["secrets"];
+
+/// Whether objects of `store_kind` are sealed in the store.
+pub fn is_sealed(store_kind: &str) -> bool {
+    ENCRYPTED_KINDS.contains(&store_kind)
+}
 
 /// The prefix of a sealed value, before the key name.
 const PREFIX: &str = "k8s:enc:aesgcm:v1:";

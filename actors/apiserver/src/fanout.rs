@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use navarch_model::kinds::Kind;
-use navarch_model::selector::FieldSelector;
+use navarch_model::selector::{field_value, FieldSelector};
 use navarch_store::{EventKind, KeyRange, Object, ObjectKey, ReadConsistency, Revision};
 use serde_json::Value;
 use tokio::sync::{mpsc, OnceCell};
@@ -32,11 +32,10 @@ const BACKLOG_ALL: usize = 16384;
 /// After the store failed the fan-out's own watch, it lists and follows again after this.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
 
-/// The fields watches are indexed by: (group, plural, field selector name, path).
-const INDEXES: &[(&str, &str, &str, &[&str])] =
-    &[("", "pods", "spec.nodeName", &["spec", "nodeName"])];
+/// The fields watches are indexed by: (group, plural, field selector name).
+const INDEXES: &[(&str, &str, &str)] = &[("", "pods", "spec.nodeName")];
 
-/// A subscriber's end of the fan-out, with its id.
+/// Where the fan-out hands a subscriber its events.
 type Sender = mpsc::Sender<Arc<Fanned>>;
 
 /// One decoded event, shared by every subscriber it is handed to.
@@ -91,7 +90,8 @@ impl Drop for Subscription {
 
 struct Shared {
     kind: &'static Kind,
-    path: &'static [&'static str],
+    /// The field selector name of the indexed field.
+    field: &'static str,
     state: Mutex<State>,
     /// The last revision dispatched (every event up to it is in the subscribers' queues).
     last: AtomicU64,
@@ -121,10 +121,10 @@ impl Fanouts {
     ) -> Option<Subscription> {
         let i = INDEXES
             .iter()
-            .position(|(g, p, _, _)| *g == kind.group && *p == kind.plural)?;
+            .position(|(g, p, _)| *g == kind.group && *p == kind.plural)?;
         let value = selector.required_value(INDEXES[i].2).map(str::to_string);
         let shared = self.by_index[i]
-            .get_or_try_init(|| start(storage.clone(), kind, INDEXES[i].3, runtime.clone()))
+            .get_or_try_init(|| start(storage.clone(), kind, INDEXES[i].2, runtime.clone()))
             .await
             .map_err(|e| tracing::warn!(error = %e, kind = kind.plural, "indexed watch fan-out did not start"))
             .ok()?
@@ -158,23 +158,21 @@ impl Fanouts {
     }
 }
 
-fn indexed<'a>(path: &[&str], obj: &'a Value) -> &'a str {
-    path.iter()
-        .try_fold(obj, |v, k| v.get(k))
-        .and_then(Value::as_str)
-        .unwrap_or("")
+/// The indexed field's value in `obj`, as the field selector compares it.
+fn indexed(shared: &Shared, obj: &Value) -> String {
+    field_value(shared.kind.kind, shared.field, obj).unwrap_or_default()
 }
 
 /// Lists the kind, records each object's value, and spawns the task that follows it.
 async fn start(
     storage: Storage,
     kind: &'static Kind,
-    path: &'static [&'static str],
+    field: &'static str,
     runtime: tokio::runtime::Handle,
 ) -> Result<Arc<Shared>, navarch_model::ApiError> {
     let shared = Arc::new(Shared {
         kind,
-        path,
+        field,
         state: Mutex::new(State::default()),
         last: AtomicU64::new(0),
     });
@@ -199,7 +197,7 @@ async fn list(
     let mut values = HashMap::with_capacity(page.objects.len());
     for o in &page.objects {
         let v = storage.decode(o)?;
-        values.insert(o.key.clone(), indexed(shared.path, &v).to_string());
+        values.insert(o.key.clone(), indexed(shared, &v));
     }
     Ok((values, page.revision))
 }
@@ -262,7 +260,7 @@ async fn follow(
                     mod_revision: batch.revision,
                 })
                 .map_err(|e| e.message.clone())?;
-            let new = indexed(shared.path, &object).to_string();
+            let new = indexed(shared, &object);
             let old = match ev.kind {
                 EventKind::Deleted => values.remove(&ev.key),
                 _ => values.insert(ev.key.clone(), new.clone()),

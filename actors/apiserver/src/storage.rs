@@ -28,7 +28,7 @@ use navarch_store::{
 };
 use serde_json::{json, Map, Value};
 
-use crate::encryption::{SecretsKey, ENCRYPTED_KINDS};
+use crate::encryption::{self, SecretsKey};
 use crate::fanout::Fanouts;
 use crate::gc;
 use crate::reservations::{self, Picked, Reserved};
@@ -388,7 +388,7 @@ impl Storage {
 
     /// Decodes a stored object, opening it first when its kind is kept encrypted.
     pub(crate) fn decode(&self, o: &Object) -> Result<Value, ApiError> {
-        if !ENCRYPTED_KINDS.contains(&o.key.kind.as_str()) {
+        if !encryption::is_sealed(&o.key.kind) {
             return decode_object(o);
         }
         let plain = self.secrets.open(&o.value, &aad(&o.key)).map_err(|e| {
@@ -405,7 +405,7 @@ impl Storage {
     /// Encodes an object for the store under `key`, sealed when its kind is kept encrypted.
     fn encode(&self, key: &ObjectKey, v: &Value) -> Vec<u8> {
         let plain = encode_object(v);
-        if ENCRYPTED_KINDS.contains(&key.kind.as_str()) {
+        if encryption::is_sealed(&key.kind) {
             self.secrets.seal(&plain, &aad(key))
         } else {
             plain

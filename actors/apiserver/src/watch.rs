@@ -18,7 +18,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::encryption::ENCRYPTED_KINDS;
+use crate::encryption;
 use crate::fanout::Subscription;
 use crate::storage::{store_error, Storage};
 
@@ -44,7 +44,7 @@ pub fn start(
             Duration::from_secs(rand::thread_rng().gen_range(1800..3600))
         });
         // A sealed value shows nothing of the object: only decoded ones can be skipped.
-        let required = if ENCRYPTED_KINDS.contains(&kind.store_kind().as_str()) {
+        let required = if encryption::is_sealed(&kind.store_kind()) {
             Vec::new()
         } else {
             opts.field_selector

@@ -620,18 +620,31 @@ struct FieldTerm {
     value: String,
 }
 
+/// A selectable field's value in `object`, rendered as a selector compares it.
+fn rendered(object: &Value, path: &[&str], ty: FieldType) -> String {
+    let value = path.iter().try_fold(object, |v, k| v.get(k));
+    match (value, ty) {
+        (Some(Value::String(s)), _) => s.clone(),
+        (Some(Value::Bool(b)), _) => b.to_string(),
+        (Some(Value::Number(n)), _) => n.to_string(),
+        (None | Some(Value::Null), FieldType::Bool) => "false".into(),
+        (None | Some(Value::Null), FieldType::Integer) => "0".into(),
+        (None | Some(Value::Null), FieldType::Text) => String::new(),
+        (Some(other), _) => other.to_string(),
+    }
+}
+
+/// The value `field` has in `object` of `kind`, as a field selector compares it (an absent
+/// text field is empty); `None` if `kind` has no such selectable field. Indexes keyed by a
+/// field use this, so they always agree with the selectors they serve.
+pub fn field_value(kind: &str, field: &str, object: &Value) -> Option<String> {
+    let (path, ty) = selectable_field(kind, field)?;
+    Some(rendered(object, path, ty))
+}
+
 impl FieldTerm {
     fn actual(&self, object: &Value) -> String {
-        let value = self.path.iter().try_fold(object, |v, k| v.get(k));
-        match (value, self.ty) {
-            (Some(Value::String(s)), _) => s.clone(),
-            (Some(Value::Bool(b)), _) => b.to_string(),
-            (Some(Value::Number(n)), _) => n.to_string(),
-            (None | Some(Value::Null), FieldType::Bool) => "false".into(),
-            (None | Some(Value::Null), FieldType::Integer) => "0".into(),
-            (None | Some(Value::Null), FieldType::Text) => String::new(),
-            (Some(other), _) => other.to_string(),
-        }
+        rendered(object, self.path, self.ty)
     }
 
     fn matches(&self, object: &Value) -> bool {
@@ -702,10 +715,7 @@ impl FieldSelector {
 
     /// The value required for `metadata.name` by an `=` term, if any (lets a list be a get).
     pub fn required_name(&self) -> Option<&str> {
-        self.terms
-            .iter()
-            .find(|t| t.equal && t.field == "metadata.name")
-            .map(|t| t.value.as_str())
+        self.required_value("metadata.name")
     }
 
     pub fn is_empty(&self) -> bool {

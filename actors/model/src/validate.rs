@@ -1917,15 +1917,19 @@ fn validate_secret(secret: &Value, out: &mut Vec<Cause>) {
             "metadata.annotations[kubernetes.io/service-account.name]",
         ));
     }
-    for key in [".dockerconfigjson", ".dockercfg"] {
-        let Some(b64) = data.and_then(|d| d.get(key)).and_then(Value::as_str) else {
-            continue;
-        };
+    // A registry credential of its own type must be a JSON object.
+    let key = match ty {
+        "kubernetes.io/dockerconfigjson" => Some(".dockerconfigjson"),
+        "kubernetes.io/dockercfg" => Some(".dockercfg"),
+        _ => None,
+    };
+    let encoded = key.and_then(|k| data.and_then(|d| d.get(k)).and_then(Value::as_str));
+    if let (Some(key), Some(b64)) = (key, encoded) {
         let parsed = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .ok()
             .and_then(|raw| serde_json::from_slice::<Value>(&raw).ok());
-        if !parsed.is_some_and(|v| v.is_object()) && ty.ends_with(key.trim_start_matches('.')) {
+        if !parsed.is_some_and(|v| v.is_object()) {
             out.push(invalid(
                 format!("data[{key}]"),
                 &json!("<secret contents redacted>"),
@@ -1965,8 +1969,8 @@ fn validate_config_map(cm: &Value, out: &mut Vec<Cause>) {
     }
 }
 
-/// An immutable ConfigMap stays as it is: its data, and its being immutable.
-fn config_map_update(old: &Value, new: &Value, out: &mut Vec<Cause>) {
+/// An immutable ConfigMap or Secret stays as it is: its data, and its being immutable.
+fn immutable_data_update(old: &Value, new: &Value, out: &mut Vec<Cause>) {
     if old.get("immutable") != Some(&Value::Bool(true)) {
         return;
     }
@@ -2037,9 +2041,9 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
     let old_spec = old.get("spec").unwrap_or(&null);
     let new_spec = new.get("spec").unwrap_or(&null);
     match kind.kind {
-        "ConfigMap" => config_map_update(old, new, &mut out),
+        "ConfigMap" => immutable_data_update(old, new, &mut out),
         "Secret" => {
-            config_map_update(old, new, &mut out);
+            immutable_data_update(old, new, &mut out);
             let t = |o: &Value| str_at(o, "type").unwrap_or("").to_string();
             if t(old) != t(new) {
                 out.push(invalid("type", &json!(t(new)), "field is immutable"));
