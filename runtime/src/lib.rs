@@ -16,6 +16,7 @@ pub mod container_runtime;
 pub mod contract;
 pub mod error;
 pub mod image;
+mod lifecycle;
 pub mod logs;
 pub mod oci;
 pub mod plan;

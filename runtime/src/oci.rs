@@ -23,13 +23,12 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::{CgroupVersion, Cgroups, ContainerCgroup};
 use crate::container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 use crate::image::ImageStore;
+use crate::lifecycle::{self, claim_start, Plan};
 use crate::plan::resolve;
 use crate::process::{alive, mount_overlay, run_shim};
 use crate::spec::{ContainerId, ContainerSpec, ExecOutput, ExecRequest};
 use crate::state::{self, read_json, write_json};
-use crate::status::{
-    observe, ContainerState, ContainerStatus, ExitRecord, Observed, StartedRecord, StopRecord,
-};
+use crate::status::{ContainerState, ContainerStatus, StartedRecord, StopRecord};
 use crate::RuntimeError;
 
 /// The runtime's plan for the shim (`oci.json`).
@@ -106,12 +105,16 @@ struct Inner {
 }
 
 /// A container's records in its state dir.
-struct Records {
-    spec: ContainerSpec,
-    plan: OciPlan,
-    started: Option<StartedRecord>,
-    exit: Option<ExitRecord>,
-    stop: StopRecord,
+type Records = lifecycle::Records<OciPlan>;
+
+impl Plan for OciPlan {
+    fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.log_path.clone()
+    }
 }
 
 /// What `runc state` says of a container.
@@ -335,82 +338,17 @@ impl Inner {
     }
 
     fn records(&self, id: &ContainerId) -> Result<Records, RuntimeError> {
-        let dir = self.dir(id);
-        let not_found = || RuntimeError::NotFound { id: id.clone() };
-        Ok(Records {
-            spec: read_json(&dir.join(state::SPEC))?.ok_or_else(not_found)?,
-            plan: read_json(&dir.join(OCI_PLAN))?.ok_or_else(not_found)?,
-            started: read_json(&dir.join(state::STARTED))?,
-            exit: read_json(&dir.join(state::EXIT))?,
-            stop: read_json(&dir.join(state::STOP))?.unwrap_or_default(),
-        })
+        Records::read(&self.dir(id), OCI_PLAN, id)
     }
 
     fn status(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
-        let Records {
-            spec,
-            plan,
-            started,
-            exit,
-            stop,
-        } = self.records(id)?;
-        let observed = observe(started.as_ref(), exit.as_ref(), |s| {
-            alive(s.pid, s.pid_start_ticks) || alive(s.shim_pid, s.shim_start_ticks)
-        });
-        let mut st = ContainerStatus {
-            id: id.clone(),
-            state: ContainerState::Created,
-            image: spec.image,
-            pid: started.as_ref().map(|s| s.pid),
-            created_at: plan.created_at,
-            started_at: started.as_ref().map(|s| s.started_at),
-            finished_at: None,
-            exit_code: None,
-            signal: None,
-            reason: None,
-            message: None,
-            stop,
-            log_path: plan.log_path,
-            labels: spec.labels,
-        };
-        match observed {
-            Observed::Created => {}
-            Observed::Running { .. } => st.state = ContainerState::Running,
-            Observed::Exited {
-                reason,
-                exit_code,
-                signal,
-                finished_at,
-                message,
-            } => {
-                st.state = ContainerState::Exited;
-                st.reason = Some(reason);
-                st.exit_code = Some(exit_code);
-                st.signal = signal;
-                st.finished_at = finished_at;
-                st.message = message;
-            }
-        }
-        Ok(st)
+        self.records(id)?.status(id, &self.dir(id))
     }
 
     fn start(&self, id: &ContainerId) -> Result<ContainerStatus, RuntimeError> {
         let st = self.status(id)?;
         let dir = self.dir(id);
-        let lock = dir.join("start.lock");
-        if st.state != ContainerState::Created
-            || fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-                .is_err()
-        {
-            return Err(RuntimeError::InvalidState {
-                id: id.clone(),
-                state: st.state.as_str(),
-                op: "start",
-            });
-        }
+        claim_start(&dir, id, st.state)?;
         let report = run_shim(&self.config.shim, "oci-start", &dir, id)?;
         if let Some(reason) = report.error {
             tracing::warn!(container = %id, %reason, "container failed to start");

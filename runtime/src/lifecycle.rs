@@ -1,0 +1,114 @@
+//! What both runtimes do alike with a container's state dir: read its records, report its
+//! status from them, and claim its one start.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+
+use crate::process::alive;
+use crate::spec::{ContainerId, ContainerSpec};
+use crate::state::{self, read_json};
+use crate::status::{
+    observe, ContainerState, ContainerStatus, ExitRecord, Observed, StartedRecord, StopRecord,
+};
+use crate::RuntimeError;
+
+/// A runtime's launch plan, as far as a status needs it.
+pub(crate) trait Plan: DeserializeOwned {
+    fn created_at(&self) -> SystemTime;
+    fn log_path(&self) -> PathBuf;
+}
+
+/// A container's records in its state dir; `P` is its runtime's launch plan.
+pub(crate) struct Records<P> {
+    pub spec: ContainerSpec,
+    pub plan: P,
+    pub started: Option<StartedRecord>,
+    pub exit: Option<ExitRecord>,
+    pub stop: StopRecord,
+}
+
+impl<P: Plan> Records<P> {
+    /// Reads the records of `id` from `dir`, its plan from `plan_file`.
+    pub fn read(dir: &Path, plan_file: &str, id: &ContainerId) -> Result<Self, RuntimeError> {
+        let not_found = || RuntimeError::NotFound { id: id.clone() };
+        Ok(Records {
+            spec: read_json(&dir.join(state::SPEC))?.ok_or_else(not_found)?,
+            plan: read_json(&dir.join(plan_file))?.ok_or_else(not_found)?,
+            started: read_json(&dir.join(state::STARTED))?,
+            exit: read_json(&dir.join(state::EXIT))?,
+            stop: read_json(&dir.join(state::STOP))?.unwrap_or_default(),
+        })
+    }
+
+    /// The status these records (read from `dir`) describe: running while the process or
+    /// its shim lives.
+    #[allow(unused_variables)]
+    pub fn status(self, id: &ContainerId, dir: &Path) -> Result<ContainerStatus, RuntimeError> {
+        let live = |s: &StartedRecord| {
+            alive(s.pid, s.pid_start_ticks) || alive(s.shim_pid, s.shim_start_ticks)
+        };
+        let observed = observe(self.started.as_ref(), self.exit.as_ref(), live);
+        let mut st = ContainerStatus {
+            id: id.clone(),
+            state: ContainerState::Created,
+            image: self.spec.image,
+            pid: self.started.as_ref().map(|s| s.pid),
+            created_at: self.plan.created_at(),
+            started_at: self.started.as_ref().map(|s| s.started_at),
+            finished_at: None,
+            exit_code: None,
+            signal: None,
+            reason: None,
+            message: None,
+            stop: self.stop,
+            log_path: self.plan.log_path(),
+            labels: self.spec.labels,
+        };
+        match observed {
+            Observed::Created => {}
+            Observed::Running { .. } => st.state = ContainerState::Running,
+            Observed::Exited {
+                reason,
+                exit_code,
+                signal,
+                finished_at,
+                message,
+            } => {
+                st.state = ContainerState::Exited;
+                st.reason = Some(reason);
+                st.exit_code = Some(exit_code);
+                st.signal = signal;
+                st.finished_at = finished_at;
+                st.message = message;
+            }
+        }
+        Ok(st)
+    }
+}
+
+/// Claims the one start of a container in `state`: only a created one, and only once, even
+/// when two starts race (the first to make `dir/start.lock` wins).
+pub(crate) fn claim_start(
+    dir: &Path,
+    id: &ContainerId,
+    state: ContainerState,
+) -> Result<(), RuntimeError> {
+    let claimed = state == ContainerState::Created
+        && fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join("start.lock"))
+            .is_ok();
+    if claimed {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidState {
+            id: id.clone(),
+            state: state.as_str(),
+            op: "start",
+        })
+    }
+}
