@@ -45,11 +45,15 @@ impl<P: Plan> Records<P> {
 
     /// The status these records (read from `dir`) describe: running while the process or
     /// its shim lives.
-    #[allow(unused_variables)]
-    pub fn status(self, id: &ContainerId, dir: &Path) -> Result<ContainerStatus, RuntimeError> {
+    pub fn status(mut self, id: &ContainerId, dir: &Path) -> Result<ContainerStatus, RuntimeError> {
         let live = |s: &StartedRecord| {
             alive(s.pid, s.pid_start_ticks) || alive(s.shim_pid, s.shim_start_ticks)
         };
+        // A shim records the exit before it exits: once both are seen gone, an exit written
+        // after the records were read is on disk now.
+        if self.exit.is_none() && self.started.as_ref().is_some_and(|s| !live(s)) {
+            self.exit = read_json(&dir.join(state::EXIT))?;
+        }
         let observed = observe(self.started.as_ref(), self.exit.as_ref(), live);
         let mut st = ContainerStatus {
             id: id.clone(),
