@@ -11,6 +11,7 @@ pub mod control;
 pub mod credentials;
 pub mod join;
 pub mod navctl;
+pub mod node;
 pub mod private;
 
 /// Sets up `tracing` output: human-readable by default, JSON with `NAVARCH_LOG_FORMAT=json`;

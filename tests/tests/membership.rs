@@ -314,6 +314,7 @@ async fn only_the_server_token_joins_as_a_master() -> Result<()> {
         .arg(ca.spki_sha256())
         .arg("--data-dir")
         .arg(cluster.dir.path().join("n1"))
+        .arg("--join-only")
         .output()?;
     assert!(
         !node.status.success(),

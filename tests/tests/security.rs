@@ -28,6 +28,7 @@ fn node_join(
         .arg(ca_hash)
         .arg("--data-dir")
         .arg(dir)
+        .arg("--join-only")
         .output()
         .expect("run navarch-node")
 }

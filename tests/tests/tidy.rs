@@ -89,7 +89,13 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "navarch-agent",
-            &["navarch-client", "navarch-model", "navarch-net"][..],
+            &[
+                "navarch-actors",
+                "navarch-client",
+                "navarch-model",
+                "navarch-net",
+                "navarch-runtime",
+            ][..],
         ),
         ("navarch-runtime", &[][..]),
         (
@@ -108,6 +114,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "navarch-logic",
                 "navarch-model",
                 "navarch-net",
+                "navarch-runtime",
                 "navarch-store",
             ][..],
         ),

@@ -90,7 +90,7 @@ fn start_spread(n: usize) -> Duration {
 }
 
 /// A random id, for `nodeInfo.bootID`.
-fn boot_id() -> String {
+pub fn boot_id() -> String {
     let b: [u8; 16] = rand::thread_rng().gen();
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -228,6 +228,7 @@ async fn prepare(
         pod_cidr: range,
         address: Ipv4Addr::LOCALHOST,
         boot_id: boot_id(),
+        flavor: crate::node::Flavor::Hollow,
     };
     Ok((HollowNode::new(Arc::new(link), desc, cfg.timing), joined))
 }

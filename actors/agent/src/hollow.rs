@@ -92,7 +92,19 @@ impl HollowNode {
 
     /// Registers the node, then renews its lease, refreshes its status and reports its
     /// pods until dropped.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        self.run_with(|client, desc| PodWorker::new(client, &desc).run())
+            .await
+    }
+
+    /// Registers the node, then renews its lease and refreshes its status until dropped,
+    /// while `pods` (given the node's client and its description as registered, its pod
+    /// range the Node's) looks after the pods: a hollow node's [`PodWorker`], a kubelet.
+    pub async fn run_with<F, Fut>(mut self, pods: F)
+    where
+        F: FnOnce(Arc<dyn Client>, Arc<NodeDescription>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let registered = self.register().await;
         let desc = Arc::new(self.desc);
         let lease = lease_loop(
@@ -107,8 +119,13 @@ impl HollowNode {
             registered.since.clone(),
             self.timing,
         );
-        let pods = PodWorker::new(self.client.clone(), &desc).run();
-        tokio::join!(lease, heartbeat, pods);
+        let pods = pods(self.client.clone(), desc.clone());
+        // The lease and heartbeat loops never end; the node ends when its pods' part does.
+        tokio::select! {
+            _ = lease => {}
+            _ = heartbeat => {}
+            _ = pods => {}
+        }
     }
 
     /// Creates the Node, or makes an existing one this node's again (its main resource,

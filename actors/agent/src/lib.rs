@@ -22,7 +22,10 @@ pub mod credentials;
 pub mod fleet;
 pub mod hollow;
 pub mod ipam;
+pub mod kubelet;
+pub mod machine;
 pub mod node;
+pub mod node_agent;
 pub mod pods;
 
 use std::path::PathBuf;

@@ -32,7 +32,45 @@ pub struct NodeDescription {
     pub address: std::net::Ipv4Addr,
     /// A fresh id per start of the agent (`nodeInfo.bootID`).
     pub boot_id: String,
+    /// A hollow node, or one that runs its pods.
+    pub flavor: Flavor,
 }
+
+/// The annotation that says whether a node's pods are isolated from the host (namespaces,
+/// a root filesystem, cgroup limits) or plain supervised processes.
+pub const ISOLATED_ANNOTATION: &str = "node.navarch.io/pods-isolated";
+
+/// What kind of node this is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// Runs nothing (kubemark's idea).
+    Hollow,
+    /// Runs its pods on a container runtime.
+    Kubelet(KubeletInfo),
+}
+
+/// What a node that runs pods says of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeletInfo {
+    /// `status.nodeInfo.containerRuntimeVersion` (`process://0.1.0`).
+    pub runtime_version: String,
+    /// The runtimes (RuntimeClass handlers) it has.
+    pub runtimes: Vec<String>,
+    pub isolated: bool,
+    /// Why pods are not isolated, when they are not.
+    pub isolation_note: Option<String>,
+    pub kernel_version: String,
+    pub os_image: String,
+    /// The port of the node's endpoint the masters reach it on (logs, exec).
+    pub port: u16,
+    /// Where the pods' files are (its file system's free space is the disk pressure).
+    pub root: std::path::PathBuf,
+    /// Disk pressure below this share of the root's file system available (percent).
+    pub disk_pressure_percent: u64,
+}
+
+/// The kubelet version a node that runs pods reports.
+pub const KUBELET_VERSION: &str = "v1.37.0+navarch";
 
 /// Kubernetes' name for this machine's architecture.
 pub fn arch() -> &'static str {
@@ -72,6 +110,26 @@ impl NodeDescription {
         l
     }
 
+    /// The annotations the node sets on its Node: the hollow mark, or whether its pods are
+    /// isolated.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::new();
+        match &self.flavor {
+            Flavor::Hollow => {
+                a.insert(HOLLOW_ANNOTATION.to_string(), "true".to_string());
+                a.insert(ISOLATED_ANNOTATION.to_string(), "false".to_string());
+            }
+            Flavor::Kubelet(k) => {
+                a.insert(ISOLATED_ANNOTATION.to_string(), k.isolated.to_string());
+                a.insert("node.navarch.io/runtimes".to_string(), k.runtimes.join(","));
+                if let Some(note) = &k.isolation_note {
+                    a.insert("node.navarch.io/isolation".to_string(), note.clone());
+                }
+            }
+        }
+        a
+    }
+
     /// The four conditions of a healthy kubelet, all last changed at `since` and heard of
     /// at `now`.
     pub fn conditions(&self, since: &str, now: &str) -> Value {
@@ -85,31 +143,64 @@ impl NodeDescription {
                 "lastTransitionTime": since,
             })
         };
-        json!([
+        let ready = match &self.flavor {
+            Flavor::Hollow => "hollow kubelet is posting ready status",
+            Flavor::Kubelet(_) => "kubelet is posting ready status",
+        };
+        let p = match &self.flavor {
+            Flavor::Hollow => crate::machine::Pressure::default(),
+            Flavor::Kubelet(k) => crate::machine::pressure(&k.root, k.disk_pressure_percent),
+        };
+        let memory = if p.memory {
+            c(
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+        } else {
             c(
                 "MemoryPressure",
                 "False",
                 "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available"
-            ),
+                "kubelet has sufficient memory available",
+            )
+        };
+        let disk = if p.disk {
+            c(
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
+        } else {
             c(
                 "DiskPressure",
                 "False",
                 "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure"
-            ),
+                "kubelet has no disk pressure",
+            )
+        };
+        let pids = if p.pids {
+            c(
+                "PIDPressure",
+                "True",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            )
+        } else {
             c(
                 "PIDPressure",
                 "False",
                 "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available"
-            ),
-            c(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "hollow kubelet is posting ready status"
-            ),
+                "kubelet has sufficient PID available",
+            )
+        };
+        json!([
+            memory,
+            disk,
+            pids,
+            c("Ready", "True", "KubeletReady", ready),
         ])
     }
 
@@ -120,6 +211,22 @@ impl NodeDescription {
             .iter()
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
+        let (kernel, os_image, runtime, kubelet, port) = match &self.flavor {
+            Flavor::Hollow => (
+                "hollow".to_string(),
+                "navarch hollow node (pods are not run, nor isolated)".to_string(),
+                HOLLOW_RUNTIME.to_string(),
+                HOLLOW_KUBELET_VERSION,
+                0,
+            ),
+            Flavor::Kubelet(k) => (
+                k.kernel_version.clone(),
+                k.os_image.clone(),
+                k.runtime_version.clone(),
+                KUBELET_VERSION,
+                k.port,
+            ),
+        };
         json!({
             "capacity": resources,
             "allocatable": resources,
@@ -128,15 +235,15 @@ impl NodeDescription {
                 {"type": "InternalIP", "address": self.address.to_string()},
                 {"type": "Hostname", "address": self.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
             "nodeInfo": {
                 "machineID": stable_id(&self.name, "machine"),
                 "systemUUID": stable_id(&self.name, "system"),
                 "bootID": self.boot_id,
-                "kernelVersion": "hollow",
-                "osImage": "navarch hollow node (pods are not run, nor isolated)",
-                "containerRuntimeVersion": HOLLOW_RUNTIME,
-                "kubeletVersion": HOLLOW_KUBELET_VERSION,
+                "kernelVersion": kernel,
+                "osImage": os_image,
+                "containerRuntimeVersion": runtime,
+                "kubeletVersion": kubelet,
                 "kubeProxyVersion": "",
                 "operatingSystem": "linux",
                 "architecture": arch(),
@@ -153,7 +260,7 @@ impl NodeDescription {
             "metadata": {
                 "name": self.name,
                 "labels": self.labels(),
-                "annotations": {HOLLOW_ANNOTATION: "true"},
+                "annotations": self.annotations(),
             },
             "spec": {
                 "podCIDR": self.pod_cidr.to_string(),
@@ -180,7 +287,9 @@ impl NodeDescription {
         if !meta["annotations"].is_object() {
             meta["annotations"] = json!({});
         }
-        meta["annotations"][HOLLOW_ANNOTATION] = json!("true");
+        for (k, v) in self.annotations() {
+            meta["annotations"][k] = json!(v);
+        }
         if !node["spec"].is_object() {
             node["spec"] = json!({});
         }
@@ -255,6 +364,7 @@ mod tests {
             pod_cidr: "10.244.3.0/24".parse().unwrap(),
             address: std::net::Ipv4Addr::LOCALHOST,
             boot_id: "b00t".into(),
+            flavor: Flavor::Hollow,
         }
     }
 

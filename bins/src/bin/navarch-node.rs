@@ -1,9 +1,10 @@
-//! `navarch-node`: joins a node to the cluster. By default it runs the join handshake — a
-//! bootstrap token and the pinned CA hash buy a node certificate over QUIC — and stores the
-//! certificate; the agent that runs pods comes with the node issue. With `--hollow` it
-//! runs hollow nodes (`navarch-agent`): nodes that register, renew their leases and report
+//! `navarch-node`: a node of the cluster. By default it joins (a bootstrap token and the
+//! pinned CA hash buy a node certificate over QUIC, stored in its data dir) and runs the
+//! node agent: it registers its Node and runs the pods bound to it on its container
+//! runtimes (`process`, and `oci` through runc when runc is there). With `--hollow` it runs
+//! hollow nodes (`navarch-agent`): nodes that register, renew their leases and report
 //! their pods running over the node link, without running anything (`--count N` of them in
-//! one process).
+//! one process). `navarch-node shim ...` is the per-container supervisor the runtimes start.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,39 +72,78 @@ struct Cli {
     /// Joins in flight at once (each waits out the masters' join rate limits).
     #[arg(long, default_value_t = 4, requires = "hollow")]
     join_parallelism: usize,
+    /// Only join: get the node certificate, store it in --data-dir and exit.
+    #[arg(long, conflicts_with = "hollow")]
+    join_only: bool,
+    #[command(flatten)]
+    node: navarch_bins::node::NodeArgs,
 }
 
 fn main() -> Result<()> {
+    // The runtimes start this binary as each container's shim.
+    if std::env::args().nth(1).as_deref() == Some("shim") {
+        std::process::exit(navarch_runtime::shim::main());
+    }
     // Before anything is created: the node's key is for this user only.
     navarch_bins::private::restrict_umask();
     navarch_bins::init_logging();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     if cli.hollow {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         return rt.block_on(hollow(cli));
     }
-    rt.block_on(async {
-        let identity = navarch_net::join(
-            cli.master[0],
-            &cli.token,
-            &cli.ca_hash,
-            &cli.name,
-            Duration::from_secs(365 * 24 * 3600),
-        )
-        .await
-        .context("join")?;
-        navarch_bins::private::private_dir(&cli.data_dir)?;
-        identity.save(&cli.data_dir, "node")?;
-        tracing::info!(node = %cli.name, dir = %cli.data_dir.display(), "joined: node certificate stored");
-        println!(
-            "joined as system:node:{}; credentials in {}",
-            cli.name,
-            cli.data_dir.display()
-        );
-        Ok(())
+    if cli.join_only {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(join_only(cli));
+    }
+    actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
     })
+    .block_on(agent(cli))
+}
+
+async fn agent(cli: Cli) -> Result<()> {
+    let join = JoinParams {
+        masters: cli.master.clone(),
+        token: cli.token.clone(),
+        ca_hash: cli.ca_hash.clone(),
+    };
+    let run = navarch_bins::node::start(&cli.name, join, &cli.data_dir, &cli.node)?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    tokio::select! {
+        r = run => r,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = sigterm.recv() => Ok(()),
+    }
+}
+
+async fn join_only(cli: Cli) -> Result<()> {
+    let identity = navarch_net::join(
+        cli.master[0],
+        &cli.token,
+        &cli.ca_hash,
+        &cli.name,
+        Duration::from_secs(365 * 24 * 3600),
+    )
+    .await
+    .context("join")?;
+    navarch_bins::private::private_dir(&cli.data_dir)?;
+    identity.save(&cli.data_dir, "node")?;
+    tracing::info!(node = %cli.name, dir = %cli.data_dir.display(), "joined: node certificate stored");
+    println!(
+        "joined as system:node:{}; credentials in {}",
+        cli.name,
+        cli.data_dir.display()
+    );
+    Ok(())
 }
 
 async fn hollow(cli: Cli) -> Result<()> {

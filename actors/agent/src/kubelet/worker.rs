@@ -1,0 +1,747 @@
+//! One pass over a pod (the Pod actor's effects): read what the runtime has for it, let
+//! [`sync::plan`] decide, carry the actions out, and report [`sync::status`] when it
+//! changed. Also the kubelet-wide parts the Pod actors share: the index of containers per
+//! pod (rebuilt from the runtimes at start), the container event generator that pokes a pod
+//! when one of its containers changes state, and the cleanup of containers whose pod is no
+//! longer bound here.
+//!
+//! # Cancel safety
+//! A pass cancelled half-way leaves containers in states the next pass reads back from the
+//! runtime: nothing here is remembered only in memory except creation failures (for the
+//! `ErrImagePull` back-off), which a restarted kubelet simply retries.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use navarch_actors::{KindHandle, ObjectKey};
+use navarch_client::{Cache, Client, Subresource};
+use navarch_model::options::{DeleteOptions, Patch, WriteOptions};
+use navarch_model::patch::PatchType;
+use navarch_runtime::{
+    ContainerId, ContainerRuntime, ContainerState, ContainerStatus, ExecRequest, RuntimeError,
+};
+use serde_json::{json, Value};
+
+use super::actor::{PodEvent, PodLogic};
+use super::containers::{self, ContainerInputs, SandboxView};
+use super::sync::{self, Action, Inputs, ProbeView, Waiting, LABEL_POD_UID};
+use super::KubeletConfig;
+
+fn pods_kind() -> &'static navarch_model::kinds::Kind {
+    navarch_client::kind("", "v1", "pods")
+}
+
+/// How many times one pass decides again after acting, before it waits for the next poke.
+const MAX_ROUNDS: usize = 6;
+
+/// A container the kubelet knows of: which runtime has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Known {
+    runtime: String,
+    state: ContainerState,
+}
+
+/// What the Pod actors of one kubelet share.
+pub struct Shared {
+    pub cfg: KubeletConfig,
+    pub client: Arc<dyn Client>,
+    /// The pods bound to this node.
+    pub pods: Cache,
+    /// Per pod uid, its containers (mirrors the runtimes' state dirs).
+    index: Mutex<BTreeMap<String, BTreeMap<ContainerId, Known>>>,
+    /// Per (pod uid, container name), why its creation last failed.
+    waiting: Mutex<HashMap<(String, String), Waiting>>,
+    /// Per container id, what its probes say (containers without probes are absent).
+    probes: Mutex<BTreeMap<String, ProbeView>>,
+    pub(crate) handle: OnceLock<KindHandle<PodLogic>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.cfg.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the sandbox of a pod is, as `sandbox.json` in its directory records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SandboxRecord {
+    pub ip: String,
+    pub netns: Option<PathBuf>,
+}
+
+fn uid_of(pod: &Value) -> String {
+    pod["metadata"]["uid"].as_str().unwrap_or("").to_string()
+}
+
+fn key_text(key: &ObjectKey) -> String {
+    format!("{}/{}", key.namespace().unwrap_or(""), key.name())
+}
+
+impl Shared {
+    pub fn new(cfg: KubeletConfig, client: Arc<dyn Client>, pods: Cache) -> Shared {
+        Shared {
+            cfg,
+            client,
+            pods,
+            index: Mutex::new(BTreeMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            probes: Mutex::new(BTreeMap::new()),
+            handle: OnceLock::new(),
+        }
+    }
+
+    fn runtime(&self, name: &str) -> Option<&Arc<dyn ContainerRuntime>> {
+        self.cfg.runtimes.get(name)
+    }
+
+    /// The runtime a pod runs on: its `runtimeClassName`'s handler, else the node's default.
+    fn runtime_of(&self, pod: &Value) -> Result<String, String> {
+        let name = pod["spec"]["runtimeClassName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.cfg.default_runtime);
+        if self.cfg.runtimes.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            Err(format!(
+                "RuntimeClass {name:?} has no handler on node {} (it has {:?})",
+                self.cfg.node,
+                self.cfg.runtimes.keys().collect::<Vec<_>>()
+            ))
+        }
+    }
+
+    /// Rebuilds the index from every runtime's state dir; returns how many containers
+    /// (running or not) it found.
+    pub async fn adopt(&self) -> Result<usize, RuntimeError> {
+        let mut found = 0;
+        let mut index = BTreeMap::<String, BTreeMap<ContainerId, Known>>::new();
+        for (name, rt) in &self.cfg.runtimes {
+            for c in rt.list().await? {
+                let Some(uid) = c.labels.get(LABEL_POD_UID) else {
+                    continue;
+                };
+                found += 1;
+                index.entry(uid.clone()).or_default().insert(
+                    c.id.clone(),
+                    Known {
+                        runtime: name.clone(),
+                        state: c.state,
+                    },
+                );
+            }
+        }
+        *self.index.lock().unwrap_or_else(|p| p.into_inner()) = index;
+        Ok(found)
+    }
+
+    fn known(&self, uid: &str) -> Vec<(ContainerId, Known)> {
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uid)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, uid: &str, id: &ContainerId, runtime: &str, state: ContainerState) {
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(uid.to_string())
+            .or_default()
+            .insert(
+                id.clone(),
+                Known {
+                    runtime: runtime.to_string(),
+                    state,
+                },
+            );
+    }
+
+    fn forget(&self, uid: &str, id: &ContainerId) {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = index.get_mut(uid) {
+            m.remove(id);
+            if m.is_empty() {
+                index.remove(uid);
+            }
+        }
+        self.probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id.as_str());
+    }
+
+    /// The statuses of the pod's containers, now.
+    async fn observe(&self, uid: &str) -> Vec<(String, ContainerStatus)> {
+        let mut out = Vec::new();
+        for (id, known) in self.known(uid) {
+            let Some(rt) = self.runtime(&known.runtime) else {
+                continue;
+            };
+            match rt.status(&id).await {
+                Ok(s) => {
+                    self.remember(uid, &id, &known.runtime, s.state);
+                    out.push((known.runtime.clone(), s));
+                }
+                Err(RuntimeError::NotFound { .. }) => self.forget(uid, &id),
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "container status not read");
+                }
+            }
+        }
+        out
+    }
+
+    fn sandbox(&self, uid: &str) -> Option<SandboxRecord> {
+        let bytes = std::fs::read(self.cfg.pod_dir(uid).join("sandbox.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Pokes the Pod actor of `key`, if it runs.
+    pub async fn poke(&self, key: &ObjectKey) {
+        if let Some(h) = self.handle.get() {
+            if let Ok(Some(child)) = h.child(key).await {
+                let _ = child.try_send(PodEvent::Sync);
+            }
+        }
+    }
+
+    /// Pokes the Pod actor of `key` at `at`.
+    fn poke_at(self: &Arc<Self>, key: &ObjectKey, at: SystemTime) {
+        let wait = at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .max(Duration::from_millis(50));
+        let (s, key) = (self.clone(), key.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            s.poke(&key).await;
+        });
+    }
+
+    /// One pass over the pod at `key`.
+    pub async fn sync(self: &Arc<Self>, key: &ObjectKey) {
+        for _ in 0..MAX_ROUNDS {
+            let Some(pod) = self.pods.get(key.namespace(), key.name()) else {
+                return;
+            };
+            if pod["spec"]["nodeName"].as_str() != Some(self.cfg.node.as_str()) {
+                return;
+            }
+            match self.round(key, &pod).await {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(pod = %key_text(key), error = %e, "pod sync failed; retrying");
+                    self.poke_at(key, SystemTime::now() + Duration::from_secs(2));
+                    return;
+                }
+            }
+        }
+        // Still acting after MAX_ROUNDS: look again soon rather than spin.
+        self.poke_at(key, SystemTime::now() + Duration::from_millis(200));
+    }
+
+    /// Decides once, acts, reports; `Ok(true)` when it changed something and should decide
+    /// again.
+    async fn round(self: &Arc<Self>, key: &ObjectKey, pod: &Value) -> Result<bool, String> {
+        let uid = uid_of(pod);
+        let runtime = match self.runtime_of(pod) {
+            Ok(r) => r,
+            Err(msg) => {
+                self.report_unrunnable(key, pod, &msg).await;
+                return Ok(false);
+            }
+        };
+        let observed = self.observe(&uid).await;
+        let containers: Vec<ContainerStatus> = observed.iter().map(|(_, c)| c.clone()).collect();
+        let waiting: BTreeMap<String, Waiting> = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|((u, _), _)| *u == uid)
+            .map(|((_, n), w)| (n.clone(), w.clone()))
+            .collect();
+        let probes = self
+            .probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let sandbox = self.sandbox(&uid);
+        let now = SystemTime::now();
+        let inputs = Inputs {
+            pod,
+            containers: &containers,
+            waiting: &waiting,
+            probes: &probes,
+            sandbox_ready: sandbox.is_some(),
+            backoff_cap: self.cfg.backoff_cap,
+            now,
+        };
+        let actions = sync::plan(&inputs);
+        let mut acted = false;
+        for action in actions {
+            match action {
+                Action::RequeueAt(at) => self.poke_at(key, at),
+                Action::SetupSandbox => {
+                    self.setup_sandbox(pod).await?;
+                    acted = true;
+                }
+                Action::Start {
+                    name,
+                    init,
+                    restart_count,
+                } => {
+                    self.start(pod, &runtime, &name, init, restart_count, sandbox.as_ref())
+                        .await;
+                    acted = true;
+                }
+                Action::Kill {
+                    id,
+                    container,
+                    grace,
+                    pre_stop,
+                    reason,
+                } => {
+                    self.kill(pod, &observed, &id, &container, grace, pre_stop, &reason)
+                        .await;
+                    acted = true;
+                }
+                Action::Remove { id } => {
+                    self.remove(&uid, &observed, &id).await;
+                    acted = true;
+                }
+                Action::TeardownSandbox => {
+                    self.teardown(&uid).await;
+                }
+                Action::DeletePod { uid } => {
+                    self.delete_pod(key, &uid).await?;
+                    return Ok(false);
+                }
+            }
+        }
+        if acted {
+            return Ok(true);
+        }
+        // Nothing left to do: say so.
+        let ip = sandbox.map(|s| s.ip);
+        let host_ip = self.cfg.host_ip.to_string();
+        let wanted = sync::status(&inputs, &runtime, ip.as_deref(), &host_ip);
+        self.report(key, pod, wanted).await?;
+        Ok(false)
+    }
+
+    async fn report(&self, key: &ObjectKey, pod: &Value, wanted: Value) -> Result<(), String> {
+        let current = &pod["status"];
+        let same = wanted
+            .as_object()
+            .is_some_and(|m| m.iter().all(|(k, v)| &current[k] == v));
+        if same {
+            return Ok(());
+        }
+        let patch = Patch {
+            ty: PatchType::Merge,
+            body: json!({"metadata": {"uid": pod["metadata"]["uid"]}, "status": wanted}),
+        };
+        match self
+            .client
+            .patch(
+                pods_kind(),
+                key.namespace(),
+                key.name(),
+                Some(Subresource::Status),
+                patch,
+                &WriteOptions::default(),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(format!("status not written: {e}")),
+        }
+    }
+
+    /// A pod this node cannot run at all (no runtime for its class): it waits, saying why.
+    async fn report_unrunnable(&self, key: &ObjectKey, pod: &Value, msg: &str) {
+        let mut status = pod["status"].clone();
+        status["phase"] = json!("Pending");
+        let cs: Vec<Value> = pod["spec"]["containers"]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| {
+                        json!({"name": c["name"], "image": c["image"], "imageID": "",
+                           "ready": false, "started": false, "restartCount": 0, "lastState": {},
+                           "state": {"waiting": {"reason": "CreateContainerConfigError", "message": msg}}})
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        status["containerStatuses"] = json!(cs);
+        if let Err(e) = self.report(key, pod, status).await {
+            tracing::warn!(pod = %key_text(key), error = %e, "pod status not written");
+        }
+    }
+
+    async fn setup_sandbox(&self, pod: &Value) -> Result<(), String> {
+        let uid = uid_of(pod);
+        let dir = self.cfg.pod_dir(&uid);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let record = SandboxRecord {
+            ip: self.cfg.host_ip.to_string(),
+            netns: None,
+        };
+        write_atomically(
+            &dir.join("sandbox.json"),
+            &serde_json::to_vec(&record).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("write the sandbox record: {e}"))?;
+        tracing::debug!(pod_uid = %uid, ip = %record.ip, "pod sandbox ready");
+        Ok(())
+    }
+
+    async fn teardown(&self, uid: &str) {
+        for (id, known) in self.known(uid) {
+            if let Some(rt) = self.runtime(&known.runtime) {
+                if let Err(e) = rt.remove(&id).await {
+                    if !matches!(e, RuntimeError::NotFound { .. }) {
+                        tracing::warn!(container = %id, error = %e, "container not removed");
+                        continue;
+                    }
+                }
+            }
+            self.forget(uid, &id);
+        }
+        let dir = self.cfg.pod_dir(uid);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), error = %e, "pod directory not removed");
+            }
+        }
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(u, _), _| u != uid);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &self,
+        pod: &Value,
+        runtime: &str,
+        name: &str,
+        init: bool,
+        restart_count: u32,
+        sandbox: Option<&SandboxRecord>,
+    ) {
+        let uid = uid_of(pod);
+        let Some((container, _)) = sync::container_spec(pod, name) else {
+            return;
+        };
+        let Some(rt) = self.runtime(runtime) else {
+            return;
+        };
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+        let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let view = SandboxView {
+            netns: sandbox.and_then(|s| s.netns.clone()),
+        };
+        let env = plain_env(container);
+        let spec = containers::container_spec(ContainerInputs {
+            pod,
+            container,
+            init,
+            restart_count,
+            env,
+            mounts: Vec::new(),
+            sandbox: &view,
+            log_path: self.cfg.log_path(ns, pod_name, &uid, name, restart_count),
+        });
+        let spec = match spec {
+            Ok(s) => s,
+            Err(e) => return self.failed(&uid, name, "CreateContainerConfigError", e.to_string()),
+        };
+        let id = spec.id.clone();
+        if let Some(parent) = spec.log.path.as_deref().and_then(Path::parent) {
+            if let Err(e) = std::fs::create_dir_all(parent) {
+                return self.failed(&uid, name, "CreateContainerError", e.to_string());
+            }
+        }
+        // A leftover of an interrupted pass with this id goes first.
+        let _ = rt.remove(&id).await;
+        match rt.create(spec).await {
+            Ok(s) => self.remember(&uid, &id, runtime, s.state),
+            Err(e) if e.is_image_pull() => {
+                let image = container["image"].as_str().unwrap_or("");
+                return self.failed(
+                    &uid,
+                    name,
+                    "ErrImagePull",
+                    format!("failed to pull image \"{image}\": {e}"),
+                );
+            }
+            Err(e) => return self.failed(&uid, name, "CreateContainerError", e.to_string()),
+        }
+        match rt.start(&id).await {
+            Ok(s) => {
+                self.remember(&uid, &id, runtime, s.state);
+                self.succeeded(&uid, name);
+                tracing::info!(pod = %format!("{ns}/{pod_name}"), container = name, restart_count, pid = ?s.pid, "container started");
+            }
+            Err(e) => {
+                // The failure is in the container's status (exited, StartError).
+                tracing::warn!(pod = %format!("{ns}/{pod_name}"), container = name, error = %e, "container did not start");
+                self.succeeded(&uid, name);
+            }
+        }
+    }
+
+    fn failed(&self, uid: &str, name: &str, reason: &str, message: String) {
+        tracing::warn!(pod_uid = uid, container = name, reason, message = %message, "container not created");
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = w
+            .get(&(uid.to_string(), name.to_string()))
+            .map(|w| w.failures + 1)
+            .unwrap_or(1);
+        w.insert(
+            (uid.to_string(), name.to_string()),
+            Waiting {
+                reason: reason.to_string(),
+                message,
+                at: SystemTime::now(),
+                failures,
+            },
+        );
+    }
+
+    fn succeeded(&self, uid: &str, name: &str) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(uid.to_string(), name.to_string()));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn kill(
+        &self,
+        pod: &Value,
+        observed: &[(String, ContainerStatus)],
+        id: &str,
+        container: &str,
+        grace: Duration,
+        pre_stop: bool,
+        reason: &str,
+    ) {
+        let Some((runtime, status)) = observed.iter().find(|(_, c)| c.id.as_str() == id) else {
+            return;
+        };
+        let Some(rt) = self.runtime(runtime) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        if pre_stop {
+            if let Some(cmd) = sync::container_spec(pod, container).and_then(|(c, _)| {
+                c["lifecycle"]["preStop"]["exec"]["command"]
+                    .as_array()
+                    .cloned()
+            }) {
+                let command: Vec<String> = cmd
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect();
+                let request = ExecRequest {
+                    command,
+                    env: Vec::new(),
+                    timeout: grace.max(Duration::from_secs(1)),
+                };
+                match rt.exec(&status.id, request).await {
+                    Ok(out) if out.exit_code == 0 => {}
+                    Ok(out) => tracing::warn!(
+                        container = id,
+                        exit_code = out.exit_code,
+                        "preStop hook failed"
+                    ),
+                    Err(e) => tracing::warn!(container = id, error = %e, "preStop hook failed"),
+                }
+            }
+        }
+        let left = grace.saturating_sub(started.elapsed());
+        tracing::info!(
+            container = id,
+            reason,
+            grace_seconds = left.as_secs(),
+            "stopping container"
+        );
+        if let Err(e) = rt.stop(&status.id, left).await {
+            tracing::warn!(container = id, error = %e, "container not stopped");
+        }
+    }
+
+    async fn remove(&self, uid: &str, observed: &[(String, ContainerStatus)], id: &str) {
+        let Some((runtime, status)) = observed.iter().find(|(_, c)| c.id.as_str() == id) else {
+            return;
+        };
+        if let Some(rt) = self.runtime(runtime) {
+            match rt.remove(&status.id).await {
+                Ok(()) | Err(RuntimeError::NotFound { .. }) => self.forget(uid, &status.id),
+                Err(e) => tracing::warn!(container = id, error = %e, "container not removed"),
+            }
+        }
+    }
+
+    async fn delete_pod(&self, key: &ObjectKey, uid: &str) -> Result<(), String> {
+        let opts = DeleteOptions {
+            grace_period_seconds: Some(0),
+            precondition_uid: Some(uid.to_string()).filter(|u| !u.is_empty()),
+            ..DeleteOptions::default()
+        };
+        match self
+            .client
+            .delete(pods_kind(), key.namespace(), key.name(), &opts)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(pod = %key_text(key), "pod stopped and deleted");
+                Ok(())
+            }
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
+            Err(e) => Err(format!("pod not deleted: {e}")),
+        }
+    }
+
+    /// The container event generator: every `pleg_period`, the state of every container
+    /// that was not exited is read again, and a pod whose container changed is poked.
+    pub async fn pleg_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.cfg.pleg_period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let live: Vec<(String, ContainerId, Known)> = {
+                let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+                index
+                    .iter()
+                    .flat_map(|(uid, m)| {
+                        m.iter()
+                            .filter(|(_, k)| k.state != ContainerState::Exited)
+                            .map(|(id, k)| (uid.clone(), id.clone(), k.clone()))
+                    })
+                    .collect()
+            };
+            let mut changed = BTreeSet::new();
+            for (uid, id, known) in live {
+                let Some(rt) = self.runtime(&known.runtime) else {
+                    continue;
+                };
+                if let Ok(s) = rt.status(&id).await {
+                    if s.state != known.state {
+                        self.remember(&uid, &id, &known.runtime, s.state);
+                        changed.insert(uid);
+                    }
+                }
+            }
+            for pod in self.pods.list() {
+                if changed.contains(&uid_of(&pod)) {
+                    if let Some(key) = key_of(&pod) {
+                        self.poke(&key).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the containers (and pod directories) of pods no longer bound to this node:
+    /// once when the cache first synced (after an agent restart), then every `resync`.
+    pub async fn cleanup_loop(self: Arc<Self>) {
+        if self.pods.wait_synced().await.is_err() {
+            return;
+        }
+        loop {
+            let bound: BTreeSet<String> = self
+                .pods
+                .list()
+                .iter()
+                .filter(|p| p["spec"]["nodeName"].as_str() == Some(self.cfg.node.as_str()))
+                .map(|p| uid_of(p))
+                .collect();
+            let known: Vec<String> = self
+                .index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            for uid in known.into_iter().filter(|u| !bound.contains(u)) {
+                tracing::info!(pod_uid = %uid, "removing the containers of a pod no longer bound here");
+                for (id, known) in self.known(&uid) {
+                    if let Some(rt) = self.runtime(&known.runtime) {
+                        let _ = rt.stop(&id, Duration::from_secs(2)).await;
+                    }
+                }
+                self.teardown(&uid).await;
+            }
+            // Pod directories without containers or pods (an interrupted teardown).
+            if let Ok(dirs) = std::fs::read_dir(self.cfg.root.join("pods")) {
+                for d in dirs.flatten() {
+                    let uid = d.file_name().to_string_lossy().to_string();
+                    if !bound.contains(&uid) && self.known(&uid).is_empty() {
+                        self.teardown(&uid).await;
+                    }
+                }
+            }
+            tokio::time::sleep(self.cfg.resync).await;
+        }
+    }
+
+    /// Pokes every pod every `resync` (probes and back-offs have their own pokes; this
+    /// catches anything missed).
+    pub async fn resync_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.cfg.resync).await;
+            for pod in self.pods.list() {
+                if let Some(key) = key_of(&pod) {
+                    self.poke(&key).await;
+                }
+            }
+        }
+    }
+}
+
+/// The actor key of a pod.
+pub fn key_of(pod: &Value) -> Option<ObjectKey> {
+    ObjectKey::namespaced(
+        pod["metadata"]["namespace"].as_str()?,
+        pod["metadata"]["name"].as_str()?,
+    )
+    .ok()
+}
+
+/// The container's `env[].value`s (until the env module resolves `valueFrom`).
+fn plain_env(container: &Value) -> Vec<navarch_runtime::EnvVar> {
+    container["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some(navarch_runtime::EnvVar {
+                        name: e["name"].as_str()?.to_string(),
+                        value: e["value"].as_str().unwrap_or("").to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

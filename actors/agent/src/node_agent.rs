@@ -1,0 +1,164 @@
+//! The node agent that runs pods (`navarch-node` without `--hollow`, and the node embedded
+//! in a single-server `navarch-master`): it joins (or reuses its stored certificate),
+//! registers its Node with this machine's resources and its runtimes, renews its Lease,
+//! refreshes its status, and runs the [`Kubelet`] over the node link.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use navarch_actors::Root;
+use navarch_client::cache::{CacheConfig, Scope};
+use navarch_client::{Client, LinkClient, SharedCaches};
+use navarch_model::selector::FieldSelector;
+use navarch_net::{Endpoint, NetConfig};
+use navarch_runtime::{ContainerRuntime, Isolation};
+
+use crate::config::Timing;
+use crate::credentials::{load_or_join, JoinGate, JoinParams};
+use crate::fleet::{boot_id, spread};
+use crate::hollow::HollowNode;
+use crate::ipam::Cidr;
+use crate::kubelet::{Kubelet, KubeletConfig};
+use crate::node::{Flavor, KubeletInfo, NodeDescription};
+use crate::AgentError;
+
+/// What a node agent is made of.
+#[derive(Clone)]
+pub struct NodeAgentConfig {
+    pub name: String,
+    pub join: JoinParams,
+    /// Credentials, pods' files and logs live here.
+    pub data_dir: PathBuf,
+    pub labels: BTreeMap<String, String>,
+    /// The node's address (InternalIP, every pod's hostIP).
+    pub address: Ipv4Addr,
+    /// Most pods the node takes.
+    pub max_pods: u32,
+    /// The node's pod range, until the masters hand ranges out.
+    pub pod_cidr: Cidr,
+    pub timing: Timing,
+    /// The runtimes by handler name, and the default one.
+    pub runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
+    pub default_runtime: String,
+    pub backoff_cap: Duration,
+    pub user_agent: String,
+    /// Disk pressure below this share (percent) of the data dir's file system available.
+    pub disk_pressure_percent: u64,
+}
+
+impl std::fmt::Debug for NodeAgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeAgentConfig")
+            .field("name", &self.name)
+            .field("data_dir", &self.data_dir)
+            .field("runtimes", &self.runtimes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The runtime version the Node reports, and whether (and why not) pods are isolated.
+fn isolation(cfg: &NodeAgentConfig) -> (String, bool, Option<String>) {
+    let default = cfg.runtimes.get(&cfg.default_runtime);
+    let version = format!("{}://{}", cfg.default_runtime, env!("CARGO_PKG_VERSION"));
+    match default.map(|r| r.isolation()) {
+        Some(Isolation::Isolated) => (version, true, None),
+        Some(Isolation::NotIsolated { reason }) => (version, false, Some(reason)),
+        None => (version, false, Some("no runtime".into())),
+    }
+}
+
+/// Joins (or loads the stored certificate), then runs the node until the future is
+/// dropped. Must run inside an actix system (the Pod actors start on its arbiter).
+pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
+    if !cfg.runtimes.contains_key(&cfg.default_runtime) {
+        return Err(AgentError::Config {
+            what: "--runtime".into(),
+            reason: format!(
+                "{:?} is not one of this node's runtimes {:?}",
+                cfg.default_runtime,
+                cfg.runtimes.keys().collect::<Vec<_>>()
+            ),
+        });
+    }
+    let gate = JoinGate::new(1);
+    let creds_dir = crate::credentials::node_dir(&cfg.data_dir, &cfg.name, false);
+    let (identity, joined) = load_or_join(&creds_dir, &cfg.name, &cfg.join, &gate).await?;
+    tracing::info!(node = %cfg.name, joined, "node certificate ready");
+    let ep = Endpoint::client(NetConfig::new(cfg.name.clone(), identity))?;
+    let masters: Vec<SocketAddr> = spread(&cfg.name, &cfg.join.masters);
+    let link = LinkClient::new(&ep, &masters, cfg.user_agent.clone())?;
+    let client: Arc<dyn Client> = Arc::new(link);
+    let kubelet_root = cfg.data_dir.join("kubelet");
+    std::fs::create_dir_all(&kubelet_root).map_err(|e| AgentError::Config {
+        what: "--data-dir".into(),
+        reason: format!("create {}: {e}", kubelet_root.display()),
+    })?;
+    let (runtime_version, isolated, note) = isolation(&cfg);
+    let desc = NodeDescription {
+        name: cfg.name.clone(),
+        capacity: crate::machine::capacity(&kubelet_root, cfg.max_pods),
+        labels: cfg.labels.clone(),
+        pod_cidr: cfg.pod_cidr,
+        address: cfg.address,
+        boot_id: boot_id(),
+        flavor: Flavor::Kubelet(KubeletInfo {
+            runtime_version,
+            runtimes: cfg.runtimes.keys().cloned().collect(),
+            isolated,
+            isolation_note: note,
+            kernel_version: crate::machine::kernel_version(),
+            os_image: crate::machine::os_image(),
+            port: 0,
+            root: kubelet_root.clone(),
+            disk_pressure_percent: cfg.disk_pressure_percent,
+        }),
+    };
+    let kubelet_cfg = KubeletConfig {
+        node: cfg.name.clone(),
+        host_ip: cfg.address,
+        root: kubelet_root,
+        runtimes: cfg.runtimes.clone(),
+        default_runtime: cfg.default_runtime.clone(),
+        backoff_cap: cfg.backoff_cap,
+        resync: Duration::from_secs(10),
+        pleg_period: Duration::from_secs(1),
+    };
+    let node = HollowNode::new(client, desc, cfg.timing);
+    let mut failed: Option<AgentError> = None;
+    node.run_with(|client, _desc| async {
+        let caches = SharedCaches::with_config(
+            client.clone(),
+            CacheConfig {
+                subscriber_capacity: 4096,
+                ..CacheConfig::default()
+            },
+            tokio::runtime::Handle::current(),
+        );
+        let on_node = FieldSelector::parse("Pod", &format!("spec.nodeName={}", cfg.name))
+            .expect("spec.nodeName is a pod field");
+        let pods =
+            caches.scoped(Scope::kind(navarch_client::kind("", "v1", "pods")).fields(on_node));
+        match Kubelet::start(&root, kubelet_cfg, client, pods).await {
+            Ok(kubelet) => {
+                tracing::info!(node = %cfg.name, "kubelet running");
+                // The kubelet (and the caches feeding it) live as long as the node.
+                let _keep = (kubelet, caches);
+                std::future::pending::<()>().await;
+            }
+            Err(e) => {
+                failed = Some(AgentError::Config {
+                    what: "kubelet".into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    })
+    .await;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
