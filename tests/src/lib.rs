@@ -101,6 +101,8 @@ pub struct Cluster {
     passed: bool,
     /// Grown with `--join` from m1 rather than started from `--initial-cluster`.
     joining: bool,
+    /// Masters run their embedded node agent (else they are started with `--no-node`).
+    pub embedded_node: bool,
 }
 
 impl Cluster {
@@ -149,6 +151,7 @@ impl Cluster {
             http: https_client(&admin)?,
             passed: false,
             joining: false,
+            embedded_node: false,
         })
     }
 
@@ -255,6 +258,7 @@ impl Cluster {
             .arg(m.api.to_string())
             .args(args)
             .args(&self.extra_args)
+            .args((!self.embedded_node).then_some("--no-node"))
             .env(
                 "RUST_LOG",
                 std::env::var("NAVARCH_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),

@@ -77,6 +77,8 @@ impl NavarchCluster {
                 .arg(m.api.to_string())
                 .arg("--ca-dir")
                 .arg(&ca_dir)
+                // Dedicated masters: the benchmarks bring their own (hollow) nodes.
+                .arg("--no-node")
                 .args(extra)
                 .env("RUST_LOG", log_filter)
                 .env_remove("NAVARCH_LOG_FORMAT");

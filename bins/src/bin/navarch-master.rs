@@ -175,6 +175,15 @@ struct RunArgs {
     /// unless it says otherwise (Kubernetes defaults to 300).
     #[arg(long, default_value_t = 30)]
     default_unreachable_toleration_seconds: i64,
+    /// A dedicated master: no node agent in this process (by default a master also runs a
+    /// node, as `k3s server` does, so that one process is a complete single-server cluster).
+    #[arg(long)]
+    no_node: bool,
+    /// The embedded node's name (default: this master's --name).
+    #[arg(long)]
+    node_name: Option<String>,
+    #[command(flatten)]
+    node: navarch_bins::node::NodeArgs,
 }
 
 fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
@@ -198,6 +207,10 @@ fn parse_initial_cluster(s: &str) -> Result<Vec<(String, SocketAddr)>> {
 }
 
 fn main() -> Result<()> {
+    // The embedded node's runtimes start this binary as each container's shim.
+    if std::env::args().nth(1).as_deref() == Some("shim") {
+        std::process::exit(navarch_runtime::shim::main());
+    }
     // Before anything is created: the store, keys and tokens are for this user only.
     navarch_bins::private::restrict_umask();
     init_logging();
@@ -495,6 +508,29 @@ async fn run(args: RunArgs) -> Result<()> {
     .with_context(|| format!("bind --listen-api {}", args.listen_api))?
     .run();
     tracing::info!(api = %server_url, data_dir = %args.data_dir.display(), "master ready to serve");
+    if !args.no_node {
+        // The embedded node joins through this master with its own bootstrap token, like
+        // any node, and runs on this thread's arbiter (its Pod actors start there).
+        let read = |f: &str| -> Result<String> {
+            Ok(std::fs::read_to_string(args.data_dir.join(f))
+                .with_context(|| format!("read {f} for the embedded node"))?
+                .trim()
+                .to_string())
+        };
+        let join = navarch_agent::credentials::JoinParams {
+            masters: vec![listen_peer],
+            token: read("join-token")?,
+            ca_hash: read("ca-hash")?,
+        };
+        let node_name = args.node_name.clone().unwrap_or_else(|| args.name.clone());
+        let node =
+            navarch_bins::node::start(&node_name, join, &args.data_dir.join("node"), &args.node)?;
+        actix_rt::spawn(async move {
+            if let Err(e) = node.await {
+                tracing::error!(error = %format!("{e:#}"), "the embedded node stopped");
+            }
+        });
+    }
     let handle = server.handle();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("install the SIGTERM handler")?;

@@ -56,6 +56,8 @@ pub struct Shared {
     /// Per container id, what its probes say (containers without probes are absent).
     probes: Mutex<BTreeMap<String, ProbeView>>,
     pub(crate) handle: OnceLock<KindHandle<PodLogic>>,
+    /// Per pod key, the passes finished (what the inspector and tests read).
+    passes: Mutex<HashMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -91,7 +93,18 @@ impl Shared {
             waiting: Mutex::new(HashMap::new()),
             probes: Mutex::new(BTreeMap::new()),
             handle: OnceLock::new(),
+            passes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many passes over the pod `namespace/name` have finished.
+    pub fn passes(&self, namespace: &str, name: &str) -> u64 {
+        self.passes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&format!("{namespace}/{name}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn runtime(&self, name: &str) -> Option<&Arc<dyn ContainerRuntime>> {
@@ -227,6 +240,16 @@ impl Shared {
 
     /// One pass over the pod at `key`.
     pub async fn sync(self: &Arc<Self>, key: &ObjectKey) {
+        self.pass(key).await;
+        *self
+            .passes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key_text(key))
+            .or_insert(0) += 1;
+    }
+
+    async fn pass(self: &Arc<Self>, key: &ObjectKey) {
         for _ in 0..MAX_ROUNDS {
             let Some(pod) = self.pods.get(key.namespace(), key.name()) else {
                 return;
