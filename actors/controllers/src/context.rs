@@ -38,6 +38,9 @@ pub struct ControllerConfig {
     /// How often the pod garbage collector passes when nothing pokes it (Kubernetes'
     /// `gcCheckPeriod`, 20 s).
     pub pod_gc_check_period: Duration,
+    /// How Node pod ranges are handed out (`--cluster-cidr`, `--node-cidr-mask-size`);
+    /// `None` hands none out.
+    pub node_ipam: Option<navarch_logic::nodeipam::Allocator>,
 }
 
 impl Default for ControllerConfig {
@@ -49,8 +52,15 @@ impl Default for ControllerConfig {
             pod_gc_quarantine: Duration::from_secs(podgc::QUARANTINE_SECONDS as u64),
             terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_THRESHOLD,
             pod_gc_check_period: Duration::from_secs(podgc::CHECK_PERIOD_SECONDS as u64),
+            node_ipam: Some(default_node_ipam()),
         }
     }
+}
+
+/// k3s's default cluster range, 10.42.0.0/16, in /24s per node.
+pub fn default_node_ipam() -> navarch_logic::nodeipam::Allocator {
+    let range = navarch_logic::nodeipam::Range::parse("10.42.0.0/16").expect("a valid range");
+    navarch_logic::nodeipam::Allocator::new(range, 24).expect("a valid split")
 }
 
 /// The shared context of one activation.

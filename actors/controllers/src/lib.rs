@@ -34,6 +34,7 @@ pub mod endpoints;
 pub mod feed;
 pub mod gc;
 pub mod namespaces;
+pub mod nodeipam;
 pub mod nodes;
 pub mod podgc;
 pub mod recorder;
@@ -81,6 +82,7 @@ struct Running {
     _scheduler: scheduler::Scheduler,
     _gc: gc::GarbageCollector,
     _podgc: podgc::PodGarbageCollector,
+    _nodeipam: Option<nodeipam::NodeIpamController>,
 }
 
 /// The controller manager and scheduler of one master.
@@ -197,6 +199,7 @@ impl ControlPlane {
                 _scheduler: scheduler::Scheduler::start(&group, &ctx).await?,
                 _gc: gc::GarbageCollector::start(&group, &ctx).await?,
                 _podgc: podgc::PodGarbageCollector::start(&group, &ctx).await?,
+                _nodeipam: nodeipam::NodeIpamController::start(&group, &ctx).await?,
                 group: group.clone(),
                 caches: caches.clone(),
             })

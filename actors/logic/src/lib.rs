@@ -18,6 +18,7 @@
 //! - [`events`]: Events, deduplicated with counts and rate-limited;
 //! - [`gc`]: the garbage collector (dependents of owners that are gone);
 //! - [`namespaces`]: emptying and finalizing deleted namespaces;
+//! - [`nodeipam`]: the pod range each Node gets from the cluster's;
 //! - [`podgc`]: the pod garbage collector (orphans, terminating pods nobody will end, the
 //!   terminated-pod threshold).
 //!
@@ -29,6 +30,7 @@ pub mod events;
 pub mod gc;
 pub mod meta;
 pub mod namespaces;
+pub mod nodeipam;
 pub mod nodes;
 pub mod podgc;
 pub mod replicaset;

@@ -175,6 +175,13 @@ struct RunArgs {
     /// unless it says otherwise (Kubernetes defaults to 300).
     #[arg(long, default_value_t = 30)]
     default_unreachable_toleration_seconds: i64,
+    /// The cluster's pod range, split into one range per Node (k3s's default). Keep it to
+    /// addresses local to this cluster's machines.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// The prefix length of each Node's pod range.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// A dedicated master: no node agent in this process (by default a master also runs a
     /// node, as `k3s server` does, so that one process is a complete single-server cluster).
     #[arg(long)]
@@ -305,6 +312,9 @@ async fn run(args: RunArgs) -> Result<()> {
             ),
         },
     };
+    let node_ipam = navarch_logic::nodeipam::Range::parse(&args.cluster_cidr)
+        .and_then(|r| navarch_logic::nodeipam::Allocator::new(r, args.node_cidr_mask_size))
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?;
     let creds = credentials::master(&args.data_dir, args.ca_dir.as_deref(), &args.name)?;
     let serving = http::tls::serving_identity(&creds.ca, &args.name, args.listen_api)
         .context("issue the API server's certificate")?;
@@ -443,6 +453,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 node_monitor_grace_period: Duration::from_secs(args.node_monitor_grace_period),
                 pod_gc_quarantine: Duration::from_secs(args.pod_gc_quarantine_period),
                 terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+                node_ipam: Some(node_ipam),
                 ..ControllerConfig::default()
             },
         );
