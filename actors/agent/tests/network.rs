@@ -222,6 +222,13 @@ fn exchange(ns: &Netns, to: SocketAddr) -> Vec<u8> {
 async fn two_pods_of_one_node_talk_over_its_bridge() {
     preflight();
     let node = Node::new("a", "10.42.248.0/24");
+    for plugin in ["bridge", "host-local", "loopback"] {
+        let versions = node.cni.versions(plugin).await.unwrap();
+        assert!(
+            versions.iter().any(|v| v == "1.0.0"),
+            "{plugin}: {versions:?}"
+        );
+    }
     let (a, b) = (Netns::new("a"), Netns::new("b"));
     let net_a = node.cni.add("pod-a", &a.path).await.unwrap();
     let net_b = node.cni.add("pod-b", &b.path).await.unwrap();
@@ -235,6 +242,8 @@ async fn two_pods_of_one_node_talk_over_its_bridge() {
         assert_eq!(net.prefix_len, 24);
     }
     node.cni.check("pod-a", &a.path).await.unwrap();
+    let again = node.cni.add("pod-a", &a.path).await.unwrap();
+    assert_eq!(again, net_a, "a second ADD answers the pod's address");
 
     let (addr, server) = listen_in(&b, net_b.ip);
     assert_eq!(exchange(&a, addr), b"olleh");

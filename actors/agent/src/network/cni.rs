@@ -376,9 +376,25 @@ impl Cni {
 
     /// Puts pod `pod_uid`'s network namespace `netns` on the node's network: `lo` up,
     /// then `eth0` on the bridge with an address of the pod range. A failure part way is
-    /// undone with a DEL before the error is returned.
+    /// undone with a DEL before the error is returned. Asked again for a pod already added
+    /// (an agent restarted), it answers the recorded address if CHECK finds the pod's network
+    /// intact, and otherwise deletes what is left and starts over.
     pub async fn add(&self, pod_uid: &str, netns: &Path) -> Result<PodNetwork, CniError> {
         check_container_id(pod_uid)?;
+        if let Some(cached) = self.load_result(pod_uid)? {
+            match self.check(pod_uid, netns).await {
+                Ok(()) => {
+                    if let Ok(network) = pod_network(&cached, POD_INTERFACE) {
+                        tracing::debug!(pod_uid, ip = %network.ip, "pod network already added");
+                        return Ok(network);
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(pod_uid, error = %e, "pod network not intact, adding it again");
+                }
+            }
+            self.del(pod_uid, netns).await?;
+        }
         let result = match self.add_all(pod_uid, netns).await {
             Ok(result) => result,
             Err(e) => {
@@ -808,5 +824,183 @@ mod tests {
         for bad in ["", "-x", "a/b", "a b"] {
             assert!(check_container_id(bad).is_err(), "{bad:?}");
         }
+    }
+    /// A plugin directory of shell scripts standing in for the real plugins.
+    fn fake_plugins(scripts: &[(&str, String)]) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in scripts {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    }
+
+    /// A plugin that logs its environment and stdin, and answers `add_result` to ADD.
+    fn recording(name: &str, log: &Path, add_result: &str) -> String {
+        format!(
+            "{{ echo \"{name} $CNI_COMMAND $CNI_CONTAINERID $CNI_NETNS $CNI_IFNAME $CNI_PATH\"; cat; echo; }} >> {log}\n\
+             [ \"$CNI_COMMAND\" = ADD ] && echo '{add_result}'\nexit 0",
+            log = log.display()
+        )
+    }
+
+    const BRIDGE_RESULT: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/run/netns/p"}],"ips":[{"interface":0,"address":"10.42.3.7/24","gateway":"10.42.3.1"}]}"#;
+
+    fn calls(log: &Path) -> Vec<(String, Value)> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .map(|c| (c[0].to_string(), serde_json::from_str(c[1]).unwrap()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_plugins_are_called_with_the_cni_protocol() {
+        let state = tempfile::tempdir().unwrap();
+        let log = state.path().join("calls");
+        let plugins = fake_plugins(&[
+            ("bridge", recording("bridge", &log, BRIDGE_RESULT)),
+            (
+                "loopback",
+                recording("loopback", &log, r#"{"cniVersion":"1.0.0"}"#),
+            ),
+        ]);
+        let dir = plugins.path().display().to_string();
+        let cni = Cni::new(
+            vec![plugins.path().to_path_buf()],
+            state.path().join("node"),
+            node(),
+        );
+        let netns = Path::new("/run/netns/p");
+
+        let net = cni.add("uid-1", netns).await.unwrap();
+        assert_eq!(net.ip, Ipv4Addr::new(10, 42, 3, 7));
+        assert_eq!(net.gateway, Ipv4Addr::new(10, 42, 3, 1));
+        let added = calls(&log);
+        assert_eq!(added.len(), 2);
+        assert_eq!(
+            added[0].0,
+            format!("loopback ADD uid-1 /run/netns/p lo {dir}")
+        );
+        assert_eq!(added[0].1, loopback_config());
+        assert_eq!(
+            added[1].0,
+            format!("bridge ADD uid-1 /run/netns/p eth0 {dir}")
+        );
+        let conf = &added[1].1;
+        assert_eq!(
+            (&conf["name"], &conf["cniVersion"]),
+            (&json!("navarch"), &json!("1.0.0"))
+        );
+        assert_eq!(conf["ipMasq"], false);
+        assert!(
+            conf.get("prevResult").is_none(),
+            "the first plugin has no prevResult"
+        );
+
+        cni.del("uid-1", netns).await.unwrap();
+        let all = calls(&log);
+        assert_eq!(all.len(), 4);
+        assert_eq!(
+            all[2].0,
+            format!("bridge DEL uid-1 /run/netns/p eth0 {dir}")
+        );
+        let expected: Value = serde_json::from_str(BRIDGE_RESULT).unwrap();
+        assert_eq!(
+            all[2].1["prevResult"], expected,
+            "DEL gets the ADD's result"
+        );
+        assert_eq!(
+            all[3].0,
+            format!("loopback DEL uid-1 /run/netns/p lo {dir}")
+        );
+        assert!(matches!(
+            cni.check("uid-1", netns).await,
+            Err(CniError::NotAdded(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_plugins_json_error_comes_back_parsed() {
+        let plugins = fake_plugins(&[
+            (
+                "bridge",
+                "cat >/dev/null; echo '{\"code\":11,\"msg\":\"busy\",\"details\":\"lock held\"}'; exit 1"
+                    .into(),
+            ),
+            ("loopback", "cat >/dev/null; echo '{}'".into()),
+        ]);
+        let state = tempfile::tempdir().unwrap();
+        let cni = Cni::new(vec![plugins.path().into()], state.path().into(), node());
+        match cni.add("uid-2", Path::new("/run/netns/q")).await {
+            Err(CniError::Plugin {
+                plugin,
+                command,
+                code,
+                msg,
+                details,
+            }) => {
+                assert_eq!((plugin.as_str(), command), ("bridge", "ADD"));
+                assert_eq!(
+                    (code, msg.as_str(), details.as_str()),
+                    (11, "busy", "lock held")
+                );
+            }
+            other => panic!("expected a plugin error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_failing_without_json_shows_its_output() {
+        let plugins = fake_plugins(&[("loopback", "echo 'no such thing' >&2; exit 2".into())]);
+        let state = tempfile::tempdir().unwrap();
+        let cni = Cni::new(vec![plugins.path().into()], state.path().into(), node());
+        match cni.add("uid-3", Path::new("/run/netns/r")).await {
+            Err(CniError::Failed { plugin, output, .. }) => {
+                assert_eq!(plugin, "loopback");
+                assert!(output.contains("no such thing"), "{output}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_hangs_is_killed_at_the_timeout() {
+        let plugins = fake_plugins(&[("loopback", "exec tail -f /dev/null".into())]);
+        let state = tempfile::tempdir().unwrap();
+        let cni = Cni::new(vec![plugins.path().into()], state.path().into(), node())
+            .with_timeout(Duration::from_millis(200));
+        let err = cni.versions("loopback").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CniError::Timeout {
+                    command: "VERSION",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn versions_and_missing_plugins() {
+        let plugins = fake_plugins(&[(
+            "bridge",
+            r#"cat >/dev/null; [ "$CNI_COMMAND" = VERSION ] && echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'"#
+                .into(),
+        )]);
+        let state = tempfile::tempdir().unwrap();
+        let cni = Cni::new(vec![plugins.path().into()], state.path().into(), node());
+        assert_eq!(cni.versions("bridge").await.unwrap(), ["0.4.0", "1.0.0"]);
+        let err = cni.versions("macvlan").await.unwrap_err();
+        assert!(matches!(err, CniError::PluginNotFound { .. }), "{err}");
+        assert!(matches!(
+            cni.versions("../bridge").await,
+            Err(CniError::PluginNotFound { .. })
+        ));
     }
 }
