@@ -253,6 +253,36 @@ async fn two_pods_of_one_node_talk_over_its_bridge() {
     node.cni.del("pod-b", &b.path).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_added_at_once_get_distinct_addresses() {
+    preflight();
+    let node = Node::new("p", "10.42.249.0/24");
+    let pods: Vec<Netns> = (0..4).map(|i| Netns::new(&format!("p{i}"))).collect();
+    let uids: Vec<String> = (0..4).map(|i| format!("pod-p{i}")).collect();
+    let adds = pods
+        .iter()
+        .zip(&uids)
+        .map(|(ns, uid)| node.cni.add(uid, &ns.path));
+    let nets: Vec<_> = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut ips: Vec<Ipv4Addr> = nets.iter().map(|n| n.ip).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 4, "{nets:?}");
+    for (ns, uid) in pods.iter().zip(&uids) {
+        node.cni.del(uid, &ns.path).await.unwrap();
+    }
+    let leases: Vec<String> = std::fs::read_dir(node.cni.lease_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(leases.is_empty(), "leases left: {leases:?}");
+}
+
 #[tokio::test]
 async fn a_pod_reaches_a_pod_of_another_node_on_this_machine() {
     preflight();

@@ -34,6 +34,13 @@
 //! every connection to time out). Until the nodes of several machines route to one another (not done yet), the
 //! pod network is local to one machine.
 //!
+//! **What changes on the host**, all of it local to the machine: a bridge per node and a
+//! veth per pod (the bridge plugin's); `net.ipv4.ip_forward` on; an `unreachable` route for
+//! each range given to [`host::prepare`] (the agent passes [`NodeNetwork::routed`]: the
+//! cluster CIDR and the service range, whose packets would otherwise also follow the
+//! default route); `/run/netns` made a shared mount, as `ip netns` makes it. No iptables
+//! rule, no NAT, no default route anywhere.
+//!
 //! **Addresses.** `host-local` hands them out and keeps them in the node's own state
 //! directory, `<state>/ipam/navarch/` (`dataDir`, so that two node agents on one machine
 //! never share leases): one file per address in use, named by the address and holding the
