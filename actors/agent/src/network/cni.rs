@@ -622,11 +622,12 @@ impl Cni {
                     plugin: plugin.to_string(),
                     command: call.command,
                     status: output.status.to_string(),
-                    output: format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&output.stdout).trim(),
-                        String::from_utf8_lossy(&output.stderr).trim()
-                    ),
+                    output: [&output.stdout, &output.stderr]
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 },
             });
         }
