@@ -2,13 +2,17 @@
 # Installs the system packages navarch needs to build and test, if they are missing:
 # libclang-dev (RocksDB's bindgen), etcd-server (the benchmark's peer), busybox-static (the
 # process runtime's `busybox` image; a dynamically linked /bin/busybox cannot be an image),
-# runc (the oci runtime runs its containers).
+# runc (the oci runtime runs its containers), containernetworking-plugins (the node agent's pod
+# network: the CNI bridge, host-local and loopback plugins in /usr/lib/cni) and iproute2 (`ip`,
+# which the network tests use to read a pod's routes).
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 { command -v runc || [ -x /usr/sbin/runc ]; } >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+{ command -v ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -35,9 +35,24 @@ pub struct NodeArgs {
     /// Labels of the node, k=v,... (kubernetes.io/hostname, /os and /arch are added).
     #[arg(long, default_value = "")]
     pub node_labels: String,
-    /// The node's pod range.
-    #[arg(long, default_value = "10.42.0.0/24")]
-    pub node_pod_cidr: String,
+    /// The cluster's pod range, as the masters' --cluster-cidr (the node's own range comes
+    /// from the masters).
+    #[arg(long = "node-cluster-cidr", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// The Service range; like the pod range, it is routed only on this machine.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cluster_ip_range: String,
+    /// Pods share the node's network namespace and address instead of getting their own
+    /// through CNI (machines without the CNI plugins).
+    #[arg(long)]
+    pub no_pod_network: bool,
+    /// Where the CNI plugins are (Debian's containernetworking-plugins: /usr/lib/cni).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/usr/lib/cni,/opt/cni/bin"
+    )]
+    pub cni_bin_dir: Vec<std::path::PathBuf>,
     /// The node reports DiskPressure (and is tainted) when less than this percentage of
     /// its data dir's file system is available (the kubelet's nodefs.available, 10%).
     #[arg(long, default_value_t = 10)]
@@ -92,7 +107,10 @@ pub fn start(
         labels: parse_labels(&args.node_labels)?,
         address: args.node_ip,
         max_pods: args.max_pods,
-        pod_cidr: args.node_pod_cidr.parse()?,
+        cluster_cidr: args.cluster_cidr.parse()?,
+        service_cidr: args.service_cluster_ip_range.parse()?,
+        pod_network: !args.no_pod_network,
+        cni_plugin_dirs: args.cni_bin_dir.clone(),
         timing: Timing {
             lease_renew: Duration::from_secs(args.node_lease_renew_seconds),
             ..Timing::default()

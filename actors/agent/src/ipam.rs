@@ -78,6 +78,16 @@ impl Cidr {
         u32::from(ip) & mask(self.prefix) == self.base
     }
 
+    /// The range's first address (its network address).
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base)
+    }
+
+    /// Whether `other` lies wholly inside this range.
+    pub fn covers(&self, other: &Cidr) -> bool {
+        other.prefix >= self.prefix && self.contains(other.network())
+    }
+
     /// The `index`-th subnet of prefix `sub_prefix` (node `index`'s pod range).
     pub fn subnet(&self, index: usize, sub_prefix: u8) -> Result<Cidr, AgentError> {
         let bad = |reason: String| AgentError::Config {

@@ -11,7 +11,9 @@
 //! - the pure decisions they carry out: [`node`] (the Node, its heartbeat, the Lease),
 //!   [`pods`] (what to do with a pod, the status to report), [`ipam`] (pod ranges and
 //!   addresses), [`config`] (resources, labels, timing);
-//! - [`credentials`]: stored certificates and the join, polite to rate limits.
+//! - [`credentials`]: stored certificates and the join, polite to rate limits;
+//! - [`network`]: the pod network: network namespaces, the CNI plugins, the host's routes,
+//!   the pod's `/etc/hosts`.
 //!
 //! Architecture invariant: the agent reaches the cluster only through a
 //! [`navarch_client::Client`] (the node link's [`navarch_client::LinkClient`] in the
@@ -24,6 +26,7 @@ pub mod hollow;
 pub mod ipam;
 pub mod kubelet;
 pub mod machine;
+pub mod network;
 pub mod node;
 pub mod node_agent;
 pub mod pods;

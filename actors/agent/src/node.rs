@@ -262,9 +262,13 @@ impl NodeDescription {
                 "labels": self.labels(),
                 "annotations": self.annotations(),
             },
-            "spec": {
-                "podCIDR": self.pod_cidr.to_string(),
-                "podCIDRs": [self.pod_cidr.to_string()],
+            // A hollow node picks its own range; a kubelet gets one from the masters.
+            "spec": match self.flavor {
+                Flavor::Hollow => json!({
+                    "podCIDR": self.pod_cidr.to_string(),
+                    "podCIDRs": [self.pod_cidr.to_string()],
+                }),
+                Flavor::Kubelet(_) => json!({}),
             },
             "status": self.status(&t, &t),
         })
@@ -293,7 +297,9 @@ impl NodeDescription {
         if !node["spec"].is_object() {
             node["spec"] = json!({});
         }
-        if node["spec"]["podCIDR"].as_str().unwrap_or("").is_empty() {
+        if self.flavor == Flavor::Hollow
+            && node["spec"]["podCIDR"].as_str().unwrap_or("").is_empty()
+        {
             node["spec"]["podCIDR"] = json!(self.pod_cidr.to_string());
             node["spec"]["podCIDRs"] = json!([self.pod_cidr.to_string()]);
         }

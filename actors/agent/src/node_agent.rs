@@ -37,8 +37,15 @@ pub struct NodeAgentConfig {
     pub address: Ipv4Addr,
     /// Most pods the node takes.
     pub max_pods: u32,
-    /// The node's pod range, until the masters hand ranges out.
-    pub pod_cidr: Cidr,
+    /// The cluster's pod range (the masters' `--cluster-cidr`): pods reach it through
+    /// their bridge; nothing in it leaves the machine.
+    pub cluster_cidr: Cidr,
+    /// The Service range (`--service-cluster-ip-range`): routed like the cluster's.
+    pub service_cidr: Cidr,
+    /// Give pods a network namespace and an address of their own (else the node's).
+    pub pod_network: bool,
+    /// Where the CNI plugins are.
+    pub cni_plugin_dirs: Vec<PathBuf>,
     pub timing: Timing,
     /// The runtimes by handler name, and the default one.
     pub runtimes: BTreeMap<String, Arc<dyn ContainerRuntime>>,
@@ -68,6 +75,53 @@ fn isolation(cfg: &NodeAgentConfig) -> (String, bool, Option<String>) {
         Some(Isolation::NotIsolated { reason }) => (version, false, Some(reason)),
         None => (version, false, Some("no runtime".into())),
     }
+}
+
+/// Waits for the masters to give the Node its pod range, then makes the node's network:
+/// the host's routes for the cluster and service ranges, and the CNI configuration.
+async fn network(
+    cfg: &NodeAgentConfig,
+    client: &dyn Client,
+    root: &std::path::Path,
+) -> Result<crate::network::Cni, AgentError> {
+    let mut logged = false;
+    let pod_cidr = loop {
+        match client
+            .get(
+                navarch_client::kind("", "v1", "nodes"),
+                None,
+                &cfg.name,
+                &Default::default(),
+            )
+            .await
+        {
+            Ok(node) => {
+                if let Some(c) = crate::node::pod_cidr_of(&node) {
+                    break c;
+                }
+            }
+            Err(e) => tracing::debug!(node = %cfg.name, error = %e, "node not read"),
+        }
+        if !logged {
+            tracing::info!(node = %cfg.name, "waiting for the masters to give the node its pod range");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bad = |e: String| AgentError::Config {
+        what: "pod network".into(),
+        reason: e,
+    };
+    let net = crate::network::NodeNetwork::new(&cfg.name, pod_cidr, cfg.cluster_cidr)
+        .map_err(|e| bad(e.to_string()))?
+        .with_routes(vec![cfg.service_cidr]);
+    crate::network::host::prepare(&net.routed()).map_err(|e| bad(e.to_string()))?;
+    tracing::info!(node = %cfg.name, %pod_cidr, bridge = net.bridge(), "pod network ready");
+    Ok(crate::network::Cni::new(
+        cfg.cni_plugin_dirs.clone(),
+        root.join("cni"),
+        net,
+    ))
 }
 
 /// Joins (or loads the stored certificate), then runs the node until the future is
@@ -101,7 +155,8 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         name: cfg.name.clone(),
         capacity: crate::machine::capacity(&kubelet_root, cfg.max_pods),
         labels: cfg.labels.clone(),
-        pod_cidr: cfg.pod_cidr,
+        // Until the masters give the Node its range; never written for a kubelet.
+        pod_cidr: cfg.cluster_cidr,
         address: cfg.address,
         boot_id: boot_id(),
         flavor: Flavor::Kubelet(KubeletInfo {
@@ -116,15 +171,17 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
             disk_pressure_percent: cfg.disk_pressure_percent,
         }),
     };
-    let kubelet_cfg = KubeletConfig {
+    let mut kubelet_cfg = KubeletConfig {
         node: cfg.name.clone(),
         host_ip: cfg.address,
-        root: kubelet_root,
+        root: kubelet_root.clone(),
         runtimes: cfg.runtimes.clone(),
         default_runtime: cfg.default_runtime.clone(),
         backoff_cap: cfg.backoff_cap,
         resync: Duration::from_secs(10),
         pleg_period: Duration::from_secs(1),
+        network: None,
+        cluster_domain: "cluster.local".into(),
     };
     let node = HollowNode::new(client, desc, cfg.timing);
     let mut failed: Option<AgentError> = None;
@@ -141,6 +198,15 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
             .expect("spec.nodeName is a pod field");
         let pods =
             caches.scoped(Scope::kind(navarch_client::kind("", "v1", "pods")).fields(on_node));
+        if cfg.pod_network {
+            match network(&cfg, &*client, &kubelet_root).await {
+                Ok(cni) => kubelet_cfg.network = Some(Arc::new(cni)),
+                Err(e) => {
+                    failed = Some(e);
+                    return;
+                }
+            }
+        }
         match Kubelet::start(&root, kubelet_cfg, client, pods).await {
             Ok(kubelet) => {
                 tracing::info!(node = %cfg.name, "kubelet running");

@@ -76,6 +76,8 @@ impl Node {
             backoff_cap: Duration::from_secs(300),
             resync: Duration::from_secs(2),
             pleg_period: Duration::from_millis(200),
+            network: None,
+            cluster_domain: "cluster.local".into(),
         }
     }
 

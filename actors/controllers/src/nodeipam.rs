@@ -39,6 +39,10 @@ impl TapInfo for IpamEvent {
     }
 }
 
+/// Carry a pass's plan out.
+#[derive(Debug)]
+pub struct Carry(Plan);
+
 /// Passes made and ranges given.
 #[derive(Debug, Default)]
 pub struct IpamState {
@@ -53,7 +57,7 @@ pub struct IpamLogic {
 }
 
 impl IpamLogic {
-    fn pass(&self, state: &mut IpamState) -> Vec<Plan> {
+    fn pass(&self, state: &mut IpamState) -> Vec<Carry> {
         let plan = nodeipam::plan(&self.nodes.list(), &self.allocator);
         state.passes += 1;
         state.assigned += plan.assign.len() as u64;
@@ -61,7 +65,7 @@ impl IpamLogic {
         if plan.assign.is_empty() && plan.exhausted.is_empty() {
             Vec::new()
         } else {
-            vec![plan]
+            vec![Carry(plan)]
         }
     }
 }
@@ -70,24 +74,28 @@ impl SingletonLogic for IpamLogic {
     type Snapshot = ();
     type State = IpamState;
     type Event = IpamEvent;
-    type Action = Plan;
+    type Action = Carry;
 
     fn rebuild(&self, _: ()) -> IpamState {
         IpamState::default()
     }
 
-    fn on_start(&self, state: &mut IpamState) -> Decision<Plan> {
+    fn on_start(&self, state: &mut IpamState) -> Decision<Carry> {
         Ok(self.pass(state))
     }
 
-    fn handle(&self, state: &mut IpamState, _: IpamEvent) -> Decision<Plan> {
+    fn handle(&self, state: &mut IpamState, _: IpamEvent) -> Decision<Carry> {
         Ok(self.pass(state))
     }
 
     fn summary(&self, state: &IpamState) -> String {
         format!(
             "range {} /{}, passes {}, ranges given {}, nodes waiting for a free range {}",
-            self.allocator.cluster, self.allocator.node_mask, state.passes, state.assigned, state.exhausted
+            self.allocator.cluster,
+            self.allocator.node_mask,
+            state.passes,
+            state.assigned,
+            state.exhausted
         )
     }
 }
@@ -111,16 +119,16 @@ struct IpamEffects {
     handle: Arc<OnceLock<SingletonRef<IpamLogic>>>,
 }
 
-impl Effects<Plan> for Arc<IpamEffects> {
+impl Effects<Carry> for Arc<IpamEffects> {
     fn perform(
         &self,
         _: &ActorPath,
-        plans: Vec<Plan>,
+        plans: Vec<Carry>,
     ) -> BoxFuture<'static, Result<(), EffectError>> {
         let me = self.clone();
         Box::pin(async move {
             let mut retry = false;
-            for plan in plans {
+            for Carry(plan) in plans {
                 for node in &plan.exhausted {
                     tracing::warn!(node = %node, "no pod range left for the node (CIDRNotAvailable)");
                 }
@@ -131,10 +139,19 @@ impl Effects<Plan> for Arc<IpamEffects> {
                     };
                     match me
                         .client
-                        .patch(nodes(), None, &a.node, None, patch, &WriteOptions::default())
+                        .patch(
+                            nodes(),
+                            None,
+                            &a.node,
+                            None,
+                            patch,
+                            &WriteOptions::default(),
+                        )
                         .await
                     {
-                        Ok(_) => tracing::info!(node = %a.node, pod_cidr = %a.cidr, "pod range given to the node"),
+                        Ok(_) => {
+                            tracing::info!(node = %a.node, pod_cidr = %a.cidr, "pod range given to the node")
+                        }
                         Err(e) if e.is_not_found() => {}
                         Err(e) => {
                             tracing::warn!(node = %a.node, error = %e, "pod range not written; retrying");

@@ -215,8 +215,14 @@ mod tests {
         assert_eq!(
             p.assign,
             vec![
-                Assign { node: "c".into(), cidr: "10.42.1.0/24".into() },
-                Assign { node: "b".into(), cidr: "10.42.3.0/24".into() },
+                Assign {
+                    node: "c".into(),
+                    cidr: "10.42.1.0/24".into()
+                },
+                Assign {
+                    node: "b".into(),
+                    cidr: "10.42.3.0/24".into()
+                },
             ]
         );
         assert!(p.exhausted.is_empty());
@@ -234,7 +240,10 @@ mod tests {
         assert_eq!(p.assign.len(), 2);
         assert_eq!(p.exhausted, vec!["c".to_string()]);
         // A bigger range taken covers every subnet under it.
-        let p = plan(&[node("big", "1", Some("10.42.0.0/23")), node("x", "2", None)], &a);
+        let p = plan(
+            &[node("big", "1", Some("10.42.0.0/23")), node("x", "2", None)],
+            &a,
+        );
         assert_eq!(p.exhausted, vec!["x".to_string()]);
     }
 
@@ -245,6 +254,9 @@ mod tests {
         assert!(Range::parse("x/16").is_err());
         assert!(Allocator::new(Range::parse("10.42.0.0/16").unwrap(), 8).is_err());
         assert!(Allocator::new(Range::parse("10.0.0.0/8").unwrap(), 30).is_err());
-        assert_eq!(Range::parse("10.42.7.9/16").unwrap().to_string(), "10.42.0.0/16");
+        assert_eq!(
+            Range::parse("10.42.7.9/16").unwrap().to_string(),
+            "10.42.0.0/16"
+        );
     }
 }

@@ -55,6 +55,11 @@ pub struct KubeletConfig {
     pub resync: Duration,
     /// How often the runtime's containers are checked for state changes.
     pub pleg_period: Duration,
+    /// The pod network (a network namespace and an address per pod through CNI); `None`:
+    /// pods share the node's network and address.
+    pub network: Option<Arc<crate::network::Cni>>,
+    /// The cluster's DNS domain (pods' `/etc/hosts` names).
+    pub cluster_domain: String,
 }
 
 impl std::fmt::Debug for KubeletConfig {

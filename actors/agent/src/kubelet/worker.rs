@@ -28,6 +28,13 @@ use super::actor::{PodEvent, PodLogic};
 use super::containers::{self, ContainerInputs, SandboxView};
 use super::sync::{self, Action, Inputs, ProbeView, Waiting, LABEL_POD_UID};
 use super::KubeletConfig;
+use crate::network::hosts::{hosts_file, HostsSpec};
+use crate::network::NetnsDir;
+
+/// The network namespace of the pod `uid` (`/run/netns/<name>`).
+fn netns_name(uid: &str) -> String {
+    format!("nv-{uid}")
+}
 
 fn pods_kind() -> &'static navarch_model::kinds::Kind {
     navarch_client::kind("", "v1", "pods")
@@ -417,16 +424,38 @@ impl Shared {
         let uid = uid_of(pod);
         let dir = self.cfg.pod_dir(&uid);
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let record = SandboxRecord {
-            ip: self.cfg.host_ip.to_string(),
-            netns: None,
+        let record = match &self.cfg.network {
+            None => SandboxRecord {
+                ip: self.cfg.host_ip.to_string(),
+                netns: None,
+            },
+            Some(cni) => {
+                let netns = NetnsDir::default()
+                    .create(&netns_name(&uid))
+                    .map_err(|e| format!("create the pod's network namespace: {e}"))?;
+                let net = cni
+                    .add(&uid, &netns)
+                    .await
+                    .map_err(|e| format!("set up the pod's network: {e}"))?;
+                SandboxRecord {
+                    ip: net.ip.to_string(),
+                    netns: Some(netns),
+                }
+            }
         };
+        let hosts = hosts_file(
+            std::slice::from_ref(&record.ip),
+            &HostsSpec::from_pod(pod),
+            &self.cfg.cluster_domain,
+        );
+        write_atomically(&dir.join("etc-hosts"), hosts.as_bytes())
+            .map_err(|e| format!("write the pod's hosts file: {e}"))?;
         write_atomically(
             &dir.join("sandbox.json"),
             &serde_json::to_vec(&record).map_err(|e| e.to_string())?,
         )
         .map_err(|e| format!("write the sandbox record: {e}"))?;
-        tracing::debug!(pod_uid = %uid, ip = %record.ip, "pod sandbox ready");
+        tracing::info!(pod_uid = %uid, ip = %record.ip, "pod sandbox ready");
         Ok(())
     }
 
@@ -441,6 +470,20 @@ impl Shared {
                 }
             }
             self.forget(uid, &id);
+        }
+        if let Some(cni) = &self.cfg.network {
+            let netns = NetnsDir::default();
+            let name = netns_name(uid);
+            let path = netns.path(&name).unwrap_or_default();
+            if let Err(e) = cni.del(uid, &path).await {
+                // The sandbox record stays: the next cleanup tries again.
+                tracing::warn!(pod_uid = uid, error = %e, "pod network not torn down; retrying later");
+                return;
+            }
+            if let Err(e) = netns.delete(&name) {
+                tracing::warn!(pod_uid = uid, error = %e, "pod network namespace not removed");
+                return;
+            }
         }
         let dir = self.cfg.pod_dir(uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -477,13 +520,22 @@ impl Shared {
             netns: sandbox.and_then(|s| s.netns.clone()),
         };
         let env = plain_env(container);
+        let mut mounts = Vec::new();
+        let hosts = self.cfg.pod_dir(&uid).join("etc-hosts");
+        if hosts.exists() {
+            mounts.push(navarch_runtime::Mount {
+                source: navarch_runtime::MountSource::Bind(hosts),
+                container_path: "/etc/hosts".into(),
+                read_only: false,
+            });
+        }
         let spec = containers::container_spec(ContainerInputs {
             pod,
             container,
             init,
             restart_count,
             env,
-            mounts: Vec::new(),
+            mounts,
             sandbox: &view,
             log_path: self.cfg.log_path(ns, pod_name, &uid, name, restart_count),
         });
