@@ -24,6 +24,7 @@
 
 pub mod actor;
 pub mod containers;
+pub mod env;
 pub mod sync;
 pub mod worker;
 
