@@ -25,6 +25,7 @@
 pub mod actor;
 pub mod containers;
 pub mod env;
+pub mod probe;
 pub mod volumes;
 pub mod sync;
 pub mod worker;
