@@ -166,6 +166,26 @@ pub fn container_env(
     Ok(env.into_vars())
 }
 
+/// `container`'s `command` and `args` with `$(VAR)` references expanded against its
+/// resolved environment `env` (the kubelet's `ExpandContainerCommandAndArgs`; same rules
+/// as [`expand`]).
+pub fn expand_command_args(container: &Value, env: &[EnvVar]) -> (Vec<String>, Vec<String>) {
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|e| e.name == name)
+            .map(|e| e.value.clone())
+    };
+    let expand_all = |key: &str| -> Vec<String> {
+        array(container, key)
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| expand(s, lookup))
+            .collect()
+    };
+    (expand_all("command"), expand_all("args"))
+}
+
 /// The ConfigMaps and Secrets `pod` refers to (env, envFrom of every container, init and
 /// ephemeral ones included, and its configMap, secret and projected volumes), so the agent
 /// knows what to fetch before it builds environments and volumes.
@@ -914,6 +934,25 @@ mod tests {
                 name: "nope".into()
             }
         );
+    }
+
+    #[test]
+    fn command_and_args_are_expanded_against_the_env() {
+        let env = vec![
+            EnvVar {
+                name: "PORT".into(),
+                value: "8080".into(),
+            },
+            EnvVar {
+                name: "MODE".into(),
+                value: "fast".into(),
+            },
+        ];
+        let c = json!({"command": ["serve", "--port=$(PORT)"], "args": ["$(MODE)", "$$(MODE)", "$(NOPE)"]});
+        let (command, args) = expand_command_args(&c, &env);
+        assert_eq!(command, ["serve", "--port=8080"]);
+        assert_eq!(args, ["fast", "$(MODE)", "$(NOPE)"]);
+        assert_eq!(expand_command_args(&json!({}), &env), (vec![], vec![]));
     }
 
     #[test]
