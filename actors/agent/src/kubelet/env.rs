@@ -582,7 +582,7 @@ fn decode(value: &str, namespace: &str, name: &str, key: &str) -> Result<Vec<u8>
         })
 }
 
-fn find_container<'v>(pod: &'v Value, name: &str) -> Option<&'v Value> {
+pub(crate) fn find_container<'v>(pod: &'v Value, name: &str) -> Option<&'v Value> {
     let spec = pod.get("spec")?;
     ["containers", "initContainers"]
         .iter()

@@ -21,12 +21,22 @@
 //!   unless `optional` (then the volume is empty or the item left out). Secret volumes
 //!   live on a tmpfs when mounts are allowed, so secrets never reach the disk. Ownership
 //!   (`fsGroup`) is not applied.
+//! - `downwardAPI`: `items[]` of the pod's metadata (`fieldRef`: name, namespace, uid,
+//!   labels, annotations, one label or annotation) or a container's resources
+//!   (`resourceFieldRef`), written the same atomic way.
+//! - `projected`: its `configMap`, `secret` and `downwardAPI` sources merged into one
+//!   atomically written directory (on a tmpfs, as secret volumes), with the projected
+//!   `defaultMode`; `serviceAccountToken` and `clusterTrustBundle` sources are refused.
 //!
-//! [`update`] rewrites configMap and secret volumes whose content changed (the kubelet's
-//! periodic resync); [`prepare`] is idempotent too. [`cleanup`] unmounts what is mounted
-//! under a pod's dir and removes it, never following a symlink out of it. Other volume
-//! kinds (projected, downwardAPI, persistentVolumeClaim, ...) are refused with
-//! [`VolumeError::Unsupported`].
+//! A Memory emptyDir's tmpfs is no larger than `sizeLimit` and the node's allocatable
+//! memory ([`VolumeContext::allocatable`]).
+//!
+//! ConfigMap, secret, downwardAPI and projected volumes are mounted read-only. [`update`]
+//! rewrites those whose content changed (the kubelet's periodic resync; downwardAPI
+//! labels and annotations follow the pod passed in); [`prepare`] is idempotent too.
+//! [`cleanup`] unmounts what is mounted under a pod's dir and removes it, never following
+//! a symlink out of it. Other volume kinds (persistentVolumeClaim, nfs, ...) are refused
+//! with [`VolumeError::Unsupported`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -58,6 +68,10 @@ pub struct VolumeContext<'a> {
     /// Whether tmpfs may be mounted on the node (the agent runs as root): Memory emptyDirs
     /// and secret volumes then live on a tmpfs under the pod's dir.
     pub tmpfs: bool,
+    /// The node's allocatable resources (`cpu`, `memory`, `ephemeral-storage`, quantity
+    /// strings): what a downwardAPI `resourceFieldRef` to an unset limit reads, and the
+    /// largest a Memory emptyDir's tmpfs gets (the kubelet's memory-backed volume sizing).
+    pub allocatable: &'a BTreeMap<String, String>,
 }
 
 /// Why a volume cannot be prepared or mounted. The kubelet reports these as a
@@ -120,6 +134,8 @@ pub enum VolumeKind {
     HostPath,
     ConfigMap,
     Secret,
+    DownwardApi,
+    Projected,
 }
 
 /// One volume, ready to be mounted.
@@ -144,7 +160,13 @@ impl PreparedVolume {
     }
 
     fn always_read_only(&self) -> bool {
-        matches!(self.kind, VolumeKind::ConfigMap | VolumeKind::Secret)
+        matches!(
+            self.kind,
+            VolumeKind::ConfigMap
+                | VolumeKind::Secret
+                | VolumeKind::DownwardApi
+                | VolumeKind::Projected
+        )
     }
 }
 
@@ -271,19 +293,13 @@ pub fn prepare(
             prepare_empty_dir(&name, e, &dir, ctx)?
         } else if let Some(h) = volume.get("hostPath") {
             prepare_host_path(&name, h)?
-        } else if let Some(src) = volume.get("configMap") {
-            write_object_volume(&name, Source::ConfigMap, src, &dir, ctx, &namespace)?;
+        } else if let Some((kind, payload)) =
+            file_volume_payload(pod, volume, &name, ctx, &namespace)?
+        {
+            write_file_volume(&kind, &payload, &dir, ctx)?;
             PreparedVolume {
                 name: name.clone(),
-                kind: VolumeKind::ConfigMap,
-                source: MountSource::Bind(dir),
-                size_limit: None,
-            }
-        } else if let Some(src) = volume.get("secret") {
-            write_object_volume(&name, Source::Secret, src, &dir, ctx, &namespace)?;
-            PreparedVolume {
-                name: name.clone(),
-                kind: VolumeKind::Secret,
+                kind,
                 source: MountSource::Bind(dir),
                 size_limit: None,
             }
@@ -299,8 +315,8 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// Rewrites the pod's configMap and secret volumes from `ctx`'s current objects where
-/// their content changed, returning the names of the volumes that changed. Called every
+/// Rewrites the pod's configMap, secret, downwardAPI and projected volumes from `ctx`'s
+/// current objects (and `pod`'s current metadata) where their content changed, returning the names of the volumes that changed. Called every
 /// 30-60 s by the Pod actor, as the kubelet resyncs.
 pub fn update(
     pod: &Value,
@@ -312,12 +328,9 @@ pub fn update(
     for volume in pod.get("spec").map(|s| array(s, "volumes")).unwrap_or(&[]) {
         let name = str_at(volume, "name").unwrap_or("").to_string();
         let dir = pod_dir.join("volumes").join(&name);
-        let did = if let Some(src) = volume.get("configMap") {
-            write_object_volume(&name, Source::ConfigMap, src, &dir, ctx, &namespace)?
-        } else if let Some(src) = volume.get("secret") {
-            write_object_volume(&name, Source::Secret, src, &dir, ctx, &namespace)?
-        } else {
-            false
+        let did = match file_volume_payload(pod, volume, &name, ctx, &namespace)? {
+            Some((kind, payload)) => write_file_volume(&kind, &payload, &dir, ctx)?,
+            None => false,
         };
         if did {
             tracing::info!(volume = %name, "volume content updated");
@@ -346,19 +359,30 @@ fn prepare_empty_dir(
         None => None,
     };
     let memory = str_at(spec, "medium") == Some("Memory");
+    // A tmpfs is no larger than the node's allocatable memory (unlimited ones default to
+    // half the RAM otherwise).
+    let allocatable_memory = ctx
+        .allocatable
+        .get("memory")
+        .and_then(|q| navarch_model::validate::parse_quantity(q))
+        .map(|nanos| u64::try_from(nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX));
+    let tmpfs_size = match (size_limit, allocatable_memory) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     if memory && !ctx.tmpfs {
         return Ok(PreparedVolume {
             name: name.into(),
             kind: VolumeKind::EmptyDir { memory },
             source: MountSource::Tmpfs {
-                size_bytes: size_limit,
+                size_bytes: tmpfs_size,
             },
             size_limit: None,
         });
     }
     fs::create_dir_all(dir).map_err(io_err("create emptyDir", dir))?;
     if memory {
-        mount_tmpfs(dir, size_limit)?;
+        mount_tmpfs(dir, tmpfs_size)?;
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
         .map_err(io_err("chmod emptyDir", dir))?;
@@ -439,36 +463,166 @@ enum Source {
 /// The files of a configMap or secret volume: relative path → (content, mode).
 type Payload = BTreeMap<PathBuf, (Vec<u8>, u32)>;
 
-/// Computes a configMap or secret volume's payload and writes it atomically when it
-/// differs from what `dir` holds; returns whether it wrote.
-fn write_object_volume(
+/// The files of a configMap, secret, downwardAPI or projected volume, with its kind;
+/// `None` for the other kinds.
+fn file_volume_payload(
+    pod: &Value,
+    volume: &Value,
     name: &str,
-    kind: Source,
-    src: &Value,
-    dir: &Path,
     ctx: &VolumeContext<'_>,
     namespace: &str,
+) -> Result<Option<(VolumeKind, Payload)>, VolumeError> {
+    let default_mode = |src: &Value| mode_of(src.get("defaultMode")).unwrap_or(DEFAULT_MODE);
+    if let Some(src) = volume.get("configMap") {
+        let object = str_at(src, "name").unwrap_or("");
+        let payload = object_payload(
+            name,
+            Source::ConfigMap,
+            object,
+            src,
+            default_mode(src),
+            ctx,
+            namespace,
+        )?;
+        return Ok(Some((VolumeKind::ConfigMap, payload)));
+    }
+    if let Some(src) = volume.get("secret") {
+        let object = str_at(src, "secretName").unwrap_or("");
+        let payload = object_payload(
+            name,
+            Source::Secret,
+            object,
+            src,
+            default_mode(src),
+            ctx,
+            namespace,
+        )?;
+        return Ok(Some((VolumeKind::Secret, payload)));
+    }
+    if let Some(src) = volume.get("downwardAPI") {
+        let payload = downward_payload(pod, name, src, default_mode(src), ctx)?;
+        return Ok(Some((VolumeKind::DownwardApi, payload)));
+    }
+    if let Some(projected) = volume.get("projected") {
+        let mode = default_mode(projected);
+        let mut payload = Payload::new();
+        for source in array(projected, "sources") {
+            let part = if let Some(src) = source.get("configMap") {
+                let object = str_at(src, "name").unwrap_or("");
+                object_payload(name, Source::ConfigMap, object, src, mode, ctx, namespace)?
+            } else if let Some(src) = source.get("secret") {
+                let object = str_at(src, "name").unwrap_or("");
+                object_payload(name, Source::Secret, object, src, mode, ctx, namespace)?
+            } else if let Some(src) = source.get("downwardAPI") {
+                downward_payload(pod, name, src, mode, ctx)?
+            } else {
+                let kind = source
+                    .as_object()
+                    .and_then(|o| o.keys().next().cloned())
+                    .unwrap_or_else(|| "(none)".into());
+                return Err(VolumeError::Unsupported {
+                    volume: name.into(),
+                    kind: format!("projected source {kind}"),
+                });
+            };
+            payload.extend(part);
+        }
+        return Ok(Some((VolumeKind::Projected, payload)));
+    }
+    Ok(None)
+}
+
+/// Writes a file volume's payload atomically into `dir` when it differs from what `dir`
+/// holds (secret and projected volumes on a tmpfs when mounts are allowed); returns
+/// whether an existing volume changed.
+fn write_file_volume(
+    kind: &VolumeKind,
+    payload: &Payload,
+    dir: &Path,
+    ctx: &VolumeContext<'_>,
 ) -> Result<bool, VolumeError> {
-    let payload = object_payload(name, kind, src, ctx, namespace)?;
     let fresh = fs::symlink_metadata(dir).is_err();
     fs::create_dir_all(dir).map_err(io_err("create volume", dir))?;
-    if kind == Source::Secret && ctx.tmpfs && !is_mount_point(dir) {
+    let in_memory = matches!(kind, VolumeKind::Secret | VolumeKind::Projected);
+    if in_memory && ctx.tmpfs && !is_mount_point(dir) {
         mount_tmpfs(dir, None)?;
     }
-    let wrote = write_atomic(dir, &payload).map_err(io_err("write volume", dir))?;
+    let wrote = write_atomic(dir, payload).map_err(io_err("write volume", dir))?;
     Ok(wrote && !fresh)
 }
 
+/// A downwardAPI volume's (or projected source's) files: `items[]` of `path` with a
+/// `fieldRef` (metadata.name, namespace, uid, labels, annotations, labels['k'],
+/// annotations['k']) or a `resourceFieldRef` (`containerName` required), and `mode`.
+fn downward_payload(
+    pod: &Value,
+    volume: &str,
+    src: &Value,
+    default_mode: u32,
+    ctx: &VolumeContext<'_>,
+) -> Result<Payload, VolumeError> {
+    let invalid = |reason: String| VolumeError::Invalid {
+        volume: volume.into(),
+        reason,
+    };
+    let none = BTreeMap::new();
+    let env_ctx = super::env::EnvContext {
+        pod_ip: None,
+        host_ip: None,
+        config_maps: &none,
+        secrets: &none,
+        allocatable: ctx.allocatable,
+    };
+    let mut payload = Payload::new();
+    for item in array(src, "items") {
+        let path = checked_item_path(str_at(item, "path").unwrap_or("")).map_err(invalid)?;
+        let value = if let Some(f) = item.get("fieldRef") {
+            let field = str_at(f, "fieldPath").unwrap_or("");
+            if !field.starts_with("metadata.") {
+                return Err(invalid(format!(
+                    "fieldPath {field:?} is not supported in a downwardAPI volume"
+                )));
+            }
+            super::env::field_ref(pod, field, &env_ctx).map_err(|e| invalid(e.to_string()))?
+        } else if let Some(r) = item.get("resourceFieldRef") {
+            let container_name = str_at(r, "containerName").unwrap_or("");
+            let container = super::env::find_container(pod, container_name).ok_or_else(|| {
+                invalid(format!("container {container_name:?} not found in the pod"))
+            })?;
+            let divisor = r.get("divisor").and_then(quantity_string);
+            super::env::resource_field_ref(
+                container,
+                str_at(r, "resource").unwrap_or(""),
+                divisor.as_deref(),
+                ctx.allocatable,
+            )
+            .map_err(|e| invalid(e.to_string()))?
+        } else {
+            return Err(invalid(format!(
+                "item {} has neither fieldRef nor resourceFieldRef",
+                path.display()
+            )));
+        };
+        let mode = mode_of(item.get("mode")).unwrap_or(default_mode);
+        payload.insert(path, (value.into_bytes(), mode));
+    }
+    Ok(payload)
+}
+
+/// A configMap or secret volume's (or projected source's) files: the object's keys, or
+/// the `items` listed; `src` holds `items` and `optional`.
 fn object_payload(
     volume: &str,
     kind: Source,
+    object_name: &str,
     src: &Value,
+    default_mode: u32,
     ctx: &VolumeContext<'_>,
     namespace: &str,
 ) -> Result<Payload, VolumeError> {
-    let (object_name, objects) = match kind {
-        Source::ConfigMap => (str_at(src, "name").unwrap_or(""), ctx.config_maps),
-        Source::Secret => (str_at(src, "secretName").unwrap_or(""), ctx.secrets),
+    let objects = match kind {
+        Source::ConfigMap => ctx.config_maps,
+        Source::Secret => ctx.secrets,
     };
     let optional = is_optional(src);
     let invalid = |reason: String| VolumeError::Invalid {
@@ -516,7 +670,6 @@ fn object_payload(
             })
         }
     }
-    let default_mode = mode_of(src.get("defaultMode")).unwrap_or(DEFAULT_MODE);
     let mut payload = Payload::new();
     match src.get("items").and_then(Value::as_array) {
         Some(items) if !items.is_empty() => {
@@ -850,6 +1003,7 @@ mod tests {
     struct Objects {
         config_maps: BTreeMap<String, Value>,
         secrets: BTreeMap<String, Value>,
+        allocatable: BTreeMap<String, String>,
     }
 
     impl Objects {
@@ -865,9 +1019,13 @@ mod tests {
                 "sec".to_string(),
                 json!({"data": {"password": b64("hunter2")}}),
             );
+            let mut allocatable = BTreeMap::new();
+            allocatable.insert("memory".to_string(), "4Gi".to_string());
+            allocatable.insert("cpu".to_string(), "2".to_string());
             Objects {
                 config_maps,
                 secrets,
+                allocatable,
             }
         }
 
@@ -876,6 +1034,7 @@ mod tests {
                 config_maps: &self.config_maps,
                 secrets: &self.secrets,
                 tmpfs,
+                allocatable: &self.allocatable,
             }
         }
     }
@@ -1286,6 +1445,103 @@ mod tests {
             "keep"
         );
         cleanup(&dir.path()).unwrap();
+    }
+
+    #[test]
+    fn memory_empty_dir_is_no_larger_than_allocatable_memory() {
+        let objects = Objects::new();
+        let dir = PodDir::new();
+        let p = pod(json!([{"name": "mem", "emptyDir": {"medium": "Memory"}}]));
+        let prepared = prepare(&p, &dir.path(), &objects.ctx(false)).unwrap();
+        assert_eq!(
+            prepared.volumes["mem"].source,
+            MountSource::Tmpfs {
+                size_bytes: Some(4 << 30)
+            }
+        );
+    }
+
+    #[test]
+    fn downward_api_volume_follows_the_pods_metadata() {
+        let objects = Objects::new();
+        let dir = PodDir::new();
+        let mut p = json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"b": "2", "a": "1"}},
+        "spec": {"containers": [{"name": "c", "resources": {"limits": {"memory": "64Mi"}}}],
+        "volumes": [{"name": "info", "downwardAPI": {"defaultMode": 0o400, "items": [
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}, "mode": 0o444},
+            {"path": "mem", "resourceFieldRef": {"containerName": "c",
+                "resource": "limits.memory", "divisor": "1Mi"}},
+            {"path": "cpu", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu"}},
+        ]}}]}});
+        let prepared = prepare(&p, &dir.path(), &objects.ctx(false)).unwrap();
+        let vol = dir.path().join("volumes/info");
+        let read = |f: &str| fs::read_to_string(vol.join(f)).unwrap();
+        assert_eq!(read("name"), "p");
+        assert_eq!(read("labels"), "a=\"1\"\nb=\"2\"");
+        assert_eq!(read("mem"), "64");
+        assert_eq!(
+            read("cpu"),
+            "2",
+            "an unset limit reads the node's allocatable"
+        );
+        assert_eq!(mode(&vol.join("name")), 0o400);
+        assert_eq!(mode(&vol.join("labels")), 0o444);
+        assert_eq!(prepared.volumes["info"].kind, VolumeKind::DownwardApi);
+        assert!(
+            prepared
+                .mounts_for(&json!({"volumeMounts": [{"name": "info", "mountPath": "/i"}]}))
+                .unwrap()[0]
+                .read_only
+        );
+
+        assert!(update(&p, &dir.path(), &objects.ctx(false))
+            .unwrap()
+            .is_empty());
+        p["metadata"]["labels"]["c"] = json!("3");
+        let changed = update(&p, &dir.path(), &objects.ctx(false)).unwrap();
+        assert_eq!(changed.into_iter().collect::<Vec<_>>(), ["info"]);
+        assert_eq!(read("labels"), "a=\"1\"\nb=\"2\"\nc=\"3\"");
+
+        let bad = pod(json!([{"name": "x", "downwardAPI": {"items": [
+            {"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}]}}]));
+        let e = prepare(&bad, &dir.path(), &objects.ctx(false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not supported in a downwardAPI volume"), "{e}");
+    }
+
+    #[test]
+    fn projected_volume_merges_its_sources() {
+        let objects = Objects::new();
+        let dir = PodDir::new();
+        let p = pod(
+            json!([{"name": "all", "projected": {"defaultMode": 0o440, "sources": [
+                {"configMap": {"name": "cfg", "items": [{"key": "app.conf", "path": "conf/app.conf"}]}},
+                {"secret": {"name": "sec"}},
+                {"secret": {"name": "nope", "optional": true}},
+                {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]}}]),
+        );
+        let prepared = prepare(&p, &dir.path(), &objects.ctx(false)).unwrap();
+        let vol = dir.path().join("volumes/all");
+        assert_eq!(
+            fs::read_to_string(vol.join("conf/app.conf")).unwrap(),
+            "port=80"
+        );
+        assert_eq!(fs::read_to_string(vol.join("password")).unwrap(), "hunter2");
+        assert_eq!(fs::read_to_string(vol.join("ns")).unwrap(), "ns");
+        assert_eq!(mode(&vol.join("password")), 0o440);
+        assert_eq!(prepared.volumes["all"].kind, VolumeKind::Projected);
+
+        let token = pod(json!([{"name": "t", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}}]}}]));
+        assert_eq!(
+            prepare(&token, &dir.path(), &objects.ctx(false))
+                .unwrap_err()
+                .to_string(),
+            "volume \"t\": unsupported volume type projected source serviceAccountToken"
+        );
     }
 
     #[test]
