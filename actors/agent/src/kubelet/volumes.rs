@@ -181,6 +181,8 @@ impl PreparedVolumes {
     /// subPath). ConfigMap and secret volumes are always read-only. A `subPath` is a
     /// relative path inside the volume (no `..`), created as a directory when missing in
     /// an emptyDir or hostPath, and must resolve (symlinks followed) inside the volume.
+    /// As in Kubernetes, a subPath of a configMap or secret volume is the file of the
+    /// current version: later updates do not reach that mount.
     pub fn mounts_for(&self, container: &Value) -> Result<Vec<Mount>, VolumeError> {
         let mut mounts = Vec::new();
         for vm in array(container, "volumeMounts") {
