@@ -1130,6 +1130,25 @@ mod tests {
     }
 
     #[test]
+    fn a_containers_probes_make_its_set() {
+        let t0 = Instant::now();
+        let c = json!({"name": "web", "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"port": "http"}, "initialDelaySeconds": 2},
+            "livenessProbe": {"tcpSocket": {"port": 8080}}});
+        let set = ProbeSet::for_container(&c, t0).unwrap();
+        assert_eq!(set.started(), None);
+        assert!(!set.ready());
+        assert_eq!(set.due(t0), vec![Kind::Liveness]);
+        assert_eq!(set.due(secs(t0, 2)), vec![Kind::Liveness, Kind::Readiness]);
+        assert!(set.spec(Kind::Startup).is_none());
+        let grpc = json!({"name": "g", "livenessProbe": {"grpc": {"port": 9090}}});
+        assert!(matches!(
+            ProbeSet::for_container(&grpc, t0),
+            Err(ProbeError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
     fn event_messages() {
         assert_eq!(
             Kind::Liveness.failure_message(&bad()),
