@@ -10,7 +10,14 @@
 //!   effects), and the kubelet-wide loops: the container event generator (PLEG) and the
 //!   cleanup of containers whose pods are gone;
 //! - [`actor`]: the Pod actor itself, a thin shell that turns pod changes and pokes into
-//!   passes.
+//!   passes;
+//! - a container's inputs, pure-ish: [`env`](mod@env) (its environment: `envFrom`,
+//!   `fieldRef`, `resourceFieldRef`, ConfigMap and Secret keys, `$(VAR)` expansion, and
+//!   [`env::referenced_objects`], what to fetch first), [`volumes`] (the pod's volumes
+//!   under its dir, each container's mounts, the periodic [`volumes::update`] of
+//!   configMap, secret, downwardAPI and projected volumes, [`volumes::cleanup`]) and
+//!   [`probe`] (liveness, readiness and startup: the kubelet's state machine in
+//!   [`probe::ProbeSet`], one attempt in [`probe::run`]).
 //!
 //! Architecture invariants:
 //! - The runtime's state dir is the truth about containers: the kubelet's index of which
@@ -24,7 +31,10 @@
 
 pub mod actor;
 pub mod containers;
+pub mod env;
+pub mod probe;
 pub mod sync;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::BTreeMap;
