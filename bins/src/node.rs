@@ -37,8 +37,8 @@ pub struct NodeArgs {
     pub node_labels: String,
     /// The cluster's pod range, as the masters' --cluster-cidr (the node's own range comes
     /// from the masters).
-    #[arg(long = "node-cluster-cidr", default_value = "10.42.0.0/16")]
-    pub cluster_cidr: String,
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub node_cluster_cidr: String,
     /// The Service range; like the pod range, it is routed only on this machine.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cluster_ip_range: String,
@@ -107,7 +107,7 @@ pub fn start(
         labels: parse_labels(&args.node_labels)?,
         address: args.node_ip,
         max_pods: args.max_pods,
-        cluster_cidr: args.cluster_cidr.parse()?,
+        cluster_cidr: args.node_cluster_cidr.parse()?,
         service_cidr: args.service_cluster_ip_range.parse()?,
         pod_network: !args.no_pod_network,
         cni_plugin_dirs: args.cni_bin_dir.clone(),

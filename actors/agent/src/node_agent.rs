@@ -182,6 +182,7 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         pleg_period: Duration::from_secs(1),
         network: None,
         cluster_domain: "cluster.local".into(),
+        allocatable: desc.capacity.clone(),
     };
     let node = HollowNode::new(client, desc, cfg.timing);
     let mut failed: Option<AgentError> = None;

@@ -78,6 +78,7 @@ impl Node {
             pleg_period: Duration::from_millis(200),
             network: None,
             cluster_domain: "cluster.local".into(),
+            allocatable: BTreeMap::new(),
         }
     }
 

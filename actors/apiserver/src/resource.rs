@@ -95,6 +95,9 @@ async fn check_pod_on_node(
     name: &str,
     node: &str,
 ) -> Result<(), ApiError> {
+    if kind.group.is_empty() && matches!(kind.plural, "configmaps" | "secrets") {
+        return check_referenced_on_node(storage, kind, ns, name, node).await;
+    }
     let pod = storage.get(kind, ns, name, None).await?;
     if pod["spec"]["nodeName"].as_str() != Some(node) {
         return Err(ApiError::forbidden(format!(
@@ -103,6 +106,49 @@ async fn check_pod_on_node(
         .about(kind.plural, kind.group, name));
     }
     Ok(())
+}
+
+/// The authorizer allowed a node to read a ConfigMap or Secret only if a pod bound to it
+/// refers to it (Kubernetes' node authorizer graph): check the node's pods in `ns`.
+async fn check_referenced_on_node(
+    storage: &Storage,
+    kind: &Kind,
+    ns: &str,
+    name: &str,
+    node: &str,
+) -> Result<(), ApiError> {
+    let pods = navarch_client::kind("", "v1", "pods");
+    let opts = navarch_model::options::ListOptions {
+        field_selector: navarch_model::selector::FieldSelector::parse(
+            "Pod",
+            &format!("spec.nodeName={node}"),
+        )
+        .map_err(|e| ApiError::internal(e.to_string()))?,
+        ..Default::default()
+    };
+    let page = storage.list(pods, Some(ns), &opts).await?;
+    let referenced = page.items.iter().any(|p| {
+        let (cms, secrets) = navarch_model::authz::node::referenced_objects(p);
+        if kind.plural == "secrets" {
+            secrets.contains(name)
+        } else {
+            cms.contains(name)
+        }
+    });
+    if referenced {
+        return Ok(());
+    }
+    tracing::debug!(
+        node,
+        kind = kind.plural,
+        name,
+        "node read refused: none of its pods refers to the object"
+    );
+    Err(ApiError::forbidden(format!(
+        "{} \"{name}\" is forbidden: User \"system:node:{node}\" cannot get resource \"{}\" in API group \"\" in the namespace \"{ns}\": no relationship found between node '{node}' and this object",
+        kind.plural, kind.plural
+    ))
+    .about(kind.plural, kind.group, name))
 }
 
 /// `pods/<name>/log` and `exec` are served by the pod's node; until a node agent is connected

@@ -190,53 +190,7 @@ pub fn expand_command_args(container: &Value, env: &[EnvVar]) -> (Vec<String>, V
 /// ephemeral ones included, and its configMap, secret and projected volumes), so the agent
 /// knows what to fetch before it builds environments and volumes.
 pub fn referenced_objects(pod: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut config_maps = BTreeSet::new();
-    let mut secrets = BTreeSet::new();
-    let spec = pod.get("spec").unwrap_or(&Value::Null);
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
-        for c in array(spec, list) {
-            for source in array(c, "envFrom") {
-                if let Some(n) = source.get("configMapRef").and_then(|r| str_at(r, "name")) {
-                    config_maps.insert(n.to_string());
-                }
-                if let Some(n) = source.get("secretRef").and_then(|r| str_at(r, "name")) {
-                    secrets.insert(n.to_string());
-                }
-            }
-            for var in array(c, "env") {
-                let Some(from) = var.get("valueFrom") else {
-                    continue;
-                };
-                if let Some(n) = from.get("configMapKeyRef").and_then(|r| str_at(r, "name")) {
-                    config_maps.insert(n.to_string());
-                }
-                if let Some(n) = from.get("secretKeyRef").and_then(|r| str_at(r, "name")) {
-                    secrets.insert(n.to_string());
-                }
-            }
-        }
-    }
-    for volume in array(spec, "volumes") {
-        if let Some(n) = volume.get("configMap").and_then(|r| str_at(r, "name")) {
-            config_maps.insert(n.to_string());
-        }
-        if let Some(n) = volume.get("secret").and_then(|r| str_at(r, "secretName")) {
-            secrets.insert(n.to_string());
-        }
-        if let Some(projected) = volume.get("projected") {
-            for source in array(projected, "sources") {
-                if let Some(n) = source.get("configMap").and_then(|r| str_at(r, "name")) {
-                    config_maps.insert(n.to_string());
-                }
-                if let Some(n) = source.get("secret").and_then(|r| str_at(r, "name")) {
-                    secrets.insert(n.to_string());
-                }
-            }
-        }
-    }
-    config_maps.remove("");
-    secrets.remove("");
-    (config_maps, secrets)
+    navarch_model::authz::node::referenced_objects(pod)
 }
 
 /// Expands `$(VAR)` references in `input` as Kubernetes' `expansion.Expand` does: `$$`

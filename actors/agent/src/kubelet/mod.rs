@@ -33,6 +33,7 @@ pub mod actor;
 pub mod containers;
 pub mod env;
 pub mod probe;
+pub mod prober;
 pub mod sync;
 pub mod volumes;
 pub mod worker;
@@ -70,6 +71,8 @@ pub struct KubeletConfig {
     pub network: Option<Arc<crate::network::Cni>>,
     /// The cluster's DNS domain (pods' `/etc/hosts` names).
     pub cluster_domain: String,
+    /// The node's allocatable resources (what `resourceFieldRef`s to unset limits read).
+    pub allocatable: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for KubeletConfig {

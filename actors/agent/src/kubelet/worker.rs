@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use navarch_actors::{KindHandle, ObjectKey};
 use navarch_client::{Cache, Client, Subresource};
@@ -26,8 +26,10 @@ use serde_json::{json, Value};
 
 use super::actor::{PodEvent, PodLogic};
 use super::containers::{self, ContainerInputs, SandboxView};
+use super::prober::{self, Prober};
 use super::sync::{self, Action, Inputs, ProbeView, Waiting, LABEL_POD_UID};
 use super::KubeletConfig;
+use super::{env, volumes};
 use crate::network::hosts::{hosts_file, HostsSpec};
 use crate::network::NetnsDir;
 
@@ -65,7 +67,14 @@ pub struct Shared {
     pub(crate) handle: OnceLock<KindHandle<PodLogic>>,
     /// Per pod key, the passes finished (what the inspector and tests read).
     passes: Mutex<HashMap<String, u64>>,
+    prober: Prober,
+    /// Per pod uid, when its configMap and secret volumes were last brought up to date.
+    volumes_updated: Mutex<HashMap<String, Instant>>,
 }
+
+/// How often a pod's configMap, secret and projected volumes are rewritten from the
+/// current objects (the kubelet's sync period is a minute; changes show within it).
+const VOLUME_UPDATE_PERIOD: Duration = Duration::from_secs(20);
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,6 +110,99 @@ impl Shared {
             probes: Mutex::new(BTreeMap::new()),
             handle: OnceLock::new(),
             passes: Mutex::new(HashMap::new()),
+            prober: Prober::default(),
+            volumes_updated: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes what the probes of container `id` say.
+    pub fn set_probe_view(&self, id: &str, view: ProbeView) {
+        self.probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), view);
+    }
+
+    /// The ConfigMaps and Secrets the pod refers to, read now (those missing are absent:
+    /// the env and volumes decide whether that is an error).
+    async fn objects(&self, pod: &Value) -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        let (cms, secrets) = env::referenced_objects(pod);
+        let mut out = (BTreeMap::new(), BTreeMap::new());
+        for (names, kind, into) in [
+            (cms, "configmaps", &mut out.0),
+            (secrets, "secrets", &mut out.1),
+        ] {
+            for name in names {
+                match self
+                    .client
+                    .get(
+                        navarch_client::kind("", "v1", kind),
+                        Some(ns),
+                        &name,
+                        &Default::default(),
+                    )
+                    .await
+                {
+                    Ok(o) => {
+                        into.insert(name, o);
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        tracing::warn!(namespace = ns, kind, name = %name, error = %e, "object for a pod not read")
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn volume_context<'a>(
+        &'a self,
+        objects: &'a (BTreeMap<String, Value>, BTreeMap<String, Value>),
+    ) -> volumes::VolumeContext<'a> {
+        volumes::VolumeContext {
+            config_maps: &objects.0,
+            secrets: &objects.1,
+            tmpfs: nix::unistd::geteuid().is_root(),
+            allocatable: &self.cfg.allocatable,
+        }
+    }
+
+    /// Rewrites the pod's configMap and secret volumes when their objects changed, at most
+    /// every [`VOLUME_UPDATE_PERIOD`].
+    async fn update_volumes(&self, pod: &Value) {
+        let has_files = pod["spec"]["volumes"].as_array().is_some_and(|vs| {
+            vs.iter().any(|v| {
+                ["configMap", "secret", "projected", "downwardAPI"]
+                    .iter()
+                    .any(|k| v[*k].is_object())
+            })
+        });
+        if !has_files {
+            return;
+        }
+        let uid = uid_of(pod);
+        {
+            let mut last = self
+                .volumes_updated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            match last.get(&uid) {
+                Some(t) if now.duration_since(*t) < VOLUME_UPDATE_PERIOD => return,
+                _ => {
+                    last.insert(uid.clone(), now);
+                }
+            }
+        }
+        let objects = self.objects(pod).await;
+        match volumes::update(pod, &self.cfg.pod_dir(&uid), &self.volume_context(&objects)) {
+            Ok(changed) if !changed.is_empty() => {
+                tracing::info!(pod_uid = %uid, volumes = ?changed, "pod volumes updated")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(pod_uid = %uid, error = %e, "pod volumes not updated"),
         }
     }
 
@@ -195,6 +297,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id.as_str());
+        self.prober.stop(id.as_str());
     }
 
     /// The statuses of the pod's containers, now.
@@ -290,6 +393,8 @@ impl Shared {
             }
         };
         let observed = self.observe(&uid).await;
+        let sandbox_now = self.sandbox(&uid);
+        self.follow_probes(key, pod, &observed, sandbox_now.as_ref());
         let containers: Vec<ContainerStatus> = observed.iter().map(|(_, c)| c.clone()).collect();
         let waiting: BTreeMap<String, Waiting> = self
             .waiting
@@ -360,12 +465,65 @@ impl Shared {
         if acted {
             return Ok(true);
         }
+        if sandbox.is_some() {
+            self.update_volumes(pod).await;
+        }
         // Nothing left to do: say so.
         let ip = sandbox.map(|s| s.ip);
         let host_ip = self.cfg.host_ip.to_string();
         let wanted = sync::status(&inputs, &runtime, ip.as_deref(), &host_ip);
         self.report(key, pod, wanted).await?;
         Ok(false)
+    }
+
+    /// Starts probing running containers that have probes, and forgets the probes of those
+    /// that stopped.
+    fn follow_probes(
+        self: &Arc<Self>,
+        key: &ObjectKey,
+        pod: &Value,
+        observed: &[(String, ContainerStatus)],
+        sandbox: Option<&SandboxRecord>,
+    ) {
+        for (runtime, c) in observed {
+            let id = c.id.as_str();
+            if c.state != ContainerState::Running {
+                self.prober.stop(id);
+                self.probes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id);
+                continue;
+            }
+            let name = c
+                .labels
+                .get(sync::LABEL_CONTAINER)
+                .map(String::as_str)
+                .unwrap_or("");
+            let Some((spec, false)) = sync::container_spec(pod, name) else {
+                continue;
+            };
+            if !prober::has_probes(spec) || self.prober.watching(id) {
+                continue;
+            }
+            let (Some(rt), Some(ip)) = (
+                self.runtime(runtime).cloned(),
+                sandbox.and_then(|s| s.ip.parse().ok()),
+            ) else {
+                continue;
+            };
+            let probed = prober::Probed {
+                key: key.clone(),
+                id: c.id.clone(),
+                container: spec.clone(),
+                runtime: rt,
+                pod_ip: ip,
+                started_at: c.started_at.unwrap_or_else(SystemTime::now),
+            };
+            if let Err(e) = self.prober.start(self, probed) {
+                tracing::warn!(container = id, error = %e, "container probes not run");
+            }
+        }
     }
 
     async fn report(&self, key: &ObjectKey, pod: &Value, wanted: Value) -> Result<(), String> {
@@ -486,6 +644,16 @@ impl Shared {
             }
         }
         let dir = self.cfg.pod_dir(uid);
+        if dir.exists() {
+            if let Err(e) = volumes::cleanup(&dir) {
+                tracing::warn!(pod_uid = uid, error = %e, "pod volumes not cleaned up; retrying later");
+                return;
+            }
+        }
+        self.volumes_updated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "pod directory not removed");
@@ -519,16 +687,43 @@ impl Shared {
         let view = SandboxView {
             netns: sandbox.and_then(|s| s.netns.clone()),
         };
-        let env = plain_env(container);
-        let mut mounts = Vec::new();
+        let objects = self.objects(pod).await;
+        let pod_ip = sandbox.map(|s| s.ip.clone());
+        let host_ip = self.cfg.host_ip.to_string();
+        let env_ctx = env::EnvContext {
+            pod_ip: pod_ip.as_deref(),
+            host_ip: Some(&host_ip),
+            config_maps: &objects.0,
+            secrets: &objects.1,
+            allocatable: &self.cfg.allocatable,
+        };
+        let env = match env::container_env(pod, container, &env_ctx) {
+            Ok(e) => e,
+            Err(e) => return self.failed(&uid, name, e.reason(), e.to_string()),
+        };
+        let prepared =
+            volumes::prepare(pod, &self.cfg.pod_dir(&uid), &self.volume_context(&objects))
+                .and_then(|v| v.mounts_for(container));
+        let mut mounts = match prepared {
+            Ok(m) => m,
+            Err(e) => {
+                return self.failed(
+                    &uid,
+                    name,
+                    "ContainerCreating",
+                    format!("MountVolume failed: {e}"),
+                )
+            }
+        };
         let hosts = self.cfg.pod_dir(&uid).join("etc-hosts");
-        if hosts.exists() {
+        if hosts.exists() && !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
             mounts.push(navarch_runtime::Mount {
                 source: navarch_runtime::MountSource::Bind(hosts),
                 container_path: "/etc/hosts".into(),
                 read_only: false,
             });
         }
+        let (command, args) = env::expand_command_args(container, &env);
         let spec = containers::container_spec(ContainerInputs {
             pod,
             container,
@@ -538,6 +733,11 @@ impl Shared {
             mounts,
             sandbox: &view,
             log_path: self.cfg.log_path(ns, pod_name, &uid, name, restart_count),
+        })
+        .map(|mut s| {
+            s.command = command;
+            s.args = args;
+            s
         });
         let spec = match spec {
             Ok(s) => s,
@@ -795,23 +995,6 @@ pub fn key_of(pod: &Value) -> Option<ObjectKey> {
         pod["metadata"]["name"].as_str()?,
     )
     .ok()
-}
-
-/// The container's `env[].value`s (until the env module resolves `valueFrom`).
-fn plain_env(container: &Value) -> Vec<navarch_runtime::EnvVar> {
-    container["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| {
-                    Some(navarch_runtime::EnvVar {
-                        name: e["name"].as_str()?.to_string(),
-                        value: e["value"].as_str().unwrap_or("").to_string(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

@@ -2,10 +2,15 @@
 //! scoped to its own objects as Kubernetes' Node authorizer and NodeRestriction scope a
 //! kubelet. Read what a kubelet watches, cluster-wide; write its own Node (and its status)
 //! and its own Lease in `kube-node-lease`; read and write the status of, and delete, pods
-//! bound to it (which the server confirms against the stored pod); write events.
+//! bound to it (which the server confirms against the stored pod); read the ConfigMaps and
+//! Secrets its pods refer to (confirmed against the pods bound to it); write events.
 //!
 //! Anything else gets no opinion here, so RBAC decides (nodes are authenticated users: they
 //! get discovery and the review kinds like everyone).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
 
 use super::{Attributes, Verdict, NODE_LEASE_NAMESPACE};
 
@@ -21,6 +26,70 @@ pub const NODE_READABLE: &[&str] = &[
     "leases",
     "events",
 ];
+
+/// The ConfigMaps and Secrets `pod` refers to (env, envFrom of every container, init and
+/// ephemeral ones included, and its configMap, secret and projected volumes): what its
+/// node may read (Kubernetes' node authorizer follows the same graph) and fetches.
+pub fn referenced_objects(pod: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut config_maps = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    let spec = pod.get("spec").unwrap_or(&Value::Null);
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in array(spec, list) {
+            for source in array(c, "envFrom") {
+                if let Some(n) = source.get("configMapRef").and_then(|r| str_at(r, "name")) {
+                    config_maps.insert(n.to_string());
+                }
+                if let Some(n) = source.get("secretRef").and_then(|r| str_at(r, "name")) {
+                    secrets.insert(n.to_string());
+                }
+            }
+            for var in array(c, "env") {
+                let Some(from) = var.get("valueFrom") else {
+                    continue;
+                };
+                if let Some(n) = from.get("configMapKeyRef").and_then(|r| str_at(r, "name")) {
+                    config_maps.insert(n.to_string());
+                }
+                if let Some(n) = from.get("secretKeyRef").and_then(|r| str_at(r, "name")) {
+                    secrets.insert(n.to_string());
+                }
+            }
+        }
+    }
+    for volume in array(spec, "volumes") {
+        if let Some(n) = volume.get("configMap").and_then(|r| str_at(r, "name")) {
+            config_maps.insert(n.to_string());
+        }
+        if let Some(n) = volume.get("secret").and_then(|r| str_at(r, "secretName")) {
+            secrets.insert(n.to_string());
+        }
+        if let Some(projected) = volume.get("projected") {
+            for source in array(projected, "sources") {
+                if let Some(n) = source.get("configMap").and_then(|r| str_at(r, "name")) {
+                    config_maps.insert(n.to_string());
+                }
+                if let Some(n) = source.get("secret").and_then(|r| str_at(r, "name")) {
+                    secrets.insert(n.to_string());
+                }
+            }
+        }
+    }
+    config_maps.remove("");
+    secrets.remove("");
+    (config_maps, secrets)
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
 
 /// The Node authorizer's verdict for the node `node`.
 pub fn authorize(node: &str, a: &Attributes<'_>) -> Verdict {
@@ -40,6 +109,10 @@ pub fn authorize(node: &str, a: &Attributes<'_>) -> Verdict {
         }
         ("", "pods", "") if a.verb == "delete" => Verdict::AllowIfPodOnNode(node.to_string()),
         ("", "events", "") if matches!(a.verb, "create" | "update" | "patch") => Verdict::Allow,
+        // Only those a pod bound to it refers to: the server checks the pods.
+        ("", "configmaps" | "secrets", "") if a.verb == "get" && !a.name.is_empty() => {
+            Verdict::AllowIfPodOnNode(node.to_string())
+        }
         _ => Verdict::NoOpinion,
     }
 }
