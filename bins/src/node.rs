@@ -131,3 +131,10 @@ pub fn start(
         Ok(())
     })
 }
+
+/// Removes what the stopped node at `data_dir` left running (see
+/// [`node_agent::reset`]).
+pub async fn reset(name: &str, data_dir: &Path) -> Result<node_agent::Reset> {
+    let runtimes = runtimes(data_dir)?;
+    Ok(node_agent::reset(name, data_dir, &runtimes).await?)
+}

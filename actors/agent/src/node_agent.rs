@@ -229,3 +229,52 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         None => Ok(()),
     }
 }
+
+/// What [`reset`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reset {
+    pub containers: usize,
+    pub pods: usize,
+}
+
+/// Stops and removes everything a node left on this machine (k3s's `killall`): every
+/// container of its runtimes, every pod's network namespace, volumes and directory, and its
+/// bridge. Safe to run on a stopped node's data dir only: a running agent would start its
+/// pods again.
+pub async fn reset(
+    name: &str,
+    data_dir: &std::path::Path,
+    runtimes: &BTreeMap<String, Arc<dyn ContainerRuntime>>,
+) -> Result<Reset, AgentError> {
+    let mut out = Reset::default();
+    let failed = |what: &str, e: String| AgentError::Config {
+        what: what.to_string(),
+        reason: e,
+    };
+    for rt in runtimes.values() {
+        let listed = rt.list().await.map_err(|e| failed("runtime", e.to_string()))?;
+        for c in listed {
+            rt.remove(&c.id)
+                .await
+                .map_err(|e| failed("runtime", format!("remove {}: {e}", c.id)))?;
+            out.containers += 1;
+        }
+    }
+    let pods = data_dir.join("kubelet").join("pods");
+    if let Ok(dirs) = std::fs::read_dir(&pods) {
+        let netns = crate::network::NetnsDir::default();
+        for d in dirs.flatten() {
+            let uid = d.file_name().to_string_lossy().to_string();
+            netns
+                .delete(&format!("nv-{uid}"))
+                .map_err(|e| failed("network namespace", e.to_string()))?;
+            crate::kubelet::volumes::cleanup(&d.path())
+                .map_err(|e| failed("pod volumes", e.to_string()))?;
+            out.pods += 1;
+        }
+    }
+    let _ = std::fs::remove_dir_all(data_dir.join("kubelet").join("cni"));
+    crate::network::host::remove_bridge(&crate::network::cni::bridge_name(name))
+        .map_err(|e| failed("bridge", e.to_string()))?;
+    Ok(out)
+}

@@ -79,6 +79,19 @@ struct Cli {
     node: navarch_bins::node::NodeArgs,
 }
 
+/// `navarch-node reset`: stops and removes every container, pod network and pod directory a
+/// stopped node left on this machine.
+#[derive(Parser)]
+#[command(name = "navarch-node reset")]
+struct Reset {
+    /// The node's name (its bridge is named after it).
+    #[arg(long)]
+    name: String,
+    /// The node's data dir (a master's embedded node: DATA_DIR/node).
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
 fn main() -> Result<()> {
     // The runtimes start this binary as each container's shim.
     if std::env::args().nth(1).as_deref() == Some("shim") {
@@ -87,6 +100,18 @@ fn main() -> Result<()> {
     // Before anything is created: the node's key is for this user only.
     navarch_bins::private::restrict_umask();
     navarch_bins::init_logging();
+    if std::env::args().nth(1).as_deref() == Some("reset") {
+        let r = Reset::parse_from(std::env::args().skip(1));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let done = rt.block_on(navarch_bins::node::reset(&r.name, &r.data_dir))?;
+        println!(
+            "node {} reset: {} containers and {} pods removed",
+            r.name, done.containers, done.pods
+        );
+        return Ok(());
+    }
     let cli = Cli::parse();
     if cli.hollow {
         let rt = tokio::runtime::Builder::new_multi_thread()
