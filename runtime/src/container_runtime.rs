@@ -64,7 +64,8 @@ pub trait ContainerRuntime: Send + Sync {
     fn list(&self) -> RuntimeFuture<'_, Vec<ContainerStatus>>;
 
     /// Runs a command inside a running container (its namespaces, root and cgroup),
-    /// collecting its output. No stdin, no TTY and no streaming yet.
+    /// collecting its output; with `request.stdin`, that is its whole stdin. No TTY and no
+    /// streaming yet.
     fn exec<'a>(
         &'a self,
         id: &'a ContainerId,

@@ -501,6 +501,14 @@ pub async fn exec_collects_output_and_exit_code(f: &dyn RuntimeFactory, dir: &Pa
                 out.stdout == b"hello\n" && out.stderr == b"oops\n" && out.exit_code == 7,
                 || format!("exec sh: {out:?}"),
             )?;
+            // stdin, whole, then end of file.
+            let mut cat = ExecRequest::new(&["sh", "-c", "cat; echo done"]);
+            cat.stdin = Some(b"piped in\n".to_vec());
+            let out = rt.exec(&id, cat).await.ctx("exec cat with stdin")?;
+            check(
+                out.stdout == b"piped in\ndone\n" && out.exit_code == 0,
+                || format!("exec cat with stdin: {out:?}"),
+            )?;
             // An exec past its timeout is an error, and its command does not linger.
             let mut slow = ExecRequest::new(&["sleep", "997"]);
             slow.timeout = Duration::from_millis(300);

@@ -555,14 +555,15 @@ impl ContainerRuntime for ProcessRuntime {
                 cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
             }
             cmd.arg("--").args(&request.command);
-            cmd.stdin(Stdio::null())
+            cmd.stdin(stdin_of(&request))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
-            let child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+            let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
                 id: id.clone(),
                 reason: format!("spawn exec: {e}"),
             })?;
+            feed_stdin(&mut child, request.stdin.clone());
             let out = tokio::time::timeout(request.timeout, child.wait_with_output())
                 .await
                 .map_err(|_| RuntimeError::ExecTimeout {
@@ -591,5 +592,29 @@ impl ContainerRuntime for ProcessRuntime {
     fn remove<'a>(&'a self, id: &'a ContainerId) -> RuntimeFuture<'a, ()> {
         let id = id.clone();
         Box::pin(self.blocking(move |i| i.remove(&id)))
+    }
+}
+
+/// An exec's stdin: a pipe when it has one, else `/dev/null`.
+pub(crate) fn stdin_of(request: &ExecRequest) -> Stdio {
+    if request.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    }
+}
+
+/// Writes an exec's stdin to its child and closes it (end of file), beside the reading of
+/// its output so that neither pipe can fill and stall the other. A command that exits
+/// without reading it all just closes the pipe: the rest is dropped.
+pub(crate) fn feed_stdin(child: &mut tokio::process::Child, stdin: Option<Vec<u8>>) {
+    use tokio::io::AsyncWriteExt;
+    if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), stdin) {
+        tokio::spawn(async move {
+            if let Err(e) = pipe.write_all(&bytes).await {
+                tracing::debug!(error = %e, "exec stdin not taken in full");
+            }
+            let _ = pipe.shutdown().await;
+        });
     }
 }

@@ -166,6 +166,8 @@ pub struct ExecRequest {
     pub env: Vec<EnvVar>,
     /// Killed (and reported as an error) when it runs longer.
     pub timeout: Duration,
+    /// The command's whole stdin (then end of file); `None`: `/dev/null`.
+    pub stdin: Option<Vec<u8>>,
 }
 
 impl ExecRequest {
@@ -174,6 +176,7 @@ impl ExecRequest {
             command: command.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             timeout: Duration::from_secs(60),
+            stdin: None,
         }
     }
 }
