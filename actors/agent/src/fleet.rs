@@ -228,6 +228,8 @@ async fn prepare(
         pod_cidr: range,
         address: Ipv4Addr::LOCALHOST,
         boot_id: boot_id(),
+        // Hollow nodes run nothing: no kubelet endpoint, no logs, no exec.
+        kubelet_port: 0,
     };
     Ok((HollowNode::new(Arc::new(link), desc, cfg.timing), joined))
 }

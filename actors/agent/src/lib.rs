@@ -24,6 +24,7 @@ pub mod hollow;
 pub mod ipam;
 pub mod node;
 pub mod pods;
+pub mod streams;
 
 use std::path::PathBuf;
 

@@ -32,6 +32,10 @@ pub struct NodeDescription {
     pub address: std::net::Ipv4Addr,
     /// A fresh id per start of the agent (`nodeInfo.bootID`).
     pub boot_id: String,
+    /// The port of the node's kubelet endpoint (`kubelet.*` over QUIC, on `address`), which
+    /// masters dial for `pods/log` and `pods/exec`; 0 for a node that serves none (hollow
+    /// nodes), which the API server then answers for with an error.
+    pub kubelet_port: u16,
 }
 
 /// Kubernetes' name for this machine's architecture.
@@ -128,7 +132,7 @@ impl NodeDescription {
                 {"type": "InternalIP", "address": self.address.to_string()},
                 {"type": "Hostname", "address": self.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": stable_id(&self.name, "machine"),
                 "systemUUID": stable_id(&self.name, "system"),
@@ -255,6 +259,7 @@ mod tests {
             pod_cidr: "10.244.3.0/24".parse().unwrap(),
             address: std::net::Ipv4Addr::LOCALHOST,
             boot_id: "b00t".into(),
+            kubelet_port: 0,
         }
     }
 
