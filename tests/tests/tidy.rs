@@ -89,7 +89,12 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "navarch-agent",
-            &["navarch-client", "navarch-model", "navarch-net"][..],
+            &[
+                "navarch-client",
+                "navarch-model",
+                "navarch-net",
+                "navarch-runtime",
+            ][..],
         ),
         ("navarch-runtime", &[][..]),
         (
@@ -114,9 +119,11 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         (
             "navarch-tests",
             &[
+                "navarch-agent",
                 "navarch-client",
                 "navarch-model",
                 "navarch-net",
+                "navarch-runtime",
                 "navarch-store",
             ][..],
         ),
