@@ -181,6 +181,13 @@ impl ExecRequest {
     }
 }
 
+/// A piece of an exec's output, as the command writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecChunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
 /// What an exec produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecOutput {
