@@ -118,6 +118,25 @@ fn pod(name: &str, node: Option<&str>) -> serde_json::Value {
     p
 }
 
+/// Waits (30 s at most) for a background kubectl to exit.
+async fn wait_exit(
+    child: &mut std::process::Child,
+    out: &Path,
+) -> Result<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "kubectl did not end: {}",
+            std::fs::read_to_string(out).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_logs_and_exec_reach_a_real_container_through_the_master() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -309,6 +328,38 @@ async fn kubectl_logs_and_exec_reach_a_real_container_through_the_master() -> Re
         "{hollow:?}"
     );
 
+    // exec output streams while the command runs: the first line is there before the
+    // command is told to finish.
+    let streamed_out = dir.path().join("streamed.out");
+    let mut streamed = kubectl_spawn(
+        &k.kubeconfig,
+        &k.home,
+        &[
+            "exec",
+            POD,
+            "--",
+            "sh",
+            "-c",
+            "echo started; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo finished",
+        ],
+        &streamed_out,
+    )?;
+    wait_for(Duration::from_secs(20), "the exec's first line", || async {
+        std::fs::read_to_string(&streamed_out)
+            .ok()?
+            .contains("started")
+            .then_some(())
+    })
+    .await?;
+    assert!(streamed.try_wait()?.is_none(), "the command still runs");
+    k.ok(&["exec", POD, "--", "touch", "/tmp/go"])?;
+    let status = wait_exit(&mut streamed, &streamed_out).await?;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        std::fs::read_to_string(&streamed_out)?,
+        "started\nfinished\n"
+    );
+
     // kubectl logs -f follows until the container ends.
     let follow_out = dir.path().join("follow.out");
     let mut follow = kubectl_spawn(&k.kubeconfig, &k.home, &["logs", "-f", POD], &follow_out)?;
@@ -324,18 +375,7 @@ async fn kubectl_logs_and_exec_reach_a_real_container_through_the_master() -> Re
     )
     .await?;
     k.ok(&["exec", POD, "--", "touch", "/tmp/stop"])?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let ended = loop {
-        if let Some(status) = follow.try_wait()? {
-            break status;
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "kubectl logs -f did not end with the container: {}",
-            std::fs::read_to_string(&follow_out).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let ended = wait_exit(&mut follow, &follow_out).await?;
     assert!(ended.success(), "{ended:?}");
     assert_eq!(
         std::fs::read_to_string(&follow_out)?,

@@ -12,7 +12,7 @@ use navarch_client::kubelet::{self, ExecItem, ExecRequest, LogsItem, LogsRequest
 use navarch_net::pki::{ClusterCa, ExpectedPeer, ORG_NODES};
 use navarch_net::{Endpoint, NetConfig, RpcError};
 use navarch_runtime::logs::{LogWriter, Stream};
-use navarch_runtime::ExecOutput;
+use navarch_runtime::ExecChunk;
 
 struct Fixed {
     log: std::path::PathBuf,
@@ -51,13 +51,16 @@ impl Execer for Echo {
         _container: Option<&str>,
         command: Vec<String>,
         stdin: Option<Vec<u8>>,
-    ) -> BoxFuture<'static, Result<ExecOutput, StreamError>> {
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> BoxFuture<'static, Result<i32, StreamError>> {
         Box::pin(async move {
-            Ok(ExecOutput {
-                stdout: command.join(" ").into_bytes(),
-                stderr: stdin.unwrap_or_default(),
-                exit_code: 4,
-            })
+            let _ = output
+                .send(ExecChunk::Stdout(command.join(" ").into_bytes()))
+                .await;
+            let _ = output
+                .send(ExecChunk::Stderr(stdin.unwrap_or_default()))
+                .await;
+            Ok(4)
         })
     }
 }

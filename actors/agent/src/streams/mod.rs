@@ -27,7 +27,7 @@ use navarch_client::kubelet::{
 };
 use navarch_net::pki::{Identity, ORG_MEMBERS};
 use navarch_net::{codec, CallContext, Endpoint, NetConfig, NetError, Router, RpcError, Service};
-use navarch_runtime::{ContainerId, ContainerRuntime, ExecOutput, RuntimeError};
+use navarch_runtime::{ContainerId, ContainerRuntime, ExecChunk, RuntimeError};
 
 use self::logs::LogOptions;
 
@@ -142,7 +142,8 @@ pub trait LogLocator: Send + Sync + 'static {
 /// Runs commands in containers: implemented by the kubelet, or [`RuntimeExecer`] over a
 /// runtime and a [`ContainerResolver`].
 pub trait Execer: Send + Sync + 'static {
-    /// Runs `command` in the container with `stdin` (when attached), collecting its output.
+    /// Runs `command` in the container with `stdin` (when attached), sending its output to
+    /// `output` as it comes; the exit code.
     fn exec(
         &self,
         namespace: &str,
@@ -150,7 +151,8 @@ pub trait Execer: Send + Sync + 'static {
         container: Option<&str>,
         command: Vec<String>,
         stdin: Option<Vec<u8>>,
-    ) -> BoxFuture<'static, Result<ExecOutput, StreamError>>;
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> BoxFuture<'static, Result<i32, StreamError>>;
 }
 
 /// The agent's knowledge of its pods' containers: implemented by the kubelet.
@@ -181,7 +183,8 @@ impl Execer for RuntimeExecer {
         container: Option<&str>,
         command: Vec<String>,
         stdin: Option<Vec<u8>>,
-    ) -> BoxFuture<'static, Result<ExecOutput, StreamError>> {
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> BoxFuture<'static, Result<i32, StreamError>> {
         let resolved = self.resolver.resolve(namespace, pod, container);
         let runtime = self.runtime.clone();
         let timeout = self.timeout;
@@ -192,15 +195,18 @@ impl Execer for RuntimeExecer {
             req.command = command;
             req.stdin = stdin;
             req.timeout = timeout;
-            runtime.exec(&id, req).await.map_err(|e| match e {
-                RuntimeError::InvalidState { .. } | RuntimeError::NotFound { .. } => {
-                    StreamError::not_running(&container, &pod)
-                }
-                RuntimeError::ExecTimeout { timeout_ms, .. } => StreamError::Internal(format!(
-                    "the command did not finish within {timeout_ms} ms and was killed"
-                )),
-                other => StreamError::Internal(format!("exec: {other}")),
-            })
+            runtime
+                .exec_streaming(&id, req, output)
+                .await
+                .map_err(|e| match e {
+                    RuntimeError::InvalidState { .. } | RuntimeError::NotFound { .. } => {
+                        StreamError::not_running(&container, &pod)
+                    }
+                    RuntimeError::ExecTimeout { timeout_ms, .. } => StreamError::Internal(format!(
+                        "the command did not finish within {timeout_ms} ms and was killed"
+                    )),
+                    other => StreamError::Internal(format!("exec: {other}")),
+                })
         })
     }
 }
@@ -309,35 +315,49 @@ impl KubeletService {
             ));
             return futures::stream::iter([ExecItem::Failed(e.to_node_error())]).boxed();
         }
+        let (tx, rx) = tokio::sync::mpsc::channel::<ExecChunk>(16);
         let run = self.exec.exec(
             &req.namespace,
             &req.pod,
             req.container.as_deref(),
             req.command,
             req.stdin,
+            tx,
         );
-        futures::stream::once(run)
-            .flat_map(|out| {
-                let items: Vec<ExecItem> = match out {
-                    Err(e) => vec![ExecItem::Failed(e.to_node_error())],
-                    Ok(o) => {
-                        let mut items = vec![ExecItem::Ready];
-                        items.extend(
-                            o.stdout
-                                .chunks(MAX_CHUNK)
-                                .map(|c| ExecItem::Stdout(c.to_vec())),
-                        );
-                        items.extend(
-                            o.stderr
-                                .chunks(MAX_CHUNK)
-                                .map(|c| ExecItem::Stderr(c.to_vec())),
-                        );
-                        items.push(ExecItem::Exit(o.exit_code));
-                        items
-                    }
-                };
-                futures::stream::iter(items)
-            })
+        // The command runs on its own: a master that goes away stops reading, not the
+        // command (which its timeout bounds).
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = done_tx.send(run.await);
+        });
+        let output =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+                .flat_map(|c| {
+                    let items: Vec<ExecItem> = match c {
+                        ExecChunk::Stdout(b) => b
+                            .chunks(MAX_CHUNK)
+                            .map(|c| ExecItem::Stdout(c.to_vec()))
+                            .collect(),
+                        ExecChunk::Stderr(b) => b
+                            .chunks(MAX_CHUNK)
+                            .map(|c| ExecItem::Stderr(c.to_vec()))
+                            .collect(),
+                    };
+                    futures::stream::iter(items)
+                });
+        let end = futures::stream::once(async move {
+            match done_rx.await {
+                Ok(Ok(code)) => ExecItem::Exit(code),
+                Ok(Err(e)) => ExecItem::Failed(e.to_node_error()),
+                Err(_) => ExecItem::Failed(
+                    StreamError::Internal("the exec ended without an exit code".into())
+                        .to_node_error(),
+                ),
+            }
+        });
+        futures::stream::iter([ExecItem::Ready])
+            .chain(output)
+            .chain(end)
             .boxed()
     }
 }
