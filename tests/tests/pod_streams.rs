@@ -328,6 +328,65 @@ async fn kubectl_logs_and_exec_reach_a_real_container_through_the_master() -> Re
         "{hollow:?}"
     );
 
+    // A node whose kubelet endpoint does not answer: a 502 that says so.
+    let gone = streams::serve(
+        "127.0.0.1:0".parse()?,
+        "gone",
+        ClusterCa::load(&cluster.ca_dir)?
+            .issue_kubelet_serving("gone", Duration::from_secs(3600))?,
+        KubeletService::new(
+            one.clone(),
+            Arc::new(RuntimeExecer {
+                resolver: one.clone(),
+                runtime: runtime.clone(),
+                timeout: Duration::from_secs(5),
+            }),
+        ),
+    )?;
+    let gone_port = gone.local_addr()?.port();
+    gone.close();
+    k.apply(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gone"}}))?
+        .expect_ok("create gone")?;
+    let gone_status = json!({"status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": gone_port}},
+    }});
+    k.ok(&[
+        "patch",
+        "node",
+        "gone",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &gone_status.to_string(),
+    ])?;
+    k.apply(&pod("on-gone", Some("gone")))?
+        .expect_ok("create on-gone")?;
+    let unreachable = k.run(&["logs", "on-gone"])?;
+    assert!(
+        !unreachable.ok
+            && unreachable
+                .stderr
+                .contains("error dialing the kubelet of node \"gone\""),
+        "{unreachable:?}"
+    );
+
+    // Every one of these was audited as the rest: the exec as 101, the viewer's as 403.
+    let audit: Vec<serde_json::Value> = cluster
+        .audit(0)
+        .into_iter()
+        .filter(|r| r["subresource"] == "exec" || r["subresource"] == "log")
+        .collect();
+    let seen = |user: &str, sub: &str, verb: &str, code: u64| {
+        audit.iter().any(|r| {
+            r["user"] == user && r["subresource"] == sub && r["verb"] == verb && r["code"] == code
+        })
+    };
+    assert!(seen("admin", "exec", "create", 101), "{audit:?}");
+    assert!(seen("admin", "log", "get", 200), "{audit:?}");
+    assert!(seen("viewer", "log", "get", 200), "{audit:?}");
+    assert!(seen("viewer", "exec", "create", 403), "{audit:?}");
+
     // exec output streams while the command runs: the first line is there before the
     // command is told to finish.
     let streamed_out = dir.path().join("streamed.out");
