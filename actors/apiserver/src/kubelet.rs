@@ -332,7 +332,13 @@ pub(crate) async fn logs(
                 return;
             }
         }
-        while let Some(item) = items.next().await {
+        loop {
+            // A client that went while the node sends nothing still ends the node's stream.
+            let item = tokio::select! {
+                item = items.next() => item,
+                _ = tx.closed() => return,
+            };
+            let Some(item) = item else { return };
             match item {
                 Ok(LogsItem::Chunk(c)) => {
                     if tx.send(Bytes::from(c)).await.is_err() {

@@ -206,12 +206,14 @@ impl LogReader {
 /// Reads `path` as asked and sends the output, chunk by chunk, to `send` (which returns
 /// false once nobody listens). Blocking: run it on a blocking thread. A follow polls the file
 /// every [`FOLLOW_POLL`] while `running` says the container runs, then reads what its last
-/// moments wrote and ends.
+/// moments wrote and ends; it also ends as soon as `wanted` says nobody listens any more
+/// (a client gone while the container writes nothing).
 pub fn read_log(
     path: &Path,
     opts: &LogOptions,
     running: &Arc<dyn Fn() -> bool + Send + Sync>,
     max_chunk: usize,
+    wanted: impl Fn() -> bool,
     mut send: impl FnMut(Vec<u8>) -> bool,
 ) -> io::Result<()> {
     let mut emit = |bytes: Vec<u8>| -> bool {
@@ -224,7 +226,7 @@ pub fn read_log(
         return Ok(());
     }
     loop {
-        if reader.exhausted() {
+        if reader.exhausted() || !wanted() {
             return Ok(());
         }
         // Whether it runs is asked before the read: bytes written before it ended are in
@@ -369,6 +371,34 @@ mod tests {
     }
 
     #[test]
+    fn a_follow_ends_when_nobody_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut w = LogWriter::open(&path, 1 << 20, 2).unwrap();
+        write(&mut w, 0, "only line");
+        let forever: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(|| true);
+        let opts = LogOptions {
+            follow: true,
+            ..Default::default()
+        };
+        let mut got = Vec::new();
+        // The container runs on and writes nothing more; the listener has gone.
+        read_log(
+            &path,
+            &opts,
+            &forever,
+            1024,
+            || false,
+            |c| {
+                got.extend(c);
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(got, b"only line\n");
+    }
+
+    #[test]
     fn follow_crosses_a_rotation_and_ends_when_the_container_does() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.log");
@@ -385,7 +415,15 @@ mod tests {
                 follow: true,
                 ..Default::default()
             };
-            read_log(&p, &opts, &is_running, 1024, |c| tx.send(c).is_ok()).unwrap();
+            read_log(
+                &p,
+                &opts,
+                &is_running,
+                1024,
+                || true,
+                |c| tx.send(c).is_ok(),
+            )
+            .unwrap();
         });
         let mut got = String::new();
         let recv_until = |want: &str, got: &mut String| {

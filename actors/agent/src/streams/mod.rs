@@ -110,8 +110,9 @@ pub struct LogTarget {
     /// The CRI-format log file (`<root>/logs/<ns>_<pod>_<uid>/<container>/<restart>.log`),
     /// rotated into `<path>.1`, `<path>.2`, ... as runtime's `logs` module describes.
     pub path: PathBuf,
-    /// Asked while following: the follow ends (after a last read) once it says false. A
-    /// terminated container's (a `previous` one) always says false.
+    /// Asked while following, from a blocking thread, every [`logs::FOLLOW_POLL`]: the
+    /// follow ends (after a last read) once it says false. A terminated container's (a
+    /// `previous` one) always says false.
     pub running: StillRunning,
 }
 
@@ -286,9 +287,14 @@ impl KubeletService {
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<LogsItem>(16);
         tokio::task::spawn_blocking(move || {
-            let sent = logs::read_log(&target.path, &opts, &target.running, MAX_CHUNK, |c| {
-                tx.blocking_send(LogsItem::Chunk(c)).is_ok()
-            });
+            let sent = logs::read_log(
+                &target.path,
+                &opts,
+                &target.running,
+                MAX_CHUNK,
+                || !tx.is_closed(),
+                |c| tx.blocking_send(LogsItem::Chunk(c)).is_ok(),
+            );
             if let Err(e) = sent {
                 tracing::warn!(path = %target.path.display(), error = %e, "reading a container log failed");
                 let _ = tx.blocking_send(LogsItem::Failed(
