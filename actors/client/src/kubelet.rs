@@ -2,9 +2,11 @@
 //! what a master sends to read a container's log or run a command in it on behalf of a
 //! `pods/log` or `pods/exec` request, and what the node streams back.
 //!
-//! Both methods are server streams. The node's first item says whether it took the request
-//! (`Ready`) or why not (`Failed`, with Kubernetes' code, reason and words), so the master can
-//! answer its client with the right `Status` before it has sent a byte of the body.
+//! Both methods are server streams. A log's first item says whether the node took the
+//! request (`Ready`) or why not (`Failed`, with Kubernetes' code, reason and words), so the
+//! master can answer its client with the right `Status` before it has sent a byte of the
+//! body. An exec's `Ready` comes at once; its output follows as the command writes it, and
+//! it ends with `Exit` or with `Failed` (the container could not be found or run).
 //! stdin of an exec travels whole in the request: the rpc layer has unary calls and server
 //! streams only, and `kubectl exec -i` with piped input sends it all before it closes its
 //! stdin channel (interactive stdin needs a bidirectional stream: not yet).
