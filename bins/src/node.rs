@@ -57,6 +57,10 @@ pub struct NodeArgs {
     /// its data dir's file system is available (the kubelet's nodefs.available, 10%).
     #[arg(long, default_value_t = 10)]
     pub disk_pressure_percent: u64,
+    /// The port of the node's kubelet endpoint (the masters' logs and exec, QUIC on
+    /// --node-ip); 0 picks a free one.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
     /// Seconds between renewals of the node's Lease.
     #[arg(long, default_value_t = 10)]
     pub node_lease_renew_seconds: u64,
@@ -120,6 +124,7 @@ pub fn start(
         backoff_cap: Duration::from_secs(args.crash_loop_backoff_max_seconds.max(10)),
         user_agent: format!("navarch-node/{}", env!("CARGO_PKG_VERSION")),
         disk_pressure_percent: args.disk_pressure_percent.min(100),
+        kubelet_port: args.kubelet_port,
     };
     let root = Root::new(
         ActorPath::parse(&format!("/node/{name}"))

@@ -502,6 +502,23 @@ impl ClusterCa {
         self.issue(common_name, &[], validity, &CertProfile::Serving(names))
     }
 
+    /// A node agent's serving certificate for its kubelet endpoint (Kubernetes'
+    /// `kubelet-serving` signer): CN `system:node:<node>`, O [`ORG_NODES`], serves only, as
+    /// the cluster server name. A master dialing it expects [`ExpectedPeer::Node`], so it
+    /// cannot pass for a master (whose O is [`ORG_MEMBERS`]) nor authenticate as a client.
+    pub fn issue_kubelet_serving(
+        &self,
+        node: &str,
+        validity: Duration,
+    ) -> Result<Identity, PkiError> {
+        self.issue(
+            &format!("{NODE_CN_PREFIX}{node}"),
+            &[ORG_NODES],
+            validity,
+            &CertProfile::Serving(vec![AltName::Dns(CLUSTER_SERVER_NAME.to_string())]),
+        )
+    }
+
     /// Signs a CSR as a client certificate (the node profile: authenticates only), imposing
     /// `common_name` and `organizations` whatever the CSR asked for.
     pub fn sign_csr(
@@ -534,6 +551,24 @@ impl ClusterCa {
             &[ORG_MEMBERS],
             validity,
             &CertProfile::member(),
+        )
+    }
+
+    /// Signs a CSR as a node's kubelet serving certificate (serves only, as the cluster
+    /// server name), imposing `common_name` and `organizations`.
+    pub fn sign_csr_serving(
+        &self,
+        csr_pem: &str,
+        common_name: &str,
+        organizations: &[&str],
+        validity: Duration,
+    ) -> Result<String, PkiError> {
+        self.sign_csr_as(
+            csr_pem,
+            common_name,
+            organizations,
+            validity,
+            &CertProfile::Serving(vec![AltName::Dns(CLUSTER_SERVER_NAME.to_string())]),
         )
     }
 
@@ -691,6 +726,9 @@ pub enum ExpectedPeer {
     Master,
     /// The master whose store member has this name: CN=name, O=`navarch:members`.
     Member(String),
+    /// The node agent of this node, serving its kubelet endpoint (a master proxying logs
+    /// and exec): CN=`system:node:<name>`, O=`system:nodes`.
+    Node(String),
 }
 
 impl ExpectedPeer {
@@ -706,6 +744,10 @@ impl ExpectedPeer {
             ExpectedPeer::AnyServer => true,
             ExpectedPeer::Master => is_member,
             ExpectedPeer::Member(name) => is_member && peer.common_name == *name,
+            ExpectedPeer::Node(name) => {
+                peer.organizations.iter().any(|o| o == ORG_NODES)
+                    && peer.common_name.strip_prefix(NODE_CN_PREFIX) == Some(name.as_str())
+            }
         };
         if ok {
             Ok(())
@@ -725,6 +767,9 @@ impl fmt::Display for ExpectedPeer {
             ExpectedPeer::AnyServer => write!(f, "any server of the cluster"),
             ExpectedPeer::Master => write!(f, "a master (O={ORG_MEMBERS})"),
             ExpectedPeer::Member(n) => write!(f, "member {n} (CN={n}, O={ORG_MEMBERS})"),
+            ExpectedPeer::Node(n) => {
+                write!(f, "node {n} (CN={NODE_CN_PREFIX}{n}, O={ORG_NODES})")
+            }
         }
     }
 }
@@ -1114,6 +1159,12 @@ mod tests {
         assert!(ExpectedPeer::Master.check(&node).is_err());
         assert!(ExpectedPeer::Master.check(&admin).is_err());
         assert!(ExpectedPeer::AnyServer.check(&node).is_ok());
+        let kubelet = ExpectedPeer::Node("m2".into());
+        assert!(kubelet.check(&node).is_ok());
+        for wrong in [&m2, &admin, &who("system:node:m3", &[ORG_NODES])] {
+            let err = kubelet.check(wrong).unwrap_err();
+            assert!(err.contains("expected node m2"), "{err}");
+        }
     }
 
     #[test]

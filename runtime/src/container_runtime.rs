@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::spec::{ContainerId, ContainerSpec, ExecOutput, ExecRequest};
+use crate::spec::{ContainerId, ContainerSpec, ExecChunk, ExecOutput, ExecRequest};
 use crate::status::ContainerStatus;
 use crate::RuntimeError;
 
@@ -64,12 +64,34 @@ pub trait ContainerRuntime: Send + Sync {
     fn list(&self) -> RuntimeFuture<'_, Vec<ContainerStatus>>;
 
     /// Runs a command inside a running container (its namespaces, root and cgroup),
-    /// collecting its output. No stdin, no TTY and no streaming yet.
+    /// collecting its output; with `request.stdin`, that is its whole stdin. No TTY and no
+    /// streaming yet.
     fn exec<'a>(
         &'a self,
         id: &'a ContainerId,
         request: ExecRequest,
     ) -> RuntimeFuture<'a, ExecOutput>;
+
+    /// [`exec`](Self::exec), its output sent to `output` as the command writes it; returns
+    /// the exit code. A closed `output` drops the rest of the output, not the command. The
+    /// default collects (the output arrives when the command ends); `process` streams.
+    fn exec_streaming<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        request: ExecRequest,
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> RuntimeFuture<'a, i32> {
+        Box::pin(async move {
+            let out = self.exec(id, request).await?;
+            if !out.stdout.is_empty() {
+                let _ = output.send(ExecChunk::Stdout(out.stdout)).await;
+            }
+            if !out.stderr.is_empty() {
+                let _ = output.send(ExecChunk::Stderr(out.stderr)).await;
+            }
+            Ok(out.exit_code)
+        })
+    }
 
     /// Removes a container: a running one is killed first; its root filesystem, cgroup and
     /// state go (a log file outside the state dir stays, for `logs --previous`).

@@ -501,6 +501,35 @@ pub async fn exec_collects_output_and_exit_code(f: &dyn RuntimeFactory, dir: &Pa
                 out.stdout == b"hello\n" && out.stderr == b"oops\n" && out.exit_code == 7,
                 || format!("exec sh: {out:?}"),
             )?;
+            // stdin, whole, then end of file.
+            let mut cat = ExecRequest::new(&["sh", "-c", "cat; echo done"]);
+            cat.stdin = Some(b"piped in\n".to_vec());
+            let out = rt.exec(&id, cat).await.ctx("exec cat with stdin")?;
+            check(
+                out.stdout == b"piped in\ndone\n" && out.exit_code == 0,
+                || format!("exec cat with stdin: {out:?}"),
+            )?;
+            // exec_streaming: the same output as chunks, and the exit code.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            let streamed = ExecRequest::new(&["sh", "-c", "echo early; echo late >&2; exit 5"]);
+            let code = rt
+                .exec_streaming(&id, streamed, tx)
+                .await
+                .ctx("exec_streaming")?;
+            let mut chunks = Vec::new();
+            while let Some(c) = rx.recv().await {
+                chunks.push(c);
+            }
+            let (mut so, mut se) = (Vec::new(), Vec::new());
+            for c in chunks {
+                match c {
+                    crate::ExecChunk::Stdout(b) => so.extend(b),
+                    crate::ExecChunk::Stderr(b) => se.extend(b),
+                }
+            }
+            check(code == 5 && so == b"early\n" && se == b"late\n", || {
+                format!("exec_streaming: {code} {so:?} {se:?}")
+            })?;
             // An exec past its timeout is an error, and its command does not linger.
             let mut slow = ExecRequest::new(&["sleep", "997"]);
             slow.timeout = Duration::from_millis(300);

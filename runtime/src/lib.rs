@@ -34,7 +34,7 @@ pub use image::{Image, ImageConfig, ImageStore};
 pub use oci::{OciConfig, OciRuntime};
 pub use process::{IsolationMode, ProcessConfig, ProcessRuntime};
 pub use spec::{
-    ContainerId, ContainerSpec, EnvVar, ExecOutput, ExecRequest, LogConfig, Mount, MountSource,
-    Resources, SandboxInfo,
+    ContainerId, ContainerSpec, EnvVar, ExecChunk, ExecOutput, ExecRequest, LogConfig, Mount,
+    MountSource, Resources, SandboxInfo,
 };
 pub use status::{ContainerState, ContainerStatus, Reason};

@@ -639,14 +639,15 @@ impl ContainerRuntime for OciRuntime {
             cmd.arg("--pid-file").arg(&pid_file);
             cmd.arg("--process").arg(&guard.process_file);
             cmd.arg(id.as_str());
-            cmd.stdin(Stdio::null())
+            cmd.stdin(crate::process::stdin_of(&request))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
-            let child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+            let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
                 id: id.clone(),
                 reason: format!("spawn runc exec: {e}"),
             })?;
+            crate::process::feed_stdin(&mut child, request.stdin.clone());
             let out = match tokio::time::timeout(request.timeout, child.wait_with_output()).await {
                 Ok(out) => out.map_err(|e| RuntimeError::Shim {
                     id: id.clone(),

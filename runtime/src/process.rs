@@ -23,7 +23,7 @@ use crate::image::ImageStore;
 use crate::lifecycle::{self, claim_start, Plan};
 use crate::plan::{resolve, LaunchPlan};
 use crate::shim::{proc_stat, Report, EXEC_FAILED};
-use crate::spec::{ContainerId, ContainerSpec, ExecOutput, ExecRequest};
+use crate::spec::{ContainerId, ContainerSpec, ExecChunk, ExecOutput, ExecRequest};
 use crate::state::{self, read_json, write_json};
 use crate::status::{ContainerState, ContainerStatus, StartedRecord, StopRecord};
 use crate::RuntimeError;
@@ -555,14 +555,15 @@ impl ContainerRuntime for ProcessRuntime {
                 cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
             }
             cmd.arg("--").args(&request.command);
-            cmd.stdin(Stdio::null())
+            cmd.stdin(stdin_of(&request))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
-            let child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+            let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
                 id: id.clone(),
                 reason: format!("spawn exec: {e}"),
             })?;
+            feed_stdin(&mut child, request.stdin.clone());
             let out = tokio::time::timeout(request.timeout, child.wait_with_output())
                 .await
                 .map_err(|_| RuntimeError::ExecTimeout {
@@ -588,8 +589,125 @@ impl ContainerRuntime for ProcessRuntime {
         })
     }
 
+    fn exec_streaming<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        request: ExecRequest,
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> RuntimeFuture<'a, i32> {
+        Box::pin(async move {
+            let st = self.status(id).await?;
+            if st.state != ContainerState::Running {
+                return Err(RuntimeError::InvalidState {
+                    id: id.clone(),
+                    state: st.state.as_str(),
+                    op: "exec",
+                });
+            }
+            let shim = &self.inner.config.shim;
+            let mut cmd = tokio::process::Command::new(&shim[0]);
+            cmd.args(&shim[1..]).arg("exec").arg(self.inner.dir(id));
+            for e in &request.env {
+                cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
+            }
+            cmd.arg("--").args(&request.command);
+            cmd.stdin(stdin_of(&request))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+                id: id.clone(),
+                reason: format!("spawn exec: {e}"),
+            })?;
+            feed_stdin(&mut child, request.stdin.clone());
+            let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+            let shim_said = Arc::new(Mutex::new(Vec::new()));
+            let said = shim_said.clone();
+            let run = async {
+                let out = pump(stdout, output.clone(), ExecChunk::Stdout, None);
+                let err = pump(stderr, output, ExecChunk::Stderr, Some(said));
+                let (_, _, status) = tokio::join!(out, err, child.wait());
+                status
+            };
+            let status = tokio::time::timeout(request.timeout, run)
+                .await
+                .map_err(|_| RuntimeError::ExecTimeout {
+                    id: id.clone(),
+                    timeout_ms: request.timeout.as_millis() as u64,
+                })?
+                .map_err(|e| RuntimeError::Shim {
+                    id: id.clone(),
+                    reason: format!("exec: {e}"),
+                })?;
+            let exit_code = status.code().unwrap_or(EXEC_FAILED);
+            let said = shim_said.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if exit_code == EXEC_FAILED && said.starts_with(b"navarch-shim:") {
+                return Err(RuntimeError::Shim {
+                    id: id.clone(),
+                    reason: String::from_utf8_lossy(&said).trim().to_string(),
+                });
+            }
+            Ok(exit_code)
+        })
+    }
+
     fn remove<'a>(&'a self, id: &'a ContainerId) -> RuntimeFuture<'a, ()> {
         let id = id.clone();
         Box::pin(self.blocking(move |i| i.remove(&id)))
+    }
+}
+
+/// Copies a pipe of an exec to `output` as it comes; the first bytes of stderr are kept in
+/// `head` (the shim's own failure starts there). Once `output` is closed the rest is read
+/// and dropped, so the command never blocks on a full pipe.
+async fn pump(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    output: tokio::sync::mpsc::Sender<ExecChunk>,
+    wrap: fn(Vec<u8>) -> ExecChunk,
+    head: Option<Arc<Mutex<Vec<u8>>>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else { return };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut open = true;
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Some(h) = &head {
+            let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
+            if h.len() < 256 {
+                let take = n.min(256 - h.len());
+                h.extend_from_slice(&buf[..take]);
+            }
+        }
+        if open && output.send(wrap(buf[..n].to_vec())).await.is_err() {
+            open = false;
+        }
+    }
+}
+
+/// An exec's stdin: a pipe when it has one, else `/dev/null`.
+pub(crate) fn stdin_of(request: &ExecRequest) -> Stdio {
+    if request.stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    }
+}
+
+/// Writes an exec's stdin to its child and closes it (end of file), beside the reading of
+/// its output so that neither pipe can fill and stall the other. A command that exits
+/// without reading it all just closes the pipe: the rest is dropped.
+pub(crate) fn feed_stdin(child: &mut tokio::process::Child, stdin: Option<Vec<u8>>) {
+    use tokio::io::AsyncWriteExt;
+    if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), stdin) {
+        tokio::spawn(async move {
+            if let Err(e) = pipe.write_all(&bytes).await {
+                tracing::debug!(error = %e, "exec stdin not taken in full");
+            }
+            let _ = pipe.shutdown().await;
+        });
     }
 }

@@ -166,6 +166,8 @@ pub struct ExecRequest {
     pub env: Vec<EnvVar>,
     /// Killed (and reported as an error) when it runs longer.
     pub timeout: Duration,
+    /// The command's whole stdin (then end of file); `None`: `/dev/null`.
+    pub stdin: Option<Vec<u8>>,
 }
 
 impl ExecRequest {
@@ -174,8 +176,16 @@ impl ExecRequest {
             command: command.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             timeout: Duration::from_secs(60),
+            stdin: None,
         }
     }
+}
+
+/// A piece of an exec's output, as the command writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecChunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
 }
 
 /// What an exec produced.

@@ -121,9 +121,11 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         (
             "navarch-tests",
             &[
+                "navarch-agent",
                 "navarch-client",
                 "navarch-model",
                 "navarch-net",
+                "navarch-runtime",
                 "navarch-store",
             ][..],
         ),

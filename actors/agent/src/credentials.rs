@@ -122,8 +122,23 @@ fn worth_another_master(e: &JoinError) -> bool {
     }
 }
 
+/// The file stem of the node's kubelet serving certificate (same key as its client one).
+pub const SERVING_NAME: &str = "node-serving";
+
+/// The node's stored kubelet serving certificate, if it has one (nodes that joined before
+/// serving certificates were handed out have none: they serve no logs nor exec).
+pub fn stored_serving(dir: &Path, node: &str) -> Option<Identity> {
+    let id = Identity::load(dir, SERVING_NAME).ok()?;
+    let who = id.peer_identity().ok()?;
+    (who.common_name == format!("{NODE_CN_PREFIX}{node}")).then_some(id)
+}
+
 /// Joins as `node` through the first master that answers, waiting out rate limits.
-async fn join(node: &str, params: &JoinParams, gate: &JoinGate) -> Result<Identity, AgentError> {
+async fn join(
+    node: &str,
+    params: &JoinParams,
+    gate: &JoinGate,
+) -> Result<navarch_net::NodeCredentials, AgentError> {
     let _permit = gate
         .permits
         .acquire()
@@ -133,7 +148,9 @@ async fn join(node: &str, params: &JoinParams, gate: &JoinGate) -> Result<Identi
     loop {
         gate.wait_turn().await;
         let master = params.masters[turn % params.masters.len()];
-        match navarch_net::join(master, &params.token, &params.ca_hash, node, CERT_VALIDITY).await {
+        match navarch_net::join_node(master, &params.token, &params.ca_hash, node, CERT_VALIDITY)
+            .await
+        {
             Ok(id) => return Ok(id),
             Err(JoinError::Rpc(RpcError::RateLimited { retry_after_ms })) => {
                 tracing::debug!(node, %master, retry_after_ms, "join rate limited; waiting");
@@ -182,13 +199,16 @@ pub async fn load_or_join(
             reason: "no master to join through".into(),
         });
     }
-    let id = join(node, params, gate).await?;
+    let creds = join(node, params, gate).await?;
     private_dir(dir)?;
-    id.save(dir, CREDENTIALS_NAME)
-        .map_err(|e| AgentError::Credentials {
-            dir: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    let save_err = |e: navarch_net::PkiError| AgentError::Credentials {
+        dir: dir.to_path_buf(),
+        reason: e.to_string(),
+    };
+    // The serving certificate first: stored client credentials mean a finished join.
+    creds.serving.save(dir, SERVING_NAME).map_err(save_err)?;
+    creds.client.save(dir, CREDENTIALS_NAME).map_err(save_err)?;
+    let id = creds.client;
     tracing::info!(node, dir = %dir.display(), "joined: node certificate stored");
     Ok((id, true))
 }

@@ -229,6 +229,8 @@ async fn prepare(
         address: Ipv4Addr::LOCALHOST,
         boot_id: boot_id(),
         flavor: crate::node::Flavor::Hollow,
+        // Hollow nodes run nothing: no kubelet endpoint, no logs, no exec.
+        kubelet_port: 0,
     };
     Ok((HollowNode::new(Arc::new(link), desc, cfg.timing), joined))
 }

@@ -34,6 +34,10 @@ pub struct NodeDescription {
     pub boot_id: String,
     /// A hollow node, or one that runs its pods.
     pub flavor: Flavor,
+    /// The port of the node's kubelet endpoint (`kubelet.*` over QUIC, on `address`), which
+    /// masters dial for `pods/log` and `pods/exec`; 0 for a node that serves none (hollow
+    /// nodes), which the API server then answers for with an error.
+    pub kubelet_port: u16,
 }
 
 /// The annotation that says whether a node's pods are isolated from the host (namespaces,
@@ -61,8 +65,6 @@ pub struct KubeletInfo {
     pub isolation_note: Option<String>,
     pub kernel_version: String,
     pub os_image: String,
-    /// The port of the node's endpoint the masters reach it on (logs, exec).
-    pub port: u16,
     /// Where the pods' files are (its file system's free space is the disk pressure).
     pub root: std::path::PathBuf,
     /// Disk pressure below this share of the root's file system available (percent).
@@ -211,20 +213,18 @@ impl NodeDescription {
             .iter()
             .map(|(k, v)| (k.clone(), json!(v)))
             .collect();
-        let (kernel, os_image, runtime, kubelet, port) = match &self.flavor {
+        let (kernel, os_image, runtime, kubelet) = match &self.flavor {
             Flavor::Hollow => (
                 "hollow".to_string(),
                 "navarch hollow node (pods are not run, nor isolated)".to_string(),
                 HOLLOW_RUNTIME.to_string(),
                 HOLLOW_KUBELET_VERSION,
-                0,
             ),
             Flavor::Kubelet(k) => (
                 k.kernel_version.clone(),
                 k.os_image.clone(),
                 k.runtime_version.clone(),
                 KUBELET_VERSION,
-                k.port,
             ),
         };
         json!({
@@ -235,7 +235,7 @@ impl NodeDescription {
                 {"type": "InternalIP", "address": self.address.to_string()},
                 {"type": "Hostname", "address": self.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "machineID": stable_id(&self.name, "machine"),
                 "systemUUID": stable_id(&self.name, "system"),
@@ -371,6 +371,7 @@ mod tests {
             address: std::net::Ipv4Addr::LOCALHOST,
             boot_id: "b00t".into(),
             flavor: Flavor::Hollow,
+            kubelet_port: 0,
         }
     }
 

@@ -54,6 +54,9 @@ pub struct NodeAgentConfig {
     pub user_agent: String,
     /// Disk pressure below this share (percent) of the data dir's file system available.
     pub disk_pressure_percent: u64,
+    /// The port of the node's kubelet endpoint (logs and exec for the masters, over QUIC on
+    /// `address`); 0 picks a free one.
+    pub kubelet_port: u16,
 }
 
 impl std::fmt::Debug for NodeAgentConfig {
@@ -142,6 +145,27 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
     let (identity, joined) = load_or_join(&creds_dir, &cfg.name, &cfg.join, &gate).await?;
     tracing::info!(node = %cfg.name, joined, "node certificate ready");
     let ep = Endpoint::client(NetConfig::new(cfg.name.clone(), identity))?;
+    // The kubelet endpoint is bound before the Node registers (it reports the port); it
+    // answers once the kubelet is attached.
+    let lookup = Arc::new(crate::kubelet::lookup::Lookup::default());
+    let kubelet_endpoint = match crate::credentials::stored_serving(&creds_dir, &cfg.name) {
+        Some(serving) => {
+            let service = crate::streams::KubeletService::new(lookup.clone(), lookup.clone());
+            let addr = SocketAddr::new(cfg.address.into(), cfg.kubelet_port);
+            let kep = crate::streams::serve(addr, &cfg.name, serving, service)?;
+            tracing::info!(node = %cfg.name, addr = %kep.local_addr().map(|a| a.to_string()).unwrap_or_default(), "kubelet endpoint serving logs and exec to the masters");
+            Some(kep)
+        }
+        None => {
+            tracing::warn!(node = %cfg.name, "no kubelet serving certificate stored (joined before they were handed out): no logs nor exec through the masters");
+            None
+        }
+    };
+    let kubelet_port = kubelet_endpoint
+        .as_ref()
+        .and_then(|e| e.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or(0);
     let masters: Vec<SocketAddr> = spread(&cfg.name, &cfg.join.masters);
     let link = LinkClient::new(&ep, &masters, cfg.user_agent.clone())?;
     let client: Arc<dyn Client> = Arc::new(link);
@@ -159,6 +183,7 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         pod_cidr: cfg.cluster_cidr,
         address: cfg.address,
         boot_id: boot_id(),
+        kubelet_port,
         flavor: Flavor::Kubelet(KubeletInfo {
             runtime_version,
             runtimes: cfg.runtimes.keys().cloned().collect(),
@@ -166,7 +191,6 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
             isolation_note: note,
             kernel_version: crate::machine::kernel_version(),
             os_image: crate::machine::os_image(),
-            port: 0,
             root: kubelet_root.clone(),
             disk_pressure_percent: cfg.disk_pressure_percent,
         }),
@@ -210,9 +234,10 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         }
         match Kubelet::start(&root, kubelet_cfg, client, pods).await {
             Ok(kubelet) => {
+                lookup.attach(kubelet.shared().clone());
                 tracing::info!(node = %cfg.name, "kubelet running");
                 // The kubelet (and the caches feeding it) live as long as the node.
-                let _keep = (kubelet, caches);
+                let _keep = (kubelet, caches, kubelet_endpoint);
                 std::future::pending::<()>().await;
             }
             Err(e) => {

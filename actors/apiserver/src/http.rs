@@ -5,10 +5,12 @@
 //! content negotiation (JSON, Tables, Kubernetes' protobuf) and chunked watch streams.
 //!
 //! - `route`: the path, decoded once, to a request head's target and verb;
-//! - `tls`: the serving certificate, the rustls configuration and the admin kubeconfig.
+//! - `tls`: the serving certificate, the rustls configuration and the admin kubeconfig;
+//! - `ws`: `pods/exec` over a WebSocket (kubectl's `v5.channel.k8s.io`).
 
 pub mod route;
 pub mod tls;
+pub mod ws;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -280,6 +282,7 @@ async fn serve(
         user_agent: header_str(req, header::USER_AGENT).to_string(),
         path: req.path().to_string(),
         accept: header_str(req, header::ACCEPT).to_string(),
+        upgrade: ws::negotiate(req),
     };
     let method = req.method().as_str();
     let extra = req
@@ -348,7 +351,10 @@ async fn serve(
     let accept = head.origin.accept.clone();
     // Authorization on the head alone: nothing of the body is read for a refused request.
     let authorized = api.authorize(&creds, head)?;
+    let upgrade = authorized.head().origin.upgrade;
+    let mut payload = Some(payload);
     let body = if takes_body {
+        let payload = payload.take().expect("the payload is read once");
         match read_body(payload, state.body_timeout).await {
             Ok(bytes) => Body::Encoded {
                 content_type: header_str(req, header::CONTENT_TYPE).to_string(),
@@ -360,6 +366,13 @@ async fn serve(
         Body::Empty
     };
     let reply = api.execute(authorized, body).await?;
+    if let Reply::Exec(session) = reply {
+        // `execute` answers an exec only for a WebSocket upgrade.
+        let (Some(protocol), Some(payload)) = (upgrade, payload) else {
+            return Err(ApiError::internal("an exec without its upgrade"));
+        };
+        return Ok(ws::respond(req, payload, session, protocol));
+    }
     Ok(respond(reply, negotiate(&accept)))
 }
 
@@ -524,5 +537,6 @@ fn respond(reply: Reply, encoding: Encoding) -> HttpResponse {
             .content_type(content_type)
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .streaming(chunks.map(Ok::<_, actix_web::Error>)),
+        Reply::Exec(_) => error_response(&ApiError::internal("an exec without its upgrade")),
     }
 }

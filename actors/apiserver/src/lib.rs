@@ -33,6 +33,7 @@ mod fence;
 mod gc;
 pub mod http;
 pub mod inprocess;
+pub mod kubelet;
 mod metrics;
 pub mod nodelink;
 mod nonresource;
@@ -106,6 +107,9 @@ pub struct ApiServerConfig {
     /// same one ([`SecretsKey::from_ca_key`]); the default, a random key, suits only a
     /// store no other API server reads.
     pub secrets_key: Arc<SecretsKey>,
+    /// The master's QUIC endpoint, which dials the kubelet endpoints of nodes for
+    /// `pods/log` and `pods/exec` (as the master's identity); `None`: those answer 503.
+    pub kubelet_dialer: Option<navarch_net::Endpoint>,
 }
 
 impl ApiServerConfig {
@@ -122,6 +126,7 @@ impl ApiServerConfig {
             default_not_ready_toleration_seconds: DefaultTolerationSeconds::default().not_ready,
             default_unreachable_toleration_seconds: DefaultTolerationSeconds::default().unreachable,
             secrets_key: Arc::new(SecretsKey::random()),
+            kubelet_dialer: None,
         }
     }
 }
@@ -138,6 +143,7 @@ struct Inner {
     /// Starts the RBAC snapshot's feed from the store, once.
     rbac_feed: std::sync::Once,
     metrics: metrics::Metrics,
+    kubelet_dialer: Option<navarch_net::Endpoint>,
 }
 
 /// The API server: cheap to clone, shared by every transport of a master.
@@ -212,6 +218,7 @@ impl ApiServer {
                 server_address: cfg.server_address,
                 in_process: Arc::new(tokio::sync::Semaphore::new(cfg.in_process_limit.max(1))),
                 rbac_feed: std::sync::Once::new(),
+                kubelet_dialer: cfg.kubelet_dialer,
             }),
         }
     }
@@ -460,6 +467,13 @@ impl ApiServer {
     /// Counts a request of the HTTP layer in flight until the guard is dropped.
     pub fn in_flight(&self, mutating: bool) -> metrics::GaugeGuard {
         self.inner.metrics.api.in_flight(mutating)
+    }
+
+    /// The endpoint that dials kubelets, and the runtime it lives on.
+    pub(crate) fn kubelet_dialer(
+        &self,
+    ) -> (Option<&navarch_net::Endpoint>, &tokio::runtime::Handle) {
+        (self.inner.kubelet_dialer.as_ref(), &self.inner.runtime)
     }
 
     pub(crate) fn authorizer(&self) -> &Authorizer {

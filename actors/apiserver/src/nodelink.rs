@@ -181,6 +181,7 @@ impl NodeLink {
             user_agent: req.user_agent.chars().take(256).collect(),
             path,
             accept: String::new(),
+            upgrade: None,
         }
     }
 

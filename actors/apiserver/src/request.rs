@@ -73,6 +73,9 @@ pub struct Origin {
     pub path: String,
     /// The `Accept` header (discovery answers in the flavour it asks for).
     pub accept: String,
+    /// The WebSocket subprotocol an exec's upgrade negotiated (`v5.channel.k8s.io`,
+    /// `v4.channel.k8s.io`); `None` when the request is no WebSocket upgrade.
+    pub upgrade: Option<&'static str>,
 }
 
 impl Origin {
@@ -84,6 +87,7 @@ impl Origin {
             user_agent: String::new(),
             path,
             accept: String::new(),
+            upgrade: None,
         }
     }
 }
@@ -184,17 +188,21 @@ pub enum Reply {
         content_type: &'static str,
         body: String,
     },
-    /// A live stream of pre-encoded chunks (the message tap followed).
+    /// A live stream of pre-encoded chunks (the message tap followed, a pod's log).
     Stream {
         content_type: &'static str,
         chunks: BoxStream<'static, Bytes>,
     },
+    /// An exec ready to run on the pod's node, once the transport has upgraded the
+    /// connection (101 Switching Protocols).
+    Exec(crate::kubelet::ExecSession),
 }
 
 impl Reply {
     pub fn code(&self) -> u16 {
         match self {
             Reply::Object { code, .. } | Reply::Text { code, .. } => *code,
+            Reply::Exec(_) => 101,
             _ => 200,
         }
     }
@@ -211,6 +219,7 @@ impl fmt::Debug for Reply {
             Reply::Document { content_type, .. } => write!(f, "Document({content_type})"),
             Reply::Text { code, body, .. } => write!(f, "Text({code}, {body})"),
             Reply::Stream { content_type, .. } => write!(f, "Stream({content_type})"),
+            Reply::Exec(s) => write!(f, "{s:?}"),
         }
     }
 }

@@ -151,27 +151,6 @@ async fn check_referenced_on_node(
     .about(kind.plural, kind.group, name))
 }
 
-/// `pods/<name>/log` and `exec` are served by the pod's node; until a node agent is connected
-/// to stream them, they answer why they cannot.
-fn node_stream_error(pod: &Value, container: Option<&str>, what: &str) -> ApiError {
-    let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let containers: Vec<&str> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str()).collect())
-        .unwrap_or_default();
-    if let Some(c) = container {
-        if !containers.contains(&c) {
-            return ApiError::bad_request(format!("container {c} is not valid for pod {name}"));
-        }
-    }
-    match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-        None => ApiError::bad_request(format!("pod {name} does not have a host assigned")),
-        Some(node) => ApiError::unavailable(format!(
-            "no agent of node {node:?} is connected to serve {what} for pod {name}"
-        )),
-    }
-}
-
 pub(crate) async fn serve(
     api: &ApiServer,
     user: &User,
@@ -217,13 +196,26 @@ pub(crate) async fn serve(
         return Ok(object(201, None, r.object, warnings));
     }
     match (head.verb, sub) {
-        ("get", Some(what @ ("log" | "exec"))) | ("create", Some(what @ "exec")) => {
-            let pod = storage.get(kind, ns, name, None).await?;
-            let container = q
-                .iter()
-                .find(|(k, _)| k == "container")
-                .map(|(_, v)| v.as_str());
-            Err(node_stream_error(&pod, container, what))
+        ("get", Some("log")) => {
+            let (dialer, runtime) = api.kubelet_dialer();
+            let chunks = crate::kubelet::logs(dialer, runtime, storage, kind, ns, name, q).await?;
+            Ok(Reply::Stream {
+                content_type: "text/plain",
+                chunks,
+            })
+        }
+        ("get" | "create", Some("exec")) => {
+            let (dialer, runtime) = api.kubelet_dialer();
+            let session = crate::kubelet::exec(dialer, runtime, storage, kind, ns, name, q).await?;
+            if head.origin.upgrade.is_none() {
+                // kubectl tries a WebSocket first and falls back to SPDY only when that
+                // fails; a refusal of the pod is answered above, to both.
+                return Err(ApiError::bad_request(
+                    "navarch serves exec over WebSocket only (v5.channel.k8s.io, \
+                     v4.channel.k8s.io); SPDY is not supported",
+                ));
+            }
+            Ok(Reply::Exec(session))
         }
         ("get", Some("scale")) => Ok(object(
             200,

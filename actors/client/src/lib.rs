@@ -23,6 +23,7 @@ pub mod cache;
 pub mod contract;
 pub mod https;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod link;
 pub mod testing;
 

@@ -58,6 +58,9 @@ impl fmt::Debug for JoinRequest {
 pub struct JoinResponse {
     /// The node certificate, PEM.
     pub cert_pem: String,
+    /// The node's kubelet serving certificate for the same key (serves only, as the
+    /// cluster server name), PEM: what masters that dial the node for logs and exec expect.
+    pub serving_cert_pem: String,
     /// The cluster CA certificate, PEM.
     pub ca_pem: String,
 }
@@ -227,6 +230,27 @@ pub async fn join(
     node_name: &str,
     validity: Duration,
 ) -> Result<Identity, JoinError> {
+    Ok(join_node(master, token, ca_hash, node_name, validity)
+        .await?
+        .client)
+}
+
+/// What a node gets from a join: its client certificate, and its kubelet serving
+/// certificate (same key).
+#[derive(Clone, Debug)]
+pub struct NodeCredentials {
+    pub client: Identity,
+    pub serving: Identity,
+}
+
+/// [`join`], keeping the kubelet serving certificate too.
+pub async fn join_node(
+    master: SocketAddr,
+    token: &str,
+    ca_hash: &str,
+    node_name: &str,
+    validity: Duration,
+) -> Result<NodeCredentials, JoinError> {
     let pin = normalize_ca_hash(ca_hash)?;
     let token_parsed: BootstrapToken = token.parse()?;
     validate_node_name(node_name).map_err(|reason| JoinError::InvalidNodeName {
@@ -270,11 +294,22 @@ pub async fn join(
     if !cert_holds_key(&cert_der_from_pem(&resp.cert_pem, what)?, &key, what)? {
         return Err(JoinError::CertMismatch);
     }
+    let what = "returned serving certificate";
+    if !cert_holds_key(&cert_der_from_pem(&resp.serving_cert_pem, what)?, &key, what)? {
+        return Err(JoinError::CertMismatch);
+    }
     tracing::info!(%master, node = node_name, "joined cluster");
-    Ok(Identity {
-        cert_pem: resp.cert_pem,
-        key_pem: key.serialize_pem(),
-        ca_pem: resp.ca_pem,
+    Ok(NodeCredentials {
+        client: Identity {
+            cert_pem: resp.cert_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: resp.ca_pem.clone(),
+        },
+        serving: Identity {
+            cert_pem: resp.serving_cert_pem,
+            key_pem: key.serialize_pem(),
+            ca_pem: resp.ca_pem,
+        },
     })
 }
 
@@ -465,10 +500,14 @@ pub(super) async fn serve_join(
     let csr = req.csr_pem.clone();
     let cn2 = cn.clone();
     let signed =
-        tokio::task::spawn_blocking(move || ca.sign_csr(&csr, &cn2, &[ORG_NODES], validity))
+        tokio::task::spawn_blocking(move || {
+            let client = ca.sign_csr(&csr, &cn2, &[ORG_NODES], validity)?;
+            let serving = ca.sign_csr_serving(&csr, &cn2, &[ORG_NODES], validity)?;
+            Ok::<_, crate::PkiError>((client, serving))
+        })
             .await
             .map_err(|e| RpcError::Remote(format!("signing task failed: {e}")))?;
-    let cert_pem = match signed {
+    let (cert_pem, serving_cert_pem) = match signed {
         Ok(p) => p,
         Err(e) => {
             log_refusal(ep, ctx, Some(&req.node_name), "cannot sign csr");
@@ -478,6 +517,7 @@ pub(super) async fn serve_join(
     tracing::info!(name = %ep.name, remote = %ctx.remote, node = %req.node_name, %token_id, cn = %cn, validity_secs = validity.as_secs(), "node joined");
     let resp = JoinResponse {
         cert_pem,
+        serving_cert_pem,
         ca_pem: auth.ca.cert_pem().to_string(),
     };
     codec::encode(&resp)

@@ -33,7 +33,8 @@ use crate::server_token::ServerToken;
 use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, WireTap};
 
 pub use join::{
-    join, join_master, JoinError, JoinRequest, JoinResponse, JoinedMaster, MasterJoinRequest,
+    join, join_master, join_node, JoinError, JoinRequest, JoinResponse, JoinedMaster,
+    MasterJoinRequest, NodeCredentials,
     MasterJoinResponse, JOIN_METHOD, MASTER_JOIN_METHOD,
 };
 pub use limit::{JoinLimits, Rate};

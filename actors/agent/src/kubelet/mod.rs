@@ -32,6 +32,7 @@
 pub mod actor;
 pub mod containers;
 pub mod env;
+pub mod lookup;
 pub mod probe;
 pub mod prober;
 pub mod sync;

@@ -691,6 +691,7 @@ async fn exec_probe(
 ) -> ProbeResult {
     let request = ExecRequest {
         command: command.to_vec(),
+        stdin: None,
         env: Vec::new(),
         timeout,
     };

@@ -52,6 +52,17 @@ struct Known {
     state: ContainerState,
 }
 
+/// One container instance of a pod, from the index (its name and restart count are in its
+/// id, `<pod uid>-<container>-<restart count>`).
+#[derive(Clone, Debug)]
+pub(crate) struct Instance {
+    pub id: ContainerId,
+    pub runtime: String,
+    pub state: ContainerState,
+    pub container: String,
+    pub restart: u32,
+}
+
 /// What the Pod actors of one kubelet share.
 pub struct Shared {
     pub cfg: KubeletConfig,
@@ -283,6 +294,38 @@ impl Shared {
                     state,
                 },
             );
+    }
+
+    /// The containers the kubelet knows of for the pod `uid`, as the endpoint needs them.
+    pub(crate) fn instances_of(&self, uid: &str) -> Vec<Instance> {
+        self.known(uid)
+            .into_iter()
+            .filter_map(|(id, k)| {
+                let rest = id.as_str().strip_prefix(uid)?.strip_prefix('-')?;
+                let (container, n) = rest.rsplit_once('-')?;
+                Some(Instance {
+                    container: container.to_string(),
+                    restart: n.parse().ok()?,
+                    id,
+                    runtime: k.runtime,
+                    state: k.state,
+                })
+            })
+            .collect()
+    }
+
+    /// The last state seen of container `id` of the pod `uid`.
+    pub(crate) fn state_of(&self, uid: &str, id: &ContainerId) -> Option<ContainerState> {
+        self.index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(uid)?
+            .get(id)
+            .map(|k| k.state)
+    }
+
+    pub(crate) fn runtime_named(&self, name: &str) -> Option<Arc<dyn ContainerRuntime>> {
+        self.cfg.runtimes.get(name).cloned()
     }
 
     fn forget(&self, uid: &str, id: &ContainerId) {
@@ -833,6 +876,7 @@ impl Shared {
                     .collect();
                 let request = ExecRequest {
                     command,
+                    stdin: None,
                     env: Vec::new(),
                     timeout: grace.max(Duration::from_secs(1)),
                 };

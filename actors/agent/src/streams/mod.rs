@@ -1,0 +1,439 @@
+//! The node's kubelet endpoint: `kubelet.logs` and `kubelet.exec` on the node agent's own
+//! QUIC endpoint, which masters dial to serve `pods/log` and `pods/exec` (Kubernetes' API
+//! server proxies to the kubelet the same way; clients never reach a node).
+//!
+//! The endpoint serves with the node's kubelet serving certificate
+//! ([`navarch_net::pki::ClusterCa::issue_kubelet_serving`], CN `system:node:<name>`) and
+//! answers only masters (O=`navarch:members`): anyone else is refused before anything is
+//! read. What pods and containers exist is the agent's knowledge, behind two traits the
+//! agent implements: [`LogLocator`] (a container's log file and whether it still runs) and
+//! [`ContainerResolver`] (a container's runtime id, for exec through any
+//! [`navarch_runtime::ContainerRuntime`] with [`RuntimeExecer`]); or [`Execer`] directly.
+//! The reading of logs is [`logs`]'.
+
+pub mod logs;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use navarch_client::kubelet::{
+    self, ExecItem, ExecRequest, LogsItem, LogsRequest, NodeError, MAX_CHUNK, MAX_STDIN,
+};
+use navarch_net::pki::{Identity, ORG_MEMBERS};
+use navarch_net::{codec, CallContext, Endpoint, NetConfig, NetError, Router, RpcError, Service};
+use navarch_runtime::{ContainerId, ContainerRuntime, ExecChunk, RuntimeError};
+
+use self::logs::LogOptions;
+
+/// The default port of the kubelet endpoint (Kubernetes' kubelet port).
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
+
+/// Why a log or an exec cannot be served, in Kubernetes' words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// 400: the pod or container is not in a state to serve it, or the request is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such pod or container on this node.
+    #[error("{0}")]
+    NotFound(String),
+    /// 500: the node failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl StreamError {
+    /// `container "c" in pod "p" is waiting to start: <reason>`.
+    pub fn waiting(container: &str, pod: &str, reason: Option<&str>) -> Self {
+        let mut m = format!("container \"{container}\" in pod \"{pod}\" is waiting to start");
+        if let Some(r) = reason.filter(|r| !r.is_empty()) {
+            m.push_str(": ");
+            m.push_str(r);
+        }
+        StreamError::BadRequest(m)
+    }
+
+    /// `previous terminated container "c" in pod "p" not found`.
+    pub fn previous_not_found(container: &str, pod: &str) -> Self {
+        StreamError::BadRequest(format!(
+            "previous terminated container \"{container}\" in pod \"{pod}\" not found"
+        ))
+    }
+
+    /// `a container name must be specified for pod p, choose one of: [a b]`.
+    pub fn container_required(pod: &str, containers: &[&str]) -> Self {
+        StreamError::BadRequest(format!(
+            "a container name must be specified for pod {pod}, choose one of: [{}]",
+            containers.join(" ")
+        ))
+    }
+
+    /// `container c is not valid for pod p`.
+    pub fn container_not_valid(container: &str, pod: &str) -> Self {
+        StreamError::BadRequest(format!("container {container} is not valid for pod {pod}"))
+    }
+
+    /// `container "c" in pod "p" is not running` (exec into a container that is not).
+    pub fn not_running(container: &str, pod: &str) -> Self {
+        StreamError::BadRequest(format!(
+            "container \"{container}\" in pod \"{pod}\" is not running"
+        ))
+    }
+
+    /// The wire form.
+    pub fn to_node_error(&self) -> NodeError {
+        let (code, reason) = match self {
+            StreamError::BadRequest(_) => (400, "BadRequest"),
+            StreamError::NotFound(_) => (404, "NotFound"),
+            StreamError::Internal(_) => (500, "InternalError"),
+        };
+        NodeError {
+            code,
+            reason: reason.to_string(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// Whether a container still runs: a follow ends once this says false.
+pub type StillRunning = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Where a container's log is.
+#[derive(Clone)]
+pub struct LogTarget {
+    /// The CRI-format log file (`<root>/logs/<ns>_<pod>_<uid>/<container>/<restart>.log`),
+    /// rotated into `<path>.1`, `<path>.2`, ... as runtime's `logs` module describes.
+    pub path: PathBuf,
+    /// Asked while following, from a blocking thread, every [`logs::FOLLOW_POLL`]: the
+    /// follow ends (after a last read) once it says false. A terminated container's (a
+    /// `previous` one) always says false.
+    pub running: StillRunning,
+}
+
+impl std::fmt::Debug for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogTarget")
+            .field("path", &self.path)
+            .field("running", &(self.running)())
+            .finish()
+    }
+}
+
+/// The agent's knowledge of its pods' logs: implemented by the kubelet.
+pub trait LogLocator: Send + Sync + 'static {
+    /// The log of `container` of the pod (the pod's only container when `None`, else
+    /// [`StreamError::container_required`]); with `previous`, that of its last terminated
+    /// run (restart count - 1, else [`StreamError::previous_not_found`]). A container that
+    /// has not started is [`StreamError::waiting`].
+    fn locate(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+    ) -> Result<LogTarget, StreamError>;
+}
+
+/// Runs commands in containers: implemented by the kubelet, or [`RuntimeExecer`] over a
+/// runtime and a [`ContainerResolver`].
+pub trait Execer: Send + Sync + 'static {
+    /// Runs `command` in the container with `stdin` (when attached), sending its output to
+    /// `output` as it comes; the exit code.
+    fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        command: Vec<String>,
+        stdin: Option<Vec<u8>>,
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> BoxFuture<'static, Result<i32, StreamError>>;
+}
+
+/// The agent's knowledge of its pods' containers: implemented by the kubelet.
+pub trait ContainerResolver: Send + Sync + 'static {
+    /// The runtime id of the running `container` of the pod (the only one when `None`), or
+    /// why not ([`StreamError::not_running`], [`StreamError::container_required`], ...).
+    fn resolve(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+    ) -> Result<ContainerId, StreamError>;
+}
+
+/// [`Execer`] over a [`ContainerRuntime`]: resolves the container, then `runtime.exec`.
+pub struct RuntimeExecer {
+    pub resolver: Arc<dyn ContainerResolver>,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// How long a command may run (killed and reported as an error after).
+    pub timeout: Duration,
+}
+
+impl Execer for RuntimeExecer {
+    fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        command: Vec<String>,
+        stdin: Option<Vec<u8>>,
+        output: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> BoxFuture<'static, Result<i32, StreamError>> {
+        let resolved = self.resolver.resolve(namespace, pod, container);
+        let runtime = self.runtime.clone();
+        let timeout = self.timeout;
+        let (pod, container) = (pod.to_string(), container.unwrap_or("").to_string());
+        Box::pin(async move {
+            let id = resolved?;
+            let mut req = navarch_runtime::ExecRequest::new(&[]);
+            req.command = command;
+            req.stdin = stdin;
+            req.timeout = timeout;
+            runtime
+                .exec_streaming(&id, req, output)
+                .await
+                .map_err(|e| match e {
+                    RuntimeError::InvalidState { .. } | RuntimeError::NotFound { .. } => {
+                        StreamError::not_running(&container, &pod)
+                    }
+                    RuntimeError::ExecTimeout { timeout_ms, .. } => StreamError::Internal(format!(
+                        "the command did not finish within {timeout_ms} ms and was killed"
+                    )),
+                    other => StreamError::Internal(format!("exec: {other}")),
+                })
+        })
+    }
+}
+
+/// The `kubelet.*` service: mount it on the node's router at [`kubelet::PREFIX`].
+#[derive(Clone)]
+pub struct KubeletService {
+    logs: Arc<dyn LogLocator>,
+    exec: Arc<dyn Execer>,
+}
+
+impl KubeletService {
+    pub fn new(logs: Arc<dyn LogLocator>, exec: Arc<dyn Execer>) -> Self {
+        KubeletService { logs, exec }
+    }
+}
+
+/// Only masters may read logs and run commands on a node.
+fn check_master(ctx: &CallContext, method: &str) -> Result<(), RpcError> {
+    match &ctx.peer {
+        Some(p) if p.organizations.iter().any(|o| o == ORG_MEMBERS) => Ok(()),
+        Some(p) => {
+            tracing::warn!(method, caller = %p.common_name, remote = %ctx.remote, "kubelet call refused: not a master");
+            Err(RpcError::Refused(format!(
+                "{method} is served to masters only (O={ORG_MEMBERS}); CN={} O=[{}] may not",
+                p.common_name,
+                p.organizations.join(",")
+            )))
+        }
+        None => Err(RpcError::Refused(format!(
+            "{method} needs a master's certificate"
+        ))),
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, RpcError> {
+    codec::encode(v)
+        .map(Bytes::from)
+        .map_err(|e| RpcError::Decode(format!("encoding an item: {e}")))
+}
+
+/// `pods/log`'s since options as one time: `sinceSeconds` back from now, or `sinceTime`.
+fn since_of(req: &LogsRequest) -> Result<Option<std::time::SystemTime>, StreamError> {
+    if let Some(s) = req.since_seconds {
+        let back = Duration::from_secs(s.max(0) as u64);
+        return Ok(Some(
+            std::time::SystemTime::now()
+                .checked_sub(back)
+                .unwrap_or(UNIX_EPOCH),
+        ));
+    }
+    match &req.since_time {
+        None => Ok(None),
+        Some(t) => {
+            let secs = navarch_model::time::parse_rfc3339(t).ok_or_else(|| {
+                StreamError::BadRequest(format!("sinceTime {t:?} is not an RFC 3339 time"))
+            })?;
+            Ok(Some(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)))
+        }
+    }
+}
+
+impl KubeletService {
+    fn logs_stream(&self, req: LogsRequest) -> Result<BoxStream<'static, LogsItem>, StreamError> {
+        let target = self.logs.locate(
+            &req.namespace,
+            &req.pod,
+            req.container.as_deref(),
+            req.previous,
+        )?;
+        let opts = LogOptions {
+            follow: req.follow,
+            timestamps: req.timestamps,
+            tail_lines: req.tail_lines.map(|n| n.max(0) as usize),
+            since: since_of(&req)?,
+            limit_bytes: req.limit_bytes.map(|n| n.max(0) as u64),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<LogsItem>(16);
+        tokio::task::spawn_blocking(move || {
+            let sent = logs::read_log(
+                &target.path,
+                &opts,
+                &target.running,
+                MAX_CHUNK,
+                || !tx.is_closed(),
+                |c| tx.blocking_send(LogsItem::Chunk(c)).is_ok(),
+            );
+            if let Err(e) = sent {
+                tracing::warn!(path = %target.path.display(), error = %e, "reading a container log failed");
+                let _ = tx.blocking_send(LogsItem::Failed(
+                    StreamError::Internal(format!("reading the log: {e}")).to_node_error(),
+                ));
+            }
+        });
+        let items = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(futures::stream::iter([LogsItem::Ready])
+            .chain(items)
+            .boxed())
+    }
+
+    fn exec_stream(&self, req: ExecRequest) -> BoxStream<'static, ExecItem> {
+        if req.command.is_empty() {
+            let e = StreamError::BadRequest("you must specify at least 1 command".into());
+            return futures::stream::iter([ExecItem::Failed(e.to_node_error())]).boxed();
+        }
+        if req.stdin.as_ref().is_some_and(|s| s.len() > MAX_STDIN) {
+            let e = StreamError::BadRequest(format!(
+                "stdin is larger than the limit of {MAX_STDIN} bytes"
+            ));
+            return futures::stream::iter([ExecItem::Failed(e.to_node_error())]).boxed();
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<ExecChunk>(16);
+        let run = self.exec.exec(
+            &req.namespace,
+            &req.pod,
+            req.container.as_deref(),
+            req.command,
+            req.stdin,
+            tx,
+        );
+        // The command runs on its own: a master that goes away stops reading, not the
+        // command (which its timeout bounds).
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = done_tx.send(run.await);
+        });
+        let output =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+                .flat_map(|c| {
+                    let items: Vec<ExecItem> = match c {
+                        ExecChunk::Stdout(b) => b
+                            .chunks(MAX_CHUNK)
+                            .map(|c| ExecItem::Stdout(c.to_vec()))
+                            .collect(),
+                        ExecChunk::Stderr(b) => b
+                            .chunks(MAX_CHUNK)
+                            .map(|c| ExecItem::Stderr(c.to_vec()))
+                            .collect(),
+                    };
+                    futures::stream::iter(items)
+                });
+        let end = futures::stream::once(async move {
+            match done_rx.await {
+                Ok(Ok(code)) => ExecItem::Exit(code),
+                Ok(Err(e)) => ExecItem::Failed(e.to_node_error()),
+                Err(_) => ExecItem::Failed(
+                    StreamError::Internal("the exec ended without an exit code".into())
+                        .to_node_error(),
+                ),
+            }
+        });
+        futures::stream::iter([ExecItem::Ready])
+            .chain(output)
+            .chain(end)
+            .boxed()
+    }
+}
+
+impl Service for KubeletService {
+    fn call(
+        &self,
+        _ctx: CallContext,
+        method: String,
+        _body: Bytes,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        Box::pin(async move {
+            Err(RpcError::Unsupported(format!(
+                "{method} is not a unary method (kubelet.logs and kubelet.exec stream)"
+            )))
+        })
+    }
+
+    fn stream(
+        &self,
+        ctx: CallContext,
+        method: String,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            check_master(&ctx, &method)?;
+            let bad = |e: navarch_net::codec::CodecError| {
+                RpcError::Decode(format!("request of {method}: {e}"))
+            };
+            match method.as_str() {
+                kubelet::LOGS => {
+                    let req: LogsRequest = codec::decode(&body).map_err(bad)?;
+                    tracing::debug!(namespace = %req.namespace, pod = %req.pod, follow = req.follow, "serving a log");
+                    let items = match this.logs_stream(req) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            futures::stream::iter([LogsItem::Failed(e.to_node_error())]).boxed()
+                        }
+                    };
+                    Ok(items.map(|i| encode(&i)).boxed())
+                }
+                kubelet::EXEC => {
+                    let req: ExecRequest = codec::decode(&body).map_err(bad)?;
+                    tracing::debug!(namespace = %req.namespace, pod = %req.pod, "serving an exec");
+                    Ok(this.exec_stream(req).map(|i| encode(&i)).boxed())
+                }
+                other => Err(RpcError::Unsupported(format!(
+                    "method {other} is not served (kubelet.logs, kubelet.exec)"
+                ))),
+            }
+        })
+    }
+}
+
+/// Binds the node's kubelet endpoint on `addr` with its serving identity and mounts
+/// `service` on it; the returned endpoint serves until closed.
+pub fn serve(
+    addr: SocketAddr,
+    node: &str,
+    identity: Identity,
+    service: KubeletService,
+) -> Result<Endpoint, NetError> {
+    let router = Router::new();
+    router
+        .mount(kubelet::PREFIX, Arc::new(service))
+        .expect("a fresh router takes the kubelet prefix");
+    Endpoint::bind(
+        addr,
+        NetConfig::new(format!("kubelet-{node}"), identity),
+        router,
+    )
+}

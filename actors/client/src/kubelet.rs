@@ -1,0 +1,89 @@
+//! The wire of a node's kubelet endpoint (`kubelet.*` on the node agent's QUIC endpoint):
+//! what a master sends to read a container's log or run a command in it on behalf of a
+//! `pods/log` or `pods/exec` request, and what the node streams back.
+//!
+//! Both methods are server streams. A log's first item says whether the node took the
+//! request (`Ready`) or why not (`Failed`, with Kubernetes' code, reason and words), so the
+//! master can answer its client with the right `Status` before it has sent a byte of the
+//! body. An exec's `Ready` comes at once; its output follows as the command writes it, and
+//! it ends with `Exit` or with `Failed` (the container could not be found or run).
+//! stdin of an exec travels whole in the request: the rpc layer has unary calls and server
+//! streams only, and `kubectl exec -i` with piped input sends it all before it closes its
+//! stdin channel (interactive stdin needs a bidirectional stream: not yet).
+
+use serde::{Deserialize, Serialize};
+
+/// The method prefix the node agent mounts its kubelet service on.
+pub const PREFIX: &str = "kubelet";
+/// Streams a container's log: [`LogsRequest`] in, [`LogsItem`]s out.
+pub const LOGS: &str = "kubelet.logs";
+/// Runs a command in a container: [`ExecRequest`] in, [`ExecItem`]s out.
+pub const EXEC: &str = "kubelet.exec";
+/// The largest stdin an exec request carries.
+pub const MAX_STDIN: usize = 4 * 1024 * 1024;
+/// The largest chunk of bytes one item carries.
+pub const MAX_CHUNK: usize = 64 * 1024;
+
+/// `pods/log`'s options (Kubernetes' `PodLogOptions`), for one container of one pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    pub namespace: String,
+    pub pod: String,
+    /// The container; `None` when the client named none (the node picks the only one).
+    pub container: Option<String>,
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub tail_lines: Option<i64>,
+    pub since_seconds: Option<i64>,
+    /// RFC 3339; wins over nothing, loses to `since_seconds` if both came (the API server
+    /// refuses both at once, as Kubernetes does).
+    pub since_time: Option<String>,
+    pub limit_bytes: Option<i64>,
+}
+
+/// A refusal of the node, as Kubernetes words it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeError {
+    /// The HTTP code the API server answers with (400, 404, 500).
+    pub code: u16,
+    /// The `Status` reason (`BadRequest`, `NotFound`, `InternalError`).
+    pub reason: String,
+    pub message: String,
+}
+
+/// One item of a log stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogsItem {
+    /// The first item of a taken request: the log follows.
+    Ready,
+    /// Log bytes, prefixes stripped (and timestamps added when asked).
+    Chunk(Vec<u8>),
+    /// The request cannot be served (first item), or reading failed later.
+    Failed(NodeError),
+}
+
+/// `pods/exec`'s request, for one container of one pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub namespace: String,
+    pub pod: String,
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    /// The whole stdin, when the client attached one.
+    pub stdin: Option<Vec<u8>>,
+    pub tty: bool,
+}
+
+/// One item of an exec stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecItem {
+    /// The first item of a taken request.
+    Ready,
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// The command ended with this code (the last item).
+    Exit(i32),
+    /// The request cannot be served, or the command could not be run.
+    Failed(NodeError),
+}
