@@ -103,6 +103,8 @@ pub struct Cluster {
     joining: bool,
     /// Masters run their embedded node agent (else they are started with `--no-node`).
     pub embedded_node: bool,
+    /// The embedded nodes' names when not their masters' (`--node-name`).
+    pub node_names: std::collections::BTreeMap<String, String>,
 }
 
 impl Cluster {
@@ -113,6 +115,20 @@ impl Cluster {
         for i in 0..n {
             c.spawn(i, false)?;
         }
+        c.wait_leader(Duration::from_secs(30)).await?;
+        Ok(c)
+    }
+
+    /// One master with its embedded node agent (`navarch-master` alone: a single-server
+    /// cluster), named `node`, with `extra_args`; waits for its leader.
+    pub async fn single_server(node: &str, extra_args: &[&str]) -> Result<Cluster> {
+        let mut args = vec!["--node-name", node, "--kubelet-port", "0"];
+        args.extend_from_slice(extra_args);
+        let mut c = Self::create(1, &args)?;
+        c.embedded_node = true;
+        c.node_names
+            .insert(c.members[0].name.clone(), node.to_string());
+        c.spawn(0, false)?;
         c.wait_leader(Duration::from_secs(30)).await?;
         Ok(c)
     }
@@ -152,6 +168,7 @@ impl Cluster {
             passed: false,
             joining: false,
             embedded_node: false,
+            node_names: Default::default(),
         })
     }
 
@@ -292,7 +309,9 @@ impl Cluster {
 
     /// Everything member `i` has logged so far.
     pub fn log_text(&self, i: usize) -> String {
-        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+        std::fs::read(&self.members[i].log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// Runs `navctl` against member `i`'s QUIC address with the admin credentials in its
@@ -553,7 +572,10 @@ impl NodeProc {
 
     /// Everything the process has written so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        // Lossy: a process killed mid-write may leave a cut multi-byte character behind.
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     pub fn passed(&mut self) {
@@ -564,6 +586,11 @@ impl NodeProc {
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
+        if !self.args.iter().any(|a| a == "--hollow") {
+            if let Some(i) = self.args.iter().position(|a| a == "--name") {
+                reset_node(&self.args[i + 1].clone(), &self.data_dir.clone());
+            }
+        }
         if std::thread::panicking() || !self.passed {
             let text = self.log_text();
             let tail: Vec<&str> = text.lines().rev().take(60).collect();
@@ -607,10 +634,41 @@ impl Cluster {
     }
 }
 
+/// Stops and removes the containers, pod networks and pod dirs a killed node left on this
+/// machine (`navarch-node reset`), so that a test leaves nothing running.
+pub fn reset_node(name: &str, data_dir: &Path) {
+    if !data_dir.exists() {
+        return;
+    }
+    match Command::new(bin("navarch-node"))
+        .args(["reset", "--name", name, "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!(
+            "navarch-node reset of {name} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => eprintln!("navarch-node reset of {name} did not run: {e}"),
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             self.kill(i);
+        }
+        if self.embedded_node {
+            for m in &self.members {
+                let name = self
+                    .node_names
+                    .get(&m.name)
+                    .cloned()
+                    .unwrap_or(m.name.clone());
+                reset_node(&name, &m.data_dir.join("node"));
+            }
         }
         if std::thread::panicking() || !self.passed {
             self.print_logs();

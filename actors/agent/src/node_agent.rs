@@ -277,7 +277,10 @@ pub async fn reset(
         reason: e,
     };
     for rt in runtimes.values() {
-        let listed = rt.list().await.map_err(|e| failed("runtime", e.to_string()))?;
+        let listed = rt
+            .list()
+            .await
+            .map_err(|e| failed("runtime", e.to_string()))?;
         for c in listed {
             rt.remove(&c.id)
                 .await

@@ -295,7 +295,11 @@ pub async fn join_node(
         return Err(JoinError::CertMismatch);
     }
     let what = "returned serving certificate";
-    if !cert_holds_key(&cert_der_from_pem(&resp.serving_cert_pem, what)?, &key, what)? {
+    if !cert_holds_key(
+        &cert_der_from_pem(&resp.serving_cert_pem, what)?,
+        &key,
+        what,
+    )? {
         return Err(JoinError::CertMismatch);
     }
     tracing::info!(%master, node = node_name, "joined cluster");
@@ -499,14 +503,13 @@ pub(super) async fn serve_join(
     let ca = auth.ca.clone();
     let csr = req.csr_pem.clone();
     let cn2 = cn.clone();
-    let signed =
-        tokio::task::spawn_blocking(move || {
-            let client = ca.sign_csr(&csr, &cn2, &[ORG_NODES], validity)?;
-            let serving = ca.sign_csr_serving(&csr, &cn2, &[ORG_NODES], validity)?;
-            Ok::<_, crate::PkiError>((client, serving))
-        })
-            .await
-            .map_err(|e| RpcError::Remote(format!("signing task failed: {e}")))?;
+    let signed = tokio::task::spawn_blocking(move || {
+        let client = ca.sign_csr(&csr, &cn2, &[ORG_NODES], validity)?;
+        let serving = ca.sign_csr_serving(&csr, &cn2, &[ORG_NODES], validity)?;
+        Ok::<_, crate::PkiError>((client, serving))
+    })
+    .await
+    .map_err(|e| RpcError::Remote(format!("signing task failed: {e}")))?;
     let (cert_pem, serving_cert_pem) = match signed {
         Ok(p) => p,
         Err(e) => {

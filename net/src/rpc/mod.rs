@@ -34,8 +34,7 @@ use crate::trace::{current_correlation, CorrelationId, Direction, WireEvent, Wir
 
 pub use join::{
     join, join_master, join_node, JoinError, JoinRequest, JoinResponse, JoinedMaster,
-    MasterJoinRequest, NodeCredentials,
-    MasterJoinResponse, JOIN_METHOD, MASTER_JOIN_METHOD,
+    MasterJoinRequest, MasterJoinResponse, NodeCredentials, JOIN_METHOD, MASTER_JOIN_METHOD,
 };
 pub use limit::{JoinLimits, Rate};
 pub use router::{MountError, Router, RESERVED_PREFIX};

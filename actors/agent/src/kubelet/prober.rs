@@ -149,6 +149,12 @@ async fn run(shared: Arc<Shared>, p: Probed, mut set: ProbeSet) {
                     view.restart = Some(format!("{}: {message}", reason.as_str()));
                     shared.set_probe_view(p.id.as_str(), view);
                     shared.poke(&p.key).await;
+                    // The verdict stands until the container is gone: no more attempts, and
+                    // the task stays so that no new one starts over with a clean slate.
+                    while matches!(p.runtime.status(&p.id).await, Ok(s) if s.state == ContainerState::Running)
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
                     return;
                 }
             }

@@ -134,11 +134,24 @@ pub fn add_unreachable_route(cidr: Cidr) -> Result<bool, HostError> {
     match route_kind(&ip(&["-j", "route", "show", "exact", &dst])?) {
         RouteKind::Drop => Ok(false),
         RouteKind::Other(route) => Err(HostError::RouteTaken { cidr, route }),
-        RouteKind::None => {
-            ip(&["route", "add", "unreachable", &dst])?;
-            tracing::info!(%cidr, "unreachable route added");
-            Ok(true)
-        }
+        RouteKind::None => match ip(&["route", "add", "unreachable", &dst]) {
+            Ok(_) => {
+                tracing::info!(%cidr, "unreachable route added");
+                Ok(true)
+            }
+            // Another agent on this machine added it meanwhile: fine if it is the same.
+            Err(HostError::Command { stderr, .. }) if stderr.contains("File exists") => {
+                match route_kind(&ip(&["-j", "route", "show", "exact", &dst])?) {
+                    RouteKind::Drop => Ok(false),
+                    RouteKind::Other(route) => Err(HostError::RouteTaken { cidr, route }),
+                    RouteKind::None => Err(HostError::RouteTaken {
+                        cidr,
+                        route: "a route that came and went while adding".into(),
+                    }),
+                }
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
