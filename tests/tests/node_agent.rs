@@ -334,6 +334,73 @@ async fn a_single_server_runs_pods_with_their_own_network_logs_exec_and_config()
     )
     .await?;
 
+    // An image imported on the node with navctl (no registry), as a tarball.
+    let layout = dir.path().join("tiny");
+    std::fs::create_dir_all(layout.join("bin"))?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("busybox-static (scripts/install-deps.sh installs it)")?;
+    std::fs::copy(busybox, layout.join("bin/busybox"))?;
+    std::os::unix::fs::symlink("busybox", layout.join("bin/sh"))?;
+    let tarball = dir.path().join("tiny.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&layout)
+        .arg(".")
+        .status()?;
+    assert!(tar.success());
+    let node_data = cluster.members[0].data_dir.join("node");
+    let node_data_arg = node_data.display().to_string();
+    let tarball_arg = tarball.display().to_string();
+    let imported = cluster.navctl(
+        0,
+        &[
+            "image",
+            "import",
+            "tiny:1",
+            &tarball_arg,
+            "--node-data-dir",
+            &node_data_arg,
+        ],
+    )?;
+    assert!(imported.ok, "{}", imported.stderr);
+    let again = cluster.navctl(
+        0,
+        &[
+            "image",
+            "import",
+            "tiny:1",
+            &tarball_arg,
+            "--node-data-dir",
+            &node_data_arg,
+        ],
+    )?;
+    assert!(
+        !again.ok && again.stderr.contains("already exists"),
+        "{}",
+        again.stderr
+    );
+    kc.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "tiny", "namespace": "default"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "tiny:1",
+            "command": ["/bin/sh", "-c", "echo tiny image; ls /"]}]},
+    }))?
+    .expect_ok("apply tiny")?;
+    pod_where(&kc, "tiny", "the tiny pod Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    })
+    .await?;
+    let out = kc.ok(&["logs", "tiny"])?;
+    assert!(out.starts_with("tiny image\n"), "{out}");
+    assert!(
+        !out.contains("usr"),
+        "the image's own root, not busybox's: {out}"
+    );
+
     // `logs -f` keeps following across a rotation of the log file (10 MiB).
     kc.apply(&json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -447,6 +514,26 @@ async fn containers_restart_with_back_off_probes_act_and_oom_is_reported() -> Re
         "metadata": {"name": "ready", "namespace": "default"},
         "spec": {"selector": {"app": "ready"}, "ports": [{"port": 80}]}}))?
         .expect_ok("apply the service")?;
+
+    // An image no node has: ErrImagePull, then ImagePullBackOff; nothing crashes.
+    kc.apply(&pod(
+        "ghost",
+        "Always",
+        json!({"name": "app", "image": "no-such-image:9"}),
+    ))?
+    .expect_ok("apply ghost")?;
+    let ghost = pod_where(&kc, "ghost", "ghost in ImagePullBackOff", |p| {
+        container_status(p)["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    })
+    .await?;
+    assert_eq!(ghost["status"]["phase"], "Pending");
+    assert!(
+        container_status(&ghost)["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-image"),
+        "{ghost}"
+    );
 
     // Exit 3, restarted at once, then after 10 s, waiting in CrashLoopBackOff in between.
     let crash = pod_where(

@@ -79,10 +79,31 @@ enum Command {
         #[arg(long)]
         ca_dir: PathBuf,
     },
+    /// A node's local image store (no registry): `navctl image import NAME DIR|TARBALL`.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Benchmarks: `navctl bench store [--vs-etcd]` starts its own clusters on loopback.
     Bench {
         #[command(subcommand)]
         what: navarch_bench::BenchCommand,
+    },
+}
+
+/// The images a node's runtimes take containers from. Run it on the node, on its data dir
+/// (a single-server master's embedded node: DATA_DIR/node).
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import an image from a directory or a tarball (gzip, xz or plain tar): a root
+    /// filesystem, or an image layout with `rootfs/` and `config.json`.
+    Import {
+        /// The image's name, as pods give it (`myapp`, `myapp:1.2`).
+        name: String,
+        source: PathBuf,
+        /// The node's data dir.
+        #[arg(long, default_value = "navarch-data/node")]
+        node_data_dir: PathBuf,
     },
 }
 
@@ -178,6 +199,30 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Store { command } => store(&cli, command).await?,
         Command::Member { command } => member(&cli, command).await?,
         Command::Bench { what } => navarch_bench::run(what).await?,
+        Command::Image {
+            command:
+                ImageCommand::Import {
+                    name,
+                    source,
+                    node_data_dir,
+                },
+        } => {
+            let store = navarch_runtime::ImageStore::new(node_data_dir.join("images"))
+                .with_context(|| format!("open the image store of {}", node_data_dir.display()))?;
+            let (name, source) = (name.clone(), source.clone());
+            let image = tokio::task::spawn_blocking(move || store.import(&name, &source))
+                .await?
+                .context("import the image")?;
+            println!(
+                "image {} imported{}",
+                image.name,
+                if image.rootfs.is_some() {
+                    ""
+                } else {
+                    " (no root filesystem)"
+                }
+            );
+        }
         Command::PkiInit { ca_dir } => {
             let (ca, created) = ClusterCa::load_or_create(ca_dir)?;
             println!(
