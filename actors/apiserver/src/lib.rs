@@ -508,13 +508,14 @@ impl ApiServer {
         )
     }
 
-    /// Makes sure what every cluster has exists: the system namespaces, the built-in
-    /// RuntimeClasses and the bootstrap RBAC policy (every master does this at start, through
+    /// Makes sure what every cluster has exists: the built-in RuntimeClasses, the system
+    /// namespaces and the bootstrap RBAC policy (every master does this at start, through
     /// the pipeline as the API server's own identity; creating what exists is a harmless
     /// conflict).
     pub async fn ensure_bootstrap(&self) -> Result<(), ApiError> {
-        self.ensure_system_namespaces().await?;
+        // The RuntimeClasses first: once `default` exists, pods naming them are admitted.
         self.ensure_runtime_classes().await?;
+        self.ensure_system_namespaces().await?;
         self.reconcile_bootstrap_policy().await?;
         // The store holds the policy now: from here on the snapshot is the store's.
         self.inner.rbac_feed.call_once(|| {
