@@ -508,10 +508,13 @@ impl ApiServer {
         )
     }
 
-    /// Makes sure what every cluster has exists: the system namespaces and the bootstrap
-    /// RBAC policy (every master does this at start, through the pipeline as the API
-    /// server's own identity; creating what exists is a harmless conflict).
+    /// Makes sure what every cluster has exists: the built-in RuntimeClasses, the system
+    /// namespaces and the bootstrap RBAC policy (every master does this at start, through
+    /// the pipeline as the API server's own identity; creating what exists is a harmless
+    /// conflict).
     pub async fn ensure_bootstrap(&self) -> Result<(), ApiError> {
+        // The RuntimeClasses first: once `default` exists, pods naming them are admitted.
+        self.ensure_runtime_classes().await?;
         self.ensure_system_namespaces().await?;
         self.reconcile_bootstrap_policy().await?;
         // The store holds the policy now: from here on the snapshot is the store's.
@@ -582,6 +585,25 @@ impl ApiServer {
                 // Another master wrote it first.
                 Err(e) if e.is_conflict() => {}
                 Err(e) => return Err(api_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the built-in RuntimeClasses (`process`, `oci`) that are missing. One that
+    /// exists is left as it is, whatever a user made of it.
+    async fn ensure_runtime_classes(&self) -> Result<(), ApiError> {
+        use navarch_client::Client;
+        use navarch_model::admission::{builtin_runtime_class, BUILTIN_RUNTIME_CLASSES};
+        let client = self.client(Self::own_identity());
+        let rc = navarch_client::kind("node.k8s.io", "v1", "runtimeclasses");
+        for handler in BUILTIN_RUNTIME_CLASSES {
+            let body = builtin_runtime_class(handler);
+            match client.create(rc, None, body, &Default::default()).await {
+                Ok(_) => tracing::info!(runtime_class = handler, "created built-in RuntimeClass"),
+                Err(e) if e.is_conflict() => {}
+                Err(navarch_client::ClientError::Api(e)) => return Err(e),
+                Err(e) => return Err(ApiError::internal(e.to_string())),
             }
         }
         Ok(())

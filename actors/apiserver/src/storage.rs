@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use navarch_model::admission::DefaultTolerationSeconds;
+use navarch_model::admission::{self, DefaultTolerationSeconds};
 use navarch_model::kinds::{self, Kind};
 use navarch_model::options::{DeleteOptions, ListOptions, Patch, Propagation, WriteOptions};
 use navarch_model::patch::{self, PatchType};
@@ -647,6 +647,30 @@ impl Storage {
         }
     }
 
+    /// Kubernetes' RuntimeClass admission on a new pod: the RuntimeClass it names must exist
+    /// (403 otherwise). Like the namespace, a local miss is confirmed linearizably.
+    async fn check_runtime_class(&self, pod: &Value) -> Result<(), ApiError> {
+        let Some(class) = admission::runtime_class_to_check(pod) else {
+            return Ok(());
+        };
+        let rck = kinds::lookup("node.k8s.io", "v1", "runtimeclasses")
+            .expect("runtimeclasses are served");
+        for consistency in [
+            ReadConsistency::AtLeast(Revision(0)),
+            ReadConsistency::Linearizable,
+        ] {
+            if self.read(rck, "", class, consistency).await?.is_some() {
+                return Ok(());
+            }
+        }
+        tracing::debug!(
+            pod = meta_str(pod, "name").unwrap_or(""),
+            runtime_class = class,
+            "pod refused: its RuntimeClass does not exist"
+        );
+        Err(admission::runtime_class_not_found(pod, class))
+    }
+
     /// Checks `apiVersion`/`kind` of a body and sets them when absent.
     fn check_type(kind: &Kind, body: &mut Value) -> Result<(), ApiError> {
         if !body.is_object() {
@@ -786,6 +810,9 @@ impl Storage {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         admit(None, &obj)?;
         self.check_namespace(kind, ns).await?;
+        if kind.kind == "Pod" {
+            self.check_runtime_class(&obj).await?;
+        }
         for _ in 0..PICK_RETRIES {
             let mut obj = obj.clone();
             let mut ops = Vec::new();

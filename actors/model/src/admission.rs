@@ -1,8 +1,11 @@
-//! Kubernetes' mutating admission plugins navarch runs on writes, as pure functions of the
-//! object: DefaultTolerationSeconds. (The validating ones, NodeRestriction and the RBAC
-//! escalation check, live in `node_restriction` and `escalation`.)
+//! Kubernetes' admission plugins navarch runs on writes, as pure functions of the object:
+//! DefaultTolerationSeconds, and RuntimeClass's decision on a new pod (the server looks the
+//! class up). (NodeRestriction and the RBAC escalation check live in `node_restriction` and
+//! `escalation`.) Also the RuntimeClasses every cluster starts with.
 
 use serde_json::{json, Value};
+
+use crate::status::ApiError;
 
 /// The taint a node gets while it is not ready.
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -70,9 +73,71 @@ impl DefaultTolerationSeconds {
     }
 }
 
+/// The RuntimeClasses the masters create at bootstrap, each named after its handler: the
+/// node agent's two container runtimes.
+pub const BUILTIN_RUNTIME_CLASSES: &[&str] = &["process", "oci"];
+
+/// The `node.k8s.io/v1` RuntimeClass `handler`, named after it.
+pub fn builtin_runtime_class(handler: &str) -> Value {
+    json!({
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": handler},
+        "handler": handler,
+    })
+}
+
+/// Kubernetes' RuntimeClass admission plugin, on a Pod being created (never its
+/// subresources, never an update): the RuntimeClass its `spec.runtimeClassName` names must
+/// exist. Returns the name to look up, `None` when the pod names none. (The plugin's other
+/// work, `overhead` and `scheduling`, has nothing to do: navarch refuses those fields.)
+pub fn runtime_class_to_check(pod: &Value) -> Option<&str> {
+    pod["spec"]["runtimeClassName"].as_str()
+}
+
+/// The refusal of a pod whose RuntimeClass does not exist, worded as Kubernetes' plugin does
+/// (403, `pods "web" is forbidden: pod rejected: RuntimeClass "gvisor" not found`).
+pub fn runtime_class_not_found(pod: &Value, class: &str) -> ApiError {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    ApiError::forbidden(format!(
+        "pods {name:?} is forbidden: pod rejected: RuntimeClass {class:?} not found"
+    ))
+    .about("pods", "", name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_class_admission() {
+        let pod = |spec: Value| json!({"metadata": {"name": "web"}, "spec": spec});
+        assert_eq!(
+            runtime_class_to_check(&pod(json!({"containers": []}))),
+            None
+        );
+        assert_eq!(
+            runtime_class_to_check(&pod(json!({"runtimeClassName": "gvisor"}))),
+            Some("gvisor")
+        );
+        let e = runtime_class_not_found(&pod(json!({})), "gvisor");
+        assert_eq!((e.code, e.reason), (403, "Forbidden"));
+        assert_eq!(
+            e.message,
+            r#"pods "web" is forbidden: pod rejected: RuntimeClass "gvisor" not found"#
+        );
+        assert_eq!(e.details.kind.as_deref(), Some("pods"));
+        assert_eq!(e.details.name.as_deref(), Some("web"));
+        for h in BUILTIN_RUNTIME_CLASSES {
+            let rc = builtin_runtime_class(h);
+            assert_eq!(
+                (&rc["metadata"]["name"], &rc["handler"]),
+                (&json!(h), &json!(h))
+            );
+            let kind = crate::kinds::by_kind("RuntimeClass").unwrap();
+            assert_eq!(crate::validate::validate_create(kind, &rc), vec![]);
+        }
+    }
 
     fn tolerations(mut pod: Value, cfg: DefaultTolerationSeconds) -> Value {
         cfg.admit(&mut pod);

@@ -281,11 +281,12 @@ mod tests {
     use super::*;
     use crate::kinds::VERBS;
 
-    const GROUPS: [&str; 7] = [
+    const GROUPS: [&str; 8] = [
         "apps",
         "coordination.k8s.io",
         "discovery.k8s.io",
         "policy",
+        "node.k8s.io",
         "authentication.k8s.io",
         "authorization.k8s.io",
         "rbac.authorization.k8s.io",

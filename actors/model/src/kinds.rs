@@ -199,6 +199,19 @@ pub static KINDS: &[Kind] = &[
         stored: true,
     },
     Kind {
+        group: "node.k8s.io",
+        version: "v1",
+        kind: "RuntimeClass",
+        plural: "runtimeclasses",
+        singular: "runtimeclass",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        verbs: VERBS,
+        stored: true,
+    },
+    Kind {
         group: "authentication.k8s.io",
         version: "v1",
         kind: "SelfSubjectReview",
@@ -412,6 +425,7 @@ mod tests {
                 ("coordination.k8s.io", "v1"),
                 ("discovery.k8s.io", "v1"),
                 ("policy", "v1"),
+                ("node.k8s.io", "v1"),
                 ("authentication.k8s.io", "v1"),
                 ("authorization.k8s.io", "v1"),
                 ("rbac.authorization.k8s.io", "v1"),
@@ -436,6 +450,9 @@ mod tests {
         assert!(role.namespaced);
         assert_eq!(role.qualified_resource(), "roles.rbac.authorization.k8s.io");
         assert!(!by_kind("ClusterRoleBinding").unwrap().namespaced);
+        let rc = lookup("node.k8s.io", "v1", "runtimeclasses").unwrap();
+        assert!(!rc.namespaced && rc.short_names.is_empty() && rc.subresources.is_empty());
+        assert_eq!(rc.qualified_resource(), "runtimeclasses.node.k8s.io");
         assert_eq!(
             by_kind("SelfSubjectReview").unwrap().api_version(),
             "authentication.k8s.io/v1"

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use k8s_openapi::api::{apps::v1 as apps, autoscaling::v1 as autoscaling};
 use k8s_openapi::api::{authentication::v1 as authentication, authorization::v1 as authorization};
 use k8s_openapi::api::{coordination::v1 as coordination, core::v1 as core, rbac::v1 as rbac};
-use k8s_openapi::api::{discovery::v1 as discovery_v1, policy::v1 as policy};
+use k8s_openapi::api::{discovery::v1 as discovery_v1, node::v1 as node, policy::v1 as policy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use k8s_openapi::schemars::JsonSchema;
@@ -150,6 +150,7 @@ fn kind_schema(gen: &mut SchemaGenerator, kind: &Kind) -> String {
         ("policy", "PodDisruptionBudget") => {
             register_kind::<policy::PodDisruptionBudget>(gen, kind)
         }
+        ("node.k8s.io", "RuntimeClass") => register_kind::<node::RuntimeClass>(gen, kind),
         ("authentication.k8s.io", "SelfSubjectReview") => {
             register_kind::<authentication::SelfSubjectReview>(gen, kind)
         }
@@ -963,12 +964,13 @@ fn build(group: &str, version: &str) -> Value {
 mod tests {
     use super::*;
 
-    const PATHS: [&str; 8] = [
+    const PATHS: [&str; 9] = [
         "api/v1",
         "apis/apps/v1",
         "apis/coordination.k8s.io/v1",
         "apis/discovery.k8s.io/v1",
         "apis/policy/v1",
+        "apis/node.k8s.io/v1",
         "apis/authentication.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
         "apis/rbac.authorization.k8s.io/v1",

@@ -127,6 +127,11 @@ fn column_list(kind: &Kind) -> Vec<Column> {
             ("Status", "string", 0, "The status of the namespace."),
             AGE,
         ],
+        "RuntimeClass" => vec![
+            NAME,
+            ("Handler", "string", 0, "handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class."),
+            AGE,
+        ],
         "Event" => vec![
             ("Last Seen", "string", 0, "The time at which the most recent occurrence of this event was recorded."),
             ("Type", "string", 0, "Type of this event (Normal, Warning)."),
@@ -231,6 +236,11 @@ pub fn row(kind: &Kind, object: &Value, now: i64) -> Value {
         "Namespace" => vec![
             json!(name(object)),
             json!(s(object, &["status", "phase"])),
+            json!(age(object, now)),
+        ],
+        "RuntimeClass" => vec![
+            json!(name(object)),
+            json!(s(object, &["handler"])),
             json!(age(object, now)),
         ],
         "Event" => event_cells(object, now),
@@ -1317,7 +1327,7 @@ mod tests {
     }
 
     #[test]
-    fn namespace_lease_event_rows() {
+    fn namespace_lease_runtime_class_event_rows() {
         let ns = json!({"metadata": {"name": "kube-system", "creationTimestamp": "2024-05-01T10:00:00Z"}, "status": {"phase": "Active"}});
         assert_eq!(
             cells("Namespace", ns, T0 + 5),
@@ -1326,6 +1336,18 @@ mod tests {
         assert_eq!(
             names("Lease").into_iter().map(|c| c.0).collect::<Vec<_>>(),
             ["Name", "Holder", "Age"]
+        );
+        assert_eq!(
+            names("RuntimeClass"),
+            [("Name", 0), ("Handler", 0), ("Age", 0)]
+                .map(|(n, p)| (n.to_string(), p))
+                .to_vec()
+        );
+        let rc = json!({"metadata": {"name": "oci", "creationTimestamp": "2024-05-01T10:00:00Z"},
+            "handler": "oci"});
+        assert_eq!(
+            cells("RuntimeClass", rc, T0 + 3 * 86400),
+            vec![json!("oci"), json!("oci"), json!("3d")]
         );
         let lease = json!({"metadata": meta("n1"), "spec": {"holderIdentity": "n1-abc"}});
         assert_eq!(

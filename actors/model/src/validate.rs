@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::schemars::JsonSchema;
@@ -296,6 +297,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
             Supported::Any("immutable"),
         ],
     ),
+    // A RuntimeClass has no `spec` either. Its `overhead` (charged to its pods by admission
+    // and counted by the scheduler) and `scheduling` (merged into its pods' node selectors
+    // and tolerations) are not implemented, so they are refused.
+    ("RuntimeClass", &[Supported::Any("handler")]),
     (
         "PodDisruptionBudget",
         &[
@@ -562,6 +567,7 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "Lease" => round_trip::<Lease>(&input),
         "EndpointSlice" => round_trip::<EndpointSlice>(&input),
         "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(&input),
+        "RuntimeClass" => round_trip::<RuntimeClass>(&input),
         "Role" => round_trip::<Role>(&input),
         "ClusterRole" => round_trip::<ClusterRole>(&input),
         "RoleBinding" => round_trip::<RoleBinding>(&input),
@@ -1263,6 +1269,12 @@ pub fn validate_create(kind: &Kind, object: &Value) -> Vec<Cause> {
         "ConfigMap" => validate_config_map(object, &mut out),
         "Secret" => validate_secret(object, &mut out),
         "EndpointSlice" => discovery::validate_slice(object, &mut out),
+        "RuntimeClass" => {
+            // Kubernetes' ValidateRuntimeClass: a missing handler is the empty string, which
+            // is not a DNS-1123 label either.
+            let handler = str_at(object, "handler").unwrap_or("");
+            push_invalid(&mut out, "handler", &json!(handler), dns1123_label(handler));
+        }
         "PodDisruptionBudget" => {
             policy::validate_budget(spec, &mut out);
             if let Some(status) = object.get("status").filter(|s| s.is_object()) {
@@ -1424,6 +1436,15 @@ fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
                 dns1123_subdomain(s),
             );
         }
+    }
+    // Kubernetes' ValidateRuntimeClassName: a RuntimeClass's name, when set (even empty).
+    if let Some(s) = str_at(spec, "runtimeClassName") {
+        push_invalid(
+            out,
+            &format!("{path}.runtimeClassName"),
+            &json!(s),
+            dns1123_subdomain(s),
+        );
     }
     validate_labels(
         spec.get("nodeSelector"),
@@ -2161,6 +2182,16 @@ pub fn validate_update(kind: &Kind, old: &Value, new: &Value) -> Vec<Cause> {
         }
         "Pod" => validate_pod_update(old_spec, new_spec, &mut out),
         "EndpointSlice" => discovery::validate_slice_update(old, new, &mut out),
+        "RuntimeClass" => {
+            let handler = |o: &Value| str_at(o, "handler").unwrap_or("").to_string();
+            if handler(old) != handler(new) {
+                out.push(invalid(
+                    "handler",
+                    &json!(handler(new)),
+                    "field is immutable",
+                ));
+            }
+        }
         "RoleBinding" | "ClusterRoleBinding" => rbac::validate_binding_update(old, new, &mut out),
         "Namespace" => validate_namespace_phase(new, &mut out),
         _ => {}
@@ -3157,6 +3188,73 @@ mod tests {
             fields(&validate_update(k("Secret"), &frozen, &changed)),
             vec!["data"]
         );
+    }
+
+    #[test]
+    fn runtime_class_handler_and_refused_fields() {
+        let rc = |handler: Value| {
+            json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+                "metadata": {"name": "gvisor"}, "handler": handler})
+        };
+        assert_eq!(create("RuntimeClass", rc(json!("runsc"))), vec![]);
+        for bad in ["", "Runsc", "run.sc", "-runsc", &"a".repeat(64)] {
+            let c = create("RuntimeClass", rc(json!(bad)));
+            assert!(has(&c, "FieldValueInvalid", "handler"), "{bad:?}: {c:?}");
+        }
+        // Missing, it is the empty string: invalid, as in Kubernetes.
+        let mut missing = rc(json!("x"));
+        missing.as_object_mut().unwrap().remove("handler");
+        let c = create("RuntimeClass", missing);
+        assert_eq!(fields(&c), vec!["handler"]);
+        assert!(c[0]
+            .message
+            .starts_with("Invalid value: \"\": a lowercase RFC 1123 label"));
+        // The name is a DNS subdomain; there is no namespace.
+        let mut dotted = rc(json!("runsc"));
+        dotted["metadata"]["name"] = json!("gvisor.example.com");
+        assert_eq!(create("RuntimeClass", dotted), vec![]);
+
+        for (field, value) in [
+            ("overhead", json!({"podFixed": {"cpu": "250m"}})),
+            ("scheduling", json!({"nodeSelector": {"sandbox": "true"}})),
+        ] {
+            let mut o = rc(json!("runsc"));
+            o[field] = value;
+            let c = create("RuntimeClass", o);
+            assert!(
+                c.iter().any(|c| c.reason == "FieldValueNotSupported"
+                    && c.field.starts_with(field)
+                    && c.message.starts_with("not supported by navarch")),
+                "{field}: {c:?}"
+            );
+        }
+
+        let old = rc(json!("runsc"));
+        let mut relabeled = old.clone();
+        relabeled["metadata"]["labels"] = json!({"tier": "sandbox"});
+        assert_eq!(validate_update(k("RuntimeClass"), &old, &relabeled), vec![]);
+        let changed = validate_update(k("RuntimeClass"), &old, &rc(json!("kata")));
+        assert_eq!(fields(&changed), vec!["handler"]);
+        assert_eq!(changed[0].reason, "FieldValueInvalid");
+        assert_eq!(
+            changed[0].message,
+            "Invalid value: \"kata\": field is immutable"
+        );
+    }
+
+    #[test]
+    fn pod_runtime_class_name_is_a_subdomain() {
+        let pod = |class: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"runtimeClassName": class, "containers": [{"name": "c", "image": "busybox"}]}})
+        };
+        assert_eq!(create("Pod", pod(json!("oci"))), vec![]);
+        assert_eq!(create("Pod", pod(json!("gvisor.example.com"))), vec![]);
+        assert_eq!(create("Pod", pod(Value::Null)), vec![]);
+        for bad in ["", "OCI", "oci_1"] {
+            let c = create("Pod", pod(json!(bad)));
+            assert_eq!(fields(&c), vec!["spec.runtimeClassName"], "{bad:?}");
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use super::{Attributes, Verdict, NODE_LEASE_NAMESPACE};
 
 const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
-/// Resources a node may read (cluster-wide, like the kubelet's informers).
+/// Resources a node may read (cluster-wide, like the kubelet's informers). RuntimeClasses
+/// are Kubernetes' `NodeRules` (the kubelet resolves a pod's `runtimeClassName` to its
+/// handler).
 pub const NODE_READABLE: &[&str] = &[
     "pods",
     "nodes",
@@ -25,6 +27,7 @@ pub const NODE_READABLE: &[&str] = &[
     "namespaces",
     "leases",
     "events",
+    "runtimeclasses",
 ];
 
 /// The ConfigMaps and Secrets `pod` refers to (env, envFrom of every container, init and
@@ -147,6 +150,22 @@ mod tests {
             (a("watch", "", "pods", "", "", ""), Verdict::Allow),
             (a("get", "", "services", "", "shop", "web"), Verdict::Allow),
             (a("list", "", "namespaces", "", "", ""), Verdict::Allow),
+            (
+                a("watch", "node.k8s.io", "runtimeclasses", "", "", ""),
+                Verdict::Allow,
+            ),
+            (
+                a("get", "node.k8s.io", "runtimeclasses", "", "", "oci"),
+                Verdict::Allow,
+            ),
+            (
+                a("create", "node.k8s.io", "runtimeclasses", "", "", ""),
+                Verdict::NoOpinion,
+            ),
+            (
+                a("delete", "node.k8s.io", "runtimeclasses", "", "", "oci"),
+                Verdict::NoOpinion,
+            ),
             (
                 a("get", "", "pods", "log", "shop", "web"),
                 Verdict::NoOpinion,
