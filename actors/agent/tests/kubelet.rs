@@ -196,7 +196,7 @@ async fn a_pod_runs_and_survives_its_actor_and_its_kubelet_restarting() {
             .registry()
             .get(&actor)
             .is_some_and(|a| a.restarts >= 1 && a.status == navarch_actors::Status::Running);
-        (restarted && kubelet.shared().passes("default", "web") > before).then(|| json!(true))
+        (restarted && kubelet.shared().passes("default", "web") > before).then_some(json!(true))
     })
     .await;
     // The container is the same process.
@@ -216,7 +216,7 @@ async fn a_pod_runs_and_survives_its_actor_and_its_kubelet_restarting() {
     let root2 = Root::new(ActorPath::parse("/node/n1b").unwrap(), Default::default());
     let (kubelet2, _caches2) = node.start(&root2, &fake).await;
     eventually("the new kubelet's first pass over the pod", || async {
-        (kubelet2.shared().passes("default", "web") > 0).then(|| json!(true))
+        (kubelet2.shared().passes("default", "web") > 0).then_some(json!(true))
     })
     .await;
     let listed = node.runtime.list().await.unwrap();
@@ -255,7 +255,7 @@ async fn a_pod_runs_and_survives_its_actor_and_its_kubelet_restarting() {
             .await
             .unwrap()
             .is_empty()
-            .then(|| json!(true))
+            .then_some(json!(true))
     })
     .await;
 }

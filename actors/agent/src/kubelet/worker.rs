@@ -81,7 +81,12 @@ pub struct Shared {
     prober: Prober,
     /// Per pod uid, when its configMap and secret volumes were last brought up to date.
     volumes_updated: Mutex<HashMap<String, Instant>>,
+    /// RuntimeClass name to handler, and when it was read.
+    runtime_classes: Mutex<HashMap<String, (String, Instant)>>,
 }
+
+/// How long a RuntimeClass's handler is used before it is read again.
+const RUNTIME_CLASS_TTL: Duration = Duration::from_secs(30);
 
 /// How often a pod's configMap, secret and projected volumes are rewritten from the
 /// current objects (the kubelet's sync period is a minute; changes show within it).
@@ -123,6 +128,7 @@ impl Shared {
             passes: Mutex::new(HashMap::new()),
             prober: Prober::default(),
             volumes_updated: Mutex::new(HashMap::new()),
+            runtime_classes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -231,17 +237,50 @@ impl Shared {
         self.cfg.runtimes.get(name)
     }
 
-    /// The runtime a pod runs on: its `runtimeClassName`'s handler, else the node's default.
-    fn runtime_of(&self, pod: &Value) -> Result<String, String> {
-        let name = pod["spec"]["runtimeClassName"]
+    /// The runtime a pod runs on: the handler of its `runtimeClassName` (the RuntimeClass
+    /// object, read through the API and kept [`RUNTIME_CLASS_TTL`]), else the node's default.
+    async fn runtime_of(&self, pod: &Value) -> Result<String, String> {
+        let Some(class) = pod["spec"]["runtimeClassName"]
             .as_str()
             .filter(|s| !s.is_empty())
-            .unwrap_or(&self.cfg.default_runtime);
-        if self.cfg.runtimes.contains_key(name) {
-            Ok(name.to_string())
+        else {
+            return Ok(self.cfg.default_runtime.clone());
+        };
+        let cached = self
+            .runtime_classes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(class)
+            .filter(|(_, at)| at.elapsed() < RUNTIME_CLASS_TTL)
+            .map(|(h, _)| h.clone());
+        let handler = match cached {
+            Some(h) => h,
+            None => {
+                let kind = navarch_client::kind("node.k8s.io", "v1", "runtimeclasses");
+                let rc = self
+                    .client
+                    .get(kind, None, class, &Default::default())
+                    .await
+                    .map_err(|e| {
+                        if e.is_not_found() {
+                            format!("RuntimeClass \"{class}\" not found")
+                        } else {
+                            format!("RuntimeClass \"{class}\" not read: {e}")
+                        }
+                    })?;
+                let h = rc["handler"].as_str().unwrap_or("").to_string();
+                self.runtime_classes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(class.to_string(), (h.clone(), Instant::now()));
+                h
+            }
+        };
+        if self.cfg.runtimes.contains_key(&handler) {
+            Ok(handler)
         } else {
             Err(format!(
-                "RuntimeClass {name:?} has no handler on node {} (it has {:?})",
+                "RuntimeClass \"{class}\" has handler {handler:?}, which node {} does not have (it has {:?})",
                 self.cfg.node,
                 self.cfg.runtimes.keys().collect::<Vec<_>>()
             ))
@@ -428,7 +467,7 @@ impl Shared {
     /// again.
     async fn round(self: &Arc<Self>, key: &ObjectKey, pod: &Value) -> Result<bool, String> {
         let uid = uid_of(pod);
-        let runtime = match self.runtime_of(pod) {
+        let runtime = match self.runtime_of(pod).await {
             Ok(r) => r,
             Err(msg) => {
                 self.report_unrunnable(key, pod, &msg).await;
