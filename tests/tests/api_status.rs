@@ -276,7 +276,8 @@ async fn every_error_is_a_status_with_the_right_code() -> Result<()> {
         r.body
     );
     let mut volumes = pod("vols");
-    volumes["spec"]["volumes"] = json!([{"name": "v", "persistentVolumeClaim": {"claimName": "c"}}]);
+    volumes["spec"]["volumes"] =
+        json!([{"name": "v", "persistentVolumeClaim": {"claimName": "c"}}]);
     let r = send(admin.post(&pods).json(&volumes)).await?;
     status(&r, 422, "Invalid");
     assert!(

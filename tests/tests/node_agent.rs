@@ -510,6 +510,29 @@ async fn containers_restart_with_back_off_probes_act_and_oom_is_reported() -> Re
     ] {
         kc.apply(&p)?.expect_ok("apply a pod")?;
     }
+    // Init containers before the app, a termination message, and a preStop hook that writes
+    // through a hostPath volume.
+    let hooks = dir.path().join("hooks");
+    kc.apply(&json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "init", "namespace": "default"},
+        "spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "work", "emptyDir": {}}],
+            "initContainers": [{"name": "prep", "image": "busybox",
+                "command": ["sh", "-c", "echo prepared > /work/ready"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+            "containers": [{"name": "app", "image": "busybox",
+                "command": ["sh", "-c", "cat /work/ready; cat /work/ready > /dev/termination-log"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}]}]}}))?
+        .expect_ok("apply init")?;
+    kc.apply(&json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hooked", "namespace": "default"},
+        "spec": {"terminationGracePeriodSeconds": 10,
+            "volumes": [{"name": "hooks", "hostPath": {"path": hooks.display().to_string(), "type": "DirectoryOrCreate"}}],
+            "containers": [{"name": "app", "image": "busybox",
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+                "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo bye > /hooks/prestop"]}}},
+                "volumeMounts": [{"name": "hooks", "mountPath": "/hooks"}]}]}}))?
+    .expect_ok("apply hooked")?;
     kc.apply(&json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "ready", "namespace": "default"},
         "spec": {"selector": {"app": "ready"}, "ports": [{"port": 80}]}}))?
@@ -619,6 +642,31 @@ async fn containers_restart_with_back_off_probes_act_and_oom_is_reported() -> Re
     assert!(
         container_status(&live)["lastState"]["terminated"].is_object(),
         "{live}"
+    );
+
+    let init = pod_where(&kc, "init", "init Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    })
+    .await?;
+    assert_eq!(
+        init["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed",
+        "{init}"
+    );
+    assert_eq!(
+        container_status(&init)["state"]["terminated"]["message"],
+        "prepared\n",
+        "{init}"
+    );
+    assert_eq!(kc.ok(&["logs", "init"])?, "prepared\n");
+    pod_where(&kc, "hooked", "hooked Running", |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await?;
+    kc.ok(&["delete", "pod", "hooked", "--timeout=60s"])?;
+    assert_eq!(
+        std::fs::read_to_string(hooks.join("prestop"))?,
+        "bye\n",
+        "the preStop hook ran before the stop"
     );
 
     // A failing readiness probe: NotReady, and out of its Service's ready endpoints.

@@ -21,6 +21,7 @@ mod api;
 mod etcd;
 mod failover;
 mod navarch;
+mod pods;
 mod procs;
 mod scheduler;
 mod workload;
@@ -56,9 +57,13 @@ pub enum BenchCommand {
     /// Pods bound per second and creation-to-binding p50/p99 with 1,000 hollow nodes on
     /// three masters, and the masters' resident memory idle and loaded.
     Scheduler(SchedulerBenchArgs),
+    /// Pod startup (creation to Running, p50/p99) on a real node agent per runtime, and the
+    /// agent's resident memory idle and with the pods.
+    Pods(PodsBenchArgs),
 }
 
 pub use failover::FailoverBenchArgs;
+pub use pods::PodsBenchArgs;
 pub use scheduler::SchedulerBenchArgs;
 
 /// How the HTTPS clients of `navctl bench api` hold their connections.
@@ -176,6 +181,13 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
             api::validate(args)?;
             in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
                 api::run(args, &root).await
+            })
+            .await
+        }
+        BenchCommand::Pods(args) => {
+            pods::validate(args)?;
+            in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
+                pods::run(args, &root).await
             })
             .await
         }

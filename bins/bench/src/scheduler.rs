@@ -79,7 +79,7 @@ fn pod(name: &str) -> Value {
 }
 
 /// Resident memory of `pid` in MiB, from `/proc/<pid>/status`.
-fn rss_mib(pid: u32) -> Option<f64> {
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -104,7 +104,7 @@ async fn active_master(http: &reqwest::Client, apis: &[SocketAddr]) -> Option<us
     None
 }
 
-async fn ready_nodes(http: &reqwest::Client, api: SocketAddr) -> Result<usize> {
+pub(crate) async fn ready_nodes(http: &reqwest::Client, api: SocketAddr) -> Result<usize> {
     let v: Value = http
         .get(format!("https://{api}/api/v1/nodes"))
         .send()
@@ -127,7 +127,11 @@ async fn ready_nodes(http: &reqwest::Client, api: SocketAddr) -> Result<usize> {
         .unwrap_or(0))
 }
 
-async fn ensure_namespace(http: &reqwest::Client, api: SocketAddr, ns: &str) -> Result<()> {
+pub(crate) async fn ensure_namespace(
+    http: &reqwest::Client,
+    api: SocketAddr,
+    ns: &str,
+) -> Result<()> {
     let r = http
         .post(format!("https://{api}/api/v1/namespaces"))
         .json(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
@@ -234,7 +238,7 @@ async fn watch_bound(
     Ok(bound)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -442,7 +446,7 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn list_rv(http: &reqwest::Client, api: SocketAddr, ns: &str) -> Result<String> {
+pub(crate) async fn list_rv(http: &reqwest::Client, api: SocketAddr, ns: &str) -> Result<String> {
     let v: Value = http
         .get(format!("https://{api}/api/v1/namespaces/{ns}/pods?limit=1"))
         .send()

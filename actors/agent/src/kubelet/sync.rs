@@ -74,6 +74,8 @@ pub struct Inputs<'a> {
     pub waiting: &'a BTreeMap<String, Waiting>,
     /// Per container id, what its probes say.
     pub probes: &'a BTreeMap<String, ProbeView>,
+    /// Per exited container id, its termination message.
+    pub messages: &'a BTreeMap<String, String>,
     /// The pod's sandbox (network namespace, address, volumes) is set up.
     pub sandbox_ready: bool,
     /// The back-off cap.
@@ -224,6 +226,24 @@ fn terminal(pod: &Value, all: &[ContainerStatus]) -> bool {
     matches!(phase(pod, all), "Succeeded" | "Failed")
 }
 
+/// Whether the pod ran past its `activeDeadlineSeconds` (counted from its `startTime`), which
+/// fails it: its containers are killed and nothing restarts.
+pub fn deadline_exceeded(pod: &Value, now: SystemTime) -> bool {
+    let (Some(deadline), Some(start)) = (
+        pod["spec"]["activeDeadlineSeconds"].as_i64(),
+        pod["status"]["startTime"]
+            .as_str()
+            .and_then(navarch_model::time::parse_rfc3339),
+    ) else {
+        return false;
+    };
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    now >= start.saturating_add(deadline)
+}
+
 /// Decides what to do next.
 pub fn plan(i: &Inputs<'_>) -> Vec<Action> {
     let pod = i.pod;
@@ -235,14 +255,22 @@ pub fn plan(i: &Inputs<'_>) -> Vec<Action> {
         .collect();
     // Deletion, or a pod that ended: stop what runs, then tear down (and delete).
     let deleting = !pod["metadata"]["deletionTimestamp"].is_null();
-    if deleting || terminal(pod, i.containers) {
+    let expired = deadline_exceeded(pod, i.now);
+    if deleting || expired || terminal(pod, i.containers) {
         for c in &running {
             out.push(Action::Kill {
                 id: c.id.as_str().to_string(),
                 container: container_name(c).to_string(),
                 grace: grace_period(pod),
                 pre_stop: deleting && c.state == ContainerState::Running,
-                reason: if deleting { "Killing" } else { "Completed" }.into(),
+                reason: if deleting {
+                    "Killing"
+                } else if expired {
+                    "DeadlineExceeded"
+                } else {
+                    "Completed"
+                }
+                .into(),
             });
         }
         if running.is_empty() && deleting {
@@ -256,6 +284,16 @@ pub fn plan(i: &Inputs<'_>) -> Vec<Action> {
     if !i.sandbox_ready {
         out.push(Action::SetupSandbox);
         return out;
+    }
+    // A pass when the active deadline comes.
+    if let (Some(deadline), Some(start)) = (
+        pod["spec"]["activeDeadlineSeconds"].as_u64(),
+        pod["status"]["startTime"]
+            .as_str()
+            .and_then(navarch_model::time::parse_rfc3339),
+    ) {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(start.max(0) as u64 + deadline);
+        out.push(Action::RequeueAt(at));
     }
     // Old instances: keep the newest and the one before it (logs --previous).
     for name in names(pod, "initContainers")
@@ -391,7 +429,7 @@ fn time(t: Option<SystemTime>) -> Value {
     t.map(|t| json!(rfc3339(t))).unwrap_or(Value::Null)
 }
 
-fn terminated(c: &ContainerStatus, runtime: &str) -> Value {
+fn terminated(c: &ContainerStatus, runtime: &str, messages: &BTreeMap<String, String>) -> Value {
     let mut t = json!({
         "exitCode": c.exit_code.unwrap_or(0),
         "reason": c.reason.map(|r| r.as_str()).unwrap_or("Error"),
@@ -402,7 +440,11 @@ fn terminated(c: &ContainerStatus, runtime: &str) -> Value {
     if let Some(s) = c.signal {
         t["signal"] = json!(s);
     }
-    if let Some(m) = &c.message {
+    // The container's termination message (its `terminationMessagePath`), else why it
+    // never ran.
+    if let Some(m) = messages.get(c.id.as_str()).filter(|m| !m.is_empty()) {
+        t["message"] = json!(m);
+    } else if let Some(m) = &c.message {
         t["message"] = json!(m);
     }
     t
@@ -449,12 +491,12 @@ fn container_status(pod: &Value, spec: &Value, i: &Inputs<'_>, runtime: &str, in
             s["started"] = json!(probes.started);
             s["ready"] = json!(!init && probes.started && probes.ready);
             if let Some(p) = previous {
-                s["lastState"] = json!({"terminated": terminated(p, runtime)});
+                s["lastState"] = json!({"terminated": terminated(p, runtime, i.messages)});
             }
         }
         Some(c) if c.state == ContainerState::Created => {
             if let Some(p) = previous {
-                s["lastState"] = json!({"terminated": terminated(p, runtime)});
+                s["lastState"] = json!({"terminated": terminated(p, runtime, i.messages)});
             }
         }
         Some(c) => {
@@ -475,11 +517,11 @@ fn container_status(pod: &Value, spec: &Value, i: &Inputs<'_>, runtime: &str, in
                         human(left)
                     ),
                 );
-                s["lastState"] = json!({"terminated": terminated(c, runtime)});
+                s["lastState"] = json!({"terminated": terminated(c, runtime, i.messages)});
             } else {
-                s["state"] = json!({"terminated": terminated(c, runtime)});
+                s["state"] = json!({"terminated": terminated(c, runtime, i.messages)});
                 if let Some(p) = previous {
-                    s["lastState"] = json!({"terminated": terminated(p, runtime)});
+                    s["lastState"] = json!({"terminated": terminated(p, runtime, i.messages)});
                 }
             }
         }
@@ -545,7 +587,12 @@ fn condition(pod: &Value, ty: &str, ok: bool, reason: Option<&str>, now: &str) -
 pub fn status(i: &Inputs<'_>, runtime: &str, pod_ip: Option<&str>, host_ip: &str) -> Value {
     let pod = i.pod;
     let now = rfc3339(i.now);
-    let phase = phase(pod, i.containers);
+    let expired = deadline_exceeded(pod, i.now);
+    let phase = if expired {
+        "Failed"
+    } else {
+        phase(pod, i.containers)
+    };
     let inits: Vec<Value> = pod["spec"]["initContainers"]
         .as_array()
         .map(|cs| {
@@ -598,6 +645,10 @@ pub fn status(i: &Inputs<'_>, runtime: &str, pod_ip: Option<&str>, host_ip: &str
     });
     if !inits.is_empty() {
         s["initContainerStatuses"] = json!(inits);
+    }
+    if expired {
+        s["reason"] = json!("DeadlineExceeded");
+        s["message"] = json!("Pod was active on the node longer than the specified deadline");
     }
     if let Some(ip) = pod_ip {
         s["podIP"] = json!(ip);

@@ -491,6 +491,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let messages = self.termination_messages(pod, &containers);
         let sandbox = self.sandbox(&uid);
         let now = SystemTime::now();
         let inputs = Inputs {
@@ -498,6 +499,7 @@ impl Shared {
             containers: &containers,
             waiting: &waiting,
             probes: &probes,
+            messages: &messages,
             sandbox_ready: sandbox.is_some(),
             backoff_cap: self.cfg.backoff_cap,
             now,
@@ -556,6 +558,54 @@ impl Shared {
         let wanted = sync::status(&inputs, &runtime, ip.as_deref(), &host_ip);
         self.report(key, pod, wanted).await?;
         Ok(false)
+    }
+
+    /// The termination file of instance `n` of `container` (bind-mounted at the container's
+    /// `terminationMessagePath`).
+    fn termination_file(&self, uid: &str, container: &str, n: u32) -> PathBuf {
+        self.cfg
+            .pod_dir(uid)
+            .join("termination")
+            .join(format!("{container}-{n}"))
+    }
+
+    /// The termination messages of the pod's exited containers: the file the container
+    /// wrote (at most 4096 bytes, as Kubernetes reads), else with `FallbackToLogsOnError`
+    /// and a failed exit the end of its log (at most 2048 bytes).
+    fn termination_messages(
+        &self,
+        pod: &Value,
+        containers: &[ContainerStatus],
+    ) -> BTreeMap<String, String> {
+        let uid = uid_of(pod);
+        let mut out = BTreeMap::new();
+        for c in containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Exited)
+        {
+            let name = c
+                .labels
+                .get(sync::LABEL_CONTAINER)
+                .map(String::as_str)
+                .unwrap_or("");
+            let n = sync::restart_count(c);
+            let mut text = std::fs::read(self.termination_file(&uid, name, n))
+                .map(|mut b| {
+                    b.truncate(4096);
+                    String::from_utf8_lossy(&b).into_owned()
+                })
+                .unwrap_or_default();
+            let fallback = sync::container_spec(pod, name).is_some_and(|(spec, _)| {
+                spec["terminationMessagePolicy"] == "FallbackToLogsOnError"
+            });
+            if text.is_empty() && fallback && c.exit_code != Some(0) {
+                text = log_tail(&c.log_path, 2048);
+            }
+            if !text.is_empty() {
+                out.insert(c.id.as_str().to_string(), text);
+            }
+        }
+        out
     }
 
     /// Starts probing running containers that have probes, and forgets the probes of those
@@ -802,6 +852,32 @@ impl Shared {
             mounts.push(navarch_runtime::Mount {
                 source: navarch_runtime::MountSource::Bind(hosts),
                 container_path: "/etc/hosts".into(),
+                read_only: false,
+            });
+        }
+        // The termination message file, as the kubelet gives every container one.
+        let message_path = container["terminationMessagePath"]
+            .as_str()
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or("/dev/termination-log");
+        let message_file = self.termination_file(&uid, name, restart_count);
+        let made = message_file
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::write(&message_file, b""));
+        if let Err(e) = made {
+            return self.failed(
+                &uid,
+                name,
+                "CreateContainerError",
+                format!("termination message file: {e}"),
+            );
+        }
+        if !mounts.iter().any(|m| m.container_path == message_path) {
+            mounts.push(navarch_runtime::Mount {
+                source: navarch_runtime::MountSource::Bind(message_file),
+                container_path: message_path.to_string(),
                 read_only: false,
             });
         }
@@ -1078,6 +1154,24 @@ pub fn key_of(pod: &Value) -> Option<ObjectKey> {
         pod["metadata"]["name"].as_str()?,
     )
     .ok()
+}
+
+/// The last `max` bytes of what a container wrote to its CRI-format log (prefixes stripped).
+fn log_tail(path: &Path, max: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let mut content = Vec::new();
+    for line in bytes.split(|b| *b == b'\n') {
+        if let Some(r) = navarch_runtime::logs::parse(line) {
+            content.extend_from_slice(r.content);
+            if !r.partial {
+                content.push(b'\n');
+            }
+        }
+    }
+    let start = content.len().saturating_sub(max);
+    String::from_utf8_lossy(&content[start..]).into_owned()
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

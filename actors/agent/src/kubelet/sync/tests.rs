@@ -62,6 +62,7 @@ struct Case {
     containers: Vec<ContainerStatus>,
     waiting: BTreeMap<String, Waiting>,
     probes: BTreeMap<String, ProbeView>,
+    messages: BTreeMap<String, String>,
     sandbox: bool,
     now: SystemTime,
 }
@@ -72,6 +73,7 @@ impl Case {
             containers,
             waiting: BTreeMap::new(),
             probes: BTreeMap::new(),
+            messages: BTreeMap::new(),
             sandbox: true,
             now: t(now),
         }
@@ -82,6 +84,7 @@ impl Case {
             containers: &self.containers,
             waiting: &self.waiting,
             probes: &self.probes,
+            messages: &self.messages,
             sandbox_ready: self.sandbox,
             backoff_cap: BACKOFF_CAP,
             now: self.now,
@@ -452,4 +455,65 @@ fn qos_classes() {
     assert_eq!(qos_class(&p), "Guaranteed");
     p["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "1"}});
     assert_eq!(qos_class(&p), "Burstable");
+}
+
+#[test]
+fn a_pod_past_its_active_deadline_is_killed_and_failed() {
+    let mut p = pod("Always");
+    p["spec"]["activeDeadlineSeconds"] = json!(30);
+    p["status"]["startTime"] = json!(navarch_model::time::rfc3339(t(0)));
+    let c = Case::new(
+        vec![container("app", 0, ContainerState::Running, None, 0, None)],
+        10,
+    );
+    assert_eq!(
+        plan(&c.inputs(&p)),
+        vec![Action::RequeueAt(t(30))],
+        "a pass at the deadline"
+    );
+    let c = Case::new(
+        vec![container("app", 0, ContainerState::Running, None, 0, None)],
+        31,
+    );
+    assert!(
+        matches!(&plan(&c.inputs(&p))[..], [Action::Kill { reason, .. }] if reason == "DeadlineExceeded")
+    );
+    let c = Case::new(
+        vec![container(
+            "app",
+            0,
+            ContainerState::Exited,
+            Some(137),
+            0,
+            Some(32),
+        )],
+        33,
+    );
+    assert!(plan(&c.inputs(&p)).is_empty(), "nothing restarts");
+    let s = status(&c.inputs(&p), "process", None, "h");
+    assert_eq!(s["phase"], "Failed");
+    assert_eq!(s["reason"], "DeadlineExceeded");
+}
+
+#[test]
+fn a_termination_message_is_reported_with_the_exit() {
+    let p = pod("Never");
+    let mut c = Case::new(
+        vec![container(
+            "app",
+            0,
+            ContainerState::Exited,
+            Some(2),
+            0,
+            Some(1),
+        )],
+        2,
+    );
+    c.messages.insert("u1-app-0".into(), "disk full".into());
+    let s = status(&c.inputs(&p), "process", None, "h");
+    assert_eq!(
+        s["containerStatuses"][0]["state"]["terminated"]["message"],
+        "disk full"
+    );
+    assert_eq!(s["phase"], "Failed");
 }

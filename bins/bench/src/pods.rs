@@ -1,0 +1,285 @@
+//! `navctl bench pods`: one real node agent (`navarch-node`, no hollow nodes) joined to three
+//! masters on loopback runs busybox pods. Measured, per runtime (`process`, then `oci`): the
+//! time from a pod's create request to the watch showing it Running with its container
+//! running (p50, p99 over `--pods` pods created at once by a few clients); and the node
+//! agent's resident memory idle (registered, no pods) and with the pods running, beside the
+//! containers' shims (one small process per container, outside the agent).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use super::navarch::NavarchCluster;
+use super::procs::{self, wait_for};
+use super::scheduler::{ensure_namespace, list_rv, percentile, ready_nodes, rss_mib};
+use super::STARTUP_TIMEOUT;
+
+/// Flags of `navctl bench pods`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PodsBenchArgs {
+    /// Pods per runtime.
+    #[arg(long, default_value_t = 100)]
+    pub pods: usize,
+    /// Concurrent clients creating them.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// The runtimes measured, in order.
+    #[arg(long, value_delimiter = ',', default_value = "process,oci")]
+    pub runtimes: Vec<String>,
+    /// Where to create the temporary data dirs (default: the system temp dir).
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Keep the data dirs and logs afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub(crate) fn validate(a: &PodsBenchArgs) -> Result<()> {
+    if a.pods == 0 || a.pods > 110 {
+        bail!("--pods must be between 1 and 110 (the node's pod capacity)");
+    }
+    if a.clients == 0 || a.clients > 64 {
+        bail!("--clients must be between 1 and 64");
+    }
+    for r in &a.runtimes {
+        if r != "process" && r != "oci" {
+            bail!("--runtimes takes process and oci, not {r:?}");
+        }
+    }
+    Ok(())
+}
+
+fn pod(name: &str, runtime: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "pods"}},
+        "spec": {"runtimeClassName": runtime, "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}
+    })
+}
+
+fn running(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+}
+
+/// Follows the pods of `ns` from `rv`, recording when each is first seen running, until
+/// `want` are.
+async fn watch_running(
+    http: reqwest::Client,
+    api: SocketAddr,
+    ns: String,
+    rv: String,
+    want: usize,
+) -> Result<HashMap<String, Instant>> {
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    let mut rv = rv;
+    while seen.len() < want {
+        let url = format!(
+            "https://{api}/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion={rv}&timeoutSeconds=600"
+        );
+        let resp = http.get(&url).send().await.context("open the pod watch")?;
+        let mut body = resp.bytes_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk.context("read the pod watch")?);
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                let obj = &ev["object"];
+                if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
+                    rv = v.to_string();
+                }
+                if running(obj) {
+                    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    seen.entry(name).or_insert_with(Instant::now);
+                }
+            }
+            if seen.len() >= want {
+                break;
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// Resident memory (MiB) of the containers' shims and their processes: every process
+/// whose command line names the node's runtime state dir.
+fn shims_rss_mib(state_dir: &Path) -> (usize, f64) {
+    let needle = state_dir.display().to_string();
+    let mut n = 0;
+    let mut total = 0.0;
+    if let Ok(d) = std::fs::read_dir("/proc") {
+        for e in d.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            if String::from_utf8_lossy(&cmd).contains(&needle) {
+                n += 1;
+                total += rss_mib(pid).unwrap_or(0.0);
+            }
+        }
+    }
+    (n, total)
+}
+
+/// One run of the benchmark in `root`.
+pub(crate) async fn run(args: &PodsBenchArgs, root: &Path) -> Result<()> {
+    let master_bin = procs::sibling_binary("navarch-master")?;
+    let node_bin = procs::sibling_binary("navarch-node")?;
+    let mut cluster = NavarchCluster::start_with(&master_bin, root, "warn", &[])?;
+    cluster.connect_ready(STARTUP_TIMEOUT).await?;
+    let http = crate::https_client(cluster.admin(), Duration::from_secs(30))?;
+    let watch_http = crate::https_client(cluster.admin(), Duration::from_secs(3600))?;
+    let api = cluster.api_addrs()[0];
+    let m1 = root.join("m1");
+    let token = std::fs::read_to_string(m1.join("join-token")).context("m1's join token")?;
+    let ca_hash = std::fs::read_to_string(m1.join("ca-hash")).context("m1's ca hash")?;
+    let masters = cluster
+        .peer_addrs()
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let node_dir = root.join("node");
+    let mut cmd = Command::new(&node_bin);
+    cmd.args([
+        "--name",
+        "bench-node",
+        "--master",
+        &masters,
+        "--token",
+        token.trim(),
+    ])
+    .args(["--ca-hash", ca_hash.trim(), "--kubelet-port", "0"])
+    // The benchmark measures the agent, not this machine's disk: never tainted for it.
+    .args(["--disk-pressure-percent", "0"])
+    .arg("--data-dir")
+    .arg(&node_dir)
+    .env("RUST_LOG", "warn");
+    cluster.spawn_extra("node", cmd, &root.join("node.log"))?;
+    wait_for(STARTUP_TIMEOUT, "the node Ready", || {
+        let http = &http;
+        async move { Ok((ready_nodes(http, api).await? >= 1).then_some(())) }
+    })
+    .await?;
+    let pids = cluster.pids();
+    let node_pid = *pids.last().context("the node's pid")?;
+    // Idle: registered, its watches open, after its first status and lease writes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = rss_mib(node_pid).unwrap_or(0.0);
+    println!(
+        "navctl bench pods: 3 masters and one node agent on this machine (loopback), {} busybox pods per runtime created by {} clients",
+        args.pods, args.clients
+    );
+    println!("  node agent resident memory idle: {idle:.1} MiB");
+    for runtime in &args.runtimes {
+        let ns = format!("bench-{runtime}");
+        ensure_namespace(&http, api, &ns).await?;
+        let rv = list_rv(&http, api, &ns).await?;
+        let watch = tokio::spawn(watch_running(
+            watch_http.clone(),
+            api,
+            ns.clone(),
+            rv,
+            args.pods,
+        ));
+        let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let queue: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
+            (0..args.pods).map(|i| format!("pod-{i}")).collect(),
+        ));
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..args.clients {
+            let (http, queue, sent) = (http.clone(), queue.clone(), sent.clone());
+            let url = format!("https://{api}/api/v1/namespaces/{ns}/pods");
+            let runtime = runtime.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Some(name) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
+                        return Ok::<(), anyhow::Error>(());
+                    };
+                    sent.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name.clone(), Instant::now());
+                    let r = http.post(&url).json(&pod(&name, &runtime)).send().await?;
+                    if !r.status().is_success() {
+                        bail!("create {name}: {}", r.status());
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let seen = tokio::time::timeout(Duration::from_secs(300), watch)
+            .await
+            .context("the pods Running within 5 minutes")???;
+        let span = t0.elapsed();
+        let sent = sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut lat: Vec<f64> = seen
+            .iter()
+            .filter_map(|(n, at)| Some(at.duration_since(*sent.get(n)?).as_secs_f64() * 1000.0))
+            .collect();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let loaded = rss_mib(node_pid).unwrap_or(0.0);
+        let (shims, shims_rss) = shims_rss_mib(&node_dir.join("runtime"));
+        println!(
+            "  {runtime}: {} pods Running in {:.2} s; creation to Running p50 {:.1} ms, p99 {:.1} ms",
+            lat.len(),
+            span.as_secs_f64(),
+            percentile(&lat, 50.0),
+            percentile(&lat, 99.0)
+        );
+        println!(
+            "  {runtime}: node agent resident memory with {} pods: {loaded:.1} MiB (beside {shims} shim and container processes, {shims_rss:.1} MiB together)",
+            lat.len()
+        );
+        // Gone before the next runtime's round.
+        let r = http
+            .delete(format!("https://{api}/api/v1/namespaces/{ns}/pods"))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("delete the {runtime} pods: {}", r.status());
+        }
+        wait_for(Duration::from_secs(120), "the pods deleted", || {
+            let (http, ns) = (&http, &ns);
+            async move {
+                let v: Value = http
+                    .get(format!("https://{api}/api/v1/namespaces/{ns}/pods"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok(v["items"]
+                    .as_array()
+                    .is_some_and(|i| i.is_empty())
+                    .then_some(()))
+            }
+        })
+        .await?;
+    }
+    cluster.stop();
+    let reset = Command::new(&node_bin)
+        .args(["reset", "--name", "bench-node", "--data-dir"])
+        .arg(&node_dir)
+        .env("RUST_LOG", "warn")
+        .status()?;
+    if !reset.success() {
+        bail!("navarch-node reset failed");
+    }
+    Ok(())
+}
