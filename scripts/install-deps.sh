@@ -3,8 +3,9 @@
 # libclang-dev (RocksDB's bindgen), etcd-server (the benchmark's peer), busybox-static (the
 # process runtime's `busybox` image; a dynamically linked /bin/busybox cannot be an image),
 # runc (the oci runtime runs its containers), containernetworking-plugins (the node agent's pod
-# network: the CNI bridge, host-local and loopback plugins in /usr/lib/cni) and iproute2 (`ip`,
-# which the network tests use to read a pod's routes).
+# network: the CNI bridge, host-local, loopback and portmap plugins in /usr/lib/cni),
+# iptables (portmap publishes pods' hostPorts with it) and iproute2 (`ip`, which the network
+# tests use to read a pod's routes).
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -13,6 +14,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 { command -v runc || [ -x /usr/sbin/runc ]; } >/dev/null 2>&1 || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 { command -v ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } >/dev/null 2>&1 || need+=(iproute2)
+{ command -v iptables || [ -x /usr/sbin/iptables ]; } >/dev/null 2>&1 || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -334,6 +334,35 @@ async fn a_single_server_runs_pods_with_their_own_network_logs_exec_and_config()
     )
     .await?;
 
+    // A hostPort, published by CNI's portmap on the node's addresses.
+    let host_port = navarch_tests::free_port("127.0.0.1");
+    kc.apply(&json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "published", "namespace": "default"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": "busybox",
+            "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"],
+            "ports": [{"containerPort": 80, "hostPort": host_port}]}]},
+    }))?
+    .expect_ok("apply published")?;
+    pod_where(&kc, "published", "the published pod Running", |p| {
+        p["status"]["phase"] == "Running"
+    })
+    .await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    let via_loopback = http
+        .get(format!("http://127.0.0.1:{host_port}/"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert_eq!(
+        via_loopback.trim(),
+        "published",
+        "the hostPort on the node's address"
+    );
+
     // An image imported on the node with navctl (no registry), as a tarball.
     let layout = dir.path().join("tiny");
     std::fs::create_dir_all(layout.join("bin"))?;

@@ -6,19 +6,17 @@
 //! containers' shims (one small process per container, outside the agent).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::navarch::NavarchCluster;
 use super::procs::{self, wait_for};
-use super::scheduler::{ensure_namespace, list_rv, percentile, ready_nodes, rss_mib};
+use super::scheduler::{ensure_namespace, list_rv, percentile, ready_nodes, rss_mib, watch_first};
 use super::STARTUP_TIMEOUT;
 
 /// Flags of `navctl bench pods`.
@@ -68,48 +66,6 @@ fn pod(name: &str, runtime: &str) -> Value {
 fn running(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
         && p["status"]["containerStatuses"][0]["state"]["running"].is_object()
-}
-
-/// Follows the pods of `ns` from `rv`, recording when each is first seen running, until
-/// `want` are.
-async fn watch_running(
-    http: reqwest::Client,
-    api: SocketAddr,
-    ns: String,
-    rv: String,
-    want: usize,
-) -> Result<HashMap<String, Instant>> {
-    let mut seen: HashMap<String, Instant> = HashMap::new();
-    let mut rv = rv;
-    while seen.len() < want {
-        let url = format!(
-            "https://{api}/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion={rv}&timeoutSeconds=600"
-        );
-        let resp = http.get(&url).send().await.context("open the pod watch")?;
-        let mut body = resp.bytes_stream();
-        let mut buf = Vec::new();
-        while let Some(chunk) = body.next().await {
-            buf.extend_from_slice(&chunk.context("read the pod watch")?);
-            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=end).collect();
-                let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
-                    continue;
-                };
-                let obj = &ev["object"];
-                if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
-                    rv = v.to_string();
-                }
-                if running(obj) {
-                    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    seen.entry(name).or_insert_with(Instant::now);
-                }
-            }
-            if seen.len() >= want {
-                break;
-            }
-        }
-    }
-    Ok(seen)
 }
 
 /// Resident memory (MiB) of the containers' shims and their processes: every process
@@ -189,12 +145,13 @@ pub(crate) async fn run(args: &PodsBenchArgs, root: &Path) -> Result<()> {
         let ns = format!("bench-{runtime}");
         ensure_namespace(&http, api, &ns).await?;
         let rv = list_rv(&http, api, &ns).await?;
-        let watch = tokio::spawn(watch_running(
+        let watch = tokio::spawn(watch_first(
             watch_http.clone(),
             api,
             ns.clone(),
             rv,
             args.pods,
+            running,
         ));
         let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let queue: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(

@@ -204,9 +204,25 @@ async fn watch_bound(
     rv: String,
     want: usize,
 ) -> Result<HashMap<String, Instant>> {
-    let mut bound: HashMap<String, Instant> = HashMap::new();
+    watch_first(http, api, ns, rv, want, |p| {
+        p["spec"]["nodeName"].is_string()
+    })
+    .await
+}
+
+/// Follows the pods of `ns` from `rv` and records when each is first seen with `seen(pod)`
+/// true, until `want` are.
+pub(crate) async fn watch_first(
+    http: reqwest::Client,
+    api: SocketAddr,
+    ns: String,
+    rv: String,
+    want: usize,
+    seen: fn(&Value) -> bool,
+) -> Result<HashMap<String, Instant>> {
+    let mut first: HashMap<String, Instant> = HashMap::new();
     let mut rv = rv;
-    while bound.len() < want {
+    while first.len() < want {
         let url = format!(
             "https://{api}/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=600"
         );
@@ -225,17 +241,17 @@ async fn watch_bound(
                 if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
                     rv = v.to_string();
                 }
-                if obj["spec"]["nodeName"].is_string() {
+                if seen(obj) {
                     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    bound.entry(name).or_insert_with(Instant::now);
+                    first.entry(name).or_insert_with(Instant::now);
                 }
             }
-            if bound.len() >= want {
+            if first.len() >= want {
                 break;
             }
         }
     }
-    Ok(bound)
+    Ok(first)
 }
 
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {

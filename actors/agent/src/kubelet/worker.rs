@@ -724,7 +724,7 @@ impl Shared {
                     .create(&netns_name(&uid))
                     .map_err(|e| format!("create the pod's network namespace: {e}"))?;
                 let net = cni
-                    .add(&uid, &netns)
+                    .add_with_ports(&uid, &netns, &host_ports(pod))
                     .await
                     .map_err(|e| format!("set up the pod's network: {e}"))?;
                 SandboxRecord {
@@ -1154,6 +1154,35 @@ pub fn key_of(pod: &Value) -> Option<ObjectKey> {
         pod["metadata"]["name"].as_str()?,
     )
     .ok()
+}
+
+/// The host ports the pod's containers publish (`ports[].hostPort`), for `portmap`.
+fn host_ports(pod: &Value) -> Vec<crate::network::cni::PortMapping> {
+    let mut out = Vec::new();
+    for list in ["initContainers", "containers"] {
+        for c in pod["spec"][list].as_array().into_iter().flatten() {
+            for p in c["ports"].as_array().into_iter().flatten() {
+                let (Some(host), Some(port)) =
+                    (p["hostPort"].as_u64(), p["containerPort"].as_u64())
+                else {
+                    continue;
+                };
+                if host == 0 || host > 65535 || port == 0 || port > 65535 {
+                    continue;
+                }
+                out.push(crate::network::cni::PortMapping {
+                    host_port: host as u16,
+                    container_port: port as u16,
+                    protocol: p["protocol"].as_str().unwrap_or("TCP").to_lowercase(),
+                    host_ip: p["hostIP"]
+                        .as_str()
+                        .filter(|ip| !ip.is_empty() && *ip != "0.0.0.0")
+                        .map(str::to_string),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The last `max` bytes of what a container wrote to its CRI-format log (prefixes stripped).

@@ -226,6 +226,12 @@ impl NodeNetwork {
                     "routes": routes,
                     "dataDir": ipam_dir,
                 },
+            }, {
+                // Pods' hostPorts: DNAT from the node's addresses (loopback included,
+                // through its SNAT chains) to the pod, as Kubernetes' CNI setups do.
+                "type": "portmap",
+                "capabilities": {"portMappings": true},
+                "snat": true,
             }],
         })
     }
@@ -305,13 +311,70 @@ pub fn pod_network(result: &Value, ifname: &str) -> Result<PodNetwork, String> {
 /// One plugin's configuration as a list gives it: the plugin's object with the list's
 /// `name` and `cniVersion`, and `prevResult` when there is one.
 pub fn plugin_config(list: &Value, plugin: &Value, prev_result: Option<&Value>) -> Value {
+    plugin_config_with(list, plugin, prev_result, &Value::Null)
+}
+
+/// [`plugin_config`] with the runtime's dynamic arguments: each key of `runtime_config`
+/// (`portMappings`) goes into the plugin's `runtimeConfig` when the plugin declares the
+/// capability, as the CNI conventions say.
+pub fn plugin_config_with(
+    list: &Value,
+    plugin: &Value,
+    prev_result: Option<&Value>,
+    runtime_config: &Value,
+) -> Value {
     let mut conf: Map<String, Value> = plugin.as_object().cloned().unwrap_or_default();
     conf.insert("name".into(), list["name"].clone());
     conf.insert("cniVersion".into(), list["cniVersion"].clone());
     if let Some(prev) = prev_result {
         conf.insert("prevResult".into(), prev.clone());
     }
+    let mut rc = Map::new();
+    if let Some(args) = runtime_config.as_object() {
+        for (k, v) in args {
+            if plugin["capabilities"][k] == true {
+                rc.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if !rc.is_empty() {
+        conf.insert("runtimeConfig".into(), Value::Object(rc));
+    }
     Value::Object(conf)
+}
+
+/// A pod's host port, as `portmap`'s `portMappings` capability takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    /// Only on this host address; `None`: every address of the node.
+    pub host_ip: Option<String>,
+}
+
+/// The runtime config carrying `mappings`.
+pub fn port_mappings_config(mappings: &[PortMapping]) -> Value {
+    let list: Vec<Value> = mappings
+        .iter()
+        .map(|m| {
+            let mut v = json!({
+                "hostPort": m.host_port,
+                "containerPort": m.container_port,
+                "protocol": m.protocol,
+            });
+            if let Some(ip) = &m.host_ip {
+                v["hostIP"] = json!(ip);
+            }
+            v
+        })
+        .collect();
+    if list.is_empty() {
+        Value::Null
+    } else {
+        json!({ "portMappings": list })
+    }
 }
 
 /// The CNI client of one node.
@@ -380,6 +443,17 @@ impl Cni {
     /// (an agent restarted), it answers the recorded address if CHECK finds the pod's network
     /// intact, and otherwise deletes what is left and starts over.
     pub async fn add(&self, pod_uid: &str, netns: &Path) -> Result<PodNetwork, CniError> {
+        self.add_with_ports(pod_uid, netns, &[]).await
+    }
+
+    /// [`Cni::add`], publishing the pod's host ports (`portmap`); DEL and CHECK use the
+    /// same mappings, kept with the ADD result.
+    pub async fn add_with_ports(
+        &self,
+        pod_uid: &str,
+        netns: &Path,
+        ports: &[PortMapping],
+    ) -> Result<PodNetwork, CniError> {
         check_container_id(pod_uid)?;
         if let Some(cached) = self.load_result(pod_uid)? {
             match self.check(pod_uid, netns).await {
@@ -395,6 +469,10 @@ impl Cni {
             }
             self.del(pod_uid, netns).await?;
         }
+        self.store_json(
+            &self.runtime_config_path(pod_uid),
+            &port_mappings_config(ports),
+        )?;
         let result = match self.add_all(pod_uid, netns).await {
             Ok(result) => result,
             Err(e) => {
@@ -414,6 +492,20 @@ impl Cni {
         Ok(network)
     }
 
+    fn runtime_config_path(&self, pod_uid: &str) -> PathBuf {
+        self.state_dir.join("results").join(format!(
+            "{NETWORK_NAME}-{pod_uid}-{POD_INTERFACE}.runtime.json"
+        ))
+    }
+
+    /// The runtime config the pod was added with (`Null` when none).
+    fn runtime_config(&self, pod_uid: &str) -> Value {
+        std::fs::read(self.runtime_config_path(pod_uid))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
     async fn add_all(&self, pod_uid: &str, netns: &Path) -> Result<Value, CniError> {
         let lo = Call {
             command: "ADD",
@@ -427,8 +519,9 @@ impl Cni {
             ..lo
         };
         let mut prev: Option<Value> = None;
+        let rc = self.runtime_config(pod_uid);
         for plugin in self.plugins() {
-            let conf = plugin_config(&self.conflist, plugin, prev.as_ref());
+            let conf = plugin_config_with(&self.conflist, plugin, prev.as_ref(), &rc);
             let result = self
                 .exec(plugin_type(plugin), &call, &conf)
                 .await?
@@ -455,8 +548,9 @@ impl Cni {
             netns,
             ifname: POD_INTERFACE,
         };
+        let rc = self.runtime_config(pod_uid);
         for plugin in self.plugins().iter().rev() {
-            let conf = plugin_config(&self.conflist, plugin, cached.as_ref());
+            let conf = plugin_config_with(&self.conflist, plugin, cached.as_ref(), &rc);
             self.exec(plugin_type(plugin), &call, &conf).await?;
         }
         let lo = Call {
@@ -464,11 +558,12 @@ impl Cni {
             ..call
         };
         self.exec("loopback", &lo, &loopback_config()).await?;
-        let path = self.result_path(pod_uid);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(CniError::Cache { path, source }),
+        for path in [self.result_path(pod_uid), self.runtime_config_path(pod_uid)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(CniError::Cache { path, source }),
+            }
         }
         tracing::info!(
             pod_uid,
@@ -495,8 +590,9 @@ impl Cni {
             ifname: POD_INTERFACE,
             ..lo
         };
+        let rc = self.runtime_config(pod_uid);
         for plugin in self.plugins() {
-            let conf = plugin_config(&self.conflist, plugin, Some(&cached));
+            let conf = plugin_config_with(&self.conflist, plugin, Some(&cached), &rc);
             self.exec(plugin_type(plugin), &call, &conf).await?;
         }
         Ok(())
@@ -644,7 +740,11 @@ impl Cni {
     }
 
     fn store_result(&self, pod_uid: &str, result: &Value) -> Result<(), CniError> {
-        let path = self.result_path(pod_uid);
+        self.store_json(&self.result_path(pod_uid), result)
+    }
+
+    fn store_json(&self, path: &Path, result: &Value) -> Result<(), CniError> {
+        let path = path.to_path_buf();
         let cache = |source| CniError::Cache {
             path: path.clone(),
             source,
@@ -864,6 +964,7 @@ mod tests {
         let log = state.path().join("calls");
         let plugins = fake_plugins(&[
             ("bridge", recording("bridge", &log, BRIDGE_RESULT)),
+            ("portmap", recording("portmap", &log, BRIDGE_RESULT)),
             (
                 "loopback",
                 recording("loopback", &log, r#"{"cniVersion":"1.0.0"}"#),
@@ -877,11 +978,17 @@ mod tests {
         );
         let netns = Path::new("/run/netns/p");
 
-        let net = cni.add("uid-1", netns).await.unwrap();
+        let ports = [PortMapping {
+            host_port: 8080,
+            container_port: 80,
+            protocol: "tcp".into(),
+            host_ip: None,
+        }];
+        let net = cni.add_with_ports("uid-1", netns, &ports).await.unwrap();
         assert_eq!(net.ip, Ipv4Addr::new(10, 42, 3, 7));
         assert_eq!(net.gateway, Ipv4Addr::new(10, 42, 3, 1));
         let added = calls(&log);
-        assert_eq!(added.len(), 2);
+        assert_eq!(added.len(), 3);
         assert_eq!(
             added[0].0,
             format!("loopback ADD uid-1 /run/netns/p lo {dir}")
@@ -901,21 +1008,41 @@ mod tests {
             conf.get("prevResult").is_none(),
             "the first plugin has no prevResult"
         );
+        assert!(
+            conf.get("runtimeConfig").is_none(),
+            "bridge takes no port mappings"
+        );
+        let expected: Value = serde_json::from_str(BRIDGE_RESULT).unwrap();
+        // portmap, chained: the bridge's result, and the port mappings it declares it takes.
+        assert_eq!(
+            added[2].0,
+            format!("portmap ADD uid-1 /run/netns/p eth0 {dir}")
+        );
+        assert_eq!(added[2].1["prevResult"], expected);
+        assert_eq!(
+            added[2].1["runtimeConfig"],
+            json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
+        );
 
         cni.del("uid-1", netns).await.unwrap();
         let all = calls(&log);
-        assert_eq!(all.len(), 4);
+        assert_eq!(all.len(), 6);
+        // In reverse: portmap (with the same mappings), the bridge, loopback.
         assert_eq!(
-            all[2].0,
+            all[3].0,
+            format!("portmap DEL uid-1 /run/netns/p eth0 {dir}")
+        );
+        assert_eq!(all[3].1["runtimeConfig"], added[2].1["runtimeConfig"]);
+        assert_eq!(
+            all[4].0,
             format!("bridge DEL uid-1 /run/netns/p eth0 {dir}")
         );
-        let expected: Value = serde_json::from_str(BRIDGE_RESULT).unwrap();
         assert_eq!(
-            all[2].1["prevResult"], expected,
+            all[4].1["prevResult"], expected,
             "DEL gets the ADD's result"
         );
         assert_eq!(
-            all[3].0,
+            all[5].0,
             format!("loopback DEL uid-1 /run/netns/p lo {dir}")
         );
         assert!(matches!(
