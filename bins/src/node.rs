@@ -141,5 +141,9 @@ pub fn start(
 /// [`node_agent::reset`]).
 pub async fn reset(name: &str, data_dir: &Path) -> Result<node_agent::Reset> {
     let runtimes = runtimes(data_dir)?;
-    Ok(node_agent::reset(name, data_dir, &runtimes).await?)
+    let plugins = [
+        std::path::PathBuf::from("/usr/lib/cni"),
+        std::path::PathBuf::from("/opt/cni/bin"),
+    ];
+    Ok(node_agent::reset(name, data_dir, &runtimes, &plugins).await?)
 }

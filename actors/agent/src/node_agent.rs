@@ -120,11 +120,9 @@ async fn network(
         .with_routes(vec![cfg.service_cidr]);
     crate::network::host::prepare(&net.routed()).map_err(|e| bad(e.to_string()))?;
     tracing::info!(node = %cfg.name, %pod_cidr, bridge = net.bridge(), "pod network ready");
-    Ok(crate::network::Cni::new(
-        cfg.cni_plugin_dirs.clone(),
-        root.join("cni"),
-        net,
-    ))
+    let cni = crate::network::Cni::new(cfg.cni_plugin_dirs.clone(), root.join("cni"), net);
+    cni.save().map_err(|e| bad(e.to_string()))?;
+    Ok(cni)
 }
 
 /// Joins (or loads the stored certificate), then runs the node until the future is
@@ -270,6 +268,7 @@ pub async fn reset(
     name: &str,
     data_dir: &std::path::Path,
     runtimes: &BTreeMap<String, Arc<dyn ContainerRuntime>>,
+    cni_plugin_dirs: &[PathBuf],
 ) -> Result<Reset, AgentError> {
     let mut out = Reset::default();
     let failed = |what: &str, e: String| AgentError::Config {
@@ -288,9 +287,21 @@ pub async fn reset(
             out.containers += 1;
         }
     }
+    // Every pod off the network (its address, its host ports), while their namespaces exist.
+    let netns = crate::network::NetnsDir::default();
+    if let Some(cni) = crate::network::Cni::load(
+        cni_plugin_dirs.to_vec(),
+        data_dir.join("kubelet").join("cni"),
+    ) {
+        for uid in cni.added() {
+            let path = netns.path(&format!("nv-{uid}")).unwrap_or_default();
+            cni.del(&uid, &path)
+                .await
+                .map_err(|e| failed("pod network", e.to_string()))?;
+        }
+    }
     let pods = data_dir.join("kubelet").join("pods");
     if let Ok(dirs) = std::fs::read_dir(&pods) {
-        let netns = crate::network::NetnsDir::default();
         for d in dirs.flatten() {
             let uid = d.file_name().to_string_lossy().to_string();
             netns

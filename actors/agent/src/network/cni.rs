@@ -410,6 +410,58 @@ impl Cni {
         }
     }
 
+    /// Writes the node's network to `<state_dir>/network.json`, so that [`Cni::load`] can
+    /// take its pods off the network after the agent is gone (`navarch-node reset`).
+    pub fn save(&self) -> Result<(), CniError> {
+        let n = &self.network;
+        let body = json!({
+            "node": n.node_name,
+            "podCIDR": n.pod_cidr.to_string(),
+            "clusterCIDR": n.cluster_cidr.to_string(),
+            "routes": n.extra_routes.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "bridge": n.bridge,
+        });
+        self.store_json(&self.state_dir.join("network.json"), &body)
+    }
+
+    /// The client [`Cni::save`] described in `state_dir`, if there is one.
+    pub fn load(plugin_dirs: Vec<PathBuf>, state_dir: PathBuf) -> Option<Cni> {
+        let v: Value =
+            serde_json::from_slice(&std::fs::read(state_dir.join("network.json")).ok()?).ok()?;
+        let cidr = |k: &str| v[k].as_str()?.parse::<Cidr>().ok();
+        let routes = v["routes"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r.as_str()?.parse().ok())
+            .collect();
+        let network = NodeNetwork::new(v["node"].as_str()?, cidr("podCIDR")?, cidr("clusterCIDR")?)
+            .ok()?
+            .with_routes(routes)
+            .with_bridge(v["bridge"].as_str()?)
+            .ok()?;
+        Some(Cni::new(plugin_dirs, state_dir, network))
+    }
+
+    /// The pods with an ADD on record (their uids).
+    pub fn added(&self) -> Vec<String> {
+        let prefix = format!("{NETWORK_NAME}-");
+        let suffix = format!("-{POD_INTERFACE}.json");
+        std::fs::read_dir(self.state_dir.join("results"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        Some(
+                            name.strip_prefix(&prefix)?
+                                .strip_suffix(&suffix)?
+                                .to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Another limit than [`DEFAULT_TIMEOUT`] on each plugin call.
     pub fn with_timeout(mut self, timeout: Duration) -> Cni {
         self.timeout = timeout;
