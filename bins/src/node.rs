@@ -73,16 +73,24 @@ pub fn runtimes(data_dir: &Path) -> Result<BTreeMap<String, Arc<dyn ContainerRun
     images
         .ensure_busybox()
         .context("build the busybox image (scripts/install-deps.sh installs busybox-static)")?;
+    // The shim: the small `navarch-shim` next to this binary when it is there (a fraction of
+    // the memory per container), else this binary's `shim` subcommand.
     let exe = std::env::current_exe().context("find this binary (the containers' shim)")?;
+    let sibling = exe.with_file_name("navarch-shim");
+    let shim: Vec<std::ffi::OsString> = if sibling.is_file() {
+        vec![sibling.into()]
+    } else {
+        vec![exe.clone().into(), "shim".into()]
+    };
     let mut out: BTreeMap<String, Arc<dyn ContainerRuntime>> = BTreeMap::new();
     let mut process = ProcessConfig::new(data_dir.join("runtime/process"), images.clone(), &exe);
-    process.shim.push("shim".into());
+    process.shim = shim.clone();
     out.insert(
         "process".into(),
         Arc::new(ProcessRuntime::new(process).context("start the process runtime")?),
     );
     let mut oci = OciConfig::new(data_dir.join("runtime/oci"), images, &exe);
-    oci.shim.push("shim".into());
+    oci.shim = shim;
     match OciRuntime::new(oci) {
         Ok(rt) => {
             out.insert("oci".into(), Arc::new(rt));

@@ -28,6 +28,10 @@ pub struct PodsBenchArgs {
     /// Concurrent clients creating them.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
+    /// Pods created per second (0: all at once, as fast as the clients go). Kubernetes'
+    /// pod startup SLO is measured at a steady creation rate, not a burst.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// The runtimes measured, in order.
     #[arg(long, value_delimiter = ',', default_value = "process,oci")]
     pub runtimes: Vec<String>,
@@ -45,6 +49,9 @@ pub(crate) fn validate(a: &PodsBenchArgs) -> Result<()> {
     }
     if a.clients == 0 || a.clients > 64 {
         bail!("--clients must be between 1 and 64");
+    }
+    if !(0.0..=1000.0).contains(&a.rate) {
+        bail!("--rate must be between 0 (a burst) and 1000 pods per second");
     }
     for r in &a.runtimes {
         if r != "process" && r != "oci" {
@@ -136,8 +143,13 @@ pub(crate) async fn run(args: &PodsBenchArgs, root: &Path) -> Result<()> {
     // Idle: registered, its watches open, after its first status and lease writes.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = rss_mib(node_pid).unwrap_or(0.0);
+    let pace = if args.rate > 0.0 {
+        format!("{} per second", args.rate)
+    } else {
+        "all at once".to_string()
+    };
     println!(
-        "navctl bench pods: 3 masters and one node agent on this machine (loopback), {} busybox pods per runtime created by {} clients",
+        "navctl bench pods: 3 masters and one node agent on this machine (loopback), {} busybox pods per runtime created by {} clients, {pace}",
         args.pods, args.clients
     );
     println!("  node agent resident memory idle: {idle:.1} MiB");
@@ -159,8 +171,12 @@ pub(crate) async fn run(args: &PodsBenchArgs, root: &Path) -> Result<()> {
         ));
         let t0 = Instant::now();
         let mut tasks = Vec::new();
+        // With a rate, pod k is not created before t0 + k / rate.
+        let slot = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let rate = args.rate;
         for _ in 0..args.clients {
-            let (http, queue, sent) = (http.clone(), queue.clone(), sent.clone());
+            let (http, queue, sent, slot) =
+                (http.clone(), queue.clone(), sent.clone(), slot.clone());
             let url = format!("https://{api}/api/v1/namespaces/{ns}/pods");
             let runtime = runtime.clone();
             tasks.push(tokio::spawn(async move {
@@ -168,6 +184,11 @@ pub(crate) async fn run(args: &PodsBenchArgs, root: &Path) -> Result<()> {
                     let Some(name) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() else {
                         return Ok::<(), anyhow::Error>(());
                     };
+                    if rate > 0.0 {
+                        let k = slot.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let at = t0 + Duration::from_secs_f64(k as f64 / rate);
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+                    }
                     sent.lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(name.clone(), Instant::now());
