@@ -522,6 +522,17 @@ async fn containers_restart_with_back_off_probes_act_and_oom_is_reported() -> Re
             "Always",
             json!({"name": "app", "image": "busybox", "command": ["sleep", "86411"]}),
         ),
+        {
+            let mut p = pod(
+                "greedy",
+                "Always",
+                json!({"name": "app", "image": "busybox",
+                    "command": sh("dd if=/dev/zero of=/scratch/big bs=1M count=4 && exec sleep 3600"),
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}),
+            );
+            p["spec"]["volumes"] = json!([{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]);
+            p
+        },
         pod(
             "live",
             "Always",
@@ -612,6 +623,20 @@ async fn containers_restart_with_back_off_probes_act_and_oom_is_reported() -> Re
     assert_eq!(crash["status"]["phase"], "Running");
     let table = kc.ok(&["get", "pod", "crash"])?;
     assert!(table.contains("CrashLoopBackOff"), "{table}");
+
+    // An emptyDir past its sizeLimit: the pod is evicted, as the kubelet does.
+    let greedy = pod_where(&kc, "greedy", "greedy evicted", |p| {
+        p["status"]["reason"] == "Evicted"
+    })
+    .await?;
+    assert_eq!(greedy["status"]["phase"], "Failed");
+    assert!(
+        greedy["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the limit \"1Mi\""),
+        "{greedy}"
+    );
 
     // OnFailure and exit 0: Succeeded, Completed.
     let done = pod_where(&kc, "done", "done Succeeded", |p| {
@@ -909,6 +934,18 @@ async fn three_masters_and_two_nodes_survive_a_killed_node_and_a_killed_master()
         !on(&pods, "doomed").is_empty() && !on(&pods, "kept").is_empty(),
         "spread over both: {pods}"
     );
+    // A pod on one node reaches a pod on the other through the machine's routes.
+    let (from, to) = (&on(&pods, "kept")[0], &on(&pods, "doomed")[0]);
+    let to_ip = to["status"]["podIP"].as_str().unwrap();
+    let got = kc.ok(&[
+        "exec",
+        from["metadata"]["name"].as_str().unwrap(),
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{to_ip}/"),
+    ])?;
+    assert_eq!(got.trim(), to["metadata"]["name"].as_str().unwrap());
     let kept_ids: Vec<Value> = on(&pods, "kept")
         .iter()
         .map(|p| container_status(p)["containerID"].clone())

@@ -221,7 +221,11 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
             .expect("spec.nodeName is a pod field");
         let pods =
             caches.scoped(Scope::kind(navarch_client::kind("", "v1", "pods")).fields(on_node));
-        if cfg.pod_network {
+        let root_user = nix::unistd::geteuid().is_root();
+        if cfg.pod_network && !root_user {
+            tracing::warn!(node = %cfg.name, "not running as root: pods share the node's network (no namespaces, no CNI)");
+        }
+        if cfg.pod_network && root_user {
             match network(&cfg, &*client, &kubelet_root).await {
                 Ok(cni) => kubelet_cfg.network = Some(Arc::new(cni)),
                 Err(e) => {

@@ -49,8 +49,9 @@ struct Cli {
     /// The resources each hollow node reports (capacity and allocatable).
     #[arg(long, default_value = DEFAULT_CAPACITY, requires = "hollow")]
     capacity: String,
-    /// Labels of each hollow node, k=v,... (kubernetes.io/hostname, /os and /arch are added).
-    #[arg(long, default_value = "", requires = "hollow")]
+    /// Labels of the node (of each hollow node with --hollow), k=v,...
+    /// (kubernetes.io/hostname, /os and /arch are added).
+    #[arg(long, default_value = "")]
     labels: String,
     /// The range this process's nodes take their pod ranges from: node k gets its k-th
     /// subnet of --node-cidr-mask-size (give each process a range of its own).
@@ -140,7 +141,11 @@ async fn agent(cli: Cli) -> Result<()> {
         token: cli.token.clone(),
         ca_hash: cli.ca_hash.clone(),
     };
-    let run = navarch_bins::node::start(&cli.name, join, &cli.data_dir, &cli.node)?;
+    let mut node = cli.node.clone();
+    if !cli.labels.is_empty() {
+        node.node_labels = cli.labels.clone();
+    }
+    let run = navarch_bins::node::start(&cli.name, join, &cli.data_dir, &node)?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("install the SIGTERM handler")?;
     tokio::select! {

@@ -76,6 +76,8 @@ pub struct Inputs<'a> {
     pub probes: &'a BTreeMap<String, ProbeView>,
     /// Per exited container id, its termination message.
     pub messages: &'a BTreeMap<String, String>,
+    /// Why the node evicts the pod (an emptyDir past its `sizeLimit`), if it does.
+    pub eviction: Option<&'a str>,
     /// The pod's sandbox (network namespace, address, volumes) is set up.
     pub sandbox_ready: bool,
     /// The back-off cap.
@@ -226,6 +228,12 @@ fn terminal(pod: &Value, all: &[ContainerStatus]) -> bool {
     matches!(phase(pod, all), "Succeeded" | "Failed")
 }
 
+/// Whether the node evicts (or evicted) the pod: it fails, its containers killed, nothing
+/// restarts.
+fn evicted(i: &Inputs<'_>) -> bool {
+    i.eviction.is_some() || i.pod["status"]["reason"] == "Evicted"
+}
+
 /// Whether the pod ran past its `activeDeadlineSeconds` (counted from its `startTime`), which
 /// fails it: its containers are killed and nothing restarts.
 pub fn deadline_exceeded(pod: &Value, now: SystemTime) -> bool {
@@ -255,7 +263,7 @@ pub fn plan(i: &Inputs<'_>) -> Vec<Action> {
         .collect();
     // Deletion, or a pod that ended: stop what runs, then tear down (and delete).
     let deleting = !pod["metadata"]["deletionTimestamp"].is_null();
-    let expired = deadline_exceeded(pod, i.now);
+    let expired = deadline_exceeded(pod, i.now) || evicted(i);
     if deleting || expired || terminal(pod, i.containers) {
         for c in &running {
             out.push(Action::Kill {
@@ -265,6 +273,8 @@ pub fn plan(i: &Inputs<'_>) -> Vec<Action> {
                 pre_stop: deleting && c.state == ContainerState::Running,
                 reason: if deleting {
                     "Killing"
+                } else if evicted(i) {
+                    "Evicted"
                 } else if expired {
                     "DeadlineExceeded"
                 } else {
@@ -588,7 +598,8 @@ pub fn status(i: &Inputs<'_>, runtime: &str, pod_ip: Option<&str>, host_ip: &str
     let pod = i.pod;
     let now = rfc3339(i.now);
     let expired = deadline_exceeded(pod, i.now);
-    let phase = if expired {
+    let evicted = evicted(i);
+    let phase = if expired || evicted {
         "Failed"
     } else {
         phase(pod, i.containers)
@@ -646,7 +657,14 @@ pub fn status(i: &Inputs<'_>, runtime: &str, pod_ip: Option<&str>, host_ip: &str
     if !inits.is_empty() {
         s["initContainerStatuses"] = json!(inits);
     }
-    if expired {
+    if evicted {
+        s["reason"] = json!("Evicted");
+        s["message"] = json!(i
+            .eviction
+            .map(str::to_string)
+            .or_else(|| pod["status"]["message"].as_str().map(str::to_string))
+            .unwrap_or_default());
+    } else if expired {
         s["reason"] = json!("DeadlineExceeded");
         s["message"] = json!("Pod was active on the node longer than the specified deadline");
     }

@@ -493,6 +493,12 @@ impl Shared {
             .clone();
         let messages = self.termination_messages(pod, &containers);
         let sandbox = self.sandbox(&uid);
+        let eviction = sandbox
+            .as_ref()
+            .and_then(|_| empty_dir_over_limit(pod, &self.cfg.pod_dir(&uid)));
+        if let Some(why) = &eviction {
+            tracing::warn!(pod = %key_text(key), reason = %why, "evicting the pod");
+        }
         let now = SystemTime::now();
         let inputs = Inputs {
             pod,
@@ -500,6 +506,7 @@ impl Shared {
             waiting: &waiting,
             probes: &probes,
             messages: &messages,
+            eviction: eviction.as_deref(),
             sandbox_ready: sandbox.is_some(),
             backoff_cap: self.cfg.backoff_cap,
             now,
@@ -1154,6 +1161,31 @@ pub fn key_of(pod: &Value) -> Option<ObjectKey> {
         pod["metadata"]["name"].as_str()?,
     )
     .ok()
+}
+
+/// Kubernetes' eviction message for the first emptyDir on disk whose contents exceed its
+/// `sizeLimit` (a Memory emptyDir is a tmpfs of that size: it cannot exceed it).
+fn empty_dir_over_limit(pod: &Value, pod_dir: &Path) -> Option<String> {
+    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        let e = &v["emptyDir"];
+        let (Some(name), Some(limit)) = (v["name"].as_str(), e["sizeLimit"].as_str()) else {
+            continue;
+        };
+        if e["medium"] == "Memory" {
+            continue;
+        }
+        let Some(bytes) = navarch_model::validate::parse_quantity(limit).map(|n| n / 1_000_000_000)
+        else {
+            continue;
+        };
+        let used = volumes::disk_usage(&pod_dir.join("volumes").join(name));
+        if i128::from(used) > bytes {
+            return Some(format!(
+                "Usage of EmptyDir volume \"{name}\" exceeds the limit \"{limit}\". "
+            ));
+        }
+    }
+    None
 }
 
 /// The host ports the pod's containers publish (`ports[].hostPort`), for `portmap`.

@@ -63,6 +63,7 @@ struct Case {
     waiting: BTreeMap<String, Waiting>,
     probes: BTreeMap<String, ProbeView>,
     messages: BTreeMap<String, String>,
+    eviction: Option<String>,
     sandbox: bool,
     now: SystemTime,
 }
@@ -74,6 +75,7 @@ impl Case {
             waiting: BTreeMap::new(),
             probes: BTreeMap::new(),
             messages: BTreeMap::new(),
+            eviction: None,
             sandbox: true,
             now: t(now),
         }
@@ -85,6 +87,7 @@ impl Case {
             waiting: &self.waiting,
             probes: &self.probes,
             messages: &self.messages,
+            eviction: self.eviction.as_deref(),
             sandbox_ready: self.sandbox,
             backoff_cap: BACKOFF_CAP,
             now: self.now,
@@ -516,4 +519,39 @@ fn a_termination_message_is_reported_with_the_exit() {
         "disk full"
     );
     assert_eq!(s["phase"], "Failed");
+}
+
+#[test]
+fn an_evicted_pod_is_killed_and_failed_for_good() {
+    let p = pod("Always");
+    let mut c = Case::new(
+        vec![container("app", 0, ContainerState::Running, None, 0, None)],
+        5,
+    );
+    c.eviction = Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ".into());
+    assert!(
+        matches!(&plan(&c.inputs(&p))[..], [Action::Kill { reason, .. }] if reason == "Evicted")
+    );
+    let s = status(&c.inputs(&p), "process", None, "h");
+    assert_eq!(s["phase"], "Failed");
+    assert_eq!(s["reason"], "Evicted");
+    // Once reported, it stays evicted though the usage is gone.
+    let mut p2 = p.clone();
+    p2["status"] = s;
+    let c = Case::new(
+        vec![container(
+            "app",
+            0,
+            ContainerState::Exited,
+            Some(137),
+            0,
+            Some(6),
+        )],
+        7,
+    );
+    assert!(plan(&c.inputs(&p2)).is_empty(), "nothing restarts");
+    assert_eq!(
+        status(&c.inputs(&p2), "process", None, "h")["phase"],
+        "Failed"
+    );
 }
