@@ -200,6 +200,26 @@ async fn a_single_server_runs_pods_with_their_own_network_logs_exec_and_config()
     assert!(kc
         .ok(&["logs", &web[0]])?
         .contains(&format!("serving {}", web[0])));
+    // navctl exec does the same, with the command's exit code as its own.
+    let navctl = std::process::Command::new(navarch_tests::bin("navctl"))
+        .arg("exec")
+        .arg("--kubeconfig")
+        .arg(&kc.kubeconfig)
+        .args([
+            web[0].as_str(),
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()?;
+    assert_eq!(navctl.status.code(), Some(3), "{navctl:?}");
+    assert_eq!(String::from_utf8_lossy(&navctl.stdout), "out\n");
+    assert!(
+        String::from_utf8_lossy(&navctl.stderr).contains("err"),
+        "{navctl:?}"
+    );
     // Nothing outside the cluster's ranges is routed from a pod.
     let routes = kc.ok(&["exec", &web[0], "--", "ip", "route"])?;
     assert!(

@@ -79,6 +79,9 @@ enum Command {
         #[arg(long)]
         ca_dir: PathBuf,
     },
+    /// Run a command in a pod's container: `navctl exec web -- cat /etc/hostname` (exits
+    /// with the command's code).
+    Exec(navctl::exec::ExecArgs),
     /// A node's local image store (no registry): `navctl image import NAME DIR|TARBALL`.
     Image {
         #[command(subcommand)]
@@ -191,6 +194,12 @@ fn client(cli: &Cli) -> Result<StoreClient> {
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Get(a) => navctl::get(a).await?,
+        Command::Exec(a) => {
+            let code = navctl::exec::exec(a).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
         Command::Apply(a) => navctl::apply(a).await?,
         Command::Delete(a) => navctl::delete(a).await?,
         Command::Describe(a) => navctl::describe(a).await?,

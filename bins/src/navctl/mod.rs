@@ -12,6 +12,7 @@
 //! message` for the API's Status; [`report`] formats them and the binary exits with 1.
 
 pub mod describe;
+pub mod exec;
 pub mod manifest;
 pub mod output;
 pub mod plan;
