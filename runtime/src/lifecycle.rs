@@ -1,9 +1,10 @@
 //! What both runtimes do alike with a container's state dir: read its records, report its
-//! status from them, and claim its one start.
+//! status from them, claim its one start, and stop it (SIGTERM, the grace period, SIGKILL).
 
 use std::fs;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 
@@ -115,4 +116,58 @@ pub(crate) fn claim_start(
             op: "start",
         })
     }
+}
+
+/// How often a stop looks whether the container exited.
+const STOP_POLL: Duration = Duration::from_millis(20);
+/// How long a stop waits for the exit after SIGKILL before it reports a timeout.
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The stop both runtimes make of a started container: `signal(false)` sends (and records)
+/// SIGTERM, then up to `grace` for the exit, then `signal(true)` sends SIGKILL and up to
+/// [`KILL_WAIT`]; `status` reads the container's status. The exited status, or
+/// [`RuntimeError::StopTimeout`].
+pub(crate) async fn stop_sequence<S, SF, K, KF>(
+    id: &ContainerId,
+    grace: Duration,
+    status: S,
+    signal: K,
+) -> Result<ContainerStatus, RuntimeError>
+where
+    S: Fn() -> SF,
+    SF: Future<Output = Result<ContainerStatus, RuntimeError>>,
+    K: Fn(bool) -> KF,
+    KF: Future<Output = Result<bool, RuntimeError>>,
+{
+    let running = |st: &ContainerStatus| st.state == ContainerState::Running;
+    let wait = |limit: Duration| {
+        let status = &status;
+        async move {
+            let deadline = tokio::time::Instant::now() + limit;
+            loop {
+                let st = status().await?;
+                if !running(&st) || tokio::time::Instant::now() >= deadline {
+                    return Ok::<_, RuntimeError>(st);
+                }
+                tokio::time::sleep(STOP_POLL).await;
+            }
+        }
+    };
+    let sent = signal(false).await?;
+    tracing::info!(container = %id, sent, grace_ms = grace.as_millis() as u64, "container stopping");
+    let st = wait(grace).await?;
+    if !running(&st) {
+        return Ok(st);
+    }
+    signal(true).await?;
+    tracing::info!(container = %id, "container killed after its grace period");
+    let st = wait(KILL_WAIT).await?;
+    if running(&st) {
+        return Err(RuntimeError::StopTimeout {
+            id: id.clone(),
+            signal: "SIGKILL",
+            waited_ms: KILL_WAIT.as_millis() as u64,
+        });
+    }
+    Ok(st)
 }

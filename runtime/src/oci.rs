@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::{CgroupVersion, Cgroups, ContainerCgroup};
 use crate::container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 use crate::image::ImageStore;
-use crate::lifecycle::{self, claim_start, Plan};
+use crate::lifecycle::{self, claim_start, Plan, KILL_WAIT};
 use crate::plan::resolve;
 use crate::process::{alive, mount_overlay, run_shim};
 use crate::spec::{ContainerId, ContainerSpec, ExecOutput, ExecRequest};
@@ -40,10 +40,8 @@ pub const INIT_PID: &str = "init.pid";
 /// runc's own log (JSON lines) for the shim's `create` and `start`.
 pub const RUNC_LOG: &str = "runc.log";
 
-/// How often a stop looks for the exit.
+/// How often a removal looks whether the killed process exited.
 const POLL: Duration = Duration::from_millis(20);
-/// How long a stop waits after SIGKILL before it reports a timeout.
-const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Everything the shim needs to run one container through runc, decided at create.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -534,50 +532,29 @@ impl ContainerRuntime for OciRuntime {
             let (Some(started), None) = (started, exit) else {
                 return self.status(id).await;
             };
-            let running = |st: &ContainerStatus| st.state == ContainerState::Running;
-            let wait = |limit: Duration| async move {
-                let deadline = tokio::time::Instant::now() + limit;
-                loop {
-                    let st = self.status(id).await?;
-                    if !running(&st) || tokio::time::Instant::now() >= deadline {
-                        return Ok::<_, RuntimeError>(st);
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            };
-            let (owned, s) = (id.clone(), started.clone());
-            let sent = self
-                .blocking(move |i| {
-                    let sent = i.signal(&owned, &s, "TERM");
-                    if sent {
-                        i.record_stop(&owned, |r| r.term_sent_at = Some(SystemTime::now()))?;
-                    }
-                    Ok(sent)
-                })
-                .await?;
-            tracing::info!(container = %id, sent, grace_ms = grace.as_millis() as u64, "container stopping");
-            let st = wait(grace).await?;
-            if !running(&st) {
-                return Ok(st);
-            }
-            let owned = id.clone();
-            self.blocking(move |i| {
-                if i.signal(&owned, &started, "KILL") {
-                    i.record_stop(&owned, |r| r.kill_sent_at = Some(SystemTime::now()))?;
-                }
-                Ok(())
-            })
-            .await?;
-            tracing::info!(container = %id, "container killed after its grace period");
-            let st = wait(KILL_WAIT).await?;
-            if running(&st) {
-                return Err(RuntimeError::StopTimeout {
-                    id: id.clone(),
-                    signal: "SIGKILL",
-                    waited_ms: KILL_WAIT.as_millis() as u64,
-                });
-            }
-            Ok(st)
+            lifecycle::stop_sequence(
+                id,
+                grace,
+                || self.status(id),
+                |kill| {
+                    let (owned, started) = (id.clone(), started.clone());
+                    self.blocking(move |i| {
+                        let sent = i.signal(&owned, &started, if kill { "KILL" } else { "TERM" });
+                        if sent {
+                            i.record_stop(&owned, |r| {
+                                let at = Some(SystemTime::now());
+                                if kill {
+                                    r.kill_sent_at = at;
+                                } else {
+                                    r.term_sent_at = at;
+                                }
+                            })?;
+                        }
+                        Ok(sent)
+                    })
+                },
+            )
+            .await
         })
     }
 

@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use crate::cgroup::Cgroups;
 use crate::container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 use crate::image::ImageStore;
-use crate::lifecycle::{self, claim_start, Plan};
+use crate::lifecycle::{self, claim_start, Plan, KILL_WAIT};
 use crate::plan::{resolve, LaunchPlan};
 use crate::shim::{proc_stat, Report, EXEC_FAILED};
 use crate::spec::{ContainerId, ContainerSpec, ExecChunk, ExecOutput, ExecRequest};
@@ -28,10 +28,8 @@ use crate::state::{self, read_json, write_json};
 use crate::status::{ContainerState, ContainerStatus, StartedRecord, StopRecord};
 use crate::RuntimeError;
 
-/// How often a stop looks for the exit.
+/// How often a removal looks whether the killed process exited.
 const POLL: Duration = Duration::from_millis(20);
-/// How long a stop waits after SIGKILL before it reports a timeout.
-const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Whether to isolate containers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +124,40 @@ impl ProcessRuntime {
                 cgroups,
             }),
         })
+    }
+
+    /// Starts `request` in the running container `id` through its shim (`exec`), its
+    /// stdout and stderr piped and its stdin fed; what both exec methods share.
+    async fn spawn_exec(
+        &self,
+        id: &ContainerId,
+        request: &ExecRequest,
+    ) -> Result<tokio::process::Child, RuntimeError> {
+        let st = self.status(id).await?;
+        if st.state != ContainerState::Running {
+            return Err(RuntimeError::InvalidState {
+                id: id.clone(),
+                state: st.state.as_str(),
+                op: "exec",
+            });
+        }
+        let shim = &self.inner.config.shim;
+        let mut cmd = tokio::process::Command::new(&shim[0]);
+        cmd.args(&shim[1..]).arg("exec").arg(self.inner.dir(id));
+        for e in &request.env {
+            cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
+        }
+        cmd.arg("--").args(&request.command);
+        cmd.stdin(stdin_of(request))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+            id: id.clone(),
+            reason: format!("spawn exec: {e}"),
+        })?;
+        feed_stdin(&mut child, request.stdin.clone());
+        Ok(child)
     }
 
     /// The cgroup hierarchy in use, when isolated.
@@ -477,51 +509,35 @@ impl ContainerRuntime for ProcessRuntime {
             let (Some(started), None) = (started, exit) else {
                 return self.status(id).await;
             };
-            let running = |st: &ContainerStatus| st.state == ContainerState::Running;
-            let wait = |limit: Duration| async move {
-                let deadline = tokio::time::Instant::now() + limit;
-                loop {
-                    let st = self.status(id).await?;
-                    if !running(&st) || tokio::time::Instant::now() >= deadline {
-                        return Ok::<_, RuntimeError>(st);
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            };
             let isolated = plan.isolated;
-            let s = started.clone();
-            let sent = self
-                .blocking(move |i| {
-                    let sent = i.signal(&s, plan.isolated, Signal::SIGTERM);
-                    if sent {
-                        i.record_stop(&plan.id, |r| r.term_sent_at = Some(SystemTime::now()))?;
-                    }
-                    Ok(sent)
-                })
-                .await?;
-            tracing::info!(container = %id, sent, grace_ms = grace.as_millis() as u64, "container stopping");
-            let st = wait(grace).await?;
-            if !running(&st) {
-                return Ok(st);
-            }
-            let owned = id.clone();
-            self.blocking(move |i| {
-                if i.signal(&started, isolated, Signal::SIGKILL) {
-                    i.record_stop(&owned, |r| r.kill_sent_at = Some(SystemTime::now()))?;
-                }
-                Ok(())
-            })
-            .await?;
-            tracing::info!(container = %id, "container killed after its grace period");
-            let st = wait(KILL_WAIT).await?;
-            if running(&st) {
-                return Err(RuntimeError::StopTimeout {
-                    id: id.clone(),
-                    signal: "SIGKILL",
-                    waited_ms: KILL_WAIT.as_millis() as u64,
-                });
-            }
-            Ok(st)
+            lifecycle::stop_sequence(
+                id,
+                grace,
+                || self.status(id),
+                |kill| {
+                    let (owned, started) = (id.clone(), started.clone());
+                    self.blocking(move |i| {
+                        let signal = if kill {
+                            Signal::SIGKILL
+                        } else {
+                            Signal::SIGTERM
+                        };
+                        let sent = i.signal(&started, isolated, signal);
+                        if sent {
+                            i.record_stop(&owned, |r| {
+                                let at = Some(SystemTime::now());
+                                if kill {
+                                    r.kill_sent_at = at;
+                                } else {
+                                    r.term_sent_at = at;
+                                }
+                            })?;
+                        }
+                        Ok(sent)
+                    })
+                },
+            )
+            .await
         })
     }
 
@@ -540,30 +556,7 @@ impl ContainerRuntime for ProcessRuntime {
         request: ExecRequest,
     ) -> RuntimeFuture<'a, ExecOutput> {
         Box::pin(async move {
-            let st = self.status(id).await?;
-            if st.state != ContainerState::Running {
-                return Err(RuntimeError::InvalidState {
-                    id: id.clone(),
-                    state: st.state.as_str(),
-                    op: "exec",
-                });
-            }
-            let shim = &self.inner.config.shim;
-            let mut cmd = tokio::process::Command::new(&shim[0]);
-            cmd.args(&shim[1..]).arg("exec").arg(self.inner.dir(id));
-            for e in &request.env {
-                cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
-            }
-            cmd.arg("--").args(&request.command);
-            cmd.stdin(stdin_of(&request))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
-                id: id.clone(),
-                reason: format!("spawn exec: {e}"),
-            })?;
-            feed_stdin(&mut child, request.stdin.clone());
+            let child = self.spawn_exec(id, &request).await?;
             let out = tokio::time::timeout(request.timeout, child.wait_with_output())
                 .await
                 .map_err(|_| RuntimeError::ExecTimeout {
@@ -596,30 +589,7 @@ impl ContainerRuntime for ProcessRuntime {
         output: tokio::sync::mpsc::Sender<ExecChunk>,
     ) -> RuntimeFuture<'a, i32> {
         Box::pin(async move {
-            let st = self.status(id).await?;
-            if st.state != ContainerState::Running {
-                return Err(RuntimeError::InvalidState {
-                    id: id.clone(),
-                    state: st.state.as_str(),
-                    op: "exec",
-                });
-            }
-            let shim = &self.inner.config.shim;
-            let mut cmd = tokio::process::Command::new(&shim[0]);
-            cmd.args(&shim[1..]).arg("exec").arg(self.inner.dir(id));
-            for e in &request.env {
-                cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
-            }
-            cmd.arg("--").args(&request.command);
-            cmd.stdin(stdin_of(&request))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
-                id: id.clone(),
-                reason: format!("spawn exec: {e}"),
-            })?;
-            feed_stdin(&mut child, request.stdin.clone());
+            let mut child = self.spawn_exec(id, &request).await?;
             let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
             let shim_said = Arc::new(Mutex::new(Vec::new()));
             let said = shim_said.clone();
