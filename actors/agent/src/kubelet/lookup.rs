@@ -8,10 +8,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use navarch_runtime::{ContainerState, ExecChunk, RuntimeError};
+use navarch_runtime::{ContainerState, ExecChunk};
 use serde_json::Value;
 
-use super::sync;
 use super::worker::Shared;
 use crate::streams::{Execer, LogLocator, LogTarget, StreamError};
 
@@ -148,23 +147,8 @@ impl Execer for Lookup {
         let pod = pod.to_string();
         Box::pin(async move {
             let (rt, id, name) = found?;
-            let mut req = navarch_runtime::ExecRequest::new(&[]);
-            req.command = command;
-            req.stdin = stdin;
-            req.timeout = EXEC_TIMEOUT;
-            rt.exec_streaming(&id, req, output)
+            crate::streams::exec_in(&*rt, &id, command, stdin, EXEC_TIMEOUT, output, &pod, &name)
                 .await
-                .map_err(|e| match e {
-                    RuntimeError::InvalidState { .. } | RuntimeError::NotFound { .. } => {
-                        StreamError::not_running(&name, &pod)
-                    }
-                    other => StreamError::Internal(format!("exec: {other}")),
-                })
         })
     }
-}
-
-/// Whether `pod` names `container` at all (for callers that check before locating).
-pub fn has_container(pod: &Value, container: &str) -> bool {
-    sync::container_spec(pod, container).is_some()
 }

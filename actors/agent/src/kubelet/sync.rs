@@ -704,12 +704,6 @@ pub fn qos_class(pod: &Value) -> &'static str {
     }
 }
 
-/// Whether the pod's status already says `wanted` (times of probes aside): then nothing is
-/// written.
-pub fn same_status(current: &Value, wanted: &Value) -> bool {
-    current == wanted
-}
-
 /// The container of the pod named `name`, and whether it is an init container.
 pub fn container_spec<'a>(pod: &'a Value, name: &str) -> Option<(&'a Value, bool)> {
     for (list, init) in [("initContainers", true), ("containers", false)] {

@@ -83,6 +83,8 @@ pub struct Shared {
     volumes_updated: Mutex<HashMap<String, Instant>>,
     /// RuntimeClass name to handler, and when it was read.
     runtime_classes: Mutex<HashMap<String, (String, Instant)>>,
+    /// Per pod key, the earliest timed poke set for it.
+    pokes_at: Mutex<HashMap<String, SystemTime>>,
 }
 
 /// How long a RuntimeClass's handler is used before it is read again.
@@ -129,6 +131,7 @@ impl Shared {
             prober: Prober::default(),
             volumes_updated: Mutex::new(HashMap::new()),
             runtime_classes: Mutex::new(HashMap::new()),
+            pokes_at: Mutex::new(HashMap::new()),
         }
     }
 
@@ -418,7 +421,18 @@ impl Shared {
     }
 
     /// Pokes the Pod actor of `key` at `at`.
+    /// Pokes the Pod actor of `key` at `at`, unless a poke no later than `at` is already
+    /// set for it (every pass of a pod in back-off or with a deadline asks again; the
+    /// earliest poke's pass asks for the next).
     fn poke_at(self: &Arc<Self>, key: &ObjectKey, at: SystemTime) {
+        let text = key_text(key);
+        {
+            let mut set = self.pokes_at.lock().unwrap_or_else(|p| p.into_inner());
+            if set.get(&text).is_some_and(|t| *t <= at) {
+                return;
+            }
+            set.insert(text.clone(), at);
+        }
         let wait = at
             .duration_since(SystemTime::now())
             .unwrap_or_default()
@@ -426,6 +440,12 @@ impl Shared {
         let (s, key) = (self.clone(), key.clone());
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
+            {
+                let mut set = s.pokes_at.lock().unwrap_or_else(|p| p.into_inner());
+                if set.get(&text) == Some(&at) {
+                    set.remove(&text);
+                }
+            }
             s.poke(&key).await;
         });
     }

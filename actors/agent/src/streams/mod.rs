@@ -192,24 +192,43 @@ impl Execer for RuntimeExecer {
         let (pod, container) = (pod.to_string(), container.unwrap_or("").to_string());
         Box::pin(async move {
             let id = resolved?;
-            let mut req = navarch_runtime::ExecRequest::new(&[]);
-            req.command = command;
-            req.stdin = stdin;
-            req.timeout = timeout;
-            runtime
-                .exec_streaming(&id, req, output)
-                .await
-                .map_err(|e| match e {
-                    RuntimeError::InvalidState { .. } | RuntimeError::NotFound { .. } => {
-                        StreamError::not_running(&container, &pod)
-                    }
-                    RuntimeError::ExecTimeout { timeout_ms, .. } => StreamError::Internal(format!(
-                        "the command did not finish within {timeout_ms} ms and was killed"
-                    )),
-                    other => StreamError::Internal(format!("exec: {other}")),
-                })
+            exec_in(
+                &*runtime, &id, command, stdin, timeout, output, &pod, &container,
+            )
+            .await
         })
     }
+}
+
+/// Runs `command` in container `id` (of `container` in `pod`, for the errors), streaming its
+/// output to `output`; its exit code, or the runtime's refusal in Kubernetes' words.
+#[allow(clippy::too_many_arguments)]
+pub async fn exec_in(
+    runtime: &dyn ContainerRuntime,
+    id: &ContainerId,
+    command: Vec<String>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+    output: tokio::sync::mpsc::Sender<ExecChunk>,
+    pod: &str,
+    container: &str,
+) -> Result<i32, StreamError> {
+    let mut req = navarch_runtime::ExecRequest::new(&[]);
+    req.command = command;
+    req.stdin = stdin;
+    req.timeout = timeout;
+    runtime
+        .exec_streaming(id, req, output)
+        .await
+        .map_err(|e| match e {
+            RuntimeError::InvalidState { .. } | RuntimeError::NotFound { .. } => {
+                StreamError::not_running(container, pod)
+            }
+            RuntimeError::ExecTimeout { timeout_ms, .. } => StreamError::Internal(format!(
+                "the command did not finish within {timeout_ms} ms and was killed"
+            )),
+            other => StreamError::Internal(format!("exec: {other}")),
+        })
 }
 
 /// The `kubelet.*` service: mount it on the node's router at [`kubelet::PREFIX`].
