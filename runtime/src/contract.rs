@@ -144,7 +144,29 @@ where
         Step::Ok(())
     }
     .await;
-    result.and(cleanup).map_err(fail)
+    result
+        .map_err(|e| format!("{e}{}", shim_logs(dir)))
+        .and(cleanup)
+        .map_err(fail)
+}
+
+/// What the shims and runc under `dir` logged, for a failure's message.
+fn shim_logs(dir: &Path) -> String {
+    let mut out = String::new();
+    let Ok(containers) = std::fs::read_dir(dir.join("state").join("containers")) else {
+        return out;
+    };
+    for c in containers.flatten() {
+        for file in [crate::state::SHIM_LOG, crate::oci::RUNC_LOG] {
+            let path = c.path().join(file);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if !text.trim().is_empty() {
+                    out.push_str(&format!("\n--- {}:\n{}", path.display(), text.trim_end()));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn id(name: &str) -> ContainerId {

@@ -50,12 +50,13 @@ impl<P: Plan> Records<P> {
         let live = |s: &StartedRecord| {
             alive(s.pid, s.pid_start_ticks) || alive(s.shim_pid, s.shim_start_ticks)
         };
-        // A shim records the exit before it exits: once both are seen gone, an exit written
-        // after the records were read is on disk now.
-        if self.exit.is_none() && self.started.as_ref().is_some_and(|s| !live(s)) {
+        // Liveness is asked once: a shim records the exit before it exits, so once it is
+        // seen gone, an exit written after the records were read is on disk now.
+        let running = self.exit.is_none() && self.started.as_ref().is_some_and(live);
+        if self.exit.is_none() && self.started.is_some() && !running {
             self.exit = read_json(&dir.join(state::EXIT))?;
         }
-        let observed = observe(self.started.as_ref(), self.exit.as_ref(), live);
+        let observed = observe(self.started.as_ref(), self.exit.as_ref(), |_| running);
         let mut st = ContainerStatus {
             id: id.clone(),
             state: ContainerState::Created,
