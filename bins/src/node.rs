@@ -39,7 +39,8 @@ pub struct NodeArgs {
     /// from the masters).
     #[arg(long, default_value = "10.42.0.0/16")]
     pub node_cluster_cidr: String,
-    /// The Service range; like the pod range, it is routed only on this machine.
+    /// The Service range: masters give Services cluster IPs from it; nodes serve those and
+    /// route the rest of the range nowhere but this machine.
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cluster_ip_range: String,
     /// Pods share the node's network namespace and address instead of getting their own

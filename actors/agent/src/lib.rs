@@ -30,6 +30,7 @@ pub mod network;
 pub mod node;
 pub mod node_agent;
 pub mod pods;
+pub mod proxy;
 pub mod streams;
 
 use std::path::PathBuf;

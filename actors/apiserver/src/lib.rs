@@ -38,7 +38,7 @@ mod metrics;
 pub mod nodelink;
 mod nonresource;
 pub mod request;
-mod reservations;
+pub mod reservations;
 mod resource;
 mod storage;
 mod time;
@@ -110,6 +110,8 @@ pub struct ApiServerConfig {
     /// The master's QUIC endpoint, which dials the kubelet endpoints of nodes for
     /// `pods/log` and `pods/exec` (as the master's identity); `None`: those answer 503.
     pub kubelet_dialer: Option<navarch_net::Endpoint>,
+    /// Where Services' cluster IPs come from (`--service-cluster-ip-range`).
+    pub service_range: reservations::ServiceRange,
 }
 
 impl ApiServerConfig {
@@ -127,6 +129,7 @@ impl ApiServerConfig {
             default_unreachable_toleration_seconds: DefaultTolerationSeconds::default().unreachable,
             secrets_key: Arc::new(SecretsKey::random()),
             kubelet_dialer: None,
+            service_range: reservations::ServiceRange::default(),
         }
     }
 }
@@ -209,6 +212,7 @@ impl ApiServer {
                         unreachable: cfg.default_unreachable_toleration_seconds,
                     },
                     cfg.secrets_key,
+                    cfg.service_range,
                 ),
                 runtime: cfg.runtime,
                 tokens: cfg.tokens,

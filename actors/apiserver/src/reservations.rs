@@ -71,14 +71,14 @@ pub struct Picked {
 /// Fills in the addresses `svc` leaves out: the current Service's (on an update) where it
 /// had them, else random ones. Also drops node ports a Service no longer takes (a change
 /// from NodePort to ClusterIP that kept them unchanged, as Kubernetes does).
-pub fn allocate(svc: &mut Value, current: Option<&Value>) -> Picked {
+pub fn allocate(svc: &mut Value, current: Option<&Value>, range: &ServiceRange) -> Picked {
     let mut picked = Picked::default();
     let spec_ip = svc["spec"]["clusterIP"].as_str().unwrap_or("").to_string();
     if spec_ip.is_empty() {
         let ip = match current.and_then(cluster_ip) {
             Some(ip) => ip.to_string(),
             None => {
-                let ip = random_cluster_ip();
+                let ip = range.random();
                 picked
                     .keys
                     .insert(ObjectKey::new(SERVICE_IPS, "", ip.as_str()));
@@ -147,17 +147,89 @@ pub fn allocate(svc: &mut Value, current: Option<&Value>) -> Picked {
     picked
 }
 
-/// 10.96.0.0/12 without its network address and first address (`kubernetes.default`).
-fn random_cluster_ip() -> String {
-    let n: u32 = rand::thread_rng().gen_range(2..(1 << 20) - 1);
-    let a = ((10 << 24) | (96 << 16)) + n;
-    format!(
-        "{}.{}.{}.{}",
-        a >> 24,
-        (a >> 16) & 255,
-        (a >> 8) & 255,
-        a & 255
-    )
+/// The range cluster IPs come from (`--service-cluster-ip-range`, k3s's 10.43.0.0/16 by
+/// default): its network address is never given out, nor its first address (the
+/// `kubernetes` Service's in Kubernetes), nor its broadcast address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceRange {
+    base: u32,
+    prefix: u8,
+}
+
+impl Default for ServiceRange {
+    fn default() -> Self {
+        ServiceRange {
+            base: u32::from(std::net::Ipv4Addr::new(10, 43, 0, 0)),
+            prefix: 16,
+        }
+    }
+}
+
+impl std::str::FromStr for ServiceRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (want a.b.c.d/n)"))?;
+        let ip: std::net::Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{s:?}: {ip:?} is not an IPv4 address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (8..=28).contains(p))
+            .ok_or_else(|| format!("{s:?}: the prefix length must be between 8 and 28"))?;
+        let base = u32::from(ip);
+        if base & !mask(prefix) != 0 {
+            return Err(format!("{s:?} has host bits set"));
+        }
+        Ok(ServiceRange { base, prefix })
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl std::fmt::Display for ServiceRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", std::net::Ipv4Addr::from(self.base), self.prefix)
+    }
+}
+
+impl ServiceRange {
+    /// Whether `ip` is an address of the range a Service may have.
+    pub fn contains(&self, ip: &str) -> bool {
+        let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() else {
+            return false;
+        };
+        let n = u32::from(ip);
+        let size = 1u32 << (32 - self.prefix);
+        n & mask(self.prefix) == self.base && (1..size - 1).contains(&(n - self.base))
+    }
+
+    /// The range's first address (the `kubernetes` Service's).
+    pub fn first(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(self.base + 1)
+    }
+
+    /// A random address of the range past its first.
+    fn random(&self) -> String {
+        let size = 1u32 << (32 - self.prefix);
+        let n: u32 = rand::thread_rng().gen_range(2..size - 1);
+        std::net::Ipv4Addr::from(self.base + n).to_string()
+    }
+}
+
+/// A cluster IP a request asked for that is outside the range: the 422 Kubernetes gives.
+pub fn check_cluster_ip(svc: &Value, range: &ServiceRange) -> Result<(), (String, String)> {
+    match cluster_ip(svc) {
+        Some(ip) if !range.contains(ip) => Err((
+            ip.to_string(),
+            format!("failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {range}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The keys a write from `old` to `new` creates and releases.
@@ -178,7 +250,7 @@ mod tests {
     #[test]
     fn a_create_gets_random_addresses_that_count_as_picked() {
         let mut s = svc("NodePort", "", json!([{"port": 80}]));
-        let picked = allocate(&mut s, None);
+        let picked = allocate(&mut s, None, &ServiceRange::default());
         let r = Reserved::of(&s);
         assert_eq!(r.keys.len(), 2);
         assert_eq!(picked.keys, r.keys);
@@ -191,45 +263,69 @@ mod tests {
     fn an_update_keeps_its_addresses_and_moves_reservations() {
         let old = svc(
             "NodePort",
-            "10.96.0.9",
+            "10.43.0.9",
             json!([{"port": 80, "nodePort": 30080}]),
         );
         // An update that leaves the addresses out keeps them.
         let mut new = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
-        let picked = allocate(&mut new, Some(&old));
+        let picked = allocate(&mut new, Some(&old), &ServiceRange::default());
         assert!(picked.keys.is_empty());
         assert_eq!(Reserved::of(&new), Reserved::of(&old));
         // Another node port moves the reservation.
         let mut moved = svc(
             "NodePort",
-            "10.96.0.9",
+            "10.43.0.9",
             json!([{"port": 80, "nodePort": 30081}]),
         );
-        allocate(&mut moved, Some(&old));
+        allocate(&mut moved, Some(&old), &ServiceRange::default());
         let (create, release) = changes(&Reserved::of(&old), &Reserved::of(&moved));
         assert_eq!(create, vec![ObjectKey::new(NODE_PORTS, "", "30081")]);
         assert_eq!(release, vec![ObjectKey::new(NODE_PORTS, "", "30080")]);
         // Back to ClusterIP: the unchanged node port goes with the type.
         let mut cip = svc(
             "ClusterIP",
-            "10.96.0.9",
+            "10.43.0.9",
             json!([{"port": 80, "nodePort": 30080}]),
         );
-        allocate(&mut cip, Some(&old));
+        allocate(&mut cip, Some(&old), &ServiceRange::default());
         assert!(cip["spec"]["ports"][0].get("nodePort").is_none());
         let (create, release) = changes(&Reserved::of(&old), &Reserved::of(&cip));
         assert!(create.is_empty());
         assert_eq!(release, vec![ObjectKey::new(NODE_PORTS, "", "30080")]);
         // From ClusterIP to NodePort: a new port is picked.
-        let mut np = svc("NodePort", "10.96.0.9", json!([{"port": 80}]));
-        let picked = allocate(&mut np, Some(&cip));
+        let mut np = svc("NodePort", "10.43.0.9", json!([{"port": 80}]));
+        let picked = allocate(&mut np, Some(&cip), &ServiceRange::default());
         assert_eq!(picked.keys.len(), 1);
+    }
+
+    #[test]
+    fn cluster_ips_come_from_the_range() {
+        let range: ServiceRange = "10.43.16.0/24".parse().unwrap();
+        for _ in 0..200 {
+            let mut s = svc("ClusterIP", "", json!([{"port": 80}]));
+            allocate(&mut s, None, &range);
+            let ip = s["spec"]["clusterIP"].as_str().unwrap();
+            assert!(range.contains(ip), "{ip}");
+            assert_ne!(
+                ip, "10.43.16.1",
+                "the first address is the kubernetes Service's"
+            );
+        }
+        assert!(!range.contains("10.43.16.0") && !range.contains("10.43.16.255"));
+        assert!(!range.contains("10.43.17.5") && !range.contains("nope"));
+        assert!(check_cluster_ip(&svc("ClusterIP", "10.96.0.1", json!([])), &range).is_err());
+        assert!(check_cluster_ip(&svc("ClusterIP", "None", json!([])), &range).is_ok());
+        assert!(check_cluster_ip(&svc("ClusterIP", "10.43.16.7", json!([])), &range).is_ok());
+        for bad in ["10.43.0.0", "10.43.0.1/16", "10.43.0.0/4", "x/16"] {
+            assert!(bad.parse::<ServiceRange>().is_err(), "{bad}");
+        }
+        assert_eq!(ServiceRange::default().to_string(), "10.43.0.0/16");
     }
 
     #[test]
     fn headless_services_reserve_no_ip() {
         let mut s = svc("ClusterIP", "None", json!([{"port": 80}]));
-        allocate(&mut s, None);
+        allocate(&mut s, None, &ServiceRange::default());
         assert!(Reserved::of(&s).keys.is_empty());
     }
 }

@@ -99,6 +99,8 @@ pub struct Storage {
     secrets: Arc<SecretsKey>,
     /// DefaultTolerationSeconds, applied to every Pod created or updated.
     tolerations: DefaultTolerationSeconds,
+    /// Where Services' cluster IPs come from.
+    service_range: reservations::ServiceRange,
 }
 
 /// Maps a store error to the API's answer.
@@ -377,12 +379,36 @@ impl Storage {
         member: Arc<Member>,
         tolerations: DefaultTolerationSeconds,
         secrets: Arc<SecretsKey>,
+        service_range: reservations::ServiceRange,
     ) -> Self {
         Self {
             member,
             fanouts: Arc::new(Fanouts::default()),
             secrets,
             tolerations,
+            service_range,
+        }
+    }
+
+    /// A cluster IP asked for outside the range (and not already the Service's): 422.
+    fn check_cluster_ip(
+        &self,
+        kind: &Kind,
+        name: &str,
+        svc: &Value,
+        current: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let same = current.is_some_and(|c| c["spec"]["clusterIP"] == svc["spec"]["clusterIP"]);
+        match reservations::check_cluster_ip(svc, &self.service_range) {
+            Err((ip, message)) if !same => Err(Self::invalid(
+                kind,
+                name,
+                vec![Cause::invalid(
+                    "spec.clusterIPs",
+                    format!("Invalid value: [\"{ip}\"]: {message}"),
+                )],
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -818,7 +844,8 @@ impl Storage {
             let mut ops = Vec::new();
             let mut picked = Picked::default();
             if kind.kind == "Service" {
-                picked = reservations::allocate(&mut obj, None);
+                self.check_cluster_ip(kind, &name, &obj, None)?;
+                picked = reservations::allocate(&mut obj, None, &self.service_range);
                 for key in Reserved::of(&obj).keys {
                     ops.push(Op::Create {
                         key,
@@ -1002,7 +1029,8 @@ impl Storage {
             self.finish_update(kind, &current, &mut new)?;
             let mut picked = Picked::default();
             if kind.kind == "Service" {
-                picked = reservations::allocate(&mut new, Some(&current));
+                self.check_cluster_ip(kind, name, &new, Some(&current))?;
+                picked = reservations::allocate(&mut new, Some(&current), &self.service_range);
             }
             if strip_rv(&new) == strip_rv(&current) {
                 return Ok((current, warnings));

@@ -241,17 +241,18 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
             Supported::OneOf("spec.type", &["ClusterIP", "NodePort"]),
             Supported::Any("spec.selector"),
             Supported::Any("spec.ports[].name"),
-            Supported::Any("spec.ports[].protocol"),
+            Supported::OneOf("spec.ports[].protocol", &["TCP", "UDP"]),
             Supported::Any("spec.ports[].port"),
             Supported::Any("spec.ports[].targetPort"),
             Supported::Any("spec.ports[].nodePort"),
             Supported::Any("spec.clusterIP"),
             Supported::Any("spec.clusterIPs"),
-            Supported::OneOf("spec.sessionAffinity", &["None"]),
+            Supported::OneOf("spec.sessionAffinity", &["None", "ClientIP"]),
+            Supported::Any("spec.sessionAffinityConfig.clientIP.timeoutSeconds"),
             Supported::Any("spec.ipFamilies"),
             Supported::Any("spec.ipFamilyPolicy"),
             Supported::Any("spec.internalTrafficPolicy"),
-            Supported::OneOf("spec.externalTrafficPolicy", &["Cluster"]),
+            Supported::OneOf("spec.externalTrafficPolicy", &["Cluster", "Local"]),
         ],
     ),
     (
@@ -816,6 +817,13 @@ pub fn default(kind: &Kind, object: &mut Value) {
             let spec = child_object(obj, "spec");
             set_if_absent(spec, "type", json!("ClusterIP"));
             set_if_absent(spec, "sessionAffinity", json!("None"));
+            if spec.get("sessionAffinity") == Some(&json!("ClientIP")) {
+                set_if_absent(
+                    spec,
+                    "sessionAffinityConfig",
+                    json!({"clientIP": {"timeoutSeconds": 10800}}),
+                );
+            }
             if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                 for port in ports.iter_mut().filter_map(Value::as_object_mut) {
                     set_if_absent(port, "protocol", json!("TCP"));
@@ -1888,6 +1896,32 @@ fn validate_service(spec: &Value, out: &mut Vec<Cause>) {
             "may not be set to 'None' for NodePort services",
         ));
     }
+    if let Some(policy) = spec.get("externalTrafficPolicy").filter(|v| !is_empty(v)) {
+        if ty == "ClusterIP" {
+            out.push(invalid(
+                "spec.externalTrafficPolicy",
+                policy,
+                "may only be set for externally-accessible services",
+            ));
+        }
+    }
+    let affinity = str_at(spec, "sessionAffinity").unwrap_or("None");
+    if let Some(cfg) = spec.get("sessionAffinityConfig").filter(|v| !is_empty(v)) {
+        if affinity != "ClientIP" {
+            out.push(forbidden(
+                "spec.sessionAffinityConfig",
+                &format!("must not be set when session affinity is {affinity}"),
+            ));
+        } else if let Some(t) = cfg["clientIP"].get("timeoutSeconds") {
+            if !t.as_i64().is_some_and(|t| (1..=86400).contains(&t)) {
+                out.push(invalid(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    t,
+                    "must be greater than 0 and less than 86400",
+                ));
+            }
+        }
+    }
     for (i, ip) in array_at(spec, "clusterIPs").iter().enumerate() {
         if let Some(s) = ip.as_str() {
             if !(s == "None" || is_ip(s)) {
@@ -2798,7 +2832,7 @@ mod tests {
         let c = create(
             "Service",
             service(
-                json!({"type": "LoadBalancer", "sessionAffinity": "ClientIP", "ports": [{"port": 80, "appProtocol": "http"}]}),
+                json!({"type": "LoadBalancer", "ports": [{"port": 80, "appProtocol": "http", "protocol": "SCTP"}]}),
             ),
         );
         let mut f = fields(&c);
@@ -2807,7 +2841,7 @@ mod tests {
             f,
             vec![
                 "spec.ports[0].appProtocol",
-                "spec.sessionAffinity",
+                "spec.ports[0].protocol",
                 "spec.type"
             ]
         );
@@ -3118,6 +3152,25 @@ mod tests {
             service(json!({"externalTrafficPolicy": "Local", "ports": [{"port": 80}]})),
         );
         assert_eq!(fields(&c), vec!["spec.externalTrafficPolicy"]);
+        let affinity = |cfg: Value| {
+            let mut s = service(json!({"sessionAffinity": "ClientIP", "ports": [{"port": 80}]}));
+            s["spec"]["sessionAffinityConfig"] = cfg;
+            fields(&create("Service", s))
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert!(affinity(json!({"clientIP": {"timeoutSeconds": 30}})).is_empty());
+        assert_eq!(
+            affinity(json!({"clientIP": {"timeoutSeconds": 0}})),
+            vec!["spec.sessionAffinityConfig.clientIP.timeoutSeconds"]
+        );
+        let mut none = service(json!({"ports": [{"port": 80}]}));
+        none["spec"]["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 30}});
+        assert_eq!(
+            fields(&create("Service", none)),
+            vec!["spec.sessionAffinityConfig"]
+        );
     }
 
     #[test]

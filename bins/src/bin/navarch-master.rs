@@ -411,6 +411,11 @@ async fn run(args: RunArgs) -> Result<()> {
     api_cfg.audit = Some(Arc::new(audit));
     // pods/log and pods/exec dial the node's kubelet endpoint as this master.
     api_cfg.kubelet_dialer = Some(endpoint.clone());
+    api_cfg.service_range = args
+        .node
+        .service_cluster_ip_range
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
     // The control plane is made once the API server exists (it reads and writes through
     // it); the debug view reads it from here.
     let control_slot: Arc<OnceLock<Arc<ControlPlane>>> = Arc::new(OnceLock::new());

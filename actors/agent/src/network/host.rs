@@ -164,6 +164,58 @@ pub fn remove_unreachable_route(cidr: Cidr) -> Result<(), HostError> {
     Ok(())
 }
 
+/// Makes the node's service interface `name` (a bridge with no ports, up): the cluster
+/// IPs the node's proxy serves are its addresses, so that they are local to the host (its
+/// own connections and pods' through their gateway reach the proxy's sockets). A bridge,
+/// not a `dummy` (kube-proxy's IPVS mode uses a dummy): not every kernel has the dummy
+/// driver, every one that runs pods has the bridge.
+pub fn ensure_service_iface(name: &str) -> Result<(), HostError> {
+    match ip(&["link", "add", name, "type", "bridge"]) {
+        Ok(_) => tracing::info!(iface = name, "service interface made"),
+        Err(HostError::Command { stderr, .. }) if stderr.contains("File exists") => {}
+        Err(e) => return Err(e),
+    }
+    ip(&["link", "set", "dev", name, "up"]).map(drop)
+}
+
+/// Puts `addr` (a /32) on interface `name`; already there is fine.
+pub fn add_address(name: &str, addr: std::net::Ipv4Addr) -> Result<(), HostError> {
+    match ip(&["addr", "add", &format!("{addr}/32"), "dev", name]) {
+        Ok(_) => Ok(()),
+        Err(HostError::Command { stderr, .. }) if stderr.contains("File exists") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes `addr` off interface `name`; not there is fine.
+pub fn remove_address(name: &str, addr: std::net::Ipv4Addr) -> Result<(), HostError> {
+    match ip(&["addr", "del", &format!("{addr}/32"), "dev", name]) {
+        Ok(_) => Ok(()),
+        Err(HostError::Command { stderr, .. })
+            if stderr.contains("Cannot assign")
+                || stderr.contains("Cannot find device")
+                || stderr.contains("not found") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The IPv4 addresses on interface `name` (none when it does not exist).
+pub fn addresses(name: &str) -> Vec<std::net::Ipv4Addr> {
+    let Ok(out) = ip(&["-j", "addr", "show", "dev", name]) else {
+        return Vec::new();
+    };
+    let links: Vec<Value> = serde_json::from_str(out.trim()).unwrap_or_default();
+    links
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["family"] == "inet")
+        .filter_map(|a| a["local"].as_str()?.parse().ok())
+        .collect()
+}
+
 /// Removes a node's bridge (the bridge plugin makes it and never removes it); no such
 /// bridge is not an error.
 pub fn remove_bridge(name: &str) -> Result<(), HostError> {

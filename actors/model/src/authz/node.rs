@@ -18,12 +18,13 @@ const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
 /// Resources a node may read (cluster-wide, like the kubelet's informers). RuntimeClasses
 /// are Kubernetes' `NodeRules` (the kubelet resolves a pod's `runtimeClassName` to its
-/// handler).
+/// handler); EndpointSlices are what the node's proxy follows (Kubernetes' node-proxier role).
 pub const NODE_READABLE: &[&str] = &[
     "pods",
     "nodes",
     "services",
     "endpoints",
+    "endpointslices",
     "namespaces",
     "leases",
     "events",
