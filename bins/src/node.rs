@@ -62,6 +62,13 @@ pub struct NodeArgs {
     /// --node-ip); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Where the proxy serves node ports, comma-separated (default: --node-ip and
+    /// 127.0.0.1).
+    #[arg(long, value_delimiter = ',')]
+    pub nodeport_addresses: Vec<Ipv4Addr>,
+    /// How the proxy copies TCP connections: splice (the kernel's splice(2)) or userspace.
+    #[arg(long, default_value = "splice")]
+    pub proxy_copy: navarch_agent::proxy::CopyMode,
     /// Seconds between renewals of the node's Lease.
     #[arg(long, default_value_t = 10)]
     pub node_lease_renew_seconds: u64,
@@ -134,6 +141,14 @@ pub fn start(
         user_agent: format!("navarch-node/{}", env!("CARGO_PKG_VERSION")),
         disk_pressure_percent: args.disk_pressure_percent.min(100),
         kubelet_port: args.kubelet_port,
+        node_port_addresses: if args.nodeport_addresses.is_empty() {
+            let mut a = vec![args.node_ip, Ipv4Addr::LOCALHOST];
+            a.dedup();
+            a
+        } else {
+            args.nodeport_addresses.clone()
+        },
+        proxy_copy: args.proxy_copy,
     };
     let root = Root::new(
         ActorPath::parse(&format!("/node/{name}"))

@@ -57,6 +57,10 @@ pub struct NodeAgentConfig {
     /// The port of the node's kubelet endpoint (logs and exec for the masters, over QUIC on
     /// `address`); 0 picks a free one.
     pub kubelet_port: u16,
+    /// Where the proxy listens on node ports (`--nodeport-addresses`).
+    pub node_port_addresses: Vec<Ipv4Addr>,
+    /// How the proxy copies TCP connections.
+    pub proxy_copy: crate::proxy::CopyMode,
 }
 
 impl std::fmt::Debug for NodeAgentConfig {
@@ -221,6 +225,12 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
             .expect("spec.nodeName is a pod field");
         let pods =
             caches.scoped(Scope::kind(navarch_client::kind("", "v1", "pods")).fields(on_node));
+        let services = caches.scoped(Scope::kind(navarch_client::kind("", "v1", "services")));
+        let slices = caches.scoped(Scope::kind(navarch_client::kind(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+        )));
         let root_user = nix::unistd::geteuid().is_root();
         if cfg.pod_network && !root_user {
             tracing::warn!(node = %cfg.name, "not running as root: pods share the node's network (no namespaces, no CNI)");
@@ -234,12 +244,36 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
                 }
             }
         }
+        // Cluster IPs are served from the node's service interface, which takes root; the
+        // node ports are served either way.
+        let proxy_cfg = crate::proxy::DataplaneConfig {
+            node: cfg.name.clone(),
+            node_port_addresses: cfg.node_port_addresses.clone(),
+            service_iface: (root_user && cfg.pod_network)
+                .then(|| crate::proxy::service_iface_name(&cfg.name)),
+            copy: cfg.proxy_copy,
+        };
+        if proxy_cfg.service_iface.is_none() {
+            tracing::warn!(node = %cfg.name, "cluster ips are not served on this node (no root, or no pod network): node ports only");
+        }
+        let proxy = match crate::proxy::Proxy::start(&root, proxy_cfg, services, slices).await {
+            Ok(p) => p,
+            Err(e) => {
+                failed = Some(AgentError::Config {
+                    what: "proxy".into(),
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        tracing::info!(node = %cfg.name, "proxy running");
         match Kubelet::start(&root, kubelet_cfg, client, pods).await {
             Ok(kubelet) => {
                 lookup.attach(kubelet.shared().clone());
                 tracing::info!(node = %cfg.name, "kubelet running");
-                // The kubelet (and the caches feeding it) live as long as the node.
-                let _keep = (kubelet, caches, kubelet_endpoint);
+                // The kubelet and the proxy (and the caches feeding them) live as long as
+                // the node.
+                let _keep = (kubelet, proxy, caches, kubelet_endpoint);
                 std::future::pending::<()>().await;
             }
             Err(e) => {
@@ -319,5 +353,7 @@ pub async fn reset(
     let _ = std::fs::remove_dir_all(data_dir.join("kubelet").join("cni"));
     crate::network::host::remove_bridge(&crate::network::cni::bridge_name(name))
         .map_err(|e| failed("bridge", e.to_string()))?;
+    crate::network::host::remove_bridge(&crate::proxy::service_iface_name(name))
+        .map_err(|e| failed("service interface", e.to_string()))?;
     Ok(out)
 }

@@ -139,6 +139,11 @@ impl Dataplane {
                 iface: iface.clone(),
                 reason: e.to_string(),
             })?;
+            // What a previous run left (Services deleted while it was down) goes; the
+            // ports being served put theirs back as they are applied.
+            for ip in crate::network::host::addresses(iface) {
+                let _ = crate::network::host::remove_address(iface, ip);
+            }
         }
         Ok(Dataplane {
             cfg,
