@@ -100,7 +100,12 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("navarch-runtime", &[][..]),
         (
             "navarch-bench",
-            &["navarch-model", "navarch-net", "navarch-store"][..],
+            &[
+                "navarch-agent",
+                "navarch-model",
+                "navarch-net",
+                "navarch-store",
+            ][..],
         ),
         (
             "navarch-bins",

@@ -12,6 +12,10 @@
 //! `navctl bench scheduler` (see `scheduler`): bindings per second and creation-to-binding
 //! latency with a thousand hollow nodes, and the masters' memory.
 //!
+//! `navctl bench pods` (see `pods`): pod startup on a real node agent, and its memory.
+//!
+//! `navctl bench proxy` (see `proxy`): the node proxy against connecting directly.
+//!
 //! The crate is the benchmarks' home; `navctl bench` (in `bins`) only parses and calls it.
 //!
 //! Both clusters are started by the benchmark from temporary data dirs and killed when it ends,
@@ -23,6 +27,7 @@ mod failover;
 mod navarch;
 mod pods;
 mod procs;
+mod proxy;
 mod scheduler;
 mod workload;
 
@@ -60,10 +65,15 @@ pub enum BenchCommand {
     /// Pod startup (creation to Running, p50/p99) on a real node agent per runtime, and the
     /// agent's resident memory idle and with the pods.
     Pods(PodsBenchArgs),
+    /// The node proxy's TCP throughput, new connections per second and UDP round trips
+    /// through a cluster IP (with splice and with a userspace copy), against the endpoint
+    /// directly, as ratios of one run.
+    Proxy(ProxyBenchArgs),
 }
 
 pub use failover::FailoverBenchArgs;
 pub use pods::PodsBenchArgs;
+pub use proxy::ProxyBenchArgs;
 pub use scheduler::SchedulerBenchArgs;
 
 /// How the HTTPS clients of `navctl bench api` hold their connections.
@@ -190,6 +200,10 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
                 pods::run(args, &root).await
             })
             .await
+        }
+        BenchCommand::Proxy(args) => {
+            proxy::validate(args)?;
+            proxy::run(args).await
         }
         BenchCommand::Scheduler(args) => {
             scheduler::validate(args)?;
