@@ -69,6 +69,10 @@ pub struct NodeArgs {
     /// How the proxy copies TCP connections: splice (the kernel's splice(2)) or userspace.
     #[arg(long, default_value = "splice")]
     pub proxy_copy: navarch_agent::proxy::CopyMode,
+    /// The cluster DNS address pods with dnsPolicy ClusterFirst use, served by the node
+    /// (default: the service range's tenth address, 10.43.0.10).
+    #[arg(long)]
+    pub cluster_dns: Option<Ipv4Addr>,
     /// Seconds between renewals of the node's Lease.
     #[arg(long, default_value_t = 10)]
     pub node_lease_renew_seconds: u64,
@@ -149,6 +153,7 @@ pub fn start(
             args.nodeport_addresses.clone()
         },
         proxy_copy: args.proxy_copy,
+        cluster_dns: args.cluster_dns,
     };
     let root = Root::new(
         ActorPath::parse(&format!("/node/{name}"))

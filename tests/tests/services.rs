@@ -4,8 +4,8 @@
 //! 10.43.x/24, routed only on this machine); traffic goes to cluster IPs served on this
 //! machine, to pods' addresses, and to 127.0.0.x.
 //!
-//! - on a single-server cluster: 300 requests from a pod through a cluster IP reach each of
-//!   3 pods 100 times; a NodePort answers on 127.0.0.1; a UDP Service (its endpoint a
+//! - on a single-server cluster: pods resolve Services through the cluster DNS (A and SRV),
+//!   and 300 requests from a pod to the Service's DNS name reach each of 3 pods 100 times; a NodePort answers on 127.0.0.1; a UDP Service (its endpoint a
 //!   user-managed EndpointSlice: an echo on the node's bridge address) echoes through its
 //!   cluster IP; a client looping through
 //!   the Service while the Deployment scales to 5 and back to 2 sees every new pod and
@@ -159,7 +159,7 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
     // The target port by name: each pod's `http` container port.
     kc.apply(&service(
         "web",
-        json!({"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}),
+        json!({"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}),
     ))?
     .expect_ok("apply the web Service")?;
     let node_port = 30000 + (std::process::id() % 2700) as u16;
@@ -174,7 +174,36 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
     running(&kc, "client").await?;
     let ip = cluster_ip(&kc, "web")?;
     assert!(ip.starts_with("10.43.96."), "{ip} not from the range");
-    let url = format!("http://{ip}/");
+    // Pods resolve through the node's cluster DNS (the range's tenth address) with
+    // Kubernetes' search path: the Service by its short name.
+    let resolv = kc.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"])?;
+    assert!(
+        resolv.contains("nameserver 10.43.96.10\n")
+            && resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local")
+            && resolv.contains("options ndots:5"),
+        "{resolv}"
+    );
+    let looked_up = kc.ok(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "web.default.svc.cluster.local.",
+    ])?;
+    assert!(looked_up.contains(&format!("Address: {ip}")), "{looked_up}");
+    let srv = kc.ok(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "-type=srv",
+        "_http._tcp.web.default.svc.cluster.local.",
+    ])?;
+    assert!(
+        srv.contains("service = 0 100 80 web.default.svc.cluster.local"),
+        "{srv}"
+    );
+    let url = "http://web/".to_string();
     let web = pod_names(&kc, "web")?;
     assert_eq!(web.len(), 3);
     wait_for(DEADLINE, "the service serving all three pods", || async {
@@ -183,7 +212,7 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
     })
     .await?;
 
-    // 300 sequential requests from inside a pod: each pod answers 100.
+    // 300 sequential requests from inside a pod to the Service's name: each pod answers 100.
     let counts = requests(&kc, "client", &url, 300)?;
     let want: BTreeMap<String, u32> = web.iter().map(|w| (w.clone(), 100)).collect();
     assert_eq!(counts, want);

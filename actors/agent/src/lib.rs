@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod credentials;
+pub mod dns;
 pub mod fleet;
 pub mod hollow;
 pub mod ipam;

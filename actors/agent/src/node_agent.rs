@@ -61,6 +61,9 @@ pub struct NodeAgentConfig {
     pub node_port_addresses: Vec<Ipv4Addr>,
     /// How the proxy copies TCP connections.
     pub proxy_copy: crate::proxy::CopyMode,
+    /// The cluster DNS address (`--cluster-dns`; default: the service range's tenth
+    /// address, which the masters never give a Service).
+    pub cluster_dns: Option<Ipv4Addr>,
 }
 
 impl std::fmt::Debug for NodeAgentConfig {
@@ -127,6 +130,14 @@ async fn network(
     let cni = crate::network::Cni::new(cfg.cni_plugin_dirs.clone(), root.join("cni"), net);
     cni.save().map_err(|e| bad(e.to_string()))?;
     Ok(cni)
+}
+
+/// The cluster DNS address: `--cluster-dns`, or the service range's tenth address.
+fn cluster_dns_address(cfg: &NodeAgentConfig) -> Option<Ipv4Addr> {
+    cfg.cluster_dns.or_else(|| {
+        (cfg.service_cidr.size() > 16)
+            .then(|| Ipv4Addr::from(u32::from(cfg.service_cidr.network()) + 10))
+    })
 }
 
 /// Joins (or loads the stored certificate), then runs the node until the future is
@@ -208,6 +219,7 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         pleg_period: Duration::from_secs(1),
         network: None,
         cluster_domain: "cluster.local".into(),
+        cluster_dns: Vec::new(),
         allocatable: desc.capacity.clone(),
     };
     let node = HollowNode::new(client, desc, cfg.timing);
@@ -256,6 +268,8 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         if proxy_cfg.service_iface.is_none() {
             tracing::warn!(node = %cfg.name, "cluster ips are not served on this node (no root, or no pod network): node ports only");
         }
+        let proxy_cfg_iface = proxy_cfg.service_iface.clone();
+        let (dns_services, dns_slices) = (services.clone(), slices.clone());
         let proxy = match crate::proxy::Proxy::start(&root, proxy_cfg, services, slices).await {
             Ok(p) => p,
             Err(e) => {
@@ -267,13 +281,41 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
             }
         };
         tracing::info!(node = %cfg.name, "proxy running");
+        // The cluster DNS, on the service interface beside the cluster IPs.
+        let dns = match (&proxy_cfg_iface, cluster_dns_address(&cfg)) {
+            (Some(iface), Some(address)) => {
+                let upstreams = crate::dns::upstreams(
+                    &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                );
+                let dns_cfg = crate::dns::DnsConfig {
+                    address,
+                    iface: iface.clone(),
+                    domain: "cluster.local".into(),
+                    upstreams,
+                };
+                match crate::dns::Dns::start(dns_cfg, dns_services, dns_slices).await {
+                    Ok(d) => {
+                        kubelet_cfg.cluster_dns = vec![address];
+                        Some(d)
+                    }
+                    Err(e) => {
+                        failed = Some(AgentError::Config {
+                            what: "cluster dns".into(),
+                            reason: e.to_string(),
+                        });
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
         match Kubelet::start(&root, kubelet_cfg, client, pods).await {
             Ok(kubelet) => {
                 lookup.attach(kubelet.shared().clone());
                 tracing::info!(node = %cfg.name, "kubelet running");
                 // The kubelet and the proxy (and the caches feeding them) live as long as
                 // the node.
-                let _keep = (kubelet, proxy, caches, kubelet_endpoint);
+                let _keep = (kubelet, dns, proxy, caches, kubelet_endpoint);
                 std::future::pending::<()>().await;
             }
             Err(e) => {

@@ -78,6 +78,7 @@ impl Node {
             pleg_period: Duration::from_millis(200),
             network: None,
             cluster_domain: "cluster.local".into(),
+            cluster_dns: Vec::new(),
             allocatable: BTreeMap::new(),
         }
     }

@@ -213,11 +213,21 @@ impl ServiceRange {
         std::net::Ipv4Addr::from(self.base + 1)
     }
 
-    /// A random address of the range past its first.
+    /// The cluster DNS's address (the tenth, k3s's 10.43.0.10), which the nodes serve
+    /// themselves: never a Service's.
+    pub fn dns(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(self.base + 10)
+    }
+
+    /// A random address of the range past its first, never the cluster DNS's.
     fn random(&self) -> String {
         let size = 1u32 << (32 - self.prefix);
-        let n: u32 = rand::thread_rng().gen_range(2..size - 1);
-        std::net::Ipv4Addr::from(self.base + n).to_string()
+        loop {
+            let n: u32 = rand::thread_rng().gen_range(2..size - 1);
+            if n != 10 {
+                return std::net::Ipv4Addr::from(self.base + n).to_string();
+            }
+        }
     }
 }
 
@@ -227,6 +237,10 @@ pub fn check_cluster_ip(svc: &Value, range: &ServiceRange) -> Result<(), (String
         Some(ip) if !range.contains(ip) => Err((
             ip.to_string(),
             format!("failed to allocate IP {ip}: provided IP is not in the valid range. The range of valid IPs is {range}"),
+        )),
+        Some(ip) if ip == range.dns().to_string() => Err((
+            ip.to_string(),
+            format!("failed to allocate IP {ip}: it is the cluster DNS's address, which every node serves itself"),
         )),
         _ => Ok(()),
     }
@@ -316,6 +330,7 @@ mod tests {
         assert!(check_cluster_ip(&svc("ClusterIP", "10.96.0.1", json!([])), &range).is_err());
         assert!(check_cluster_ip(&svc("ClusterIP", "None", json!([])), &range).is_ok());
         assert!(check_cluster_ip(&svc("ClusterIP", "10.43.16.7", json!([])), &range).is_ok());
+        assert!(check_cluster_ip(&svc("ClusterIP", "10.43.16.10", json!([])), &range).is_err());
         for bad in ["10.43.0.0", "10.43.0.1/16", "10.43.0.0/4", "x/16"] {
             assert!(bad.parse::<ServiceRange>().is_err(), "{bad}");
         }

@@ -200,7 +200,13 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
     Supported::Any("restartPolicy"),
     Supported::Any("terminationGracePeriodSeconds"),
     Supported::Any("activeDeadlineSeconds"),
-    Supported::OneOf("dnsPolicy", &["ClusterFirst", "Default"]),
+    Supported::OneOf(
+        "dnsPolicy",
+        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+    ),
+    Supported::Any("dnsConfig.nameservers"),
+    Supported::Any("dnsConfig.searches"),
+    Supported::Any("dnsConfig.options"),
     Supported::Any("schedulerName"),
     Supported::Any("nodeName"),
     Supported::Any("nodeSelector"),
@@ -1422,6 +1428,19 @@ fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
         &["Always", "OnFailure", "Never"],
     );
     check_non_negative(out, path, spec, "terminationGracePeriodSeconds");
+    let nameservers = array_at(&spec["dnsConfig"], "nameservers");
+    if str_at(spec, "dnsPolicy") == Some("None") && nameservers.is_empty() {
+        out.push(Cause::required(format!("{path}.dnsConfig.nameservers")));
+    }
+    for (i, n) in nameservers.iter().enumerate() {
+        if !n.as_str().is_some_and(is_ip) {
+            out.push(invalid(
+                format!("{path}.dnsConfig.nameservers[{i}]"),
+                n,
+                "must be a valid IP address",
+            ));
+        }
+    }
     check_range(
         out,
         path,
@@ -2796,7 +2815,6 @@ mod tests {
                 "spec.containers[0].readinessProbe.httpGet.scheme",
                 "spec.containers[0].stdin",
                 "spec.containers[0].volumeMounts[0].subPathExpr",
-                "spec.dnsPolicy",
                 "spec.hostNetwork",
                 "spec.initContainers[0].stdin",
                 "spec.securityContext",

@@ -70,8 +70,11 @@ pub struct KubeletConfig {
     /// The pod network (a network namespace and an address per pod through CNI); `None`:
     /// pods share the node's network and address.
     pub network: Option<Arc<crate::network::Cni>>,
-    /// The cluster's DNS domain (pods' `/etc/hosts` names).
+    /// The cluster's DNS domain (pods' `/etc/hosts` names, their DNS search path).
     pub cluster_domain: String,
+    /// The cluster DNS servers pods with `dnsPolicy: ClusterFirst` use (none: they use
+    /// the node's resolvers, as the kubelet falls back to `Default`).
+    pub cluster_dns: Vec<std::net::Ipv4Addr>,
     /// The node's allocatable resources (what `resourceFieldRef`s to unset limits read).
     pub allocatable: BTreeMap<String, String>,
 }

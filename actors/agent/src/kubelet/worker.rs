@@ -767,6 +767,15 @@ impl Shared {
         );
         write_atomically(&dir.join("etc-hosts"), hosts.as_bytes())
             .map_err(|e| format!("write the pod's hosts file: {e}"))?;
+        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = crate::dns::resolv::for_pod(
+            pod,
+            &self.cfg.cluster_dns,
+            &self.cfg.cluster_domain,
+            &node_resolv,
+        );
+        write_atomically(&dir.join("etc-resolv"), resolv.as_bytes())
+            .map_err(|e| format!("write the pod's resolv.conf: {e}"))?;
         write_atomically(
             &dir.join("sandbox.json"),
             &serde_json::to_vec(&record).map_err(|e| e.to_string())?,
@@ -879,6 +888,18 @@ impl Shared {
             mounts.push(navarch_runtime::Mount {
                 source: navarch_runtime::MountSource::Bind(hosts),
                 container_path: "/etc/hosts".into(),
+                read_only: false,
+            });
+        }
+        let resolv = self.cfg.pod_dir(&uid).join("etc-resolv");
+        if resolv.exists()
+            && !mounts
+                .iter()
+                .any(|m| m.container_path == "/etc/resolv.conf")
+        {
+            mounts.push(navarch_runtime::Mount {
+                source: navarch_runtime::MountSource::Bind(resolv),
+                container_path: "/etc/resolv.conf".into(),
                 read_only: false,
             });
         }
