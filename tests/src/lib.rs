@@ -108,6 +108,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The masters' peer (QUIC) addresses, comma-separated: a node's `--master`.
+    pub fn peer_list(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.peer.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Starts `n` masters (m1 on 127.0.0.1, m2 on 127.0.0.2, ...) with extra flags, and
     /// waits until they agree on a leader.
     pub async fn start(n: usize, extra_args: &[&str]) -> Result<Cluster> {
@@ -705,6 +714,32 @@ pub fn py_venv() -> PathBuf {
 }
 
 /// The real kubectl, or an error that says how to install it (never a skip).
+/// A Deployment of `replicas` busybox `httpd` pods that serve their own hostname on `port`
+/// (the container port named `http`), ready once they answer.
+pub fn httpd_deployment(name: &str, replicas: u32, port: u16) -> Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": "httpd", "image": "busybox",
+                        "command": ["sh", "-c", format!(
+                            "mkdir -p /www && hostname > /www/index.html && echo serving $(hostname) && exec httpd -f -p {port} -h /www")],
+                        "ports": [{"name": "http", "containerPort": port}],
+                        "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1},
+                    }],
+                },
+            },
+        },
+    })
+}
+
 pub fn kubectl_bin() -> Result<PathBuf> {
     let p = py_venv().join("bin/kubectl");
     anyhow::ensure!(

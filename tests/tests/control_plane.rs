@@ -393,12 +393,7 @@ async fn start_nodes(
     count: usize,
     extra: &[&str],
 ) -> Result<NodeProc> {
-    let masters = cluster
-        .members
-        .iter()
-        .map(|m| m.peer.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let masters = cluster.peer_list();
     let count = count.to_string();
     let mut args: Vec<&str> = FAST_NODES.to_vec();
     args.extend(["--count", &count, "--master", &masters]);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use navarch_tests::{kubectl_spawn, wait_for, Cluster, Kubectl, NodeProc};
+use navarch_tests::{httpd_deployment, kubectl_spawn, wait_for, Cluster, Kubectl, NodeProc};
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -90,29 +90,6 @@ fn pids_of(argv: &[&str]) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-fn httpd_deployment(name: &str, replicas: u32) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": "httpd", "image": "busybox",
-                        "command": ["sh", "-c",
-                            "mkdir -p /www && hostname > /www/index.html && echo serving $(hostname) && exec httpd -f -p 80 -h /www"],
-                        "readinessProbe": {"httpGet": {"path": "/", "port": 80}, "periodSeconds": 1},
-                    }],
-                },
-            },
-        },
-    })
-}
-
 /// The pod's CRI log directory on the node (`<node data>/kubelet/logs/<ns>_<pod>_<uid>/<c>`).
 fn log_dir(node_data: &Path, pod: &Value, container: &str) -> PathBuf {
     node_data
@@ -155,7 +132,7 @@ async fn a_single_server_runs_pods_with_their_own_network_logs_exec_and_config()
     let prefix = pod_cidr.rsplit_once('.').unwrap().0.to_string();
 
     // A Deployment of 3 httpd pods that serve their own hostname.
-    kc.apply(&httpd_deployment("web", 3))?
+    kc.apply(&httpd_deployment("web", 3, 80))?
         .expect_ok("apply web")?;
     kc.ok(&["rollout", "status", "deployment/web", "--timeout=90s"])?;
     let pods = kc.json(&["get", "pods", "-l", "app=web"])?;
@@ -791,17 +768,8 @@ async fn containers_restart_with_back_off_probes_act_and_oom_is_reported() -> Re
     Ok(())
 }
 
-fn master_peers(cluster: &Cluster) -> String {
-    cluster
-        .members
-        .iter()
-        .map(|m| m.peer.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 async fn real_node(cluster: &Cluster, name: &str, cidr: &str) -> Result<NodeProc> {
-    let masters = master_peers(cluster);
+    let masters = cluster.peer_list();
     let mut args = vec![
         "--master",
         &masters,
@@ -932,7 +900,7 @@ async fn three_masters_and_two_nodes_survive_a_killed_node_and_a_killed_master()
         (ready == 2).then_some(())
     })
     .await?;
-    kc.apply(&httpd_deployment("web", 4))?
+    kc.apply(&httpd_deployment("web", 4, 80))?
         .expect_ok("apply web")?;
     kc.ok(&["rollout", "status", "deployment/web", "--timeout=90s"])?;
     let on = |pods: &Value, node: &str| -> Vec<Value> {

@@ -19,7 +19,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use navarch_tests::{kubectl_spawn, wait_for, Cluster, Kubectl, NodeProc};
+use navarch_tests::{httpd_deployment, kubectl_spawn, wait_for, Cluster, Kubectl, NodeProc};
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -27,28 +27,8 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// Tests may run while the disk is nearly full (build caches).
 const NODE_FLAGS: &[&str] = &["--disk-pressure-percent", "1"];
 
-fn httpd_deployment(name: &str, replicas: u32, node: Option<&str>) -> Value {
-    let mut d = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": "httpd", "image": "busybox",
-                        "command": ["sh", "-c",
-                            "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
-                        "ports": [{"name": "http", "containerPort": 8080}],
-                        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-                    }],
-                },
-            },
-        },
-    });
+fn httpd_on(name: &str, replicas: u32, node: Option<&str>) -> Value {
+    let mut d = httpd_deployment(name, replicas, 8080);
     if let Some(n) = node {
         d["spec"]["template"]["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": n});
     }
@@ -154,7 +134,7 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
     let kc = Kubectl::admin(&cluster, 0, dir.path()).await?;
     node_ready(&kc, "svc-solo").await?;
 
-    kc.apply(&httpd_deployment("web", 3, None))?
+    kc.apply(&httpd_on("web", 3, None))?
         .expect_ok("apply web")?;
     // The target port by name: each pod's `http` container port.
     kc.apply(&service(
@@ -345,12 +325,7 @@ async fn a_pod_on_one_node_reaches_a_service_whose_pods_run_on_another() -> Resu
     .await?;
     let dir = tempfile::tempdir()?;
     let kc = Kubectl::admin(&cluster, 0, dir.path()).await?;
-    let masters = cluster
-        .members
-        .iter()
-        .map(|m| m.peer.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let masters = cluster.peer_list();
     let mut nodes = Vec::new();
     for name in ["svc-left", "svc-right"] {
         let mut args = vec![
@@ -368,7 +343,7 @@ async fn a_pod_on_one_node_reaches_a_service_whose_pods_run_on_another() -> Resu
     }
     node_ready(&kc, "svc-left").await?;
     node_ready(&kc, "svc-right").await?;
-    kc.apply(&httpd_deployment("far", 2, Some("svc-right")))?
+    kc.apply(&httpd_on("far", 2, Some("svc-right")))?
         .expect_ok("apply far")?;
     kc.apply(&service(
         "far",
