@@ -123,6 +123,9 @@ pub fn start(
         bail!("--node-lease-renew-seconds must be at least 1");
     }
     crate::private::private_dir(data_dir)?;
+    // Absolute: the shims run from `/`, and read their containers' dirs from these paths.
+    let data_dir = &std::path::absolute(data_dir)
+        .with_context(|| format!("make {} absolute", data_dir.display()))?;
     let runtimes = runtimes(data_dir)?;
     let cfg = NodeAgentConfig {
         name: name.to_string(),
@@ -169,6 +172,8 @@ pub fn start(
 /// Removes what the stopped node at `data_dir` left running (see
 /// [`node_agent::reset`]).
 pub async fn reset(name: &str, data_dir: &Path) -> Result<node_agent::Reset> {
+    let data_dir = &std::path::absolute(data_dir)
+        .with_context(|| format!("make {} absolute", data_dir.display()))?;
     let runtimes = runtimes(data_dir)?;
     let plugins = [
         std::path::PathBuf::from("/usr/lib/cni"),
