@@ -714,6 +714,19 @@ pub fn py_venv() -> PathBuf {
 }
 
 /// The real kubectl, or an error that says how to install it (never a skip).
+/// The names of the pods of a list that are not being deleted.
+pub fn live_pod_names(pods: &Value) -> Vec<String> {
+    pods["items"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A Deployment of `replicas` busybox `httpd` pods that serve their own hostname on `port`
 /// (the container port named `http`), ready once they answer.
 pub fn httpd_deployment(name: &str, replicas: u32, port: u16) -> Value {

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use navarch_tests::{httpd_deployment, kubectl_spawn, wait_for, Cluster, Kubectl, NodeProc};
+use navarch_tests::{
+    httpd_deployment, kubectl_spawn, live_pod_names, wait_for, Cluster, Kubectl, NodeProc,
+};
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -38,18 +40,6 @@ fn is_ready(p: &Value) -> bool {
         cs.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
     })
-}
-
-fn names(pods: &Value) -> Vec<String> {
-    pods["items"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 async fn pod_where(
@@ -136,7 +126,7 @@ async fn a_single_server_runs_pods_with_their_own_network_logs_exec_and_config()
         .expect_ok("apply web")?;
     kc.ok(&["rollout", "status", "deployment/web", "--timeout=90s"])?;
     let pods = kc.json(&["get", "pods", "-l", "app=web"])?;
-    let web = names(&pods);
+    let web = live_pod_names(&pods);
     assert_eq!(web.len(), 3, "{pods}");
     let ips: Vec<String> = web
         .iter()

@@ -19,7 +19,9 @@ use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use navarch_tests::{httpd_deployment, kubectl_spawn, wait_for, Cluster, Kubectl, NodeProc};
+use navarch_tests::{
+    httpd_deployment, kubectl_spawn, live_pod_names, wait_for, Cluster, Kubectl, NodeProc,
+};
 use serde_json::{json, Value};
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -55,16 +57,12 @@ fn service(name: &str, spec: Value) -> Value {
 
 /// The names of the pods of `app` that are not being deleted.
 fn pod_names(kc: &Kubectl, app: &str) -> Result<Vec<String>> {
-    let pods = kc.json(&["get", "pods", "-l", &format!("app={app}")])?;
-    Ok(pods["items"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(live_pod_names(&kc.json(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("app={app}"),
+    ])?))
 }
 
 async fn running(kc: &Kubectl, pod: &str) -> Result<()> {
