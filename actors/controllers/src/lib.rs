@@ -40,6 +40,7 @@ pub mod podgc;
 pub mod recorder;
 pub mod replicaset;
 pub mod scheduler;
+pub mod serviceaccounts;
 pub mod source;
 
 use std::sync::Arc;
@@ -83,6 +84,7 @@ struct Running {
     _gc: gc::GarbageCollector,
     _podgc: podgc::PodGarbageCollector,
     _nodeipam: Option<nodeipam::NodeIpamController>,
+    _serviceaccounts: serviceaccounts::ServiceAccountController,
 }
 
 /// The controller manager and scheduler of one master.
@@ -118,6 +120,7 @@ fn warm_up(caches: &SharedCaches) {
         ("", "nodes"),
         ("", "services"),
         ("", "endpoints"),
+        ("", "serviceaccounts"),
         ("apps", "replicasets"),
         ("apps", "deployments"),
     ] {
@@ -200,6 +203,8 @@ impl ControlPlane {
                 _gc: gc::GarbageCollector::start(&group, &ctx).await?,
                 _podgc: podgc::PodGarbageCollector::start(&group, &ctx).await?,
                 _nodeipam: nodeipam::NodeIpamController::start(&group, &ctx).await?,
+                _serviceaccounts: serviceaccounts::ServiceAccountController::start(&group, &ctx)
+                    .await?,
                 group: group.clone(),
                 caches: caches.clone(),
             })

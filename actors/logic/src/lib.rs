@@ -35,3 +35,4 @@ pub mod nodes;
 pub mod podgc;
 pub mod replicaset;
 pub mod scheduler;
+pub mod serviceaccounts;

@@ -127,6 +127,13 @@ pub const DISRUPTION_CONTROLLER: Component = controller(
     "system:controller:disruption-controller",
 );
 
+/// Gives every namespace its `default` ServiceAccount.
+pub const SERVICE_ACCOUNT_CONTROLLER: Component = controller(
+    "service-account-controller",
+    "system:serviceaccount:kube-system:service-account-controller",
+    "system:controller:service-account-controller",
+);
+
 /// Every controller identity.
 pub const CONTROLLERS: &[Component] = &[
     DEPLOYMENT_CONTROLLER,
@@ -138,6 +145,7 @@ pub const CONTROLLERS: &[Component] = &[
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,
     DISRUPTION_CONTROLLER,
+    SERVICE_ACCOUNT_CONTROLLER,
 ];
 
 /// Every component identity: the scheduler, the controller manager, then the controllers.
@@ -153,6 +161,7 @@ pub const COMPONENTS: &[Component] = &[
     ENDPOINT_CONTROLLER,
     ENDPOINTSLICE_CONTROLLER,
     DISRUPTION_CONTROLLER,
+    SERVICE_ACCOUNT_CONTROLLER,
 ];
 
 impl Component {

@@ -139,6 +139,7 @@ fn kind_schema(gen: &mut SchemaGenerator, kind: &Kind) -> String {
         ("", "Service") => register_kind::<core::Service>(gen, kind),
         ("", "ConfigMap") => register_kind::<core::ConfigMap>(gen, kind),
         ("", "Secret") => register_kind::<core::Secret>(gen, kind),
+        ("", "ServiceAccount") => register_kind::<core::ServiceAccount>(gen, kind),
         ("", "Endpoints") => register_kind::<core::Endpoints>(gen, kind),
         ("", "Event") => register_kind::<core::Event>(gen, kind),
         ("apps", "Deployment") => register_kind::<apps::Deployment>(gen, kind),

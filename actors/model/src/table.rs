@@ -102,6 +102,11 @@ fn column_list(kind: &Kind) -> Vec<Column> {
             ("Data", "integer", 0, "The number of keys in data and binaryData."),
             AGE,
         ],
+        "ServiceAccount" => vec![
+            NAME,
+            ("Secrets", "string", 0, "The number of secrets the account lists."),
+            AGE,
+        ],
         "Secret" => vec![
             NAME,
             ("Type", "string", 0, "The type of the secret."),
@@ -195,6 +200,14 @@ pub fn row(kind: &Kind, object: &Value, now: i64) -> Value {
         "Endpoints" => vec![
             json!(name(object)),
             json!(format_endpoints(object)),
+            json!(age(object, now)),
+        ],
+        "ServiceAccount" => vec![
+            json!(name(object)),
+            json!(object
+                .get("secrets")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)),
             json!(age(object, now)),
         ],
         "Secret" => vec![

@@ -27,7 +27,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service,
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
@@ -230,6 +230,9 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
 /// whole. Later issues that implement a field extend this table (and [`POD_SPEC_FIELDS`]).
 pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
     ("Namespace", &[Supported::Any("spec.finalizers")]),
+    // No tokens yet: a ServiceAccount is its name (secrets, imagePullSecrets and
+    // automountServiceAccountToken are refused).
+    ("ServiceAccount", &[]),
     (
         "Node",
         &[
@@ -567,6 +570,7 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "Service" => round_trip::<Service>(&input),
         "ConfigMap" => round_trip::<ConfigMap>(&input),
         "Secret" => round_trip::<Secret>(&input),
+        "ServiceAccount" => round_trip::<ServiceAccount>(&input),
         "Endpoints" => round_trip::<Endpoints>(&input),
         "Event" => round_trip::<Event>(&input),
         "Deployment" => round_trip::<Deployment>(&input),

@@ -191,6 +191,10 @@ fn component_rules(c: &Component) -> Vec<PolicyRule> {
             &["*"],
             &["*"],
         )],
+        "service-account-controller" => vec![
+            rule(&["create"], CORE, &["serviceaccounts"]),
+            rule(READ, CORE, &["namespaces", "serviceaccounts"]),
+        ],
         "namespace-controller" => vec![
             rule(&["delete", "get", "list", "watch"], CORE, &["namespaces"]),
             rule(
