@@ -13,6 +13,21 @@ use navarch_model::kinds::Kind;
 
 use crate::recorder::Recorder;
 
+/// Sends `event` to the singleton in `handle` after `delay` (a pass again after a failed
+/// write), once the singleton is known.
+pub fn pass_again<S: navarch_actors::SingletonLogic>(
+    handle: Arc<std::sync::OnceLock<navarch_actors::SingletonRef<S>>>,
+    event: S::Event,
+    delay: Duration,
+) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if let Some(h) = handle.get() {
+            let _ = h.send(event).await;
+        }
+    });
+}
+
 /// Hands out the client each component writes through.
 pub trait Clients: Send + Sync + 'static {
     /// The client `component` calls the API with: authenticated as the component, its

@@ -161,13 +161,11 @@ impl Effects<Carry> for Arc<IpamEffects> {
                 }
             }
             if retry {
-                let handle = me.handle.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Some(h) = handle.get() {
-                        let _ = h.send(IpamEvent::Pass).await;
-                    }
-                });
+                crate::context::pass_again(
+                    me.handle.clone(),
+                    IpamEvent::Pass,
+                    Duration::from_secs(1),
+                );
             }
             Ok(())
         })

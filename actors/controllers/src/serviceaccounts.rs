@@ -143,13 +143,11 @@ impl Effects<Create> for Arc<AccountEffects> {
                 }
             }
             if retry {
-                let handle = me.handle.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Some(h) = handle.get() {
-                        let _ = h.send(AccountEvent::Pass).await;
-                    }
-                });
+                crate::context::pass_again(
+                    me.handle.clone(),
+                    AccountEvent::Pass,
+                    Duration::from_secs(1),
+                );
             }
             Ok(())
         })
