@@ -541,14 +541,7 @@ impl ContainerRuntime for OciRuntime {
                     self.blocking(move |i| {
                         let sent = i.signal(&owned, &started, if kill { "KILL" } else { "TERM" });
                         if sent {
-                            i.record_stop(&owned, |r| {
-                                let at = Some(SystemTime::now());
-                                if kill {
-                                    r.kill_sent_at = at;
-                                } else {
-                                    r.term_sent_at = at;
-                                }
-                            })?;
+                            i.record_stop(&owned, |r| r.sent(kill))?;
                         }
                         Ok(sent)
                     })

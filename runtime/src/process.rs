@@ -524,14 +524,7 @@ impl ContainerRuntime for ProcessRuntime {
                         };
                         let sent = i.signal(&started, isolated, signal);
                         if sent {
-                            i.record_stop(&owned, |r| {
-                                let at = Some(SystemTime::now());
-                                if kill {
-                                    r.kill_sent_at = at;
-                                } else {
-                                    r.term_sent_at = at;
-                                }
-                            })?;
+                            i.record_stop(&owned, |r| r.sent(kill))?;
                         }
                         Ok(sent)
                     })
@@ -555,29 +548,25 @@ impl ContainerRuntime for ProcessRuntime {
         id: &'a ContainerId,
         request: ExecRequest,
     ) -> RuntimeFuture<'a, ExecOutput> {
+        // The streaming exec, its output collected.
         Box::pin(async move {
-            let child = self.spawn_exec(id, &request).await?;
-            let out = tokio::time::timeout(request.timeout, child.wait_with_output())
-                .await
-                .map_err(|_| RuntimeError::ExecTimeout {
-                    id: id.clone(),
-                    timeout_ms: request.timeout.as_millis() as u64,
-                })?
-                .map_err(|e| RuntimeError::Shim {
-                    id: id.clone(),
-                    reason: format!("exec: {e}"),
-                })?;
-            let exit_code = out.status.code().unwrap_or(EXEC_FAILED);
-            if exit_code == EXEC_FAILED && out.stderr.starts_with(b"navarch-shim:") {
-                return Err(RuntimeError::Shim {
-                    id: id.clone(),
-                    reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                });
-            }
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let collect = async {
+                let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+                while let Some(chunk) = rx.recv().await {
+                    match chunk {
+                        ExecChunk::Stdout(b) => stdout.extend(b),
+                        ExecChunk::Stderr(b) => stderr.extend(b),
+                    }
+                }
+                (stdout, stderr)
+            };
+            let (exit_code, (stdout, stderr)) =
+                tokio::join!(self.exec_streaming(id, request, tx), collect);
             Ok(ExecOutput {
-                stdout: out.stdout,
-                stderr: out.stderr,
-                exit_code,
+                stdout,
+                stderr,
+                exit_code: exit_code?,
             })
         })
     }

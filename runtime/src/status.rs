@@ -43,6 +43,18 @@ pub struct StopRecord {
     pub kill_sent_at: Option<SystemTime>,
 }
 
+impl StopRecord {
+    /// Notes that SIGKILL (`kill`) or SIGTERM was sent now.
+    pub fn sent(&mut self, kill: bool) {
+        let at = Some(SystemTime::now());
+        if kill {
+            self.kill_sent_at = at;
+        } else {
+            self.term_sent_at = at;
+        }
+    }
+}
+
 /// Why a container is no longer running, as Kubernetes spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reason {
