@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use navarch_client::Cache;
@@ -323,15 +323,4 @@ pub fn upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
         .filter_map(|n| n.parse::<std::net::IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
-}
-
-/// A query for `name` of type A, as a message (for tests and probes).
-pub fn query_a(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Message::query();
-    m.metadata.id = id;
-    m.metadata.recursion_desired = true;
-    if let Ok(n) = Name::from_ascii(name) {
-        m.add_query(Query::query(n, RecordType::A));
-    }
-    m.to_vec().unwrap_or_default()
 }

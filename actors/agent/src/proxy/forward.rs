@@ -96,8 +96,6 @@ struct PortShared {
     balancers: Mutex<HashMap<Ingress, Balancer>>,
     conns: Mutex<HashMap<u64, (SocketAddrV4, AbortHandle)>>,
     next_conn: AtomicU64,
-    /// Connections proxied, per endpoint (for tests and the summary).
-    served: Mutex<HashMap<SocketAddrV4, u64>>,
 }
 
 impl PortShared {
@@ -164,7 +162,6 @@ impl Dataplane {
                 balancers: Mutex::new(HashMap::new()),
                 conns: Mutex::new(HashMap::new()),
                 next_conn: AtomicU64::new(0),
-                served: Mutex::new(HashMap::new()),
             }),
             listeners: HashMap::new(),
         });
@@ -279,22 +276,6 @@ impl Dataplane {
             .map(|p| p.shared.spec())
     }
 
-    /// Connections (TCP) and flows (UDP) proxied to each endpoint of `key` so far.
-    pub fn served(&self, key: &str) -> HashMap<SocketAddrV4, u64> {
-        self.ports
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .map(|p| {
-                p.shared
-                    .served
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-            })
-            .unwrap_or_default()
-    }
-
     /// Puts `ips` on the service interface for `key`.
     fn hold_ips(&self, key: &str, ips: &[Ipv4Addr]) -> Result<(), ProxyError> {
         let Some(iface) = &self.cfg.service_iface else {
@@ -407,12 +388,6 @@ async fn proxy_tcp(client: TcpStream, peer: SocketAddr, ingress: Ingress, shared
         }
         refused.push(backend);
     };
-    *shared
-        .served
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(backend)
-        .or_default() += 1;
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -423,7 +398,7 @@ async fn proxy_tcp(client: TcpStream, peer: SocketAddr, ingress: Ingress, shared
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, (backend, task.abort_handle()));
     // The endpoint may have gone between the pick and the registration.
-    if !shared.spec().addresses().contains(&backend) {
+    if !shared.spec().endpoints.iter().any(|e| e.addr == backend) {
         task.abort();
     }
     let _ = task.await;
@@ -453,6 +428,9 @@ async fn serve_udp(socket: UdpSocket, ingress: Ingress, shared: Arc<PortShared>)
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     let mut sweep = tokio::time::interval(UDP_IDLE / 4);
+    // The targets of the port as last applied, computed again only when it changes.
+    let mut seen = shared.spec();
+    let mut targets = seen.targets(ingress, &shared.node);
     loop {
         let (n, client) = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
@@ -467,7 +445,11 @@ async fn serve_udp(socket: UdpSocket, ingress: Ingress, shared: Arc<PortShared>)
                 continue;
             }
         };
-        let targets = shared.spec().targets(ingress, &shared.node);
+        let spec = shared.spec();
+        if !Arc::ptr_eq(&spec, &seen) {
+            targets = spec.targets(ingress, &shared.node);
+            seen = spec;
+        }
         let stale = flows
             .get(&client)
             .is_none_or(|f| !targets.contains(&f.backend) || f.replies.is_finished());
@@ -478,12 +460,6 @@ async fn serve_udp(socket: UdpSocket, ingress: Ingress, shared: Arc<PortShared>)
             };
             match flow(backend, client, socket.clone()).await {
                 Ok(f) => {
-                    *shared
-                        .served
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(backend)
-                        .or_default() += 1;
                     flows.insert(client, f);
                 }
                 Err(e) => {
