@@ -1,6 +1,6 @@
 //! Kubernetes' admission plugins navarch runs on writes, as pure functions of the object:
-//! DefaultTolerationSeconds, and RuntimeClass's decision on a new pod (the server looks the
-//! class up). (NodeRestriction and the RBAC escalation check live in `node_restriction` and
+//! DefaultTolerationSeconds, RuntimeClass's decision on a new pod (the server looks the
+//! class up), and ServiceAccount's (the pod's account defaulted, its API token projected). (NodeRestriction and the RBAC escalation check live in `node_restriction` and
 //! `escalation`.) Also the RuntimeClasses every cluster starts with.
 
 use serde_json::{json, Value};
@@ -105,9 +105,170 @@ pub fn runtime_class_not_found(pod: &Value, class: &str) -> ApiError {
     .about("pods", "", name)
 }
 
+/// Where a pod's service-account token, the cluster CA and its namespace are mounted.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The ConfigMap every namespace has with the cluster CA (`ca.crt`).
+pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+/// The lifetime the projected token asks for (Kubernetes' 3607 s: an hour, a little more
+/// so that it can be told apart).
+pub const PROJECTED_TOKEN_SECONDS: i64 = 3607;
+/// The prefix of the projected volume's name.
+pub const API_ACCESS_VOLUME_PREFIX: &str = "kube-api-access-";
+
+/// The service account a new pod runs as: `spec.serviceAccountName`, else the deprecated
+/// `spec.serviceAccount`, else `default`.
+pub fn service_account_of(pod: &Value) -> &str {
+    let spec = &pod["spec"];
+    [&spec["serviceAccountName"], &spec["serviceAccount"]]
+        .into_iter()
+        .filter_map(Value::as_str)
+        .find(|s| !s.is_empty())
+        .unwrap_or("default")
+}
+
+/// The refusal of a pod whose service account does not exist (Kubernetes' words, 403).
+pub fn service_account_not_found(pod: &Value, namespace: &str, account: &str) -> ApiError {
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    ApiError::forbidden(format!(
+        "pods {name:?} is forbidden: error looking up service account {namespace}/{account}: serviceaccount {account:?} not found"
+    ))
+    .about("pods", "", name)
+}
+
+/// Kubernetes' ServiceAccount admission plugin on a new pod, given its account
+/// (`service_account`, `None` when it is not there yet) and a random name suffix: sets
+/// `serviceAccountName` (and the deprecated `serviceAccount`) and, unless
+/// `automountServiceAccountToken` is false on the pod (or, the pod silent, on the account)
+/// or a container already mounts something at [`SERVICE_ACCOUNT_MOUNT_PATH`], adds the
+/// projected volume `kube-api-access-<suffix>` (a bound token, the cluster CA from
+/// [`ROOT_CA_CONFIG_MAP`], the namespace) and mounts it read-only in every container and
+/// init container.
+pub fn admit_service_account(pod: &mut Value, service_account: Option<&Value>, suffix: &str) {
+    let account = service_account_of(pod).to_string();
+    let automount = pod["spec"]["automountServiceAccountToken"]
+        .as_bool()
+        .or_else(|| service_account.and_then(|sa| sa["automountServiceAccountToken"].as_bool()))
+        .unwrap_or(true);
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("serviceAccountName".into(), json!(account));
+    spec.insert("serviceAccount".into(), json!(account));
+    if !automount {
+        return;
+    }
+    let lists = ["initContainers", "containers"];
+    let mounted = lists.iter().any(|l| {
+        spec.get(*l)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten())
+            .any(|m| m["mountPath"].as_str() == Some(SERVICE_ACCOUNT_MOUNT_PATH))
+    });
+    if mounted {
+        return;
+    }
+    let volume = format!("{API_ACCESS_VOLUME_PREFIX}{suffix}");
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    if let Some(vs) = volumes.as_array_mut() {
+        vs.push(json!({
+            "name": volume,
+            "projected": {
+                "defaultMode": 0o644,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": PROJECTED_TOKEN_SECONDS, "path": "token"}},
+                    {"configMap": {"name": ROOT_CA_CONFIG_MAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        }));
+    }
+    for l in lists {
+        for c in spec
+            .get_mut(l)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let mounts = c
+                .as_object_mut()
+                .map(|c| c.entry("volumeMounts").or_insert_with(|| json!([])));
+            if let Some(ms) = mounts.and_then(Value::as_array_mut) {
+                ms.push(json!({"name": volume, "readOnly": true, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_account_admission_defaults_and_projects_the_token() {
+        let mut pod = json!({"metadata": {"name": "web"}, "spec": {
+            "initContainers": [{"name": "init"}],
+            "containers": [{"name": "app", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "emptyDir": {}}]}});
+        admit_service_account(&mut pod, None, "x7k2p");
+        let spec = &pod["spec"];
+        assert_eq!(spec["serviceAccountName"], "default");
+        assert_eq!(spec["serviceAccount"], "default");
+        assert_eq!(spec["volumes"][1]["name"], "kube-api-access-x7k2p");
+        let sources = &spec["volumes"][1]["projected"]["sources"];
+        assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
+        assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+        for c in [&spec["initContainers"][0], &spec["containers"][0]] {
+            let m = c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .clone();
+            assert_eq!(
+                m,
+                json!({"name": "kube-api-access-x7k2p", "readOnly": true,
+                       "mountPath": SERVICE_ACCOUNT_MOUNT_PATH})
+            );
+        }
+        // Admitting again (an already mounted path) adds nothing.
+        let before = pod.clone();
+        admit_service_account(&mut pod, None, "other");
+        assert_eq!(pod, before);
+    }
+
+    #[test]
+    fn automount_false_on_the_pod_or_the_account_projects_nothing() {
+        let sa_off = json!({"automountServiceAccountToken": false});
+        let sa_on = json!({"automountServiceAccountToken": true});
+        for (pod_says, sa, projected) in [
+            (None, Some(&sa_off), false),
+            (Some(true), Some(&sa_off), true),
+            (Some(false), Some(&sa_on), false),
+            (None, Some(&sa_on), true),
+            (None, None, true),
+        ] {
+            let mut pod =
+                json!({"spec": {"serviceAccount": "builder", "containers": [{"name": "a"}]}});
+            if let Some(b) = pod_says {
+                pod["spec"]["automountServiceAccountToken"] = json!(b);
+            }
+            admit_service_account(&mut pod, sa, "abcde");
+            assert_eq!(pod["spec"]["serviceAccountName"], "builder");
+            assert_eq!(
+                pod["spec"]["volumes"].is_array(),
+                projected,
+                "{pod_says:?} {sa:?}"
+            );
+        }
+        let e = service_account_not_found(&json!({"metadata": {"name": "web"}}), "apps", "ci");
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            r#"pods "web" is forbidden: error looking up service account apps/ci: serviceaccount "ci" not found"#
+        );
+    }
 
     #[test]
     fn runtime_class_admission() {

@@ -43,6 +43,14 @@ pub fn subresource(kind: &Kind, name: &str) -> Option<Subresource> {
         "eviction" => ("eviction", "policy", "v1", "Eviction", &["create"]),
         "log" => ("log", "", "v1", "Pod", &["get"]),
         "exec" => ("exec", "", "v1", "PodExecOptions", &["create", "get"]),
+        // A ServiceAccount's TokenRequest (`kubectl create token`).
+        "token" => (
+            "token",
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest",
+            &["create"],
+        ),
         _ => return None,
     };
     Some(Subresource {

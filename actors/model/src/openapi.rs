@@ -152,6 +152,9 @@ fn kind_schema(gen: &mut SchemaGenerator, kind: &Kind) -> String {
             register_kind::<policy::PodDisruptionBudget>(gen, kind)
         }
         ("node.k8s.io", "RuntimeClass") => register_kind::<node::RuntimeClass>(gen, kind),
+        ("authentication.k8s.io", "TokenReview") => {
+            register_kind::<authentication::TokenReview>(gen, kind)
+        }
         ("authentication.k8s.io", "SelfSubjectReview") => {
             register_kind::<authentication::SelfSubjectReview>(gen, kind)
         }

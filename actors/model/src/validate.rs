@@ -11,6 +11,7 @@
 
 mod affinity;
 mod discovery;
+pub use discovery::API_SERVER_SLICE_MANAGER;
 mod policy;
 mod rbac;
 
@@ -21,7 +22,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenReview};
 use k8s_openapi::api::authorization::v1::{
     SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
 };
@@ -195,6 +196,7 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
     Supported::Any("volumes[].projected.sources[].configMap"),
     Supported::Any("volumes[].projected.sources[].secret"),
     Supported::Any("volumes[].projected.sources[].downwardAPI"),
+    Supported::Any("volumes[].projected.sources[].serviceAccountToken"),
     Supported::Any("hostAliases"),
     Supported::Any("runtimeClassName"),
     Supported::Any("restartPolicy"),
@@ -216,8 +218,9 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
     Supported::Any("hostname"),
     Supported::Any("subdomain"),
     Supported::Any("enableServiceLinks"),
-    Supported::OneOf("serviceAccountName", &["default"]),
-    Supported::OneOf("serviceAccount", &["default"]),
+    Supported::Any("serviceAccountName"),
+    Supported::Any("serviceAccount"),
+    Supported::Any("automountServiceAccountToken"),
     // `securityContext` is accepted only empty: no entry, so any field set in it is refused.
 ];
 
@@ -230,9 +233,12 @@ pub const POD_SPEC_FIELDS: &[Supported] = &[
 /// whole. Later issues that implement a field extend this table (and [`POD_SPEC_FIELDS`]).
 pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
     ("Namespace", &[Supported::Any("spec.finalizers")]),
-    // No tokens yet: a ServiceAccount is its name (secrets, imagePullSecrets and
-    // automountServiceAccountToken are refused).
-    ("ServiceAccount", &[]),
+    // Tokens are projected into pods (never kept in Secrets): `secrets` and
+    // `imagePullSecrets` are refused.
+    (
+        "ServiceAccount",
+        &[Supported::Any("automountServiceAccountToken")],
+    ),
     (
         "Node",
         &[
@@ -357,6 +363,13 @@ pub const SUPPORTED_FIELDS: &[(&str, &[Supported])] = &[
         ],
     ),
     ("SelfSubjectReview", &[]),
+    (
+        "TokenReview",
+        &[
+            Supported::Any("spec.token"),
+            Supported::Any("spec.audiences"),
+        ],
+    ),
 ];
 
 /// What a SelfSubjectAccessReview may ask about.
@@ -587,6 +600,7 @@ pub fn decode(kind: &Kind, body: &Value, mode: FieldValidation) -> Result<Decode
         "SelfSubjectRulesReview" => round_trip::<SelfSubjectRulesReview>(&input),
         "SubjectAccessReview" => round_trip::<SubjectAccessReview>(&input),
         "SelfSubjectReview" => round_trip::<SelfSubjectReview>(&input),
+        "TokenReview" => round_trip::<TokenReview>(&input),
         other => Err(vec![Cause::new(
             "FieldValueNotSupported",
             "kind",
@@ -1416,6 +1430,53 @@ fn selector_is_empty(sel: &Value) -> bool {
         && array_at(sel, "matchExpressions").is_empty()
 }
 
+/// Kubernetes' checks of projected `serviceAccountToken` sources: a relative `path`, at
+/// least ten minutes and at most 2^32 seconds of `expirationSeconds`, one per volume.
+fn validate_token_projections(spec: &Value, path: &str, out: &mut Vec<Cause>) {
+    for (i, v) in array_at(spec, "volumes").iter().enumerate() {
+        let mut seen = 0;
+        for (j, source) in array_at(&v["projected"], "sources").iter().enumerate() {
+            let Some(t) = source.get("serviceAccountToken").filter(|t| t.is_object()) else {
+                continue;
+            };
+            seen += 1;
+            let at = format!("{path}.volumes[{i}].projected.sources[{j}].serviceAccountToken");
+            match str_at(t, "path") {
+                None | Some("") => out.push(Cause::required(format!("{at}.path"))),
+                Some(p) if p.starts_with('/') || p.split('/').any(|c| c == "..") => {
+                    out.push(invalid(
+                        format!("{at}.path"),
+                        &json!(p),
+                        "must be a relative path without '..'",
+                    ))
+                }
+                Some(_) => {}
+            }
+            if let Some(e) = t.get("expirationSeconds").and_then(Value::as_i64) {
+                if e < 600 {
+                    out.push(invalid(
+                        format!("{at}.expirationSeconds"),
+                        &json!(e),
+                        "may not specify a duration less than 10 minutes",
+                    ));
+                } else if e > 1 << 32 {
+                    out.push(invalid(
+                        format!("{at}.expirationSeconds"),
+                        &json!(e),
+                        "may not specify a duration larger than 2^32 seconds",
+                    ));
+                }
+            }
+            if seen > 1 {
+                out.push(Cause::forbidden(
+                    at,
+                    "Forbidden: may not have more than one service account token source",
+                ));
+            }
+        }
+    }
+}
+
 fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     let containers = array_at(spec, "containers");
     if containers.is_empty() {
@@ -1458,7 +1519,7 @@ fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
             push_invalid(out, &format!("{path}.{key}"), &json!(s), dns1123_label(s));
         }
     }
-    for key in ["nodeName", "schedulerName"] {
+    for key in ["nodeName", "schedulerName", "serviceAccountName"] {
         if let Some(s) = str_at(spec, key).filter(|s| !s.is_empty()) {
             push_invalid(
                 out,
@@ -1468,6 +1529,7 @@ fn validate_pod_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
             );
         }
     }
+    validate_token_projections(spec, path, out);
     // Kubernetes' ValidateRuntimeClassName: a RuntimeClass's name, when set (even empty).
     if let Some(s) = str_at(spec, "runtimeClassName") {
         push_invalid(
@@ -2794,7 +2856,6 @@ mod tests {
                 "initContainers": [{"name": "i", "image": "x", "stdin": true}],
                 "hostNetwork": true,
                 "dnsPolicy": "None",
-                "serviceAccountName": "builder",
                 "securityContext": {"runAsUser": 1000},
                 "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "x"}]}},
                 "containers": [{"name": "a", "image": "x",
@@ -2822,7 +2883,6 @@ mod tests {
                 "spec.hostNetwork",
                 "spec.initContainers[0].stdin",
                 "spec.securityContext",
-                "spec.serviceAccountName",
                 "spec.volumes[0].persistentVolumeClaim",
             ]
         );

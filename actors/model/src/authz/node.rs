@@ -3,7 +3,8 @@
 //! kubelet. Read what a kubelet watches, cluster-wide; write its own Node (and its status)
 //! and its own Lease in `kube-node-lease`; read and write the status of, and delete, pods
 //! bound to it (which the server confirms against the stored pod); read the ConfigMaps and
-//! Secrets its pods refer to (confirmed against the pods bound to it); write events.
+//! Secrets its pods refer to (confirmed against the pods bound to it); write events; ask
+//! for tokens of its pods' service accounts (the server binds each to a pod on the node).
 //!
 //! Anything else gets no opinion here, so RBAC decides (nodes are authenticated users: they
 //! get discovery and the review kinds like everyone).
@@ -113,6 +114,9 @@ pub fn authorize(node: &str, a: &Attributes<'_>) -> Verdict {
         }
         ("", "pods", "") if a.verb == "delete" => Verdict::AllowIfPodOnNode(node.to_string()),
         ("", "events", "") if matches!(a.verb, "create" | "update" | "patch") => Verdict::Allow,
+        // Tokens for its pods' service accounts: the server allows only those bound to a
+        // pod on this node that runs as that account (Kubernetes' NodeRestriction).
+        ("", "serviceaccounts", "token") if a.verb == "create" => Verdict::Allow,
         // Only those a pod bound to it refers to: the server checks the pods.
         ("", "configmaps" | "secrets", "") if a.verb == "get" && !a.name.is_empty() => {
             Verdict::AllowIfPodOnNode(node.to_string())
@@ -173,6 +177,14 @@ mod tests {
             ),
             (
                 a("list", "apps", "deployments", "", "", ""),
+                Verdict::NoOpinion,
+            ),
+            (
+                a("create", "", "serviceaccounts", "token", "shop", "default"),
+                Verdict::Allow,
+            ),
+            (
+                a("get", "", "serviceaccounts", "token", "shop", "default"),
                 Verdict::NoOpinion,
             ),
             (a("create", "", "nodes", "", "", "n1"), Verdict::Allow),

@@ -77,6 +77,7 @@ fn view_rules() -> Vec<PolicyRule> {
                 "configmaps",
                 "endpoints",
                 "pods",
+                "serviceaccounts",
                 "services",
                 "services/status",
             ],
@@ -116,8 +117,15 @@ fn edit_rules() -> Vec<PolicyRule> {
         rule(
             WRITE,
             CORE,
-            &["configmaps", "events", "secrets", "services"],
+            &[
+                "configmaps",
+                "events",
+                "secrets",
+                "serviceaccounts",
+                "services",
+            ],
         ),
+        rule(&["create"], CORE, &["serviceaccounts/token"]),
         // Like Kubernetes' edit (not view): Secrets are readable by editors only.
         rule(READ, CORE, &["secrets"]),
         rule(
@@ -191,9 +199,12 @@ fn component_rules(c: &Component) -> Vec<PolicyRule> {
             &["*"],
             &["*"],
         )],
+        // Kubernetes' service-account controller and root-CA publisher in one: a `default`
+        // ServiceAccount and the `kube-root-ca.crt` ConfigMap in every namespace.
         "service-account-controller" => vec![
             rule(&["create"], CORE, &["serviceaccounts"]),
-            rule(READ, CORE, &["namespaces", "serviceaccounts"]),
+            rule(READ, CORE, &["namespaces", "serviceaccounts", "configmaps"]),
+            rule(&["create", "update"], CORE, &["configmaps"]),
         ],
         "namespace-controller" => vec![
             rule(&["delete", "get", "list", "watch"], CORE, &["namespaces"]),

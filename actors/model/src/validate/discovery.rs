@@ -40,6 +40,13 @@ fn too_many(path: impl Into<String>, n: usize, max: usize) -> Cause {
     )
 }
 
+/// The `endpointslice.kubernetes.io/managed-by` value of the slices the masters write for
+/// the `kubernetes` Service. Only `system:masters` may write such a slice (the server's
+/// admission checks), and only such a slice may hold loopback addresses: masters of a
+/// single machine serve the API on loopback, and the node proxy that forwards to them runs
+/// on the same machine.
+pub const API_SERVER_SLICE_MANAGER: &str = "apiserver.navarch.io";
+
 /// Validates an EndpointSlice (its metadata is checked by the caller).
 pub(super) fn validate_slice(slice: &Value, out: &mut Vec<Cause>) {
     let address_type = str_at(slice, "addressType").unwrap_or("");
@@ -48,7 +55,9 @@ pub(super) fn validate_slice(slice: &Value, out: &mut Vec<Cause>) {
     } else {
         check_one_of(out, "addressType", slice.get("addressType"), ADDRESS_TYPES);
     }
-    validate_endpoints(slice, address_type, out);
+    let loopback_ok = slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+        == API_SERVER_SLICE_MANAGER;
+    validate_endpoints(slice, address_type, loopback_ok, out);
     validate_ports(array_at(slice, "ports"), out);
 }
 
@@ -61,7 +70,7 @@ pub(super) fn validate_slice_update(old: &Value, new: &Value, out: &mut Vec<Caus
     }
 }
 
-fn validate_endpoints(slice: &Value, address_type: &str, out: &mut Vec<Cause>) {
+fn validate_endpoints(slice: &Value, address_type: &str, loopback_ok: bool, out: &mut Vec<Cause>) {
     let endpoints = array_at(slice, "endpoints");
     if endpoints.len() > MAX_ENDPOINTS {
         out.push(too_many("endpoints", endpoints.len(), MAX_ENDPOINTS));
@@ -89,11 +98,11 @@ fn validate_endpoints(slice: &Value, address_type: &str, out: &mut Vec<Cause>) {
             // Unknown address types are refused above; their addresses are not checked.
             match address_type {
                 "IPv4" => match address.parse::<IpAddr>() {
-                    Ok(ip @ IpAddr::V4(_)) => endpoint_ip(ip, address, &path, out),
+                    Ok(ip @ IpAddr::V4(_)) => endpoint_ip(ip, address, &path, loopback_ok, out),
                     _ => out.push(invalid(&path, a, "must be a valid IPv4 address")),
                 },
                 "IPv6" => match address.parse::<IpAddr>() {
-                    Ok(ip @ IpAddr::V6(_)) => endpoint_ip(ip, address, &path, out),
+                    Ok(ip @ IpAddr::V6(_)) => endpoint_ip(ip, address, &path, loopback_ok, out),
                     _ => out.push(invalid(&path, a, "must be a valid IPv6 address")),
                 },
                 "FQDN" => fqdn(address, &path, out),
@@ -136,8 +145,9 @@ fn validate_endpoints(slice: &Value, address_type: &str, out: &mut Vec<Cause>) {
     }
 }
 
-/// Kubernetes' `ValidateEndpointIP`: no unspecified, loopback or link-local addresses.
-fn endpoint_ip(ip: IpAddr, shown: &str, path: &str, out: &mut Vec<Cause>) {
+/// Kubernetes' `ValidateEndpointIP`: no unspecified, loopback (but in the masters' own
+/// slices) or link-local addresses.
+fn endpoint_ip(ip: IpAddr, shown: &str, path: &str, loopback_ok: bool, out: &mut Vec<Cause>) {
     let v = json!(shown);
     if ip.is_unspecified() {
         out.push(invalid(
@@ -146,7 +156,7 @@ fn endpoint_ip(ip: IpAddr, shown: &str, path: &str, out: &mut Vec<Cause>) {
             &format!("may not be unspecified ({shown})"),
         ));
     }
-    if ip.is_loopback() {
+    if ip.is_loopback() && !loopback_ok {
         out.push(invalid(
             path,
             &v,
