@@ -498,7 +498,22 @@ impl ClusterCa {
         ips: &[IpAddr],
         validity: Duration,
     ) -> Result<Identity, PkiError> {
-        let names = ips.iter().map(|ip| AltName::Ip(*ip)).collect();
+        self.issue_serving_names(common_name, ips, &[], validity)
+    }
+
+    /// A serving certificate for these IP addresses and DNS names.
+    pub fn issue_serving_names(
+        &self,
+        common_name: &str,
+        ips: &[IpAddr],
+        dns: &[&str],
+        validity: Duration,
+    ) -> Result<Identity, PkiError> {
+        let names = ips
+            .iter()
+            .map(|ip| AltName::Ip(*ip))
+            .chain(dns.iter().map(|d| AltName::Dns(d.to_string())))
+            .collect();
         self.issue(common_name, &[], validity, &CertProfile::Serving(names))
     }
 

@@ -1,5 +1,6 @@
 //! Authentication: who a request comes from. Client certificates signed by the cluster CA
-//! (user = CN, groups = O), bearer tokens from a token file in kube-apiserver's format, and
+//! (user = CN, groups = O), bearer tokens from a token file in kube-apiserver's format,
+//! service-account tokens (`satoken`; the server then confirms what they are bound to), and
 //! in-process components, which carry their identity by construction.
 
 use std::collections::HashMap;
@@ -8,6 +9,8 @@ use std::path::Path;
 use navarch_model::authz::{User, GROUP_AUTHENTICATED};
 use navarch_model::ApiError;
 use navarch_net::pki::PeerIdentity;
+
+use crate::satoken::{self, Claims, TokenKey};
 
 /// What a request presents to prove who sent it.
 #[derive(Clone, Debug)]
@@ -125,11 +128,31 @@ impl TokenFile {
     }
 }
 
+/// Who a request comes from, and, for a service-account token, its claims: the server
+/// still has to confirm that what they are bound to exists ([`Claims::still_bound`]).
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub user: User,
+    pub token: Option<Claims>,
+}
+
+impl Authenticated {
+    fn user(user: User) -> Self {
+        Authenticated { user, token: None }
+    }
+}
+
 /// Who sent a request: `Ok(None)` for an anonymous one, 401 for bad credentials (a bearer
-/// token wins over a client certificate, as in kube-apiserver).
-pub fn authenticate(creds: &Credentials, tokens: &TokenFile) -> Result<Option<User>, ApiError> {
+/// token wins over a client certificate, as in kube-apiserver). A bearer token shaped like
+/// a JWT is checked as a service-account token for the API's own audience; any other is
+/// looked up in the token file.
+pub fn authenticate(
+    creds: &Credentials,
+    tokens: &TokenFile,
+    sa_key: &TokenKey,
+) -> Result<Option<Authenticated>, ApiError> {
     match creds {
-        Credentials::Component(u) => Ok(Some(u.clone())),
+        Credentials::Component(u) => Ok(Some(Authenticated::user(u.clone()))),
         Credentials::Presented {
             client_cert,
             authorization,
@@ -141,15 +164,31 @@ pub fn authenticate(creds: &Credentials, tokens: &TokenFile) -> Result<Option<Us
                     .or_else(|| value.strip_prefix("bearer "))
                     .map(str::trim)
                     .ok_or_else(ApiError::unauthorized)?;
+                if satoken::looks_like_jwt(token) {
+                    let now = crate::time::unix_now();
+                    return match sa_key.verify(token, &[satoken::ISSUER], now) {
+                        Ok(claims) => Ok(Some(Authenticated {
+                            user: claims.user(),
+                            token: Some(claims),
+                        })),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "service-account token refused");
+                            Err(ApiError::unauthorized())
+                        }
+                    };
+                }
                 return match tokens.lookup(token) {
-                    Some(u) => Ok(Some(u.clone())),
+                    Some(u) => Ok(Some(Authenticated::user(u.clone()))),
                     None => Err(ApiError::unauthorized()),
                 };
             }
             if let Some(id) = client_cert {
                 let mut groups = id.organizations.clone();
                 groups.push(GROUP_AUTHENTICATED.to_string());
-                return Ok(Some(User::new(id.common_name.clone(), groups)));
+                return Ok(Some(Authenticated::user(User::new(
+                    id.common_name.clone(),
+                    groups,
+                ))));
             }
             Ok(None)
         }

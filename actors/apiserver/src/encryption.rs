@@ -60,15 +60,22 @@ impl hkdf::KeyType for Len32 {
     }
 }
 
+/// A 32-byte key every master derives alike from the CA's private key (its PEM): HKDF-SHA256
+/// with a `salt` and an `info` naming what the key is for, so that keys for different uses
+/// differ.
+pub(crate) fn derive_from_ca_key(ca_key_pem: &str, salt: &[u8], info: &[u8]) -> [u8; 32] {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ca_key_pem.as_bytes());
+    let mut raw = [0u8; 32];
+    prk.expand(&[info], Len32)
+        .and_then(|okm| okm.fill(&mut raw))
+        .expect("32 bytes are a valid HKDF-SHA256 output length");
+    raw
+}
+
 impl SecretsKey {
     /// The key every master of a cluster derives from the CA's private key (its PEM).
     pub fn from_ca_key(ca_key_pem: &str) -> SecretsKey {
-        let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"navarch secrets at rest");
-        let prk = salt.extract(ca_key_pem.as_bytes());
-        let mut raw = [0u8; 32];
-        prk.expand(&[b"aes-256-gcm v1"], Len32)
-            .and_then(|okm| okm.fill(&mut raw))
-            .expect("32 bytes are a valid HKDF-SHA256 output length");
+        let raw = derive_from_ca_key(ca_key_pem, b"navarch secrets at rest", b"aes-256-gcm v1");
         Self::from_bytes(DERIVED_KEY_NAME, &raw)
     }
 

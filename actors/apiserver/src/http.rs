@@ -350,7 +350,7 @@ async fn serve(
     );
     let accept = head.origin.accept.clone();
     // Authorization on the head alone: nothing of the body is read for a refused request.
-    let authorized = api.authorize(&creds, head)?;
+    let authorized = api.authorize(&creds, head).await?;
     let upgrade = authorized.head().origin.upgrade;
     let mut payload = Some(payload);
     let body = if takes_body {

@@ -378,4 +378,29 @@ impl Client for InProcessClient {
             .map(|_| ())
         })
     }
+
+    fn create_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        request: Value,
+    ) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(async move {
+            match self
+                .call(
+                    "create",
+                    navarch_client::kind("", "v1", "serviceaccounts"),
+                    Some(namespace),
+                    Some(service_account),
+                    Some("token"),
+                    Vec::new(),
+                    Body::Value(request),
+                )
+                .await?
+            {
+                Reply::Object { object, .. } => Ok(object),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
 }

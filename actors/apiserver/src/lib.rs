@@ -18,7 +18,8 @@
 //!   from the store's apply path; `nonresource`: discovery, OpenAPI, health, debug views.
 //!
 //! Architecture invariants:
-//! - No caller reaches `storage` but through `execute`, after authorization.
+//! - No caller reaches `storage` but through `execute`, after authorization (authentication
+//!   only reads the account and pod a service-account token names).
 //! - A request is authorized on its head (verb, target, query) before its body is read.
 //! - Every request, refused or not, leaves exactly one audit record.
 
@@ -34,12 +35,15 @@ mod gc;
 pub mod http;
 pub mod inprocess;
 pub mod kubelet;
+pub mod masterservice;
 mod metrics;
 pub mod nodelink;
 mod nonresource;
 pub mod request;
 pub mod reservations;
 mod resource;
+pub mod satoken;
+mod serviceaccounts;
 mod storage;
 mod time;
 pub mod watch;
@@ -112,6 +116,10 @@ pub struct ApiServerConfig {
     pub kubelet_dialer: Option<navarch_net::Endpoint>,
     /// Where Services' cluster IPs come from (`--service-cluster-ip-range`).
     pub service_range: reservations::ServiceRange,
+    /// What service-account tokens are signed with: every master of a cluster must use the
+    /// same one ([`satoken::TokenKey::from_ca_key`]); the default, a random key, suits
+    /// only a server alone.
+    pub token_key: Arc<satoken::TokenKey>,
 }
 
 impl ApiServerConfig {
@@ -130,6 +138,7 @@ impl ApiServerConfig {
             secrets_key: Arc::new(SecretsKey::random()),
             kubelet_dialer: None,
             service_range: reservations::ServiceRange::default(),
+            token_key: Arc::new(satoken::TokenKey::random()),
         }
     }
 }
@@ -147,6 +156,7 @@ struct Inner {
     rbac_feed: std::sync::Once,
     metrics: metrics::Metrics,
     kubelet_dialer: Option<navarch_net::Endpoint>,
+    token_key: Arc<satoken::TokenKey>,
 }
 
 /// The API server: cheap to clone, shared by every transport of a master.
@@ -223,6 +233,7 @@ impl ApiServer {
                 in_process: Arc::new(tokio::sync::Semaphore::new(cfg.in_process_limit.max(1))),
                 rbac_feed: std::sync::Once::new(),
                 kubelet_dialer: cfg.kubelet_dialer,
+                token_key: cfg.token_key,
             }),
         }
     }
@@ -232,23 +243,35 @@ impl ApiServer {
         InProcessClient::new(self.clone(), user)
     }
 
-    /// Authenticates and authorizes a request on its head alone. A refusal (401, 403) is
-    /// audited here.
-    pub fn authorize(
+    /// Authenticates and authorizes a request on its head alone (a service-account token's
+    /// account and pod are looked up in this master's copy of the store). A refusal (401,
+    /// 403) is audited here.
+    pub async fn authorize(
         &self,
         creds: &Credentials,
         head: RequestHead,
     ) -> Result<Authorized, ApiError> {
         let started = Instant::now();
-        let user = match authn::authenticate(creds, &self.inner.tokens) {
-            Ok(Some(u)) => u,
-            Ok(None) if is_public(&head) => anonymous(),
-            Ok(None) | Err(_) => {
+        let (user, token) =
+            match authn::authenticate(creds, &self.inner.tokens, &self.inner.token_key) {
+                Ok(Some(a)) => (a.user, a.token),
+                Ok(None) if is_public(&head) => (anonymous(), None),
+                Ok(None) | Err(_) => {
+                    let e = ApiError::unauthorized();
+                    self.audit(&anonymous(), &head, started, e.code);
+                    return Err(e);
+                }
+            };
+        // A service-account token is good only while its account and pod are: part of
+        // authentication, so a revoked token is a 401 whatever RBAC would say.
+        if let Some(claims) = &token {
+            if let Err(e) = serviceaccounts::confirm_bound(self.storage(), claims).await {
+                tracing::debug!(user = %user.name, error = %e, "service-account token refused");
                 let e = ApiError::unauthorized();
                 self.audit(&anonymous(), &head, started, e.code);
                 return Err(e);
             }
-        };
+        }
         let user = match creds.impersonation() {
             None => user,
             Some(imp) => match self.impersonate(&user, imp) {
@@ -399,9 +422,10 @@ impl ApiServer {
 
     /// Records a request turned away before authorization (the in-flight limit).
     pub fn reject(&self, creds: &Credentials, head: &RequestHead, e: ApiError) -> ApiError {
-        let user = authn::authenticate(creds, &self.inner.tokens)
+        let user = authn::authenticate(creds, &self.inner.tokens, &self.inner.token_key)
             .ok()
             .flatten()
+            .map(|a| a.user)
             .unwrap_or_else(anonymous);
         self.audit(&user, head, Instant::now(), e.code);
         e
@@ -414,7 +438,7 @@ impl ApiServer {
         head: RequestHead,
         body: Body,
     ) -> Result<Reply, ApiError> {
-        let a = self.authorize(creds, head)?;
+        let a = self.authorize(creds, head).await?;
         self.execute(a, body).await
     }
 
@@ -482,6 +506,10 @@ impl ApiServer {
 
     pub(crate) fn authorizer(&self) -> &Authorizer {
         &self.inner.authorizer
+    }
+
+    pub(crate) fn token_key(&self) -> &satoken::TokenKey {
+        &self.inner.token_key
     }
 
     pub(crate) fn storage(&self) -> &Storage {

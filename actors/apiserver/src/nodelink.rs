@@ -119,8 +119,8 @@ pub(crate) fn head(req: &LinkRequest, origin: Origin) -> Result<RequestHead, Api
     };
     let verb = match (req.verb, name.is_some(), sub) {
         (Verb::Get, true, Some("log")) => "get",
-        (Verb::Create, true, Some("exec" | "binding")) => "create",
-        (_, _, Some("log" | "exec" | "binding")) => return Err(not_allowed()),
+        (Verb::Create, true, Some("exec" | "binding" | "token")) => "create",
+        (_, _, Some("log" | "exec" | "binding" | "token")) => return Err(not_allowed()),
         (Verb::Get, true, _) => "get",
         (Verb::List, false, None) => "list",
         (Verb::Watch, false, None) => "watch",
@@ -234,7 +234,7 @@ impl NodeLink {
             }
         };
         // Authorization on the head alone, before the body is looked at.
-        let authorized = match self.api.authorize(&creds, head) {
+        let authorized = match self.api.authorize(&creds, head).await {
             Ok(a) => a,
             Err(e) => return LinkReply::status(&e),
         };
@@ -331,7 +331,7 @@ impl NodeLink {
             let e = ApiError::bad_request(format!("only watches go over {WATCH_METHOD}"));
             return refused(self.api.reject(&creds, &head, e));
         }
-        let authorized = match self.api.authorize(&creds, head) {
+        let authorized = match self.api.authorize(&creds, head).await {
             Ok(a) => a,
             Err(e) => return refused(e),
         };

@@ -70,6 +70,9 @@ fn admit_write(
             },
         )?;
     }
+    if kind.plural == "endpointslices" {
+        admit_api_server_slice(user, old, new)?;
+    }
     if RbacKind::of(kind).is_some() {
         api.authorizer().with(|a| {
             check_escalation(
@@ -83,6 +86,26 @@ fn admit_write(
                 },
             )
         })?;
+    }
+    Ok(())
+}
+
+/// Only `system:masters` write the slices of the masters' own manager (the `kubernetes`
+/// Service's endpoints, which may hold loopback addresses), nor take a slice from it.
+fn admit_api_server_slice(user: &User, old: Option<&Value>, new: &Value) -> Result<(), ApiError> {
+    let managed = |v: &Value| {
+        v["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+            == navarch_model::validate::API_SERVER_SLICE_MANAGER
+    };
+    if (managed(new) || old.is_some_and(managed))
+        && !user.in_group(navarch_model::authz::GROUP_MASTERS)
+    {
+        let name = new["metadata"]["name"].as_str().unwrap_or("");
+        return Err(ApiError::forbidden(format!(
+            "endpointslices.discovery.k8s.io \"{name}\" is forbidden: only the API servers manage slices labelled endpointslice.kubernetes.io/managed-by={}",
+            navarch_model::validate::API_SERVER_SLICE_MANAGER
+        ))
+        .about("endpointslices", "discovery.k8s.io", name));
     }
     Ok(())
 }
@@ -189,6 +212,13 @@ pub(crate) async fn serve(
         }
         let opts = WriteOptions::from_query(q)?;
         let (b, mut warnings) = decode::object(Some(kind), body, opts.field_validation)?;
+        if kind.kind == "TokenReview" {
+            let decoded = navarch_model::validate::decode(kind, &b, opts.field_validation)
+                .map_err(|c| ApiError::invalid(kind.kind, kind.group, "", c))?;
+            warnings.extend(decoded.warnings);
+            let v = crate::serviceaccounts::token_review(api, &decoded.object).await?;
+            return Ok(object(201, None, v, warnings));
+        }
         let r = api
             .authorizer()
             .with(|a| review::review(kind, a, user, &b, opts.field_validation, &now_rfc3339()))?;
@@ -251,6 +281,13 @@ pub(crate) async fn serve(
             let opts = WriteOptions::from_query(q)?;
             let (b, _) = decode::object(None, body, opts.field_validation)?;
             let v = storage.bind(ns, name, b).await?;
+            Ok(object(201, None, v, vec![]))
+        }
+        ("create", Some("token")) if kind.plural == "serviceaccounts" => {
+            let opts = WriteOptions::from_query(q)?;
+            let (b, _) = decode::object(None, body, opts.field_validation)?;
+            let v = crate::serviceaccounts::token_request(api, user, ns, name, &b, opts.dry_run)
+                .await?;
             Ok(object(201, None, v, vec![]))
         }
         ("create", Some("eviction")) => {

@@ -438,6 +438,11 @@ impl Storage {
         }
     }
 
+    /// Where Services' cluster IPs come from.
+    pub fn service_range(&self) -> &reservations::ServiceRange {
+        &self.service_range
+    }
+
     pub fn member(&self) -> &Arc<Member> {
         &self.member
     }
@@ -697,6 +702,43 @@ impl Storage {
         Err(admission::runtime_class_not_found(pod, class))
     }
 
+    /// Kubernetes' ServiceAccount admission on a new pod: its account must exist (403
+    /// otherwise; a local miss is confirmed linearizably), then
+    /// [`admission::admit_service_account`] defaults it and projects its token. The one
+    /// exception is a `default` account not created yet (a namespace a moment old, whose
+    /// account the controller is about to add): the pod is admitted, and its kubelet gets
+    /// no token until the account exists.
+    async fn admit_service_account(
+        &self,
+        kind: &Kind,
+        ns: &str,
+        name: &str,
+        mut pod: Value,
+    ) -> Result<Value, ApiError> {
+        let account = admission::service_account_of(&pod).to_string();
+        let sak = kinds::lookup("", "v1", "serviceaccounts").expect("serviceaccounts are served");
+        let mut found = None;
+        for consistency in [
+            ReadConsistency::AtLeast(Revision(0)),
+            ReadConsistency::Linearizable,
+        ] {
+            if let Some((sa, _)) = self.read(sak, ns, &account, consistency).await? {
+                found = Some(sa);
+                break;
+            }
+        }
+        if found.is_none() && account != "default" {
+            tracing::debug!(pod = name, account = %account, "pod refused: its service account does not exist");
+            return Err(admission::service_account_not_found(&pod, ns, &account));
+        }
+        admission::admit_service_account(&mut pod, found.as_ref(), &name_suffix());
+        let causes = validate::validate_create(kind, &pod);
+        if !causes.is_empty() {
+            return Err(Self::invalid(kind, name, causes));
+        }
+        Ok(pod)
+    }
+
     /// Checks `apiVersion`/`kind` of a body and sets them when absent.
     fn check_type(kind: &Kind, body: &mut Value) -> Result<(), ApiError> {
         if !body.is_object() {
@@ -834,6 +876,11 @@ impl Storage {
         admit: Admit<'_>,
     ) -> Result<Value, ApiError> {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
+        let mut obj = obj;
+        if kind.kind == "Pod" {
+            self.check_namespace(kind, ns).await?;
+            obj = self.admit_service_account(kind, ns, &name, obj).await?;
+        }
         admit(None, &obj)?;
         self.check_namespace(kind, ns).await?;
         if kind.kind == "Pod" {

@@ -67,7 +67,7 @@ async fn start() -> Server {
     .expect("the bootstrap objects are written");
 
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let serving = http::tls::serving_identity(&ca, "m1", listen).unwrap();
+    let serving = http::tls::serving_identity(&ca, "m1", listen, &[]).unwrap();
     let tls = http::tls::server_config(&serving, "m1").unwrap();
     let state = HttpState::new(api.clone(), HttpLimits::default());
     let server = HttpServer::new(move || {

@@ -600,4 +600,21 @@ impl Client for HttpsClient {
         }
         .boxed()
     }
+
+    fn create_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        request: Value,
+    ) -> BoxFuture<'a, Result<Value>> {
+        async move {
+            let sa = crate::kind("", "v1", "serviceaccounts");
+            let url = |b: &Url| url::object(b, sa, Some(namespace), service_account, Some("token"));
+            Ok(self
+                .json(self.call(Method::POST, &url, json_body(&request)))
+                .await?
+                .0)
+        }
+        .boxed()
+    }
 }

@@ -265,6 +265,16 @@ pub trait Client: Send + Sync {
         pod: &'a str,
         node: &'a str,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// POST `serviceaccounts/<name>/token` with a TokenRequest (`spec.audiences`,
+    /// `expirationSeconds`, `boundObjectRef`); returns the TokenRequest answered, its token
+    /// in `status.token`.
+    fn create_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        request: Value,
+    ) -> BoxFuture<'a, Result<Value>>;
 }
 
 /// The kind served under `group`/`version` as `plural` (a convenience over

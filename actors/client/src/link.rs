@@ -473,4 +473,25 @@ impl Client for LinkClient {
         }
         .boxed()
     }
+
+    fn create_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        request: Value,
+    ) -> BoxFuture<'a, Result<Value>> {
+        async move {
+            let req = self.request(
+                Verb::Create,
+                crate::kind("", "v1", "serviceaccounts"),
+                Some(namespace),
+                Some(service_account),
+                Some("token".into()),
+                Vec::new(),
+                Some(LinkBody::json(&request)),
+            );
+            Ok(self.call(req).await?.into_written()?.object)
+        }
+        .boxed()
+    }
 }

@@ -134,10 +134,10 @@ pub fn verb(
         ("GET", true, Some("log")) => "get",
         // exec takes GET (WebSocket) and POST (SPDY); binding takes POST.
         ("GET" | "POST", true, Some("exec")) => "create",
-        ("POST", true, Some("binding" | "eviction")) => "create",
+        ("POST", true, Some("binding" | "eviction" | "token")) => "create",
         // A Namespace's finalize takes PUT only, as Kubernetes serves it.
         ("PUT", true, Some("finalize")) => "update",
-        (_, _, Some("log" | "exec" | "binding" | "eviction" | "finalize")) => {
+        (_, _, Some("log" | "exec" | "binding" | "eviction" | "token" | "finalize")) => {
             return Err(not_allowed())
         }
         ("GET", true, _) => "get",
@@ -265,6 +265,9 @@ mod tests {
         ));
         let eviction = t("/api/v1/namespaces/d/pods/w/eviction");
         assert_eq!(verb("POST", &eviction, &[]).unwrap(), "create");
+        let token = t("/api/v1/namespaces/d/serviceaccounts/default/token");
+        assert_eq!(verb("POST", &token, &[]).unwrap(), "create");
+        assert_eq!(verb("GET", &token, &[]).unwrap_err().code, 405);
         for method in ["GET", "PUT", "PATCH", "DELETE"] {
             assert_eq!(
                 verb(method, &eviction, &[]).unwrap_err().code,

@@ -11,19 +11,39 @@ use navarch_net::pki::{ClusterCa, Identity, PkiError};
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The API server's certificate: serves only (no client authentication), valid for 127.0.0.1
-/// and the address it serves.
+/// The API server's certificate: serves only (no client authentication), valid for 127.0.0.1,
+/// the address it serves, `extra_ips` (the `kubernetes` Service's cluster IP, the advertised
+/// address) and the Service's in-cluster names.
 pub fn serving_identity(
     ca: &ClusterCa,
     name: &str,
     listen: SocketAddr,
+    extra_ips: &[IpAddr],
 ) -> Result<Identity, PkiError> {
     let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
     if !listen.ip().is_unspecified() {
         ips.push(listen.ip());
     }
-    ca.issue_serving(&format!("{name}-apiserver"), &ips, YEAR)
+    // In-cluster clients dial the `kubernetes` Service's cluster IP or its names (and the
+    // proxy forwards to the advertised address).
+    ips.extend(
+        extra_ips
+            .iter()
+            .filter(|ip| !ips.contains(ip))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    ca.issue_serving_names(&format!("{name}-apiserver"), &ips, IN_CLUSTER_NAMES, YEAR)
 }
+
+/// The names in-cluster clients know the API by (kube-apiserver's serving certificate
+/// carries the same).
+pub const IN_CLUSTER_NAMES: &[&str] = &[
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+];
 
 /// The rustls server configuration: TLS 1.3, HTTP/2 and HTTP/1.1, client certificates
 /// optional but verified against the cluster CA when presented.

@@ -82,6 +82,7 @@ struct State {
     watches: Vec<WatchCall>,
     open_watches: usize,
     uids: u64,
+    tokens_issued: u64,
 }
 
 #[derive(Debug)]
@@ -947,6 +948,43 @@ impl Client for FakeClient {
             drop(s);
             self.inner.poke();
             Ok(())
+        })();
+        async move { r }.boxed()
+    }
+
+    /// Answers with an opaque token `fake-token-<ns>-<account>-<n>` (a new `n` each time)
+    /// that expires after `spec.expirationSeconds` (3600 when absent), if the account
+    /// exists.
+    fn create_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        request: Value,
+    ) -> BoxFuture<'a, Result<Value>> {
+        let sa = crate::kind("", "v1", "serviceaccounts");
+        let r = (|| {
+            let mut s = self.inner.lock();
+            if !s
+                .objects
+                .contains_key(&key(sa, Some(namespace), service_account))
+            {
+                return Err(not_found(sa, service_account));
+            }
+            s.tokens_issued += 1;
+            let n = s.tokens_issued;
+            let secs = request["spec"]["expirationSeconds"]
+                .as_i64()
+                .unwrap_or(3600);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let mut answer = request;
+            answer["status"] = json!({
+                "token": format!("fake-token-{namespace}-{service_account}-{n}"),
+                "expirationTimestamp": navarch_model::time::format_rfc3339(now + secs),
+            });
+            Ok(answer)
         })();
         async move { r }.boxed()
     }

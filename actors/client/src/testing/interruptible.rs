@@ -236,6 +236,15 @@ impl Client for Interruptible {
     ) -> BoxFuture<'a, Result<()>> {
         self.inner.bind(namespace, pod, node)
     }
+
+    fn create_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        request: Value,
+    ) -> BoxFuture<'a, Result<Value>> {
+        self.inner.create_token(namespace, service_account, request)
+    }
 }
 
 #[cfg(test)]
