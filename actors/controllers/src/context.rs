@@ -56,6 +56,9 @@ pub struct ControllerConfig {
     /// How Node pod ranges are handed out (`--cluster-cidr`, `--node-cidr-mask-size`);
     /// `None` hands none out.
     pub node_ipam: Option<navarch_logic::nodeipam::Allocator>,
+    /// The cluster CA certificate (PEM) published in every namespace as
+    /// `kube-root-ca.crt`; `None` publishes none.
+    pub root_ca: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -68,6 +71,7 @@ impl Default for ControllerConfig {
             terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_THRESHOLD,
             pod_gc_check_period: Duration::from_secs(podgc::CHECK_PERIOD_SECONDS as u64),
             node_ipam: Some(default_node_ipam()),
+            root_ca: None,
         }
     }
 }
