@@ -221,6 +221,7 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         cluster_domain: "cluster.local".into(),
         cluster_dns: Vec::new(),
         allocatable: desc.capacity.clone(),
+        services: None,
     };
     let node = HollowNode::new(client, desc, cfg.timing);
     let mut failed: Option<AgentError> = None;
@@ -270,6 +271,7 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
         }
         let proxy_cfg_iface = proxy_cfg.service_iface.clone();
         let (dns_services, dns_slices) = (services.clone(), slices.clone());
+        kubelet_cfg.services = Some(services.clone());
         let proxy = match crate::proxy::Proxy::start(&root, proxy_cfg, services, slices).await {
             Ok(p) => p,
             Err(e) => {

@@ -80,6 +80,7 @@ impl Node {
             cluster_domain: "cluster.local".into(),
             cluster_dns: Vec::new(),
             allocatable: BTreeMap::new(),
+            services: None,
         }
     }
 

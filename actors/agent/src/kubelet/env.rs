@@ -20,8 +20,9 @@
 //!      the container unless `optional`, in which case the variable is not set at all.
 //!
 //! The result keeps the order in which names were first defined (an override takes its
-//! name's first place). Service environment variables (`KUBERNETES_SERVICE_HOST`, ...) are
-//! not added here. Every [`EnvError`] is what the kubelet reports as the waiting reason
+//! name's first place). Service environment variables ([`service_env`]:
+//! `KUBERNETES_SERVICE_HOST`, `<NAME>_PORT_<port>_TCP_ADDR`, ...) come last, those the
+//! container does not define itself, and `$(VAR)` references may name them. Every [`EnvError`] is what the kubelet reports as the waiting reason
 //! `CreateContainerConfigError`, its message worded as the kubelet's.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +50,8 @@ pub struct EnvContext<'a> {
     /// strings), what a `resourceFieldRef` to an unset limit reads. Empty: such a reference
     /// is an error.
     pub allocatable: &'a BTreeMap<String, String>,
+    /// The pod's service environment variables ([`service_env`]).
+    pub services: &'a [EnvVar],
 }
 
 /// Why a container's environment cannot be built.
@@ -159,11 +162,87 @@ pub fn container_env(
             }
         } else {
             let raw = str_at(var, "value").unwrap_or("");
-            expand(raw, |reference| env.get(reference).map(str::to_string))
+            expand(raw, |reference| {
+                env.get(reference)
+                    .or_else(|| {
+                        ctx.services
+                            .iter()
+                            .find(|e| e.name == reference)
+                            .map(|e| e.value.as_str())
+                    })
+                    .map(str::to_string)
+            })
         };
         env.set(name.to_string(), value);
     }
+    for service in ctx.services {
+        if env.get(&service.name).is_none() {
+            env.set(service.name.clone(), service.value.clone());
+        }
+    }
     Ok(env.into_vars())
+}
+
+/// The service environment variables of a pod in `namespace` (the kubelet's
+/// `getServiceEnvVarMap`, in Docker links' format): for the `kubernetes` Service in
+/// `default` always, and with `enable_links` (the pod's `enableServiceLinks`, true unless
+/// false) for every Service of the pod's namespace, each with a cluster IP:
+/// `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT` (its first port),
+/// `<NAME>_SERVICE_PORT_<PORT NAME>`, `<NAME>_PORT` and, per port,
+/// `<NAME>_PORT_<port>_<PROTO>` with `_PROTO`, `_PORT` and `_ADDR`. `<NAME>` is the
+/// Service's name upper-cased with `-` as `_`. A Service of the pod's namespace wins over the
+/// `kubernetes` one of `default` on the same name. Sorted by variable name.
+pub fn service_env(services: &[&Value], namespace: &str, enable_links: bool) -> Vec<EnvVar> {
+    let mut chosen: BTreeMap<String, &Value> = BTreeMap::new();
+    for svc in services {
+        let meta = &svc["metadata"];
+        let (ns, name) = (
+            str_at(meta, "namespace").unwrap_or(""),
+            str_at(meta, "name").unwrap_or(""),
+        );
+        let ip = str_at(&svc["spec"], "clusterIP").unwrap_or("");
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let master = ns == "default" && name == "kubernetes";
+        // The pod's own namespace's Service of a name wins over the master one.
+        let own = enable_links && ns == namespace;
+        if own || (master && !chosen.contains_key(name)) {
+            chosen.insert(name.to_string(), svc);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, svc) in chosen {
+        let prefix = name.to_ascii_uppercase().replace('-', "_");
+        let ip = str_at(&svc["spec"], "clusterIP").unwrap_or("");
+        let ports = array(&svc["spec"], "ports");
+        let Some(first) = ports.first() else {
+            continue;
+        };
+        let port_of = |p: &Value| p["port"].as_i64().unwrap_or(0);
+        let proto_of = |p: &Value| str_at(p, "protocol").unwrap_or("TCP").to_ascii_lowercase();
+        out.insert(format!("{prefix}_SERVICE_HOST"), ip.to_string());
+        out.insert(format!("{prefix}_SERVICE_PORT"), port_of(first).to_string());
+        out.insert(
+            format!("{prefix}_PORT"),
+            format!("{}://{ip}:{}", proto_of(first), port_of(first)),
+        );
+        for p in ports {
+            let (port, proto) = (port_of(p), proto_of(p));
+            if let Some(n) = str_at(p, "name").filter(|n| !n.is_empty()) {
+                let n = n.to_ascii_uppercase().replace('-', "_");
+                out.insert(format!("{prefix}_SERVICE_PORT_{n}"), port.to_string());
+            }
+            let base = format!("{prefix}_PORT_{port}_{}", proto.to_ascii_uppercase());
+            out.insert(base.clone(), format!("{proto}://{ip}:{port}"));
+            out.insert(format!("{base}_PROTO"), proto.clone());
+            out.insert(format!("{base}_PORT"), port.to_string());
+            out.insert(format!("{base}_ADDR"), ip.to_string());
+        }
+    }
+    out.into_iter()
+        .map(|(name, value)| EnvVar { name, value })
+        .collect()
 }
 
 /// `container`'s `command` and `args` with `$(VAR)` references expanded against its
@@ -591,6 +670,7 @@ mod tests {
         config_maps: BTreeMap<String, Value>,
         secrets: BTreeMap<String, Value>,
         allocatable: BTreeMap<String, String>,
+        services: Vec<EnvVar>,
     }
 
     impl Objects {
@@ -609,6 +689,7 @@ mod tests {
                 config_maps,
                 secrets,
                 allocatable: BTreeMap::new(),
+                services: Vec::new(),
             }
         }
 
@@ -619,6 +700,7 @@ mod tests {
                 config_maps: &self.config_maps,
                 secrets: &self.secrets,
                 allocatable: &self.allocatable,
+                services: &self.services,
             }
         }
     }
@@ -946,5 +1028,70 @@ mod tests {
             secrets.into_iter().collect::<Vec<_>>(),
             ["s-init", "s-key", "s-proj", "s-vol"]
         );
+    }
+
+    #[test]
+    fn service_links_follow_enable_service_links_and_the_master_service_is_always_there() {
+        let master = json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+            "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}});
+        let web = json!({"metadata": {"name": "web-api", "namespace": "shop"},
+            "spec": {"clusterIP": "10.43.0.20", "ports": [{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]}});
+        let headless = json!({"metadata": {"name": "db", "namespace": "shop"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}});
+        let elsewhere = json!({"metadata": {"name": "other", "namespace": "ops"}, "spec": {"clusterIP": "10.43.0.30", "ports": [{"port": 1}]}});
+        let all = [&master, &web, &headless, &elsewhere];
+        let get =
+            |env: &[EnvVar], n: &str| env.iter().find(|e| e.name == n).map(|e| e.value.clone());
+        let env = service_env(&all, "shop", true);
+        assert_eq!(
+            get(&env, "KUBERNETES_SERVICE_HOST").as_deref(),
+            Some("10.43.0.1")
+        );
+        assert_eq!(get(&env, "KUBERNETES_SERVICE_PORT").as_deref(), Some("443"));
+        assert_eq!(
+            get(&env, "KUBERNETES_SERVICE_PORT_HTTPS").as_deref(),
+            Some("443")
+        );
+        assert_eq!(
+            get(&env, "KUBERNETES_PORT").as_deref(),
+            Some("tcp://10.43.0.1:443")
+        );
+        assert_eq!(
+            get(&env, "KUBERNETES_PORT_443_TCP_ADDR").as_deref(),
+            Some("10.43.0.1")
+        );
+        assert_eq!(
+            get(&env, "WEB_API_SERVICE_HOST").as_deref(),
+            Some("10.43.0.20")
+        );
+        assert_eq!(
+            get(&env, "WEB_API_PORT_53_UDP").as_deref(),
+            Some("udp://10.43.0.20:53")
+        );
+        assert_eq!(get(&env, "WEB_API_SERVICE_PORT_DNS").as_deref(), Some("53"));
+        assert!(get(&env, "DB_SERVICE_HOST").is_none());
+        assert!(get(&env, "OTHER_SERVICE_HOST").is_none());
+        let off = service_env(&all, "shop", false);
+        assert!(get(&off, "WEB_API_SERVICE_HOST").is_none());
+        assert_eq!(
+            get(&off, "KUBERNETES_SERVICE_HOST").as_deref(),
+            Some("10.43.0.1")
+        );
+
+        // The container's own variables win, and may refer to service ones.
+        let mut o = Objects::new();
+        o.services = service_env(&all, "shop", true);
+        let c = json!({"name": "app", "env": [
+            {"name": "WEB_API_SERVICE_HOST", "value": "mine"},
+            {"name": "URL", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}]});
+        let env = container_env(&pod(c.clone()), &c, &o.ctx()).unwrap();
+        assert_eq!(get(&env, "WEB_API_SERVICE_HOST").as_deref(), Some("mine"));
+        assert_eq!(get(&env, "URL").as_deref(), Some("https://10.43.0.1:443"));
+        assert_eq!(
+            env.iter()
+                .filter(|e| e.name == "WEB_API_SERVICE_HOST")
+                .count(),
+            1
+        );
+        assert_eq!(env[0].name, "WEB_API_SERVICE_HOST");
     }
 }

@@ -77,6 +77,9 @@ pub struct KubeletConfig {
     pub cluster_dns: Vec<std::net::Ipv4Addr>,
     /// The node's allocatable resources (what `resourceFieldRef`s to unset limits read).
     pub allocatable: BTreeMap<String, String>,
+    /// The Services (the node's watch cache, shared with the proxy), for pods' service
+    /// environment variables; `None`: pods get none.
+    pub services: Option<navarch_client::Cache>,
 }
 
 impl std::fmt::Debug for KubeletConfig {

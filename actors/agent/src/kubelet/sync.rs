@@ -51,6 +51,9 @@ pub struct Waiting {
     /// When it last failed, and how many times in a row (for the back-off).
     pub at: SystemTime,
     pub failures: u32,
+    /// A fixed wait before the next try instead of the back-off, for a cause that clears
+    /// by itself soon (a service-account token not to be had yet).
+    pub retry_after: Option<Duration>,
 }
 
 /// What the probes of one running container say.
@@ -194,7 +197,9 @@ fn restart_at(c: &ContainerStatus, cap: Duration) -> Option<SystemTime> {
 
 /// When a container whose creation failed `w.failures` times may be tried again.
 fn retry_at(w: &Waiting, cap: Duration) -> SystemTime {
-    w.at + backoff(w.failures.saturating_sub(1), Duration::ZERO, cap)
+    w.at + w
+        .retry_after
+        .unwrap_or_else(|| backoff(w.failures.saturating_sub(1), Duration::ZERO, cap))
 }
 
 /// The grace period of a stop: the deletion's, else the pod's (30 s by default).

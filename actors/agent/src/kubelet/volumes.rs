@@ -24,9 +24,11 @@
 //! - `downwardAPI`: `items[]` of the pod's metadata (`fieldRef`: name, namespace, uid,
 //!   labels, annotations, one label or annotation) or a container's resources
 //!   (`resourceFieldRef`), written the same atomic way.
-//! - `projected`: its `configMap`, `secret` and `downwardAPI` sources merged into one
-//!   atomically written directory (on a tmpfs, as secret volumes), with the projected
-//!   `defaultMode`; `serviceAccountToken` and `clusterTrustBundle` sources are refused.
+//! - `projected`: its `configMap`, `secret`, `downwardAPI` and `serviceAccountToken`
+//!   sources merged into one atomically written directory (on a tmpfs, as secret volumes),
+//!   with the projected `defaultMode`; a token source writes the token the caller got for
+//!   its audience and lifetime ([`VolumeContext::tokens`], [`token_asks`]), so that
+//!   [`update`] publishes a rotated one. `clusterTrustBundle` sources are refused.
 //!
 //! A Memory emptyDir's tmpfs is no larger than `sizeLimit` and the node's allocatable
 //! memory ([`VolumeContext::allocatable`]).
@@ -72,6 +74,36 @@ pub struct VolumeContext<'a> {
     /// strings): what a downwardAPI `resourceFieldRef` to an unset limit reads, and the
     /// largest a Memory emptyDir's tmpfs gets (the kubelet's memory-backed volume sizing).
     pub allocatable: &'a BTreeMap<String, String>,
+    /// The pod's current service-account token for each ask of its projected
+    /// `serviceAccountToken` sources.
+    pub tokens: &'a BTreeMap<TokenAsk, String>,
+}
+
+/// What a projected `serviceAccountToken` source asks for: an audience (empty: the API
+/// server's own) and a lifetime (`expirationSeconds`, an hour when absent).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenAsk {
+    pub audience: String,
+    pub expiration_seconds: i64,
+}
+
+impl TokenAsk {
+    fn of(source: &Value) -> TokenAsk {
+        TokenAsk {
+            audience: str_at(source, "audience").unwrap_or("").to_string(),
+            expiration_seconds: source["expirationSeconds"].as_i64().unwrap_or(3600),
+        }
+    }
+}
+
+/// The token asks of `pod`'s projected volumes.
+pub fn token_asks(pod: &Value) -> BTreeSet<TokenAsk> {
+    array(&pod["spec"], "volumes")
+        .iter()
+        .flat_map(|v| array(&v["projected"], "sources"))
+        .filter_map(|s| s.get("serviceAccountToken").filter(|t| t.is_object()))
+        .map(TokenAsk::of)
+        .collect()
 }
 
 /// Why a volume cannot be prepared or mounted. The kubelet reports these as a
@@ -117,6 +149,10 @@ pub enum VolumeError {
     },
     #[error("{path} is still mounted; not removing the pod's directory")]
     StillMounted { path: PathBuf },
+    /// No token for a `serviceAccountToken` source (its account is missing, or the request
+    /// failed): the kubelet asks again on the next pass.
+    #[error("volume {volume:?}: no service account token yet ({reason})")]
+    TokenUnavailable { volume: String, reason: String },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> VolumeError + 'a {
@@ -517,6 +553,24 @@ fn file_volume_payload(
                 object_payload(name, Source::Secret, object, src, mode, ctx, namespace)?
             } else if let Some(src) = source.get("downwardAPI") {
                 downward_payload(pod, name, src, mode, ctx)?
+            } else if let Some(src) = source.get("serviceAccountToken").filter(|t| t.is_object()) {
+                let path =
+                    checked_item_path(str_at(src, "path").unwrap_or("")).map_err(|reason| {
+                        VolumeError::Invalid {
+                            volume: name.into(),
+                            reason,
+                        }
+                    })?;
+                let token = ctx.tokens.get(&TokenAsk::of(src)).ok_or_else(|| {
+                    VolumeError::TokenUnavailable {
+                        volume: name.into(),
+                        reason: format!(
+                            "service account {:?} has not given one",
+                            service_account_name(pod)
+                        ),
+                    }
+                })?;
+                Payload::from([(path, (token.clone().into_bytes(), mode))])
             } else {
                 let kind = source
                     .as_object()
@@ -532,6 +586,11 @@ fn file_volume_payload(
         return Ok(Some((VolumeKind::Projected, payload)));
     }
     Ok(None)
+}
+
+/// The service account `pod` runs as.
+pub fn service_account_name(pod: &Value) -> &str {
+    navarch_model::admission::service_account_of(pod)
 }
 
 /// Writes a file volume's payload atomically into `dir` when it differs from what `dir`
@@ -574,6 +633,7 @@ fn downward_payload(
         config_maps: &none,
         secrets: &none,
         allocatable: ctx.allocatable,
+        services: &[],
     };
     let mut payload = Payload::new();
     for item in array(src, "items") {
@@ -1006,6 +1066,7 @@ mod tests {
         config_maps: BTreeMap<String, Value>,
         secrets: BTreeMap<String, Value>,
         allocatable: BTreeMap<String, String>,
+        tokens: BTreeMap<TokenAsk, String>,
     }
 
     impl Objects {
@@ -1028,6 +1089,7 @@ mod tests {
                 config_maps,
                 secrets,
                 allocatable,
+                tokens: BTreeMap::new(),
             }
         }
 
@@ -1037,6 +1099,7 @@ mod tests {
                 secrets: &self.secrets,
                 tmpfs,
                 allocatable: &self.allocatable,
+                tokens: &self.tokens,
             }
         }
     }
@@ -1537,13 +1600,37 @@ mod tests {
         assert_eq!(prepared.volumes["all"].kind, VolumeKind::Projected);
 
         let token = pod(json!([{"name": "t", "projected": {"sources": [
-            {"serviceAccountToken": {"path": "token"}}]}}]));
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+            {"clusterTrustBundle": {"path": "b"}}]}}]));
         assert_eq!(
             prepare(&token, &dir.path(), &objects.ctx(false))
                 .unwrap_err()
                 .to_string(),
-            "volume \"t\": unsupported volume type projected source serviceAccountToken"
+            "volume \"t\": no service account token yet (service account \"default\" has not given one)"
         );
+        let ask = TokenAsk {
+            audience: String::new(),
+            expiration_seconds: 3607,
+        };
+        assert_eq!(token_asks(&token), BTreeSet::from([ask.clone()]));
+        let mut objects = objects;
+        objects.tokens.insert(ask.clone(), "jwt-1".into());
+        assert_eq!(
+            prepare(&token, &dir.path(), &objects.ctx(false))
+                .unwrap_err()
+                .to_string(),
+            "volume \"t\": unsupported volume type projected source clusterTrustBundle"
+        );
+        let token = pod(json!([{"name": "t", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}}]));
+        prepare(&token, &dir.path(), &objects.ctx(false)).unwrap();
+        let file = dir.path().join("volumes/t/token");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "jwt-1");
+        // A rotated token is published by an update.
+        objects.tokens.insert(ask, "jwt-2".into());
+        let changed = update(&token, &dir.path(), &objects.ctx(false)).unwrap();
+        assert_eq!(changed, BTreeSet::from(["t".to_string()]));
+        assert_eq!(fs::read_to_string(&file).unwrap(), "jwt-2");
     }
 
     #[test]

@@ -85,7 +85,35 @@ pub struct Shared {
     runtime_classes: Mutex<HashMap<String, (String, Instant)>>,
     /// Per pod key, the earliest timed poke set for it.
     pokes_at: Mutex<HashMap<String, SystemTime>>,
+    /// Per (pod uid, ask), the service-account token the pod's projected volumes hold.
+    tokens: Mutex<HashMap<(String, volumes::TokenAsk), IssuedToken>>,
 }
+
+/// A service-account token the kubelet got for a pod, and when it is to be renewed.
+#[derive(Clone, Debug)]
+struct IssuedToken {
+    token: String,
+    renew_at: SystemTime,
+}
+
+/// When a token issued `now` that expires at `expires` is renewed: at 80% of its life, or
+/// after a day, whichever comes first (the kubelet's token manager).
+fn renew_at(now: SystemTime, expires: SystemTime) -> SystemTime {
+    let life = expires.duration_since(now).unwrap_or_default();
+    now + (life.mul_f64(0.8)).min(Duration::from_secs(24 * 3600))
+}
+
+/// What a pod's environment and volumes are built from besides the pod: the ConfigMaps and
+/// Secrets it refers to, its service-account tokens, its service environment variables.
+pub(crate) struct PodObjects {
+    config_maps: BTreeMap<String, Value>,
+    secrets: BTreeMap<String, Value>,
+    tokens: BTreeMap<volumes::TokenAsk, String>,
+    services: Vec<navarch_runtime::EnvVar>,
+}
+
+/// How soon a container whose service-account token could not be had is tried again.
+const TOKEN_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a RuntimeClass's handler is used before it is read again.
 const RUNTIME_CLASS_TTL: Duration = Duration::from_secs(30);
@@ -132,6 +160,7 @@ impl Shared {
             volumes_updated: Mutex::new(HashMap::new()),
             runtime_classes: Mutex::new(HashMap::new()),
             pokes_at: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
         }
     }
 
@@ -144,14 +173,20 @@ impl Shared {
     }
 
     /// The ConfigMaps and Secrets the pod refers to, read now (those missing are absent:
-    /// the env and volumes decide whether that is an error).
-    async fn objects(&self, pod: &Value) -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
+    /// the env and volumes decide whether that is an error), its service-account tokens
+    /// (renewed when due) and its service environment variables.
+    async fn objects(&self, pod: &Value) -> PodObjects {
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
         let (cms, secrets) = env::referenced_objects(pod);
-        let mut out = (BTreeMap::new(), BTreeMap::new());
+        let mut out = PodObjects {
+            config_maps: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            services: Vec::new(),
+        };
         for (names, kind, into) in [
-            (cms, "configmaps", &mut out.0),
-            (secrets, "secrets", &mut out.1),
+            (cms, "configmaps", &mut out.config_maps),
+            (secrets, "secrets", &mut out.secrets),
         ] {
             for name in names {
                 match self
@@ -174,18 +209,89 @@ impl Shared {
                 }
             }
         }
+        out.tokens = self.tokens_for(pod).await;
+        if let Some(services) = &self.cfg.services {
+            let all = services.list();
+            let refs: Vec<&Value> = all.iter().map(|s| s.as_ref()).collect();
+            let links = pod["spec"]["enableServiceLinks"].as_bool().unwrap_or(true);
+            out.services = env::service_env(&refs, ns, links);
+        }
         out
     }
 
-    fn volume_context<'a>(
-        &'a self,
-        objects: &'a (BTreeMap<String, Value>, BTreeMap<String, Value>),
-    ) -> volumes::VolumeContext<'a> {
+    /// The pod's current token for each ask of its projected `serviceAccountToken`
+    /// sources: a kept one until it is due for renewal, else a new one from the API
+    /// (`serviceaccounts/<name>/token`, bound to the pod). One that cannot be had is absent
+    /// (the volume then fails to mount, and the next pass asks again).
+    async fn tokens_for(&self, pod: &Value) -> BTreeMap<volumes::TokenAsk, String> {
+        let mut out = BTreeMap::new();
+        let uid = uid_of(pod);
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        let name = pod["metadata"]["name"].as_str().unwrap_or("");
+        let account = volumes::service_account_name(pod);
+        for ask in volumes::token_asks(pod) {
+            let key = (uid.clone(), ask.clone());
+            let now = SystemTime::now();
+            let kept = self
+                .tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .filter(|t| t.renew_at > now)
+                .map(|t| t.token.clone());
+            if let Some(t) = kept {
+                out.insert(ask, t);
+                continue;
+            }
+            let mut spec = json!({
+                "expirationSeconds": ask.expiration_seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid},
+            });
+            if !ask.audience.is_empty() {
+                spec["audiences"] = json!([ask.audience]);
+            }
+            let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+            match self.client.create_token(ns, account, request).await {
+                Ok(answer) => {
+                    let token = answer["status"]["token"].as_str().unwrap_or("").to_string();
+                    let expires = answer["status"]["expirationTimestamp"]
+                        .as_str()
+                        .and_then(navarch_model::time::parse_rfc3339)
+                        .and_then(|s| u64::try_from(s).ok())
+                        .map(|s| std::time::UNIX_EPOCH + Duration::from_secs(s))
+                        .unwrap_or(now);
+                    if token.is_empty() {
+                        tracing::warn!(pod = %name, namespace = ns, "token request answered without a token");
+                        continue;
+                    }
+                    tracing::info!(pod = %name, namespace = ns, account, audience = %ask.audience, "service account token obtained");
+                    self.tokens
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(
+                            key,
+                            IssuedToken {
+                                token: token.clone(),
+                                renew_at: renew_at(now, expires),
+                            },
+                        );
+                    out.insert(ask, token);
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %name, namespace = ns, account, error = %e, "service account token not obtained")
+                }
+            }
+        }
+        out
+    }
+
+    fn volume_context<'a>(&'a self, objects: &'a PodObjects) -> volumes::VolumeContext<'a> {
         volumes::VolumeContext {
-            config_maps: &objects.0,
-            secrets: &objects.1,
+            config_maps: &objects.config_maps,
+            secrets: &objects.secrets,
             tmpfs: nix::unistd::geteuid().is_root(),
             allocatable: &self.cfg.allocatable,
+            tokens: &objects.tokens,
         }
     }
 
@@ -822,6 +928,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(uid);
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(u, _), _| u != uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "pod directory not removed");
@@ -861,9 +971,10 @@ impl Shared {
         let env_ctx = env::EnvContext {
             pod_ip: pod_ip.as_deref(),
             host_ip: Some(&host_ip),
-            config_maps: &objects.0,
-            secrets: &objects.1,
+            config_maps: &objects.config_maps,
+            secrets: &objects.secrets,
             allocatable: &self.cfg.allocatable,
+            services: &objects.services,
         };
         let env = match env::container_env(pod, container, &env_ctx) {
             Ok(e) => e,
@@ -874,6 +985,17 @@ impl Shared {
                 .and_then(|v| v.mounts_for(container));
         let mut mounts = match prepared {
             Ok(m) => m,
+            // The account is about to be made (a namespace a moment old) or the API is
+            // briefly away: asked again in a second, not backed off.
+            Err(e @ volumes::VolumeError::TokenUnavailable { .. }) => {
+                return self.failed_with(
+                    &uid,
+                    name,
+                    "ContainerCreating",
+                    format!("MountVolume failed: {e}"),
+                    Some(TOKEN_RETRY),
+                )
+            }
             Err(e) => {
                 return self.failed(
                     &uid,
@@ -985,6 +1107,17 @@ impl Shared {
     }
 
     fn failed(&self, uid: &str, name: &str, reason: &str, message: String) {
+        self.failed_with(uid, name, reason, message, None)
+    }
+
+    fn failed_with(
+        &self,
+        uid: &str,
+        name: &str,
+        reason: &str,
+        message: String,
+        retry_after: Option<Duration>,
+    ) {
         tracing::warn!(pod_uid = uid, container = name, reason, message = %message, "container not created");
         let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let failures = w
@@ -998,6 +1131,7 @@ impl Shared {
                 message,
                 at: SystemTime::now(),
                 failures,
+                retry_after,
             },
         );
     }
@@ -1281,4 +1415,23 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_at_four_fifths_of_their_life_or_after_a_day() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = renew_at(now, now + Duration::from_secs(3600));
+        assert_eq!(hour.duration_since(now).unwrap(), Duration::from_secs(2880));
+        let week = renew_at(now, now + Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(
+            week.duration_since(now).unwrap(),
+            Duration::from_secs(24 * 3600)
+        );
+        // An expiry already past (clock skew): renewed on the next pass.
+        assert_eq!(renew_at(now, now - Duration::from_secs(5)), now);
+    }
 }

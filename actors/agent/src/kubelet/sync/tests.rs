@@ -409,6 +409,7 @@ fn an_unknown_image_is_err_image_pull_then_image_pull_back_off() {
             message: "image nope not found".into(),
             at: t(0),
             failures: 1,
+            retry_after: None,
         },
     );
     assert_eq!(
