@@ -144,8 +144,25 @@ impl Cluster {
 
     /// Lays out data dirs, ports and the shared CA without starting anything.
     pub fn create(n: usize, extra_args: &[&str]) -> Result<Cluster> {
+        Self::create_with_ca(n, extra_args, None)
+    }
+
+    /// Like [`create`](Self::create), with `other`'s CA (a cluster restored from another's
+    /// backup: its objects name that CA, as `kube-root-ca.crt` in every namespace).
+    pub fn create_like(n: usize, extra_args: &[&str], other: &Cluster) -> Result<Cluster> {
+        Self::create_with_ca(n, extra_args, Some(&other.ca_dir))
+    }
+
+    fn create_with_ca(n: usize, extra_args: &[&str], ca_from: Option<&Path>) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let ca_dir = dir.path().join("ca");
+        if let Some(from) = ca_from {
+            std::fs::create_dir_all(&ca_dir)?;
+            for entry in std::fs::read_dir(from)? {
+                let entry = entry?;
+                std::fs::copy(entry.path(), ca_dir.join(entry.file_name()))?;
+            }
+        }
         let (ca, _) = ClusterCa::load_or_create(&ca_dir)?;
         let admin = ca.issue_client("test-admin", &[ORG_ADMINS], Duration::from_secs(3600))?;
         let members: Vec<MasterProc> = (0..n)
@@ -896,6 +913,11 @@ impl Kubectl {
         let mut a = args.to_vec();
         a.extend(["-o", "json"]);
         Ok(serde_json::from_str(&self.ok(&a)?)?)
+    }
+
+    /// Runs kubectl with `stdin`, whatever its outcome.
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Result<Output> {
+        kubectl(&self.kubeconfig, &self.home, args, Some(stdin))
     }
 
     /// `kubectl apply -f -` of one object, whatever its outcome.

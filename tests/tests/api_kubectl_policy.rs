@@ -144,8 +144,18 @@ async fn endpoint_slices_through_kubectl() -> Result<()> {
         "{out}"
     );
 
-    // kubectl's columns, as Kubernetes prints them.
-    let table = k(&admin, &home, &["get", "endpointslices"])?;
+    // kubectl's columns, as Kubernetes prints them (the masters' own `kubernetes` slice
+    // is in `default` too).
+    let table = k(
+        &admin,
+        &home,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ],
+    )?;
     let mut lines = table.lines();
     let header: Vec<&str> = lines
         .next()
@@ -244,7 +254,16 @@ async fn endpoint_slices_through_kubectl() -> Result<()> {
 
     let out = k(&admin, &home, &["delete", "endpointslice", "web-abc12"])?;
     assert!(out.contains("deleted"), "{out}");
-    let none = run(&admin, &home, &["get", "endpointslices"])?;
+    let none = run(
+        &admin,
+        &home,
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+        ],
+    )?;
     assert!(
         none.stderr.contains("No resources found"),
         "{}",

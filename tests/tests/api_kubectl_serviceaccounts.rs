@@ -1,6 +1,7 @@
 //! ServiceAccounts with kubectl 1.37: discovery names them (`sa`), every namespace gets its
-//! `default` account from the control plane (again after it is deleted), accounts are made
-//! and listed with kubectl's columns, and the fields that would need tokens are refused.
+//! `default` account and its `kube-root-ca.crt` from the control plane (again after they
+//! are deleted), accounts are made and listed with kubectl's columns, a pod naming an
+//! account that does not exist is refused, and token Secrets are refused.
 
 use std::time::Duration;
 
@@ -71,31 +72,78 @@ async fn every_namespace_gets_its_default_service_account() -> Result<()> {
     .await?;
     assert_eq!(after["metadata"]["namespace"], "shop");
 
-    // Token fields are not served yet: refused, not ignored (`false`, what happens anyway
-    // without tokens, is accepted).
-    let out = kc.apply(&json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "bot", "namespace": "shop"},
-        "automountServiceAccountToken": true,
-    }))?;
-    assert!(!out.ok, "{}", out.stdout);
-    assert!(
-        out.stderr.contains("automountServiceAccountToken"),
-        "{}",
-        out.stderr
-    );
+    // The cluster CA in every namespace, put back when changed.
+    let ca = wait_for(DEADLINE, "shop's kube-root-ca.crt", || async {
+        let cm = kc
+            .json(&["get", "cm", "kube-root-ca.crt", "-n", "shop"])
+            .ok()?;
+        cm["data"]["ca.crt"].as_str().map(str::to_string)
+    })
+    .await?;
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    kc.ok(&[
+        "patch",
+        "cm",
+        "kube-root-ca.crt",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ])?;
+    wait_for(DEADLINE, "kube-root-ca.crt put back", || async {
+        let cm = kc
+            .json(&["get", "cm", "kube-root-ca.crt", "-n", "shop"])
+            .ok()?;
+        (cm["data"]["ca.crt"].as_str() == Some(ca.as_str())).then_some(())
+    })
+    .await?;
+
+    // Both automount settings are served; token Secrets are not (tokens are projected).
+    for automount in [true, false] {
+        kc.apply(&json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": format!("bot-{automount}"), "namespace": "shop"},
+            "automountServiceAccountToken": automount,
+        }))?
+        .expect_ok("an account with automountServiceAccountToken")?;
+    }
     let out = kc.apply(&json!({
         "apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": "bot", "namespace": "shop"},
         "secrets": [{"name": "bot-token"}],
     }))?;
     assert!(!out.ok && out.stderr.contains("secrets"), "{}", out.stderr);
-    kc.apply(&json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "quiet", "namespace": "shop"},
-        "automountServiceAccountToken": false,
-    }))?
-    .expect_ok("an account without automounted tokens")?;
+
+    // A pod runs as an account that exists: another is refused (403, Kubernetes' words).
+    let pod = |account: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": format!("as-{account}"), "namespace": "shop"},
+               "spec": {"serviceAccountName": account, "nodeName": "nowhere",
+                        "containers": [{"name": "c", "image": "busybox"}]}})
+    };
+    let out = kc.apply(&pod("ghost"))?;
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(
+            r#"error looking up service account shop/ghost: serviceaccount "ghost" not found"#
+        ),
+        "{}",
+        out.stderr
+    );
+    kc.apply(&pod("builder"))?.expect_ok("a pod as builder")?;
+    let p = kc.json(&["get", "pod", "as-builder", "-n", "shop"])?;
+    assert_eq!(p["spec"]["serviceAccount"], "builder");
+    let mounts = &p["spec"]["containers"][0]["volumeMounts"];
+    assert_eq!(
+        mounts[0]["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount",
+        "{p}"
+    );
+    // The account's `automountServiceAccountToken: false` projects nothing.
+    kc.apply(&pod("bot-false"))?
+        .expect_ok("a pod as bot-false")?;
+    let p = kc.json(&["get", "pod", "as-bot-false", "-n", "shop"])?;
+    assert!(p["spec"]["volumes"].is_null(), "{p}");
     cluster.passed();
     Ok(())
 }

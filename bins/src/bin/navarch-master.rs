@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use navarch_actors::{ActorPath, Root, TapConfig};
 use navarch_apiserver::audit::AuditLog;
 use navarch_apiserver::http::{self, HttpLimits, HttpState};
+use navarch_apiserver::masterservice;
 use navarch_apiserver::nodelink::{self, NodeLinkLimits};
 use navarch_apiserver::{ApiServer, ApiServerConfig, DebugHooks, TokenFile};
 use navarch_bins::join::{self, JoinedMember};
@@ -62,6 +63,16 @@ enum ClusterState {
     Existing,
 }
 
+/// How the `kubernetes` Service's endpoints are kept (kube-apiserver's
+/// `--endpoint-reconciler-type`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EndpointReconciler {
+    /// Each master renews a Lease with its API address and the slices follow the live ones.
+    Lease,
+    /// The Service is made; its endpoints are left to the operator (no periodic writes).
+    None,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// This member's name (the CN of its certificate).
@@ -92,6 +103,15 @@ struct RunArgs {
     /// The API server's HTTPS address (Kubernetes API, health, readiness, debug views).
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen_api: SocketAddr,
+    /// The address pods reach this master's API at, through the `kubernetes` Service
+    /// (kube-apiserver's `--advertise-address`); defaults to `--listen-api`'s address, or
+    /// 127.0.0.1 when that is unspecified.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+    /// How the `kubernetes` Service's endpoints are kept: `lease` (every master renews its
+    /// API lease every 10 s) or `none`.
+    #[arg(long, value_enum, default_value = "lease")]
+    endpoint_reconciler_type: EndpointReconciler,
     /// Bearer tokens, one `token,user,uid,"group1,group2"` per line (kube-apiserver's format).
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -262,6 +282,20 @@ fn main() -> Result<()> {
 /// How long a stopping master keeps answering after it unmounted its store.
 const STOP_LINGER: Duration = Duration::from_millis(100);
 
+/// How often a master renews its API lease and reconciles the `kubernetes` Service's
+/// endpoints (the lease lasts `masterservice::LEASE_SECONDS`).
+const MASTER_LEASE_RENEW: Duration = Duration::from_secs(10);
+
+/// The API address this master puts in the `kubernetes` Service's endpoints.
+fn advertised_api(listen: SocketAddr, advertise: Option<std::net::IpAddr>) -> SocketAddr {
+    let ip = match advertise {
+        Some(ip) => ip,
+        None if listen.ip().is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        None => listen.ip(),
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
 /// Ends the process at once, without C and C++ exit handlers (RocksDB's static destructors
 /// race threads that still drop their handles to the closed store).
 #[allow(unsafe_code)]
@@ -316,8 +350,21 @@ async fn run(args: RunArgs) -> Result<()> {
         .and_then(|r| navarch_logic::nodeipam::Allocator::new(r, args.node_cidr_mask_size))
         .map_err(|e| anyhow::anyhow!("--cluster-cidr {}: {e}", args.cluster_cidr))?;
     let creds = credentials::master(&args.data_dir, args.ca_dir.as_deref(), &args.name)?;
-    let serving = http::tls::serving_identity(&creds.ca, &args.name, args.listen_api)
-        .context("issue the API server's certificate")?;
+    let service_range: navarch_apiserver::reservations::ServiceRange = args
+        .node
+        .service_cluster_ip_range
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
+    let serving = http::tls::serving_identity(
+        &creds.ca,
+        &args.name,
+        args.listen_api,
+        &[
+            std::net::IpAddr::V4(service_range.first()),
+            advertised_api(args.listen_api, args.advertise_address).ip(),
+        ],
+    )
+    .context("issue the API server's certificate")?;
     let tls = http::tls::server_config(&serving, &args.name)?;
     let server_url = http::tls::server_url(args.listen_api);
     http::tls::write_admin_kubeconfig(
@@ -359,6 +406,7 @@ async fn run(args: RunArgs) -> Result<()> {
     net.tap = Some(Arc::new(root.tap()));
     net.reset_key = Some(credentials::quic_reset_key(&args.data_dir)?);
     let ca_key_pem = creds.ca.key_pem();
+    let ca_cert_pem = creds.ca.cert_pem().to_string();
     let mut join_authority = JoinAuthority::new(
         Arc::new(creds.ca),
         Arc::new(creds.tokens),
@@ -411,11 +459,7 @@ async fn run(args: RunArgs) -> Result<()> {
     api_cfg.audit = Some(Arc::new(audit));
     // pods/log and pods/exec dial the node's kubelet endpoint as this master.
     api_cfg.kubelet_dialer = Some(endpoint.clone());
-    api_cfg.service_range = args
-        .node
-        .service_cluster_ip_range
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?;
+    api_cfg.service_range = service_range;
     // The control plane is made once the API server exists (it reads and writes through
     // it); the debug view reads it from here.
     let control_slot: Arc<OnceLock<Arc<ControlPlane>>> = Arc::new(OnceLock::new());
@@ -444,6 +488,10 @@ async fn run(args: RunArgs) -> Result<()> {
     api_cfg.secrets_key = Arc::new(navarch_apiserver::encryption::SecretsKey::from_ca_key(
         &ca_key_pem,
     ));
+    // And the same key for service-account tokens: any master checks what another issued.
+    api_cfg.token_key = Arc::new(navarch_apiserver::satoken::TokenKey::from_ca_key(
+        &ca_key_pem,
+    ));
     let api = ApiServer::start(api_cfg);
     if !args.no_control_plane {
         // The shared watch caches of each activation of this master's controllers.
@@ -461,6 +509,7 @@ async fn run(args: RunArgs) -> Result<()> {
                 pod_gc_quarantine: Duration::from_secs(args.pod_gc_quarantine_period),
                 terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
                 node_ipam: Some(node_ipam),
+                root_ca: Some(ca_cert_pem.clone()),
                 ..ControllerConfig::default()
             },
         );
@@ -484,6 +533,11 @@ async fn run(args: RunArgs) -> Result<()> {
     )
     .context("mount the node link")?;
     let bootstrap = api.clone();
+    let (member_name, api_address) = (
+        args.name.clone(),
+        advertised_api(args.listen_api, args.advertise_address),
+    );
+    let reconciler = args.endpoint_reconciler_type;
     tokio::spawn(async move {
         // Every master makes sure the system namespaces and the bootstrap RBAC policy exist
         // once a leader is known.
@@ -493,6 +547,25 @@ async fn run(args: RunArgs) -> Result<()> {
                 Err(e) => {
                     tracing::debug!(error = %e, "bootstrap objects not written yet");
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        // Then keeps the `kubernetes` Service, and its address in the Service's endpoints,
+        // renewing its lease well inside the lease's duration.
+        let mut every = tokio::time::interval(MASTER_LEASE_RENEW);
+        loop {
+            every.tick().await;
+            let done = match reconciler {
+                EndpointReconciler::Lease => {
+                    masterservice::reconcile(&bootstrap, &member_name, api_address).await
+                }
+                EndpointReconciler::None => masterservice::ensure_service(&bootstrap).await,
+            };
+            match done {
+                Ok(()) if reconciler == EndpointReconciler::None => break,
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "kubernetes service not reconciled yet")
                 }
             }
         }
