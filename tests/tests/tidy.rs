@@ -101,7 +101,9 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         (
             "navarch-bench",
             &[
+                "navarch-actors",
                 "navarch-agent",
+                "navarch-client",
                 "navarch-model",
                 "navarch-net",
                 "navarch-store",

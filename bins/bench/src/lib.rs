@@ -27,6 +27,7 @@ mod failover;
 mod navarch;
 mod pods;
 mod procs;
+mod propagation;
 mod proxy;
 mod scheduler;
 mod workload;

@@ -8,7 +8,9 @@
 //! - TCP throughput of one stream (the server writes, the client reads);
 //! - new TCP connections per second (connect, read one byte, close; a few clients at once);
 //! - UDP round trips per second of one flow with a few datagrams in flight (the copy mode
-//!   does not apply to UDP: it is measured direct and through the proxy).
+//!   does not apply to UDP: it is measured direct and through the proxy);
+//! - how soon endpoint changes that reached the node's caches show in the data path
+//!   (`propagation`).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +35,9 @@ pub struct ProxyBenchArgs {
     /// UDP datagrams in flight.
     #[arg(long, default_value_t = 8)]
     pub in_flight: usize,
+    /// Rounds of the endpoint-change measurement (ready, then not ready).
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
 }
 
 pub(crate) fn validate(a: &ProxyBenchArgs) -> Result<()> {
@@ -44,6 +49,9 @@ pub(crate) fn validate(a: &ProxyBenchArgs) -> Result<()> {
     }
     if a.in_flight == 0 || a.in_flight > 256 {
         bail!("--in-flight must be between 1 and 256");
+    }
+    if a.rounds == 0 || a.rounds > 1000 {
+        bail!("--rounds must be between 1 and 1000");
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("navctl bench proxy puts a cluster IP on an interface of its own: run it as root");
@@ -135,8 +143,16 @@ pub(crate) async fn run(args: &ProxyBenchArgs) -> Result<()> {
             f.conns_per_s / base.conns_per_s.max(f64::MIN_POSITIVE),
         );
     }
+    let changes = crate::propagation::run(args.rounds)?;
+    let (ready_p50, ready_max) = crate::propagation::p50_max(&changes.ready_ms);
+    let (gone_p50, gone_max) = crate::propagation::p50_max(&changes.unready_ms);
+    println!();
     println!(
-        "summary proxy splice_throughput_ratio={:.3} userspace_throughput_ratio={:.3} splice_conns_ratio={:.3} udp_ratio={:.3}",
+        "endpoint changes through the node's caches ({} rounds): ready -> first connection p50 {ready_p50:.2} ms, max {ready_max:.2} ms; not ready -> no new connection from p50 {gone_p50:.2} ms, max {gone_max:.2} ms",
+        args.rounds
+    );
+    println!(
+        "summary proxy splice_throughput_ratio={:.3} userspace_throughput_ratio={:.3} splice_conns_ratio={:.3} udp_ratio={:.3} ready_max_ms={ready_max:.2} unready_max_ms={gone_max:.2}",
         rows[1].1.mib_per_s / base.mib_per_s,
         rows[2].1.mib_per_s / base.mib_per_s,
         rows[1].1.conns_per_s / base.conns_per_s,
