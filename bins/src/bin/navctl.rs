@@ -64,6 +64,11 @@ enum Command {
     Plan(navctl::plan::PlanArgs),
     /// Whether each master's control plane (controllers and scheduler) is active.
     Controlplane(navctl::ControlPlaneArgs),
+    /// The actor message inspector: actors, messages and traces across the masters.
+    Inspect {
+        #[command(subcommand)]
+        command: navctl::inspect::InspectCommand,
+    },
     /// The store's raw keys and values over QUIC: get, list, put, delete, watch.
     Store {
         #[command(subcommand)]
@@ -205,6 +210,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Describe(a) => navctl::describe(a).await?,
         Command::Plan(a) => navctl::plan::plan(a).await?,
         Command::Controlplane(a) => navctl::control_plane(a).await?,
+        Command::Inspect { command } => navctl::inspect::run(command).await?,
         Command::Store { command } => store(&cli, command).await?,
         Command::Member { command } => member(&cli, command).await?,
         Command::Bench { what } => navarch_bench::run(what).await?,

@@ -13,6 +13,7 @@
 
 pub mod describe;
 pub mod exec;
+pub mod inspect;
 pub mod manifest;
 pub mod output;
 pub mod plan;

@@ -1,0 +1,471 @@
+//! `navctl inspect`: the actor message inspector in the terminal, over every master's debug
+//! views (`/debug/actors`, `/debug/messages`, `/debug/controlplane`), as cluster-admin.
+//!
+//! The masters are found through their API leases (`kube-system/apiserver-<member>`, which
+//! name each master's API address), or given with `--api`. Each master's process holds its
+//! own actors (and, on a single server, its embedded node's); node agents that run as
+//! processes of their own are not reached yet.
+//!
+//! - `inspect actors [PREFIX]`: the supervision tree of each master, with kind, status,
+//!   mailbox depth, messages handled, restarts, last error and summary, and which master's
+//!   control plane is active;
+//! - `inspect messages [--follow]`: the message taps merged in time order (following polls
+//!   every master for what came since its last record);
+//! - `inspect trace ID`: every message one request caused (its correlation id, which every
+//!   API response carries in `x-correlation-id`), across masters, in order, with offsets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use navarch_client::https::Method;
+use navarch_client::kubeconfig::Kubeconfig;
+use navarch_client::{Client, HttpsClient};
+use serde_json::Value;
+
+use super::output::TextTable;
+use super::Conn;
+
+/// `navctl inspect`.
+#[derive(Subcommand, Debug)]
+pub enum InspectCommand {
+    /// The supervision tree of every master (or one), with each actor's counters.
+    Actors(ActorsArgs),
+    /// Messages from every master's tap, merged in time order.
+    Messages(MessagesArgs),
+    /// Every message one request caused, across masters, in order with timings.
+    Trace(TraceArgs),
+}
+
+/// Which masters to ask.
+#[derive(Args, Debug, Clone)]
+pub struct Masters {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// A master's API URL (repeat for each) [default: every master with a live API lease].
+    #[arg(long = "api")]
+    pub servers: Vec<String>,
+    /// Only this master (its name, as in `--name`).
+    #[arg(long)]
+    pub master: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ActorsArgs {
+    #[command(flatten)]
+    pub masters: Masters,
+    /// Only actors under this path (`/master/m1/controllers`).
+    pub prefix: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MessagesArgs {
+    #[command(flatten)]
+    pub masters: Masters,
+    /// Keep printing messages as they come (until interrupted).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only messages to or from actors under this path.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only messages of this type.
+    #[arg(long = "type")]
+    pub message_type: Option<String>,
+    /// Only messages of this request (a correlation id).
+    #[arg(long)]
+    pub trace: Option<String>,
+    /// How many of the latest messages each master gives at first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub masters: Masters,
+    /// The correlation id (32 hex digits, from an API response's `x-correlation-id`).
+    pub id: String,
+}
+
+/// One master's API client, with its name.
+struct Master {
+    name: String,
+    url: String,
+    api: HttpsClient,
+}
+
+fn client_for(cfg: &Kubeconfig, url: &str) -> Result<HttpsClient> {
+    let mut https = navarch_client::HttpsConfig::from_kubeconfig(cfg);
+    https.servers = vec![url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("error: API URL {url:?}: {e}"))?];
+    HttpsClient::new(https).context("error: an HTTPS client")
+}
+
+/// The masters' API URLs from their live leases (`navarch.io/api-address`).
+async fn leased(api: &HttpsClient) -> Result<Vec<String>> {
+    let leases = navarch_client::kind("coordination.k8s.io", "v1", "leases");
+    let opts = navarch_model::options::ListOptions {
+        label_selector: navarch_model::selector::LabelSelector::parse("navarch.io/apiserver=true")
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ..Default::default()
+    };
+    let list = api
+        .list(leases, Some("kube-system"), &opts)
+        .await
+        .map_err(super::server_error)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut urls: Vec<String> = list
+        .items
+        .iter()
+        .filter(|l| {
+            let renewed = l["spec"]["renewTime"]
+                .as_str()
+                .and_then(navarch_model::time::parse_rfc3339);
+            let lasts = l["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
+            renewed.is_some_and(|r| r + lasts > now)
+        })
+        .filter_map(|l| l["metadata"]["annotations"]["navarch.io/api-address"].as_str())
+        .map(|a| format!("https://{a}"))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    Ok(urls)
+}
+
+async fn get_json(api: &HttpsClient, path: &str) -> Result<Value> {
+    api.raw(Method::GET, path, None)
+        .await
+        .and_then(|r| r.json())
+        .map_err(super::server_error)
+}
+
+/// The masters to ask, each named by its `/debug/controlplane`.
+async fn masters(m: &Masters) -> Result<Vec<Master>> {
+    let path = m.conn.kubeconfig_path();
+    let cfg =
+        Kubeconfig::load(&path).with_context(|| format!("error: kubeconfig {}", path.display()))?;
+    let urls = if m.servers.is_empty() {
+        let first = client_for(&cfg, &cfg.server)?;
+        let found = leased(&first).await?;
+        if found.is_empty() {
+            vec![cfg.server.clone()]
+        } else {
+            found
+        }
+    } else {
+        m.servers.clone()
+    };
+    let mut out = Vec::new();
+    for url in urls {
+        let api = client_for(&cfg, &url)?;
+        let name = match get_json(&api, "/debug/controlplane").await {
+            Ok(v) => v["master"].as_str().unwrap_or("?").to_string(),
+            Err(e) => {
+                eprintln!("warning: master at {url} not reached: {e}");
+                continue;
+            }
+        };
+        if m.master.as_ref().is_some_and(|want| *want != name) {
+            continue;
+        }
+        out.push(Master { name, url, api });
+    }
+    if out.is_empty() {
+        bail!(
+            "error: no master to inspect{}",
+            m.master
+                .as_ref()
+                .map(|n| format!(" named {n:?}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
+
+/// Percent-encodes a query value (paths and ids are ASCII; anything else is escaped).
+fn q(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The rows of one master's actors: the tree by path, each actor named by its path below
+/// its nearest shown ancestor (`default/web` when `default` is no actor) and indented one
+/// step deeper than that ancestor.
+pub fn actor_rows(actors: &[Value]) -> Vec<Vec<String>> {
+    let mut sorted: Vec<&Value> = actors.iter().collect();
+    sorted.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    let mut levels: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rows = Vec::new();
+    for a in sorted {
+        let path = a["path"].as_str().unwrap_or("");
+        // Sorted by path, so an ancestor is always seen before its descendants.
+        let parent = levels
+            .keys()
+            .filter(|p| path.starts_with(&format!("{p}/")))
+            .max_by_key(|p| p.len())
+            .cloned();
+        let (name, level) = match parent {
+            Some(p) => (path[p.len() + 1..].to_string(), levels[&p] + 1),
+            None => (path.trim_start_matches('/').to_string(), 0),
+        };
+        levels.insert(path.to_string(), level);
+        let text = |k: &str| match &a[k] {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".to_string(),
+            other => other.to_string(),
+        };
+        rows.push(vec![
+            format!("{}{name}", "  ".repeat(level)),
+            text("kind"),
+            text("status"),
+            text("mailbox_depth"),
+            text("handled"),
+            text("restarts"),
+            text("last_error"),
+            text("summary"),
+        ]);
+    }
+    rows
+}
+
+async fn actors(a: &ActorsArgs) -> Result<()> {
+    for m in masters(&a.masters).await? {
+        let cp = get_json(&m.api, "/debug/controlplane").await?;
+        let mut path = "/debug/actors".to_string();
+        if let Some(p) = &a.prefix {
+            path.push_str(&format!("?prefix={}", q(p)));
+        }
+        let list = get_json(&m.api, &path).await?;
+        let items = list.as_array().cloned().unwrap_or_default();
+        let restarts: u64 = items.iter().filter_map(|i| i["restarts"].as_u64()).sum();
+        println!(
+            "master {} ({}): control plane {}, {} actors, {} restarts",
+            m.name,
+            m.url,
+            if cp["active"] == Value::Bool(true) {
+                "active"
+            } else {
+                "standby"
+            },
+            items.len(),
+            restarts
+        );
+        let table = TextTable {
+            headers: [
+                "ACTOR",
+                "KIND",
+                "STATUS",
+                "MAILBOX",
+                "HANDLED",
+                "RESTARTS",
+                "LAST ERROR",
+                "SUMMARY",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: actor_rows(&items),
+        };
+        print!("{}", table.render());
+        println!();
+    }
+    Ok(())
+}
+
+/// One tap record as a line: time, master, sender → receiver, type, outcome, handling.
+pub fn message_line(master: &str, r: &Value) -> String {
+    let s = |k: &str| r[k].as_str().unwrap_or("-");
+    let via = match s("via") {
+        "quic_out" => " =>",
+        "quic_in" => " <=",
+        _ => " ->",
+    };
+    format!(
+        "{} {master:<4} {}{via} {} {} {} {}us{}",
+        s("time"),
+        s("sender"),
+        s("receiver"),
+        s("message_type"),
+        s("outcome"),
+        r["handling_us"].as_u64().unwrap_or(0),
+        r["correlation"]
+            .as_str()
+            .map(|c| format!(" trace={c}"))
+            .unwrap_or_default()
+    )
+}
+
+fn messages_query(a: &MessagesArgs, since: Option<u64>) -> String {
+    let mut parts = vec![format!("limit={}", a.limit)];
+    if let Some(p) = &a.actor {
+        parts.push(format!("prefix={}", q(p)));
+    }
+    if let Some(t) = &a.message_type {
+        parts.push(format!("type={}", q(t)));
+    }
+    if let Some(c) = &a.trace {
+        parts.push(format!("correlation={}", q(c)));
+    }
+    if let Some(s) = since {
+        parts.push(format!("since={s}"));
+    }
+    format!("/debug/messages?{}", parts.join("&"))
+}
+
+/// How often `--follow` asks each master for what is new.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+async fn messages(a: &MessagesArgs) -> Result<()> {
+    let ms = masters(&a.masters).await?;
+    let mut since: BTreeMap<String, u64> = BTreeMap::new();
+    loop {
+        let mut batch: Vec<(String, Value)> = Vec::new();
+        for m in &ms {
+            let path = messages_query(a, since.get(&m.name).copied());
+            let records = match get_json(&m.api, &path).await {
+                Ok(v) => v.as_array().cloned().unwrap_or_default(),
+                Err(e) if a.follow => {
+                    eprintln!("warning: {}: {e}", m.name);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(last) = records.iter().filter_map(|r| r["seq"].as_u64()).max() {
+                since.insert(m.name.clone(), last + 1);
+            }
+            batch.extend(records.into_iter().map(|r| (m.name.clone(), r)));
+        }
+        batch.sort_by(|x, y| x.1["time"].as_str().cmp(&y.1["time"].as_str()));
+        for (master, r) in &batch {
+            println!("{}", message_line(master, r));
+        }
+        if !a.follow {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+/// Milliseconds between two RFC 3339 times with fractions (`None` if either is not one).
+fn millis_between(from: &str, to: &str) -> Option<f64> {
+    let parse = |t: &str| -> Option<f64> {
+        let (whole, frac) = match t.trim_end_matches('Z').split_once('.') {
+            Some((w, f)) => (format!("{w}Z"), format!("0.{f}")),
+            None => (t.to_string(), "0".to_string()),
+        };
+        let secs = navarch_model::time::parse_rfc3339(&whole)?;
+        Some(secs as f64 + frac.parse::<f64>().ok()?)
+    };
+    Some((parse(to)? - parse(from)?) * 1000.0)
+}
+
+async fn trace(a: &TraceArgs) -> Result<()> {
+    if a.id.parse::<navarch_net::trace::CorrelationId>().is_err() {
+        bail!(
+            "error: {:?} is not a correlation id (32 lowercase hex digits)",
+            a.id
+        );
+    }
+    let ms = masters(&a.masters).await?;
+    let mut all: Vec<(String, Value)> = Vec::new();
+    for m in &ms {
+        let path = format!("/debug/messages?correlation={}&limit=100000", q(&a.id));
+        let records = get_json(&m.api, &path).await?;
+        all.extend(
+            records
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| (m.name.clone(), r)),
+        );
+    }
+    if all.is_empty() {
+        bail!(
+            "error: no master has messages of trace {} (taps keep only the latest messages)",
+            a.id
+        );
+    }
+    all.sort_by(|x, y| x.1["time"].as_str().cmp(&y.1["time"].as_str()));
+    let start = all[0].1["time"].as_str().unwrap_or("").to_string();
+    let masters: std::collections::BTreeSet<&str> = all.iter().map(|(m, _)| m.as_str()).collect();
+    println!(
+        "trace {}: {} messages across {} master(s): {}",
+        a.id,
+        all.len(),
+        masters.len(),
+        masters.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    for (master, r) in &all {
+        let at = millis_between(&start, r["time"].as_str().unwrap_or("")).unwrap_or(0.0);
+        println!("+{at:>9.3}ms {}", message_line(master, r));
+    }
+    Ok(())
+}
+
+/// Runs `navctl inspect ...`.
+pub async fn run(c: &InspectCommand) -> Result<()> {
+    match c {
+        InspectCommand::Actors(a) => actors(a).await,
+        InspectCommand::Messages(a) => messages(a).await,
+        InspectCommand::Trace(a) => trace(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn actors_print_as_an_indented_tree() {
+        let rows = actor_rows(&[
+            json!({"path": "/master/m1/controllers/deployment", "kind": "deployment", "status": "running",
+                   "mailbox_depth": 0, "handled": 5, "restarts": 1, "last_error": "boom", "summary": "3 objects"}),
+            json!({"path": "/master/m1", "kind": "root", "status": "running", "mailbox_depth": 0,
+                   "handled": 0, "restarts": 0, "last_error": null, "summary": ""}),
+            json!({"path": "/master/m1/controllers", "kind": "group", "status": "running", "mailbox_depth": 2,
+                   "handled": 9, "restarts": 0, "last_error": null, "summary": ""}),
+            json!({"path": "/master/m1/controllers/namespace/shop/x", "kind": "namespace"}),
+        ]);
+        let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "master/m1",
+                "  controllers",
+                "    deployment",
+                // No `namespace` nor `shop` actor: the path below `controllers` names it.
+                "    namespace/shop/x"
+            ]
+        );
+        assert_eq!(rows[2][5], "1");
+        assert_eq!(rows[2][6], "boom");
+        assert_eq!(rows[1][6], "-");
+    }
+
+    #[test]
+    fn message_lines_and_offsets() {
+        let r = json!({"time": "2026-12-02T04:00:00.000100Z", "via": "quic_out", "sender": "/master/m1/x",
+                       "receiver": "m2", "message_type": "store.txn", "outcome": "ok", "handling_us": 42,
+                       "correlation": "00000000000000000000000000000abc"});
+        assert_eq!(
+            message_line("m1", &r),
+            "2026-12-02T04:00:00.000100Z m1   /master/m1/x => m2 store.txn ok 42us trace=00000000000000000000000000000abc"
+        );
+        let ms =
+            millis_between("2026-12-02T04:00:00.000100Z", "2026-12-02T04:00:01.250100Z").unwrap();
+        assert!((ms - 1250.0).abs() < 0.001, "{ms}");
+        assert_eq!(q("/a b"), "/a%20b");
+    }
+}

@@ -1,0 +1,120 @@
+//! `navctl inspect` against three real masters on loopback: the actors of every master
+//! (found through their API leases) with one control plane active, one master alone, the
+//! merged message stream, and the trace of one request sent to a follower, which spans the
+//! follower and the leader it forwards the write to.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use navarch_tests::{bin, wait_for, Cluster};
+
+fn navctl(cluster: &Cluster, args: &[&str]) -> Result<(bool, String, String)> {
+    let out = std::process::Command::new(bin("navctl"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig(0))
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_sees_every_master_and_follows_a_request_across_them() -> Result<()> {
+    let mut cluster = Cluster::start(3, &[]).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+
+    // Every master, once each has renewed its API lease.
+    let out = wait_for(
+        Duration::from_secs(60),
+        "three masters inspected",
+        || async {
+            let (ok, out, _) = navctl(&cluster, &["inspect", "actors"]).ok()?;
+            (ok && (1..=3).all(|i| out.contains(&format!("master m{i} (")))).then_some(out)
+        },
+    )
+    .await?;
+    let active: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("master ") && l.contains("control plane active"))
+        .collect();
+    assert_eq!(active.len(), 1, "{out}");
+    assert!(
+        active[0].starts_with(&format!("master m{} (", leader + 1)),
+        "{out}"
+    );
+    assert!(out.contains("ACTOR") && out.contains("MAILBOX"), "{out}");
+
+    // One master, one subtree.
+    let follower = (leader + 1) % 3;
+    let name = format!("m{}", follower + 1);
+    let (ok, out, err) = navctl(
+        &cluster,
+        &[
+            "inspect",
+            "actors",
+            "--master",
+            &name,
+            &format!("/master/{name}"),
+        ],
+    )?;
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("master m").count(), 1, "{out}");
+    assert!(out.contains(&format!("master {name} (")), "{out}");
+
+    // A request to the follower, with the correlation id it is to carry.
+    let id = format!("{:032x}", rand_id());
+    let resp = cluster
+        .http()
+        .post(cluster.url(follower, "/api/v1/namespaces"))
+        .header("x-correlation-id", &id)
+        .json(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "traced"}}))
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 201);
+    let echoed = resp
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .context("no x-correlation-id on the response")?;
+    assert_eq!(echoed, id);
+    let (ok, out, err) = navctl(&cluster, &["inspect", "trace", &id])?;
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or("");
+    assert!(header.contains("across 2 master(s)"), "{out}");
+    assert!(
+        out.contains(&format!(" m{} ", follower + 1))
+            && out.contains(&format!(" m{} ", leader + 1)),
+        "{out}"
+    );
+    assert!(out.lines().skip(1).all(|l| l.contains(&id)), "{out}");
+
+    // The merged stream, filtered by the request.
+    let (ok, out, err) = navctl(&cluster, &["inspect", "messages", "--trace", &id])?;
+    assert!(ok, "{err}");
+    assert!(
+        !out.is_empty() && out.lines().all(|l| l.contains(&id)),
+        "{out}"
+    );
+
+    // Bad input: a clear error, nothing asked.
+    let (ok, _, err) = navctl(&cluster, &["inspect", "trace", "not-an-id"])?;
+    assert!(!ok && err.contains("is not a correlation id"), "{err}");
+    let (ok, _, err) = navctl(&cluster, &["inspect", "actors", "--master", "m9"])?;
+    assert!(
+        !ok && err.contains("no master to inspect named \"m9\""),
+        "{err}"
+    );
+    cluster.passed();
+    Ok(())
+}
+
+fn rand_id() -> u128 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (u128::from(std::process::id()) << 64) | t.as_nanos() | 1
+}
