@@ -1,7 +1,7 @@
 //! `navctl inspect` against three real masters on loopback: the actors of every master
 //! (found through their API leases) with one control plane active, one master alone, the
-//! merged message stream, and the trace of one request sent to a follower, which spans the
-//! follower and the leader it forwards the write to.
+//! merged message stream, the trace of one request sent to a follower, which spans the
+//! follower and the leader it forwards the write to, and the refreshing top view.
 
 use std::time::Duration;
 
@@ -98,6 +98,28 @@ async fn the_inspector_sees_every_master_and_follows_a_request_across_them() -> 
         !out.is_empty() && out.lines().all(|l| l.contains(&id)),
         "{out}"
     );
+
+    // The top view, twice, without a terminal: the busiest actors of every master.
+    let (ok, out, err) = navctl(
+        &cluster,
+        &[
+            "inspect",
+            "top",
+            "--interval",
+            "0.2",
+            "--iterations",
+            "2",
+            "--rows",
+            "5",
+        ],
+    )?;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.matches("navctl inspect top: 3 master(s)").count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("MSG/S") && out.contains("/master/m"), "{out}");
 
     // Bad input: a clear error, nothing asked.
     let (ok, _, err) = navctl(&cluster, &["inspect", "trace", "not-an-id"])?;

@@ -12,7 +12,9 @@
 //! - `inspect messages [--follow]`: the message taps merged in time order (following polls
 //!   every master for what came since its last record);
 //! - `inspect trace ID`: every message one request caused (its correlation id, which every
-//!   API response carries in `x-correlation-id`), across masters, in order, with offsets.
+//!   API response carries in `x-correlation-id`), across masters, in order, with offsets;
+//! - `inspect top`: a refreshing view of the busiest actors (messages handled per second)
+//!   and the deepest mailboxes, with the restarts since it started.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,6 +38,23 @@ pub enum InspectCommand {
     Messages(MessagesArgs),
     /// Every message one request caused, across masters, in order with timings.
     Trace(TraceArgs),
+    /// A refreshing view of the busiest actors and deepest mailboxes, like top.
+    Top(TopArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub masters: Masters,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Actors shown.
+    #[arg(long, default_value_t = 20)]
+    pub rows: usize,
+    /// Stop after this many refreshes (0: until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub iterations: u64,
 }
 
 /// Which masters to ask.
@@ -413,12 +432,137 @@ async fn trace(a: &TraceArgs) -> Result<()> {
     Ok(())
 }
 
+/// One actor's line in `inspect top`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopRow {
+    pub master: String,
+    pub path: String,
+    pub kind: String,
+    pub per_second: f64,
+    pub mailbox: u64,
+    pub handled: u64,
+    pub restarts: u64,
+    pub status: String,
+}
+
+/// The rows of one refresh, busiest first (messages handled per second since `before`,
+/// `secs` ago, then mailbox depth), and the restarts counted now; `before` becomes this
+/// refresh's counts. An actor new since the last refresh, or whose count fell (its process
+/// restarted), counts from zero.
+pub fn top_rows(
+    before: &mut BTreeMap<(String, String), u64>,
+    now: &[(String, Vec<Value>)],
+    secs: f64,
+) -> (Vec<TopRow>, u64) {
+    let mut rows = Vec::new();
+    let mut restarts = 0;
+    let mut seen = BTreeMap::new();
+    for (master, actors) in now {
+        for a in actors {
+            let path = a["path"].as_str().unwrap_or("").to_string();
+            let handled = a["handled"].as_u64().unwrap_or(0);
+            let key = (master.clone(), path.clone());
+            // Counters that fell belong to a restarted process: count from zero.
+            let prev = before
+                .get(&key)
+                .copied()
+                .filter(|p| *p <= handled)
+                .unwrap_or(0);
+            seen.insert(key, handled);
+            let r = a["restarts"].as_u64().unwrap_or(0);
+            restarts += r;
+            rows.push(TopRow {
+                master: master.clone(),
+                path,
+                kind: a["kind"].as_str().unwrap_or("").to_string(),
+                per_second: (handled - prev) as f64 / secs.max(1e-3),
+                mailbox: a["mailbox_depth"].as_u64().unwrap_or(0),
+                handled,
+                restarts: r,
+                status: a["status"].as_str().unwrap_or("").to_string(),
+            });
+        }
+    }
+    *before = seen;
+    rows.sort_by(|x, y| {
+        y.per_second
+            .total_cmp(&x.per_second)
+            .then(y.mailbox.cmp(&x.mailbox))
+            .then(x.path.cmp(&y.path))
+    });
+    (rows, restarts)
+}
+
+async fn top(a: &TopArgs) -> Result<()> {
+    if !(a.interval > 0.0 && a.interval <= 3600.0) {
+        bail!("error: --interval must be more than 0 and at most 3600 seconds");
+    }
+    let ms = masters(&a.masters).await?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut before = BTreeMap::new();
+    let mut first_restarts = None;
+    let mut last = std::time::Instant::now();
+    let mut n = 0u64;
+    loop {
+        let mut now = Vec::new();
+        for m in &ms {
+            match get_json(&m.api, "/debug/actors").await {
+                Ok(v) => now.push((m.name.clone(), v.as_array().cloned().unwrap_or_default())),
+                Err(e) => eprintln!("warning: {}: {e}", m.name),
+            }
+        }
+        let secs = last.elapsed().as_secs_f64();
+        last = std::time::Instant::now();
+        let (rows, restarts) = top_rows(&mut before, &now, secs);
+        let since = *first_restarts.get_or_insert(restarts);
+        if tty {
+            print!("\x1b[2J\x1b[H");
+        }
+        println!(
+            "navctl inspect top: {} master(s), {} actors, {restarts} restarts ({:+} since start); refresh {n}",
+            now.len(),
+            rows.len(),
+            restarts as i64 - since as i64
+        );
+        let table = TextTable {
+            headers: [
+                "MASTER", "ACTOR", "KIND", "MSG/S", "MAILBOX", "HANDLED", "RESTARTS", "STATUS",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: rows
+                .iter()
+                .take(a.rows)
+                .map(|r| {
+                    vec![
+                        r.master.clone(),
+                        r.path.clone(),
+                        r.kind.clone(),
+                        format!("{:.1}", r.per_second),
+                        r.mailbox.to_string(),
+                        r.handled.to_string(),
+                        r.restarts.to_string(),
+                        r.status.clone(),
+                    ]
+                })
+                .collect(),
+        };
+        print!("{}", table.render());
+        n += 1;
+        if a.iterations != 0 && n >= a.iterations {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs_f64(a.interval)).await;
+    }
+}
+
 /// Runs `navctl inspect ...`.
 pub async fn run(c: &InspectCommand) -> Result<()> {
     match c {
         InspectCommand::Actors(a) => actors(a).await,
         InspectCommand::Messages(a) => messages(a).await,
         InspectCommand::Trace(a) => trace(a).await,
+        InspectCommand::Top(a) => top(a).await,
     }
 }
 
@@ -467,5 +611,40 @@ mod tests {
             millis_between("2026-12-02T04:00:00.000100Z", "2026-12-02T04:00:01.250100Z").unwrap();
         assert!((ms - 1250.0).abs() < 0.001, "{ms}");
         assert_eq!(q("/a b"), "/a%20b");
+    }
+
+    #[test]
+    fn top_ranks_by_messages_per_second_then_mailbox() {
+        let actor = |p: &str, handled: u64, mailbox: u64, restarts: u64| {
+            json!({"path": p, "kind": "k", "handled": handled, "mailbox_depth": mailbox,
+                   "restarts": restarts, "status": "running"})
+        };
+        let mut before = BTreeMap::new();
+        let first = vec![(
+            "m1".to_string(),
+            vec![actor("/a", 10, 0, 0), actor("/b", 100, 0, 1)],
+        )];
+        let (rows, restarts) = top_rows(&mut before, &first, 1.0);
+        assert_eq!(restarts, 1);
+        assert_eq!(rows[0].path, "/b");
+        let second = vec![(
+            "m1".to_string(),
+            vec![
+                actor("/a", 30, 0, 0),
+                actor("/b", 104, 7, 2),
+                actor("/c", 0, 9, 0),
+            ],
+        )];
+        let (rows, restarts) = top_rows(&mut before, &second, 2.0);
+        assert_eq!(restarts, 2);
+        let order: Vec<(&str, f64)> = rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.per_second))
+            .collect();
+        assert_eq!(order, [("/a", 10.0), ("/b", 2.0), ("/c", 0.0)]);
+        // A restarted process's counters fall: no negative rates.
+        let third = vec![("m1".to_string(), vec![actor("/a", 3, 0, 0)])];
+        let (rows, _) = top_rows(&mut before, &third, 1.0);
+        assert_eq!(rows[0].per_second, 3.0);
     }
 }
