@@ -1,7 +1,9 @@
-//! `navctl inspect` against three real masters on loopback: the actors of every master
+//! `navctl inspect` against real processes on loopback. Three masters: the actors of every master
 //! (found through their API leases) with one control plane active, one master alone, the
 //! merged message stream, the trace of one request sent to a follower, which spans the
-//! follower and the leader it forwards the write to, and the refreshing top view.
+//! follower and the leader it forwards the write to, and the refreshing top view. A single
+//! server: its embedded node agent's actors (its own process root), read through the
+//! master from the node's kubelet endpoint, and one node alone.
 
 use std::time::Duration;
 
@@ -83,7 +85,7 @@ async fn the_inspector_sees_every_master_and_follows_a_request_across_them() -> 
     let (ok, out, err) = navctl(&cluster, &["inspect", "trace", &id])?;
     assert!(ok, "{err}");
     let header = out.lines().next().unwrap_or("");
-    assert!(header.contains("across 2 master(s)"), "{out}");
+    assert!(header.contains("across 2 process(es)"), "{out}");
     assert!(
         out.contains(&format!(" m{} ", follower + 1))
             && out.contains(&format!(" m{} ", leader + 1)),
@@ -115,7 +117,7 @@ async fn the_inspector_sees_every_master_and_follows_a_request_across_them() -> 
     )?;
     assert!(ok, "{err}");
     assert_eq!(
-        out.matches("navctl inspect top: 3 master(s)").count(),
+        out.matches("navctl inspect top: 3 process(es)").count(),
         2,
         "{out}"
     );
@@ -139,4 +141,48 @@ fn rand_id() -> u128 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     (u128::from(std::process::id()) << 64) | t.as_nanos() | 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_reads_a_node_agent_through_its_master() -> Result<()> {
+    let flags = [
+        "--cluster-cidr",
+        "10.42.128.0/20",
+        "--service-cluster-ip-range",
+        "10.43.128.0/24",
+        "--disk-pressure-percent",
+        "1",
+    ];
+    let mut cluster = Cluster::single_server("inspected", &flags).await?;
+    let out = wait_for(Duration::from_secs(60), "the node's actors", || async {
+        let (ok, out, _) = navctl(&cluster, &["inspect", "actors"]).ok()?;
+        (ok && out.contains("node/inspected (through")).then_some(out)
+    })
+    .await?;
+    assert!(out.contains("master m1 ("), "{out}");
+    // The node agent's own tree: its kubelet and proxy.
+    let node_part = out.split("node/inspected (through").nth(1).unwrap_or("");
+    assert!(node_part.contains("node/inspected"), "{out}");
+    assert!(
+        node_part.contains("kubelet") && node_part.contains("proxy"),
+        "{out}"
+    );
+
+    let (ok, out, err) = navctl(&cluster, &["inspect", "actors", "--node", "inspected"])?;
+    assert!(ok, "{err}");
+    assert!(!out.contains("master m1 ("), "{out}");
+    assert!(out.starts_with("node/inspected (through"), "{out}");
+    let (ok, out, err) = navctl(
+        &cluster,
+        &["inspect", "messages", "--node", "inspected", "--limit", "5"],
+    )?;
+    assert!(ok, "{err}");
+    assert!(out.lines().all(|l| l.contains(" node/inspected ")), "{out}");
+    let (ok, _, err) = navctl(&cluster, &["inspect", "actors", "--node", "nowhere"])?;
+    assert!(
+        !ok && err.contains("no master to inspect on node \"nowhere\""),
+        "{err}"
+    );
+    cluster.passed();
+    Ok(())
 }

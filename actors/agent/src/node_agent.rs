@@ -163,7 +163,8 @@ pub async fn run(cfg: NodeAgentConfig, root: Root) -> Result<(), AgentError> {
     let lookup = Arc::new(crate::kubelet::lookup::Lookup::default());
     let kubelet_endpoint = match crate::credentials::stored_serving(&creds_dir, &cfg.name) {
         Some(serving) => {
-            let service = crate::streams::KubeletService::new(lookup.clone(), lookup.clone());
+            let service = crate::streams::KubeletService::new(lookup.clone(), lookup.clone())
+                .with_debug(root.registry(), root.tap());
             let addr = SocketAddr::new(cfg.address.into(), cfg.kubelet_port);
             let kep = crate::streams::serve(addr, &cfg.name, serving, service)?;
             tracing::info!(node = %cfg.name, addr = %kep.local_addr().map(|a| a.to_string()).unwrap_or_default(), "kubelet endpoint serving logs and exec to the masters");

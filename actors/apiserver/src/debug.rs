@@ -9,6 +9,8 @@
 //!   switch; the actor's supervisor restarts it;
 //! - `GET /debug/store`, `POST /debug/store/snapshot`: the store member's status, a snapshot;
 //! - `GET|POST|DELETE /debug/faults[?peer=P]`: the QUIC fault-injection rules;
+//! - `GET /debug/nodes/<node>/actors`, `.../messages` (same queries): a node agent's
+//!   actors and tap, read from its kubelet endpoint over QUIC;
 //! - `GET /debug/<name>`: the binary's own views ([`DebugHooks::views`], e.g.
 //!   `controlplane`: whether this master's control plane is active).
 //!
@@ -98,6 +100,7 @@ pub(crate) async fn serve(
             tracing::warn!(peer = ?peer, "faults cleared");
             Ok(doc(json!(faults.rules())))
         }
+        ("get", sub) if sub.starts_with("nodes/") => node_view(api, sub, q).await,
         ("get", name) if hooks(api)?.views.iter().any(|(n, _)| *n == name) => {
             let (_, view) = hooks(api)?
                 .views
@@ -108,6 +111,55 @@ pub(crate) async fn serve(
         }
         _ => actor_view(hooks(api)?, verb, sub, q).await,
     }
+}
+
+/// `GET /debug/nodes/<node>/actors[?prefix=P]` and `/debug/nodes/<node>/messages[?...]`:
+/// a node agent's actor views, read from its kubelet endpoint (the node's own process).
+async fn node_view(api: &ApiServer, sub: &str, q: &[(String, String)]) -> Result<Reply, ApiError> {
+    use navarch_client::kubelet::{self, DebugActorsRequest, DebugMessagesRequest};
+    let mut parts = sub.split('/');
+    let (Some("nodes"), Some(node), Some(view), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ApiError::path_not_found());
+    };
+    let (dialer, runtime) = api.kubelet_dialer();
+    let storage = api.storage();
+    let body = match view {
+        "actors" => {
+            let req = DebugActorsRequest {
+                prefix: param(q, "prefix").map(str::to_string),
+            };
+            crate::kubelet::node_debug(dialer, runtime, storage, node, kubelet::DEBUG_ACTORS, req)
+                .await?
+        }
+        "messages" => {
+            let limit = match param(q, "limit") {
+                Some(v) => v.parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(format!("limit must be a number, got {v:?}"))
+                })?,
+                None => DEFAULT_LIMIT,
+            };
+            let since = param(q, "since")
+                .map(|v| {
+                    v.parse::<u64>().map_err(|_| {
+                        ApiError::bad_request(format!("since must be a number, got {v:?}"))
+                    })
+                })
+                .transpose()?;
+            let req = DebugMessagesRequest {
+                prefix: param(q, "prefix").map(str::to_string),
+                message_type: param(q, "type").map(str::to_string),
+                correlation: param(q, "correlation").map(str::to_string),
+                since,
+                limit,
+            };
+            crate::kubelet::node_debug(dialer, runtime, storage, node, kubelet::DEBUG_MESSAGES, req)
+                .await?
+        }
+        _ => return Err(ApiError::path_not_found()),
+    };
+    Ok(doc(body))
 }
 
 /// The actor views alone (`actors`, `messages`, `kill` under `/debug/`), over a registry and

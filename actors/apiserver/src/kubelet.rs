@@ -218,7 +218,13 @@ async fn dial(
             e
         }
     })?;
-    let addr = kubelet_addr(&node).ok_or_else(|| {
+    dial_node(endpoint, &node, what)
+}
+
+/// Dials the kubelet endpoint `node` (a stored Node) reports.
+fn dial_node(endpoint: &Endpoint, node: &Value, what: &str) -> Result<PeerClient, ApiError> {
+    let node_name = node["metadata"]["name"].as_str().unwrap_or("");
+    let addr = kubelet_addr(node).ok_or_else(|| {
         ApiError::internal(format!(
             "node {node_name:?} reports no kubelet endpoint (an InternalIP address and \
              status.daemonEndpoints.kubeletEndpoint.Port): it cannot serve {what}"
@@ -226,6 +232,34 @@ async fn dial(
     })?;
     tracing::debug!(node = node_name, %addr, what, "dialing a kubelet");
     Ok(endpoint.peer(node_name, addr, ExpectedPeer::Node(node_name.to_string())))
+}
+
+/// One of a node's actor views (`kubelet.debug.actors` or `kubelet.debug.messages` with
+/// `request`), as the JSON the node answers.
+pub(crate) async fn node_debug<Req: serde::Serialize + Send + Sync + 'static>(
+    endpoint: Option<&Endpoint>,
+    runtime: &tokio::runtime::Handle,
+    storage: &Storage,
+    node_name: &str,
+    method: &'static str,
+    request: Req,
+) -> Result<Value, ApiError> {
+    let Some(endpoint) = endpoint else {
+        return Err(ApiError::unavailable(
+            "this API server cannot reach kubelets (no QUIC endpoint)",
+        ));
+    };
+    let kind: &'static Kind = kinds::by_kind("Node").expect("the Node kind is served");
+    let node = storage.get(kind, "", node_name, None).await?;
+    let client = dial_node(endpoint, &node, "its actor views")?;
+    let name = node_name.to_string();
+    let text: String = runtime
+        .spawn(async move { client.call::<Req, String>(method, &request).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("kubelet call task failed: {e}")))?
+        .map_err(|e| node_unreachable(&name, &e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ApiError::internal(format!("node {node_name:?} answered no JSON: {e}")))
 }
 
 /// The address of a Node's kubelet endpoint, if it reports one.

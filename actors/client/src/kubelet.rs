@@ -10,6 +10,10 @@
 //! stdin of an exec travels whole in the request: the rpc layer has unary calls and server
 //! streams only, and `kubectl exec -i` with piped input sends it all before it closes its
 //! stdin channel (interactive stdin needs a bidirectional stream: not yet).
+//!
+//! The node's actor views are unary calls for the inspector: its actors (`kubelet.debug.
+//! actors`) and the latest messages of its tap (`kubelet.debug.messages`), answered as the
+//! JSON the masters' `/debug/actors` and `/debug/messages` give.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +23,10 @@ pub const PREFIX: &str = "kubelet";
 pub const LOGS: &str = "kubelet.logs";
 /// Runs a command in a container: [`ExecRequest`] in, [`ExecItem`]s out.
 pub const EXEC: &str = "kubelet.exec";
+/// The node's actor registry under a prefix: [`DebugActorsRequest`] in, JSON text out.
+pub const DEBUG_ACTORS: &str = "kubelet.debug.actors";
+/// The latest messages of the node's tap: [`DebugMessagesRequest`] in, JSON text out.
+pub const DEBUG_MESSAGES: &str = "kubelet.debug.messages";
 /// The largest stdin an exec request carries.
 pub const MAX_STDIN: usize = 4 * 1024 * 1024;
 /// The largest chunk of bytes one item carries.
@@ -86,4 +94,23 @@ pub enum ExecItem {
     Exit(i32),
     /// The request cannot be served, or the command could not be run.
     Failed(NodeError),
+}
+
+/// Which of the node's actors to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugActorsRequest {
+    /// An actor path (`/node/n1/kubelet`); `None`: all.
+    pub prefix: Option<String>,
+}
+
+/// Which of the node's tapped messages to give (the masters' `/debug/messages` filters).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugMessagesRequest {
+    pub prefix: Option<String>,
+    pub message_type: Option<String>,
+    /// A correlation id, 32 hex digits.
+    pub correlation: Option<String>,
+    /// Only records with a sequence number above this.
+    pub since: Option<u64>,
+    pub limit: usize,
 }

@@ -2,9 +2,10 @@
 //! views (`/debug/actors`, `/debug/messages`, `/debug/controlplane`), as cluster-admin.
 //!
 //! The masters are found through their API leases (`kube-system/apiserver-<member>`, which
-//! name each master's API address), or given with `--api`. Each master's process holds its
-//! own actors (and, on a single server, its embedded node's); node agents that run as
-//! processes of their own are not reached yet.
+//! name each master's API address), or given with `--api`; the nodes through the Node
+//! objects, each read by a master from its kubelet endpoint (`/debug/nodes/<node>/...`).
+//! Every process (a master, a node agent, a single server's embedded node) has its own
+//! actors and tap; the views merge them.
 //!
 //! - `inspect actors [PREFIX]`: the supervision tree of each master, with kind, status,
 //!   mailbox depth, messages handled, restarts, last error and summary, and which master's
@@ -66,8 +67,11 @@ pub struct Masters {
     #[arg(long = "api")]
     pub servers: Vec<String>,
     /// Only this master (its name, as in `--name`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "node")]
     pub master: Option<String>,
+    /// Only this node agent (its Node's name).
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -107,11 +111,16 @@ pub struct TraceArgs {
     pub id: String,
 }
 
-/// One master's API client, with its name.
+/// One process whose views are read: a master (through its own API) or a node agent
+/// (through a master, from the node's kubelet endpoint).
 struct Master {
+    /// `m1`, or `node/n1`.
     name: String,
     url: String,
     api: HttpsClient,
+    /// Where its views are: `/debug` or `/debug/nodes/<node>`.
+    base: String,
+    is_node: bool,
 }
 
 fn client_for(cfg: &Kubeconfig, url: &str) -> Result<HttpsClient> {
@@ -163,7 +172,9 @@ async fn get_json(api: &HttpsClient, path: &str) -> Result<Value> {
         .map_err(super::server_error)
 }
 
-/// The masters to ask, each named by its `/debug/controlplane`.
+/// The processes to ask: the masters, each named by its `/debug/controlplane`, then the
+/// nodes that report a kubelet endpoint (hollow nodes report none), read through the first
+/// master; `--master` or `--node` keeps one.
 async fn masters(m: &Masters) -> Result<Vec<Master>> {
     let path = m.conn.kubeconfig_path();
     let cfg =
@@ -189,19 +200,56 @@ async fn masters(m: &Masters) -> Result<Vec<Master>> {
                 continue;
             }
         };
-        if m.master.as_ref().is_some_and(|want| *want != name) {
+        out.push(Master {
+            name,
+            url,
+            api,
+            base: "/debug".into(),
+            is_node: false,
+        });
+    }
+    let Some(first) = out.first() else {
+        bail!("error: no master reached");
+    };
+    let nodes = first
+        .api
+        .list(
+            navarch_client::kind("", "v1", "nodes"),
+            None,
+            &Default::default(),
+        )
+        .await
+        .map_err(super::server_error)?;
+    let (via_url, via_api) = (first.url.clone(), first.api.clone());
+    for n in &nodes.items {
+        let name = n["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let port = n["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+            .as_u64()
+            .unwrap_or(0);
+        if name.is_empty() || port == 0 {
             continue;
         }
-        out.push(Master { name, url, api });
+        out.push(Master {
+            base: format!("/debug/nodes/{}", q(&name)),
+            name: format!("node/{name}"),
+            url: via_url.clone(),
+            api: via_api.clone(),
+            is_node: true,
+        });
+    }
+    if let Some(want) = &m.master {
+        out.retain(|p| !p.is_node && p.name == *want);
+    }
+    if let Some(want) = &m.node {
+        out.retain(|p| p.is_node && p.name == format!("node/{want}"));
     }
     if out.is_empty() {
-        bail!(
-            "error: no master to inspect{}",
-            m.master
-                .as_ref()
-                .map(|n| format!(" named {n:?}"))
-                .unwrap_or_default()
-        );
+        let which = match (&m.master, &m.node) {
+            (Some(n), _) => format!(" named {n:?}"),
+            (_, Some(n)) => format!(" on node {n:?}"),
+            _ => String::new(),
+        };
+        bail!("error: no master to inspect{which}");
     }
     Ok(out)
 }
@@ -260,26 +308,43 @@ pub fn actor_rows(actors: &[Value]) -> Vec<Vec<String>> {
 
 async fn actors(a: &ActorsArgs) -> Result<()> {
     for m in masters(&a.masters).await? {
-        let cp = get_json(&m.api, "/debug/controlplane").await?;
-        let mut path = "/debug/actors".to_string();
+        let mut path = format!("{}/actors", m.base);
         if let Some(p) = &a.prefix {
             path.push_str(&format!("?prefix={}", q(p)));
         }
-        let list = get_json(&m.api, &path).await?;
+        let list = match get_json(&m.api, &path).await {
+            Ok(l) => l,
+            Err(e) if m.is_node => {
+                println!("{}: not reachable: {e}\n", m.name);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let items = list.as_array().cloned().unwrap_or_default();
         let restarts: u64 = items.iter().filter_map(|i| i["restarts"].as_u64()).sum();
-        println!(
-            "master {} ({}): control plane {}, {} actors, {} restarts",
-            m.name,
-            m.url,
-            if cp["active"] == Value::Bool(true) {
-                "active"
-            } else {
-                "standby"
-            },
-            items.len(),
-            restarts
-        );
+        if m.is_node {
+            println!(
+                "{} (through {}): {} actors, {} restarts",
+                m.name,
+                m.url,
+                items.len(),
+                restarts
+            );
+        } else {
+            let cp = get_json(&m.api, "/debug/controlplane").await?;
+            println!(
+                "master {} ({}): control plane {}, {} actors, {} restarts",
+                m.name,
+                m.url,
+                if cp["active"] == Value::Bool(true) {
+                    "active"
+                } else {
+                    "standby"
+                },
+                items.len(),
+                restarts
+            );
+        }
         let table = TextTable {
             headers: [
                 "ACTOR",
@@ -338,7 +403,7 @@ fn messages_query(a: &MessagesArgs, since: Option<u64>) -> String {
     if let Some(s) = since {
         parts.push(format!("since={s}"));
     }
-    format!("/debug/messages?{}", parts.join("&"))
+    format!("messages?{}", parts.join("&"))
 }
 
 /// How often `--follow` asks each master for what is new.
@@ -350,7 +415,11 @@ async fn messages(a: &MessagesArgs) -> Result<()> {
     loop {
         let mut batch: Vec<(String, Value)> = Vec::new();
         for m in &ms {
-            let path = messages_query(a, since.get(&m.name).copied());
+            let path = format!(
+                "{}/{}",
+                m.base,
+                messages_query(a, since.get(&m.name).copied())
+            );
             let records = match get_json(&m.api, &path).await {
                 Ok(v) => v.as_array().cloned().unwrap_or_default(),
                 Err(e) if a.follow => {
@@ -398,8 +467,15 @@ async fn trace(a: &TraceArgs) -> Result<()> {
     let ms = masters(&a.masters).await?;
     let mut all: Vec<(String, Value)> = Vec::new();
     for m in &ms {
-        let path = format!("/debug/messages?correlation={}&limit=100000", q(&a.id));
-        let records = get_json(&m.api, &path).await?;
+        let path = format!("{}/messages?correlation={}&limit=100000", m.base, q(&a.id));
+        let records = match get_json(&m.api, &path).await {
+            Ok(r) => r,
+            Err(e) if m.is_node => {
+                eprintln!("warning: {}: {e}", m.name);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         all.extend(
             records
                 .as_array()
@@ -419,7 +495,7 @@ async fn trace(a: &TraceArgs) -> Result<()> {
     let start = all[0].1["time"].as_str().unwrap_or("").to_string();
     let masters: std::collections::BTreeSet<&str> = all.iter().map(|(m, _)| m.as_str()).collect();
     println!(
-        "trace {}: {} messages across {} master(s): {}",
+        "trace {}: {} messages across {} process(es): {}",
         a.id,
         all.len(),
         masters.len(),
@@ -447,8 +523,8 @@ pub struct TopRow {
 
 /// The rows of one refresh, busiest first (messages handled per second since `before`,
 /// `secs` ago, then mailbox depth), and the restarts counted now; `before` becomes this
-/// refresh's counts. An actor new since the last refresh, or whose count fell (its process
-/// restarted), counts from zero.
+/// refresh's counts (empty before the first refresh, which gives no rates). An actor new
+/// since the last refresh, or whose count fell (its process restarted), counts from zero.
 pub fn top_rows(
     before: &mut BTreeMap<(String, String), u64>,
     now: &[(String, Vec<Value>)],
@@ -457,17 +533,23 @@ pub fn top_rows(
     let mut rows = Vec::new();
     let mut restarts = 0;
     let mut seen = BTreeMap::new();
+    let first = before.is_empty();
     for (master, actors) in now {
         for a in actors {
             let path = a["path"].as_str().unwrap_or("").to_string();
             let handled = a["handled"].as_u64().unwrap_or(0);
             let key = (master.clone(), path.clone());
-            // Counters that fell belong to a restarted process: count from zero.
-            let prev = before
-                .get(&key)
-                .copied()
-                .filter(|p| *p <= handled)
-                .unwrap_or(0);
+            // Counters that fell belong to a restarted process: count from zero. The first
+            // refresh has nothing to compare with: no rates yet.
+            let prev = if first {
+                handled
+            } else {
+                before
+                    .get(&key)
+                    .copied()
+                    .filter(|p| *p <= handled)
+                    .unwrap_or(0)
+            };
             seen.insert(key, handled);
             let r = a["restarts"].as_u64().unwrap_or(0);
             restarts += r;
@@ -506,7 +588,7 @@ async fn top(a: &TopArgs) -> Result<()> {
     loop {
         let mut now = Vec::new();
         for m in &ms {
-            match get_json(&m.api, "/debug/actors").await {
+            match get_json(&m.api, &format!("{}/actors", m.base)).await {
                 Ok(v) => now.push((m.name.clone(), v.as_array().cloned().unwrap_or_default())),
                 Err(e) => eprintln!("warning: {}: {e}", m.name),
             }
@@ -519,14 +601,14 @@ async fn top(a: &TopArgs) -> Result<()> {
             print!("\x1b[2J\x1b[H");
         }
         println!(
-            "navctl inspect top: {} master(s), {} actors, {restarts} restarts ({:+} since start); refresh {n}",
+            "navctl inspect top: {} process(es), {} actors, {restarts} restarts ({:+} since start); refresh {n}",
             now.len(),
             rows.len(),
             restarts as i64 - since as i64
         );
         let table = TextTable {
             headers: [
-                "MASTER", "ACTOR", "KIND", "MSG/S", "MAILBOX", "HANDLED", "RESTARTS", "STATUS",
+                "PROCESS", "ACTOR", "KIND", "MSG/S", "MAILBOX", "HANDLED", "RESTARTS", "STATUS",
             ]
             .map(String::from)
             .to_vec(),
@@ -626,7 +708,7 @@ mod tests {
         )];
         let (rows, restarts) = top_rows(&mut before, &first, 1.0);
         assert_eq!(restarts, 1);
-        assert_eq!(rows[0].path, "/b");
+        assert!(rows.iter().all(|r| r.per_second == 0.0), "{rows:?}");
         let second = vec![(
             "m1".to_string(),
             vec![

@@ -1,6 +1,7 @@
 //! The node's kubelet endpoint: `kubelet.logs` and `kubelet.exec` on the node agent's own
 //! QUIC endpoint, which masters dial to serve `pods/log` and `pods/exec` (Kubernetes' API
-//! server proxies to the kubelet the same way; clients never reach a node).
+//! server proxies to the kubelet the same way; clients never reach a node), and the node's
+//! actor views (`kubelet.debug.actors`, `kubelet.debug.messages`) for the inspector.
 //!
 //! The endpoint serves with the node's kubelet serving certificate
 //! ([`navarch_net::pki::ClusterCa::issue_kubelet_serving`], CN `system:node:<name>`) and
@@ -236,11 +237,69 @@ pub async fn exec_in(
 pub struct KubeletService {
     logs: Arc<dyn LogLocator>,
     exec: Arc<dyn Execer>,
+    /// The node's actors and tap, for the inspector (`kubelet.debug.*`); `None`: refused.
+    debug: Option<(navarch_actors::Registry, navarch_actors::MessageTap)>,
 }
+
+/// How long `kubelet.debug.actors` waits for actors to publish fresh summaries.
+const DEBUG_REFRESH: Duration = Duration::from_millis(250);
 
 impl KubeletService {
     pub fn new(logs: Arc<dyn LogLocator>, exec: Arc<dyn Execer>) -> Self {
-        KubeletService { logs, exec }
+        KubeletService {
+            logs,
+            exec,
+            debug: None,
+        }
+    }
+
+    /// Serves the node's actor views too, from this registry and tap.
+    pub fn with_debug(
+        mut self,
+        registry: navarch_actors::Registry,
+        tap: navarch_actors::MessageTap,
+    ) -> Self {
+        self.debug = Some((registry, tap));
+        self
+    }
+
+    async fn debug_call(&self, method: &str, body: &[u8]) -> Result<String, RpcError> {
+        let Some((registry, tap)) = &self.debug else {
+            return Err(RpcError::Unsupported(format!(
+                "{method}: this node serves no actor views"
+            )));
+        };
+        let bad = |e: String| RpcError::Decode(format!("request of {method}: {e}"));
+        let path = |p: Option<&str>| {
+            navarch_actors::ActorPath::parse(p.unwrap_or("/")).map_err(|e| bad(e.to_string()))
+        };
+        let json = match method {
+            kubelet::DEBUG_ACTORS => {
+                let req: kubelet::DebugActorsRequest =
+                    codec::decode(body).map_err(|e| bad(e.to_string()))?;
+                let prefix = path(req.prefix.as_deref())?;
+                registry.refresh(&prefix, DEBUG_REFRESH).await;
+                serde_json::to_string(&registry.list(&prefix))
+            }
+            _ => {
+                let req: kubelet::DebugMessagesRequest =
+                    codec::decode(body).map_err(|e| bad(e.to_string()))?;
+                let correlation = req
+                    .correlation
+                    .as_deref()
+                    .map(str::parse::<navarch_actors::CorrelationId>)
+                    .transpose()
+                    .map_err(|e| bad(e.to_string()))?;
+                let filter = navarch_actors::TapFilter {
+                    prefix: req.prefix,
+                    message_type: req.message_type,
+                    correlation,
+                    since: req.since,
+                };
+                serde_json::to_string(&tap.recent(&filter, req.limit))
+            }
+        };
+        json.map_err(|e| RpcError::Remote(format!("{method}: {e}")))
     }
 }
 
@@ -390,14 +449,22 @@ impl KubeletService {
 impl Service for KubeletService {
     fn call(
         &self,
-        _ctx: CallContext,
+        ctx: CallContext,
         method: String,
-        _body: Bytes,
+        body: Bytes,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        let this = self.clone();
         Box::pin(async move {
-            Err(RpcError::Unsupported(format!(
-                "{method} is not a unary method (kubelet.logs and kubelet.exec stream)"
-            )))
+            match method.as_str() {
+                kubelet::DEBUG_ACTORS | kubelet::DEBUG_MESSAGES => {
+                    check_master(&ctx, &method)?;
+                    let json = this.debug_call(&method, &body).await?;
+                    encode(&json)
+                }
+                _ => Err(RpcError::Unsupported(format!(
+                    "{method} is not a unary method (kubelet.logs and kubelet.exec stream)"
+                ))),
+            }
         })
     }
 
