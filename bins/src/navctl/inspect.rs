@@ -271,7 +271,17 @@ fn q(v: &str) -> String {
 /// step deeper than that ancestor.
 pub fn actor_rows(actors: &[Value]) -> Vec<Vec<String>> {
     let mut sorted: Vec<&Value> = actors.iter().collect();
-    sorted.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    // Segment by segment, so that a subtree stays under its root (`node/x` before
+    // `node-ipam`, which a plain string order would put between them).
+    let segments = |a: &Value| -> Vec<String> {
+        a["path"]
+            .as_str()
+            .unwrap_or("")
+            .split('/')
+            .map(str::to_string)
+            .collect()
+    };
+    sorted.sort_by_key(|a| segments(a));
     let mut levels: BTreeMap<String, usize> = BTreeMap::new();
     let mut rows = Vec::new();
     for a in sorted {
@@ -663,6 +673,7 @@ mod tests {
             json!({"path": "/master/m1/controllers", "kind": "group", "status": "running", "mailbox_depth": 2,
                    "handled": 9, "restarts": 0, "last_error": null, "summary": ""}),
             json!({"path": "/master/m1/controllers/namespace/shop/x", "kind": "namespace"}),
+            json!({"path": "/master/m1/controllers/deployment-extra", "kind": "other"}),
         ]);
         let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
         assert_eq!(
@@ -671,6 +682,7 @@ mod tests {
                 "master/m1",
                 "  controllers",
                 "    deployment",
+                "    deployment-extra",
                 // No `namespace` nor `shop` actor: the path below `controllers` names it.
                 "    namespace/shop/x"
             ]
