@@ -135,8 +135,11 @@ fn client_for(cfg: &Kubeconfig, url: &str) -> Result<HttpsClient> {
 async fn leased(api: &HttpsClient) -> Result<Vec<String>> {
     let leases = navarch_client::kind("coordination.k8s.io", "v1", "leases");
     let opts = navarch_model::options::ListOptions {
-        label_selector: navarch_model::selector::LabelSelector::parse("navarch.io/apiserver=true")
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        label_selector: navarch_model::selector::LabelSelector::parse(&format!(
+            "{}=true",
+            navarch_apiserver::masterservice::LEASE_LABEL
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
         ..Default::default()
     };
     let list = api
@@ -147,21 +150,11 @@ async fn leased(api: &HttpsClient) -> Result<Vec<String>> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let mut urls: Vec<String> = list
-        .items
-        .iter()
-        .filter(|l| {
-            let renewed = l["spec"]["renewTime"]
-                .as_str()
-                .and_then(navarch_model::time::parse_rfc3339);
-            let lasts = l["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
-            renewed.is_some_and(|r| r + lasts > now)
-        })
-        .filter_map(|l| l["metadata"]["annotations"]["navarch.io/api-address"].as_str())
+    // The same liveness the masters' own endpoint reconciler applies.
+    let urls = navarch_apiserver::masterservice::live_addresses(&list.items, now)
+        .into_iter()
         .map(|a| format!("https://{a}"))
         .collect();
-    urls.sort();
-    urls.dedup();
     Ok(urls)
 }
 
