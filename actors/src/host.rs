@@ -178,7 +178,9 @@ impl<L: ObjectLogic> Slot<L> {
     }
 
     /// Starts incarnation `incarnation` of the actor for `key` on the current arbiter; its
-    /// exit is reported to `notify` under `id`.
+    /// exit is reported to `notify` under `id`. Its start runs on behalf of `start_meta`
+    /// (the change that made the object appear, when one did).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spawn(
         &self,
         key: &ObjectKey,
@@ -187,11 +189,12 @@ impl<L: ObjectLogic> Slot<L> {
         id: u64,
         incarnation: u64,
         at: SystemTime,
+        start_meta: Meta,
     ) {
         self.entry.starting(incarnation, at);
         let kill = Arc::new(AtomicBool::new(false));
         let guard = ExitGuard::new(notify, key.clone(), id);
-        let host = ObjectHost::new(
+        let mut host = ObjectHost::new(
             key.clone(),
             self.path.clone(),
             shared.clone(),
@@ -199,6 +202,7 @@ impl<L: ObjectLogic> Slot<L> {
             kill.clone(),
             guard,
         );
+        host.start_meta = start_meta;
         self.set(host.start(), kill);
     }
 
@@ -430,6 +434,8 @@ pub struct ObjectHost<L: ObjectLogic> {
     /// Boxed so the actor is `Unpin` whatever the state is.
     state: Option<Box<L::State>>,
     guard: ExitGuard,
+    /// Whom the start acts for: its correlation id is in scope for the start's actions.
+    start_meta: Meta,
 }
 
 impl<L: ObjectLogic> ObjectHost<L> {
@@ -450,6 +456,7 @@ impl<L: ObjectLogic> ObjectHost<L> {
             kill,
             state: None,
             guard,
+            start_meta: Meta::default(),
         }
     }
 
@@ -479,12 +486,13 @@ impl<L: ObjectLogic> ObjectHost<L> {
                     encoded_size: 0,
                     summary: None,
                 });
+                let meta = std::mem::take(&mut self.start_meta);
                 match decision {
                     Ok(actions) if actions.is_empty() => {
-                        let _ = self.finish(Ok(()), pending, Meta::default(), false);
+                        let _ = self.finish(Ok(()), pending, meta, false);
                     }
                     Ok(actions) => {
-                        let fut = self.perform(actions, pending, Meta::default(), false);
+                        let fut = self.perform(actions, pending, meta, false);
                         ctx.wait(fut.map(|_, _, _| ()));
                     }
                     Err(fatal) => self.die(ExitReason::Fatal(fatal.0), ctx),

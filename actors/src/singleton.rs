@@ -353,6 +353,7 @@ impl<S: SingletonLogic> SingletonSupervisor<S> {
             self.id,
             incarnation,
             self.wall(),
+            crate::message::Meta::default(),
         );
         self.phase = Phase::Running;
     }

@@ -386,7 +386,7 @@ impl<L: ObjectLogic> KindSupervisor<L> {
                         phase: Phase::Parked,
                     },
                 );
-                self.spawn(&key, ctx);
+                self.spawn(&key, meta, ctx);
             }
             // A listed key that already has an actor: nothing new to tell it.
             Some(_) if object.is_none() => {}
@@ -403,7 +403,7 @@ impl<L: ObjectLogic> KindSupervisor<L> {
                 Phase::Parked => {
                     tracing::info!(actor = %child.slot.path, "object changed, starting parked actor again");
                     child.tracker.reset();
-                    self.spawn(&key, ctx);
+                    self.spawn(&key, meta, ctx);
                 }
             },
         }
@@ -431,7 +431,7 @@ impl<L: ObjectLogic> KindSupervisor<L> {
     }
 
     /// Starts a new incarnation of the child at `key`.
-    fn spawn(&mut self, key: &ObjectKey, ctx: &mut Context<Self>) {
+    fn spawn(&mut self, key: &ObjectKey, meta: Meta, ctx: &mut Context<Self>) {
         let Some(child) = self.children.get_mut(key) else {
             return;
         };
@@ -445,6 +445,7 @@ impl<L: ObjectLogic> KindSupervisor<L> {
             child.id,
             child.incarnation,
             self.clock.wall(),
+            meta,
         );
         child.phase = Phase::Running;
     }
@@ -587,7 +588,7 @@ impl<L: ObjectLogic> KindSupervisor<L> {
         child.slot.entry.restarted();
         let path = child.slot.path.clone();
         let restarts = child.slot.entry.stats().restarts();
-        self.spawn(key, ctx);
+        self.spawn(key, Meta::default(), ctx);
         self.lifecycle(
             Some(&self.path),
             &path,

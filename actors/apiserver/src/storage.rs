@@ -129,6 +129,29 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     obj["metadata"][field].as_str()
 }
 
+/// Kinds whose objects are written too often, or by too many, to name the request that
+/// made them.
+const UNSTAMPED: &[&str] = &["events", "leases"];
+
+/// Records the creating request's correlation id on a new object
+/// ([`navarch_model::CORRELATION_ANNOTATION`]).
+fn stamp_correlation(kind: &Kind, obj: &mut Value) {
+    let Some(id) = navarch_net::trace::current_correlation() else {
+        return;
+    };
+    if UNSTAMPED.contains(&kind.plural) {
+        return;
+    }
+    let m = meta_mut(obj);
+    let annotations = m.entry("annotations").or_insert_with(|| json!({}));
+    if let Some(a) = annotations.as_object_mut() {
+        a.insert(
+            navarch_model::CORRELATION_ANNOTATION.to_string(),
+            json!(id.to_string()),
+        );
+    }
+}
+
 pub(crate) fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
@@ -877,6 +900,7 @@ impl Storage {
     ) -> Result<Value, ApiError> {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let mut obj = obj;
+        stamp_correlation(kind, &mut obj);
         if kind.kind == "Pod" {
             self.check_namespace(kind, ns).await?;
             obj = self.admit_service_account(kind, ns, &name, obj).await?;

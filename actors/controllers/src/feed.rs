@@ -16,7 +16,8 @@ use crate::source::key_of;
 /// Forwards every change of `cache` (from `sub`, taken before the supervisor listed its
 /// source, so that nothing between the list and the subscription is missed) to the kind
 /// supervisor `handle`: added and updated
-/// objects start or update their actor, deleted ones stop it. After a relist or a lag every
+/// objects start or update their actor (an added one on behalf of the request that created
+/// it, [`on_behalf`]), deleted ones stop it. After a relist or a lag every
 /// cached object is sent again (the supervisor ignores what did not change for a running
 /// actor's purposes: the actor re-reads anyway).
 pub fn spawn_own<L>(handle: KindHandle<L>, cache: &Cache, mut sub: Subscription) -> JoinHandle<()>
@@ -27,7 +28,18 @@ where
     tokio::spawn(async move {
         while let Some(event) = sub.recv().await {
             match event {
-                CacheEvent::Added(o) | CacheEvent::Updated { new: o, .. } => {
+                CacheEvent::Added(o) => {
+                    if let Some(key) = key_of(&o) {
+                        // A new object acts for the request that created it.
+                        if on_behalf(&o, handle.object_changed(key, o.clone()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                CacheEvent::Updated { new: o, .. } => {
                     if let Some(key) = key_of(&o) {
                         if handle.object_changed(key, o).await.is_err() {
                             return;
@@ -53,6 +65,36 @@ where
             }
         }
     })
+}
+
+/// Runs `f` on behalf of the request that created `obj` (its correlation id in scope, so
+/// that what `f` sends carries it), or as it is when `obj` names none.
+pub async fn on_behalf<F: std::future::Future>(obj: &Value, f: F) -> F::Output {
+    within(created_by(obj), f).await
+}
+
+/// The correlation id of the request that created `obj`, if it names one.
+pub fn created_by(obj: &Value) -> Option<navarch_actors::CorrelationId> {
+    navarch_model::correlation_of(obj).and_then(|c| c.parse().ok())
+}
+
+/// Runs `f` with `id` in scope, when there is one.
+pub async fn within<F: std::future::Future>(
+    id: Option<navarch_actors::CorrelationId>,
+    f: F,
+) -> F::Output {
+    match id {
+        Some(id) => navarch_actors::with_correlation(id, f).await,
+        None => f.await,
+    }
+}
+
+/// `f`, to be spawned as a task of its own, still on behalf of the request the calling task
+/// acts for (a task does not inherit its spawner's correlation id).
+pub fn keeping_correlation<F: std::future::Future>(
+    f: F,
+) -> impl std::future::Future<Output = F::Output> {
+    within(navarch_actors::current_correlation(), f)
 }
 
 /// Pokes the actor of `key`, if it runs, with `event`; a full mailbox drops the poke (the

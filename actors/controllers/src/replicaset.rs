@@ -183,9 +183,10 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
                 let now = s.ctx.now();
                 s.with_expectations(&uid, |e| e.expect_creations(count, now));
                 let (s, rs, uid, ns) = (s.clone(), rs.clone(), uid.clone(), ns.clone());
-                let _ =
-                    tokio::spawn(async move { create_pods(&s, &rs, &uid, &ns, count, pod).await })
-                        .await;
+                let create = feed::keeping_correlation(async move {
+                    create_pods(&s, &rs, &uid, &ns, count, pod).await
+                });
+                let _ = tokio::spawn(create).await;
             }
             ReplicaSetAction::DeletePods(victims) => {
                 let now = s.ctx.now();
@@ -193,8 +194,11 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
                     e.expect_deletions(victims.iter().map(|v| v.uid.as_str()), now)
                 });
                 let (s, uid, ns) = (s.clone(), uid.clone(), ns.clone());
-                let _ =
-                    tokio::spawn(async move { delete_pods(&s, &uid, &ns, victims).await }).await;
+                let delete =
+                    feed::keeping_correlation(
+                        async move { delete_pods(&s, &uid, &ns, victims).await },
+                    );
+                let _ = tokio::spawn(delete).await;
             }
             ReplicaSetAction::UpdateStatus(obj) => {
                 let name = meta::name(&obj).to_string();

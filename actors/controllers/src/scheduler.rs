@@ -342,7 +342,9 @@ impl Effects<SchedulerAction> for SchedulerEffects {
                         let Ok(permit) = permits.acquire_owned().await else {
                             return;
                         };
-                        tokio::spawn(async move {
+                        // The binding acts for the request that created the pod.
+                        let on_behalf = crate::feed::created_by(&pod);
+                        tokio::spawn(crate::feed::within(on_behalf, async move {
                             let _permit = permit;
                             let ns = meta::namespace(&pod).to_string();
                             let name = meta::name(&pod).to_string();
@@ -356,7 +358,7 @@ impl Effects<SchedulerAction> for SchedulerEffects {
                                     }
                                 }
                             }
-                        });
+                        }));
                     });
                 }
                 SchedulerAction::ReportUnschedulable { pod, error } => {
@@ -470,6 +472,11 @@ async fn feed(
     is_pods: bool,
 ) {
     while let Some(event) = sub.recv().await {
+        // A pod just created is scheduled on behalf of the request that created it.
+        let created = match &event {
+            CacheEvent::Added(o) if is_pods => Some(o.clone()),
+            _ => None,
+        };
         let events: Vec<SchedulerEvent> = match event {
             CacheEvent::Added(o) | CacheEvent::Updated { new: o, .. } => vec![if is_pods {
                 SchedulerEvent::PodChanged(o)
@@ -493,13 +500,19 @@ async fn feed(
                 })
                 .collect(),
         };
-        for e in events {
-            // Waits until it is handled: the caches' order is kept, and an event that found
-            // the scheduler restarting (or was lost with an incarnation) is sent again to the
-            // next one. The task ends when the activation drops it.
-            while handle.send(e.clone()).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let send_all = async {
+            for e in events {
+                // Waits until it is handled: the caches' order is kept, and an event that
+                // found the scheduler restarting (or was lost with an incarnation) is sent
+                // again to the next one. The task ends when the activation drops it.
+                while handle.send(e.clone()).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
+        };
+        match &created {
+            Some(pod) => crate::feed::on_behalf(pod, send_all).await,
+            None => send_all.await,
         }
     }
 }

@@ -40,3 +40,13 @@ pub mod watch;
 
 pub use kinds::Kind;
 pub use status::ApiError;
+
+/// The annotation an object gets when a request creates it: that request's correlation id,
+/// so that the work the object sets off (its controllers' and its node's actors) is traced
+/// to the request, and a user can go from the object to `navctl inspect trace <id>`.
+pub const CORRELATION_ANNOTATION: &str = "navarch.io/correlation-id";
+
+/// The correlation id an object was created under, if it says.
+pub fn correlation_of(obj: &serde_json::Value) -> Option<&str> {
+    obj["metadata"]["annotations"][CORRELATION_ANNOTATION].as_str()
+}

@@ -213,12 +213,27 @@ impl Kubelet {
     }
 }
 
-/// Forwards the cache's changes to the supervisor: a pod added or changed starts or updates
-/// its actor, a deleted one stops it (its containers go with the cleanup loop).
+/// Forwards the cache's changes to the supervisor: a pod added (on behalf of the request
+/// that created it) or changed starts or updates its actor, a deleted one stops it (its
+/// containers go with the cleanup loop).
 async fn feed(handle: KindHandle<PodLogic>, pods: Cache, mut sub: navarch_client::Subscription) {
     while let Some(event) = sub.recv().await {
         match event {
-            CacheEvent::Added(p) | CacheEvent::Updated { new: p, .. } => {
+            CacheEvent::Added(p) => {
+                if let Some(key) = key_of(&p) {
+                    // A pod that arrives acts for the request that created it.
+                    let changed = handle.object_changed(key, p.clone());
+                    let id = navarch_model::correlation_of(&p).and_then(|c| c.parse().ok());
+                    let sent = match id {
+                        Some(id) => navarch_actors::with_correlation(id, changed).await,
+                        None => changed.await,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            }
+            CacheEvent::Updated { new: p, .. } => {
                 if let Some(key) = key_of(&p) {
                     if handle.object_changed(key, p).await.is_err() {
                         return;

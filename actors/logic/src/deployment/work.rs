@@ -15,8 +15,9 @@ use super::{
 use crate::events::{EventSpec, ObjectRef};
 use crate::meta;
 
-/// Annotations of a Deployment never copied onto its ReplicaSets (Kubernetes'
-/// `annotationsToSkip`, and navarch's own availability mark).
+/// Annotations of a Deployment never copied onto its ReplicaSets, nor back on a rollback
+/// (Kubernetes' `annotationsToSkip`, navarch's own availability mark, and the request each
+/// object was created by).
 const ANNOTATIONS_TO_SKIP: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
     REVISION,
@@ -25,6 +26,7 @@ const ANNOTATIONS_TO_SKIP: &[&str] = &[
     MAX_REPLICAS,
     "deprecated.deployment.rollback.to",
     BECAME_AVAILABLE,
+    navarch_model::CORRELATION_ANNOTATION,
 ];
 
 /// How long the revision history annotation may grow (Kubernetes' 2000 characters).
