@@ -3,7 +3,8 @@
 //! merged message stream, the trace of one request sent to a follower, which spans the
 //! follower and the leader it forwards the write to, and the refreshing top view. A single
 //! server: its embedded node agent's actors (its own process root), read through the
-//! master from the node's kubelet endpoint, and one node alone.
+//! master from the node's kubelet endpoint, and one node alone; a Deployment's trace from
+//! its request through the controllers and the scheduler to the pod's actor on the node.
 
 use std::time::Duration;
 
@@ -176,6 +177,57 @@ async fn the_inspector_reads_a_node_agent_through_its_master() -> Result<()> {
     )?;
     assert!(ok, "{err}");
     assert!(out.lines().all(|l| l.contains(" node/inspected ")), "{out}");
+    // A Deployment created with a chosen correlation id: its pod remembers the id, and the
+    // trace follows the request through the controllers and the scheduler on the master to
+    // the pod's actor on the node.
+    let id = format!("{:032x}", rand_id());
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "traced", "namespace": "default"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "traced"}},
+                 "template": {"metadata": {"labels": {"app": "traced"}},
+                              "spec": {"terminationGracePeriodSeconds": 1,
+                                       "containers": [{"name": "c", "image": "busybox",
+                                                       "command": ["sleep", "3600"]}]}}}});
+    let resp = cluster
+        .http()
+        .post(cluster.url(0, "/apis/apps/v1/namespaces/default/deployments"))
+        .header("x-correlation-id", &id)
+        .json(&deployment)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 201);
+    let kc = navarch_tests::Kubectl::admin(&cluster, 0, cluster.dir.path()).await?;
+    let pod = wait_for(
+        Duration::from_secs(90),
+        "the traced pod running",
+        || async {
+            let pods = kc.json(&["get", "pods", "-l", "app=traced"]).ok()?;
+            let p = pods["items"].as_array()?.first()?.clone();
+            (p["status"]["phase"] == "Running").then_some(p)
+        },
+    )
+    .await?;
+    assert_eq!(
+        pod["metadata"]["annotations"]["navarch.io/correlation-id"], id,
+        "{pod}"
+    );
+    let (ok, out, err) = navctl(&cluster, &["inspect", "trace", &id])?;
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap_or("");
+    assert!(
+        header.contains("across 2 process(es): m1, node/inspected"),
+        "{out}"
+    );
+    for actor in [
+        "/master/m1/controllers/deployment/default/traced",
+        "/master/m1/controllers/replicaset/default/traced-",
+        "/master/m1/controllers/scheduler",
+        "/node/inspected/",
+    ] {
+        assert!(out.contains(actor), "{actor} not in the trace:\n{out}");
+    }
+
     let (ok, _, err) = navctl(&cluster, &["inspect", "actors", "--node", "nowhere"])?;
     assert!(
         !ok && err.contains("no master to inspect on node \"nowhere\""),
