@@ -8,7 +8,8 @@
 use std::future::Future;
 
 pub use navarch_net::trace::{
-    current_correlation, with_correlation, CorrelationId, Direction, WireEvent, WireTap,
+    current_correlation, with_correlation, with_correlation_if, CorrelationId, Direction,
+    WireEvent, WireTap,
 };
 
 use crate::path::ActorPath;

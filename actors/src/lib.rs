@@ -59,7 +59,8 @@ mod tree;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use correlation::{
-    current_actor, current_correlation, in_actor_scope, with_correlation, CorrelationId,
+    current_actor, current_correlation, in_actor_scope, with_correlation, with_correlation_if,
+    CorrelationId,
 };
 pub use error::{HostError, SupervisorError};
 pub use group::{GroupConfig, GroupHandle, GroupSpec, GroupSupervisor};

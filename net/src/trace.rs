@@ -72,6 +72,14 @@ pub async fn with_correlation<F: Future>(id: CorrelationId, f: F) -> F::Output {
     CORRELATION.scope(id, f).await
 }
 
+/// Runs `f` with `id` as the current correlation id when there is one, else as it is.
+pub async fn with_correlation_if<F: Future>(id: Option<CorrelationId>, f: F) -> F::Output {
+    match id {
+        Some(id) => with_correlation(id, f).await,
+        None => f.await,
+    }
+}
+
 /// Which way a message went, seen from the endpoint that records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

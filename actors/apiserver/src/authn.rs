@@ -143,9 +143,9 @@ impl Authenticated {
 }
 
 /// Who sent a request: `Ok(None)` for an anonymous one, 401 for bad credentials (a bearer
-/// token wins over a client certificate, as in kube-apiserver). A bearer token shaped like
-/// a JWT is checked as a service-account token for the API's own audience; any other is
-/// looked up in the token file.
+/// token wins over a client certificate, as in kube-apiserver). A bearer token is looked up
+/// in the token file, then, if it is shaped like a JWT, checked as a service-account token
+/// for the API's own audience (kube-apiserver's authenticators in turn).
 pub fn authenticate(
     creds: &Credentials,
     tokens: &TokenFile,
@@ -164,22 +164,22 @@ pub fn authenticate(
                     .or_else(|| value.strip_prefix("bearer "))
                     .map(str::trim)
                     .ok_or_else(ApiError::unauthorized)?;
-                if satoken::looks_like_jwt(token) {
-                    let now = crate::time::unix_now();
-                    return match sa_key.verify(token, &[satoken::ISSUER], now) {
-                        Ok(claims) => Ok(Some(Authenticated {
-                            user: claims.user(),
-                            token: Some(claims),
-                        })),
-                        Err(e) => {
-                            tracing::debug!(error = %e, "service-account token refused");
-                            Err(ApiError::unauthorized())
-                        }
-                    };
+                if let Some(u) = tokens.lookup(token) {
+                    return Ok(Some(Authenticated::user(u.clone())));
                 }
-                return match tokens.lookup(token) {
-                    Some(u) => Ok(Some(Authenticated::user(u.clone()))),
-                    None => Err(ApiError::unauthorized()),
+                if !satoken::looks_like_jwt(token) {
+                    return Err(ApiError::unauthorized());
+                }
+                let now = crate::time::unix_now();
+                return match sa_key.verify(token, &[satoken::ISSUER], now) {
+                    Ok(claims) => Ok(Some(Authenticated {
+                        user: claims.user(),
+                        token: Some(claims),
+                    })),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "service-account token refused");
+                        Err(ApiError::unauthorized())
+                    }
                 };
             }
             if let Some(id) = client_cert {
@@ -215,5 +215,24 @@ mod tests {
         assert!(tf.lookup("nope").is_none());
         assert!(TokenFile::parse("onlytoken\n").is_err());
         assert!(TokenFile::parse("t,a,1\nt,b,2\n").is_err());
+    }
+
+    #[test]
+    fn token_file_tokens_shaped_like_jwts_are_still_the_files() {
+        let tf = TokenFile::parse("aaaa.bbbb.cccc,ci,1,dev\n").unwrap();
+        let key = TokenKey::random();
+        let creds = |t: &str| Credentials::Presented {
+            client_cert: None,
+            authorization: Some(format!("Bearer {t}")),
+            impersonate: None,
+        };
+        let a = authenticate(&creds("aaaa.bbbb.cccc"), &tf, &key)
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.user.name, "ci");
+        assert!(a.token.is_none());
+        // Any other JWT-shaped token is checked as a service-account token: not ours.
+        assert!(authenticate(&creds("aaaa.bbbb.dddd"), &tf, &key).is_err());
+        assert!(authenticate(&creds("plain"), &tf, &key).is_err());
     }
 }

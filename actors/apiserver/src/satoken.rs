@@ -26,7 +26,7 @@ pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// The shortest and the longest a requested token may live (Kubernetes refuses under ten
 /// minutes; the longest is the kubelet's ask rounded up to a day).
-pub const MIN_EXPIRATION_SECONDS: i64 = 600;
+pub const MIN_EXPIRATION_SECONDS: i64 = navarch_model::admission::MIN_TOKEN_SECONDS;
 pub const MAX_EXPIRATION_SECONDS: i64 = 24 * 3600;
 /// What a TokenRequest without `expirationSeconds` gets.
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 3600;

@@ -87,7 +87,7 @@ fn parse_request(body: &Value) -> Result<Asked, ApiError> {
                 ));
                 s
             }
-            Some(s) if s > 1 << 32 => {
+            Some(s) if s > navarch_model::admission::MAX_TOKEN_ASK_SECONDS => {
                 causes.push(Cause::invalid(
                     "spec.expirationSeconds",
                     format!(

@@ -901,12 +901,12 @@ impl Storage {
         let name = meta_str(&obj, "name").unwrap_or("").to_string();
         let mut obj = obj;
         stamp_correlation(kind, &mut obj);
+        // Namespace lifecycle first: the ServiceAccount admission reads in the namespace.
+        self.check_namespace(kind, ns).await?;
         if kind.kind == "Pod" {
-            self.check_namespace(kind, ns).await?;
             obj = self.admit_service_account(kind, ns, &name, obj).await?;
         }
         admit(None, &obj)?;
-        self.check_namespace(kind, ns).await?;
         if kind.kind == "Pod" {
             self.check_runtime_class(&obj).await?;
         }

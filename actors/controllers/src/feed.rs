@@ -70,7 +70,7 @@ where
 /// Runs `f` on behalf of the request that created `obj` (its correlation id in scope, so
 /// that what `f` sends carries it), or as it is when `obj` names none.
 pub async fn on_behalf<F: std::future::Future>(obj: &Value, f: F) -> F::Output {
-    within(created_by(obj), f).await
+    navarch_actors::with_correlation_if(created_by(obj), f).await
 }
 
 /// The correlation id of the request that created `obj`, if it names one.
@@ -78,23 +78,12 @@ pub fn created_by(obj: &Value) -> Option<navarch_actors::CorrelationId> {
     navarch_model::correlation_of(obj).and_then(|c| c.parse().ok())
 }
 
-/// Runs `f` with `id` in scope, when there is one.
-pub async fn within<F: std::future::Future>(
-    id: Option<navarch_actors::CorrelationId>,
-    f: F,
-) -> F::Output {
-    match id {
-        Some(id) => navarch_actors::with_correlation(id, f).await,
-        None => f.await,
-    }
-}
-
 /// `f`, to be spawned as a task of its own, still on behalf of the request the calling task
 /// acts for (a task does not inherit its spawner's correlation id).
 pub fn keeping_correlation<F: std::future::Future>(
     f: F,
 ) -> impl std::future::Future<Output = F::Output> {
-    within(navarch_actors::current_correlation(), f)
+    navarch_actors::with_correlation_if(navarch_actors::current_correlation(), f)
 }
 
 /// Pokes the actor of `key`, if it runs, with `event`; a full mailbox drops the poke (the

@@ -343,8 +343,8 @@ impl Effects<SchedulerAction> for SchedulerEffects {
                             return;
                         };
                         // The binding acts for the request that created the pod.
-                        let on_behalf = crate::feed::created_by(&pod);
-                        tokio::spawn(crate::feed::within(on_behalf, async move {
+                        let id = crate::feed::created_by(&pod);
+                        tokio::spawn(navarch_actors::with_correlation_if(id, async move {
                             let _permit = permit;
                             let ns = meta::namespace(&pod).to_string();
                             let name = meta::name(&pod).to_string();
@@ -473,8 +473,8 @@ async fn feed(
 ) {
     while let Some(event) = sub.recv().await {
         // A pod just created is scheduled on behalf of the request that created it.
-        let created = match &event {
-            CacheEvent::Added(o) if is_pods => Some(o.clone()),
+        let id = match &event {
+            CacheEvent::Added(o) if is_pods => crate::feed::created_by(o),
             _ => None,
         };
         let events: Vec<SchedulerEvent> = match event {
@@ -510,9 +510,6 @@ async fn feed(
                 }
             }
         };
-        match &created {
-            Some(pod) => crate::feed::on_behalf(pod, send_all).await,
-            None => send_all.await,
-        }
+        navarch_actors::with_correlation_if(id, send_all).await;
     }
 }

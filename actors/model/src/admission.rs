@@ -112,6 +112,10 @@ pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
 /// The lifetime the projected token asks for (Kubernetes' 3607 s: an hour, a little more
 /// so that it can be told apart).
 pub const PROJECTED_TOKEN_SECONDS: i64 = 3607;
+/// The shortest lifetime a token may be asked for (Kubernetes refuses under ten minutes),
+/// and the longest an ask may name (2^32 seconds), in a TokenRequest or a projection.
+pub const MIN_TOKEN_SECONDS: i64 = 600;
+pub const MAX_TOKEN_ASK_SECONDS: i64 = 1 << 32;
 /// The prefix of the projected volume's name.
 pub const API_ACCESS_VOLUME_PREFIX: &str = "kube-api-access-";
 

@@ -1453,13 +1453,13 @@ fn validate_token_projections(spec: &Value, path: &str, out: &mut Vec<Cause>) {
                 Some(_) => {}
             }
             if let Some(e) = t.get("expirationSeconds").and_then(Value::as_i64) {
-                if e < 600 {
+                if e < crate::admission::MIN_TOKEN_SECONDS {
                     out.push(invalid(
                         format!("{at}.expirationSeconds"),
                         &json!(e),
                         "may not specify a duration less than 10 minutes",
                     ));
-                } else if e > 1 << 32 {
+                } else if e > crate::admission::MAX_TOKEN_ASK_SECONDS {
                     out.push(invalid(
                         format!("{at}.expirationSeconds"),
                         &json!(e),

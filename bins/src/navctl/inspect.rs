@@ -113,7 +113,7 @@ pub struct TraceArgs {
 
 /// One process whose views are read: a master (through its own API) or a node agent
 /// (through a master, from the node's kubelet endpoint).
-struct Master {
+struct Process {
     /// `m1`, or `node/n1`.
     name: String,
     url: String,
@@ -168,7 +168,7 @@ async fn get_json(api: &HttpsClient, path: &str) -> Result<Value> {
 /// The processes to ask: the masters, each named by its `/debug/controlplane`, then the
 /// nodes that report a kubelet endpoint (hollow nodes report none), read through the first
 /// master; `--master` or `--node` keeps one.
-async fn masters(m: &Masters) -> Result<Vec<Master>> {
+async fn processes(m: &Masters) -> Result<Vec<Process>> {
     let path = m.conn.kubeconfig_path();
     let cfg =
         Kubeconfig::load(&path).with_context(|| format!("error: kubeconfig {}", path.display()))?;
@@ -193,7 +193,7 @@ async fn masters(m: &Masters) -> Result<Vec<Master>> {
                 continue;
             }
         };
-        out.push(Master {
+        out.push(Process {
             name,
             url,
             api,
@@ -222,7 +222,7 @@ async fn masters(m: &Masters) -> Result<Vec<Master>> {
         if name.is_empty() || port == 0 {
             continue;
         }
-        out.push(Master {
+        out.push(Process {
             base: format!("/debug/nodes/{}", q(&name)),
             name: format!("node/{name}"),
             url: via_url.clone(),
@@ -310,7 +310,7 @@ pub fn actor_rows(actors: &[Value]) -> Vec<Vec<String>> {
 }
 
 async fn actors(a: &ActorsArgs) -> Result<()> {
-    for m in masters(&a.masters).await? {
+    for m in processes(&a.masters).await? {
         let mut path = format!("{}/actors", m.base);
         if let Some(p) = &a.prefix {
             path.push_str(&format!("?prefix={}", q(p)));
@@ -413,7 +413,7 @@ fn messages_query(a: &MessagesArgs, since: Option<u64>) -> String {
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 
 async fn messages(a: &MessagesArgs) -> Result<()> {
-    let ms = masters(&a.masters).await?;
+    let ms = processes(&a.masters).await?;
     let mut since: BTreeMap<String, u64> = BTreeMap::new();
     loop {
         let mut batch: Vec<(String, Value)> = Vec::new();
@@ -467,7 +467,7 @@ async fn trace(a: &TraceArgs) -> Result<()> {
             a.id
         );
     }
-    let ms = masters(&a.masters).await?;
+    let ms = processes(&a.masters).await?;
     let mut all: Vec<(String, Value)> = Vec::new();
     for m in &ms {
         let path = format!("{}/messages?correlation={}&limit=100000", m.base, q(&a.id));
@@ -582,7 +582,7 @@ async fn top(a: &TopArgs) -> Result<()> {
     if !(a.interval > 0.0 && a.interval <= 3600.0) {
         bail!("error: --interval must be more than 0 and at most 3600 seconds");
     }
-    let ms = masters(&a.masters).await?;
+    let ms = processes(&a.masters).await?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut before = BTreeMap::new();
     let mut first_restarts = None;

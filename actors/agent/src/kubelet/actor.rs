@@ -222,13 +222,12 @@ async fn feed(handle: KindHandle<PodLogic>, pods: Cache, mut sub: navarch_client
             CacheEvent::Added(p) => {
                 if let Some(key) = key_of(&p) {
                     // A pod that arrives acts for the request that created it.
-                    let changed = handle.object_changed(key, p.clone());
                     let id = navarch_model::correlation_of(&p).and_then(|c| c.parse().ok());
-                    let sent = match id {
-                        Some(id) => navarch_actors::with_correlation(id, changed).await,
-                        None => changed.await,
-                    };
-                    if sent.is_err() {
+                    let changed = handle.object_changed(key, p);
+                    if navarch_actors::with_correlation_if(id, changed)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -104,12 +104,11 @@ fn renew_at(now: SystemTime, expires: SystemTime) -> SystemTime {
 }
 
 /// What a pod's environment and volumes are built from besides the pod: the ConfigMaps and
-/// Secrets it refers to, its service-account tokens, its service environment variables.
+/// Secrets it refers to, and its service-account tokens.
 pub(crate) struct PodObjects {
     config_maps: BTreeMap<String, Value>,
     secrets: BTreeMap<String, Value>,
     tokens: BTreeMap<volumes::TokenAsk, String>,
-    services: Vec<navarch_runtime::EnvVar>,
 }
 
 /// How soon a container whose service-account token could not be had is tried again.
@@ -173,8 +172,8 @@ impl Shared {
     }
 
     /// The ConfigMaps and Secrets the pod refers to, read now (those missing are absent:
-    /// the env and volumes decide whether that is an error), its service-account tokens
-    /// (renewed when due) and its service environment variables.
+    /// the env and volumes decide whether that is an error) and its service-account tokens
+    /// (renewed when due).
     async fn objects(&self, pod: &Value) -> PodObjects {
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
         let (cms, secrets) = env::referenced_objects(pod);
@@ -182,7 +181,6 @@ impl Shared {
             config_maps: BTreeMap::new(),
             secrets: BTreeMap::new(),
             tokens: BTreeMap::new(),
-            services: Vec::new(),
         };
         for (names, kind, into) in [
             (cms, "configmaps", &mut out.config_maps),
@@ -210,13 +208,20 @@ impl Shared {
             }
         }
         out.tokens = self.tokens_for(pod).await;
-        if let Some(services) = &self.cfg.services {
-            let all = services.list();
-            let refs: Vec<&Value> = all.iter().map(|s| s.as_ref()).collect();
-            let links = pod["spec"]["enableServiceLinks"].as_bool().unwrap_or(true);
-            out.services = env::service_env(&refs, ns, links);
-        }
         out
+    }
+
+    /// The pod's service environment variables, from the node's Service cache (none
+    /// without one).
+    fn service_env(&self, pod: &Value) -> Vec<navarch_runtime::EnvVar> {
+        let Some(services) = &self.cfg.services else {
+            return Vec::new();
+        };
+        let all = services.list();
+        let refs: Vec<&Value> = all.iter().map(|s| s.as_ref()).collect();
+        let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+        let links = pod["spec"]["enableServiceLinks"].as_bool().unwrap_or(true);
+        env::service_env(&refs, ns, links)
     }
 
     /// The pod's current token for each ask of its projected `serviceAccountToken`
@@ -966,6 +971,7 @@ impl Shared {
             netns: sandbox.and_then(|s| s.netns.clone()),
         };
         let objects = self.objects(pod).await;
+        let services = self.service_env(pod);
         let pod_ip = sandbox.map(|s| s.ip.clone());
         let host_ip = self.cfg.host_ip.to_string();
         let env_ctx = env::EnvContext {
@@ -974,7 +980,7 @@ impl Shared {
             config_maps: &objects.config_maps,
             secrets: &objects.secrets,
             allocatable: &self.cfg.allocatable,
-            services: &objects.services,
+            services: &services,
         };
         let env = match env::container_env(pod, container, &env_ctx) {
             Ok(e) => e,
