@@ -4,8 +4,9 @@
 # process runtime's `busybox` image; a dynamically linked /bin/busybox cannot be an image),
 # runc (the oci runtime runs its containers), containernetworking-plugins (the node agent's pod
 # network: the CNI bridge, host-local, loopback and portmap plugins in /usr/lib/cni),
-# iptables (portmap publishes pods' hostPorts with it) and iproute2 (`ip`, which the network
-# tests use to read a pod's routes).
+# iptables (portmap publishes pods' hostPorts with it), iproute2 (`ip`, which the network
+# tests use to read a pod's routes) and chromium (the headless browser the inspector page's
+# test drives).
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
@@ -15,6 +16,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 { command -v ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } >/dev/null 2>&1 || need+=(iproute2)
 { command -v iptables || [ -x /usr/sbin/iptables ]; } >/dev/null 2>&1 || need+=(iptables)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -11,11 +11,14 @@
 //! - `GET|POST|DELETE /debug/faults[?peer=P]`: the QUIC fault-injection rules;
 //! - `GET /debug/nodes/<node>/actors`, `.../messages` (same queries): a node agent's
 //!   actors and tap, read from its kubelet endpoint over QUIC;
+//! - `GET /debug/inspector`: the inspector's web page (HTML with its CSS and JavaScript
+//!   inlined, from `inspector/`), which reads the views above by relative paths;
 //! - `GET /debug/<name>`: the binary's own views ([`DebugHooks::views`], e.g.
 //!   `controlplane`: whether this master's control plane is active).
 //!
 //! Errors are `Status` objects: 400 (bad query), 404 (no such actor), 409 (not killable).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +36,14 @@ use crate::{ApiServer, DebugHooks};
 const REFRESH_BUDGET: Duration = Duration::from_millis(250);
 /// Records returned by a non-following `/debug/messages` without `limit`.
 const DEFAULT_LIMIT: usize = 100;
+
+/// The inspector's page with its style and script inlined: one document, so it needs no
+/// other path (and works the same at `/debug/inspector` and `/debug/inspector/`).
+static INSPECTOR_PAGE: LazyLock<String> = LazyLock::new(|| {
+    include_str!("inspector/index.html")
+        .replacen("/*{{style}}*/", include_str!("inspector/style.css"), 1)
+        .replacen("/*{{script}}*/", include_str!("inspector/app.js"), 1)
+});
 
 fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
     q.iter()
@@ -100,6 +111,11 @@ pub(crate) async fn serve(
             tracing::warn!(peer = ?peer, "faults cleared");
             Ok(doc(json!(faults.rules())))
         }
+        ("get", "inspector") => Ok(Reply::Text {
+            code: 200,
+            content_type: "text/html; charset=utf-8",
+            body: INSPECTOR_PAGE.clone(),
+        }),
         ("get", sub) if sub.starts_with("nodes/") => node_view(api, sub, q).await,
         ("get", name) if hooks(api)?.views.iter().any(|(n, _)| *n == name) => {
             let (_, view) = hooks(api)?
@@ -253,5 +269,31 @@ fn kill(h: &DebugHooks, q: &[(String, String)]) -> Result<Reply, ApiError> {
         Err(e @ (KillError::NotKillable { .. } | KillError::NotRunning { .. })) => {
             Err(ApiError::new(409, "Conflict", e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::INSPECTOR_PAGE;
+
+    #[test]
+    fn the_inspector_page_is_one_self_contained_document() {
+        let page = INSPECTOR_PAGE.as_str();
+        assert!(!page.contains("{{style}}") && !page.contains("{{script}}"));
+        assert!(page.contains("svg.sequence") && page.contains("function sequenceDiagram"));
+        // The inlined script cannot end its own element early.
+        let script = include_str!("inspector/app.js");
+        assert!(!script.contains("</script"));
+        // Nothing is fetched from elsewhere: no absolute URLs in what the browser loads
+        // (the SVG namespace is a name, not a fetch), and no asset paths to resolve.
+        let without_ns = page.replace("http://www.w3.org/2000/svg", "");
+        for banned in [
+            "http://", "https://", "src=", "href=\"/", "@import", "url(http",
+        ] {
+            assert!(!without_ns.contains(banned), "the page contains {banned:?}");
+        }
+        // Every request goes through `getJSON`, below the path the page was served at.
+        assert_eq!(script.matches("fetch(").count(), 1);
+        assert!(script.contains("fetch(ROOT + path"));
     }
 }
