@@ -16,6 +16,9 @@
 //!
 //! `navctl bench proxy` (see `proxy`): the node proxy against connecting directly.
 //!
+//! `navctl bench inspector` (see `inspector`): a busy cluster without and with the inspector
+//! following.
+//!
 //! The crate is the benchmarks' home; `navctl bench` (in `bins`) only parses and calls it.
 //!
 //! Both clusters are started by the benchmark from temporary data dirs and killed when it ends,
@@ -24,6 +27,7 @@
 mod api;
 mod etcd;
 mod failover;
+mod inspector;
 mod navarch;
 mod pods;
 mod procs;
@@ -70,9 +74,14 @@ pub enum BenchCommand {
     /// through a cluster IP (with splice and with a userspace copy), against the endpoint
     /// directly, as ratios of one run.
     Proxy(ProxyBenchArgs),
+    /// A busy 3-master cluster's API throughput and p50/p99 without and with the inspector
+    /// following (message streams and the web page's polls on every master), as a ratio of
+    /// one run.
+    Inspector(InspectorBenchArgs),
 }
 
 pub use failover::FailoverBenchArgs;
+pub use inspector::InspectorBenchArgs;
 pub use pods::PodsBenchArgs;
 pub use proxy::ProxyBenchArgs;
 pub use scheduler::SchedulerBenchArgs;
@@ -210,6 +219,13 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
             scheduler::validate(args)?;
             in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
                 scheduler::run(args, &root).await
+            })
+            .await
+        }
+        BenchCommand::Inspector(args) => {
+            inspector::validate(args)?;
+            in_temp_dir(args.dir.as_deref(), args.keep, |root| async move {
+                inspector::run(args, &root).await
             })
             .await
         }
