@@ -67,6 +67,18 @@ impl Procs {
         Ok(())
     }
 
+    /// Sends `signal` to `name` without waiting (SIGSTOP, SIGCONT); a process that has
+    /// exited is left alone.
+    pub(crate) fn signal(&mut self, name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
+        let p = self.get(name)?;
+        if p.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).with_context(|| format!("signal {name}"))?;
+        Ok(())
+    }
+
     /// Starts `name` again as it was started first (after [`Procs::stop_one`]).
     pub(crate) fn restart(&mut self, name: &str) -> Result<()> {
         let p = self.get(name)?;

@@ -97,6 +97,12 @@ enum Command {
         #[command(subcommand)]
         what: navarch_bench::BenchCommand,
     },
+    /// The chaos suite: `navctl chaos run --duration 2m --seed 7` starts its own cluster on
+    /// loopback, injects faults, heals and checks invariants (non-zero exit on a violation).
+    Chaos {
+        #[command(subcommand)]
+        what: navarch_bench::chaos::ChaosCommand,
+    },
 }
 
 /// The images a node's runtimes take containers from. Run it on the node, on its data dir
@@ -214,6 +220,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Store { command } => store(&cli, command).await?,
         Command::Member { command } => member(&cli, command).await?,
         Command::Bench { what } => navarch_bench::run(what).await?,
+        Command::Chaos { what } => navarch_bench::chaos::run(what).await?,
         Command::Image {
             command:
                 ImageCommand::Import {
