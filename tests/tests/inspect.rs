@@ -228,6 +228,73 @@ async fn the_inspector_reads_a_node_agent_through_its_master() -> Result<()> {
         assert!(out.contains(actor), "{actor} not in the trace:\n{out}");
     }
 
+    // A rollout has its own trace: the update that changed the template names its request
+    // on the Deployment, and the new ReplicaSet and pod it set in motion carry it.
+    let rollout = format!("{:032x}", rand_id());
+    let resp = cluster
+        .http()
+        .patch(cluster.url(0, "/apis/apps/v1/namespaces/default/deployments/traced"))
+        .header("x-correlation-id", &rollout)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"spec":{"template":{"metadata":{"annotations":{"rollout":"2"}}}}}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let d = kc.json(&["get", "deployment", "traced"])?;
+    assert_eq!(
+        d["metadata"]["annotations"]["navarch.io/correlation-id"], rollout,
+        "{d}"
+    );
+    wait_for(
+        Duration::from_secs(90),
+        "the rolled-out pod running with the rollout's id",
+        || async {
+            let pods = kc.json(&["get", "pods", "-l", "app=traced"]).ok()?;
+            pods["items"]
+                .as_array()?
+                .iter()
+                .any(|p| {
+                    p["status"]["phase"] == "Running"
+                        && p["metadata"]["annotations"]["navarch.io/correlation-id"] == rollout
+                })
+                .then_some(())
+        },
+    )
+    .await?;
+    // A write that leaves the spec alone (a label) keeps the id of the spec's request.
+    let resp = cluster
+        .http()
+        .patch(cluster.url(0, "/apis/apps/v1/namespaces/default/deployments/traced"))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"metadata":{"labels":{"touched":"yes"}}}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let d = kc.json(&["get", "deployment", "traced"])?;
+    assert_eq!(
+        d["metadata"]["annotations"]["navarch.io/correlation-id"], rollout,
+        "{d}"
+    );
+    let (ok, out, err) = navctl(&cluster, &["inspect", "trace", &rollout])?;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap_or("")
+            .contains("across 2 process(es): m1, node/inspected"),
+        "{out}"
+    );
+    for actor in [
+        "/master/m1/controllers/deployment/default/traced",
+        "/master/m1/controllers/replicaset/default/traced-",
+        "/node/inspected/",
+    ] {
+        assert!(
+            out.contains(actor),
+            "{actor} not in the rollout's trace:\n{out}"
+        );
+    }
+
     let (ok, _, err) = navctl(&cluster, &["inspect", "actors", "--node", "nowhere"])?;
     assert!(
         !ok && err.contains("no master to inspect on node \"nowhere\""),

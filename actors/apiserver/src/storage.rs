@@ -133,7 +133,7 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
 /// made them.
 const UNSTAMPED: &[&str] = &["events", "leases"];
 
-/// Records the creating request's correlation id on a new object
+/// Records the request's correlation id on a new object, or on one whose spec it changed
 /// ([`navarch_model::CORRELATION_ANNOTATION`]).
 fn stamp_correlation(kind: &Kind, obj: &mut Value) {
     let Some(id) = navarch_net::trace::current_correlation() else {
@@ -1228,6 +1228,28 @@ impl Storage {
         };
         meta_mut(new).insert("generation".into(), json!(bumped));
         meta_mut(new).remove("resourceVersion");
+        // The correlation id names the request behind the object's current spec: a spec
+        // change takes the updating request's, anything else keeps the one it had.
+        let key = navarch_model::CORRELATION_ANNOTATION;
+        match &cur["annotations"][key] {
+            Value::String(id) => {
+                let annotations = meta_mut(new)
+                    .entry("annotations")
+                    .or_insert_with(|| json!({}));
+                if !annotations.is_object() {
+                    *annotations = json!({});
+                }
+                annotations[key] = json!(id);
+            }
+            _ => {
+                if let Some(a) = new["metadata"]["annotations"].as_object_mut() {
+                    a.remove(key);
+                }
+            }
+        }
+        if bumped != generation {
+            stamp_correlation(kind, new);
+        }
         Ok(())
     }
 

@@ -17,7 +17,8 @@ use crate::source::key_of;
 /// source, so that nothing between the list and the subscription is missed) to the kind
 /// supervisor `handle`: added and updated
 /// objects start or update their actor (an added one on behalf of the request that created
-/// it, [`on_behalf`]), deleted ones stop it. After a relist or a lag every
+/// it, [`on_behalf`], an updated one on behalf of the request that changed its spec, when
+/// that moved its correlation id), deleted ones stop it. After a relist or a lag every
 /// cached object is sent again (the supervisor ignores what did not change for a running
 /// actor's purposes: the actor re-reads anyway).
 pub fn spawn_own<L>(handle: KindHandle<L>, cache: &Cache, mut sub: Subscription) -> JoinHandle<()>
@@ -39,9 +40,19 @@ where
                         }
                     }
                 }
-                CacheEvent::Updated { new: o, .. } => {
+                CacheEvent::Updated { old, new: o } => {
                     if let Some(key) = key_of(&o) {
-                        if handle.object_changed(key, o).await.is_err() {
+                        // An update that changed the spec names its request on the object
+                        // (a rollout, a scale): the actor acts for that request.
+                        let changed = navarch_model::correlation_of(&old)
+                            != navarch_model::correlation_of(&o);
+                        let send = handle.object_changed(key, o.clone());
+                        let sent = if changed {
+                            on_behalf(&o, send).await
+                        } else {
+                            send.await
+                        };
+                        if sent.is_err() {
                             return;
                         }
                     }
