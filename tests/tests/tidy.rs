@@ -68,6 +68,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("navarch-model", &[][..]),
         ("navarch-client", &["navarch-model", "navarch-net"][..]),
         ("navarch-logic", &["navarch-model"][..]),
+        ("navarch-sim", &["navarch-logic", "navarch-model"][..]),
         (
             "navarch-controllers",
             &[
@@ -122,6 +123,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "navarch-model",
                 "navarch-net",
                 "navarch-runtime",
+                "navarch-sim",
                 "navarch-store",
             ][..],
         ),

@@ -1,0 +1,165 @@
+//! The simulated nodes: their Node objects, a kubelet on each that starts the pods bound
+//! to it (Running and Ready after a seeded delay) and ends the pods being deleted (gone
+//! after a seeded grace), and node failures: a failed node is NotReady and its kubelet
+//! does nothing until it recovers.
+
+use std::collections::BTreeMap;
+
+use navarch_logic::meta;
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::api::{Api, Kind};
+use crate::env::Env;
+
+/// The pods each simulated node takes (`status.allocatable.pods`).
+pub const PODS_PER_NODE: usize = 5;
+
+pub fn node_status(ready: bool) -> Value {
+    json!({
+        "capacity": {"cpu": "8", "memory": "16Gi", "pods": PODS_PER_NODE.to_string()},
+        "allocatable": {"cpu": "8", "memory": "16Gi", "pods": PODS_PER_NODE.to_string()},
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                        "reason": if ready { "KubeletReady" } else { "NodeStatusUnknown" }}],
+    })
+}
+
+pub fn node(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {},
+        "status": node_status(true),
+    })
+}
+
+#[derive(Debug, Default)]
+pub struct Kubelets {
+    /// Pods to start, by uid: (name, node, when).
+    starts: BTreeMap<String, (String, String, i64)>,
+    /// Pods to end, by uid: (name, node, when).
+    ends: BTreeMap<String, (String, String, i64)>,
+    seen: u64,
+    /// Failed nodes and when they recover.
+    pub down: BTreeMap<String, i64>,
+}
+
+impl Kubelets {
+    /// Notices what the API asks of the kubelets since the last look.
+    pub fn observe(&mut self, api: &Api, rng: &mut StdRng, now_ms: i64) {
+        if api.revision() == self.seen {
+            return;
+        }
+        self.seen = api.revision();
+        for pod in api.list(Kind::Pod) {
+            let Some(node) = meta::pod_node(pod) else {
+                continue;
+            };
+            if meta::pod_terminated(pod) {
+                continue;
+            }
+            let uid = meta::uid(pod).to_string();
+            let entry = (meta::name(pod).to_string(), node.to_string());
+            if meta::is_deleting(pod) {
+                self.starts.remove(&uid);
+                if let std::collections::btree_map::Entry::Vacant(v) = self.ends.entry(uid) {
+                    let at = now_ms + rng.gen_range(0..3000);
+                    v.insert((entry.0, entry.1, at));
+                }
+            } else if !meta::pod_ready(pod) && !self.starts.contains_key(&uid) {
+                let at = now_ms + rng.gen_range(300..3000);
+                self.starts.insert(uid, (entry.0, entry.1, at));
+            }
+        }
+    }
+
+    fn up(&self, node: &str) -> bool {
+        !self.down.contains_key(node)
+    }
+
+    fn due_item(&self, now_ms: i64) -> Option<(bool, String)> {
+        let due = |m: &BTreeMap<String, (String, String, i64)>| {
+            m.iter()
+                .filter(|(_, (_, node, at))| *at <= now_ms && self.up(node))
+                .map(|(uid, _)| uid.clone())
+                .next()
+        };
+        due(&self.ends)
+            .map(|u| (true, u))
+            .or_else(|| due(&self.starts).map(|u| (false, u)))
+    }
+
+    pub fn has_work(&self, now_ms: i64) -> bool {
+        self.due_item(now_ms).is_some()
+    }
+
+    /// When the kubelets next have something to do (a failed node's recovery included).
+    pub fn next_due(&self) -> Option<i64> {
+        let items = self
+            .starts
+            .values()
+            .chain(self.ends.values())
+            .filter(|(_, node, _)| self.up(node))
+            .map(|(_, _, at)| *at);
+        items.chain(self.down.values().copied()).min()
+    }
+
+    /// Starts or ends one pod that is due.
+    pub fn work(&mut self, env: &mut Env) {
+        let Some((end, uid)) = self.due_item(env.now_ms) else {
+            return;
+        };
+        let map = if end {
+            &mut self.ends
+        } else {
+            &mut self.starts
+        };
+        let Some((name, node, _)) = map.remove(&uid) else {
+            return;
+        };
+        let current = env.api.get(Kind::Pod, &name).cloned();
+        let Some(pod) = current.filter(|p| meta::uid(p) == uid) else {
+            return;
+        };
+        if end {
+            env.api.remove(Kind::Pod, &name);
+            env.log(format!("kubelet {node}: {name} ended"));
+        } else if !meta::is_deleting(&pod) {
+            let now = meta::format_rfc3339(env.now());
+            let status = json!({
+                "phase": "Running",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                ],
+                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0}],
+            });
+            let _ = env.api.write_status(Kind::Pod, &name, status);
+            env.log(format!("kubelet {node}: {name} running"));
+        }
+    }
+
+    /// A node fails until `until_ms`.
+    pub fn fail(&mut self, env: &mut Env, name: &str, until_ms: i64) {
+        self.down.insert(name.to_string(), until_ms);
+        let _ = env.api.write_status(Kind::Node, name, node_status(false));
+        env.log(format!("node {name} fails"));
+    }
+
+    /// Failed nodes whose time has come (or all, `all`) recover.
+    pub fn recover(&mut self, env: &mut Env, all: bool) {
+        let back: Vec<String> = self
+            .down
+            .iter()
+            .filter(|(_, t)| all || **t <= env.now_ms)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in back {
+            self.down.remove(&n);
+            let _ = env.api.write_status(Kind::Node, &n, node_status(true));
+            env.log(format!("node {n} recovers"));
+        }
+    }
+}
