@@ -295,6 +295,52 @@ async fn the_inspector_reads_a_node_agent_through_its_master() -> Result<()> {
         );
     }
 
+    // The node's kill switch, through the master: a pod's actor dies and comes back.
+    let kill = |q: &str| {
+        cluster
+            .http()
+            .post(cluster.url(0, &format!("/debug/nodes/inspected/kill?{q}")))
+            .send()
+    };
+    let resp = kill("prefix=/node/inspected/kubelet/pod/default/").await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let killed: serde_json::Value = resp.json().await?;
+    let killed = killed["killed"].as_str().context("killed")?.to_string();
+    assert!(
+        killed.starts_with("/node/inspected/kubelet/pod/default/traced-"),
+        "{killed}"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the killed pod actor running again",
+        || async {
+            let url = cluster.url(0, &format!("/debug/nodes/inspected/actors?prefix={killed}"));
+            let list: serde_json::Value = cluster
+                .http()
+                .get(url)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let a = list
+                .as_array()?
+                .iter()
+                .find(|a| a["path"] == killed.as_str())?;
+            (a["status"] == "running" && a["restarts"].as_u64() >= Some(1)).then_some(())
+        },
+    )
+    .await?;
+    assert_eq!(kill("").await?.status().as_u16(), 400);
+    assert_eq!(
+        kill("prefix=/node/inspected/nothing")
+            .await?
+            .status()
+            .as_u16(),
+        404
+    );
+
     let (ok, _, err) = navctl(&cluster, &["inspect", "actors", "--node", "nowhere"])?;
     assert!(
         !ok && err.contains("no master to inspect on node \"nowhere\""),

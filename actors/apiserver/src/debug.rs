@@ -10,7 +10,8 @@
 //! - `GET /debug/store`, `POST /debug/store/snapshot`: the store member's status, a snapshot;
 //! - `GET|POST|DELETE /debug/faults[?peer=P]`: the QUIC fault-injection rules;
 //! - `GET /debug/nodes/<node>/actors`, `.../messages` (same queries): a node agent's
-//!   actors and tap, read from its kubelet endpoint over QUIC;
+//!   actors and tap, read from its kubelet endpoint over QUIC; `POST .../kill` its kill
+//!   switch;
 //! - `GET /debug/inspector`: the inspector's web page (HTML with its CSS and JavaScript
 //!   inlined, from `inspector/`), which reads the views above by relative paths;
 //! - `GET /debug/<name>`: the binary's own views ([`DebugHooks::views`], e.g.
@@ -117,6 +118,7 @@ pub(crate) async fn serve(
             body: INSPECTOR_PAGE.clone(),
         }),
         ("get", sub) if sub.starts_with("nodes/") => node_view(api, sub, q).await,
+        ("post", sub) if sub.starts_with("nodes/") => node_kill(api, sub, q).await,
         ("get", name) if hooks(api)?.views.iter().any(|(n, _)| *n == name) => {
             let (_, view) = hooks(api)?
                 .views
@@ -127,6 +129,55 @@ pub(crate) async fn serve(
         }
         _ => actor_view(hooks(api)?, verb, sub, q).await,
     }
+}
+
+/// `POST /debug/nodes/<node>/kill?path=P` (or `?prefix=P`): a node agent's kill switch,
+/// through its kubelet endpoint; answered as the master's own `/debug/kill` is.
+async fn node_kill(api: &ApiServer, sub: &str, q: &[(String, String)]) -> Result<Reply, ApiError> {
+    use navarch_client::kubelet::{self, DebugKillRequest};
+    let mut parts = sub.split('/');
+    let (Some("nodes"), Some(node), Some("kill"), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ApiError::path_not_found());
+    };
+    let req = match (param(q, "path"), param(q, "prefix")) {
+        (Some(p), None) => DebugKillRequest {
+            path: Some(path(p)?.to_string()),
+            prefix: None,
+        },
+        (None, Some(p)) => DebugKillRequest {
+            path: None,
+            prefix: Some(path(p)?.to_string()),
+        },
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of path= or prefix=",
+            ))
+        }
+    };
+    let (dialer, runtime) = api.kubelet_dialer();
+    let answer = crate::kubelet::node_debug(
+        dialer,
+        runtime,
+        api.storage(),
+        node,
+        kubelet::DEBUG_KILL,
+        req,
+    )
+    .await?;
+    if let Some(e) = answer.get("error") {
+        let code = e["code"].as_u64().unwrap_or(500) as u16;
+        let reason = match e["reason"].as_str() {
+            Some("NotFound") => "NotFound",
+            Some("Conflict") => "Conflict",
+            Some("BadRequest") => "BadRequest",
+            _ => "InternalError",
+        };
+        let message = e["message"].as_str().unwrap_or_default().to_string();
+        return Err(ApiError::new(code, reason, message));
+    }
+    Ok(doc(answer))
 }
 
 /// `GET /debug/nodes/<node>/actors[?prefix=P]` and `/debug/nodes/<node>/messages[?...]`:

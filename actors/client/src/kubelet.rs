@@ -13,7 +13,8 @@
 //!
 //! The node's actor views are unary calls for the inspector: its actors (`kubelet.debug.
 //! actors`) and the latest messages of its tap (`kubelet.debug.messages`), answered as the
-//! JSON the masters' `/debug/actors` and `/debug/messages` give.
+//! JSON the masters' `/debug/actors` and `/debug/messages` give, and its kill switch
+//! (`kubelet.debug.kill`, for the chaos suite).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,9 @@ pub const EXEC: &str = "kubelet.exec";
 pub const DEBUG_ACTORS: &str = "kubelet.debug.actors";
 /// The latest messages of the node's tap: [`DebugMessagesRequest`] in, JSON text out.
 pub const DEBUG_MESSAGES: &str = "kubelet.debug.messages";
+/// The node's kill switch: [`DebugKillRequest`] in, JSON text out (`{"killed": PATH}`, or
+/// `{"error": NodeError}` when nothing was killed).
+pub const DEBUG_KILL: &str = "kubelet.debug.kill";
 /// The largest stdin an exec request carries.
 pub const MAX_STDIN: usize = 4 * 1024 * 1024;
 /// The largest chunk of bytes one item carries.
@@ -100,6 +104,14 @@ pub enum ExecItem {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DebugActorsRequest {
     /// An actor path (`/node/n1/kubelet`); `None`: all.
+    pub prefix: Option<String>,
+}
+
+/// Which of the node's actors to kill: exactly one of `path` (that actor) and `prefix` (a
+/// random running actor under it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugKillRequest {
+    pub path: Option<String>,
     pub prefix: Option<String>,
 }
 

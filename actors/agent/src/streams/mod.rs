@@ -281,6 +281,34 @@ impl KubeletService {
                 registry.refresh(&prefix, DEBUG_REFRESH).await;
                 serde_json::to_string(&registry.list(&prefix))
             }
+            kubelet::DEBUG_KILL => {
+                let req: kubelet::DebugKillRequest =
+                    codec::decode(body).map_err(|e| bad(e.to_string()))?;
+                let result = match (req.path.as_deref(), req.prefix.as_deref()) {
+                    (Some(p), None) => registry.kill(&path(Some(p))?),
+                    (None, Some(p)) => registry.kill_random(&path(Some(p))?),
+                    _ => return Err(bad("give exactly one of path and prefix".into())),
+                };
+                let answer = match result {
+                    Ok(killed) => {
+                        tracing::warn!(actor = %killed, "actor killed through the kill switch");
+                        serde_json::json!({ "killed": killed })
+                    }
+                    Err(e) => {
+                        let (code, reason) = match e {
+                            navarch_actors::KillError::NotFound { .. }
+                            | navarch_actors::KillError::NoneUnder { .. } => (404, "NotFound"),
+                            _ => (409, "Conflict"),
+                        };
+                        serde_json::json!({ "error": kubelet::NodeError {
+                            code,
+                            reason: reason.into(),
+                            message: e.to_string(),
+                        }})
+                    }
+                };
+                serde_json::to_string(&answer)
+            }
             _ => {
                 let req: kubelet::DebugMessagesRequest =
                     codec::decode(body).map_err(|e| bad(e.to_string()))?;
@@ -456,7 +484,7 @@ impl Service for KubeletService {
         let this = self.clone();
         Box::pin(async move {
             match method.as_str() {
-                kubelet::DEBUG_ACTORS | kubelet::DEBUG_MESSAGES => {
+                kubelet::DEBUG_ACTORS | kubelet::DEBUG_MESSAGES | kubelet::DEBUG_KILL => {
                     check_master(&ctx, &method)?;
                     let json = this.debug_call(&method, &body).await?;
                     encode(&json)
