@@ -1,7 +1,7 @@
 //! The chaos suite in CI: `navctl chaos run` with two minutes of every fault family against
 //! three masters and two node agents it starts itself on loopback, which must end with zero
-//! violations, every family injected and every Deployment converged; and its refusals of
-//! bad flags.
+//! violations, every family injected and every Deployment converged; its refusals of bad
+//! flags; and `navctl chaos sim`, the simulation's explorer.
 
 use std::process::Command;
 
@@ -113,9 +113,37 @@ fn bad_flags_are_refused_before_anything_starts() -> Result<()> {
         assert!(out.status.success());
         Ok(String::from_utf8(out.stdout)?)
     };
+    let (ok, err) = run(&["--gap", "0s"])?;
+    assert!(!ok);
+    assert!(err.contains("--gap must be between 1s and 1h"), "{err}");
     let a = plan("5")?;
     assert_eq!(a, plan("5")?);
     assert_ne!(a, plan("6")?);
     assert!(a.lines().count() >= 5, "{a}");
+    Ok(())
+}
+
+#[test]
+fn the_simulation_command_explores_schedules_and_names_its_seed() -> Result<()> {
+    let out = Command::new(bin("navctl"))
+        .args(["chaos", "sim", "--seed", "11", "--schedules", "100"])
+        .output()
+        .context("run navctl chaos sim")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("100 schedules from seed 11: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no invariant broken"), "{stdout}");
+    let out = Command::new(bin("navctl"))
+        .args(["chaos", "sim", "--schedules", "0"])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--schedules must be between 1"));
     Ok(())
 }

@@ -65,9 +65,11 @@ impl fmt::Display for Target {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "fault")]
 pub(crate) enum Fault {
-    /// Kill a random running actor under `/master/<active master>/controllers/<under>`, or
-    /// that controller itself when it has no actors under it.
-    KillActor { under: String },
+    /// On a master (whichever's control plane is active; `Target::Master(0)` stands for it):
+    /// kill a random running actor under `/master/<it>/controllers/<under>`, or that
+    /// controller itself when it has no actors under it. On a node: a random actor under
+    /// `/node/<name>/<under>` (its pods' actors, its proxy's), through a master.
+    KillActor { on: Target, under: String },
     /// SIGKILL the process; start it again after `down`.
     KillProcess {
         target: Target,
@@ -178,7 +180,14 @@ impl Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::KillActor { under } => write!(f, "kill an actor under controllers/{under}"),
+            Fault::KillActor {
+                on: Target::Master(_),
+                under,
+            } => write!(
+                f,
+                "kill an actor under the active master's controllers/{under}"
+            ),
+            Fault::KillActor { on, under } => write!(f, "kill an actor under {on}'s {under}"),
             Fault::KillProcess { target, down } => write!(f, "SIGKILL {target}, down {down:?}"),
             Fault::Pause { target, paused } => write!(f, "SIGSTOP {target} for {paused:?}"),
             Fault::Partition {
@@ -235,6 +244,9 @@ const ACTOR_TARGETS: &[&str] = &[
     "node-ipam-controller",
 ];
 
+/// A node agent's paths an actor kill picks from.
+const NODE_ACTOR_TARGETS: &[&str] = &["kubelet/pod", "proxy/serviceport"];
+
 /// Draws the schedule: faults one after the other, each healed before the next, none
 /// starting after `duration` (a fault that starts near the end still holds its full time).
 pub(crate) fn schedule(plan: &Plan) -> Vec<Planned> {
@@ -266,7 +278,12 @@ pub(crate) fn schedule(plan: &Plan) -> Vec<Planned> {
             (Target::Master(a), b)
         };
         let fault = match kind {
+            FaultKind::Actors if plan.nodes > 0 && rng.gen_bool(1.0 / 3.0) => Fault::KillActor {
+                on: Target::Node(rng.gen_range(0..plan.nodes)),
+                under: NODE_ACTOR_TARGETS[rng.gen_range(0..NODE_ACTOR_TARGETS.len())].to_string(),
+            },
             FaultKind::Actors => Fault::KillActor {
+                on: Target::Master(0),
                 under: ACTOR_TARGETS[rng.gen_range(0..ACTOR_TARGETS.len())].to_string(),
             },
             FaultKind::Kill => Fault::KillProcess {

@@ -4,7 +4,7 @@
 //! seed (actor kills, SIGKILL and SIGSTOP of processes, partitions and delays of QUIC links),
 //! then heals, waits for the cluster to converge and checks the invariants (see `check`).
 //! Prints a report (a table, or JSON with `--json`) and fails on any violation, naming the
-//! seed that replays the schedule.
+//! seed that replays the schedule. `navctl chaos sim` explores `navarch-sim`'s schedules.
 
 mod check;
 mod faults;
@@ -36,6 +36,32 @@ pub enum ChaosCommand {
     /// Start 3 masters and 2 nodes on loopback, drive a workload, inject faults from a seeded
     /// schedule, heal, and check that nothing acknowledged was lost and the cluster converged.
     Run(ChaosRunArgs),
+    /// Explore schedules of the deterministic simulation of the controllers' and the
+    /// scheduler's pure cores (a simulated API, caches, clock, kubelets and faults from one
+    /// seed); prints the seed of every failing schedule (non-zero exit).
+    Sim(ChaosSimArgs),
+}
+
+/// Flags of `navctl chaos sim`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ChaosSimArgs {
+    /// The seed of the first schedule (schedule i's seed derives from it; a failing
+    /// schedule's printed seed replays it alone with --schedules 1). Default: random.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// How many schedules to run.
+    #[arg(long, default_value_t = 1000)]
+    pub schedules: u64,
+    /// Steps of each schedule with faults and the workload on.
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Let the workload create Recreate Deployments too (off by default: the Deployment
+    /// core, like Kubernetes', can stall a Recreate rollout on a scaling event).
+    #[arg(long)]
+    pub recreate: bool,
+    /// Print each failing schedule's trace tail too.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// Flags of `navctl chaos run`.
@@ -114,6 +140,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Runs a chaos command; exits non-zero (an error) on any violation.
 pub async fn run(cmd: &ChaosCommand) -> Result<()> {
     match cmd {
+        ChaosCommand::Sim(args) => sim(args),
         ChaosCommand::Run(args) => {
             validate(args)?;
             let seed = args.seed.unwrap_or_else(rand::random);
@@ -146,6 +173,49 @@ pub async fn run(cmd: &ChaosCommand) -> Result<()> {
             .await
         }
     }
+}
+
+fn sim(args: &ChaosSimArgs) -> Result<()> {
+    if args.schedules == 0 || args.schedules > 10_000_000 {
+        bail!("--schedules must be between 1 and 10000000");
+    }
+    if args.steps.is_some_and(|s| s == 0 || s > 1_000_000) {
+        bail!("--steps must be between 1 and 1000000");
+    }
+    let mut config = navarch_sim::SimConfig {
+        seed: args.seed.unwrap_or_else(rand::random),
+        schedules: args.schedules,
+        recreate: args.recreate,
+        ..navarch_sim::SimConfig::default()
+    };
+    if let Some(steps) = args.steps {
+        config.steps = steps;
+    }
+    let t = Instant::now();
+    let exploration = navarch_sim::explore(&config);
+    let secs = t.elapsed().as_secs_f64();
+    if args.verbose {
+        for f in &exploration.failures {
+            println!("--- schedule {} (last steps) ---", f.seed);
+            for line in &f.trace_tail {
+                println!("  {line}");
+            }
+        }
+    }
+    println!("{exploration}");
+    println!(
+        "{:.1} s, {:.0} schedules per second",
+        secs,
+        args.schedules as f64 / secs.max(1e-9)
+    );
+    if !exploration.passed() {
+        bail!(
+            "{} of {} schedules broke an invariant (seeds above)",
+            exploration.failures.len(),
+            args.schedules
+        );
+    }
+    Ok(())
 }
 
 fn validate(args: &ChaosRunArgs) -> Result<()> {
@@ -1020,7 +1090,10 @@ async fn inject(
     node_prefix: &str,
 ) -> Result<Injected> {
     match fault {
-        Fault::KillActor { under } => {
+        Fault::KillActor {
+            on: Target::Master(_),
+            under,
+        } => {
             let Some(m) = active_master(api).await else {
                 return Ok(Injected::NoTarget);
             };
@@ -1047,15 +1120,60 @@ async fn inject(
                 let path = format!("/debug/actors?path={killed}");
                 async move {
                     Ok(match api.call(m, reqwest::Method::GET, &path, None).await {
-                        Outcome::Answer(200, a) => (a["status"] == "running"
-                            && a["restarts"].as_u64() > Some(0))
-                        .then_some(()),
+                        Outcome::Answer(200, a) => restarted(&a),
                         // Gone: its parent dropped it (the object it served was deleted).
                         Outcome::Answer(404, _) => Some(()),
                         _ => None,
                     })
                 }
             })
+            .await;
+            Ok(Injected::Applied(back.ok().map(|_| t.elapsed())))
+        }
+        Fault::KillActor { on, under } => {
+            let node = format!("{node_prefix}{on}");
+            let path = format!("/debug/nodes/{node}/kill?prefix=/node/{node}/{under}");
+            let mut answer = None;
+            for m in 0..api.masters.len() {
+                match api.call(m, reqwest::Method::POST, &path, None).await {
+                    Outcome::Answer(200, v) => {
+                        answer = Some((m, v));
+                        break;
+                    }
+                    // Nothing to kill there now (no pod, no Service port).
+                    Outcome::Answer(404, _) => return Ok(Injected::NoTarget),
+                    _ => {}
+                }
+            }
+            let Some((m, v)) = answer else {
+                return Ok(Injected::NoTarget);
+            };
+            let killed = v["killed"].as_str().unwrap_or_default().to_string();
+            tracing::info!(%killed, "node actor killed");
+            let t = Instant::now();
+            let back = wait_for(
+                RECOVERY_BOUND,
+                "the killed node actor running again",
+                || {
+                    let path = format!("/debug/nodes/{node}/actors?prefix={killed}");
+                    let killed = &killed;
+                    async move {
+                        Ok(match api.call(m, reqwest::Method::GET, &path, None).await {
+                            Outcome::Answer(200, list) => {
+                                let mine = list.as_array().and_then(|l| {
+                                    l.iter()
+                                        .find(|a| a["path"].as_str() == Some(killed.as_str()))
+                                });
+                                match mine {
+                                    Some(a) => restarted(a),
+                                    None => Some(()),
+                                }
+                            }
+                            _ => None,
+                        })
+                    }
+                },
+            )
             .await;
             Ok(Injected::Applied(back.ok().map(|_| t.elapsed())))
         }
@@ -1099,6 +1217,11 @@ async fn inject(
             })
         }
     }
+}
+
+/// `Some` when an actor's registry entry shows it running again after a restart.
+fn restarted(a: &Value) -> Option<()> {
+    (a["status"] == "running" && a["restarts"].as_u64() > Some(0)).then_some(())
 }
 
 /// The time until a restarted or resumed process serves again: a master answers its store
