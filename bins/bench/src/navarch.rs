@@ -188,6 +188,29 @@ impl NavarchCluster {
         self.members.iter().map(|m| m.peer).collect()
     }
 
+    /// What a node needs to join through the first master: its bootstrap token, the CA
+    /// pin and every master's QUIC address, comma-separated (`--token`, `--ca-hash`,
+    /// `--master`).
+    pub(crate) fn node_join(&self) -> Result<(String, String, String)> {
+        let m1 = self
+            .ca_dir
+            .parent()
+            .context("the cluster's dir")?
+            .join(&self.members[0].name);
+        let read = |f: &str| {
+            std::fs::read_to_string(m1.join(f))
+                .map(|s| s.trim().to_string())
+                .with_context(|| format!("{}'s {f}", self.members[0].name))
+        };
+        let masters = self
+            .peer_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok((read("join-token")?, read("ca-hash")?, masters))
+    }
+
     /// Starts one more process under the cluster's supervision (killed with it).
     pub(crate) fn spawn_extra(&mut self, name: &str, cmd: Command, log: &Path) -> Result<()> {
         self.procs.spawn(name, cmd, log)

@@ -107,15 +107,7 @@ pub(crate) async fn run(args: &PodsBenchArgs, root: &Path) -> Result<()> {
     let http = crate::https_client(cluster.admin(), Duration::from_secs(30))?;
     let watch_http = crate::https_client(cluster.admin(), Duration::from_secs(3600))?;
     let api = cluster.api_addrs()[0];
-    let m1 = root.join("m1");
-    let token = std::fs::read_to_string(m1.join("join-token")).context("m1's join token")?;
-    let ca_hash = std::fs::read_to_string(m1.join("ca-hash")).context("m1's ca hash")?;
-    let masters = cluster
-        .peer_addrs()
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (token, ca_hash, masters) = cluster.node_join()?;
     let node_dir = root.join("node");
     let mut cmd = Command::new(&node_bin);
     cmd.args([
@@ -124,9 +116,9 @@ pub(crate) async fn run(args: &PodsBenchArgs, root: &Path) -> Result<()> {
         "--master",
         &masters,
         "--token",
-        token.trim(),
+        &token,
     ])
-    .args(["--ca-hash", ca_hash.trim(), "--kubelet-port", "0"])
+    .args(["--ca-hash", &ca_hash, "--kubelet-port", "0"])
     // The benchmark measures the agent, not this machine's disk: never tainted for it.
     .args(["--disk-pressure-percent", "0"])
     .arg("--data-dir")

@@ -305,15 +305,7 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
     let idle: Vec<f64> = pids.iter().map(|p| rss_mib(*p).unwrap_or(0.0)).collect();
 
     // The hollow nodes.
-    let m1 = root.join("m1");
-    let token = std::fs::read_to_string(m1.join("join-token")).context("m1's join token")?;
-    let ca_hash = std::fs::read_to_string(m1.join("ca-hash")).context("m1's ca hash")?;
-    let masters = cluster
-        .peer_addrs()
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (token, ca_hash, masters) = cluster.node_join()?;
     let started = Instant::now();
     let per = args.nodes.div_ceil(args.node_processes);
     let mut spawned = 0;
@@ -332,9 +324,9 @@ pub(crate) async fn run(args: &SchedulerBenchArgs, root: &Path) -> Result<()> {
             .arg("--master")
             .arg(&masters)
             .arg("--token")
-            .arg(token.trim())
+            .arg(&token)
             .arg("--ca-hash")
-            .arg(ca_hash.trim())
+            .arg(&ca_hash)
             .arg("--data-dir")
             .arg(root.join(format!("nodes{p}")))
             // A /14 of its own per process (10.64.0.0/14, 10.68.0.0/14, ...): pod IPs that

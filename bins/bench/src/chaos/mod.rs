@@ -442,34 +442,19 @@ async fn run_chaos(
         http: http.clone(),
         masters: apis.clone(),
     };
-    let m1 = root.join("m1");
-    let token = std::fs::read_to_string(m1.join("join-token")).context("m1's join token")?;
-    let ca_hash = std::fs::read_to_string(m1.join("ca-hash")).context("m1's ca hash")?;
-    let masters = cluster
-        .peer_addrs()
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (token, ca_hash, masters) = cluster.node_join()?;
     for (i, name) in node_names.iter().enumerate() {
         let mut cmd = Command::new(&node_bin);
-        cmd.args([
-            "--name",
-            name,
-            "--master",
-            &masters,
-            "--token",
-            token.trim(),
-        ])
-        .args(["--ca-hash", ca_hash.trim(), "--kubelet-port", "0"])
-        .args(["--node-cluster-cidr", &args.cluster_cidr])
-        .args(["--service-cluster-ip-range", &args.service_cluster_ip_range])
-        // Faults, not this machine's disk, are what the run is about.
-        .args(["--disk-pressure-percent", "0"])
-        .args(["--node-lease-renew-seconds", "2"])
-        .arg("--data-dir")
-        .arg(root.join(name))
-        .env("RUST_LOG", "warn");
+        cmd.args(["--name", name, "--master", &masters, "--token", &token])
+            .args(["--ca-hash", &ca_hash, "--kubelet-port", "0"])
+            .args(["--node-cluster-cidr", &args.cluster_cidr])
+            .args(["--service-cluster-ip-range", &args.service_cluster_ip_range])
+            // Faults, not this machine's disk, are what the run is about.
+            .args(["--disk-pressure-percent", "0"])
+            .args(["--node-lease-renew-seconds", "2"])
+            .arg("--data-dir")
+            .arg(root.join(name))
+            .env("RUST_LOG", "warn");
         let process = Target::Node(i).name();
         cluster.spawn_extra(&process, cmd, &root.join(format!("{process}.log")))?;
     }
