@@ -552,6 +552,44 @@ pub async fn exec_collects_output_and_exit_code(f: &dyn RuntimeFactory, dir: &Pa
             check(code == 5 && so == b"early\n" && se == b"late\n", || {
                 format!("exec_streaming: {code} {so:?} {se:?}")
             })?;
+            // exec_streaming streams: the first line arrives while the command still runs
+            // (it waits for a file that only a second exec, made after that line came,
+            // creates), so an exec that collected until the end would time out here.
+            let go = format!(
+                "/tmp/navarch-exec-stream-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            );
+            let script =
+                format!("echo first; while [ ! -e {go} ]; do sleep 0.05; done; echo second");
+            let mut waiting = ExecRequest::new(&["sh", "-c", &script]);
+            waiting.timeout = Duration::from_secs(20);
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            let drive = async {
+                let first = rx.recv().await;
+                let first_ok =
+                    matches!(&first, Some(crate::ExecChunk::Stdout(b)) if b == b"first\n");
+                let touched = rt.exec(&id, ExecRequest::new(&["touch", &go])).await;
+                let mut rest = Vec::new();
+                while let Some(crate::ExecChunk::Stdout(b)) = rx.recv().await {
+                    rest.extend(b);
+                }
+                (first, first_ok, touched, rest)
+            };
+            let (code, (first, first_ok, touched, rest)) =
+                tokio::join!(rt.exec_streaming(&id, waiting, tx), drive);
+            let _ = rt.exec(&id, ExecRequest::new(&["rm", "-f", &go])).await;
+            check(first_ok, || {
+                format!("exec_streaming: the first line came as {first:?}, the exec ended {code:?}")
+            })?;
+            check(
+                matches!(touched, Ok(ref o) if o.exit_code == 0)
+                    && matches!(code, Ok(0))
+                    && rest == b"second\n",
+                || format!("exec_streaming after the file: {touched:?} {code:?} {rest:?}"),
+            )?;
             // An exec past its timeout is an error, and its command does not linger.
             let mut slow = ExecRequest::new(&["sleep", "997"]);
             slow.timeout = Duration::from_millis(300);

@@ -4,7 +4,8 @@
 //! shim as the `process` runtime ([`crate::shim`], verb `oci-start`), which runs `runc create`
 //! with its log pipes as the container's stdio and `runc start`, then copies output into the
 //! rotated log, reaps the process and records its exit; `stop` is `runc kill` TERM, then KILL
-//! after the grace period; `exec` is `runc exec`; `remove` is `runc delete --force`. State is
+//! after the grace period; `exec` is `runc exec` (its output streamed as the command writes
+//! it, or collected); `remove` is `runc delete --force`. State is
 //! in `<state>/containers/<id>/` (`spec.json`, `oci.json`, `config.json`, the records of the
 //! `process` runtime) and runc's own in `<state>/runc`.
 
@@ -25,7 +26,7 @@ use crate::container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 use crate::image::ImageStore;
 use crate::lifecycle::{self, claim_start, Plan, KILL_WAIT};
 use crate::plan::resolve;
-use crate::process::{alive, mount_overlay, run_shim};
+use crate::process::{alive, mount_overlay, pump, run_shim};
 use crate::spec::{ContainerId, ContainerSpec, ExecOutput, ExecRequest};
 use crate::state::{self, read_json, write_json};
 use crate::status::{ContainerState, ContainerStatus, StartedRecord, StopRecord};
@@ -465,6 +466,24 @@ impl ExecGuard {
             );
         }
     }
+
+    /// The exec ended with `exit_code`: an error if runc failed before the command ran (no
+    /// pid file: not found, the container went away), named by what runc wrote to stderr.
+    fn finished(
+        &mut self,
+        id: &ContainerId,
+        exit_code: i32,
+        stderr: &[u8],
+    ) -> Result<(), RuntimeError> {
+        self.done = true;
+        if !self.pid_file.exists() && exit_code != 0 {
+            return Err(RuntimeError::Shim {
+                id: id.clone(),
+                reason: format!("runc exec: {}", String::from_utf8_lossy(stderr).trim()),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Drop for ExecGuard {
@@ -501,6 +520,70 @@ fn exec_process(
     process.set_env(Some(env));
     process.set_args(Some(request.command.clone()));
     Ok(process)
+}
+
+impl OciRuntime {
+    /// Starts `runc exec` of `request` in the running container `id`, its stdin fed and its
+    /// stdout and stderr piped; the guard kills the command if the exec is dropped.
+    async fn spawn_exec(
+        &self,
+        id: &ContainerId,
+        request: &ExecRequest,
+    ) -> Result<(tokio::process::Child, ExecGuard), RuntimeError> {
+        let st = self.status(id).await?;
+        if st.state != ContainerState::Running {
+            return Err(RuntimeError::InvalidState {
+                id: id.clone(),
+                state: st.state.as_str(),
+                op: "exec",
+            });
+        }
+        if request.command.is_empty() {
+            return Err(RuntimeError::InvalidSpec {
+                id: id.to_string(),
+                reason: "an exec needs a command".into(),
+            });
+        }
+        let inner = &self.inner;
+        let pid_file = inner.dir(id).join(format!(
+            "exec-{}-{}.pid",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        // The container's process with the exec's argv and its env over the container's
+        // (runc's `--env` would append duplicates that the container's values shadow).
+        let process_file = pid_file.with_extension("json");
+        let guard = ExecGuard {
+            pid_file: pid_file.clone(),
+            process_file: process_file.clone(),
+            done: false,
+        };
+        let owned = (id.clone(), request.clone(), process_file);
+        self.blocking(move |i| {
+            let (id, request, file) = owned;
+            let process = exec_process(&i.dir(&id).join(CONFIG), &id, &request)?;
+            write_json(&file, &process)
+        })
+        .await?;
+        let mut cmd = tokio::process::Command::new(&inner.runc);
+        cmd.arg("--root").arg(inner.runc_root()).arg("exec");
+        cmd.arg("--pid-file").arg(&pid_file);
+        cmd.arg("--process").arg(&guard.process_file);
+        cmd.arg(id.as_str());
+        cmd.stdin(crate::process::stdin_of(request))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+            id: id.clone(),
+            reason: format!("spawn runc exec: {e}"),
+        })?;
+        crate::process::feed_stdin(&mut child, request.stdin.clone());
+        Ok((child, guard))
+    }
 }
 
 impl ContainerRuntime for OciRuntime {
@@ -566,58 +649,7 @@ impl ContainerRuntime for OciRuntime {
         request: ExecRequest,
     ) -> RuntimeFuture<'a, ExecOutput> {
         Box::pin(async move {
-            let st = self.status(id).await?;
-            if st.state != ContainerState::Running {
-                return Err(RuntimeError::InvalidState {
-                    id: id.clone(),
-                    state: st.state.as_str(),
-                    op: "exec",
-                });
-            }
-            if request.command.is_empty() {
-                return Err(RuntimeError::InvalidSpec {
-                    id: id.to_string(),
-                    reason: "an exec needs a command".into(),
-                });
-            }
-            let inner = &self.inner;
-            let pid_file = inner.dir(id).join(format!(
-                "exec-{}-{}.pid",
-                std::process::id(),
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos()
-            ));
-            // The container's process with the exec's argv and its env over the container's
-            // (runc's `--env` would append duplicates that the container's values shadow).
-            let process_file = pid_file.with_extension("json");
-            let mut guard = ExecGuard {
-                pid_file: pid_file.clone(),
-                process_file: process_file.clone(),
-                done: false,
-            };
-            let owned = (id.clone(), request.clone(), process_file);
-            self.blocking(move |i| {
-                let (id, request, file) = owned;
-                let process = exec_process(&i.dir(&id).join(CONFIG), &id, &request)?;
-                write_json(&file, &process)
-            })
-            .await?;
-            let mut cmd = tokio::process::Command::new(&inner.runc);
-            cmd.arg("--root").arg(inner.runc_root()).arg("exec");
-            cmd.arg("--pid-file").arg(&pid_file);
-            cmd.arg("--process").arg(&guard.process_file);
-            cmd.arg(id.as_str());
-            cmd.stdin(crate::process::stdin_of(&request))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
-                id: id.clone(),
-                reason: format!("spawn runc exec: {e}"),
-            })?;
-            crate::process::feed_stdin(&mut child, request.stdin.clone());
+            let (child, mut guard) = self.spawn_exec(id, &request).await?;
             let out = match tokio::time::timeout(request.timeout, child.wait_with_output()).await {
                 Ok(out) => out.map_err(|e| RuntimeError::Shim {
                     id: id.clone(),
@@ -631,22 +663,46 @@ impl ContainerRuntime for OciRuntime {
                     });
                 }
             };
-            guard.done = true;
-            let ran = pid_file.exists();
-            drop(guard);
             let exit_code = out.status.code().unwrap_or(crate::shim::EXEC_FAILED);
-            if !ran && exit_code != 0 {
-                // runc failed before the command ran (not found, the container went away).
-                return Err(RuntimeError::Shim {
-                    id: id.clone(),
-                    reason: format!("runc exec: {}", String::from_utf8_lossy(&out.stderr).trim()),
-                });
-            }
+            guard.finished(id, exit_code, &out.stderr)?;
             Ok(ExecOutput {
                 stdout: out.stdout,
                 stderr: out.stderr,
                 exit_code,
             })
+        })
+    }
+
+    fn exec_streaming<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        request: ExecRequest,
+        output: tokio::sync::mpsc::Sender<crate::ExecChunk>,
+    ) -> RuntimeFuture<'a, i32> {
+        Box::pin(async move {
+            let (mut child, mut guard) = self.spawn_exec(id, &request).await?;
+            let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+            let head = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let run = async {
+                let out = pump(stdout, output.clone(), crate::ExecChunk::Stdout, None);
+                let err = pump(stderr, output, crate::ExecChunk::Stderr, Some(head.clone()));
+                let (_, _, status) = tokio::join!(out, err, child.wait());
+                status
+            };
+            let status = tokio::time::timeout(request.timeout, run)
+                .await
+                .map_err(|_| RuntimeError::ExecTimeout {
+                    id: id.clone(),
+                    timeout_ms: request.timeout.as_millis() as u64,
+                })?
+                .map_err(|e| RuntimeError::Shim {
+                    id: id.clone(),
+                    reason: format!("runc exec: {e}"),
+                })?;
+            let exit_code = status.code().unwrap_or(crate::shim::EXEC_FAILED);
+            let said = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            guard.finished(id, exit_code, &said)?;
+            Ok(exit_code)
         })
     }
 

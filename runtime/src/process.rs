@@ -619,7 +619,7 @@ impl ContainerRuntime for ProcessRuntime {
 /// Copies a pipe of an exec to `output` as it comes; the first bytes of stderr are kept in
 /// `head` (the shim's own failure starts there). Once `output` is closed the rest is read
 /// and dropped, so the command never blocks on a full pipe.
-async fn pump(
+pub(crate) async fn pump(
     pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     output: tokio::sync::mpsc::Sender<ExecChunk>,
     wrap: fn(Vec<u8>) -> ExecChunk,
