@@ -4,9 +4,11 @@
 //! carries it out as `deployment-controller`. Before it decides again, the caches must show
 //! every ReplicaSet it wrote at the revision the write returned (read-your-writes): a step
 //! is never computed from a cache that misses the previous step, even across the actor's
-//! restarts (the revisions are the controller's, not the actor's).
+//! restarts (the revisions are the controller's, not the actor's). A Deployment held back
+//! by a write of its namespace (its own or another Deployment's) is looked at again once
+//! the caches show that write, or once the write is too old to wait for.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -52,9 +54,9 @@ pub struct Shared {
     pods: Cache,
     client: Arc<dyn Client>,
     recorder: Recorder,
-    /// ReplicaSets written, by `namespace/name`: the revision the caches must reach
-    /// before their Deployment decides again.
-    written: Mutex<HashMap<String, (u64, i64)>>,
+    /// The ReplicaSets written that the caches do not show yet, and the Deployments held
+    /// back meanwhile.
+    writes: Mutex<Writes>,
     handle: OnceLock<KindHandle<Rereading<DeploymentLogic>>>,
     requeues: Arc<feed::Requeues>,
 }
@@ -63,13 +65,30 @@ fn rv(obj: &Value) -> u64 {
     meta::resource_version(obj).parse().unwrap_or(0)
 }
 
+/// What the controller remembers of its writes, under one lock: a step held back and the
+/// cache event that catches the namespace up cannot miss each other.
+#[derive(Debug, Default)]
+struct Writes {
+    /// ReplicaSets written, by `namespace/name`: the revision the caches must reach
+    /// before any Deployment of the namespace decides again, and when it was written.
+    pending: HashMap<String, (u64, i64)>,
+    /// Deployments whose step was held back, by namespace: looked at again once the
+    /// caches caught up (a pending write is not necessarily theirs, so the write's own
+    /// cache event does not poke them).
+    held: HashMap<String, BTreeSet<ObjectKey>>,
+}
+
 impl Shared {
-    /// Whether the caches show every ReplicaSet this controller wrote in `namespace`.
-    fn caught_up(&self, namespace: &str) -> bool {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+    fn writes(&self) -> std::sync::MutexGuard<'_, Writes> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the caches show every ReplicaSet this controller wrote in `namespace`;
+    /// forgets the writes they show (and those too old to wait for).
+    fn caught_up(&self, writes: &mut Writes, namespace: &str) -> bool {
         let prefix = format!("{namespace}/");
         let now = self.ctx.now();
-        written.retain(|key, (want, at)| {
+        writes.pending.retain(|key, (want, at)| {
             if !key.starts_with(&prefix) {
                 return true;
             }
@@ -84,15 +103,56 @@ impl Shared {
                 .get(Some(namespace), name)
                 .is_none_or(|rs| rv(&rs) < *want)
         });
-        !written.keys().any(|k| k.starts_with(&prefix))
+        !writes.pending.keys().any(|k| k.starts_with(&prefix))
+    }
+
+    /// `None` when the caches show every write of `key`'s namespace. Otherwise holds `key`
+    /// back until they do, and says when the oldest pending write stops holding it back
+    /// (no cache event may ever say so: a write deleted before the caches saw it).
+    fn hold_back(&self, key: &ObjectKey) -> Option<Duration> {
+        let ns = key.namespace().unwrap_or("");
+        let mut writes = self.writes();
+        if self.caught_up(&mut writes, ns) {
+            return None;
+        }
+        writes
+            .held
+            .entry(ns.to_string())
+            .or_default()
+            .insert(key.clone());
+        let prefix = format!("{ns}/");
+        let oldest = writes
+            .pending
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, (_, at))| *at)
+            .min()
+            .unwrap_or(0);
+        let after = (oldest + WRITE_VISIBLE_WITHIN + 1 - self.ctx.now()).max(1);
+        Some(Duration::from_secs(after as u64))
+    }
+
+    /// The Deployments held back in `namespace` (in every namespace for `None`) whose
+    /// caches caught up since: no longer held, to be looked at again.
+    fn released(&self, namespace: Option<&str>) -> Vec<ObjectKey> {
+        let mut writes = self.writes();
+        let namespaces: Vec<String> = match namespace {
+            Some(ns) if writes.held.contains_key(ns) => vec![ns.to_string()],
+            Some(_) => Vec::new(),
+            None => writes.held.keys().cloned().collect(),
+        };
+        let mut out = Vec::new();
+        for ns in namespaces {
+            if self.caught_up(&mut writes, &ns) {
+                out.extend(writes.held.remove(&ns).unwrap_or_default());
+            }
+        }
+        out
     }
 
     fn wrote(&self, obj: &Value) {
         let key = format!("{}/{}", meta::namespace(obj), meta::name(obj));
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (rv(obj), self.ctx.now()));
+        self.writes().pending.insert(key, (rv(obj), self.ctx.now()));
     }
 }
 
@@ -131,8 +191,20 @@ impl Reread for DeploymentLogic {
         let Some(d) = s.deployments.get(Some(ns), state.key.name()) else {
             return Ok(Vec::new());
         };
-        if !s.caught_up(ns) {
-            // The cache event of the pending write pokes this actor again.
+        if let Some(at_most) = s.hold_back(&state.key) {
+            // The cache event that shows the pending writes releases it (`feed_replicasets`);
+            // a write the caches never show stops holding it back after `at_most`.
+            state.summary =
+                "held back: a ReplicaSet write of its namespace is not in the cache yet"
+                    .to_string();
+            if let Some(h) = s.handle.get() {
+                s.requeues.after(
+                    h.clone(),
+                    state.key.clone(),
+                    at_most,
+                    DeploymentEvent::Resync,
+                );
+            }
             return Ok(Vec::new());
         }
         let replica_sets = s.replica_sets.list_namespace(ns);
@@ -285,7 +357,7 @@ impl DeploymentController {
             pods: ctx.cache(pods()),
             client: ctx.clients.client(&DEPLOYMENT_CONTROLLER),
             recorder: ctx.recorder(&DEPLOYMENT_CONTROLLER),
-            written: Mutex::new(HashMap::new()),
+            writes: Mutex::new(Writes::default()),
             handle: OnceLock::new(),
             requeues: feed::Requeues::new(ctx.clock.clone()),
         });
@@ -355,6 +427,14 @@ async fn feed_replicasets(s: Arc<Shared>, mut sub: Subscription) {
                 .filter_map(|d| key_of(d))
                 .collect(),
         };
+        // The Deployments held back by writes this change may have brought into the cache.
+        let namespace = match &event {
+            CacheEvent::Added(rs)
+            | CacheEvent::Deleted(rs)
+            | CacheEvent::Updated { new: rs, .. } => Some(meta::namespace(rs)),
+            CacheEvent::Resynced { .. } | CacheEvent::Lagged(_) => None,
+        };
+        keys.extend(s.released(namespace));
         keys.sort();
         keys.dedup();
         for key in keys {
