@@ -5,7 +5,8 @@
 //! the background (the store batches them into few Raft entries); a pod counts as assumed
 //! on its node until the binding shows in the cache or fails. An unschedulable pod gets
 //! `PodScheduled=False` and a `FailedScheduling` event, and is tried again when the cluster
-//! changes (a node added or changed, a pod gone), never in a loop.
+//! changes (a node added or changed, a pod gone), never in a loop. A failed binding is tried
+//! again after a pause, unless its pod is gone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -55,10 +56,12 @@ pub enum SchedulerEvent {
     PodRemoved(Arc<Value>),
     NodeChanged(Arc<Value>),
     NodeRemoved(Arc<Value>),
-    /// A binding failed; `bound` when the pod turned out to be bound already.
+    /// A binding failed; `bound` when the pod turned out to be bound already, `gone` when
+    /// it no longer exists (the binding answered NotFound, or the cache saw it deleted).
     BindFailed {
         pod: Arc<Value>,
         bound: bool,
+        gone: bool,
     },
     /// Try the unschedulable pods again (after a failed binding's backoff).
     Retry,
@@ -270,9 +273,15 @@ impl SingletonLogic for SchedulerLogic {
                 state.fingerprints.remove(name);
                 state.cluster.remove_node(name);
             }
-            SchedulerEvent::BindFailed { pod, bound } => {
+            SchedulerEvent::BindFailed { pod, bound, gone } => {
                 state.cluster.forget(&pod);
-                if !bound {
+                if gone {
+                    // Nothing to place any more; its removal (seen or to come) forgets the
+                    // rest.
+                    let key = pod_key(&pod);
+                    state.unschedulable.remove(&key);
+                    state.reported.remove(&key);
+                } else if !bound {
                     // Tried again after a pause, with the cluster as it is then.
                     state.unschedulable.insert(pod_key(&pod), pod);
                     out.push(SchedulerAction::RetryLater);
@@ -316,6 +325,8 @@ impl SnapshotSource<Snapshot> for CacheSnapshot {
 
 struct SchedulerEffects {
     client: Arc<dyn Client>,
+    /// The pod cache, to tell a binding that failed because its pod is gone.
+    pods: Cache,
     recorder: Recorder,
     ctx: Ctx,
     permits: Arc<Semaphore>,
@@ -334,6 +345,7 @@ impl Effects<SchedulerAction> for SchedulerEffects {
             let recorder = self.recorder.clone();
             let me = self.me.clone();
             let permits = self.permits.clone();
+            let pod_cache = self.pods.clone();
             match action {
                 SchedulerAction::Bind { pod, node } => {
                     // Only the wait for a permit holds the actor: at most this many
@@ -352,9 +364,15 @@ impl Effects<SchedulerAction> for SchedulerEffects {
                                 Ok(()) => recorder.record(scheduler::scheduled_event(&pod, &node)),
                                 Err(e) => {
                                     let bound = e.is_conflict();
-                                    tracing::debug!(pod = %name, node = %node, error = %e, "binding failed");
+                                    // Deleted (and maybe created again under its name):
+                                    // never to be retried.
+                                    let gone = e.is_not_found()
+                                        || pod_cache
+                                            .get(Some(&ns), &name)
+                                            .is_none_or(|p| meta::uid(&p) != meta::uid(&pod));
+                                    tracing::debug!(pod = %name, node = %node, gone, error = %e, "binding failed");
                                     if let Some(me) = me.get() {
-                                        let _ = me.try_send(SchedulerEvent::BindFailed { pod, bound });
+                                        let _ = me.try_send(SchedulerEvent::BindFailed { pod, bound, gone });
                                     }
                                 }
                             }
@@ -436,6 +454,7 @@ impl Scheduler {
         let me = Arc::new(OnceLock::new());
         let effects = SchedulerEffects {
             client: ctx.clients.client(&SCHEDULER),
+            pods: pod_cache.clone(),
             recorder: ctx.recorder(&SCHEDULER),
             ctx: ctx.clone(),
             permits: Arc::new(Semaphore::new(MAX_BINDINGS_IN_FLIGHT)),

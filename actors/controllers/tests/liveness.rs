@@ -347,3 +347,90 @@ async fn a_deployment_held_back_by_another_ones_write_gets_its_replica_set() {
     .await;
     assert_eq!(owned_by(&list(&fake, replicasets).await, "first").len(), 1);
 }
+
+#[actix_rt::test]
+async fn a_pod_deleted_while_its_binding_is_in_flight_is_dropped_not_retried() {
+    let fake = Arc::new(FakeClient::new());
+    let faulty = Faulty::new(fake.clone(), None);
+    let (root, clock, _cp) = start(&faulty).await;
+    let pods = kind("", "pods");
+    let w = WriteOptions::default();
+    let heartbeat = navarch_model::time::format_rfc3339(
+        clock
+            .wall()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    );
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n0"},
+        "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                   "conditions": [{"type": "Ready", "status": "True",
+                                   "lastHeartbeatTime": heartbeat}]}});
+    fake.create(kind("", "nodes"), None, node, &w)
+        .await
+        .unwrap();
+    let scheduler = ActorPath::parse("/test/controllers/scheduler").unwrap();
+    // Asked through its mailbox: the summary after what was queued before.
+    let summary = || async {
+        root.registry()
+            .refresh(&scheduler, Duration::from_secs(5))
+            .await;
+        root.registry()
+            .get(&scheduler)
+            .map(|i| i.summary)
+            .unwrap_or_default()
+    };
+
+    // The binding of `gone` is in flight when the pod is deleted, and the scheduler has
+    // seen the deletion (the pod no longer counts) before the binding answers NotFound.
+    faulty.hold_binds(true);
+    fake.create(pods, Some("default"), pod("gone"), &w)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the binding of gone sent",
+        || async { faulty.binds.lock().unwrap().contains(&"gone".to_string()) },
+    )
+    .await;
+    fake.delete(pods, Some("default"), "gone", &DeleteOptions::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the deletion handled", || async {
+        summary().await.contains("pods counted 0")
+    })
+    .await;
+    faulty.hold_binds(false);
+    eventually(Duration::from_secs(10), "the binding failed", || async {
+        faulty
+            .bound
+            .lock()
+            .unwrap()
+            .contains(&("gone".to_string(), false))
+    })
+    .await;
+    // The failure is in the scheduler's mailbox, before the question.
+    let after = summary().await;
+    assert!(
+        after.contains("pods counted 0, bound 0, unschedulable 0"),
+        "the pod that is gone waits to be placed: {after}"
+    );
+    // Time passes: nothing tries to bind it again.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(1));
+        tokio::task::yield_now().await;
+    }
+    fake.create(pods, Some("default"), pod("last"), &w)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "last bound", || async {
+        faulty
+            .bound
+            .lock()
+            .unwrap()
+            .contains(&("last".to_string(), true))
+    })
+    .await;
+    let binds = faulty.binds.lock().unwrap().clone();
+    assert_eq!(binds, ["gone", "last"]);
+}

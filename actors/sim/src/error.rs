@@ -32,4 +32,9 @@ impl ApiError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, ApiError::Conflict { .. })
     }
+
+    /// Whether the object is not there (a binding's pod deleted).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::NotFound { .. })
+    }
 }

@@ -2,7 +2,8 @@
 //! `ClusterState` kept from the node and pod caches (rebuilt from them on a restart), each
 //! pending pod placed by the core and assumed on its node until the binding shows or
 //! fails, unschedulable pods tried again when the cluster changes, a failed binding tried
-//! again after 1 s. Bindings are requests of their own, sent while the scheduler goes on.
+//! again after 1 s unless its pod is gone. Bindings are requests of their own, sent while
+//! the scheduler goes on.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler (re)started: rebuilt from freshly listed caches, then every pending
     /// pod tried. `retry_gone`: a pod whose binding failed goes back among the
-    /// unschedulable even if the cache saw it deleted (the shell today).
+    /// unschedulable even when it is gone (the shell before its fix).
     pub fn start(api: &Api, schedule: ScheduleFn, retry_gone: bool) -> Scheduler {
         let (nodes, _) = Informer::listed(Kind::Node, api);
         let (pods, _) = Informer::listed(Kind::Pod, api);
@@ -237,11 +238,13 @@ impl Scheduler {
             Err(e) => {
                 env.log(format!("sched: bind {name} to {node} -> {e}"));
                 self.cluster.forget(&pod);
-                let cached = self
-                    .pods
-                    .get(&name)
-                    .is_some_and(|p| meta::uid(p) == meta::uid(&pod));
-                if !e.is_conflict() && (cached || self.retry_gone) {
+                // Gone: the binding answered NotFound, or the cache saw it deleted.
+                let gone = e.is_not_found()
+                    || self
+                        .pods
+                        .get(&name)
+                        .is_none_or(|p| meta::uid(p) != meta::uid(&pod));
+                if !e.is_conflict() && (!gone || self.retry_gone) {
                     self.unschedulable.insert(pod_key(&pod), pod);
                     let at = env.now_ms + 1000;
                     self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
