@@ -3,7 +3,9 @@
 //! asks `navarch_logic::replicaset` what to do, and does it through the API as
 //! `replicaset-controller`. Expectations live in the controller, not the actor, so an actor
 //! restarted mid-scale waits for its predecessor's creates to show instead of repeating
-//! them.
+//! them. A step with a failed write (a create, a delete, an adoption, the status) is
+//! followed by another look after a backoff that doubles with each such step in a row, as
+//! Kubernetes' workqueue rate limiter requeues a failed sync.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,6 +40,20 @@ fn pods() -> &'static Kind {
 /// The pod cache index of pods without a controller, by namespace (adoption candidates).
 pub const ORPHANS_BY_NAMESPACE: &str = "orphans-by-namespace";
 
+/// The look again after a step whose writes failed: 1 s (as the Deployment shell's),
+/// doubled for each such step in a row, up to [`RETRY_MAX`] (Kubernetes' workqueue rate
+/// limiter: 5 ms doubled up to 1000 s).
+pub const RETRY_BASE: Duration = Duration::from_secs(1);
+
+/// The longest backoff after failed writes.
+pub const RETRY_MAX: Duration = Duration::from_secs(1000);
+
+/// The backoff after the `failures`-th step in a row with a failed write (from 1).
+pub fn retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (RETRY_BASE * (1u32 << doublings)).min(RETRY_MAX)
+}
+
 /// What the controller keeps across its actors' restarts.
 pub struct Shared {
     ctx: Ctx,
@@ -49,6 +65,8 @@ pub struct Shared {
     expectations: Mutex<HashMap<String, Expectations>>,
     /// The last create failure, by ReplicaSet uid (the `ReplicaFailure` condition).
     failures: Mutex<HashMap<String, String>>,
+    /// Steps in a row whose writes failed, by ReplicaSet: its backoff.
+    failed_steps: Mutex<HashMap<ObjectKey, u32>>,
     handle: OnceLock<KindHandle<Rereading<ReplicaSetLogic>>>,
     requeues: Arc<feed::Requeues>,
 }
@@ -66,6 +84,18 @@ impl Shared {
     fn with_expectations(&self, uid: &str, f: impl FnOnce(&mut Expectations)) {
         let mut all = self.expectations.lock().unwrap_or_else(|p| p.into_inner());
         f(all.entry(uid.to_string()).or_default());
+    }
+
+    /// Counts a step's outcome for `key`; after a failed one, the backoff to look again.
+    fn step_done(&self, key: &ObjectKey, failed: bool) -> Option<Duration> {
+        let mut all = self.failed_steps.lock().unwrap_or_else(|p| p.into_inner());
+        if !failed {
+            all.remove(key);
+            return None;
+        }
+        let n = all.entry(key.clone()).or_default();
+        *n = n.saturating_add(1);
+        Some(retry_after(*n))
     }
 
     fn set_failure(&self, uid: &str, failure: Option<String>) {
@@ -110,6 +140,7 @@ impl Reread for ReplicaSetLogic {
     fn step(&self, state: &mut RereadState) -> Decision<Step> {
         let s = &self.shared;
         let Some(rs) = s.rs_cache.get(state.key.namespace(), state.key.name()) else {
+            s.step_done(&state.key, false);
             return Ok(Vec::new());
         };
         let uid = meta::uid(&rs).to_string();
@@ -148,12 +179,13 @@ impl Reread for ReplicaSetLogic {
     }
 }
 
-/// Carries a step out through the API.
+/// Carries a step out through the API; a failed write brings another look after a backoff.
 async fn perform_step(s: &Arc<Shared>, step: Step) {
     let rs = &step.replica_set;
     let uid = meta::uid(rs).to_string();
     let ns = meta::namespace(rs).to_string();
     let opts = WriteOptions::default();
+    let mut failed = false;
     for action in step.plan.actions {
         match action {
             ReplicaSetAction::SetOwners {
@@ -173,6 +205,7 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
                     .await
                 {
                     tracing::debug!(pod = %pod.name, error = %e, "pod ownership not changed");
+                    failed = true;
                 }
             }
             ReplicaSetAction::CreatePods { count, pod } => {
@@ -186,7 +219,7 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
                 let create = feed::keeping_correlation(async move {
                     create_pods(&s, &rs, &uid, &ns, count, pod).await
                 });
-                let _ = tokio::spawn(create).await;
+                failed |= tokio::spawn(create).await.unwrap_or(true);
             }
             ReplicaSetAction::DeletePods(victims) => {
                 let now = s.ctx.now();
@@ -198,7 +231,7 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
                     feed::keeping_correlation(
                         async move { delete_pods(&s, &uid, &ns, victims).await },
                     );
-                let _ = tokio::spawn(delete).await;
+                failed |= tokio::spawn(delete).await.unwrap_or(true);
             }
             ReplicaSetAction::UpdateStatus(obj) => {
                 let name = meta::name(&obj).to_string();
@@ -214,20 +247,32 @@ async fn perform_step(s: &Arc<Shared>, step: Step) {
                     )
                     .await
                 {
-                    // A conflict means a newer ReplicaSet is on its way to this actor.
+                    // A conflict means a newer ReplicaSet is on its way to this actor; any
+                    // other failure would leave the status stale without another look.
                     tracing::debug!(replicaset = %name, error = %e, "status not updated");
+                    failed = true;
                 }
             }
             ReplicaSetAction::Event(e) => s.recorder.record(e),
         }
+    }
+    if let Some(backoff) = s.step_done(&step.key, failed) {
+        tracing::debug!(replicaset = %step.key, backoff_ms = backoff.as_millis() as u64, "a write failed, looking again later");
+        requeue(s, step.key.clone(), backoff);
     }
     if let Some(after) = step.plan.requeue_after {
         requeue(s, step.key, Duration::from_secs(after.max(1) as u64));
     }
 }
 
-/// Deletes `victims` (each at its uid); the caller set the expectations.
-async fn delete_pods(s: &Arc<Shared>, uid: &str, ns: &str, victims: Vec<replicaset::PodRef>) {
+/// Deletes `victims` (each at its uid); the caller set the expectations. Whether a delete
+/// failed.
+async fn delete_pods(
+    s: &Arc<Shared>,
+    uid: &str,
+    ns: &str,
+    victims: Vec<replicaset::PodRef>,
+) -> bool {
     let uid = uid.to_string();
     let ns = ns.to_string();
     let results = join_all(victims.iter().map(|v| {
@@ -241,19 +286,29 @@ async fn delete_pods(s: &Arc<Shared>, uid: &str, ns: &str, victims: Vec<replicas
         async move { client.delete(pods(), Some(&ns), &name, &opts).await }
     }))
     .await;
+    let mut failed = false;
     for (v, r) in victims.iter().zip(results) {
         if let Err(e) = r {
             // It will not be observed gone (or is gone already).
             tracing::debug!(pod = %v.name, error = %e, "pod not deleted");
             s.with_expectations(&uid, |x| x.deletion_observed(&v.uid));
+            failed = true;
         }
     }
+    failed
 }
 
 /// Creates `count` pods in batches of 1, 2, 4, ... (Kubernetes' slow start), stopping at the
 /// first batch with a failure; the caller set the expectations, lowered here for every
-/// create that failed or was never sent.
-async fn create_pods(s: &Arc<Shared>, rs: &Value, uid: &str, ns: &str, count: usize, pod: Value) {
+/// create that failed or was never sent. Whether a create failed.
+async fn create_pods(
+    s: &Arc<Shared>,
+    rs: &Value,
+    uid: &str,
+    ns: &str,
+    count: usize,
+    pod: Value,
+) -> bool {
     let involved = navarch_logic::events::ObjectRef::to(rs, "apps/v1", "ReplicaSet");
     let mut remaining = count;
     let mut batch = 1;
@@ -299,7 +354,9 @@ async fn create_pods(s: &Arc<Shared>, rs: &Value, uid: &str, ns: &str, count: us
         }
         batch *= 2;
     }
+    let failed = failure.is_some();
     s.set_failure(uid, failure);
+    failed
 }
 
 fn requeue(s: &Arc<Shared>, key: ObjectKey, after: Duration) {
@@ -354,6 +411,7 @@ impl ReplicaSetController {
             recorder: ctx.recorder(&REPLICASET_CONTROLLER),
             expectations: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            failed_steps: Mutex::new(HashMap::new()),
             handle: OnceLock::new(),
             requeues: feed::Requeues::new(ctx.clock.clone()),
         });

@@ -434,3 +434,51 @@ async fn a_pod_deleted_while_its_binding_is_in_flight_is_dropped_not_retried() {
     let binds = faulty.binds.lock().unwrap().clone();
     assert_eq!(binds, ["gone", "last"]);
 }
+
+#[actix_rt::test]
+async fn a_replica_set_whose_writes_failed_looks_again_and_reaches_its_replicas() {
+    let fake = Arc::new(FakeClient::new());
+    let faulty = Faulty::new(fake.clone(), None);
+    let (_root, clock, _cp) = start(&faulty).await;
+    let (replicasets, pods) = (kind("apps", "replicasets"), kind("", "pods"));
+    // An outage: the first pod create and the status write after it fail (no cache event
+    // follows either).
+    faulty.fail_next(Write::Create, "pods", 1);
+    faulty.fail_next(Write::Status, "replicasets", 1);
+    let rs = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        }
+    });
+    fake.create(replicasets, Some("default"), rs, &WriteOptions::default())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "both writes failed", || async {
+        faulty.failed() == 2
+    })
+    .await;
+    assert!(list(&fake, pods).await.is_empty());
+    // Only time passes, a second at each look: the ReplicaSet looks again after its
+    // backoff, creates its pods and reports them.
+    eventually(
+        Duration::from_secs(10),
+        "2 pods, status.replicas = 2",
+        || {
+            clock.advance(Duration::from_secs(1));
+            let fake = fake.clone();
+            async move {
+                let rs = fake
+                    .get(replicasets, Some("default"), "web", &GetOptions::default())
+                    .await
+                    .unwrap();
+                list(&fake, pods).await.len() == 2 && rs["status"]["replicas"] == 2
+            }
+        },
+    )
+    .await;
+}

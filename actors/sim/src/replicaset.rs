@@ -1,8 +1,10 @@
 //! The ReplicaSet controller's shell, simulated as `navarch-controllers`' is built: caches
 //! of ReplicaSets and pods, expectations per ReplicaSet uid settled by pod events, the
 //! pure step on what the caches show, creates in slow-start batches that stop at the
-//! first failed batch, deletes with uid preconditions, status writes, requeues. Each API
-//! request is one step of the schedule, so other components act between them.
+//! first failed batch, deletes with uid preconditions, status writes, requeues (and after
+//! a step with a failed write, a look again after a backoff that doubles with each such
+//! step in a row). Each API request is one step of the schedule, so other components act
+//! between them.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -18,6 +20,16 @@ use crate::cores::ReplicaSetCore;
 use crate::env::{Env, Violation};
 use crate::informer::{CacheEvent, Informer};
 use crate::invariants::name::RS_ACTS_ON_ITS_VIEW;
+
+/// The first look again after a step with a failed write, in ms; doubled for each such
+/// step in a row, up to [`RETRY_MAX_MS`] (the shell's `replicaset::retry_after`).
+const RETRY_BASE_MS: i64 = 1000;
+const RETRY_MAX_MS: i64 = 1_000_000;
+
+fn retry_after_ms(failures: u32) -> i64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    (RETRY_BASE_MS << doublings).min(RETRY_MAX_MS)
+}
 
 /// One request still to send.
 #[derive(Debug)]
@@ -56,7 +68,12 @@ pub struct ReplicaSets {
     outbox: VecDeque<Op>,
     /// The ReplicaSet whose step the outbox holds.
     current: String,
-    /// Reproduce the real shell's silence after a failed write (no look again).
+    /// Whether a write of the step in the outbox failed.
+    step_failed: bool,
+    /// Steps in a row with a failed write, by ReplicaSet: its backoff.
+    failed_steps: BTreeMap<String, u32>,
+    /// Reproduce the real shell's silence after a failed write (no look again), before its
+    /// fix.
     forget_failures: bool,
 }
 
@@ -66,7 +83,8 @@ fn exp<'a>(all: &'a mut BTreeMap<String, Expectations>, uid: &str) -> &'a mut Ex
 
 impl ReplicaSets {
     /// A controller (re)started: it lists both kinds and looks at every ReplicaSet.
-    /// `forget_failures`: a failed write is not followed by a look again (the shell today).
+    /// `forget_failures`: a failed write is not followed by a look again (the shell before
+    /// its fix).
     pub fn start(api: &Api, forget_failures: bool) -> ReplicaSets {
         let (rss, _) = Informer::listed(Kind::ReplicaSet, api);
         let (pods, _) = Informer::listed(Kind::Pod, api);
@@ -80,6 +98,8 @@ impl ReplicaSets {
             timers: BTreeMap::new(),
             outbox: VecDeque::new(),
             current: String::new(),
+            step_failed: false,
+            failed_steps: BTreeMap::new(),
             forget_failures,
         }
     }
@@ -237,6 +257,7 @@ impl ReplicaSets {
         core: &mut dyn ReplicaSetCore,
     ) -> Result<(), Violation> {
         let Some(rs) = self.rss.get(name).cloned() else {
+            self.failed_steps.remove(name);
             return Ok(());
         };
         let uid = meta::uid(&rs).to_string();
@@ -317,7 +338,11 @@ impl ReplicaSets {
             *t = (*t).min(at);
         }
         self.current = name.to_string();
+        self.step_failed = false;
         env.log(format!("rs {name}: {}", summary.join("; ")));
+        if self.outbox.is_empty() {
+            self.step_done(env);
+        }
         Ok(())
     }
 
@@ -402,14 +427,31 @@ impl ReplicaSets {
                 }
             }
         };
+        self.step_failed |= failed;
         if done {
             self.outbox.pop_front();
+            if self.outbox.is_empty() {
+                self.step_done(env);
+            }
         }
-        if failed && !self.forget_failures {
-            let at = env.now_ms + 1000;
-            let t = self.timers.entry(self.current.clone()).or_insert(at);
-            *t = (*t).min(at);
+    }
+
+    /// The step in the outbox is carried out: after a failed write, a look again after the
+    /// backoff; otherwise the backoff starts over.
+    fn step_done(&mut self, env: &mut Env) {
+        if !self.step_failed {
+            self.failed_steps.remove(&self.current);
+            return;
         }
+        self.step_failed = false;
+        if self.forget_failures {
+            return;
+        }
+        let n = self.failed_steps.entry(self.current.clone()).or_default();
+        *n = n.saturating_add(1);
+        let at = env.now_ms + retry_after_ms(*n);
+        let t = self.timers.entry(self.current.clone()).or_insert(at);
+        *t = (*t).min(at);
     }
 }
 
