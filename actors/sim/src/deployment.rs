@@ -1,8 +1,8 @@
 //! The Deployment controller's shell, simulated as `navarch-controllers`' is built: caches
 //! of Deployments, ReplicaSets and pods, read-your-writes on the ReplicaSets it wrote
-//! (a step waits until the cache shows them, or 30 s passed), the pure step, its writes in
-//! order stopping at the first failure (then a look again after 1 s), the Deployment's
-//! own update sent at the revision its status write returned.
+//! (a step waits until the cache shows them, or 30 s passed, and is taken again then), the
+//! pure step, its writes in order stopping at the first failure (then a look again after
+//! 1 s), the Deployment's own update sent at the revision its status write returned.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -39,7 +39,7 @@ pub struct Deployments {
     dirty: BTreeSet<String>,
     /// Deployments held back until the caches show this controller's writes.
     held: BTreeSet<String>,
-    /// Reproduce the real shell's drop of a held-back Deployment's poke.
+    /// Reproduce the real shell's drop of a held-back Deployment's poke (before its fix).
     drop_held: bool,
     timers: BTreeMap<String, i64>,
     in_flight: Option<InFlight>,
@@ -51,9 +51,9 @@ fn rv(obj: &Value) -> u64 {
 
 impl Deployments {
     /// A controller (re)started. `drop_held`: a Deployment held back by a write not yet
-    /// in the cache is forgotten, as `navarch-controllers`' shell does today (only the
-    /// writer's Deployment is poked when the write shows); otherwise it is looked at again
-    /// once the caches caught up.
+    /// in the cache is forgotten, as `navarch-controllers`' shell did before its fix (only
+    /// the writer's Deployment is poked when the write shows); otherwise it is looked at
+    /// again once the caches caught up, or the oldest pending write is too old to wait for.
     pub fn start(api: &Api, drop_held: bool) -> Deployments {
         let (deployments, _) = Informer::listed(Kind::Deployment, api);
         let (rss, _) = Informer::listed(Kind::ReplicaSet, api);

@@ -104,33 +104,38 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Stop exploring at the first failure.
     pub stop_at_first_failure: bool,
-    /// How the simulated shells differ from the fixed behaviour.
+    /// Liveness bugs of the shells before their fixes, turned back on.
     pub quirks: ShellQuirks,
 }
 
 /// Behaviours of `navarch-controllers`' shells that the simulation found to break
-/// liveness, reproducible on demand. Off (the default), the simulated shells do what the
-/// fix would; [`ShellQuirks::as_today`] drives the cores as the shells do today.
+/// liveness, as the shells had them before they were fixed, reproducible on demand. Off
+/// (the default), the simulated shells do what the real shells now do;
+/// [`ShellQuirks::as_today`] turns every bug back on, to show the simulation catches them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShellQuirks {
-    /// A Deployment found held back by a ReplicaSet write (of any Deployment of the
-    /// namespace) not yet in the cache is not looked at again until something else pokes
-    /// it: only the writer's Deployment is poked when the write shows. Fixed: it is looked
-    /// at again once the caches caught up.
+    /// Before the fix: a Deployment found held back by a ReplicaSet write (of any
+    /// Deployment of the namespace) not yet in the cache was not looked at again until
+    /// something else poked it: only the writer's Deployment was poked when the write
+    /// showed. Now it is looked at again once the caches caught up, or once the pending
+    /// write is too old to wait for.
     pub deployment_drops_held_pokes: bool,
-    /// A binding that fails because the pod is gone puts the pod back among the
-    /// unschedulable even when its deletion was seen already, and the scheduler tries to
-    /// bind it every second for ever. Fixed: only a pod still in the cache goes back.
+    /// Before the fix: a binding that failed because the pod was gone put the pod back
+    /// among the unschedulable even when its deletion was seen already, and the scheduler
+    /// tried to bind it every second for ever. Now a pod that is gone (the binding answered
+    /// NotFound, or the cache saw it deleted) is dropped.
     pub scheduler_retries_gone_pods: bool,
-    /// A ReplicaSet whose write failed (a create, a delete, its status, for any reason
-    /// but a conflict that brings a newer ReplicaSet) is not looked at again until
-    /// something else pokes it: it may stay short of pods, or report a stale status, for
-    /// ever. Fixed: it is looked at again after 1 s, as the Deployment shell does.
+    /// Before the fix: a ReplicaSet whose write failed (a create, a delete, its status,
+    /// for any reason but a conflict that brings a newer ReplicaSet) was not looked at
+    /// again until something else poked it: it could stay short of pods, or report a
+    /// stale status, for ever. Now a step with a failed write is followed by another look
+    /// after a backoff: 1 s, doubled for each such step in a row, up to 1000 s.
     pub replicaset_forgets_failed_writes: bool,
 }
 
 impl ShellQuirks {
-    /// The shells as they are today.
+    /// The shells as they were before these fixes (every quirk on; the name is from when
+    /// they were the shells of the day).
     pub fn as_today() -> ShellQuirks {
         ShellQuirks {
             deployment_drops_held_pokes: true,
