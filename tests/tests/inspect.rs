@@ -245,7 +245,7 @@ async fn the_inspector_reads_a_node_agent_through_its_master() -> Result<()> {
         d["metadata"]["annotations"]["navarch.io/correlation-id"], rollout,
         "{d}"
     );
-    wait_for(
+    let rolled_out = wait_for(
         Duration::from_secs(90),
         "the rolled-out pod running with the rollout's id",
         || async {
@@ -253,11 +253,11 @@ async fn the_inspector_reads_a_node_agent_through_its_master() -> Result<()> {
             pods["items"]
                 .as_array()?
                 .iter()
-                .any(|p| {
+                .find(|p| {
                     p["status"]["phase"] == "Running"
                         && p["metadata"]["annotations"]["navarch.io/correlation-id"] == rollout
                 })
-                .then_some(())
+                .and_then(|p| p["metadata"]["name"].as_str().map(str::to_string))
         },
     )
     .await?;
@@ -295,20 +295,24 @@ async fn the_inspector_reads_a_node_agent_through_its_master() -> Result<()> {
         );
     }
 
-    // The node's kill switch, through the master: a pod's actor dies and comes back.
+    // The node's kill switch, through the master: a running pod's actor dies and comes
+    // back (the rolled-out one: the old pod's actor goes away with its pod).
     let kill = |q: &str| {
         cluster
             .http()
             .post(cluster.url(0, &format!("/debug/nodes/inspected/kill?{q}")))
             .send()
     };
-    let resp = kill("prefix=/node/inspected/kubelet/pod/default/").await?;
+    let resp = kill(&format!(
+        "path=/node/inspected/kubelet/pod/default/{rolled_out}"
+    ))
+    .await?;
     assert_eq!(resp.status().as_u16(), 200);
     let killed: serde_json::Value = resp.json().await?;
     let killed = killed["killed"].as_str().context("killed")?.to_string();
-    assert!(
-        killed.starts_with("/node/inspected/kubelet/pod/default/traced-"),
-        "{killed}"
+    assert_eq!(
+        killed,
+        format!("/node/inspected/kubelet/pod/default/{rolled_out}")
     );
     wait_for(
         Duration::from_secs(30),
