@@ -148,7 +148,13 @@ pub fn reconcile(input: &DeploymentInput) -> Plan {
         return w.finish();
     }
     let _ = w.sync_new_rs(false, true);
-    if w.is_scaling_event() {
+    // A scaling event is synced in place, except for a Recreate Deployment with more than
+    // one active ReplicaSet: `sync` resizes none of those (proportional scaling is a
+    // rolling update's), so the event would never end and the rollout never come. Its
+    // rollout sizes them all (the old ones to zero, then the new one to `replicas`).
+    // Kubernetes' `syncDeployment` has this stall.
+    let stalled_recreate = w.p.recreate && w.active(&w.all()).len() > 1;
+    if w.is_scaling_event() && !stalled_recreate {
         w.sync();
         return w.finish();
     }

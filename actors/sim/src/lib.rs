@@ -97,9 +97,9 @@ pub struct SimConfig {
     pub nodes: usize,
     /// The chance of a user action at a step.
     pub workload: f64,
-    /// Whether the workload makes Recreate Deployments too (off by default: a Recreate
-    /// Deployment left with two active ReplicaSets, after a create whose answer was lost,
-    /// stalls for ever on a scaling event; a known bug of the core, reported).
+    /// Whether the workload makes Recreate Deployments too (off by default, so that the
+    /// default schedules stay those the tests pin; the stall of a Recreate Deployment with
+    /// two active ReplicaSets on a scaling event that it found is fixed).
     pub recreate: bool,
     pub faults: Faults,
     /// Stop exploring at the first failure.

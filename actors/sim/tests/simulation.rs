@@ -147,10 +147,10 @@ fn the_shells_as_they_were_before_their_fixes_do_not_always_settle() {
 }
 
 #[test]
-fn a_recreate_deployment_can_stall_on_a_scaling_event() {
-    // A known bug of the Deployment core, reported: left with two active ReplicaSets (a
-    // create whose answer was lost, then another for a new template), a Recreate
-    // Deployment scaled meanwhile never rolls out. Flip this test when it is fixed.
+fn a_recreate_deployment_no_longer_stalls_on_a_scaling_event() {
+    // The Deployment core's stall this seed found (left with two active ReplicaSets, a
+    // create whose answer was lost, then another for a new template, a Recreate Deployment
+    // scaled meanwhile never rolled out), fixed in `navarch_logic::deployment::reconcile`.
     let config = SimConfig {
         seed: 9923337667205986158,
         schedules: 1,
@@ -158,8 +158,5 @@ fn a_recreate_deployment_can_stall_on_a_scaling_event() {
         ..SimConfig::default()
     };
     let e = explore(&config);
-    assert!(!e.passed(), "{e}");
-    let f = &e.failures[0];
-    println!("{f}");
-    assert_eq!(f.invariant, invariants::name::DEPLOYMENT_CONVERGED);
+    assert!(e.passed(), "{e}");
 }

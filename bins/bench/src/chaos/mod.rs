@@ -55,8 +55,8 @@ pub struct ChaosSimArgs {
     /// Steps of each schedule with faults and the workload on.
     #[arg(long)]
     pub steps: Option<u32>,
-    /// Let the workload create Recreate Deployments too (off by default: the Deployment
-    /// core, like Kubernetes', can stall a Recreate rollout on a scaling event).
+    /// Let the workload create Recreate Deployments too (off by default, as the
+    /// simulation's own default).
     #[arg(long)]
     pub recreate: bool,
     /// Print each failing schedule's trace tail too.
