@@ -245,18 +245,13 @@ fn requests(
     }
 }
 
-/// Waits for the `default` namespace (the masters create it once a leader is elected) on every
-/// master, then fills the list namespace and checks that every master lists all of it.
-/// Returns the bytes of one posted pod body, one stored pod as GET returns it, and the bytes
-/// of one list response.
-async fn prepare(
-    admin: &Identity,
+/// Waits for the `default` namespace on every master (the control plane creates it once a
+/// leader is elected).
+pub(crate) async fn wait_default_namespace(
+    http: &reqwest::Client,
     bases: &[Arc<str>],
-    list_size: usize,
-) -> Result<(usize, serde_json::Value, usize)> {
-    let http = crate::https_client(admin, HTTP_TIMEOUT)?;
+) -> Result<()> {
     for base in bases {
-        let http = &http;
         wait_for(
             STARTUP_TIMEOUT,
             &format!("namespace {CREATE_NAMESPACE} on {base}"),
@@ -270,6 +265,19 @@ async fn prepare(
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Waits for the `default` namespace on every master, then fills the list namespace and checks that every master lists all of it.
+/// Returns the bytes of one posted pod body, one stored pod as GET returns it, and the bytes
+/// of one list response.
+async fn prepare(
+    admin: &Identity,
+    bases: &[Arc<str>],
+    list_size: usize,
+) -> Result<(usize, serde_json::Value, usize)> {
+    let http = crate::https_client(admin, HTTP_TIMEOUT)?;
+    wait_default_namespace(&http, bases).await?;
     let ns = format!(
         r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{LIST_NAMESPACE}"}}}}"#
     );

@@ -364,27 +364,6 @@ impl Totals {
     }
 }
 
-/// Waits for the `default` namespace on every master (the control plane creates it).
-async fn wait_default_namespace(admin: &Identity, bases: &[Arc<str>]) -> Result<()> {
-    let http = crate::https_client(admin, HTTP_TIMEOUT)?;
-    for base in bases {
-        let http = &http;
-        wait_for(
-            STARTUP_TIMEOUT,
-            &format!("namespace {NAMESPACE} on {base}"),
-            || async move {
-                let r = http
-                    .get(format!("{base}/api/v1/namespaces/{NAMESPACE}"))
-                    .send()
-                    .await;
-                Ok(matches!(r, Ok(r) if r.status() == StatusCode::OK).then_some(()))
-            },
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 pub(crate) async fn run(args: &InspectorBenchArgs, root: &std::path::Path) -> Result<()> {
     let master_bin = procs::sibling_binary("navarch-master")?;
     let measure = Duration::from_secs(args.seconds);
@@ -428,7 +407,7 @@ pub(crate) async fn run(args: &InspectorBenchArgs, root: &std::path::Path) -> Re
         .iter()
         .map(|a| Arc::from(format!("https://{a}")))
         .collect();
-    wait_default_namespace(&admin, &bases).await?;
+    crate::api::wait_default_namespace(&crate::https_client(&admin, HTTP_TIMEOUT)?, &bases).await?;
     let clients: Arc<[(reqwest::Client, Arc<str>)]> = (0..args.clients)
         .map(|i| {
             Ok((
