@@ -26,7 +26,7 @@ use crate::container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 use crate::image::ImageStore;
 use crate::lifecycle::{self, claim_start, Plan, KILL_WAIT};
 use crate::plan::resolve;
-use crate::process::{alive, mount_overlay, pump, run_shim};
+use crate::process::{alive, mount_overlay, run_shim, stream_exec};
 use crate::spec::{ContainerId, ContainerSpec, ExecOutput, ExecRequest};
 use crate::state::{self, read_json, write_json};
 use crate::status::{ContainerState, ContainerStatus, StartedRecord, StopRecord};
@@ -680,27 +680,8 @@ impl ContainerRuntime for OciRuntime {
         output: tokio::sync::mpsc::Sender<crate::ExecChunk>,
     ) -> RuntimeFuture<'a, i32> {
         Box::pin(async move {
-            let (mut child, mut guard) = self.spawn_exec(id, &request).await?;
-            let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-            let head = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let run = async {
-                let out = pump(stdout, output.clone(), crate::ExecChunk::Stdout, None);
-                let err = pump(stderr, output, crate::ExecChunk::Stderr, Some(head.clone()));
-                let (_, _, status) = tokio::join!(out, err, child.wait());
-                status
-            };
-            let status = tokio::time::timeout(request.timeout, run)
-                .await
-                .map_err(|_| RuntimeError::ExecTimeout {
-                    id: id.clone(),
-                    timeout_ms: request.timeout.as_millis() as u64,
-                })?
-                .map_err(|e| RuntimeError::Shim {
-                    id: id.clone(),
-                    reason: format!("runc exec: {e}"),
-                })?;
-            let exit_code = status.code().unwrap_or(crate::shim::EXEC_FAILED);
-            let said = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let (child, mut guard) = self.spawn_exec(id, &request).await?;
+            let (exit_code, said) = stream_exec(child, output, id, &request, "runc exec").await?;
             guard.finished(id, exit_code, &said)?;
             Ok(exit_code)
         })

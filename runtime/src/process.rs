@@ -578,28 +578,8 @@ impl ContainerRuntime for ProcessRuntime {
         output: tokio::sync::mpsc::Sender<ExecChunk>,
     ) -> RuntimeFuture<'a, i32> {
         Box::pin(async move {
-            let mut child = self.spawn_exec(id, &request).await?;
-            let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-            let shim_said = Arc::new(Mutex::new(Vec::new()));
-            let said = shim_said.clone();
-            let run = async {
-                let out = pump(stdout, output.clone(), ExecChunk::Stdout, None);
-                let err = pump(stderr, output, ExecChunk::Stderr, Some(said));
-                let (_, _, status) = tokio::join!(out, err, child.wait());
-                status
-            };
-            let status = tokio::time::timeout(request.timeout, run)
-                .await
-                .map_err(|_| RuntimeError::ExecTimeout {
-                    id: id.clone(),
-                    timeout_ms: request.timeout.as_millis() as u64,
-                })?
-                .map_err(|e| RuntimeError::Shim {
-                    id: id.clone(),
-                    reason: format!("exec: {e}"),
-                })?;
-            let exit_code = status.code().unwrap_or(EXEC_FAILED);
-            let said = shim_said.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let child = self.spawn_exec(id, &request).await?;
+            let (exit_code, said) = stream_exec(child, output, id, &request, "exec").await?;
             if exit_code == EXEC_FAILED && said.starts_with(b"navarch-shim:") {
                 return Err(RuntimeError::Shim {
                     id: id.clone(),
@@ -616,10 +596,43 @@ impl ContainerRuntime for ProcessRuntime {
     }
 }
 
+/// Runs a spawned exec to its end within the request's timeout, its stdout and stderr sent
+/// to `output` as they come; returns the exit code ([`EXEC_FAILED`] without one) and the
+/// first bytes of stderr (where a shim or runc says why the command never ran). `what`
+/// names the exec in an error (`exec`, `runc exec`).
+pub(crate) async fn stream_exec(
+    mut child: tokio::process::Child,
+    output: tokio::sync::mpsc::Sender<ExecChunk>,
+    id: &ContainerId,
+    request: &ExecRequest,
+    what: &str,
+) -> Result<(i32, Vec<u8>), RuntimeError> {
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let head = Arc::new(Mutex::new(Vec::new()));
+    let run = async {
+        let out = pump(stdout, output.clone(), ExecChunk::Stdout, None);
+        let err = pump(stderr, output, ExecChunk::Stderr, Some(head.clone()));
+        let (_, _, status) = tokio::join!(out, err, child.wait());
+        status
+    };
+    let status = tokio::time::timeout(request.timeout, run)
+        .await
+        .map_err(|_| RuntimeError::ExecTimeout {
+            id: id.clone(),
+            timeout_ms: request.timeout.as_millis() as u64,
+        })?
+        .map_err(|e| RuntimeError::Shim {
+            id: id.clone(),
+            reason: format!("{what}: {e}"),
+        })?;
+    let said = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((status.code().unwrap_or(EXEC_FAILED), said))
+}
+
 /// Copies a pipe of an exec to `output` as it comes; the first bytes of stderr are kept in
 /// `head` (the shim's own failure starts there). Once `output` is closed the rest is read
 /// and dropped, so the command never blocks on a full pipe.
-pub(crate) async fn pump(
+async fn pump(
     pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     output: tokio::sync::mpsc::Sender<ExecChunk>,
     wrap: fn(Vec<u8>) -> ExecChunk,
