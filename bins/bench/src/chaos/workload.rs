@@ -408,7 +408,8 @@ pub(crate) async fn watcher(
                     master += 1;
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = until.changed() => {}
+                        // The run dropped its sender: it no longer waits for this watcher.
+                        r = until.changed() => if r.is_err() { return rec },
                     }
                     continue;
                 };
@@ -448,7 +449,10 @@ pub(crate) async fn watcher(
                     }
                     let next = tokio::select! {
                         n = tokio::time::timeout(Duration::from_secs(5), body.next()) => n,
-                        _ = until.changed() => continue 'stream,
+                        r = until.changed() => match r {
+                            Ok(()) => continue 'stream,
+                            Err(_) => return rec,
+                        },
                     };
                     let Ok(Some(Ok(chunk))) = next else {
                         // Quiet for long (a paused master looks like this), broken or ended.
