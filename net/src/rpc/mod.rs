@@ -1,6 +1,6 @@
 //! RPC over QUIC: endpoints that serve the [`Service`]s mounted on their [`Router`] and dial
-//! peers, one bidirectional stream per call or server stream, mutual TLS, fault injection and
-//! wire tracing.
+//! peers, one bidirectional stream per call, server stream or duplex stream (a server
+//! stream that reads the caller's input too), mutual TLS, fault injection and wire tracing.
 
 mod join;
 mod limit;
@@ -292,6 +292,23 @@ pub trait Service: Send + Sync + 'static {
         Box::pin(async move {
             Err(RpcError::Unsupported(format!(
                 "method {method} does not stream"
+            )))
+        })
+    }
+
+    /// Opens a duplex stream: a server stream that also reads the caller's `input`, which
+    /// ends when the caller finishes its side. The default refuses with `Unsupported`.
+    fn duplex(
+        &self,
+        ctx: CallContext,
+        method: String,
+        body: Bytes,
+        input: BoxStream<'static, Result<Bytes, RpcError>>,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError>> {
+        let _ = (ctx, body, input);
+        Box::pin(async move {
+            Err(RpcError::Unsupported(format!(
+                "method {method} takes no input stream"
             )))
         })
     }
@@ -903,10 +920,70 @@ impl PeerClient {
         method: &str,
         body: Bytes,
     ) -> Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError> {
+        self.open_raw(wire::RequestKind::Stream, method, body, None)
+            .await
+    }
+
+    /// Opens a duplex stream: `input`'s items go to the handler as they come (and its end
+    /// ends the handler's input), while its items come back as a server stream's do. Only
+    /// the open is bounded by the call timeout; dropping the returned stream stops both.
+    pub async fn duplex<Req, In, Item>(
+        &self,
+        method: &str,
+        req: &Req,
+        input: BoxStream<'static, In>,
+    ) -> Result<BoxStream<'static, Result<Item, RpcError>>, RpcError>
+    where
+        Req: Serialize,
+        In: Serialize + Send + 'static,
+        Item: DeserializeOwned + Send + 'static,
+    {
+        let body = codec::encode(req).map_err(|e| RpcError::Decode(format!("request: {e}")))?;
+        let input = input
+            .filter_map(|i| async move {
+                match codec::encode(&i) {
+                    Ok(b) => Some(Bytes::from(b)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "duplex input not encodable; dropped");
+                        None
+                    }
+                }
+            })
+            .boxed();
+        let raw = self.duplex_raw(method, Bytes::from(body), input).await?;
+        let method = method.to_string();
+        Ok(raw
+            .map(move |item| {
+                item.and_then(|b| {
+                    codec::decode::<Item>(&b)
+                        .map_err(|e| RpcError::Decode(format!("item of {method}: {e}")))
+                })
+            })
+            .boxed())
+    }
+
+    /// [`PeerClient::duplex`] with raw input and items.
+    pub async fn duplex_raw(
+        &self,
+        method: &str,
+        body: Bytes,
+        input: BoxStream<'static, Bytes>,
+    ) -> Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError> {
+        self.open_raw(wire::RequestKind::Duplex, method, body, Some(input))
+            .await
+    }
+
+    async fn open_raw(
+        &self,
+        kind: wire::RequestKind,
+        method: &str,
+        body: Bytes,
+        input: Option<BoxStream<'static, Bytes>>,
+    ) -> Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError> {
         let timing = Timing::start();
         let correlation = current_correlation();
         let header = wire::RequestHeader {
-            kind: wire::RequestKind::Stream,
+            kind,
             method: method.to_string(),
             correlation,
         };
@@ -914,7 +991,7 @@ impl PeerClient {
         let size = frame.as_ref().map(|f| f.len()).unwrap_or(0);
         let result = match frame {
             Err(e) => Err(e),
-            Ok(frame) => self.do_open_stream(frame).await,
+            Ok(frame) => self.do_open_stream(frame, input).await,
         };
         if let Err(e) = &result {
             tracing::debug!(local = %self.ep.name, peer = %self.shared.name, method, error = %e, "stream open failed");
@@ -934,18 +1011,26 @@ impl PeerClient {
     async fn do_open_stream(
         &self,
         frame: Bytes,
+        input: Option<BoxStream<'static, Bytes>>,
     ) -> Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError> {
         let timeout = self.ep.call_timeout;
         let delay = self.preflight(&frame, timeout).await?;
         let max = self.ep.max_frame;
+        let duplex = input.is_some();
         let open = async {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             let conn = self.connection().await?;
-            let (mut reader, write_err) = wire::open_and_send(&conn, frame, max).await?;
+            let (writer, mut reader, write_err) = if duplex {
+                let (w, r) = wire::open_and_keep(&conn, frame, max).await?;
+                (Some(w), r, None)
+            } else {
+                let (r, e) = wire::open_and_send(&conn, frame, max).await?;
+                (None, r, e)
+            };
             match wire::read_response(&mut reader).await {
-                Ok(wire::Response::Ok(_)) => Ok(reader),
+                Ok(wire::Response::Ok(_)) => Ok((writer, reader)),
                 Ok(wire::Response::Err(e)) => Err(e),
                 Ok(other) => Err(RpcError::Decode(format!(
                     "unexpected {} frame opening a stream",
@@ -954,9 +1039,18 @@ impl PeerClient {
                 Err(e) => Err(write_err.map(wire::map_io).unwrap_or(e)),
             }
         };
-        let reader = match tokio::time::timeout(timeout, open).await {
+        let (writer, reader) = match tokio::time::timeout(timeout, open).await {
             Ok(r) => r?,
             Err(_) => return Err(RpcError::Timeout),
+        };
+        let forward = match (writer, input) {
+            (Some(w), Some(input)) => Some(AbortOnDrop(tokio::spawn(forward_input(
+                w,
+                input,
+                max,
+                self.shared.name.clone(),
+            )))),
+            _ => None,
         };
         let state = ClientStream {
             reader,
@@ -964,11 +1058,44 @@ impl PeerClient {
             faults: self.ep.faults.clone(),
             peer: self.shared.name.clone(),
             done: false,
+            _forward: forward,
         };
         Ok(futures::stream::unfold(state, |mut st| async move {
             st.next_item().await.map(|item| (item, st))
         })
         .boxed())
+    }
+}
+
+/// Sends a duplex call's input as it comes, then finishes the caller's side. An input item
+/// over the frame cap ends the input (the handler sees its end).
+async fn forward_input(
+    mut w: wire::Writer,
+    mut input: BoxStream<'static, Bytes>,
+    max: usize,
+    peer: String,
+) {
+    use futures::SinkExt;
+    while let Some(item) = input.next().await {
+        let frame = wire::encode_input(&item);
+        if frame.len() > max {
+            tracing::warn!(%peer, size = frame.len(), max, "duplex input over the frame cap; ending the input");
+            break;
+        }
+        if let Err(e) = w.send(frame).await {
+            tracing::debug!(%peer, error = %e, "duplex input not delivered");
+            return;
+        }
+    }
+    let _ = w.get_mut().finish();
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -978,6 +1105,8 @@ struct ClientStream {
     faults: FaultInjector,
     peer: String,
     done: bool,
+    /// A duplex call's input forwarder, stopped with the stream.
+    _forward: Option<AbortOnDrop>,
 }
 
 impl ClientStream {

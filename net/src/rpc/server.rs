@@ -159,7 +159,8 @@ async fn serve_stream(ep: Arc<EpInner>, info: Arc<ConnInfo>, send: SendStream, r
             return;
         }
     };
-    drop(r);
+    // A duplex call's input follows its request; every other caller has finished its side.
+    let input = (header.kind == RequestKind::Duplex).then(|| wire::input_stream(r));
     let method = header.method;
     let correlation = header.correlation;
 
@@ -242,9 +243,18 @@ async fn serve_stream(ep: Arc<EpInner>, info: Arc<ConnInfo>, send: SendStream, r
             }
             let _ = w.get_mut().finish();
         }
-        RequestKind::Stream => {
-            let work =
-                serve_server_stream(ep.clone(), info.clone(), w, method, size, timing, ctx, body);
+        RequestKind::Stream | RequestKind::Duplex => {
+            let work = serve_server_stream(
+                ep.clone(),
+                info.clone(),
+                w,
+                method,
+                size,
+                timing,
+                ctx,
+                body,
+                input,
+            );
             match correlation {
                 Some(id) => with_correlation(id, work).await,
                 None => work.await,
@@ -300,6 +310,7 @@ async fn serve_server_stream(
     timing: Timing,
     ctx: super::CallContext,
     body: Bytes,
+    input: Option<BoxStream<'static, Result<Bytes, RpcError>>>,
 ) {
     let max = ep.max_frame;
     let correlation = ctx.correlation;
@@ -308,10 +319,13 @@ async fn serve_server_stream(
             Err(e) => Err(e),
             Ok(service) => {
                 let m = method.clone();
-                match AssertUnwindSafe(async move { service.stream(ctx, m, body).await })
-                    .catch_unwind()
-                    .await
-                {
+                let open = async move {
+                    match input {
+                        Some(input) => service.duplex(ctx, m, body, input).await,
+                        None => service.stream(ctx, m, body).await,
+                    }
+                };
+                match AssertUnwindSafe(open).catch_unwind().await {
                     Ok(r) => r,
                     Err(_) => {
                         tracing::error!(name = %ep.name, %method, "stream handler panicked");

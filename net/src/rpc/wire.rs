@@ -3,6 +3,8 @@
 //! Request frame: `[FORMAT_VERSION][u32 BE header length][bincode RequestHeader][raw body]`.
 //! Response frame: `[FORMAT_VERSION][tag][payload]`, tags: 0 ok (raw body, or empty when a
 //! stream is accepted), 1 error (bincode `RpcError`), 2 stream item (raw), 3 end of stream.
+//! A duplex call's caller keeps its side open after the request and sends input frames,
+//! `[FORMAT_VERSION][raw input]`, finishing its side when its input ends.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
@@ -31,6 +33,8 @@ const TAG_END: u8 = 3;
 pub(crate) enum RequestKind {
     Call,
     Stream,
+    /// A server stream whose caller streams input to it too.
+    Duplex,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,6 +220,38 @@ pub(crate) fn map_conn_err(e: quinn::ConnectionError) -> RpcError {
 
 fn is_crypto(code: quinn::TransportErrorCode) -> bool {
     (0x100..0x200).contains(&u64::from(code))
+}
+
+/// One input frame of a duplex call.
+pub(crate) fn encode_input(input: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(1 + input.len());
+    b.put_u8(FORMAT_VERSION);
+    b.put_slice(input);
+    b.freeze()
+}
+
+/// The caller's input of a duplex call, frame by frame, until the caller finishes its side.
+pub(crate) fn input_stream(
+    r: Reader,
+) -> futures::stream::BoxStream<'static, Result<Bytes, RpcError>> {
+    r.map(|frame| {
+        let frame = frame.map_err(map_frame_err)?;
+        codec::open_frame(&frame).map_err(|e| RpcError::Decode(e.to_string()))?;
+        Ok(frame.freeze().slice(1..))
+    })
+    .boxed()
+}
+
+/// Opens a stream and sends `frame`, keeping our side open (a duplex call's input follows).
+pub(crate) async fn open_and_keep(
+    conn: &quinn::Connection,
+    frame: Bytes,
+    max: usize,
+) -> Result<(Writer, Reader), RpcError> {
+    let (send, recv) = conn.open_bi().await.map_err(map_conn_err)?;
+    let (mut w, r) = framed(send, recv, max);
+    w.send(frame).await.map_err(map_io)?;
+    Ok((w, r))
 }
 
 /// Opens a stream, sends `frame` and finishes our side. A write failure is returned with the

@@ -81,8 +81,21 @@ pub struct WhoAmI {
 
 /// Mounted on `test.*`. Methods: `test.echo` (body back), `test.double`, `test.whoami`,
 /// `test.sleep` (u64 millis), `test.fail` (Remote error); streams: `test.ticks` (u64 counter
-/// every 10 ms, forever), `test.count` (u64 0..n).
+/// every 10 ms, forever), `test.count` (u64 0..n); duplex: `test.upper` (each input item
+/// upper-cased back as it comes, then `end of input` once the input ends; its stream drops
+/// set [`UPPER_DROPPED`]).
 pub struct TestService;
+
+/// How many `test.upper` streams were dropped (their caller gone, or their input ended).
+pub static UPPER_DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct CountDrop;
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        UPPER_DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 impl Service for TestService {
     fn call(
@@ -145,6 +158,27 @@ impl Service for TestService {
                 }
                 other => Err(RpcError::Unsupported(format!("no stream {other}"))),
             }
+        })
+    }
+
+    fn duplex(
+        &self,
+        _ctx: CallContext,
+        method: String,
+        _body: Bytes,
+        input: BoxStream<'static, Result<Bytes, RpcError>>,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError>> {
+        Box::pin(async move {
+            if method != "test.upper" {
+                return Err(RpcError::Unsupported(format!("no duplex {method}")));
+            }
+            let guard = CountDrop;
+            let upper = input.map(|item| item.map(|b| Bytes::from(b.to_ascii_uppercase())));
+            let end = futures::stream::once(async move {
+                let _guard = guard;
+                Ok(Bytes::from_static(b"end of input"))
+            });
+            Ok(upper.chain(end).boxed())
         })
     }
 }
