@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::attach::ExecIo;
 use crate::spec::{ContainerId, ContainerSpec, ExecChunk, ExecOutput, ExecRequest};
 use crate::status::ContainerStatus;
 use crate::RuntimeError;
@@ -64,8 +65,7 @@ pub trait ContainerRuntime: Send + Sync {
     fn list(&self) -> RuntimeFuture<'_, Vec<ContainerStatus>>;
 
     /// Runs a command inside a running container (its namespaces, root and cgroup),
-    /// collecting its output; with `request.stdin`, that is its whole stdin. No TTY and no
-    /// streaming yet.
+    /// collecting its output; with `request.stdin`, that is its whole stdin.
     fn exec<'a>(
         &'a self,
         id: &'a ContainerId,
@@ -90,6 +90,25 @@ pub trait ContainerRuntime: Send + Sync {
                 let _ = output.send(ExecChunk::Stderr(out.stderr)).await;
             }
             Ok(out.exit_code)
+        })
+    }
+
+    /// Runs a command inside a running container attached to its caller: stdin as `io`'s
+    /// input brings it, output sent as the command writes it, on a pseudo-terminal with
+    /// `io.tty` (whose size follows the input's resizes); returns the exit code.
+    /// `request.stdin` is not read. The default refuses: a runtime that cannot attach.
+    fn exec_attached<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        request: ExecRequest,
+        io: ExecIo,
+    ) -> RuntimeFuture<'a, i32> {
+        let _ = (id, request, io);
+        Box::pin(async move {
+            Err(RuntimeError::Unavailable {
+                runtime: self.name(),
+                reason: "it cannot attach to an exec".into(),
+            })
         })
     }
 

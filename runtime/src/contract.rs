@@ -66,6 +66,7 @@ pub const ALL: &[(&str, ScenarioFn)] = scenarios!(
     own_pid_namespace_and_hostname,
     joins_the_pod_network_namespace,
     exec_collects_output_and_exit_code,
+    attached_exec_streams_stdin_and_runs_a_terminal,
     memory_hog_is_oom_killed,
     root_filesystem_writes_stay_in_the_container,
     reattach_finds_running_containers,
@@ -80,6 +81,7 @@ pub const UNISOLATED: &[(&str, ScenarioFn)] = scenarios!(
     stop_sends_term,
     stop_kills_after_the_grace_period,
     exec_collects_output_and_exit_code,
+    attached_exec_streams_stdin_and_runs_a_terminal,
     reattach_finds_running_containers,
     log_rotation_keeps_the_newest_bytes,
 );
@@ -619,6 +621,166 @@ pub async fn exec_collects_output_and_exit_code(f: &dyn RuntimeFactory, dir: &Pa
             check(matches!(r, Err(RuntimeError::InvalidState { .. })), || {
                 format!("exec in an exited container: {r:?}")
             })
+        },
+    )
+    .await
+}
+
+/// An attached exec's output, read until it holds `want` (or the wait is over).
+async fn read_until(
+    rx: &mut tokio::sync::mpsc::Receiver<crate::ExecChunk>,
+    seen: &mut Vec<u8>,
+    want: &str,
+    stderr: &mut Vec<u8>,
+) -> Step<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !String::from_utf8_lossy(seen).contains(want) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(crate::ExecChunk::Stdout(b))) => seen.extend(b),
+            Ok(Some(crate::ExecChunk::Stderr(b))) => stderr.extend(b),
+            Ok(None) => {
+                return Err(format!(
+                    "the exec ended before {want:?}: {:?}",
+                    String::from_utf8_lossy(seen)
+                ))
+            }
+            Err(_) => {
+                return Err(format!(
+                    "no {want:?} in {:?}",
+                    String::from_utf8_lossy(seen)
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An attached exec: stdin reaches the command as it is sent (each line answered before the
+/// next is sent) and closing it is end of file; with a TTY the command runs on a terminal
+/// (stdin is one, stderr joins stdout) whose size follows resizes, and its exit code comes
+/// back.
+pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
+    f: &dyn RuntimeFactory,
+    dir: &Path,
+) -> Outcome {
+    use crate::attach::{ExecInput, ExecIo};
+    use tokio::sync::mpsc;
+    scenario(
+        "attached_exec_streams_stdin_and_runs_a_terminal",
+        f,
+        dir,
+        |rt| async move {
+            let spec = ContainerSpec::new(id("attach"), f.busybox(), &["sleep", "1000"]);
+            let id = spec.id.clone();
+            rt.create(spec).await.ctx("create")?;
+            rt.start(&id).await.ctx("start")?;
+
+            // Without a TTY: `cat` answers each line while stdin is still open.
+            let (in_tx, in_rx) = mpsc::channel(8);
+            let (out_tx, mut out_rx) = mpsc::channel(8);
+            let io = ExecIo {
+                tty: false,
+                input: in_rx,
+                output: out_tx,
+            };
+            let mut req = ExecRequest::new(&["sh", "-c", "cat; echo closed"]);
+            req.timeout = WAIT;
+            let drive = async {
+                let (mut seen, mut err) = (Vec::new(), Vec::new());
+                for line in ["one", "two"] {
+                    in_tx
+                        .send(ExecInput::Stdin(format!("{line}\n").into_bytes()))
+                        .await
+                        .map_err(|_| "input closed")?;
+                    read_until(&mut out_rx, &mut seen, &format!("{line}\n"), &mut err).await?;
+                }
+                in_tx
+                    .send(ExecInput::CloseStdin)
+                    .await
+                    .map_err(|_| "input closed")?;
+                read_until(&mut out_rx, &mut seen, "closed\n", &mut err).await?;
+                Ok::<_, String>(seen)
+            };
+            let (code, seen) = tokio::join!(rt.exec_attached(&id, req, io), drive);
+            let seen = seen?;
+            check(
+                matches!(code, Ok(0)) && seen == b"one\ntwo\nclosed\n",
+                || {
+                    format!(
+                        "attached cat: {code:?} {:?}",
+                        String::from_utf8_lossy(&seen)
+                    )
+                },
+            )?;
+
+            // With a TTY: an interactive shell on a terminal of the size sent, then resized.
+            let (in_tx, in_rx) = mpsc::channel(8);
+            let (out_tx, mut out_rx) = mpsc::channel(64);
+            let io = ExecIo {
+                tty: true,
+                input: in_rx,
+                output: out_tx,
+            };
+            let mut req = ExecRequest::new(&["sh"]);
+            req.timeout = WAIT;
+            let drive = async {
+                let (mut seen, mut err) = (Vec::new(), Vec::new());
+                let send = |i: ExecInput| {
+                    let tx = in_tx.clone();
+                    async move { tx.send(i).await.map_err(|_| "input closed".to_string()) }
+                };
+                for (width, height) in [(100u16, 40u16), (120, 50)] {
+                    send(ExecInput::Resize { width, height }).await?;
+                    // runc relays a resize to the container's terminal on its own time:
+                    // ask until the size shows.
+                    let want = format!("{height} {width}");
+                    let deadline = tokio::time::Instant::now() + WAIT;
+                    loop {
+                        send(ExecInput::Stdin(b"stty size\n".to_vec())).await?;
+                        let mut round = Vec::new();
+                        let r = tokio::time::timeout(
+                            Duration::from_millis(500),
+                            read_until(&mut out_rx, &mut round, &want, &mut err),
+                        )
+                        .await;
+                        seen.extend(&round);
+                        if matches!(r, Ok(Ok(()))) || String::from_utf8_lossy(&seen).contains(&want)
+                        {
+                            break;
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(format!(
+                                "the terminal never showed {want}: {:?}",
+                                String::from_utf8_lossy(&seen)
+                            ));
+                        }
+                    }
+                }
+                send(ExecInput::Stdin(
+                    b"test -t 0 && echo tty-$((6*7)); echo err-$((1+1)) >&2; exit 4\n".to_vec(),
+                ))
+                .await?;
+                read_until(&mut out_rx, &mut seen, "err-2", &mut err).await?;
+                while let Some(c) = out_rx.recv().await {
+                    match c {
+                        crate::ExecChunk::Stdout(b) => seen.extend(b),
+                        crate::ExecChunk::Stderr(b) => err.extend(b),
+                    }
+                }
+                Ok::<_, String>((seen, err))
+            };
+            let (code, out) = tokio::join!(rt.exec_attached(&id, req, io), drive);
+            let (seen, err) = out?;
+            let text = String::from_utf8_lossy(&seen);
+            check(
+                matches!(code, Ok(4))
+                    && text.contains("tty-42")
+                    && text.contains("err-2")
+                    && err.is_empty(),
+                || format!("a shell on a terminal: {code:?} {text:?}, stderr {err:?}"),
+            )?;
+            rt.stop(&id, Duration::from_millis(100)).await.ctx("stop")?;
+            Ok(())
         },
     )
     .await

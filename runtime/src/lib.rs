@@ -11,6 +11,7 @@
 //! network or the actors: the agent turns pods into [`ContainerSpec`]s and statuses back
 //! into pod status.
 
+pub mod attach;
 pub mod cgroup;
 pub mod container_runtime;
 pub mod contract;
@@ -28,6 +29,7 @@ pub mod state;
 pub mod status;
 pub mod time;
 
+pub use attach::{ExecInput, ExecIo};
 pub use container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 pub use error::RuntimeError;
 pub use image::{Image, ImageConfig, ImageStore};

@@ -502,6 +502,7 @@ fn exec_process(
     config: &Path,
     id: &ContainerId,
     request: &ExecRequest,
+    tty: bool,
 ) -> Result<oci_spec::runtime::Process, RuntimeError> {
     let spec: oci_spec::runtime::Spec =
         read_json(config)?.ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
@@ -519,6 +520,8 @@ fn exec_process(
     }
     process.set_env(Some(env));
     process.set_args(Some(request.command.clone()));
+    // With `--process`, runc takes the terminal from the file, not from `--tty`.
+    process.set_terminal(Some(tty));
     Ok(process)
 }
 
@@ -529,6 +532,27 @@ impl OciRuntime {
         &self,
         id: &ContainerId,
         request: &ExecRequest,
+    ) -> Result<(tokio::process::Child, ExecGuard), RuntimeError> {
+        let stdio = [
+            crate::process::stdin_of(request),
+            Stdio::piped(),
+            Stdio::piped(),
+        ];
+        let (mut child, guard) = self.spawn_exec_with(id, request, stdio, false).await?;
+        crate::process::feed_stdin(&mut child, request.stdin.clone());
+        Ok((child, guard))
+    }
+
+    /// Starts `runc exec` of `request` in the running container `id` on these stdin,
+    /// stdout and stderr; with `tty` runc gives the command a terminal of the container's
+    /// and relays it to them (a terminal too). The guard kills the command if the exec is
+    /// dropped.
+    async fn spawn_exec_with(
+        &self,
+        id: &ContainerId,
+        request: &ExecRequest,
+        stdio: [Stdio; 3],
+        tty: bool,
     ) -> Result<(tokio::process::Child, ExecGuard), RuntimeError> {
         let st = self.status(id).await?;
         if st.state != ContainerState::Running {
@@ -564,7 +588,7 @@ impl OciRuntime {
         let owned = (id.clone(), request.clone(), process_file);
         self.blocking(move |i| {
             let (id, request, file) = owned;
-            let process = exec_process(&i.dir(&id).join(CONFIG), &id, &request)?;
+            let process = exec_process(&i.dir(&id).join(CONFIG), &id, &request, tty)?;
             write_json(&file, &process)
         })
         .await?;
@@ -573,15 +597,16 @@ impl OciRuntime {
         cmd.arg("--pid-file").arg(&pid_file);
         cmd.arg("--process").arg(&guard.process_file);
         cmd.arg(id.as_str());
-        cmd.stdin(crate::process::stdin_of(request))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let [stdin, stdout, stderr] = stdio;
+        cmd.stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+        let child = cmd.spawn().map_err(|e| RuntimeError::Shim {
             id: id.clone(),
             reason: format!("spawn runc exec: {e}"),
         })?;
-        crate::process::feed_stdin(&mut child, request.stdin.clone());
+        drop(cmd);
         Ok((child, guard))
     }
 }
@@ -682,6 +707,31 @@ impl ContainerRuntime for OciRuntime {
         Box::pin(async move {
             let (child, mut guard) = self.spawn_exec(id, &request).await?;
             let (exit_code, said) = stream_exec(child, output, id, &request, "runc exec").await?;
+            guard.finished(id, exit_code, &said)?;
+            Ok(exit_code)
+        })
+    }
+
+    fn exec_attached<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        request: ExecRequest,
+        io: crate::ExecIo,
+    ) -> RuntimeFuture<'a, i32> {
+        Box::pin(async move {
+            let (stdio, pty) = crate::attach::stdio(io.tty, true)?;
+            let (child, mut guard) = self.spawn_exec_with(id, &request, stdio, io.tty).await?;
+            // runc sizes the container's terminal from ours when it starts and again on
+            // SIGWINCH, which it gets from us: our terminal is not its controlling one.
+            let runc = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+            let on_resize = move || {
+                if let Some(pid) = runc {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH);
+                }
+            };
+            let (exit_code, said) =
+                crate::attach::run(child, pty, io, request.timeout, id, "runc exec", on_resize)
+                    .await?;
             guard.finished(id, exit_code, &said)?;
             Ok(exit_code)
         })

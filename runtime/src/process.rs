@@ -17,6 +17,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::attach::{self, ExecIo};
 use crate::cgroup::Cgroups;
 use crate::container_runtime::{ContainerRuntime, Isolation, RuntimeFuture};
 use crate::image::ImageStore;
@@ -133,6 +134,22 @@ impl ProcessRuntime {
         id: &ContainerId,
         request: &ExecRequest,
     ) -> Result<tokio::process::Child, RuntimeError> {
+        let stdio = [stdin_of(request), Stdio::piped(), Stdio::piped()];
+        let mut child = self.spawn_exec_with(id, request, stdio, false).await?;
+        feed_stdin(&mut child, request.stdin.clone());
+        Ok(child)
+    }
+
+    /// Starts `request` in the running container `id` through its shim (`exec`) on these
+    /// stdin, stdout and stderr; with `tty` the command gets them as its controlling
+    /// terminal.
+    async fn spawn_exec_with(
+        &self,
+        id: &ContainerId,
+        request: &ExecRequest,
+        stdio: [Stdio; 3],
+        tty: bool,
+    ) -> Result<tokio::process::Child, RuntimeError> {
         let st = self.status(id).await?;
         if st.state != ContainerState::Running {
             return Err(RuntimeError::InvalidState {
@@ -147,16 +164,22 @@ impl ProcessRuntime {
         for e in &request.env {
             cmd.arg("--env").arg(format!("{}={}", e.name, e.value));
         }
+        if tty {
+            cmd.arg("--tty");
+        }
         cmd.arg("--").args(&request.command);
-        cmd.stdin(stdin_of(request))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let [stdin, stdout, stderr] = stdio;
+        cmd.stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| RuntimeError::Shim {
+        let child = cmd.spawn().map_err(|e| RuntimeError::Shim {
             id: id.clone(),
             reason: format!("spawn exec: {e}"),
         })?;
-        feed_stdin(&mut child, request.stdin.clone());
+        // The command's ends of its pipes or terminal go with `cmd`: only the child holds
+        // them, so their end is the child's.
+        drop(cmd);
         Ok(child)
     }
 
@@ -590,6 +613,29 @@ impl ContainerRuntime for ProcessRuntime {
         })
     }
 
+    fn exec_attached<'a>(
+        &'a self,
+        id: &'a ContainerId,
+        request: ExecRequest,
+        io: ExecIo,
+    ) -> RuntimeFuture<'a, i32> {
+        Box::pin(async move {
+            let (stdio, pty) = attach::stdio(io.tty, true)?;
+            let child = self.spawn_exec_with(id, &request, stdio, io.tty).await?;
+            // The shim runs the command as the terminal's session leader: a resize reaches
+            // it as SIGWINCH from the kernel.
+            let (exit_code, said) =
+                attach::run(child, pty, io, request.timeout, id, "exec", || {}).await?;
+            if exit_code == EXEC_FAILED && said.starts_with(b"navarch-shim:") {
+                return Err(RuntimeError::Shim {
+                    id: id.clone(),
+                    reason: String::from_utf8_lossy(&said).trim().to_string(),
+                });
+            }
+            Ok(exit_code)
+        })
+    }
+
     fn remove<'a>(&'a self, id: &'a ContainerId) -> RuntimeFuture<'a, ()> {
         let id = id.clone();
         Box::pin(self.blocking(move |i| i.remove(&id)))
@@ -632,7 +678,7 @@ pub(crate) async fn stream_exec(
 /// Copies a pipe of an exec to `output` as it comes; the first bytes of stderr are kept in
 /// `head` (the shim's own failure starts there). Once `output` is closed the rest is read
 /// and dropped, so the command never blocks on a full pipe.
-async fn pump(
+pub(crate) async fn pump(
     pipe: Option<impl tokio::io::AsyncRead + Unpin>,
     output: tokio::sync::mpsc::Sender<ExecChunk>,
     wrap: fn(Vec<u8>) -> ExecChunk,

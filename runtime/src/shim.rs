@@ -70,7 +70,7 @@ pub fn main() -> i32 {
         .position(|a| a == "start" || a == "exec" || a == "oci-start")
     else {
         eprintln!(
-            "navarch-shim: usage: start DIR | oci-start DIR | exec DIR [--env N=V]... -- ARGV..."
+            "navarch-shim: usage: start DIR | oci-start DIR | exec DIR [--env N=V]... [--tty] -- ARGV..."
         );
         return 2;
     };
@@ -103,18 +103,22 @@ pub fn main() -> i32 {
         }
     } else {
         let mut env = Vec::new();
+        let mut tty = false;
         let mut i = 1;
         while i < rest.len() && rest[i] != "--" {
             if rest[i] == "--env" && i + 1 < rest.len() {
                 env.push(rest[i + 1].clone());
                 i += 2;
+            } else if rest[i] == "--tty" {
+                tty = true;
+                i += 1;
             } else {
                 eprintln!("navarch-shim: unexpected argument {}", rest[i]);
                 return 2;
             }
         }
         let argv = rest.get(i + 1..).unwrap_or_default().to_vec();
-        match exec(&dir, env, argv) {
+        match exec(&dir, env, argv, tty) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("navarch-shim: exec: {e}");
@@ -122,6 +126,19 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+nix::ioctl_write_int_bad!(set_controlling_terminal, nix::libc::TIOCSCTTY);
+
+/// Makes the command a new session's leader with its stdin (a terminal's slave) as the
+/// session's controlling terminal: the terminal's signals (^C, SIGWINCH) reach it.
+fn controlling_terminal() -> Result<(), String> {
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+    #[allow(unsafe_code)]
+    // SAFETY: TIOCSCTTY takes an int argument and reads no memory.
+    let r = unsafe { set_controlling_terminal(0, 0) };
+    r.map(|_| ())
+        .map_err(|e| format!("make stdin the controlling terminal: {e}"))
 }
 
 /// Forks the (single-threaded) shim.
@@ -640,7 +657,7 @@ fn user_mounts(plan: &LaunchPlan, root: &Path, create: bool) -> Result<(), Strin
     Ok(())
 }
 
-fn exec(dir: &Path, extra_env: Vec<String>, argv: Vec<String>) -> Result<i32, String> {
+fn exec(dir: &Path, extra_env: Vec<String>, argv: Vec<String>, tty: bool) -> Result<i32, String> {
     if argv.is_empty() {
         return Err("no command".into());
     }
@@ -685,6 +702,12 @@ fn exec(dir: &Path, extra_env: Vec<String>, argv: Vec<String>) -> Result<i32, St
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
             if nix::unistd::getppid() == Pid::from_raw(1) {
                 std::process::exit(EXEC_FAILED);
+            }
+            if tty {
+                if let Err(e) = controlling_terminal() {
+                    eprintln!("navarch-shim: {e}");
+                    std::process::exit(127);
+                }
             }
             let e = match chdir(plan.working_dir.as_str()) {
                 Ok(()) => exec_command(&argv, &env).unwrap_err(),

@@ -125,6 +125,7 @@ scenarios!(
     own_pid_namespace_and_hostname,
     joins_the_pod_network_namespace,
     exec_collects_output_and_exit_code,
+    attached_exec_streams_stdin_and_runs_a_terminal,
     memory_hog_is_oom_killed,
     root_filesystem_writes_stay_in_the_container,
     reattach_finds_running_containers,
@@ -133,7 +134,7 @@ scenarios!(
 
 #[test]
 fn every_contract_scenario_has_a_test_here() {
-    assert_eq!(contract::ALL.len(), 12);
+    assert_eq!(contract::ALL.len(), 13);
 }
 
 /// runc knows the container the runtime started, with the same pid, from a second runtime

@@ -130,6 +130,7 @@ isolated!(
     own_pid_namespace_and_hostname,
     joins_the_pod_network_namespace,
     exec_collects_output_and_exit_code,
+    attached_exec_streams_stdin_and_runs_a_terminal,
     memory_hog_is_oom_killed,
     root_filesystem_writes_stay_in_the_container,
     reattach_finds_running_containers,
@@ -138,7 +139,7 @@ isolated!(
 
 #[test]
 fn every_contract_scenario_has_a_test_here() {
-    assert_eq!(contract::ALL.len(), 12);
+    assert_eq!(contract::ALL.len(), 13);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
