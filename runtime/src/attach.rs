@@ -35,7 +35,11 @@ pub struct ExecIo {
     /// Run the command on a pseudo-terminal: its stdout and stderr are one stream (sent as
     /// [`ExecChunk::Stdout`]).
     pub tty: bool,
-    /// The caller's input; its end is the caller closing stdin.
+    /// The caller attached stdin. Without it and without a TTY the command's stdin is
+    /// `/dev/null`.
+    pub stdin: bool,
+    /// The caller's input. Its end is the caller gone: without a TTY the command's stdin
+    /// ends; with one the terminal hangs up (the command is killed).
     pub input: mpsc::Receiver<ExecInput>,
     /// The command's output. A closed `output` drops the rest, not the command.
     pub output: mpsc::Sender<ExecChunk>,
@@ -155,9 +159,11 @@ pub(crate) fn stdio(tty: bool, stdin: bool) -> Result<([Stdio; 3], Option<Pty>),
 /// Runs an attached exec spawned with [`stdio`]'s ends (the `Command` that held them
 /// dropped) to its end within `timeout`: input fed in, output streamed out. `on_resize`
 /// runs after each resize (runc relays the size to its own terminal on SIGWINCH). Returns
-/// the exit code ([`crate::shim::EXEC_FAILED`] without one) and the first bytes of stderr
+/// the exit code ([`crate::shim::EXEC_FAILED`] without one), the first bytes of stderr
 /// (of the terminal's output with a TTY), where a shim or runc says why the command never
-/// ran. `what` names the exec in an error.
+/// ran, and whether the terminal was hung up (the child killed: its command may need
+/// killing too). `what` names the exec in an error.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     mut child: tokio::process::Child,
     pty: Option<Pty>,
@@ -166,8 +172,9 @@ pub(crate) async fn run(
     id: &ContainerId,
     what: &str,
     on_resize: impl Fn() + Send + Sync + 'static,
-) -> Result<(i32, Vec<u8>), RuntimeError> {
+) -> Result<(i32, Vec<u8>, bool), RuntimeError> {
     let head = Arc::new(Mutex::new(Vec::new()));
+    let hung_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ExecIo { input, output, .. } = io;
     let status = match pty {
         None => {
@@ -187,8 +194,13 @@ pub(crate) async fn run(
         }
         Some(pty) => {
             let pty = Arc::new(pty);
-            let feeder = tokio::spawn(feed_pty(pty.clone(), input, on_resize));
-            let run = pump_pty(&pty, &mut child, output, head.clone());
+            let (hangup_tx, hangup) = tokio::sync::oneshot::channel();
+            let feed = pty.clone();
+            let feeder = tokio::spawn(async move {
+                feed_pty(feed, input, on_resize).await;
+                let _ = hangup_tx.send(());
+            });
+            let run = pump_pty(&pty, &mut child, output, head.clone(), hangup, &hung_up);
             let status = tokio::time::timeout(timeout, run).await;
             feeder.abort();
             status
@@ -204,7 +216,12 @@ pub(crate) async fn run(
             reason: format!("{what}: {e}"),
         })?;
     let said = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok((status.code().unwrap_or(crate::shim::EXEC_FAILED), said))
+    let hung_up = hung_up.load(std::sync::atomic::Ordering::SeqCst);
+    Ok((
+        status.code().unwrap_or(crate::shim::EXEC_FAILED),
+        said,
+        hung_up,
+    ))
 }
 
 /// Writes the caller's stdin to the command's pipe as it comes; closes it (end of file) when
@@ -265,8 +282,11 @@ async fn pump_pty(
     child: &mut tokio::process::Child,
     output: mpsc::Sender<ExecChunk>,
     head: Arc<Mutex<Vec<u8>>>,
+    hangup: tokio::sync::oneshot::Receiver<()>,
+    hung_up: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<std::process::ExitStatus> {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut hangup = Some(hangup);
     let mut sink = Sink {
         output,
         head,
@@ -279,6 +299,13 @@ async fn pump_pty(
                 Ok(0) | Err(_) => ended = true,
                 Ok(n) => sink.send(&buf[..n]).await,
             },
+            _ = async { hangup.as_mut().expect("guarded").await }, if hangup.is_some() => {
+                // The caller is gone: nobody types into this terminal again.
+                hangup = None;
+                hung_up.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::debug!("exec terminal hung up; killing the command");
+                let _ = child.start_kill();
+            }
             status = child.wait() => {
                 let status = status?;
                 loop {

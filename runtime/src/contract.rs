@@ -680,6 +680,7 @@ pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
             let (out_tx, mut out_rx) = mpsc::channel(8);
             let io = ExecIo {
                 tty: false,
+                stdin: true,
                 input: in_rx,
                 output: out_tx,
             };
@@ -718,6 +719,7 @@ pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
             let (out_tx, mut out_rx) = mpsc::channel(64);
             let io = ExecIo {
                 tty: true,
+                stdin: true,
                 input: in_rx,
                 output: out_tx,
             };
@@ -779,6 +781,41 @@ pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
                     && err.is_empty(),
                 || format!("a shell on a terminal: {code:?} {text:?}, stderr {err:?}"),
             )?;
+
+            // A caller that goes away hangs the terminal up: its command does not outlive it.
+            let (in_tx, in_rx) = mpsc::channel(8);
+            let (out_tx, mut out_rx) = mpsc::channel(64);
+            let io = ExecIo {
+                tty: true,
+                stdin: true,
+                input: in_rx,
+                output: out_tx,
+            };
+            let mut req = ExecRequest::new(&["sh", "-c", "echo up-$((2+3)); exec sleep 996"]);
+            req.timeout = Duration::from_secs(3600);
+            let drive = async {
+                let (mut seen, mut err) = (Vec::new(), Vec::new());
+                read_until(&mut out_rx, &mut seen, "up-5", &mut err).await?;
+                drop(in_tx);
+                while out_rx.recv().await.is_some() {}
+                Ok::<_, String>(())
+            };
+            let (code, driven) = tokio::time::timeout(WAIT, async {
+                tokio::join!(rt.exec_attached(&id, req, io), drive)
+            })
+            .await
+            .map_err(|_| "an exec outlived its caller".to_string())?;
+            driven?;
+            check(code.is_ok(), || format!("a hung-up exec: {code:?}"))?;
+            let script =
+                "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'sleep 99[6]'";
+            let out = rt
+                .exec(&id, ExecRequest::new(&["sh", "-c", script]))
+                .await
+                .ctx("look for the hung-up command")?;
+            check(out.stdout == b"0\n", || {
+                format!("the hung-up exec's command still runs: {out:?}")
+            })?;
             rt.stop(&id, Duration::from_millis(100)).await.ctx("stop")?;
             Ok(())
         },

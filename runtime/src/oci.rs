@@ -719,7 +719,7 @@ impl ContainerRuntime for OciRuntime {
         io: crate::ExecIo,
     ) -> RuntimeFuture<'a, i32> {
         Box::pin(async move {
-            let (stdio, pty) = crate::attach::stdio(io.tty, true)?;
+            let (stdio, pty) = crate::attach::stdio(io.tty, io.stdin)?;
             let (child, mut guard) = self.spawn_exec_with(id, &request, stdio, io.tty).await?;
             // runc sizes the container's terminal from ours when it starts and again on
             // SIGWINCH, which it gets from us: our terminal is not its controlling one.
@@ -729,9 +729,15 @@ impl ContainerRuntime for OciRuntime {
                     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH);
                 }
             };
-            let (exit_code, said) =
+            let (exit_code, said, hung_up) =
                 crate::attach::run(child, pty, io, request.timeout, id, "runc exec", on_resize)
                     .await?;
+            if hung_up {
+                // Killing runc exec leaves its command running in the container.
+                guard.kill();
+                guard.done = true;
+                return Ok(exit_code);
+            }
             guard.finished(id, exit_code, &said)?;
             Ok(exit_code)
         })

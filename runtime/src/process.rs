@@ -620,11 +620,11 @@ impl ContainerRuntime for ProcessRuntime {
         io: ExecIo,
     ) -> RuntimeFuture<'a, i32> {
         Box::pin(async move {
-            let (stdio, pty) = attach::stdio(io.tty, true)?;
+            let (stdio, pty) = attach::stdio(io.tty, io.stdin)?;
             let child = self.spawn_exec_with(id, &request, stdio, io.tty).await?;
             // The shim runs the command as the terminal's session leader: a resize reaches
-            // it as SIGWINCH from the kernel.
-            let (exit_code, said) =
+            // it as SIGWINCH from the kernel. A hung-up command dies with its shim.
+            let (exit_code, said, _hung_up) =
                 attach::run(child, pty, io, request.timeout, id, "exec", || {}).await?;
             if exit_code == EXEC_FAILED && said.starts_with(b"navarch-shim:") {
                 return Err(RuntimeError::Shim {

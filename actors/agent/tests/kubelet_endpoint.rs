@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use navarch_agent::streams::{self, Execer, KubeletService, LogLocator, LogTarget, StreamError};
-use navarch_client::kubelet::{self, ExecItem, ExecRequest, LogsItem, LogsRequest};
+use navarch_client::kubelet::{self, ExecInput, ExecItem, ExecRequest, LogsItem, LogsRequest};
 use navarch_net::pki::{ClusterCa, ExpectedPeer, ORG_NODES};
 use navarch_net::{Endpoint, NetConfig, RpcError};
 use navarch_runtime::logs::{LogWriter, Stream};
-use navarch_runtime::ExecChunk;
+use navarch_runtime::{ExecChunk, ExecIo};
 
 struct Fixed {
     log: std::path::PathBuf,
@@ -40,7 +40,8 @@ impl LogLocator for Fixed {
     }
 }
 
-/// Echoes its command and stdin back, exit code 4.
+/// Echoes its command, then its stdin as it comes (on stderr), and a resize; exit code 4
+/// once stdin is closed.
 struct Echo;
 
 impl Execer for Echo {
@@ -50,16 +51,24 @@ impl Execer for Echo {
         _pod: &str,
         _container: Option<&str>,
         command: Vec<String>,
-        stdin: Option<Vec<u8>>,
-        output: tokio::sync::mpsc::Sender<ExecChunk>,
+        io: ExecIo,
     ) -> BoxFuture<'static, Result<i32, StreamError>> {
+        use navarch_runtime::ExecInput as In;
+        let ExecIo {
+            mut input, output, ..
+        } = io;
         Box::pin(async move {
             let _ = output
                 .send(ExecChunk::Stdout(command.join(" ").into_bytes()))
                 .await;
-            let _ = output
-                .send(ExecChunk::Stderr(stdin.unwrap_or_default()))
-                .await;
+            while let Some(i) = input.recv().await {
+                let said = match i {
+                    In::Stdin(b) => b,
+                    In::Resize { width, height } => format!("{width}x{height}").into_bytes(),
+                    In::CloseStdin => break,
+                };
+                let _ = output.send(ExecChunk::Stderr(said)).await;
+            }
             Ok(4)
         })
     }
@@ -128,25 +137,48 @@ async fn masters_read_logs_and_exec_others_are_refused() {
         namespace: "default".into(),
         pod: "p".into(),
         command: vec!["echo".into(), "hi".into()],
-        stdin: Some(b"in".to_vec()),
+        stdin: true,
         ..Default::default()
     };
-    let items: Vec<ExecItem> = to_n1
-        .stream::<_, ExecItem>(kubelet::EXEC, &exec)
+    // The input goes over as it comes: each piece is answered before the next is sent.
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<ExecInput>(4);
+    let input = futures::stream::unfold(
+        in_rx,
+        |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
+    );
+    let mut items = to_n1
+        .duplex::<_, _, ExecItem>(kubelet::EXEC, &exec, input.boxed())
         .await
         .unwrap()
-        .map(|i| i.unwrap())
-        .collect()
-        .await;
+        .map(|i| i.unwrap());
+    assert_eq!(items.next().await, Some(ExecItem::Ready));
     assert_eq!(
-        items,
-        vec![
-            ExecItem::Ready,
-            ExecItem::Stdout(b"echo hi".to_vec()),
-            ExecItem::Stderr(b"in".to_vec()),
-            ExecItem::Exit(4),
-        ]
+        items.next().await,
+        Some(ExecItem::Stdout(b"echo hi".to_vec()))
     );
+    in_tx.send(ExecInput::Stdin(b"in".to_vec())).await.unwrap();
+    assert_eq!(items.next().await, Some(ExecItem::Stderr(b"in".to_vec())));
+    in_tx
+        .send(ExecInput::Resize {
+            width: 80,
+            height: 24,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        items.next().await,
+        Some(ExecItem::Stderr(b"80x24".to_vec()))
+    );
+    in_tx.send(ExecInput::CloseStdin).await.unwrap();
+    assert_eq!(items.next().await, Some(ExecItem::Exit(4)));
+    assert_eq!(items.next().await, None);
+    // An exec opened as a plain server stream is refused: it takes input.
+    let err = to_n1
+        .stream::<_, ExecItem>(kubelet::EXEC, &exec)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, RpcError::Unsupported(_)), "{err:?}");
 
     // Dialing n1's address expecting n2: nothing is sent.
     let wrong = master.peer("n2", addr, ExpectedPeer::Node("n2".into()));

@@ -12,7 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use navarch_client::kubelet::{self, ExecItem, ExecRequest, LogsItem, LogsRequest, NodeError};
+use navarch_client::kubelet::{
+    self, ExecInput, ExecItem, ExecRequest, LogsItem, LogsRequest, NodeError,
+};
 use navarch_model::kinds::{self, Kind};
 use navarch_model::status::Cause;
 use navarch_model::ApiError;
@@ -32,7 +34,7 @@ pub struct ExecStreams {
 }
 
 /// An exec that passed every check: the node is known and the request built. The HTTP layer
-/// upgrades the connection, collects stdin (when attached) and [`start`](Self::start)s it.
+/// upgrades the connection and [`start`](Self::start)s it with the client's input.
 pub struct ExecSession {
     pub streams: ExecStreams,
     client: PeerClient,
@@ -51,18 +53,21 @@ impl std::fmt::Debug for ExecSession {
 }
 
 impl ExecSession {
-    /// Runs the command on the node with `stdin`; its items, ending with `Exit` or `Failed`.
-    pub fn start(self, stdin: Option<Vec<u8>>) -> BoxStream<'static, ExecItem> {
+    /// Runs the command on the node, `input` (the client's stdin, its closing and its
+    /// resizes) sent on as it comes; its items, ending with `Exit` or `Failed`. The end of
+    /// `input` is the client gone.
+    pub fn start(self, input: BoxStream<'static, ExecInput>) -> BoxStream<'static, ExecItem> {
         let ExecSession {
             client,
-            mut request,
+            request,
             runtime,
             ..
         } = self;
-        request.stdin = stdin;
         let (tx, rx) = tokio::sync::mpsc::channel::<ExecItem>(16);
         runtime.spawn(async move {
-            let items = client.stream::<_, ExecItem>(kubelet::EXEC, &request).await;
+            let items = client
+                .duplex::<_, _, ExecItem>(kubelet::EXEC, &request, input)
+                .await;
             let mut items = match items {
                 Ok(s) => s,
                 Err(e) => {
@@ -429,11 +434,6 @@ pub(crate) async fn exec(
             "you must specify at least 1 of stdin, stdout, stderr",
         ));
     }
-    if streams.tty {
-        return Err(ApiError::bad_request(
-            "navarch does not support a TTY for exec yet (run kubectl exec without -t)",
-        ));
-    }
     let pod = storage.get(pod_kind, ns, name, None).await?;
     let container = container_of(&pod, value(q, "container"))?;
     let client = dial(endpoint, storage, &pod, "pods/exec").await?;
@@ -445,7 +445,7 @@ pub(crate) async fn exec(
             pod: name.to_string(),
             container: Some(container),
             command,
-            stdin: None,
+            stdin: streams.stdin,
             tty: streams.tty,
         },
         runtime: runtime.clone(),

@@ -2,14 +2,14 @@
 //! what a master sends to read a container's log or run a command in it on behalf of a
 //! `pods/log` or `pods/exec` request, and what the node streams back.
 //!
-//! Both methods are server streams. A log's first item says whether the node took the
-//! request (`Ready`) or why not (`Failed`, with Kubernetes' code, reason and words), so the
-//! master can answer its client with the right `Status` before it has sent a byte of the
-//! body. An exec's `Ready` comes at once; its output follows as the command writes it, and
-//! it ends with `Exit` or with `Failed` (the container could not be found or run).
-//! stdin of an exec travels whole in the request: the rpc layer has unary calls and server
-//! streams only, and `kubectl exec -i` with piped input sends it all before it closes its
-//! stdin channel (interactive stdin needs a bidirectional stream: not yet).
+//! A log is a server stream. Its first item says whether the node took the request
+//! (`Ready`) or why not (`Failed`, with Kubernetes' code, reason and words), so the master
+//! can answer its client with the right `Status` before it has sent a byte of the body.
+//! An exec is a duplex stream: the master sends the client's stdin, its closing and its
+//! terminal's resizes ([`ExecInput`]) as they come, while the node sends `Ready` at once,
+//! then the output as the command writes it, and ends with `Exit` or with `Failed` (the
+//! container could not be found or run). With a TTY, the end of the input (the client gone)
+//! hangs the terminal up: the command is killed.
 //!
 //! The node's actor views are unary calls for the inspector: its actors (`kubelet.debug.
 //! actors`) and the latest messages of its tap (`kubelet.debug.messages`), answered as the
@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 pub const PREFIX: &str = "kubelet";
 /// Streams a container's log: [`LogsRequest`] in, [`LogsItem`]s out.
 pub const LOGS: &str = "kubelet.logs";
-/// Runs a command in a container: [`ExecRequest`] in, [`ExecItem`]s out.
+/// Runs a command in a container (duplex): [`ExecRequest`] and [`ExecInput`]s in,
+/// [`ExecItem`]s out.
 pub const EXEC: &str = "kubelet.exec";
 /// The node's actor registry under a prefix: [`DebugActorsRequest`] in, JSON text out.
 pub const DEBUG_ACTORS: &str = "kubelet.debug.actors";
@@ -31,7 +32,7 @@ pub const DEBUG_MESSAGES: &str = "kubelet.debug.messages";
 /// The node's kill switch: [`DebugKillRequest`] in, JSON text out (`{"killed": PATH}`, or
 /// `{"error": NodeError}` when nothing was killed).
 pub const DEBUG_KILL: &str = "kubelet.debug.kill";
-/// The largest stdin an exec request carries.
+/// The largest piece of stdin one input item carries.
 pub const MAX_STDIN: usize = 4 * 1024 * 1024;
 /// The largest chunk of bytes one item carries.
 pub const MAX_CHUNK: usize = 64 * 1024;
@@ -82,9 +83,24 @@ pub struct ExecRequest {
     pub pod: String,
     pub container: Option<String>,
     pub command: Vec<String>,
-    /// The whole stdin, when the client attached one.
-    pub stdin: Option<Vec<u8>>,
+    /// The client attached stdin: [`ExecInput::Stdin`] follows. Without it (and without a
+    /// TTY) the command's stdin is `/dev/null`.
+    pub stdin: bool,
+    /// Run the command on a terminal: stdout and stderr are one stream (`Stdout`).
     pub tty: bool,
+}
+
+/// What the master sends on an exec after its request, as the client sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecInput {
+    Stdin(Vec<u8>),
+    /// The client closed stdin (v5's close message): end of file, without a TTY.
+    CloseStdin,
+    /// The client's terminal size (channel 4), in columns and rows.
+    Resize {
+        width: u16,
+        height: u16,
+    },
 }
 
 /// One item of an exec stream.

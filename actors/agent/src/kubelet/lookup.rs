@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use navarch_runtime::{ContainerState, ExecChunk};
+use navarch_runtime::{ContainerState, ExecIo};
 use serde_json::Value;
 
 use super::worker::Shared;
@@ -127,8 +127,7 @@ impl Execer for Lookup {
         pod: &str,
         container: Option<&str>,
         command: Vec<String>,
-        stdin: Option<Vec<u8>>,
-        output: tokio::sync::mpsc::Sender<ExecChunk>,
+        io: ExecIo,
     ) -> BoxFuture<'static, Result<i32, StreamError>> {
         let found = self.shared().cloned().and_then(|shared| {
             let (p, name) = choose(&shared, namespace, pod, container)?;
@@ -147,8 +146,7 @@ impl Execer for Lookup {
         let pod = pod.to_string();
         Box::pin(async move {
             let (rt, id, name) = found?;
-            crate::streams::exec_in(&*rt, &id, command, stdin, EXEC_TIMEOUT, output, &pod, &name)
-                .await
+            crate::streams::exec_in(&*rt, &id, command, io, EXEC_TIMEOUT, &pod, &name).await
         })
     }
 }

@@ -24,11 +24,11 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use navarch_client::kubelet::{
-    self, ExecItem, ExecRequest, LogsItem, LogsRequest, NodeError, MAX_CHUNK, MAX_STDIN,
+    self, ExecInput, ExecItem, ExecRequest, LogsItem, LogsRequest, NodeError, MAX_CHUNK, MAX_STDIN,
 };
 use navarch_net::pki::{Identity, ORG_MEMBERS};
 use navarch_net::{codec, CallContext, Endpoint, NetConfig, NetError, Router, RpcError, Service};
-use navarch_runtime::{ContainerId, ContainerRuntime, ExecChunk, RuntimeError};
+use navarch_runtime::{ContainerId, ContainerRuntime, ExecChunk, ExecIo, RuntimeError};
 
 use self::logs::LogOptions;
 
@@ -144,16 +144,15 @@ pub trait LogLocator: Send + Sync + 'static {
 /// Runs commands in containers: implemented by the kubelet, or [`RuntimeExecer`] over a
 /// runtime and a [`ContainerResolver`].
 pub trait Execer: Send + Sync + 'static {
-    /// Runs `command` in the container with `stdin` (when attached), sending its output to
-    /// `output` as it comes; the exit code.
+    /// Runs `command` in the container attached to `io` (stdin as it comes, a terminal
+    /// with `io.tty`), sending its output to `io.output` as it comes; the exit code.
     fn exec(
         &self,
         namespace: &str,
         pod: &str,
         container: Option<&str>,
         command: Vec<String>,
-        stdin: Option<Vec<u8>>,
-        output: tokio::sync::mpsc::Sender<ExecChunk>,
+        io: ExecIo,
     ) -> BoxFuture<'static, Result<i32, StreamError>>;
 }
 
@@ -184,8 +183,7 @@ impl Execer for RuntimeExecer {
         pod: &str,
         container: Option<&str>,
         command: Vec<String>,
-        stdin: Option<Vec<u8>>,
-        output: tokio::sync::mpsc::Sender<ExecChunk>,
+        io: ExecIo,
     ) -> BoxFuture<'static, Result<i32, StreamError>> {
         let resolved = self.resolver.resolve(namespace, pod, container);
         let runtime = self.runtime.clone();
@@ -193,33 +191,27 @@ impl Execer for RuntimeExecer {
         let (pod, container) = (pod.to_string(), container.unwrap_or("").to_string());
         Box::pin(async move {
             let id = resolved?;
-            exec_in(
-                &*runtime, &id, command, stdin, timeout, output, &pod, &container,
-            )
-            .await
+            exec_in(&*runtime, &id, command, io, timeout, &pod, &container).await
         })
     }
 }
 
-/// Runs `command` in container `id` (of `container` in `pod`, for the errors), streaming its
-/// output to `output`; its exit code, or the runtime's refusal in Kubernetes' words.
-#[allow(clippy::too_many_arguments)]
+/// Runs `command` in container `id` (of `container` in `pod`, for the errors) attached to
+/// `io`; its exit code, or the runtime's refusal in Kubernetes' words.
 pub async fn exec_in(
     runtime: &dyn ContainerRuntime,
     id: &ContainerId,
     command: Vec<String>,
-    stdin: Option<Vec<u8>>,
+    io: ExecIo,
     timeout: Duration,
-    output: tokio::sync::mpsc::Sender<ExecChunk>,
     pod: &str,
     container: &str,
 ) -> Result<i32, StreamError> {
     let mut req = navarch_runtime::ExecRequest::new(&[]);
     req.command = command;
-    req.stdin = stdin;
     req.timeout = timeout;
     runtime
-        .exec_streaming(id, req, output)
+        .exec_attached(id, req, io)
         .await
         .map_err(|e| match e {
             RuntimeError::InvalidState { .. } | RuntimeError::NotFound { .. } => {
@@ -230,6 +222,45 @@ pub async fn exec_in(
             )),
             other => StreamError::Internal(format!("exec: {other}")),
         })
+}
+
+/// Hands a master's exec input to the command as it comes; its end (the master finished
+/// its side, or went away) is the end of the command's input. Input that cannot be decoded
+/// ends it too.
+async fn forward_input(
+    mut input: BoxStream<'static, Result<Bytes, RpcError>>,
+    to: tokio::sync::mpsc::Sender<navarch_runtime::ExecInput>,
+) {
+    use navarch_runtime::ExecInput as Run;
+    while let Some(item) = input.next().await {
+        let item = match item.map(|b| codec::decode::<ExecInput>(&b)) {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "undecodable exec input; ending the input");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "exec input ended by the link");
+                return;
+            }
+        };
+        let item = match item {
+            ExecInput::Stdin(b) if b.len() > MAX_STDIN => {
+                tracing::warn!(
+                    size = b.len(),
+                    max = MAX_STDIN,
+                    "exec input over the limit; ending the input"
+                );
+                return;
+            }
+            ExecInput::Stdin(b) => Run::Stdin(b),
+            ExecInput::CloseStdin => Run::CloseStdin,
+            ExecInput::Resize { width, height } => Run::Resize { width, height },
+        };
+        if to.send(item).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The `kubelet.*` service: mount it on the node's router at [`kubelet::PREFIX`].
@@ -416,25 +447,30 @@ impl KubeletService {
             .boxed())
     }
 
-    fn exec_stream(&self, req: ExecRequest) -> BoxStream<'static, ExecItem> {
+    fn exec_stream(
+        &self,
+        req: ExecRequest,
+        input: BoxStream<'static, Result<Bytes, RpcError>>,
+    ) -> BoxStream<'static, ExecItem> {
         if req.command.is_empty() {
             let e = StreamError::BadRequest("you must specify at least 1 command".into());
             return futures::stream::iter([ExecItem::Failed(e.to_node_error())]).boxed();
         }
-        if req.stdin.as_ref().is_some_and(|s| s.len() > MAX_STDIN) {
-            let e = StreamError::BadRequest(format!(
-                "stdin is larger than the limit of {MAX_STDIN} bytes"
-            ));
-            return futures::stream::iter([ExecItem::Failed(e.to_node_error())]).boxed();
-        }
         let (tx, rx) = tokio::sync::mpsc::channel::<ExecChunk>(16);
+        let (in_tx, in_rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(forward_input(input, in_tx));
+        let io = ExecIo {
+            tty: req.tty,
+            stdin: req.stdin,
+            input: in_rx,
+            output: tx,
+        };
         let run = self.exec.exec(
             &req.namespace,
             &req.pod,
             req.container.as_deref(),
             req.command,
-            req.stdin,
-            tx,
+            io,
         );
         // The command runs on its own: a master that goes away stops reading, not the
         // command (which its timeout bounds).
@@ -520,15 +556,32 @@ impl Service for KubeletService {
                     };
                     Ok(items.map(|i| encode(&i)).boxed())
                 }
-                kubelet::EXEC => {
-                    let req: ExecRequest = codec::decode(&body).map_err(bad)?;
-                    tracing::debug!(namespace = %req.namespace, pod = %req.pod, "serving an exec");
-                    Ok(this.exec_stream(req).map(|i| encode(&i)).boxed())
-                }
                 other => Err(RpcError::Unsupported(format!(
-                    "method {other} is not served (kubelet.logs, kubelet.exec)"
+                    "method {other} is not a server stream (kubelet.logs; kubelet.exec is duplex)"
                 ))),
             }
+        })
+    }
+
+    fn duplex(
+        &self,
+        ctx: CallContext,
+        method: String,
+        body: Bytes,
+        input: BoxStream<'static, Result<Bytes, RpcError>>,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Result<Bytes, RpcError>>, RpcError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            check_master(&ctx, &method)?;
+            if method != kubelet::EXEC {
+                return Err(RpcError::Unsupported(format!(
+                    "method {method} takes no input (kubelet.exec does)"
+                )));
+            }
+            let req: ExecRequest = codec::decode(&body)
+                .map_err(|e| RpcError::Decode(format!("request of {method}: {e}")))?;
+            tracing::debug!(namespace = %req.namespace, pod = %req.pod, tty = req.tty, "serving an exec");
+            Ok(this.exec_stream(req, input).map(|i| encode(&i)).boxed())
         })
     }
 }

@@ -5,16 +5,18 @@
 //!
 //! The upgrade is actix-web's own: a 101 response with a streaming body, the request's
 //! payload carrying the client's frames after the handshake; the framing is ours (small,
-//! and the handshake's SHA-1 is ring's). stdin is collected until the client closes it
-//! (v5's close-channel message, a close frame or the end of the connection), then the
-//! command runs on the node and its output, exit status and a close frame follow.
+//! and the handshake's SHA-1 is ring's). The command starts on the node at once; the
+//! client's stdin, its closing (v5's close-channel message) and its terminal's resizes
+//! (`{"Width": w, "Height": h}` on channel 4) go to it as they come, while its output, exit
+//! status and a close frame come back. A close frame or the end of the connection ends the
+//! input: end of file, or with a TTY a hang-up.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
-use navarch_client::kubelet::{ExecItem, MAX_STDIN};
+use navarch_client::kubelet::{ExecInput, ExecItem, MAX_STDIN};
 use serde_json::json;
 
 use crate::kubelet::ExecSession;
@@ -27,6 +29,8 @@ pub const STDIN: u8 = 0;
 pub const STDOUT: u8 = 1;
 pub const STDERR: u8 = 2;
 pub const ERROR: u8 = 3;
+/// A terminal's size: `{"Width": columns, "Height": rows}`.
+pub const RESIZE: u8 = 4;
 /// v5: `[255, channel]` closes `channel`.
 pub const CLOSE: u8 = 255;
 
@@ -238,40 +242,55 @@ pub fn respond(
     r.streaming(frames)
 }
 
-/// Reads stdin until the client closes it. `Err` carries why the client's frames were
-/// refused.
-async fn read_stdin(
-    payload: &mut web::Payload,
-    reader: &mut FrameReader,
-    tx: &tokio::sync::mpsc::Sender<Bytes>,
-) -> Result<Vec<u8>, String> {
-    let mut stdin = Vec::new();
-    loop {
-        while let Some(m) = reader.next_message()? {
-            match m {
-                Message::Binary(data) => match data.split_first() {
-                    Some((&STDIN, rest)) => {
-                        if stdin.len() + rest.len() > MAX_STDIN {
-                            return Err(format!("stdin is over the limit of {MAX_STDIN} bytes"));
-                        }
-                        stdin.extend_from_slice(rest);
-                    }
-                    Some((&CLOSE, [STDIN, ..])) => return Ok(stdin),
-                    _ => {}
-                },
-                Message::Ping(p) => {
-                    let _ = tx.send(frame(OP_PONG, &p)).await;
+/// What one of the client's messages asks of the exec.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientSays {
+    Input(ExecInput),
+    Pong(Vec<u8>),
+    /// The client closed the connection: its input ends.
+    Close,
+    Nothing,
+}
+
+/// Reads one message of the client's. `Err` is a message the exec refuses.
+pub fn client_says(m: Message, stdin: bool) -> Result<ClientSays, String> {
+    Ok(match m {
+        Message::Binary(data) => match data.split_first() {
+            Some((&STDIN, rest)) if stdin => {
+                if rest.len() > MAX_STDIN {
+                    return Err(format!(
+                        "a stdin message is over the limit of {MAX_STDIN} bytes"
+                    ));
                 }
-                Message::Close => return Ok(stdin),
-                Message::Text(_) | Message::Pong => {}
+                ClientSays::Input(ExecInput::Stdin(rest.to_vec()))
             }
-        }
-        match payload.next().await {
-            Some(Ok(bytes)) => reader.feed(&bytes),
-            Some(Err(e)) => return Err(format!("reading the connection: {e}")),
-            None => return Ok(stdin),
-        }
-    }
+            Some((&CLOSE, [STDIN, ..])) => ClientSays::Input(ExecInput::CloseStdin),
+            Some((&RESIZE, size)) => {
+                let v: serde_json::Value = serde_json::from_slice(size)
+                    .map_err(|e| format!("a terminal size is not JSON: {e}"))?;
+                let dim = |k: &str| {
+                    v[k].as_u64()
+                        .and_then(|n| u16::try_from(n).ok())
+                        .ok_or_else(|| {
+                            format!("a terminal size needs {k} as a number of 0 to 65535: {v}")
+                        })
+                };
+                ClientSays::Input(ExecInput::Resize {
+                    width: dim("Width")?,
+                    height: dim("Height")?,
+                })
+            }
+            _ => ClientSays::Nothing,
+        },
+        Message::Ping(p) => ClientSays::Pong(p),
+        Message::Close => ClientSays::Close,
+        Message::Text(_) | Message::Pong => ClientSays::Nothing,
+    })
+}
+
+fn refusal(message: String) -> Bytes {
+    let status = json!({"metadata": {}, "status": "Failure", "message": message, "reason": "BadRequest", "code": 400});
+    channel_frame(ERROR, status.to_string().as_bytes())
 }
 
 async fn run(
@@ -281,40 +300,82 @@ async fn run(
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
     let streams = session.streams.clone();
+    if streams.stdin && !v5 {
+        tracing::debug!("v4 has no way to close stdin: it ends with the connection");
+    }
+    let (in_tx, in_rx) = tokio::sync::mpsc::channel::<ExecInput>(16);
+    let input = futures::stream::unfold(
+        in_rx,
+        |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
+    )
+    .boxed();
+    let mut items = session.start(input);
+    let mut in_tx = Some(in_tx);
     let mut reader = FrameReader::default();
-    let stdin = if streams.stdin {
-        if !v5 {
-            tracing::debug!("v4 has no way to close stdin: the exec starts when the client closes");
-        }
-        match read_stdin(&mut payload, &mut reader, &tx).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                let status = json!({"metadata": {}, "status": "Failure", "message": e, "reason": "BadRequest", "code": 400});
-                let _ = tx
-                    .send(channel_frame(ERROR, status.to_string().as_bytes()))
-                    .await;
-                let _ = tx.send(frame(OP_CLOSE, &1002u16.to_be_bytes())).await;
-                return;
+    loop {
+        tokio::select! {
+            item = items.next() => {
+                let Some(item) = item else { break };
+                let f = match item {
+                    ExecItem::Ready => continue,
+                    ExecItem::Stdout(d) if streams.stdout => channel_frame(STDOUT, &d),
+                    ExecItem::Stderr(d) if streams.stderr => channel_frame(STDERR, &d),
+                    ExecItem::Stdout(_) | ExecItem::Stderr(_) => continue,
+                    ExecItem::Exit(code) => channel_frame(ERROR, exit_status(code).to_string().as_bytes()),
+                    ExecItem::Failed(e) => {
+                        let status = json!({"metadata": {}, "status": "Failure", "message": e.message, "reason": e.reason, "code": e.code});
+                        channel_frame(ERROR, status.to_string().as_bytes())
+                    }
+                };
+                if tx.send(f).await.is_err() {
+                    return;
+                }
             }
-        }
-    } else {
-        None
-    };
-    let mut items = session.start(stdin);
-    while let Some(item) = items.next().await {
-        let f = match item {
-            ExecItem::Ready => continue,
-            ExecItem::Stdout(d) if streams.stdout => channel_frame(STDOUT, &d),
-            ExecItem::Stderr(d) if streams.stderr => channel_frame(STDERR, &d),
-            ExecItem::Stdout(_) | ExecItem::Stderr(_) => continue,
-            ExecItem::Exit(code) => channel_frame(ERROR, exit_status(code).to_string().as_bytes()),
-            ExecItem::Failed(e) => {
-                let status = json!({"metadata": {}, "status": "Failure", "message": e.message, "reason": e.reason, "code": e.code});
-                channel_frame(ERROR, status.to_string().as_bytes())
+            chunk = payload.next(), if in_tx.is_some() => {
+                match chunk {
+                    Some(Ok(bytes)) => reader.feed(&bytes),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "exec connection read failed; its input ends");
+                        in_tx = None;
+                        continue;
+                    }
+                    None => {
+                        in_tx = None;
+                        continue;
+                    }
+                }
+                loop {
+                    let said = reader.next_message().and_then(|m| match m {
+                        Some(m) => client_says(m, streams.stdin).map(Some),
+                        None => Ok(None),
+                    });
+                    match said {
+                        Ok(None) => break,
+                        Ok(Some(ClientSays::Input(i))) => {
+                            if let Some(t) = &in_tx {
+                                if t.send(i).await.is_err() {
+                                    in_tx = None;
+                                }
+                            }
+                        }
+                        Ok(Some(ClientSays::Pong(p))) => {
+                            let _ = tx.send(frame(OP_PONG, &p)).await;
+                        }
+                        Ok(Some(ClientSays::Close)) => {
+                            in_tx = None;
+                            break;
+                        }
+                        Ok(Some(ClientSays::Nothing)) => {}
+                        Err(e) => {
+                            // Dropping the session's stream ends its input: the command
+                            // sees end of file, or its terminal hangs up.
+                            let _ = tx.send(refusal(e)).await;
+                            let _ = tx.send(frame(OP_CLOSE, &1002u16.to_be_bytes())).await;
+                            return;
+                        }
+                    }
+                }
             }
-        };
-        if tx.send(f).await.is_err() {
-            return;
         }
     }
     let _ = tx.send(frame(OP_CLOSE, &1000u16.to_be_bytes())).await;
@@ -374,6 +435,43 @@ mod tests {
         assert!(
             bad.next_message().is_err(),
             "unmasked client frames are refused"
+        );
+    }
+
+    #[test]
+    fn client_messages_become_exec_input() {
+        let says = |data: &[u8], stdin: bool| client_says(Message::Binary(data.to_vec()), stdin);
+        assert_eq!(
+            says(&[STDIN, b'h', b'i'], true).unwrap(),
+            ClientSays::Input(ExecInput::Stdin(b"hi".to_vec()))
+        );
+        assert_eq!(says(&[STDIN, b'h'], false).unwrap(), ClientSays::Nothing);
+        assert_eq!(
+            says(&[CLOSE, STDIN], true).unwrap(),
+            ClientSays::Input(ExecInput::CloseStdin)
+        );
+        let mut resize = vec![RESIZE];
+        resize.extend_from_slice(br#"{"Width":120,"Height":40}"#);
+        assert_eq!(
+            says(&resize, false).unwrap(),
+            ClientSays::Input(ExecInput::Resize {
+                width: 120,
+                height: 40
+            })
+        );
+        let mut bad = vec![RESIZE];
+        bad.extend_from_slice(br#"{"Width":-1,"Height":40}"#);
+        assert!(says(&bad, false).unwrap_err().contains("Width"));
+        assert!(says(&[RESIZE, b'{'], false)
+            .unwrap_err()
+            .contains("not JSON"));
+        assert_eq!(
+            client_says(Message::Ping(b"p".to_vec()), true).unwrap(),
+            ClientSays::Pong(b"p".to_vec())
+        );
+        assert_eq!(
+            client_says(Message::Close, true).unwrap(),
+            ClientSays::Close
         );
     }
 
