@@ -9,6 +9,8 @@
 //! Every process a [`Cluster`] starts is killed when it is dropped; unless the test called
 //! [`Cluster::passed`], the tail of each member's log is printed.
 
+pub mod tty;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

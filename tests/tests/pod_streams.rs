@@ -17,6 +17,7 @@ use navarch_runtime::{
     ContainerId, ContainerRuntime, ContainerSpec, ContainerState, ImageStore, ProcessConfig,
     ProcessRuntime,
 };
+use navarch_tests::tty::Terminal;
 use navarch_tests::{bin, kubectl, kubectl_spawn, wait_for, Cluster, Kubectl};
 use serde_json::json;
 
@@ -278,6 +279,34 @@ async fn kubectl_logs_and_exec_reach_a_real_container_through_the_master() -> Re
     )?
     .expect_ok("exec -i")?;
     assert_eq!(piped.stdout, "from stdin\nend\n");
+
+    // kubectl exec -it: an interactive shell on a terminal of kubectl's terminal's size,
+    // resized with it, and the shell's exit code as kubectl's.
+    let mut cmd = std::process::Command::new(navarch_tests::kubectl_bin()?);
+    cmd.args(["exec", "-it", POD, "--", "sh"])
+        .env("KUBECONFIG", &k.kubeconfig)
+        .env("HOME", &k.home);
+    let mut term = Terminal::spawn(cmd, 30, 90)?;
+    let wait = Duration::from_secs(20);
+    term.ask_until("stty size\r", "30 90", wait).await?;
+    term.resize(45, 132)?;
+    term.ask_until("stty size\r", "45 132", wait).await?;
+    term.type_keys("test -t 0 && echo tty-$((6*7)); echo err-$((1+1)) >&2\r")?;
+    term.wait_output("tty-42", wait).await?;
+    term.wait_output("err-2", wait).await?;
+    // ^C reaches the shell's foreground command through the container's terminal.
+    term.type_keys("sleep 601\r")?;
+    let running = "cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'sleep 60[1]'";
+    wait_for(wait, "the terminal's sleep to run", || async {
+        let out = k.run(&["exec", POD, "--", "sh", "-c", running]).ok()?;
+        (out.stdout == "1\n").then_some(())
+    })
+    .await?;
+    term.type_keys("\x03")?;
+    term.type_keys("echo after-$((3+4))\r")?;
+    term.wait_output("after-7", wait).await?;
+    term.type_keys("exit 5\r")?;
+    assert_eq!(term.wait_exit(wait).await?, 5, "{}", term.output());
 
     // A viewer reads logs but may not exec.
     let viewer = token_kubeconfig(&k.kubeconfig, dir.path(), "viewer", "viewer-token")?;
