@@ -229,6 +229,19 @@ async fn a_single_server_runs_pods_with_their_own_network_logs_exec_and_config()
         &format!("http://{oci_ip}/"),
     ])?;
     assert_eq!(got.trim(), "boxed");
+    // kubectl exec -it into the oci pod: runc's terminal, sized and resized with kubectl's.
+    let mut cmd = std::process::Command::new(navarch_tests::kubectl_bin()?);
+    cmd.args(["exec", "-it", "boxed", "--", "sh"])
+        .env("KUBECONFIG", &kc.kubeconfig)
+        .env("HOME", &kc.home);
+    let mut term = navarch_tests::tty::Terminal::spawn(cmd, 33, 111)?;
+    let wait = Duration::from_secs(30);
+    term.ask_until("stty size\r", "33 111", wait).await?;
+    term.resize(44, 123)?;
+    term.ask_until("stty size\r", "44 123", wait).await?;
+    term.type_keys("test -t 0 && echo oci-tty-$((6*7)); exit 9\r")?;
+    term.wait_output("oci-tty-42", wait).await?;
+    assert_eq!(term.wait_exit(wait).await?, 9, "{}", term.output());
     wait_for(DEADLINE, "the oci pod's log", || async {
         kc.ok(&["logs", "boxed"])
             .ok()?

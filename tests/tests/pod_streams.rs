@@ -307,6 +307,41 @@ async fn kubectl_logs_and_exec_reach_a_real_container_through_the_master() -> Re
     term.wait_output("after-7", wait).await?;
     term.type_keys("exit 5\r")?;
     assert_eq!(term.wait_exit(wait).await?, 5, "{}", term.output());
+    // navctl exec -it the same.
+    let mut cmd = std::process::Command::new(bin("navctl"));
+    cmd.args(["exec", "--kubeconfig"])
+        .arg(&k.kubeconfig)
+        .args(["-it", POD, "--", "sh"])
+        .env("RUST_LOG", "warn");
+    let mut term = Terminal::spawn(cmd, 24, 80)?;
+    term.ask_until("stty size\r", "24 80", wait).await?;
+    term.resize(50, 160)?;
+    term.ask_until("stty size\r", "50 160", wait).await?;
+    term.type_keys("test -t 0 && echo navctl-tty-$((6*7)); exit 6\r")?;
+    term.wait_output("navctl-tty-42", wait).await?;
+    assert_eq!(term.wait_exit(wait).await?, 6, "{}", term.output());
+    // navctl -i streams stdin: each line is answered while stdin is still open.
+    let mut cmd = std::process::Command::new(bin("navctl"));
+    cmd.args(["exec", "--kubeconfig"])
+        .arg(&k.kubeconfig)
+        .args([
+            "-i",
+            POD,
+            "--",
+            "sh",
+            "-c",
+            "while read l; do echo got-$l; done; echo eof",
+        ])
+        .env("RUST_LOG", "warn");
+    let mut term = Terminal::spawn(cmd, 24, 80)?;
+    term.type_keys("a\r")?;
+    term.wait_output("got-a", wait).await?;
+    term.type_keys("b\r")?;
+    term.wait_output("got-b", wait).await?;
+    // ^D at the start of a line: end of file on navctl's stdin, closed on the command's.
+    term.type_keys("\x04")?;
+    term.wait_output("eof", wait).await?;
+    assert_eq!(term.wait_exit(wait).await?, 0, "{}", term.output());
 
     // A viewer reads logs but may not exec.
     let viewer = token_kubeconfig(&k.kubeconfig, dir.path(), "viewer", "viewer-token")?;

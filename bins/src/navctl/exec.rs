@@ -1,9 +1,12 @@
-//! `navctl exec POD [-c C] [-i] -- COMMAND...`: runs a command in a pod's container through
-//! the API server's `pods/exec`, as kubectl does: a WebSocket upgrade with the
+//! `navctl exec POD [-c C] [-i] [-t] -- COMMAND...`: runs a command in a pod's container
+//! through the API server's `pods/exec`, as kubectl does: a WebSocket upgrade with the
 //! `v5.channel.k8s.io` subprotocol, stdout and stderr copied out as they come, stdin (with
-//! `-i`) sent whole then closed, and the command's exit code as navctl's.
+//! `-i`) sent as it is read and closed at its end, and the command's exit code as navctl's.
+//! With `-t` (and a terminal as stdin) the command runs on a terminal of the container's:
+//! navctl's own terminal goes raw, its size is sent at the start and on each SIGWINCH.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -24,9 +27,12 @@ pub struct ExecArgs {
     /// The container (the pod's only one when not given).
     #[arg(short = 'c', long)]
     pub container: Option<String>,
-    /// Send navctl's stdin to the command (read to its end first).
+    /// Send navctl's stdin to the command, as it is read.
     #[arg(short = 'i', long)]
     pub stdin: bool,
+    /// Run the command on a terminal (navctl's stdin must be one), as `kubectl exec -t`.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -103,8 +109,81 @@ fn exit_code(status: &Value) -> Result<i32> {
     )
 }
 
+/// navctl's terminal in raw mode until dropped (then as it was).
+struct RawTerminal(nix::sys::termios::Termios);
+
+impl RawTerminal {
+    fn enter() -> Result<RawTerminal> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).context("read the terminal's mode")?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("make the terminal raw")?;
+        Ok(RawTerminal(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(&std::io::stdin(), SetArg::TCSANOW, &self.0);
+    }
+}
+
+/// navctl's terminal's size as the resize channel's message.
+#[allow(unsafe_code)]
+fn terminal_size() -> Option<Vec<u8>> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize to a pointer that outlives the call.
+    let r = unsafe { libc::ioctl(std::io::stdin().as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    if r < 0 || size.ws_col == 0 {
+        return None;
+    }
+    let mut m = vec![RESIZE];
+    m.extend_from_slice(
+        serde_json::json!({"Width": size.ws_col, "Height": size.ws_row})
+            .to_string()
+            .as_bytes(),
+    );
+    Some(m)
+}
+
+const STDIN: u8 = 0;
+const RESIZE: u8 = 4;
+
+/// Reads stdin on a thread of its own (a blocking read), piece by piece as it comes; the
+/// channel ends at end of file.
+fn read_stdin() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut stdin = std::io::stdin();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 /// Runs the command; its exit code.
 pub async fn exec(a: &ExecArgs) -> Result<i32> {
+    let tty = a.tty && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if a.tty && !tty {
+        eprintln!("Unable to use a TTY - input is not a terminal or the right kind of file");
+    }
     let path = a.conn.kubeconfig_path();
     let cfg = Kubeconfig::load(&path).with_context(|| format!("kubeconfig {}", path.display()))?;
     let ns = a
@@ -136,9 +215,13 @@ pub async fn exec(a: &ExecArgs) -> Result<i32> {
             q.append_pair("container", c);
         }
         q.append_pair("stdout", "true");
-        q.append_pair("stderr", "true");
+        // On a terminal stderr is the terminal's output too.
+        q.append_pair("stderr", if tty { "false" } else { "true" });
         if a.stdin {
             q.append_pair("stdin", "true");
+        }
+        if tty {
+            q.append_pair("tty", "true");
         }
     }
     let key: [u8; 16] = rand::thread_rng().gen();
@@ -167,20 +250,25 @@ pub async fn exec(a: &ExecArgs) -> Result<i32> {
             body["message"].as_str().unwrap_or("the exec was refused")
         );
     }
-    let mut ws = resp.upgrade().await.context("the WebSocket upgrade")?;
-    if a.stdin {
-        let mut input = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut input)
-            .context("read stdin")?;
-        for chunk in input.chunks(32 * 1024) {
-            let mut m = vec![0u8];
-            m.extend_from_slice(chunk);
-            ws.write_all(&client_frame(OP_BINARY, &m)).await?;
+    let ws = resp.upgrade().await.context("the WebSocket upgrade")?;
+    let (mut rd, mut wr) = tokio::io::split(ws);
+    let _raw = if tty {
+        Some(RawTerminal::enter()?)
+    } else {
+        None
+    };
+    let mut winch = if tty {
+        if let Some(m) = terminal_size() {
+            wr.write_all(&client_frame(OP_BINARY, &m)).await?;
         }
-        // v5: channel 255 closes a channel (stdin, 0): the command sees end of file.
-        ws.write_all(&client_frame(OP_BINARY, &[255, 0])).await?;
-    }
+        Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+                .context("watch the terminal's size")?,
+        )
+    } else {
+        None
+    };
+    let mut stdin = a.stdin.then(read_stdin);
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut code: Option<i32> = None;
@@ -205,19 +293,42 @@ pub async fn exec(a: &ExecArgs) -> Result<i32> {
                         _ => {}
                     }
                 }
-                OP_PING => ws.write_all(&client_frame(OP_PONG, &payload)).await?,
+                OP_PING => wr.write_all(&client_frame(OP_PONG, &payload)).await?,
                 OP_CLOSE => {
-                    let _ = ws.write_all(&client_frame(OP_CLOSE, &[])).await;
+                    let _ = wr.write_all(&client_frame(OP_CLOSE, &[])).await;
                     return code.context("the exec ended without a status");
                 }
                 _ => {}
             }
         }
-        let n = ws.read(&mut chunk).await?;
-        if n == 0 {
-            return code.context("the connection ended without a status");
+        tokio::select! {
+            n = rd.read(&mut chunk) => {
+                let n = n?;
+                if n == 0 {
+                    return code.context("the connection ended without a status");
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            input = async { stdin.as_mut().expect("guarded").recv().await }, if stdin.is_some() => {
+                match input {
+                    Some(data) => {
+                        let mut m = vec![STDIN];
+                        m.extend_from_slice(&data);
+                        wr.write_all(&client_frame(OP_BINARY, &m)).await?;
+                    }
+                    None => {
+                        // v5: channel 255 closes a channel (stdin, 0): end of file.
+                        wr.write_all(&client_frame(OP_BINARY, &[255, STDIN])).await?;
+                        stdin = None;
+                    }
+                }
+            }
+            _ = async { winch.as_mut().expect("guarded").recv().await }, if winch.is_some() => {
+                if let Some(m) = terminal_size() {
+                    wr.write_all(&client_frame(OP_BINARY, &m)).await?;
+                }
+            }
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
