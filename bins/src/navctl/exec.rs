@@ -127,7 +127,7 @@ impl RawTerminal {
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         use nix::sys::termios::{tcsetattr, SetArg};
-        let _ = tcsetattr(&std::io::stdin(), SetArg::TCSANOW, &self.0);
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.0);
     }
 }
 
