@@ -85,13 +85,20 @@ impl Node {
     }
 
     async fn start(&self, root: &Root, fake: &Arc<FakeClient>) -> (Kubelet, SharedCaches) {
+        self.start_with(root, fake, self.config()).await
+    }
+
+    async fn start_with(
+        &self,
+        root: &Root,
+        fake: &Arc<FakeClient>,
+        config: KubeletConfig,
+    ) -> (Kubelet, SharedCaches) {
         let client: Arc<dyn Client> = fake.clone();
         let caches = SharedCaches::new(client.clone());
         let on_node = FieldSelector::parse("Pod", "spec.nodeName=n1").unwrap();
         let cache = caches.scoped(Scope::kind(pods()).fields(on_node));
-        let k = Kubelet::start(root, self.config(), client, cache)
-            .await
-            .unwrap();
+        let k = Kubelet::start(root, config, client, cache).await.unwrap();
         (k, caches)
     }
 }
@@ -160,6 +167,75 @@ where
 fn running(p: &Value) -> bool {
     p["status"]["phase"] == "Running"
         && p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+}
+
+fn asking(name: &str, cpu: &str) -> Value {
+    let mut p = pod(name);
+    p["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": cpu}});
+    p
+}
+
+#[actix_rt::test]
+async fn a_pod_past_the_nodes_room_is_rejected_and_never_runs() {
+    let node = Node::new();
+    let fake = Arc::new(FakeClient::new());
+    // Two pods bound to a node of one cpu that only one of them fits (as after a binding
+    // whose answer was lost landed twice): the kubelet admits one, rejects the other.
+    for name in ["first", "second"] {
+        fake.create(
+            pods(),
+            Some("default"),
+            asking(name, "600m"),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut config = node.config();
+    config.allocatable = [
+        ("cpu".to_string(), "1".to_string()),
+        ("pods".to_string(), "10".to_string()),
+    ]
+    .into();
+    let root = Root::new(ActorPath::parse("/node/n1").unwrap(), Default::default());
+    let (_kubelet, _caches) = node.start_with(&root, &fake, config).await;
+    let settled = eventually("one pod Running and one rejected", || async {
+        let a = get(&fake, "first").await?;
+        let b = get(&fake, "second").await?;
+        let rejected = |p: &Value| p["status"]["phase"] == "Failed";
+        match (running(&a), running(&b), rejected(&a), rejected(&b)) {
+            (true, false, false, true) => Some(b),
+            (false, true, true, false) => Some(a),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(settled["status"]["reason"], "OutOfcpu", "{settled}");
+    assert_eq!(
+        settled["status"]["message"],
+        "Pod was rejected: Node didn't have enough resource: cpu, requested: 600, used: 600, capacity: 1000"
+    );
+    // A pod that fits beside the admitted one runs; the rejected one never does.
+    fake.create(
+        pods(),
+        Some("default"),
+        asking("third", "300m"),
+        &WriteOptions::default(),
+    )
+    .await
+    .unwrap();
+    eventually("the pod that fits Running", || async {
+        get(&fake, "third").await.filter(running)
+    })
+    .await;
+    let listed = node.runtime.list().await.unwrap();
+    assert_eq!(
+        listed.len(),
+        2,
+        "the rejected pod has no container: {listed:?}"
+    );
+    let name = settled["metadata"]["name"].as_str().unwrap();
+    assert_eq!(get(&fake, name).await.unwrap()["status"]["phase"], "Failed");
 }
 
 #[actix_rt::test]

@@ -19,11 +19,13 @@
 //! - [`gc`]: the garbage collector (dependents of owners that are gone);
 //! - [`namespaces`]: emptying and finalizing deleted namespaces;
 //! - [`nodeipam`]: the pod range each Node gets from the cluster's;
+//! - [`admission`]: the kubelet's resource fit of a pod on its node;
 //! - [`podgc`]: the pod garbage collector (orphans, terminating pods nobody will end, the
 //!   terminated-pod threshold).
 //!
 //! Times are Unix seconds (`i64`) passed in by the caller: the logic never reads a clock.
 
+pub mod admission;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;

@@ -35,7 +35,8 @@ pub use filters::{
     REASON_AFFINITY, REASON_NOT_READY, REASON_PORTS, REASON_TOO_MANY_PODS, REASON_UNSCHEDULABLE,
 };
 pub use pod::{
-    pod_requests, HostPort, PodUsage, Resources, DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST,
+    allowed_pods, pod_requests, HostPort, PodUsage, Resources, DEFAULT_MEMORY_REQUEST,
+    DEFAULT_MILLI_CPU_REQUEST,
 };
 pub use scores::{
     NodeScores, MAX_SCORE, WEIGHT_BALANCED, WEIGHT_LEAST_ALLOCATED, WEIGHT_NODE_AFFINITY,

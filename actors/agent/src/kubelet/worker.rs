@@ -87,6 +87,9 @@ pub struct Shared {
     pokes_at: Mutex<HashMap<String, SystemTime>>,
     /// Per (pod uid, ask), the service-account token the pod's projected volumes hold.
     tokens: Mutex<HashMap<(String, volumes::TokenAsk), IssuedToken>>,
+    /// The uids of the pods this kubelet admitted (or found running): what a new pod's
+    /// resource fit is checked against.
+    admitted: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A service-account token the kubelet got for a pod, and when it is to be renewed.
@@ -160,6 +163,53 @@ impl Shared {
             runtime_classes: Mutex::new(HashMap::new()),
             pokes_at: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            admitted: Mutex::new(std::collections::BTreeSet::new()),
+        }
+    }
+
+    /// Admits a pod before anything of it runs: it fits the node's allocatable beside the
+    /// pods admitted before it (Kubernetes' kubelet admission). A pod with containers or a
+    /// sandbox already (re-adopted after a restart) is admitted as it is.
+    fn admit(&self, pod: &Value, present: bool) -> Result<(), navarch_logic::admission::Rejection> {
+        let uid = uid_of(pod);
+        let mut admitted = self.admitted.lock().unwrap_or_else(|p| p.into_inner());
+        if admitted.contains(&uid) {
+            return Ok(());
+        }
+        if !present {
+            let pods = self.pods.list();
+            let others: Vec<&Value> = pods
+                .iter()
+                .map(|p| &**p)
+                .filter(|p| {
+                    let u = uid_of(p);
+                    u != uid
+                        && admitted.contains(&u)
+                        && p["spec"]["nodeName"].as_str() == Some(self.cfg.node.as_str())
+                        && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+                })
+                .collect();
+            let allocatable = json!(self.cfg.allocatable);
+            navarch_logic::admission::admit(&allocatable, &others, pod)?;
+        }
+        admitted.insert(uid);
+        Ok(())
+    }
+
+    /// A pod admission refused: it fails, with the reason and message, and never runs.
+    async fn report_rejected(
+        &self,
+        key: &ObjectKey,
+        pod: &Value,
+        why: &navarch_logic::admission::Rejection,
+    ) {
+        tracing::warn!(pod = %key_text(key), reason = %why.reason, message = %why.message, "pod rejected");
+        let mut status = pod["status"].clone();
+        status["phase"] = json!("Failed");
+        status["reason"] = json!(why.reason);
+        status["message"] = json!(why.message);
+        if let Err(e) = self.report(key, pod, status).await {
+            tracing::warn!(pod = %key_text(key), error = %e, "pod status not written");
         }
     }
 
@@ -607,6 +657,20 @@ impl Shared {
         };
         let observed = self.observe(&uid).await;
         let sandbox_now = self.sandbox(&uid);
+        if pod["metadata"]["deletionTimestamp"].is_null() {
+            // A pod the kubelet rejected stays failed; one not yet admitted must fit.
+            let refused = pod["status"]["phase"] == "Failed"
+                && pod["status"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("OutOf"));
+            if refused && observed.is_empty() && sandbox_now.is_none() {
+                return Ok(false);
+            }
+            if let Err(why) = self.admit(pod, !observed.is_empty() || sandbox_now.is_some()) {
+                self.report_rejected(key, pod, &why).await;
+                return Ok(false);
+            }
+        }
         self.follow_probes(key, pod, &observed, sandbox_now.as_ref());
         let containers: Vec<ContainerStatus> = observed.iter().map(|(_, c)| c.clone()).collect();
         let waiting: BTreeMap<String, Waiting> = self
