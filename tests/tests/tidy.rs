@@ -93,6 +93,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &[
                 "navarch-actors",
                 "navarch-client",
+                "navarch-logic",
                 "navarch-model",
                 "navarch-net",
                 "navarch-runtime",
