@@ -206,15 +206,7 @@ pub(crate) async fn run(
             status
         }
     };
-    let status = status
-        .map_err(|_| RuntimeError::ExecTimeout {
-            id: id.clone(),
-            timeout_ms: timeout.as_millis() as u64,
-        })?
-        .map_err(|e| RuntimeError::Shim {
-            id: id.clone(),
-            reason: format!("{what}: {e}"),
-        })?;
+    let status = crate::process::exec_ended(status, id, timeout, what)?;
     let said = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let hung_up = hung_up.load(std::sync::atomic::Ordering::SeqCst);
     Ok((

@@ -661,18 +661,28 @@ pub(crate) async fn stream_exec(
         let (_, _, status) = tokio::join!(out, err, child.wait());
         status
     };
-    let status = tokio::time::timeout(request.timeout, run)
-        .await
+    let status = tokio::time::timeout(request.timeout, run).await;
+    let status = exec_ended(status, id, request.timeout, what)?;
+    let said = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((status.code().unwrap_or(EXEC_FAILED), said))
+}
+
+/// How an exec that ran within `timeout` (or did not) ended, as the runtime reports it.
+pub(crate) fn exec_ended(
+    status: Result<std::io::Result<std::process::ExitStatus>, tokio::time::error::Elapsed>,
+    id: &ContainerId,
+    timeout: Duration,
+    what: &str,
+) -> Result<std::process::ExitStatus, RuntimeError> {
+    status
         .map_err(|_| RuntimeError::ExecTimeout {
             id: id.clone(),
-            timeout_ms: request.timeout.as_millis() as u64,
+            timeout_ms: timeout.as_millis() as u64,
         })?
         .map_err(|e| RuntimeError::Shim {
             id: id.clone(),
             reason: format!("{what}: {e}"),
-        })?;
-    let said = head.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok((status.code().unwrap_or(EXEC_FAILED), said))
+        })
 }
 
 /// Copies a pipe of an exec to `output` as it comes; the first bytes of stderr are kept in

@@ -903,15 +903,7 @@ impl PeerClient {
     ) -> Result<BoxStream<'static, Result<Item, RpcError>>, RpcError> {
         let body = codec::encode(req).map_err(|e| RpcError::Decode(format!("request: {e}")))?;
         let raw = self.stream_raw(method, Bytes::from(body)).await?;
-        let method = method.to_string();
-        Ok(raw
-            .map(move |item| {
-                item.and_then(|b| {
-                    codec::decode::<Item>(&b)
-                        .map_err(|e| RpcError::Decode(format!("item of {method}: {e}")))
-                })
-            })
-            .boxed())
+        Ok(decode_items(raw, method))
     }
 
     /// Opens a server stream of raw items.
@@ -951,15 +943,7 @@ impl PeerClient {
             })
             .boxed();
         let raw = self.duplex_raw(method, Bytes::from(body), input).await?;
-        let method = method.to_string();
-        Ok(raw
-            .map(move |item| {
-                item.and_then(|b| {
-                    codec::decode::<Item>(&b)
-                        .map_err(|e| RpcError::Decode(format!("item of {method}: {e}")))
-                })
-            })
-            .boxed())
+        Ok(decode_items(raw, method))
     }
 
     /// [`PeerClient::duplex`] with raw input and items.
@@ -1065,6 +1049,21 @@ impl PeerClient {
         })
         .boxed())
     }
+}
+
+/// A raw stream's items decoded (an undecodable one an error naming `method`).
+fn decode_items<Item: DeserializeOwned + Send + 'static>(
+    raw: BoxStream<'static, Result<Bytes, RpcError>>,
+    method: &str,
+) -> BoxStream<'static, Result<Item, RpcError>> {
+    let method = method.to_string();
+    raw.map(move |item| {
+        item.and_then(|b| {
+            codec::decode::<Item>(&b)
+                .map_err(|e| RpcError::Decode(format!("item of {method}: {e}")))
+        })
+    })
+    .boxed()
 }
 
 /// Sends a duplex call's input as it comes, then finishes the caller's side. An input item
