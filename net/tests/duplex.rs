@@ -22,15 +22,23 @@ fn pair() -> (common::Pki, Endpoint, Endpoint) {
     (pki, srv, cli)
 }
 
+/// A caller's input: what is sent on the channel, until it is dropped.
+fn input() -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    futures::stream::BoxStream<'static, Bytes>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let s = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    (tx, s.boxed())
+}
+
 #[tokio::test]
 async fn input_reaches_the_handler_as_it_comes_and_its_end_ends_the_stream() {
     let (_pki, srv, cli) = pair();
     let peer = cli.peer("srv", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let input =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let (tx, input) = input();
     let mut out = peer
-        .duplex_raw("test.upper", Bytes::new(), input.boxed())
+        .duplex_raw("test.upper", Bytes::new(), input)
         .await
         .unwrap();
     // Each answer comes back while the input is still open: the input is not collected
@@ -76,11 +84,9 @@ async fn a_caller_that_goes_away_stops_the_handler() {
     let (_pki, srv, cli) = pair();
     let peer = cli.peer("srv", srv.local_addr().unwrap(), ExpectedPeer::AnyServer);
     let before = UPPER_DROPPED.load(Ordering::SeqCst);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    let input =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let (tx, input) = input();
     let mut out = peer
-        .duplex_raw("test.upper", Bytes::new(), input.boxed())
+        .duplex_raw("test.upper", Bytes::new(), input)
         .await
         .unwrap();
     tx.send(Bytes::from("x")).await.unwrap();

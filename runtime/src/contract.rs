@@ -626,6 +626,25 @@ pub async fn exec_collects_output_and_exit_code(f: &dyn RuntimeFactory, dir: &Pa
     .await
 }
 
+/// An attached exec's channels: its input's sender, its output's receiver, and its io.
+fn attached(
+    tty: bool,
+) -> (
+    tokio::sync::mpsc::Sender<crate::ExecInput>,
+    tokio::sync::mpsc::Receiver<crate::ExecChunk>,
+    crate::ExecIo,
+) {
+    let (in_tx, input) = tokio::sync::mpsc::channel(8);
+    let (output, out_rx) = tokio::sync::mpsc::channel(64);
+    let io = crate::ExecIo {
+        tty,
+        stdin: true,
+        input,
+        output,
+    };
+    (in_tx, out_rx, io)
+}
+
 /// An attached exec's output, read until it holds `want` (or the wait is over).
 async fn read_until(
     rx: &mut tokio::sync::mpsc::Receiver<crate::ExecChunk>,
@@ -663,8 +682,7 @@ pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
     f: &dyn RuntimeFactory,
     dir: &Path,
 ) -> Outcome {
-    use crate::attach::{ExecInput, ExecIo};
-    use tokio::sync::mpsc;
+    use crate::attach::ExecInput;
     scenario(
         "attached_exec_streams_stdin_and_runs_a_terminal",
         f,
@@ -676,14 +694,7 @@ pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
             rt.start(&id).await.ctx("start")?;
 
             // Without a TTY: `cat` answers each line while stdin is still open.
-            let (in_tx, in_rx) = mpsc::channel(8);
-            let (out_tx, mut out_rx) = mpsc::channel(8);
-            let io = ExecIo {
-                tty: false,
-                stdin: true,
-                input: in_rx,
-                output: out_tx,
-            };
+            let (in_tx, mut out_rx, io) = attached(false);
             let mut req = ExecRequest::new(&["sh", "-c", "cat; echo closed"]);
             req.timeout = WAIT;
             let drive = async {
@@ -715,14 +726,7 @@ pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
             )?;
 
             // With a TTY: an interactive shell on a terminal of the size sent, then resized.
-            let (in_tx, in_rx) = mpsc::channel(8);
-            let (out_tx, mut out_rx) = mpsc::channel(64);
-            let io = ExecIo {
-                tty: true,
-                stdin: true,
-                input: in_rx,
-                output: out_tx,
-            };
+            let (in_tx, mut out_rx, io) = attached(true);
             let mut req = ExecRequest::new(&["sh"]);
             req.timeout = WAIT;
             let drive = async {
@@ -783,14 +787,7 @@ pub async fn attached_exec_streams_stdin_and_runs_a_terminal(
             )?;
 
             // A caller that goes away hangs the terminal up: its command does not outlive it.
-            let (in_tx, in_rx) = mpsc::channel(8);
-            let (out_tx, mut out_rx) = mpsc::channel(64);
-            let io = ExecIo {
-                tty: true,
-                stdin: true,
-                input: in_rx,
-                output: out_tx,
-            };
+            let (in_tx, mut out_rx, io) = attached(true);
             let mut req = ExecRequest::new(&["sh", "-c", "echo up-$((2+3)); exec sleep 996"]);
             req.timeout = Duration::from_secs(3600);
             let drive = async {

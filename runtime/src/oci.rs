@@ -533,11 +533,7 @@ impl OciRuntime {
         id: &ContainerId,
         request: &ExecRequest,
     ) -> Result<(tokio::process::Child, ExecGuard), RuntimeError> {
-        let stdio = [
-            crate::process::stdin_of(request),
-            Stdio::piped(),
-            Stdio::piped(),
-        ];
+        let stdio = crate::process::pipes(request);
         let (mut child, guard) = self.spawn_exec_with(id, request, stdio, false).await?;
         crate::process::feed_stdin(&mut child, request.stdin.clone());
         Ok((child, guard))

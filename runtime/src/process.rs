@@ -134,8 +134,9 @@ impl ProcessRuntime {
         id: &ContainerId,
         request: &ExecRequest,
     ) -> Result<tokio::process::Child, RuntimeError> {
-        let stdio = [stdin_of(request), Stdio::piped(), Stdio::piped()];
-        let mut child = self.spawn_exec_with(id, request, stdio, false).await?;
+        let mut child = self
+            .spawn_exec_with(id, request, pipes(request), false)
+            .await?;
         feed_stdin(&mut child, request.stdin.clone());
         Ok(child)
     }
@@ -714,6 +715,11 @@ pub(crate) async fn pump(
             open = false;
         }
     }
+}
+
+/// An exec's stdin (see [`stdin_of`]), stdout and stderr when it has no terminal.
+pub(crate) fn pipes(request: &ExecRequest) -> [Stdio; 3] {
+    [stdin_of(request), Stdio::piped(), Stdio::piped()]
 }
 
 /// An exec's stdin: a pipe when it has one, else `/dev/null`.

@@ -304,11 +304,7 @@ async fn run(
         tracing::debug!("v4 has no way to close stdin: it ends with the connection");
     }
     let (in_tx, in_rx) = tokio::sync::mpsc::channel::<ExecInput>(16);
-    let input = futures::stream::unfold(
-        in_rx,
-        |mut rx| async move { rx.recv().await.map(|i| (i, rx)) },
-    )
-    .boxed();
+    let input = crate::kubelet::receiver_stream(in_rx);
     let mut items = session.start(input);
     let mut in_tx = Some(in_tx);
     let mut reader = FrameReader::default();
