@@ -178,6 +178,9 @@ impl Shared {
         }
         if !present {
             let pods = self.pods.list();
+            // Pods gone from the cache are gone for good (a uid is never reused).
+            let live: std::collections::BTreeSet<String> = pods.iter().map(|p| uid_of(p)).collect();
+            admitted.retain(|u| live.contains(u));
             let others: Vec<&Value> = pods
                 .iter()
                 .map(|p| &**p)
