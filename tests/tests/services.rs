@@ -73,6 +73,27 @@ async fn running(kc: &Kubectl, pod: &str) -> Result<()> {
     .await
 }
 
+/// The ready endpoint addresses of Service `svc`'s EndpointSlices, sorted.
+fn ready_addresses(kc: &Kubectl, svc: &str) -> Result<std::collections::BTreeSet<String>> {
+    let slices = kc.json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        &format!("kubernetes.io/service-name={svc}"),
+    ])?;
+    let mut ready = std::collections::BTreeSet::new();
+    for slice in slices["items"].as_array().into_iter().flatten() {
+        for ep in slice["endpoints"].as_array().into_iter().flatten() {
+            if ep["conditions"]["ready"] == true {
+                for a in ep["addresses"].as_array().into_iter().flatten() {
+                    ready.extend(a.as_str().map(str::to_string));
+                }
+            }
+        }
+    }
+    Ok(ready)
+}
+
 fn cluster_ip(kc: &Kubectl, svc: &str) -> Result<String> {
     let s = kc.json(&["get", "svc", svc])?;
     s["spec"]["clusterIP"]
@@ -184,16 +205,28 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
     let url = "http://web/".to_string();
     let web = pod_names(&kc, "web")?;
     assert_eq!(web.len(), 3);
+    let last = std::sync::Mutex::new(None);
     wait_for(DEADLINE, "the service serving all three pods", || async {
-        let counts = requests(&kc, "client", &url, 6).ok()?;
-        web.iter().all(|w| counts.contains_key(w)).then_some(())
+        let counts = requests(&kc, "client", &url, 6);
+        let all = counts
+            .as_ref()
+            .is_ok_and(|c| web.iter().all(|w| c.contains_key(w)));
+        *last.lock().unwrap() = Some(format!("{counts:?}"));
+        all.then_some(())
     })
-    .await?;
+    .await
+    .with_context(|| {
+        format!(
+            "last answers {:?}; slices ready {:?}",
+            last.lock().unwrap(),
+            ready_addresses(&kc, "web")
+        )
+    })?;
 
     // 300 sequential requests from inside a pod to the Service's name: each pod answers 100.
     let counts = requests(&kc, "client", &url, 300)?;
     let want: BTreeMap<String, u32> = web.iter().map(|w| (w.clone(), 100)).collect();
-    assert_eq!(counts, want);
+    assert_eq!(counts, want, "300 requests through the Service");
 
     // The NodePort from this machine, on 127.0.0.1.
     let mut seen = BTreeMap::new();
@@ -278,10 +311,31 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
     })
     .await?;
     let two = pod_names(&kc, "web")?;
-    // Let the loop run past the scale-down, then stop it.
+    // The change in the API: the Service's slices list only the two as ready.
+    let pod_ips: BTreeMap<String, String> = two
+        .iter()
+        .map(|p| {
+            let ip = kc.json(&["get", "pod", p])?["status"]["podIP"]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("{p} has no IP"))?;
+            Ok((ip, p.clone()))
+        })
+        .collect::<Result<_>>()?;
+    wait_for(
+        DEADLINE,
+        "the slices listing only the two as ready",
+        || async {
+            let ready = ready_addresses(&kc, "web").ok()?;
+            (ready.iter().eq(pod_ips.keys())).then_some(())
+        },
+    )
+    .await?;
+    // Let the loop run past the change (20 iterations, each over 50 ms: past the one second
+    // the node may take), then 20 more, then stop it.
     let mark = std::fs::read_to_string(&loop_out)?.lines().count();
     wait_for(DEADLINE, "the loop past the scale-down", || async {
-        (std::fs::read_to_string(&loop_out).ok()?.lines().count() >= mark + 20).then_some(())
+        (std::fs::read_to_string(&loop_out).ok()?.lines().count() >= mark + 40).then_some(())
     })
     .await?;
     kc.ok(&["exec", "client", "--", "touch", "/tmp/stop"])?;
