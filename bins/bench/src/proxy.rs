@@ -70,6 +70,9 @@ const CHUNK: usize = 256 * 1024;
 #[derive(Clone, Debug, Default)]
 struct Figures {
     mib_per_s: f64,
+    /// CPU seconds (user and system, of this whole process: the server, the client and
+    /// the proxy) per GiB streamed.
+    cpu_s_per_gib: f64,
     conns_per_s: f64,
     udp_per_s: Option<f64>,
 }
@@ -122,8 +125,8 @@ pub(crate) async fn run(args: &ProxyBenchArgs) -> Result<()> {
     let base = rows[0].1.clone();
     println!();
     println!(
-        "{:<24} {:>12} {:>8} {:>12} {:>8} {:>12} {:>8}",
-        "path", "TCP MiB/s", "ratio", "conns/s", "ratio", "UDP rt/s", "ratio"
+        "{:<24} {:>12} {:>8} {:>10} {:>12} {:>8} {:>12} {:>8}",
+        "path", "TCP MiB/s", "ratio", "CPU s/GiB", "conns/s", "ratio", "UDP rt/s", "ratio"
     );
     for (label, f) in &rows {
         let udp = f
@@ -136,9 +139,10 @@ pub(crate) async fn run(args: &ProxyBenchArgs) -> Result<()> {
             })
             .unwrap_or_else(|| format!("{:>12} {:>8}", "-", "-"));
         println!(
-            "{label:<24} {:>12.1} {:>8.2} {:>12.0} {:>8.2} {udp}",
+            "{label:<24} {:>12.1} {:>8.2} {:>10.3} {:>12.0} {:>8.2} {udp}",
             f.mib_per_s,
             f.mib_per_s / base.mib_per_s.max(f64::MIN_POSITIVE),
+            f.cpu_s_per_gib,
             f.conns_per_s,
             f.conns_per_s / base.conns_per_s.max(f64::MIN_POSITIVE),
         );
@@ -233,7 +237,7 @@ async fn measure(
     secs: Duration,
     with_udp: bool,
 ) -> Result<Figures> {
-    let mib_per_s = throughput(stream, secs).await?;
+    let (mib_per_s, cpu_s_per_gib) = throughput(stream, secs).await?;
     let conns_per_s = connections(once, args.clients, secs).await?;
     let udp_per_s = if with_udp {
         Some(udp_round_trips(udp, args.in_flight, secs).await?)
@@ -242,12 +246,24 @@ async fn measure(
     };
     Ok(Figures {
         mib_per_s,
+        cpu_s_per_gib,
         conns_per_s,
         udp_per_s,
     })
 }
 
-async fn throughput(addr: SocketAddrV4, secs: Duration) -> Result<f64> {
+/// CPU time this process used so far (user and system, all threads).
+fn cpu_used() -> Result<Duration> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF)?;
+    let d = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    Ok(d(u.user_time()) + d(u.system_time()))
+}
+
+/// One stream's MiB per second, and the CPU seconds the process spent per GiB of it.
+async fn throughput(addr: SocketAddrV4, secs: Duration) -> Result<(f64, f64)> {
     let mut s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connect {addr}"))?;
@@ -260,6 +276,7 @@ async fn throughput(addr: SocketAddrV4, secs: Duration) -> Result<f64> {
         }
     }
     let start = Instant::now();
+    let cpu_start = cpu_used()?;
     let mut total = 0u64;
     while start.elapsed() < secs {
         let n = s.read(&mut buf).await?;
@@ -268,7 +285,10 @@ async fn throughput(addr: SocketAddrV4, secs: Duration) -> Result<f64> {
         }
         total += n as u64;
     }
-    Ok(total as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64())
+    let cpu = (cpu_used()? - cpu_start).as_secs_f64();
+    let elapsed = start.elapsed().as_secs_f64();
+    let gib = total as f64 / (1024.0 * 1024.0 * 1024.0);
+    Ok((gib * 1024.0 / elapsed, cpu / gib.max(f64::MIN_POSITIVE)))
 }
 
 async fn connections(addr: SocketAddrV4, clients: usize, secs: Duration) -> Result<f64> {
