@@ -25,6 +25,7 @@
 //! fails or is interrupted. The systems run one after the other, never at the same time.
 
 mod api;
+mod bench_pod;
 pub mod chaos;
 mod etcd;
 mod failover;

@@ -2,8 +2,8 @@
 //! directly, in one run on this machine. The proxy is the node agent's own data plane
 //! ([`navarch_agent::proxy::Dataplane`], the code every node runs), serving one Service
 //! port on a cluster IP of a bench-only range on a service interface of its own; the
-//! endpoint is a server on a loopback address, so the direct and the proxied path differ
-//! only by the proxy. Measured for the direct path, the proxy with `splice(2)` and the
+//! endpoint is a pod, networked as a node networks its pods ([`crate::bench_pod`]), so the
+//! direct and the proxied path differ only by the proxy. Measured for the direct path, the proxy with `splice(2)` and the
 //! proxy with a userspace copy:
 //! - TCP throughput of one stream (the server writes, the client reads);
 //! - new TCP connections per second (connect, read one byte, close; a few clients at once);
@@ -21,7 +21,9 @@ use anyhow::{bail, Context, Result};
 use navarch_agent::proxy::table::{Endpoint, Protocol, ServicePort};
 use navarch_agent::proxy::{CopyMode, Dataplane, DataplaneConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
+
+use crate::bench_pod::{v4, BenchPod};
 
 /// Flags of `navctl bench proxy`.
 #[derive(Clone, Debug, clap::Args)]
@@ -38,6 +40,13 @@ pub struct ProxyBenchArgs {
     /// Rounds of the endpoint-change measurement (ready, then not ready).
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
+    /// Where the CNI plugins that make the bench's pod are.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/usr/lib/cni,/opt/cni/bin"
+    )]
+    pub cni_bin_dir: Vec<std::path::PathBuf>,
 }
 
 pub(crate) fn validate(a: &ProxyBenchArgs) -> Result<()> {
@@ -59,9 +68,8 @@ pub(crate) fn validate(a: &ProxyBenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The endpoint's address and the bench's cluster IP (a /32 of 10.43.255.0/24, local to
-/// this machine on the bench's own interface).
-const ENDPOINT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
+/// The bench's cluster IP (a /32 of 10.43.255.0/24, local to this machine on the bench's
+/// own interface).
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 255, 254);
 const IFACE: &str = "nvbench0";
 const CHUNK: usize = 256 * 1024;
@@ -79,8 +87,9 @@ struct Figures {
 
 pub(crate) async fn run(args: &ProxyBenchArgs) -> Result<()> {
     let secs = Duration::from_secs(args.seconds);
-    let tcp = tcp_servers().await?;
-    let udp = udp_echo().await?;
+    let pod = BenchPod::new(&args.cni_bin_dir).await?;
+    let tcp = tcp_servers(&pod).await?;
+    let udp = udp_echo(&pod).await?;
     let direct = (tcp.0, tcp.1, udp);
     println!(
         "navctl bench proxy: {}s per measurement, {} connecting clients, {} udp datagrams in flight",
@@ -88,7 +97,7 @@ pub(crate) async fn run(args: &ProxyBenchArgs) -> Result<()> {
     );
     let mut rows: Vec<(&str, Figures)> = Vec::new();
     rows.push((
-        "direct to the endpoint",
+        "direct to the pod",
         measure(direct, args, secs, true).await?,
     ));
     for (label, mode) in [
@@ -189,16 +198,10 @@ fn service_port(port: u16, protocol: Protocol, backend: SocketAddrV4) -> Service
 
 /// The endpoint's two TCP servers: one that streams to every client until it closes, one
 /// that writes a byte and closes.
-async fn tcp_servers() -> Result<(SocketAddrV4, SocketAddrV4)> {
-    let stream = TcpListener::bind((ENDPOINT_IP, 0)).await?;
-    let once = TcpListener::bind((ENDPOINT_IP, 0)).await?;
-    let addr = |l: &TcpListener| -> Result<SocketAddrV4> {
-        match l.local_addr()? {
-            std::net::SocketAddr::V4(a) => Ok(a),
-            other => bail!("not IPv4: {other}"),
-        }
-    };
-    let addrs = (addr(&stream)?, addr(&once)?);
+async fn tcp_servers(pod: &BenchPod) -> Result<(SocketAddrV4, SocketAddrV4)> {
+    let stream = pod.tcp_listener()?;
+    let once = pod.tcp_listener()?;
+    let addrs = (v4(stream.local_addr()?)?, v4(once.local_addr()?)?);
     tokio::spawn(async move {
         while let Ok((mut s, _)) = stream.accept().await {
             tokio::spawn(async move {
@@ -217,11 +220,9 @@ async fn tcp_servers() -> Result<(SocketAddrV4, SocketAddrV4)> {
     Ok(addrs)
 }
 
-async fn udp_echo() -> Result<SocketAddrV4> {
-    let s = UdpSocket::bind((ENDPOINT_IP, 0)).await?;
-    let std::net::SocketAddr::V4(addr) = s.local_addr()? else {
-        bail!("not IPv4");
-    };
+async fn udp_echo(pod: &BenchPod) -> Result<SocketAddrV4> {
+    let s = pod.udp_socket()?;
+    let addr = v4(s.local_addr()?)?;
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         while let Ok((n, from)) = s.recv_from(&mut buf).await {
@@ -325,7 +326,7 @@ async fn connections(addr: SocketAddrV4, clients: usize, secs: Duration) -> Resu
 }
 
 async fn udp_round_trips(addr: SocketAddrV4, in_flight: usize, secs: Duration) -> Result<f64> {
-    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
     s.connect(addr).await?;
     let payload = [1u8; 64];
     for _ in 0..in_flight {
