@@ -1,5 +1,6 @@
 //! What must hold: safety properties checked after every step that wrote (a binding is
-//! final, pods go only to nodes that exist and have room, one controller per object), and
+//! final, pods go only to nodes that exist, no node runs more pods than it takes, one
+//! controller per object), and
 //! what the system must reach once faults stop and it settles (every ReplicaSet owns
 //! exactly its replicas, every Deployment converged on its template, nothing orphaned,
 //! every pod running).
@@ -64,7 +65,7 @@ impl Safety {
             }
         }
         self.cursor = log.len();
-        let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut per_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for pod in api.list(Kind::Pod) {
             one_controller(pod)?;
             let Some(node) = meta::pod_node(pod) else {
@@ -79,14 +80,20 @@ impl Safety {
                     ),
                 ));
             }
-            if !meta::pod_terminated(pod) {
-                *per_node.entry(node).or_default() += 1;
+            // What a node runs: the scheduler may bind a pod more than a node takes (a
+            // binding whose answer was lost lands late), and the kubelet then refuses it.
+            if meta::pod_phase(pod) == "Running" {
+                per_node.entry(node).or_default().push(meta::name(pod));
             }
         }
-        if let Some((node, n)) = per_node.iter().find(|(_, n)| **n > PODS_PER_NODE) {
+        if let Some((node, pods)) = per_node.iter().find(|(_, p)| p.len() > PODS_PER_NODE) {
             return Err(Violation::new(
                 name::NODE_CAPACITY,
-                format!("{n} pods on {node}, which takes {PODS_PER_NODE}"),
+                format!(
+                    "{} pods run on {node}, which takes {PODS_PER_NODE}: {}",
+                    pods.len(),
+                    pods.join(", ")
+                ),
             ));
         }
         for rs in api.list(Kind::ReplicaSet) {

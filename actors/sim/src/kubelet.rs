@@ -1,11 +1,12 @@
 //! The simulated nodes: their Node objects, a kubelet on each that starts the pods bound
-//! to it (Running and Ready after a seeded delay) and ends the pods being deleted (gone
-//! after a seeded grace), and node failures: a failed node is NotReady and its kubelet
-//! does nothing until it recovers.
+//! to it (Running and Ready after a seeded delay) once they fit beside the pods it runs
+//! (the real kubelet's admission, `navarch_logic::admission`; one that does not fit fails
+//! `OutOfpods`, ...) and ends the pods being deleted (gone after a seeded grace), and node
+//! failures: a failed node is NotReady and its kubelet does nothing until it recovers.
 
 use std::collections::BTreeMap;
 
-use navarch_logic::meta;
+use navarch_logic::{admission, meta};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -33,6 +34,25 @@ pub fn node(name: &str) -> Value {
         "spec": {},
         "status": node_status(true),
     })
+}
+
+/// Whether `pod` fits node `node` beside the pods running there (the ones its kubelet
+/// started: a start is one step, so these are the ones it admitted).
+fn admit(api: &Api, node: &str, pod: &Value) -> Result<(), admission::Rejection> {
+    let allocatable = api
+        .get(Kind::Node, node)
+        .map(|n| n["status"]["allocatable"].clone())
+        .unwrap_or(Value::Null);
+    let running: Vec<&Value> = api
+        .list(Kind::Pod)
+        .map(|p| p.as_ref())
+        .filter(|p| {
+            meta::pod_node(p) == Some(node)
+                && meta::uid(p) != meta::uid(pod)
+                && meta::pod_phase(p) == "Running"
+        })
+        .collect();
+    admission::admit(&allocatable, &running, pod)
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +147,13 @@ impl Kubelets {
             env.api.remove(Kind::Pod, &name);
             env.log(format!("kubelet {node}: {name} ended"));
         } else if !meta::is_deleting(&pod) {
+            if let Err(why) = admit(env.api, &node, &pod) {
+                let status =
+                    json!({"phase": "Failed", "reason": why.reason, "message": why.message});
+                let _ = env.api.write_status(Kind::Pod, &name, status);
+                env.log(format!("kubelet {node}: {name} rejected, {}", why.reason));
+                return;
+            }
             let now = meta::format_rfc3339(env.now());
             let status = json!({
                 "phase": "Running",
@@ -161,5 +188,56 @@ impl Kubelets {
             let _ = env.api.write_status(Kind::Node, &n, node_status(true));
             env.log(format!("node {n} recovers"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::trace::Trace;
+    use crate::Stats;
+
+    #[test]
+    fn a_pod_bound_past_a_nodes_room_is_refused_and_the_rest_run() {
+        let mut api = Api::default();
+        api.create(Kind::Node, node("n1"), 0, [0; 5]).unwrap();
+        for i in 0..=PODS_PER_NODE {
+            let pod = json!({"metadata": {"name": format!("p{i}")}, "spec": {}});
+            let p = api.create(Kind::Pod, pod, 0, [0; 5]).unwrap();
+            api.bind(meta::name(&p), meta::uid(&p), "n1").unwrap();
+        }
+        let (mut rng, mut trace, mut stats) =
+            (StdRng::seed_from_u64(1), Trace::default(), Stats::default());
+        let mut kubelets = Kubelets::default();
+        kubelets.observe(&api, &mut rng, 0);
+        let mut env = Env {
+            api: &mut api,
+            rng: &mut rng,
+            now_ms: 10_000,
+            step: 1,
+            faults: None,
+            trace: &mut trace,
+            stats: &mut stats,
+        };
+        while kubelets.has_work(env.now_ms) {
+            kubelets.work(&mut env);
+        }
+        let phases: Vec<(&str, &str)> = api
+            .list(Kind::Pod)
+            .map(|p| {
+                (
+                    meta::pod_phase(p),
+                    p["status"]["reason"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        let running = phases.iter().filter(|(ph, _)| *ph == "Running").count();
+        assert_eq!(running, PODS_PER_NODE, "{phases:?}");
+        assert!(
+            phases.contains(&("Failed", "OutOfpods")),
+            "the pod past the room is refused: {phases:?}"
+        );
     }
 }

@@ -160,3 +160,18 @@ fn a_recreate_deployment_no_longer_stalls_on_a_scaling_event() {
     let e = explore(&config);
     assert!(e.passed(), "{e}");
 }
+
+#[test]
+fn a_binding_that_lands_late_past_a_nodes_room_is_refused_by_its_kubelet() {
+    // This seed's scheduler forgets a binding whose answer was lost though it landed, and
+    // binds a sixth pod to a node that takes five (Kubernetes' scheduler has the race); the
+    // simulated kubelet, with the real one's admission, refuses it and the schedule settles.
+    let config = SimConfig {
+        seed: 4298357649588375223,
+        schedules: 1,
+        recreate: true,
+        ..SimConfig::default()
+    };
+    let e = explore(&config);
+    assert!(e.passed(), "{e}");
+}
