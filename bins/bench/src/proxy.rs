@@ -3,8 +3,8 @@
 //! ([`navarch_agent::proxy::Dataplane`], the code every node runs), serving one Service
 //! port on a cluster IP of a bench-only range on a service interface of its own; the
 //! endpoint is a pod, networked as a node networks its pods ([`crate::bench_pod`]), so the
-//! direct and the proxied path differ only by the proxy. Measured for the direct path, the proxy with `splice(2)` and the
-//! proxy with a userspace copy:
+//! direct and the proxied path differ only by the proxy. Measured for the direct path, the
+//! proxy with `splice(2)` and the proxy with a userspace copy:
 //! - TCP throughput of one stream (the server writes, the client reads);
 //! - new TCP connections per second (connect, read one byte, close; a few clients at once);
 //! - UDP round trips per second of one flow with a few datagrams in flight (the copy mode
