@@ -78,6 +78,9 @@ struct State {
     hold_watches: bool,
     fail_lists: VecDeque<ClientError>,
     fail_watches: VecDeque<ClientError>,
+    /// Failures for the next writes (create, update, patch, delete) of a resource, by group
+    /// and plural.
+    fail_writes: VecDeque<((&'static str, &'static str), ClientError)>,
     lists: Vec<ListCall>,
     watches: Vec<WatchCall>,
     open_watches: usize,
@@ -323,6 +326,22 @@ impl FakeClient {
     /// The next WATCH request fails with `e`.
     pub fn fail_next_watch(&self, e: ClientError) {
         self.with(|s| s.fail_watches.push_back(e));
+    }
+
+    /// The next write (create, update, patch or delete) of a `kind` object fails with `e`;
+    /// writes of other kinds go through.
+    pub fn fail_next_write(&self, kind: &Kind, e: ClientError) {
+        self.with(|s| s.fail_writes.push_back(((kind.group, kind.plural), e)));
+    }
+
+    /// The failure queued for a write of `kind`, if any (and it is used up).
+    fn injected_write_failure(&self, kind: &Kind) -> Option<ClientError> {
+        let mut s = self.inner.lock();
+        let at = s
+            .fail_writes
+            .iter()
+            .position(|(k, _)| *k == (kind.group, kind.plural))?;
+        s.fail_writes.remove(at).map(|(_, e)| e)
     }
 
     pub fn list_calls(&self) -> Vec<ListCall> {
@@ -860,7 +879,10 @@ impl Client for FakeClient {
         object: Value,
         _opts: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<Written>> {
-        let r = self.do_create(kind, namespace, object);
+        let r = match self.injected_write_failure(kind) {
+            Some(e) => Err(e),
+            None => self.do_create(kind, namespace, object),
+        };
         async move { r }.boxed()
     }
 
@@ -873,7 +895,10 @@ impl Client for FakeClient {
         object: Value,
         _opts: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<Written>> {
-        let r = self.do_update(kind, namespace, name, subresource, object);
+        let r = match self.injected_write_failure(kind) {
+            Some(e) => Err(e),
+            None => self.do_update(kind, namespace, name, subresource, object),
+        };
         async move { r }.boxed()
     }
 
@@ -886,7 +911,10 @@ impl Client for FakeClient {
         patch: Patch,
         _opts: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<Written>> {
-        let r = self.do_patch(kind, namespace, name, subresource, patch);
+        let r = match self.injected_write_failure(kind) {
+            Some(e) => Err(e),
+            None => self.do_patch(kind, namespace, name, subresource, patch),
+        };
         async move { r }.boxed()
     }
 
@@ -897,7 +925,10 @@ impl Client for FakeClient {
         name: &'a str,
         opts: &'a DeleteOptions,
     ) -> BoxFuture<'a, Result<Value>> {
-        let r = self.do_delete(kind, namespace, name, opts);
+        let r = match self.injected_write_failure(kind) {
+            Some(e) => Err(e),
+            None => self.do_delete(kind, namespace, name, opts),
+        };
         async move { r }.boxed()
     }
 
