@@ -2,8 +2,14 @@
 //! computes the Service's Endpoints (as `endpoint-controller`) and EndpointSlices (as
 //! `endpointslice-controller`) from the ready and not-ready pods its selector picks, with
 //! `navarch_logic::endpoints`, and writes what differs.
+//!
+//! A write can fail for want of a fresh resourceVersion: the caches may not show the
+//! controller's own last write yet when the next pod change comes. Changes of the Endpoints
+//! and EndpointSlices themselves poke their Service's actor, so it computes again once the
+//! cache holds the new version; any failed write also looks again after a second.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use navarch_actors::{
@@ -52,7 +58,11 @@ pub struct Shared {
     endpoints_client: Arc<dyn Client>,
     slices_client: Arc<dyn Client>,
     handle: OnceLock<KindHandle<Rereading<EndpointsLogic>>>,
+    requeues: Arc<feed::Requeues>,
 }
+
+/// How long after a failed write a Service's actor computes again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub enum EndpointsEvent {
@@ -69,6 +79,7 @@ impl TapInfo for EndpointsEvent {
 /// The writes that bring one Service's endpoints up to date.
 #[derive(Debug)]
 pub struct Step {
+    key: ObjectKey,
     namespace: String,
     /// The Endpoints to create (no `resourceVersion`) or replace (with one).
     endpoints: Option<Value>,
@@ -136,6 +147,7 @@ impl Reread for EndpointsLogic {
             return Ok(Vec::new());
         }
         Ok(vec![Step {
+            key: state.key.clone(),
             namespace: ns.to_string(),
             endpoints,
             slices,
@@ -155,54 +167,80 @@ impl Effects<Step> for EndpointsEffects {
     ) -> BoxFuture<'static, Result<(), EffectError>> {
         let s = self.shared.clone();
         Box::pin(async move {
-            let opts = WriteOptions::default();
             for step in steps {
-                let ns = step.namespace.as_str();
-                if let Some(ep) = step.endpoints {
-                    let name = meta::name(&ep).to_string();
-                    let result = if meta::resource_version(&ep).is_empty() {
-                        s.endpoints_client
-                            .create(endpoints_kind(), Some(ns), ep, &opts)
-                            .await
-                            .map(|_| ())
-                    } else {
-                        s.endpoints_client
-                            .update(endpoints_kind(), Some(ns), &name, None, ep, &opts)
-                            .await
-                            .map(|_| ())
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(endpoints = %name, error = %e, "endpoints not written");
+                if !write_step(&s, &step).await {
+                    if let Some(h) = s.handle.get() {
+                        s.requeues
+                            .after(h.clone(), step.key, RETRY_AFTER, EndpointsEvent::Resync);
                     }
-                }
-                let Some(kind) = slices_kind() else {
-                    continue;
-                };
-                for slice in step.slices.create {
-                    if let Err(e) = s.slices_client.create(kind, Some(ns), slice, &opts).await {
-                        tracing::debug!(error = %e, "endpointslice not created");
-                    }
-                }
-                for slice in step.slices.update {
-                    let name = meta::name(&slice).to_string();
-                    if let Err(e) = s
-                        .slices_client
-                        .update(kind, Some(ns), &name, None, slice, &opts)
-                        .await
-                    {
-                        tracing::debug!(slice = %name, error = %e, "endpointslice not updated");
-                    }
-                }
-                for name in step.slices.delete {
-                    let _ = s
-                        .slices_client
-                        .delete(kind, Some(ns), &name, &DeleteOptions::default())
-                        .await;
                 }
             }
             Ok(())
         })
     }
+}
+
+/// Writes one step's changes; whether all of them were made (a slice already gone counts).
+async fn write_step(s: &Shared, step: &Step) -> bool {
+    let opts = WriteOptions::default();
+    let ns = step.namespace.as_str();
+    let mut done = true;
+    if let Some(ep) = &step.endpoints {
+        let name = meta::name(ep).to_string();
+        let result = if meta::resource_version(ep).is_empty() {
+            s.endpoints_client
+                .create(endpoints_kind(), Some(ns), ep.clone(), &opts)
+                .await
+                .map(|_| ())
+        } else {
+            s.endpoints_client
+                .update(endpoints_kind(), Some(ns), &name, None, ep.clone(), &opts)
+                .await
+                .map(|_| ())
+        };
+        if let Err(e) = result {
+            tracing::debug!(service = %step.key, endpoints = %name, error = %e, "endpoints not written");
+            done = false;
+        }
+    }
+    let Some(kind) = slices_kind() else {
+        return done;
+    };
+    for slice in &step.slices.create {
+        if let Err(e) = s
+            .slices_client
+            .create(kind, Some(ns), slice.clone(), &opts)
+            .await
+        {
+            tracing::debug!(service = %step.key, error = %e, "endpointslice not created");
+            done = false;
+        }
+    }
+    for slice in &step.slices.update {
+        let name = meta::name(slice).to_string();
+        if let Err(e) = s
+            .slices_client
+            .update(kind, Some(ns), &name, None, slice.clone(), &opts)
+            .await
+        {
+            tracing::debug!(service = %step.key, slice = %name, error = %e, "endpointslice not updated");
+            done = false;
+        }
+    }
+    for name in &step.slices.delete {
+        match s
+            .slices_client
+            .delete(kind, Some(ns), name, &DeleteOptions::default())
+            .await
+        {
+            Err(e) if !e.is_not_found() => {
+                tracing::debug!(service = %step.key, slice = %name, error = %e, "endpointslice not deleted");
+                done = false;
+            }
+            _ => {}
+        }
+    }
+    done
 }
 
 /// The running endpoints controllers of one activation.
@@ -238,6 +276,7 @@ impl EndpointsController {
             endpoints_client: ctx.clients.client(&ENDPOINT_CONTROLLER),
             slices_client: ctx.clients.client(&ENDPOINTSLICE_CONTROLLER),
             handle: OnceLock::new(),
+            requeues: feed::Requeues::new(ctx.clock.clone()),
         });
         let spec = KindSpec::new(
             "endpoints",
@@ -251,14 +290,25 @@ impl EndpointsController {
         }));
         let own_sub = shared.services.subscribe();
         let pod_sub = shared.pods.subscribe();
+        let endpoints_sub = shared.endpoints.subscribe();
+        let slices_sub = shared.slices.as_ref().map(Cache::subscribe);
         let handle = group.supervise(spec).await?;
         let _ = shared.handle.set(handle.clone());
         let own = feed::spawn_own(handle.clone(), &shared.services, own_sub);
-        let pods_task = tokio::spawn(feed_pods(shared.clone(), pod_sub));
-        Ok(EndpointsController {
-            handle,
-            tasks: vec![own, pods_task],
-        })
+        let mut tasks = vec![
+            own,
+            tokio::spawn(feed_pods(shared.clone(), pod_sub)),
+            tokio::spawn(feed_written(shared.clone(), endpoints_sub, |e| {
+                ObjectKey::namespaced(meta::namespace(e), meta::name(e)).ok()
+            })),
+        ];
+        if let Some(sub) = slices_sub {
+            tasks.push(tokio::spawn(feed_written(shared.clone(), sub, |sl| {
+                let service = meta::label(sl, SERVICE_NAME_LABEL)?;
+                ObjectKey::namespaced(meta::namespace(sl), service).ok()
+            })));
+        }
+        Ok(EndpointsController { handle, tasks })
     }
 }
 
@@ -298,6 +348,31 @@ async fn feed_pods(s: Arc<Shared>, mut sub: Subscription) {
         };
         keys.sort();
         keys.dedup();
+        for key in keys {
+            feed::poke(handle, &key, EndpointsEvent::Resync).await;
+        }
+    }
+}
+
+/// Pokes the Service an Endpoints or EndpointSlice change concerns (`service_of` names it):
+/// its actor computes again from the version the cache now holds.
+async fn feed_written(
+    s: Arc<Shared>,
+    mut sub: Subscription,
+    service_of: fn(&Value) -> Option<ObjectKey>,
+) {
+    while let Some(event) = sub.recv().await {
+        let Some(handle) = s.handle.get() else {
+            continue;
+        };
+        let keys: Vec<ObjectKey> = match &event {
+            CacheEvent::Added(o) | CacheEvent::Deleted(o) | CacheEvent::Updated { new: o, .. } => {
+                service_of(o).into_iter().collect()
+            }
+            CacheEvent::Resynced { .. } | CacheEvent::Lagged(_) => {
+                s.services.list().iter().filter_map(|x| key_of(x)).collect()
+            }
+        };
         for key in keys {
             feed::poke(handle, &key, EndpointsEvent::Resync).await;
         }

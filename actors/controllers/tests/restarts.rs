@@ -9,39 +9,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use navarch_actors::{ActorPath, Root, Status, TapConfig};
+use navarch_actors::{ActorPath, Root, Status};
 use navarch_client::testing::FakeClient;
-use navarch_client::{Client, SharedCaches};
-use navarch_controllers::{Clients, ControlPlane, ControllerConfig};
-use navarch_model::identity::Component;
+use navarch_client::Client;
+use navarch_controllers::{ControlPlane, ControllerConfig};
 use navarch_model::options::{ListOptions, Patch, WatchOptions, WriteOptions};
 use navarch_model::patch::PatchType;
 use navarch_model::watch::EventType;
 use serde_json::{json, Value};
 
-struct Fake(Arc<FakeClient>);
-
-impl Clients for Fake {
-    fn client(&self, _: &Component) -> Arc<dyn Client> {
-        self.0.clone()
-    }
-}
-
-fn kind(group: &str, plural: &str) -> &'static navarch_model::kinds::Kind {
-    navarch_client::kind(group, "v1", plural)
-}
+mod common;
+use common::{kind, start_with};
 
 async fn start(fake: &Arc<FakeClient>) -> (Root, Arc<ControlPlane>) {
     start_with(fake, ControllerConfig::default()).await
-}
-
-async fn start_with(fake: &Arc<FakeClient>, config: ControllerConfig) -> (Root, Arc<ControlPlane>) {
-    let root = Root::new(ActorPath::parse("/test").unwrap(), TapConfig::default());
-    let f = fake.clone();
-    let caches = Arc::new(move || SharedCaches::new(f.clone()));
-    let cp = ControlPlane::new(root.clone(), caches, config);
-    cp.activate(1, Arc::new(Fake(fake.clone()))).await.unwrap();
-    (root, cp)
 }
 
 async fn pods(fake: &FakeClient) -> Vec<Value> {
