@@ -94,6 +94,43 @@ fn ready_addresses(kc: &Kubectl, svc: &str) -> Result<std::collections::BTreeSet
     Ok(ready)
 }
 
+/// What a test waiting on the client loop reports when it gives up: the loop's last
+/// answers, whether its `kubectl exec` still runs, the Service's ready endpoints and the
+/// pods' addresses and readiness.
+fn loop_state(kc: &Kubectl, out: &std::path::Path, looping: &mut std::process::Child) -> String {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join(" | ");
+    let pods = kc
+        .json(&["get", "pods", "-l", "app=web"])
+        .map(|l| {
+            l["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let ready = p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["type"] == "Ready")
+                        .map(|c| c["status"].clone());
+                    format!(
+                        "{} {} {} ready={:?}",
+                        p["metadata"]["name"], p["status"]["phase"], p["status"]["podIP"], ready
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .map_err(|e| e.to_string());
+    format!(
+        "loop: {} lines, kubectl exec {:?}, last: {tail}; slices ready {:?}; pods {pods:?}",
+        lines.len(),
+        looping.try_wait(),
+        ready_addresses(kc, "web"),
+    )
+}
+
 fn cluster_ip(kc: &Kubectl, svc: &str) -> Result<String> {
     let s = kc.json(&["get", "svc", svc])?;
     s["spec"]["clusterIP"]
@@ -304,7 +341,8 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
             .all(|p| text.lines().any(|l| l.trim() == p))
             .then_some(())
     })
-    .await?;
+    .await
+    .with_context(|| loop_state(&kc, &loop_out, &mut looping))?;
     kc.ok(&["scale", "deployment/web", "--replicas=2"])?;
     wait_for(DEADLINE, "two web pods left", || async {
         (pod_names(&kc, "web").ok()?.len() == 2).then_some(())
@@ -336,7 +374,8 @@ async fn a_service_balances_its_pods_through_cluster_ip_node_port_and_udp() -> R
     wait_for(DEADLINE, "the loop past the scale-down", || async {
         (std::fs::read_to_string(&loop_out).ok()?.lines().count() >= mark + 40).then_some(())
     })
-    .await?;
+    .await
+    .with_context(|| loop_state(&kc, &loop_out, &mut looping))?;
     kc.ok(&["exec", "client", "--", "touch", "/tmp/stop"])?;
     let status = looping.wait()?;
     assert!(status.success(), "the client loop: {status}");
