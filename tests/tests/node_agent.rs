@@ -858,6 +858,58 @@ async fn a_node_agent_killed_readopts_its_running_containers() -> Result<()> {
 
 /// The master a node's link goes to first: the masters rotated by the FNV-1a hash of its
 /// name, as `navarch_agent::fleet::spread` orders them.
+/// What each master says of the web pods, the nodes and its control plane, for a test that
+/// gave up waiting (each read cut after 5 s).
+fn seen_by_each(masters: &[Kubectl]) -> String {
+    let mut out = String::new();
+    for (i, kc) in masters.iter().enumerate() {
+        let t = "--request-timeout=5s";
+        let pods = kc.json(&["get", "pods", "-l", "app=web", t]).map(|l| {
+            l["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{} on {} {} ready={} deleting={}",
+                        p["metadata"]["name"],
+                        p["spec"]["nodeName"],
+                        p["status"]["phase"],
+                        is_ready(p),
+                        !p["metadata"]["deletionTimestamp"].is_null()
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let nodes = kc.json(&["get", "nodes", t]).map(|l| {
+            l["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    let ready = n["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["type"] == "Ready")
+                        .map(|c| c["status"].clone());
+                    format!(
+                        "{} ready={:?} taints={}",
+                        n["metadata"]["name"], ready, n["spec"]["taints"]
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let cp = kc
+            .ok(&["get", "--raw", "/debug/controlplane", t])
+            .map(|s| s.chars().take(400).collect::<String>());
+        out.push_str(&format!(
+            "\nmaster {i}: pods {pods:?}; nodes {nodes:?}; control plane {cp:?}"
+        ));
+    }
+    out
+}
+
 fn first_master(name: &str, n: usize) -> usize {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -943,6 +995,10 @@ async fn three_masters_and_two_nodes_survive_a_killed_node_and_a_killed_master()
         .collect();
 
     // The doomed node SIGKILLed: its pods come back on the other node.
+    let mut every = Vec::new();
+    for i in 0..3 {
+        every.push(Kubectl::admin(&cluster, i, dir.path()).await?);
+    }
     doomed.kill();
     wait_for(
         Duration::from_secs(120),
@@ -953,7 +1009,8 @@ async fn three_masters_and_two_nodes_survive_a_killed_node_and_a_killed_master()
             (live.len() == 4 && live.iter().all(is_ready)).then_some(())
         },
     )
-    .await?;
+    .await
+    .with_context(|| seen_by_each(&every))?;
 
     // The master kept's link goes to, SIGKILLed: kept reconnects to another and goes on
     // reporting; its pods keep running untouched.
