@@ -732,7 +732,20 @@ pub fn py_venv() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/navarch-venv"))
 }
 
-/// The real kubectl, or an error that says how to install it (never a skip).
+/// The `status` of an object's condition of type `ty` (`"True"`, `"False"`, `"Unknown"`).
+pub fn condition_status<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+        .map(|c| &c["status"])
+}
+
+/// The `items` of a list (none when it has no array there).
+pub fn items(list: &Value) -> &[Value] {
+    list["items"].as_array().map_or(&[], Vec::as_slice)
+}
+
 /// The names of the pods of a list that are not being deleted.
 pub fn live_pod_names(pods: &Value) -> Vec<String> {
     pods["items"]
@@ -772,6 +785,7 @@ pub fn httpd_deployment(name: &str, replicas: u32, port: u16) -> Value {
     })
 }
 
+/// The real kubectl, or an error that says how to install it (never a skip).
 pub fn kubectl_bin() -> Result<PathBuf> {
     let p = py_venv().join("bin/kubectl");
     anyhow::ensure!(

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use navarch_tests::{
-    httpd_deployment, kubectl_spawn, live_pod_names, wait_for, Cluster, Kubectl, NodeProc,
+    condition_status, httpd_deployment, items, kubectl_spawn, live_pod_names, wait_for, Cluster,
+    Kubectl, NodeProc,
 };
 use serde_json::{json, Value};
 
@@ -856,8 +857,6 @@ async fn a_node_agent_killed_readopts_its_running_containers() -> Result<()> {
     Ok(())
 }
 
-/// The master a node's link goes to first: the masters rotated by the FNV-1a hash of its
-/// name, as `navarch_agent::fleet::spread` orders them.
 /// What each master says of the web pods, the nodes and its control plane, for a test that
 /// gave up waiting (each read cut after 5 s).
 fn seen_by_each(masters: &[Kubectl]) -> String {
@@ -865,10 +864,8 @@ fn seen_by_each(masters: &[Kubectl]) -> String {
     for (i, kc) in masters.iter().enumerate() {
         let t = "--request-timeout=5s";
         let pods = kc.json(&["get", "pods", "-l", "app=web", t]).map(|l| {
-            l["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            items(&l)
+                .iter()
                 .map(|p| {
                     format!(
                         "{} on {} {} ready={} deleting={}",
@@ -882,20 +879,14 @@ fn seen_by_each(masters: &[Kubectl]) -> String {
                 .collect::<Vec<_>>()
         });
         let nodes = kc.json(&["get", "nodes", t]).map(|l| {
-            l["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            items(&l)
+                .iter()
                 .map(|n| {
-                    let ready = n["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|c| c["type"] == "Ready")
-                        .map(|c| c["status"].clone());
                     format!(
                         "{} ready={:?} taints={}",
-                        n["metadata"]["name"], ready, n["spec"]["taints"]
+                        n["metadata"]["name"],
+                        condition_status(n, "Ready"),
+                        n["spec"]["taints"]
                     )
                 })
                 .collect::<Vec<_>>()
@@ -910,6 +901,8 @@ fn seen_by_each(masters: &[Kubectl]) -> String {
     out
 }
 
+/// The master a node's link goes to first: the masters rotated by the FNV-1a hash of its
+/// name, as `navarch_agent::fleet::spread` orders them.
 fn first_master(name: &str, n: usize) -> usize {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)

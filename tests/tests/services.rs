@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use navarch_tests::{
-    httpd_deployment, kubectl_spawn, live_pod_names, wait_for, Cluster, Kubectl, NodeProc,
+    condition_status, httpd_deployment, items, kubectl_spawn, live_pod_names, wait_for, Cluster,
+    Kubectl, NodeProc,
 };
 use serde_json::{json, Value};
 
@@ -104,20 +105,15 @@ fn loop_state(kc: &Kubectl, out: &std::path::Path, looping: &mut std::process::C
     let pods = kc
         .json(&["get", "pods", "-l", "app=web"])
         .map(|l| {
-            l["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            items(&l)
+                .iter()
                 .map(|p| {
-                    let ready = p["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|c| c["type"] == "Ready")
-                        .map(|c| c["status"].clone());
                     format!(
                         "{} {} {} ready={:?}",
-                        p["metadata"]["name"], p["status"]["phase"], p["status"]["podIP"], ready
+                        p["metadata"]["name"],
+                        p["status"]["phase"],
+                        p["status"]["podIP"],
+                        condition_status(p, "Ready")
                     )
                 })
                 .collect::<Vec<_>>()

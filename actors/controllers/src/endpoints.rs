@@ -79,8 +79,8 @@ impl TapInfo for EndpointsEvent {
 /// The writes that bring one Service's endpoints up to date.
 #[derive(Debug)]
 pub struct Step {
+    /// The Service's key (its namespace is that of every write).
     key: ObjectKey,
-    namespace: String,
     /// The Endpoints to create (no `resourceVersion`) or replace (with one).
     endpoints: Option<Value>,
     slices: SliceChanges,
@@ -148,7 +148,6 @@ impl Reread for EndpointsLogic {
         }
         Ok(vec![Step {
             key: state.key.clone(),
-            namespace: ns.to_string(),
             endpoints,
             slices,
         }])
@@ -168,10 +167,11 @@ impl Effects<Step> for EndpointsEffects {
         let s = self.shared.clone();
         Box::pin(async move {
             for step in steps {
-                if !write_step(&s, &step).await {
+                let key = step.key.clone();
+                if !write_step(&s, step).await {
                     if let Some(h) = s.handle.get() {
                         s.requeues
-                            .after(h.clone(), step.key, RETRY_AFTER, EndpointsEvent::Resync);
+                            .after(h.clone(), key, RETRY_AFTER, EndpointsEvent::Resync);
                     }
                 }
             }
@@ -181,20 +181,20 @@ impl Effects<Step> for EndpointsEffects {
 }
 
 /// Writes one step's changes; whether all of them were made (a slice already gone counts).
-async fn write_step(s: &Shared, step: &Step) -> bool {
+async fn write_step(s: &Shared, step: Step) -> bool {
     let opts = WriteOptions::default();
-    let ns = step.namespace.as_str();
+    let ns = step.key.namespace().unwrap_or("");
     let mut done = true;
-    if let Some(ep) = &step.endpoints {
-        let name = meta::name(ep).to_string();
-        let result = if meta::resource_version(ep).is_empty() {
+    if let Some(ep) = step.endpoints {
+        let name = meta::name(&ep).to_string();
+        let result = if meta::resource_version(&ep).is_empty() {
             s.endpoints_client
-                .create(endpoints_kind(), Some(ns), ep.clone(), &opts)
+                .create(endpoints_kind(), Some(ns), ep, &opts)
                 .await
                 .map(|_| ())
         } else {
             s.endpoints_client
-                .update(endpoints_kind(), Some(ns), &name, None, ep.clone(), &opts)
+                .update(endpoints_kind(), Some(ns), &name, None, ep, &opts)
                 .await
                 .map(|_| ())
         };
@@ -206,21 +206,17 @@ async fn write_step(s: &Shared, step: &Step) -> bool {
     let Some(kind) = slices_kind() else {
         return done;
     };
-    for slice in &step.slices.create {
-        if let Err(e) = s
-            .slices_client
-            .create(kind, Some(ns), slice.clone(), &opts)
-            .await
-        {
+    for slice in step.slices.create {
+        if let Err(e) = s.slices_client.create(kind, Some(ns), slice, &opts).await {
             tracing::debug!(service = %step.key, error = %e, "endpointslice not created");
             done = false;
         }
     }
-    for slice in &step.slices.update {
-        let name = meta::name(slice).to_string();
+    for slice in step.slices.update {
+        let name = meta::name(&slice).to_string();
         if let Err(e) = s
             .slices_client
-            .update(kind, Some(ns), &name, None, slice.clone(), &opts)
+            .update(kind, Some(ns), &name, None, slice, &opts)
             .await
         {
             tracing::debug!(service = %step.key, slice = %name, error = %e, "endpointslice not updated");
